@@ -1,0 +1,64 @@
+"""wedguard: let backups run beside live production without hurting it.
+
+wedguard decides, chunk by chunk, how fast a backup may go, when it must wait (peak
+hours, blackout days, production slowing down, an emergency stop), whom to tell, and
+why. The policy objects are pure: they compute on an injected :class:`Clock` and never
+sleep or do I/O themselves.
+
+Example::
+
+    >>> import wedguard as wg
+    >>> bucket = wg.TokenBucketThrottler(wg.parse_rate("10MB/s"))
+    >>> bucket.try_acquire(64 * 1024)
+    True
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from wedguard.clock import Clock, SystemClock
+from wedguard.errors import (
+    CircuitOpenError,
+    ConfigError,
+    EmergencyStop,
+    ThrottleTimeout,
+    WedguardError,
+)
+from wedguard.policy.throttle import TokenBucketThrottler
+from wedguard.protocols import Event, Sink, Source, Throttler
+from wedguard.units import (
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
+
+try:
+    __version__ = version("wedguard")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CircuitOpenError",
+    "Clock",
+    "ConfigError",
+    "EmergencyStop",
+    "Event",
+    "Sink",
+    "Source",
+    "SystemClock",
+    "ThrottleTimeout",
+    "Throttler",
+    "TokenBucketThrottler",
+    "WedguardError",
+    "__version__",
+    "format_duration",
+    "format_rate",
+    "format_size",
+    "parse_duration",
+    "parse_rate",
+    "parse_size",
+]

@@ -1,0 +1,108 @@
+"""Time, as the policy objects see it.
+
+wedguard's policy objects never read the system clock themselves: they are handed a
+:class:`Clock`. ``monotonic()`` measures rates and timeouts, ``now()`` places an
+instant in the calendar, ``sleep()`` waits. In production that is :class:`SystemClock`;
+in tests it is :class:`wedguard.testing.FakeClock`, on which an hour passes in a
+microsecond.
+
+A clock may also offer ``wait(cond, timeout)`` (wait on a held
+:class:`threading.Condition` until notified or until ``timeout`` seconds of *its* time
+have passed) and ``async asleep(seconds)``. The helpers :func:`clock_wait` and
+:func:`clock_asleep` use them when present and fall back to ``sleep`` and
+:func:`asyncio.sleep` otherwise, so a host's own clock needs only the three
+protocol methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "SystemClock", "clock_asleep", "clock_wait"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where time comes from.
+
+    Example::
+
+        >>> clock = SystemClock()
+        >>> t0 = clock.monotonic()
+        >>> clock.now().tzinfo is not None
+        True
+    """
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards (rates, timeouts)."""
+        ...
+
+    def now(self) -> datetime:
+        """The current instant as an aware datetime (calendars)."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+        ...
+
+
+class SystemClock:
+    """The real clock: :func:`time.monotonic`, UTC ``now()``, :func:`time.sleep`.
+
+    ``monotonic`` is the C function itself, so reading it on the hot path costs no
+    extra Python call.
+    """
+
+    __slots__ = ()
+
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def wait(self, cond: threading.Condition, timeout: float | None) -> bool:
+        """Wait on ``cond`` (held by the caller) until notified or ``timeout`` passes."""
+        return cond.wait(timeout)
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def clock_wait(clock: Clock, cond: threading.Condition, timeout: float | None) -> bool:
+    """Wait on ``cond`` (which the caller holds) through ``clock``.
+
+    Returns what :meth:`threading.Condition.wait` returns: False when the timeout
+    passed without a notification. A clock without ``wait`` sleeps with the lock
+    released, which is correct but cannot be woken early.
+    """
+    wait = getattr(clock, "wait", None)
+    if wait is not None:
+        return bool(wait(cond, timeout))
+    if timeout is None:
+        return cond.wait()
+    cond.release()
+    try:
+        clock.sleep(timeout)
+    finally:
+        cond.acquire()
+    return False
+
+
+async def clock_asleep(clock: Clock, seconds: float) -> None:
+    """Sleep ``seconds`` of ``clock``'s time without blocking the event loop."""
+    asleep = getattr(clock, "asleep", None)
+    if asleep is not None:
+        await asleep(seconds)
+    else:
+        await asyncio.sleep(seconds)

@@ -1,0 +1,109 @@
+"""The exceptions wedguard raises.
+
+Every exception derives from :class:`WedguardError`, so a host can catch the whole
+family with one ``except``. Each carries the facts a handler needs as attributes, not
+only in its message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CircuitOpenError",
+    "ConfigError",
+    "EmergencyStop",
+    "ThrottleTimeout",
+    "WedguardError",
+]
+
+_MISSING = object()
+
+
+class WedguardError(Exception):
+    """Base class of every error wedguard raises."""
+
+
+class ConfigError(WedguardError, ValueError):
+    """Bad input to a constructor, parser or configuration file.
+
+    The message always names the field and quotes the value, and says what was
+    expected::
+
+        >>> raise ConfigError("rate", "10 parsecs", "a rate such as '10MB/s'")
+        Traceback (most recent call last):
+        ...
+        wedguard.errors.ConfigError: rate: '10 parsecs' is not valid; expected a rate such as '10MB/s'
+
+    Attributes:
+        field: the parameter, key path or line that was wrong (may be empty).
+        value: the offending value as given.
+        expected: what would have been accepted.
+    """
+
+    field: str
+    value: object
+    expected: str
+
+    def __init__(self, field: str, value: object = _MISSING, expected: str = "") -> None:
+        self.field = field
+        self.value = None if value is _MISSING else value
+        self.expected = expected
+        if value is _MISSING:
+            # free-form message: ConfigError("calendar: no rules given")
+            message = field
+        else:
+            message = f"{field}: {value!r} is not valid" if field else f"{value!r} is not valid"
+            if expected:
+                message += f"; expected {expected}"
+        super().__init__(message)
+
+
+class ThrottleTimeout(WedguardError, TimeoutError):
+    """A blocking acquire could not be served within its timeout.
+
+    Nothing was consumed: the tokens are still in the bucket for other callers.
+
+    Attributes:
+        requested: how many units were asked for.
+        timeout: the timeout the caller gave, in seconds.
+        wait: how long the caller would have had to wait (``math.inf`` when paused).
+    """
+
+    def __init__(self, requested: float, timeout: float, wait: float) -> None:
+        self.requested = requested
+        self.timeout = timeout
+        self.wait = wait
+        super().__init__(
+            f"could not acquire {requested:g} within {timeout:g} s (would wait {wait:g} s)"
+        )
+
+
+class CircuitOpenError(WedguardError):
+    """The circuit breaker is open; the call was not made.
+
+    Attributes:
+        breaker: the breaker's name.
+        retry_after: seconds until the breaker lets a trial call through.
+    """
+
+    def __init__(self, breaker: str, retry_after: float, reason: str = "") -> None:
+        self.breaker = breaker
+        self.retry_after = retry_after
+        self.reason = reason
+        message = f"circuit {breaker!r} is open; retry after {retry_after:.3g} s"
+        if reason:
+            message += f" ({reason})"
+        super().__init__(message)
+
+
+class EmergencyStop(WedguardError):
+    """The guard was stopped; raised inside the protected work.
+
+    The host's data stays exactly as written so far: wedguard only ever delays work.
+
+    Attributes:
+        reason: why the guard was stopped (as given to ``guard.stop``, or the stop file).
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"emergency stop: {reason}" if reason else "emergency stop")

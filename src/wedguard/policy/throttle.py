@@ -1,0 +1,366 @@
+"""A precise, thread-safe token bucket for threads and asyncio alike.
+
+The bucket counts whatever the caller counts (bytes, files, requests). It is exact by
+arithmetic, not by polling: the credit the bucket has made available is a linear
+function of the clock since its last anchor, so a million tiny requests lose no
+fractions and the long-run rate holds to floating-point precision.
+
+Requests are served in FIFO order: a request *reserves* its place at once (so a large
+chunk is never starved by a stream of small ones) and then waits until the credit
+reaches its place. A request larger than the burst is served when the bucket is full
+and leaves the bucket in debt, which later requests repay; it never deadlocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from typing import Final
+
+from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock, clock_asleep, clock_wait
+from wedguard.errors import ConfigError, ThrottleTimeout
+from wedguard.units import parse_rate
+
+__all__ = ["TokenBucketThrottler"]
+
+BURST_SPAN: Final = 0.2
+"""Default burst, in seconds' worth of the current rate."""
+BURST_FLOOR: Final = 1.0
+"""The smallest default burst, in units."""
+
+_INF: Final = math.inf
+
+
+def _check_n(n: float) -> float:
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < _INF:
+        raise ConfigError("n", n, "a finite number of units >= 0")
+    return n
+
+
+class TokenBucketThrottler:
+    """A token bucket: ``rate`` units per second, bursts of up to ``burst`` units.
+
+    Args:
+        rate: units per second (a number or rate text such as ``"10MB/s"``); ``0``
+            pauses, ``math.inf`` or ``"off"`` means unlimited.
+        burst: how many units may be taken at once from a full bucket. ``None``
+            (the default) follows the rate: 0.2 s worth of it, at least one unit, so
+            there is no line-rate burst followed by a long sleep.
+        clock: where time comes from (default: the system clock).
+
+    Example::
+
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler("1MB/s", clock=FakeClock())
+        >>> bucket.burst
+        200000.0
+        >>> bucket.try_acquire(150_000), bucket.try_acquire(150_000)
+        (True, False)
+        >>> bucket.reserve(150_000)      # pure: takes it now, says how long to wait
+        0.1
+
+    The blocking :meth:`acquire` and :meth:`acquire_async` sleep through the clock;
+    :meth:`try_acquire` and :meth:`reserve` never wait. All methods are thread-safe.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_async_waiters",
+        "_burst",
+        "_burst_given",
+        "_c0",
+        "_clock",
+        "_cond",
+        "_consumed",
+        "_lock",
+        "_now",
+        "_rate",
+        "_t0",
+        "_unlimited",
+        "_waiting",
+    )
+
+    def __init__(
+        self,
+        rate: float | str,
+        burst: float | str | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        rate_value = parse_rate(rate, field="rate")
+        if burst is None:
+            burst_given = None
+        else:
+            burst_given = parse_rate(burst, field="burst")
+            if not burst_given > 0:
+                raise ConfigError("burst", burst, "a number of units > 0, or None")
+        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._now = self._clock.monotonic
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._waiting = 0
+        self._burst_given = burst_given
+        self._rate = rate_value
+        self._unlimited = rate_value == _INF
+        self._burst = self._effective_burst(rate_value)
+        self._consumed = 0.0
+        self._c0 = self._burst  # a new bucket starts full
+        self._t0 = self._now()
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def rate(self) -> float:
+        """Units per second now (``math.inf`` when unlimited, 0 when paused)."""
+        return self._rate
+
+    @property
+    def burst(self) -> float:
+        """The most a full bucket gives at once."""
+        return self._burst
+
+    @property
+    def available(self) -> float:
+        """Units that could be taken now without waiting; negative while in debt."""
+        with self._lock:
+            if self._unlimited:
+                return _INF
+            return self._credit(self._now()) - self._consumed
+
+    @property
+    def waiting(self) -> int:
+        """How many blocking callers are waiting now."""
+        return self._waiting
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this bucket reads."""
+        return self._clock
+
+    # -- the pure core ----------------------------------------------------------------
+
+    def _effective_burst(self, rate: float) -> float:
+        if self._burst_given is not None:
+            return self._burst_given
+        if rate == _INF:
+            return _INF
+        return max(rate * BURST_SPAN, BURST_FLOOR)
+
+    def _credit(self, now: float) -> float:
+        """Total credit made available up to ``now`` (lock held)."""
+        credit = self._c0 + self._rate * (now - self._t0)
+        cap = self._consumed + self._burst
+        if credit >= cap:
+            self._c0 = cap
+            self._t0 = now
+            return cap
+        return credit
+
+    def try_acquire(self, n: float = 1) -> bool:
+        """Take ``n`` units if they are there now; never waits.
+
+        A request larger than the burst succeeds only from a full bucket (and leaves it
+        in debt). While other callers wait, their places come first, so this returns
+        False rather than jumping the queue.
+        """
+        if self._unlimited:
+            return True
+        if not 0 <= n < _INF:
+            _check_n(n)
+        with self._lock:
+            now = self._now()
+            credit = self._c0 + self._rate * (now - self._t0)
+            consumed = self._consumed
+            cap = consumed + self._burst
+            if credit >= cap:
+                credit = self._c0 = cap
+                self._t0 = now
+            if credit - consumed >= (n if n < self._burst else self._burst):
+                self._consumed = consumed + n
+                return True
+            return False
+
+    def reserve(self, n: float = 1) -> float:
+        """Take ``n`` units now and return how many seconds the caller must wait.
+
+        Pure: it never sleeps. The caller is expected to wait the returned time before
+        using the units (``math.inf`` while the bucket is paused at rate 0).
+
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler(10, burst=10, clock=FakeClock())
+        >>> bucket.reserve(10), bucket.reserve(5)
+        (0.0, 0.5)
+        """
+        _check_n(n)
+        with self._lock:
+            if self._unlimited:
+                return 0.0
+            credit = self._credit(self._now())
+            position = self._consumed + (n if n < self._burst else self._burst)
+            self._consumed += n
+            short = position - credit
+            if short <= 0:
+                return 0.0
+            return short / self._rate if self._rate > 0 else _INF
+
+    # -- blocking ----------------------------------------------------------------------
+
+    def _place(self, n: float, timeout: float | None, now: float) -> tuple[float, float]:
+        """Reserve a place for ``n`` (lock held); returns (position, wait seconds).
+
+        Raises ThrottleTimeout, consuming nothing, when the wait exceeds ``timeout``.
+        """
+        credit = self._credit(now)
+        position = self._consumed + (n if n < self._burst else self._burst)
+        short = position - credit
+        if short <= 0:
+            wait = 0.0
+        else:
+            wait = short / self._rate if self._rate > 0 else _INF
+            if timeout is not None and wait > timeout:
+                raise ThrottleTimeout(n, timeout, wait)
+        self._consumed += n
+        return position, wait
+
+    def _remaining(self, position: float, now: float) -> float:
+        """Seconds until the credit reaches ``position`` (lock held)."""
+        if self._unlimited:
+            return 0.0
+        short = position - self._credit(now)
+        if short <= 0:
+            return 0.0
+        return short / self._rate if self._rate > 0 else _INF
+
+    def acquire(self, n: float = 1, *, timeout: float | None = None) -> float:
+        """Take ``n`` units, waiting for them if need be; returns the seconds waited.
+
+        Args:
+            n: units to take (may exceed the burst: served through debt).
+            timeout: the longest to wait, in seconds. If the units cannot be had in
+                time, :class:`~wedguard.ThrottleTimeout` is raised and nothing is
+                consumed (also when a lowered rate makes a waiting caller miss it).
+
+        Waiters are served in FIFO order and wake at once when :meth:`set_rate`
+        changes the rate.
+        """
+        _check_n(n)
+        if timeout is not None and not timeout >= 0:
+            raise ConfigError("timeout", timeout, "seconds >= 0, or None")
+        if self._unlimited:
+            return 0.0
+        with self._cond:
+            start = now = self._now()
+            position, wait = self._place(n, timeout, now)
+            if wait <= 0:
+                return 0.0
+            deadline = _INF if timeout is None else start + timeout
+            self._waiting += 1
+            try:
+                while True:
+                    limit = min(wait, deadline - now)
+                    clock_wait(self._clock, self._cond, None if limit == _INF else limit)
+                    now = self._now()
+                    wait = self._remaining(position, now)
+                    if wait <= 0:
+                        return now - start
+                    if now + wait > deadline:
+                        raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
+            except BaseException:
+                self._consumed -= n  # nothing consumed: give the place back
+                raise
+            finally:
+                self._waiting -= 1
+
+    async def acquire_async(self, n: float = 1, *, timeout: float | None = None) -> float:
+        """The asyncio form of :meth:`acquire`: waits without blocking the loop.
+
+        Cancelling the awaiting task gives the reserved units back.
+        """
+        _check_n(n)
+        if timeout is not None and not timeout >= 0:
+            raise ConfigError("timeout", timeout, "seconds >= 0, or None")
+        if self._unlimited:
+            return 0.0
+        with self._lock:
+            start = now = self._now()
+            position, wait = self._place(n, timeout, now)
+            if wait <= 0:
+                return 0.0
+            self._waiting += 1
+        deadline = _INF if timeout is None else start + timeout
+        loop = asyncio.get_running_loop()
+        real_time = isinstance(self._clock, SystemClock)
+        try:
+            while True:
+                limit = min(wait, deadline - now)
+                fut: asyncio.Future[None] = loop.create_future()
+                entry = (loop, fut)
+                with self._lock:
+                    self._async_waiters.add(entry)
+                try:
+                    if limit == _INF:
+                        await fut
+                    elif real_time:
+                        await asyncio.wait((fut,), timeout=limit)
+                    else:
+                        await clock_asleep(self._clock, limit)
+                finally:
+                    with self._lock:
+                        self._async_waiters.discard(entry)
+                with self._lock:
+                    now = self._now()
+                    wait = self._remaining(position, now)
+                if wait <= 0:
+                    return now - start
+                if now + wait > deadline:
+                    raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
+        except BaseException:
+            with self._lock:
+                self._consumed -= n
+            raise
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    # -- control -----------------------------------------------------------------------
+
+    def set_rate(self, rate: float | str) -> None:
+        """Change the rate live; waiters recompute at once.
+
+        ``0`` pauses (waiters wait until the rate is raised); ``math.inf`` or ``"off"``
+        lets everything through. Credit earned so far is kept.
+        """
+        value = parse_rate(rate, field="rate")
+        with self._cond:
+            now = self._now()
+            if self._unlimited:
+                self._burst = self._effective_burst(value)
+                self._c0 = self._consumed + self._burst
+            else:
+                self._c0 = self._credit(now)
+                self._burst = self._effective_burst(value)
+                self._c0 = min(self._c0, self._consumed + self._burst)
+            self._t0 = now
+            self._rate = value
+            self._unlimited = value == _INF
+            self._cond.notify_all()
+            waiters = list(self._async_waiters)
+        for loop, fut in waiters:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(_wake, fut)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(rate={self._rate:g}, burst={self._burst:g}, "
+            f"available={self.available:g})"
+        )
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -1,0 +1,52 @@
+"""The package's metadata and public surface are what users install and import."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import pathlib
+import subprocess
+import sys
+
+import wedguard as wg
+
+
+def test_version_comes_from_metadata() -> None:
+    assert wg.__version__ == importlib.metadata.version("wedguard")
+
+
+def test_metadata() -> None:
+    meta = importlib.metadata.metadata("wedguard")
+    assert meta["Requires-Python"] == ">=3.10"
+    requires = importlib.metadata.requires("wedguard") or []
+    core = sorted(
+        r.split(";")[0].split(">")[0].split("=")[0].strip() for r in requires if "extra ==" not in r
+    )
+    assert core == ["attrs", "psutil", "typing-extensions", "tzdata"]
+    extras = set(meta.get_all("Provides-Extra") or [])
+    assert {"redis", "prometheus", "otel", "plot"} <= extras
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (pathlib.Path(wg.__file__).parent / "py.typed").exists()
+
+
+def test_all_names_resolve() -> None:
+    for name in wg.__all__:
+        assert hasattr(wg, name), name
+    assert sorted(wg.__all__) == list(wg.__all__)
+
+
+def test_errors_share_one_base() -> None:
+    for error in (wg.ConfigError, wg.ThrottleTimeout, wg.CircuitOpenError, wg.EmergencyStop):
+        assert issubclass(error, wg.WedguardError)
+
+
+def test_import_needs_only_core_dependencies() -> None:
+    """`import wedguard` must not pull in an optional extra."""
+    code = (
+        "import sys, wedguard, wedguard.testing;"
+        "bad = [m for m in ('redis', 'prometheus_client', 'opentelemetry', 'matplotlib', 'aiosmtpd')"
+        " if m in sys.modules]; print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
