@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, SystemClock
 from wedguard.errors import (
     CircuitOpenError,
@@ -25,6 +26,7 @@ from wedguard.errors import (
     ThrottleTimeout,
     WedguardError,
 )
+from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.units import (
@@ -42,17 +44,21 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "Alert",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
     "EmergencyStop",
     "Event",
+    "Level",
+    "Severity",
     "Sink",
     "Source",
     "SystemClock",
     "ThrottleTimeout",
     "Throttler",
     "TokenBucketThrottler",
+    "Verdict",
     "WedguardError",
     "__version__",
     "format_duration",
