@@ -27,6 +27,8 @@ from wedguard.errors import (
     WedguardError,
 )
 from wedguard.levels import Level, Verdict
+from wedguard.policy.control import AIMDController, LedbatController, RateController
+from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.units import (
@@ -44,17 +46,24 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "AIMDController",
     "Alert",
+    "Assessment",
+    "Baseline",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
     "EmergencyStop",
     "Event",
+    "ImpactAnalyzer",
+    "LedbatController",
     "Level",
+    "RateController",
     "Severity",
     "Sink",
     "Source",
     "SystemClock",
+    "Thresholds",
     "ThrottleTimeout",
     "Throttler",
     "TokenBucketThrottler",
