@@ -15,8 +15,8 @@ sample by sample reads noise as harm. The analyser therefore judges
   baseline by more than the noise could explain with the configured ``confidence``
   (the *dead-band*, derived from the baseline's own spread and the window size).
 
-``HALT`` needs the short-window median past the critical limit (default 3x the allowed
-excess, also widened by a dead-band) on ``halt_after`` consecutive assessments (gh-ost's
+``HALT`` needs the smoothed value past the critical limit (default 3x the allowed
+excess, also widened by a dead-band at ``critical_confidence``) on ``halt_after`` consecutive assessments (gh-ost's
 critical-load double check), or a production probe that keeps failing.
 
 Example::
@@ -543,7 +543,8 @@ class ImpactAnalyzer:
         clock: stamps assessments and baselines (default: the system clock).
         baseline: a stored :class:`Baseline` to start from.
         window: how many recent samples the smoothed value (their median) covers.
-        short_window: how many recent samples the critical check's median covers.
+        short_window: how many recent samples the median of a backup's own metrics
+            (CPU, memory, bandwidth: capped, not compared with a baseline) covers.
         min_samples: samples needed before a latency is judged at all.
         min_baseline: baseline samples needed before a latency is judged.
         confidence: how sure the analyser must be that a latency rose, beyond what
@@ -792,14 +793,12 @@ class ImpactAnalyzer:
             base = stats.median
             scale = abs(base)
             smoothed = _median(vals)
-            ns = min(n, self.short_window)
-            short = _median(list(vals)[-ns:]) if ns < n else smoothed
             line = base + scale * rule.limit
             band = self._z * _MEDIAN_SE * stats.spread / math.sqrt(n)
             throttle_line = max(line, base + band)
             crit_line = max(
                 base + scale * rule.limit * crit,
-                base + self._zc * _MEDIAN_SE * stats.spread / math.sqrt(ns),
+                base + self._zc * _MEDIAN_SE * stats.spread / math.sqrt(n),
             )
             ld = (
                 (smoothed - base) / (scale * rule.limit)
@@ -813,7 +812,7 @@ class ImpactAnalyzer:
             )
             what += f", noise band {_pct(band / scale)})" if band > line - base and scale else ")"
             return self._decide(
-                track, over, short > crit_line, smoothed, throttle_line, ld, what, crit
+                track, over, over and smoothed > crit_line, smoothed, throttle_line, ld, what, crit
             )
         # absolute and extra: the short-window median against a cap
         ns = min(n, self.short_window)
