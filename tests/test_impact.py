@@ -63,7 +63,10 @@ def test_thresholds_overridable_and_per_level() -> None:
         api_latency=0.10,
         backup_memory="1GB",
         backup_network="20Mbit/s",
-        per_level={Level.OPEN: {"api_latency": 0.25, "backup_cpu": 80}, "BLACKOUT": {"db_latency": None}},
+        per_level={
+            Level.OPEN: {"api_latency": 0.25, "backup_cpu": 80},
+            "BLACKOUT": {"db_latency": None},
+        },
         relative={"api.latency_s.p99": 0.3},
         absolute={"pressure.cgroup.cpu.some_percent": 20},
     )
@@ -265,7 +268,9 @@ def test_metrics_are_smoothed_values_not_the_last_sample() -> None:
 def test_absolute_and_extra_limits() -> None:
     a = ImpactAnalyzer(clock=FakeClock())
     a.observe_baseline({"backup.rss_bytes": 100e6, "net.sent_bytes_per_s": 1e6})
-    ok = a.assess({"backup.cpu.percent": 20, "backup.rss_bytes": 550e6, "net.sent_bytes_per_s": 2e6})
+    ok = a.assess(
+        {"backup.cpu.percent": 20, "backup.rss_bytes": 550e6, "net.sent_bytes_per_s": 2e6}
+    )
     assert ok.verdict is Verdict.OK  # 450 MB and 1 MB/s over baseline: within limits
     r = a.assess({"backup.cpu.percent": 45, "backup.rss_bytes": 700e6, "net.sent_bytes_per_s": 5e6})
     # the short-window median of [20, 45] is 32.5 %, over 30 %; rss (550+700)/2 -100 = 525 MB

@@ -726,7 +726,7 @@ class ImpactAnalyzer:
             err = sample.get(m + ".error")
             failed = bool(err) and not (isinstance(err, float) and math.isnan(err))
             if (value is not None and not isinstance(value, (int, float))) or (
-                value is not None and math.isnan(value)
+                value is not None and (math.isnan(value) or value == -math.inf)
             ):
                 failed = True
             elif value is None and not failed:
