@@ -79,7 +79,8 @@ def test_thresholds_overridable_and_per_level() -> None:
     assert th.limit("api.latency_s.p99") == 0.3
     assert th.limit("pressure.cgroup.cpu.some_percent") == 20
     rule = next(r for r in th.rules() if r.metric == "api.latency_s.p99")
-    assert rule.production and rule.kind == "relative"
+    assert rule.production
+    assert rule.kind == "relative"
 
 
 @pytest.mark.parametrize(
@@ -276,8 +277,10 @@ def test_absolute_and_extra_limits() -> None:
     # the short-window median of [20, 45] is 32.5 %, over 30 %; rss (550+700)/2 -100 = 525 MB
     assert r.verdict is Verdict.THROTTLE
     text = " | ".join(r.reasons)
-    assert "backup.cpu.percent" in text and "limit 30 %" in text
-    assert "backup.rss_bytes" in text and "500 MB" in text
+    assert "backup.cpu.percent" in text
+    assert "limit 30 %" in text
+    assert "backup.rss_bytes" in text
+    assert "500 MB" in text
     # CPU is not capped while the calendar is OPEN
     a2 = ImpactAnalyzer()
     assert a2.assess({"backup.cpu.percent": 80}, level=Level.OPEN).verdict is Verdict.OK
@@ -296,7 +299,9 @@ def test_absolute_critical_halts_only_on_consecutive_assessments() -> None:
 def test_nothing_provided_is_ok() -> None:
     a = quiet_analyzer()
     r = a.assess({})
-    assert r.verdict is Verdict.OK and r.reasons == () and r.excess == 0.0
+    assert r.verdict is Verdict.OK
+    assert r.reasons == ()
+    assert r.excess == 0.0
     assert ImpactAnalyzer().assess({"some.other": 1.0}).verdict is Verdict.OK
 
 

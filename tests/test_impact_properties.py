@@ -74,7 +74,8 @@ def test_verdict_never_gets_milder_as_excess_grows(
         assert r_hi.verdict >= r_lo.verdict
         assert r_hi.load >= r_lo.load - 1e-9
         prev_lo, prev_hi = r_lo, r_hi
-    assert prev_lo is not None and prev_hi is not None
+    assert prev_lo is not None
+    assert prev_hi is not None
 
 
 @given(value=st.floats(0.0, 1e4), level=levels)
@@ -83,7 +84,8 @@ def test_excess_zero_exactly_when_within_limits(value: float, level: Level) -> N
     r = a.assess({"backup.cpu.percent": value}, level=level)
     limit = a.thresholds.limit("backup_cpu", level)
     if limit is None or value <= limit:
-        assert r.verdict is Verdict.OK and r.excess == 0.0
+        assert r.verdict is Verdict.OK
+        assert r.excess == 0.0
     else:
         assert r.verdict >= Verdict.THROTTLE
         assert r.excess > 0
