@@ -185,6 +185,7 @@ class AIMDController(_Base):
     """
 
     __slots__ = (
+        "_known_bad",
         "_last_decrease",
         "_ok_run",
         "decrease",
@@ -220,6 +221,7 @@ class AIMDController(_Base):
         super().reset()
         self._ok_run = 0
         self._last_decrease = -math.inf
+        self._known_bad: float | None = None
 
     def update(self, assessment: Assessment, *, ceiling: float, now: float) -> float:
         """The allowed rate after ``assessment``, at monotonic time ``now``."""
@@ -253,6 +255,7 @@ class AIMDController(_Base):
                 load = assessment.load
                 if self.proportional and load > 1 and math.isfinite(load):
                     factor = max(self.decrease, min(self.margin, self.margin / load))
+                self._known_bad = rate
                 rate = rate * factor
                 self._last_change = self._last_decrease = now
         else:
@@ -264,7 +267,8 @@ class AIMDController(_Base):
             ):
                 step = self.increase
                 if step is None:
-                    step = 0.05 * (cap if math.isfinite(cap) else rate)
+                    ref = self._known_bad if self._known_bad is not None else cap
+                    step = 0.05 * (ref if math.isfinite(ref) else rate)
                 if rate < cap:
                     rate = rate + step
                     self._last_change = now
@@ -404,11 +408,12 @@ class LedbatController(_Base):
         if verdict == Verdict.THROTTLE:
             off_target = min(off_target, -0.1)
         rate = self._rate
+        fresh = rate is None
         if rate is None:
             rate = self.initial if self.initial is not None else cap
             self._last_change = now
         self._halted = False
-        if now - self._last_change >= self.min_dwell:
+        if (now - self._last_change >= self.min_dwell) and not (fresh and off_target >= 0):
             if math.isinf(rate):
                 if off_target < 0:
                     rate = self._start(cap)
