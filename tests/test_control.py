@@ -162,9 +162,12 @@ def test_ledbat_infinite_ceiling_and_base_history() -> None:
     assert c2.update(Assessment(Verdict.OK, load=0.3), ceiling=math.inf, now=0) == math.inf
     assert math.isfinite(c2.update(Assessment(Verdict.OK, load=1.5), ceiling=math.inf, now=1))
     # a base load seen for a while is subtracted (RFC 6817's base-delay history)
-    for t in range(0, 50, 5):
-        c.update(Assessment(Verdict.OK, load=0.5), ceiling=1000, now=t + 1)
+    c.update(Assessment(Verdict.OK, load=0.5), ceiling=1000, now=15)
     assert c.base == pytest.approx(0.3)
+    # ... and forgotten once it is older than the history (3 periods of 10 s)
+    for t in range(20, 60, 5):
+        c.update(Assessment(Verdict.OK, load=0.5), ceiling=1000, now=t)
+    assert c.base == pytest.approx(0.5)
 
 
 # ----------------------------------------------------------- plant simulation
