@@ -228,11 +228,14 @@ class AIMDController(_Base):
         _check_update(ceiling, now)
         verdict = assessment.verdict
         if verdict >= Verdict.HALT:
-            if self._rate is not None and not self._halted:
+            if not self._halted:
+                # production is in trouble: come back from a fraction of the old rate
+                # (from the floor when there was none)
+                r = self._rate
                 self._rate = (
-                    max(self.floor, self._rate * self.decrease)
-                    if math.isfinite(self._rate)
-                    else None
+                    max(self.floor, r * self.decrease)
+                    if r is not None and math.isfinite(r)
+                    else (self.initial if self.initial is not None else self.floor)
                 )
             self._halted = True
             self._ok_run = 0
@@ -391,8 +394,13 @@ class LedbatController(_Base):
         _check_update(ceiling, now)
         verdict = assessment.verdict
         if verdict >= Verdict.HALT:
-            if self._rate is not None and math.isfinite(self._rate) and not self._halted:
-                self._rate = max(self.floor, self._rate * self.decrease)
+            if not self._halted:
+                r = self._rate
+                self._rate = (
+                    max(self.floor, r * self.decrease)
+                    if r is not None and math.isfinite(r)
+                    else (self.initial if self.initial is not None else self.floor)
+                )
             self._halted = True
             self._last_change = now
             return 0.0
@@ -419,6 +427,8 @@ class LedbatController(_Base):
                     rate = self._start(cap)
                     self._last_change = now
             elif rate < cap or off_target < 0:
+                if rate <= 0 < off_target:  # a zero floor: restart from a sliver of the cap
+                    rate = 0.01 * cap if math.isfinite(cap) else 1.0
                 factor = 1.0 + self.gain * off_target
                 factor = min(max(factor, self.decrease), 1.0 + self.max_increase)
                 if factor != 1.0:
