@@ -268,7 +268,8 @@ class SystemSource:
             idle = cur["cpu"][1] - prev["cpu"][1]
             if total > 0:
                 out["cpu.percent"] = min(max((total - idle) / total * 100.0, 0.0), 100.0)
-            else:
+            else:  # the CPU clock has not ticked yet: measure from the old reading
+                cur["cpu"] = prev["cpu"]
                 last = self._last.get("cpu.percent")
                 if last is not None:
                     out["cpu.percent"] = last
