@@ -202,7 +202,7 @@ class Thresholds:
     ``backup_network``  ``net.sent_bytes_per_s`` 10 Mbit/s over baseline, at PEAK
     ==================  =====================  ==================================
 
-    Args:
+    Attributes:
         api_latency: allowed relative increase of API latency (``0.05`` = +5 %);
             ``None`` disables the rule.
         db_latency: allowed relative increase of database latency.
