@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections import deque
 from collections.abc import Mapping
 from statistics import NormalDist
@@ -546,7 +547,9 @@ class ImpactAnalyzer:
         short_window: how many recent samples the median of a backup's own metrics
             (CPU, memory, bandwidth: capped, not compared with a baseline) covers.
         min_samples: samples needed before a latency is judged at all.
-        min_baseline: baseline samples needed before a latency is judged.
+        min_baseline: baseline samples needed before a latency is judged (a short
+            baseline is less certain, which widens the dead-band; a minute's worth
+            or more is best).
         confidence: how sure the analyser must be that a latency rose, beyond what
             the baseline's noise explains, before it says THROTTLE (one-sided).
         critical_confidence: the same for the critical check.
@@ -582,8 +585,8 @@ class ImpactAnalyzer:
         baseline: Baseline | None = None,
         window: int = 20,
         short_window: int = 5,
-        min_samples: int = 5,
-        min_baseline: int = 10,
+        min_samples: int = 3,
+        min_baseline: int = 1,
         confidence: float = 0.99,
         critical_confidence: float = 0.999,
         halt_after: int = 2,
@@ -642,6 +645,7 @@ class ImpactAnalyzer:
         self._baseline_size = baseline_size
         self._cached: Baseline | None = None
         self._tracks: dict[str, _Track] = {}
+        self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- baseline
 
@@ -650,6 +654,10 @@ class ImpactAnalyzer:
 
         Non-finite values and ``.error`` keys are ignored; never raises on a sample.
         """
+        with self._lock:
+            self._observe(sample)
+
+    def _observe(self, sample: Mapping[str, float] | Baseline) -> None:
         if isinstance(sample, Baseline):
             self._stored = sample
             self._quiet.clear()
@@ -704,12 +712,16 @@ class ImpactAnalyzer:
         """Judge ``sample`` (and the recent ones) against the limits of ``level``.
 
         Pure apart from updating the analyser's recent history; never raises on a
-        sample's content.
+        sample's content. Thread-safe (one assessment at a time).
         """
         try:
             level = Level(level)
         except ValueError:
             raise ConfigError("level", level, "a Level") from None
+        with self._lock:
+            return self._assess(sample, level)
+
+    def _assess(self, sample: Mapping[str, float], level: Level) -> Assessment:
         baseline = self.baseline
         verdict = Verdict.OK
         reasons: list[str] = []
@@ -794,11 +806,13 @@ class ImpactAnalyzer:
             scale = abs(base)
             smoothed = _median(vals)
             line = base + scale * rule.limit
-            band = self._z * _MEDIAN_SE * stats.spread / math.sqrt(n)
+            # the standard error of (window median - baseline median), in the metric's unit
+            se = _MEDIAN_SE * stats.spread * math.sqrt(1 / n + 1 / stats.count)
+            band = self._z * se
             throttle_line = max(line, base + band)
             crit_line = max(
                 base + scale * rule.limit * crit,
-                base + self._zc * _MEDIAN_SE * stats.spread / math.sqrt(n),
+                base + self._zc * se,
             )
             ld = (
                 (smoothed - base) / (scale * rule.limit)
