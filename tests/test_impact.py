@@ -356,3 +356,37 @@ def test_reset_forgets_history_not_baseline() -> None:
     a.reset()
     assert a.assess({}).verdict is Verdict.OK
     assert API in a.baseline
+
+
+def test_missing_reasons_say_what_went_wrong() -> None:
+    a = quiet_analyzer()
+    assert "reported an error" in a.assess({API + ".error": 1.0}).reasons[0]
+    a.assess({API: 0.2})
+    assert "no longer reported" in a.assess({}).reasons[0]
+    assert "not a number" in a.assess({API: math.nan}).reasons[0]
+
+
+def test_per_level_accepts_a_thresholds() -> None:
+    th = Thresholds(per_level={Level.OPEN: Thresholds(api_latency=0.5, backup_cpu=None)})
+    assert th.limit("api_latency", Level.OPEN) == 0.5
+    assert th.limit("backup_cpu", Level.OPEN) is None
+    assert th.limit("api_latency", Level.PEAK) == 0.05
+
+
+def test_a_single_baseline_sample_is_enough_to_judge() -> None:
+    a = ImpactAnalyzer()
+    a.observe_baseline({API: 0.2})
+    verdicts = [a.assess({API: 0.3}).verdict for _ in range(5)]
+    assert verdicts[0] is Verdict.OK  # not judged on one sample: "enough samples per window"
+    assert Verdict.HALT in verdicts  # +50 % is ten times the allowed excess
+
+
+def test_a_short_baseline_widens_the_dead_band() -> None:
+    """The same median and spread, but from 2 samples instead of 600: less certain."""
+    short = ImpactAnalyzer(baseline=Baseline({API: MetricStats(0.2, 0.01, 2)}))
+    long = ImpactAnalyzer(baseline=Baseline({API: MetricStats(0.2, 0.01, 600)}))
+    for _ in range(20):
+        r_short = short.assess({API: 0.215})
+        r_long = long.assess({API: 0.215})
+    assert r_long.verdict is Verdict.THROTTLE  # +7.5 %, over the +5 % limit, with confidence
+    assert r_short.verdict is Verdict.OK  # could be the short baseline's own error

@@ -220,7 +220,8 @@ class Thresholds:
         per_level: overrides for a calendar level: ``{Level.OPEN: {"backup_cpu": 60},
             Level.BLACKOUT: {"api_latency": 0.01}}``. Keys are the field names above
             or a metric named in ``relative``/``absolute``; ``None`` switches the rule
-            off at that level. By default ``backup_cpu`` and ``backup_network`` apply
+            off at that level. A :class:`Thresholds` as the value means all of its
+            five built-in fields at that level. By default ``backup_cpu`` and ``backup_network`` apply
             only at PEAK and BLACKOUT (``{Level.OPEN: {"backup_cpu": None,
             "backup_network": None}}`` is merged under what you give).
 
@@ -261,8 +262,16 @@ class Thresholds:
         }
         for key, over in self.per_level.items():
             level = _level_key(key)
+            if isinstance(over, Thresholds):
+                over = {
+                    **{name: getattr(over, name) for name in FIELDS},
+                    **{k: v for k, v in over.relative.items() if k in self.relative},
+                    **{k: v for k, v in over.absolute.items() if k in self.absolute},
+                }
             if not isinstance(over, Mapping):
-                raise ConfigError(f"per_level[{level.name}]", over, "a mapping of field to limit")
+                raise ConfigError(
+                    f"per_level[{level.name}]", over, "a mapping of field to limit, or a Thresholds"
+                )
             for name, value in over.items():
                 merged.setdefault(level, {})[name] = self._convert(
                     f"per_level[{level.name}][{name!r}]", name, value
@@ -574,7 +583,7 @@ class ImpactAnalyzer:
         >>> ImpactAnalyzer().assess({}).verdict      # nothing measured: nothing to judge
         <Verdict.OK: 0>
         >>> a.assess({}).reasons        # but a metric that vanished is never read as OK
-        ('backup.cpu.percent is missing: its source failed (1 in a row); not read as OK',)
+        ('backup.cpu.percent is missing: it is no longer reported (1 in a row); not read as OK',)
     """
 
     def __init__(
@@ -737,20 +746,23 @@ class ImpactAnalyzer:
             value = sample.get(m)
             err = sample.get(m + ".error")
             failed = bool(err) and not (isinstance(err, float) and math.isnan(err))
+            how = "its source reported an error"
             if (value is not None and not isinstance(value, (int, float))) or (
                 value is not None and (math.isnan(value) or value == -math.inf)
             ):
                 failed = True
+                how = f"its value {value!r} is not a number"
             elif value is None and not failed:
                 if track.seen and not sample.get(m + ".idle"):
                     failed = True
+                    how = "it is no longer reported"
                 else:
                     continue
             if failed:
                 track.failures += 1
                 track.crit_streak = 0
                 missing.append(m)
-                v, why = self._missing(rule, track)
+                v, why = self._missing(rule, track, how)
                 if why:
                     reasons.append(why)
                 verdict = max(verdict, v)
@@ -778,17 +790,17 @@ class ImpactAnalyzer:
             self._clock.monotonic(),
         )
 
-    def _missing(self, rule: Rule, track: _Track) -> tuple[Verdict, str]:
+    def _missing(self, rule: Rule, track: _Track, how: str) -> tuple[Verdict, str]:
         m = rule.metric
         n = track.failures
         if self.on_missing == "fail_open":
             return Verdict.OK, ""
         if self.on_missing == "halt":
-            return Verdict.HALT, f"{m} is missing: its source failed (on_missing='halt')"
+            return Verdict.HALT, f"{m} is missing: {how} (on_missing='halt')"
         limit = self.probe_failures_to_halt
         if rule.production and limit is not None and n >= limit:
-            return Verdict.HALT, f"{m} probe failed {n} times in a row (halt after {limit})"
-        return Verdict.THROTTLE, f"{m} is missing: its source failed ({n} in a row); not read as OK"
+            return Verdict.HALT, f"{m} probe failed {n} times in a row (halt after {limit}): {how}"
+        return Verdict.THROTTLE, f"{m} is missing: {how} ({n} in a row); not read as OK"
 
     def _judge(
         self, rule: Rule, track: _Track, stats: MetricStats | None, level: Level
