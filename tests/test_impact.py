@@ -390,3 +390,15 @@ def test_a_short_baseline_widens_the_dead_band() -> None:
         r_long = long.assess({API: 0.215})
     assert r_long.verdict is Verdict.THROTTLE  # +7.5 %, over the +5 % limit, with confidence
     assert r_short.verdict is Verdict.OK  # could be the short baseline's own error
+
+
+def test_reasons_carry_units() -> None:
+    a = ImpactAnalyzer()
+    a.observe_baseline({"net.sent_bytes_per_s": 250_000.0, "backup.rss_bytes": 50e6})
+    r = a.assess({"net.sent_bytes_per_s": 3_000_000.0, "backup.rss_bytes": 900e6})
+    net = next(x for x in r.reasons if x.startswith("net."))
+    assert net == (
+        "net.sent_bytes_per_s 3 MB/s is 2.75 MB/s over baseline 250 kB/s (limit 1.25 MB/s at PEAK)"
+    )
+    rss = next(x for x in r.reasons if x.startswith("backup.rss"))
+    assert rss == "backup.rss_bytes 900 MB is 850 MB over baseline 50 MB (limit 500 MB at PEAK)"

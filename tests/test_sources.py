@@ -306,3 +306,20 @@ def test_sources_package_imports_on_its_own() -> None:
         ]
     )
     assert lines[1] == "False"
+
+
+def test_system_source_detects_its_own_cgroup_v2_limits(tmp_path: pathlib.Path) -> None:
+    own = None
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                own = line[3:].strip().lstrip("/")
+    assert own is not None  # every Linux with cgroups lists the unified hierarchy
+    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")  # a cgroup v2 mount
+    (tmp_path / own).mkdir(parents=True, exist_ok=True)
+    _fake_cgroup(tmp_path / own, usage_us=0, current=100)
+    src = SystemSource(cgroup_root=tmp_path)
+    assert src.cgroup == str(tmp_path / own)
+    # without limits, or without a v2 mount, the host's figures are used
+    assert SystemSource(cgroup_root=tmp_path / "elsewhere").cgroup is None
+    assert SystemSource(cgroup=False).cgroup is None

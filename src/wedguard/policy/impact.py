@@ -518,14 +518,16 @@ class Assessment:
 
 
 def _fmt(metric: str, value: float) -> str:
-    if metric.endswith("_s") or (".latency" in metric and "bytes" not in metric):
-        return f"{value:.3g} s"
-    if metric.endswith("percent") or "percent" in metric:
+    """A value with its unit, guessed from the metric's name."""
+    finite = math.isfinite(value) and value >= 0
+    if "bytes_per_s" in metric:
+        return format_rate(value) if finite else f"{value:g} B/s"
+    if "bytes" in metric:
+        return format_size(value) if finite else f"{value:g} B"
+    if "percent" in metric:
         return f"{value:.3g} %"
-    if metric.endswith("bytes_per_s"):
-        return format_rate(value) if math.isfinite(value) and value >= 0 else f"{value:g} B/s"
-    if metric.endswith("bytes"):
-        return format_size(value) if math.isfinite(value) and value >= 0 else f"{value:g} B"
+    if metric.endswith("_s") or ".latency" in metric:
+        return f"{value:.3g} s"
     return f"{value:.4g}"
 
 

@@ -83,7 +83,7 @@ def _detect_cgroup(root: str) -> str | None:
         return None
     for line in text.splitlines():
         if line.startswith("0::"):
-            return os.path.join(root, line[3:].strip().lstrip("/"))
+            return os.path.normpath(os.path.join(root, line[3:].strip().lstrip("/")))
     return None
 
 
