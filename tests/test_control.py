@@ -253,3 +253,27 @@ def test_floor_keeps_a_trickle_under_heavy_load() -> None:
     assert best < 10
     assert all(r == 0.0 or r >= 10 for r in rates)  # HALT or the trickle, never in between
     assert rates[-1] >= 10 or rates[-1] == 0.0
+
+
+def test_aimd_verdicts_only_settles_near_the_known_limit() -> None:
+    """Without a load figure (a host's own OK/THROTTLE), AIMD still avoids the sawtooth:
+    after the first full cut it steps just below the rate production complained at."""
+    c = AIMDController(floor=10, min_dwell=5)
+    r_star = 600.0
+    rate = c.update(OK, ceiling=1000, now=0)
+    rates = []
+    for t in range(1, 600):
+        verdict = Verdict.THROTTLE if rate > r_star else Verdict.OK
+        rate = c.update(Assessment(verdict), ceiling=1000, now=t)
+        rates.append(rate)
+    tail = rates[150:]
+    assert min(tail) >= 0.8 * r_star
+    assert max(tail) <= 1.2 * r_star
+    classic = AIMDController(floor=10, min_dwell=5, proportional=False)
+    rate = classic.update(OK, ceiling=1000, now=0)
+    lows = []
+    for t in range(1, 600):
+        verdict = Verdict.THROTTLE if rate > r_star else Verdict.OK
+        rate = classic.update(Assessment(verdict), ceiling=1000, now=t)
+        lows.append(rate)
+    assert min(lows[150:]) < 0.6 * r_star  # the classic sawtooth, for contrast

@@ -162,7 +162,9 @@ class AIMDController(_Base):
             (give the analyser's smoothing window time to see the effect).
         proportional: cut in proportion to the excess, like DCTCP: by
             ``margin / load`` when the assessment's ``load`` is known and above 1,
-            never by more than ``decrease``. ``False`` always cuts by ``decrease``.
+            never by more than ``decrease``. Without a load, the first cut near the
+            rate at which production last complained is to ``margin`` of it, a second
+            cut in a row by ``decrease``. ``False`` always cuts by ``decrease``.
         margin: the fraction of the estimated safe rate to aim for on a cut (0.95).
         ok_needed: consecutive OK assessments needed before an increase (hysteresis).
         initial: the first rate (default: the ceiling).
@@ -185,6 +187,7 @@ class AIMDController(_Base):
     """
 
     __slots__ = (
+        "_cuts_in_row",
         "_known_bad",
         "_last_decrease",
         "_ok_run",
@@ -222,6 +225,7 @@ class AIMDController(_Base):
         self._ok_run = 0
         self._last_decrease = -math.inf
         self._known_bad: float | None = None
+        self._cuts_in_row = 0
 
     def update(self, assessment: Assessment, *, ceiling: float, now: float) -> float:
         """The allowed rate after ``assessment``, at monotonic time ``now``."""
@@ -256,8 +260,19 @@ class AIMDController(_Base):
                     rate = self._start(cap)
                 factor = self.decrease
                 load = assessment.load
+                known = self._known_bad
                 if self.proportional and load > 1 and math.isfinite(load):
                     factor = max(self.decrease, min(self.margin, self.margin / load))
+                elif (
+                    self.proportional
+                    and known is not None
+                    and self._cuts_in_row == 0
+                    and rate >= 0.8 * known
+                ):
+                    # no measure of the excess, but the same limit as last time: step
+                    # just below it; a second cut in a row is a full one
+                    factor = self.margin
+                self._cuts_in_row += 1
                 self._known_bad = rate
                 rate = rate * factor
                 self._last_change = self._last_decrease = now
@@ -275,6 +290,7 @@ class AIMDController(_Base):
                 if rate < cap:
                     rate = rate + step
                     self._last_change = now
+                    self._cuts_in_row = 0
         rate = self._clamp(rate, cap)
         self._rate = rate
         return float(rate)
