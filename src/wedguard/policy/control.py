@@ -159,7 +159,7 @@ class AIMDController(_Base):
         decrease: the largest cut: on THROTTLE the rate is multiplied by at least
             this factor (default 0.5).
         min_dwell: seconds the rate holds after a change before it may change again
-            (give the analyser's smoothing window time to see the effect).
+            (default 20: the analyser's 20-sample window at 1 Hz must see the effect).
         proportional: cut in proportion to the excess, like DCTCP: by
             ``margin / load`` when the assessment's ``load`` is known and above 1,
             never by more than ``decrease``. Without a load, the first cut near the
@@ -203,7 +203,7 @@ class AIMDController(_Base):
         floor: float | str = 1.0,
         increase: float | str | None = None,
         decrease: float = 0.5,
-        min_dwell: float = 10.0,
+        min_dwell: float = 20.0,
         *,
         proportional: bool = True,
         margin: float = 0.95,
@@ -320,7 +320,7 @@ class LedbatController(_Base):
         target: the load to aim for (0.9: 90 % of the allowed impact).
         gain: how strongly the rate reacts to the distance from the target.
         floor: the trickle kept unless halted.
-        min_dwell: seconds between changes.
+        min_dwell: seconds between changes (default 20, as for AIMD).
         max_increase: the largest relative increase per change (0.25 = +25 %).
         decrease: the smallest factor per change (0.5 = at most halved).
         base_history: how many ``base_interval`` periods of minimum load to keep as
@@ -359,7 +359,7 @@ class LedbatController(_Base):
         target: float = 0.9,
         gain: float = 0.5,
         floor: float | str = 1.0,
-        min_dwell: float = 5.0,
+        min_dwell: float = 20.0,
         *,
         max_increase: float = 0.25,
         decrease: float = 0.5,
