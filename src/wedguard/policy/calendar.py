@@ -1189,6 +1189,7 @@ class PeakHourCalendar:
           holds from its time until the next entry, and the last wraps round the week
           to the first. Two entries at the same time: the later one counts.
         * ``RATE`` is a rate, ``off`` (no limit) or ``UP:DOWN`` (``10M:100k``).
+        * Entries are separated by blanks or ``;`` (as recent rclone releases do).
 
         Mapping: ``off`` is OPEN with no cap; a rate is PEAK with that cap; a rate of
         0 is BLACKOUT. The download side is kept as :attr:`Rule.rate_down` and
@@ -1799,12 +1800,12 @@ def _rclone_rules_inner(text: str) -> list[Rule]:
     stripped = text.strip()
     if not stripped:
         raise _Bad(text, "an rclone --bwlimit value such as '10M' or '08:00,512k 23:00,off'")
-    if " " not in stripped and "," not in stripped and not any(c.isspace() for c in stripped):
+    if "," not in stripped and ";" not in stripped and not any(c.isspace() for c in stripped):
         tx, rx = _rclone_pair(stripped)
         return [_rclone_rule(tx, rx, 0, _DAY, _ALL_DAYS, stripped)]
     # slots: week minute (Monday 00:00 = 0) -> (tx, rx, label); later entries win
     slots: dict[int, tuple[float | None, float | None, str]] = {}
-    for token in stripped.split():
+    for token in stripped.replace(";", " ").split():
         parts = token.split(",")
         if len(parts) != 2:
             raise _Bad(token, _RCLONE_ENTRY_WHAT)
