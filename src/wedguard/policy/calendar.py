@@ -1826,11 +1826,15 @@ def _rclone_rules_inner(text: str) -> list[Rule]:
                 slots[day * _DAY + minute] = (tx, rx, token)
     week = 7 * _DAY
     points = sorted(slots)
+    # an entry that follows an identical one changes nothing: drop it
+    kept = [p for i, p in enumerate(points) if slots[p] != slots[points[i - 1]]]
+    points = kept or points[:1]
+    if len(points) == 1:  # one entry holds all the time
+        tx, rx, label = slots[points[0]]
+        return [_rclone_rule(tx, rx, 0, _DAY, _ALL_DAYS, label)]
     pieces_out: dict[tuple[int, int, float | None, float | None, str], set[int]] = {}
     for i, p in enumerate(points):
         q = points[i + 1] if i + 1 < len(points) else points[0] + week
-        if len(points) == 1:
-            q = p + week
         tx, rx, label = slots[p]
         for day_start, a, b in _split_span(p, q):
             key = (a, b, tx, rx, label)
