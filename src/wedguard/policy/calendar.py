@@ -722,8 +722,11 @@ class Window:
         return self.end != _UTC_MAX
 
     def contains(self, when: datetime) -> bool:
-        """Whether the aware instant ``when`` is in ``[start, end)``."""
-        return self.start <= when < self.end
+        """Whether the aware instant ``when`` is in ``[start, end)``.
+
+        Compares instants (not wall clocks), so it is right in a fall-back fold too.
+        """
+        return self.start.timestamp() <= when.timestamp() < self.end.timestamp()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict: ISO instants (None when unbounded), caps, reason.
@@ -1290,13 +1293,18 @@ class PeakHourCalendar:
         return self._iter_windows(start, end)
 
     def _iter_windows(self, start: datetime, end: datetime) -> Iterator[Window]:
-        t = start
-        while t < end:
-            w = self.at(t)
-            lo = max(w.start, t)
-            hi = min(w.end, end)
-            yield attrs.evolve(w, start=lo.astimezone(self._tz), end=hi.astimezone(self._tz))
-            t = w.end
+        # Instants are compared as timestamps: Python compares two datetimes of the
+        # same zone by their wall clocks, which is wrong in a fall-back fold.
+        tz = self._tz
+        t, stop = start.timestamp(), end.timestamp()
+        current = start
+        while t < stop:
+            w = self.at(current)
+            w_end = w.end.timestamp()
+            lo = current if w.start.timestamp() <= t else w.start
+            hi = end if w_end >= stop else w.end
+            yield attrs.evolve(w, start=lo.astimezone(tz), end=hi.astimezone(tz))
+            current, t = w.end, w_end
 
     # -- evaluation -------------------------------------------------------
 
