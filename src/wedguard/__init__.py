@@ -30,6 +30,7 @@ from wedguard.errors import (
 from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
 from wedguard.levels import Level, Verdict
+from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.control import AIMDController, LedbatController, RateController
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
@@ -78,7 +79,10 @@ __all__ = [
     "LedbatController",
     "Level",
     "Pause",
+    "PeakHourCalendar",
     "RateController",
+    "Rule",
+    "Season",
     "Session",
     "SessionReport",
     "Severity",
@@ -93,6 +97,7 @@ __all__ = [
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
+    "Window",
     "__version__",
     "format_duration",
     "format_rate",
