@@ -650,23 +650,27 @@ class CircuitBreaker:
 
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         load = self._load
+        # the default storage is read as an attribute: no call on the hot path
+        mem = self._storage if type(self._storage) is MemoryBreakerStorage else None
         enter = self._enter
         exit_with = self._exit_with
         settle_success = self._settle_success
         counting = self._window is not None
+        closed = CLOSED
 
         @functools.wraps(fn)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            record = load()
-            if record.state is CLOSED:
-                # the hot path: a read to admit, a read to see if anything needs resetting
+            record = load() if mem is None else mem._record
+            if record.state is closed:
+                # the hot path: one read to admit, one to see whether a reset is due
                 generation = record.generation
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:
                     exit_with(generation, False, exc)
                     raise
-                if counting or load().failures:
+                done = load() if mem is None else mem._record
+                if done.failures or counting:
                     settle_success(generation, False)
                 return result
             generation, trial = enter(record)
@@ -682,22 +686,26 @@ class CircuitBreaker:
 
     def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         load = self._load
+        # the default storage is read as an attribute: no call on the hot path
+        mem = self._storage if type(self._storage) is MemoryBreakerStorage else None
         enter = self._enter
         exit_with = self._exit_with
         settle_success = self._settle_success
         counting = self._window is not None
+        closed = CLOSED
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            record = load()
-            if record.state is CLOSED:
+            record = load() if mem is None else mem._record
+            if record.state is closed:
                 generation = record.generation
                 try:
                     result = await fn(*args, **kwargs)
                 except Exception as exc:
                     exit_with(generation, False, exc)
                     raise
-                if counting or load().failures:
+                done = load() if mem is None else mem._record
+                if done.failures or counting:
                     settle_success(generation, False)
                 return result
             generation, trial = enter(record)
