@@ -267,6 +267,13 @@ def test_single_excluded_type_is_accepted(clock: FakeClock) -> None:
     assert b.state is CLOSED
 
 
+def test_exclude_none_excludes_nothing(clock: FakeClock) -> None:
+    b = wg.CircuitBreaker(clock=clock, failure_threshold=1, exclude=None)
+    with pytest.raises(KeyError):
+        b.call(fail, KeyError("k"))
+    assert b.state is OPEN
+
+
 def test_exclude_predicate_counts_5xx_not_4xx(clock: FakeClock) -> None:
     def client_error(exc: BaseException) -> bool:
         return isinstance(exc, HttpError) and exc.status < 500
@@ -395,7 +402,8 @@ async def test_async_decorator(clock: FakeClock) -> None:
     assert inspect.iscoroutinefunction(fetch)
     assert fetch.__name__ == "fetch"
     assert fetch.__doc__ == "Fetch a URL."
-    assert list(inspect.signature(fetch).parameters) == ["url", "fail_it"]
+    assert str(inspect.signature(fetch)) == "(url: 'str', *, fail_it: 'bool' = False) -> 'str'"
+    assert fetch.__wrapped__.__name__ == "fetch"  # type: ignore[attr-defined]
     assert await fetch("a") == "A"
     for _ in range(2):
         with pytest.raises(Boom):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -351,6 +351,7 @@ class BreakerMachine(RuleBasedStateMachine):
 
 
 TestBreakerMachine = BreakerMachine.TestCase
+TestBreakerMachine.settings = settings(stateful_step_count=25)
 
 
 @given(

@@ -297,7 +297,9 @@ def _exclusions(
     value: object,
 ) -> tuple[tuple[type[BaseException], ...], tuple[Callable[[BaseException], bool], ...]]:
     items: Iterable[object]
-    if isinstance(value, type) or callable(value):
+    if value is None:
+        items = ()
+    elif isinstance(value, type) or callable(value):
         items = (value,)
     elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ConfigError("exclude", value, "exception types or predicates (exc) -> bool")
@@ -395,7 +397,7 @@ class CircuitBreaker:
         recovery_timeout: float | str = 300.0,
         half_open_max_calls: int = 1,
         success_threshold: int = 1,
-        exclude: Iterable[Exclusion] | Exclusion = (),
+        exclude: Iterable[Exclusion] | Exclusion | None = (),
         clock: Clock | None = None,
         failure_rate_threshold: float | None = None,
         window_size: int = 20,
