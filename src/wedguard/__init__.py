@@ -30,6 +30,14 @@ from wedguard.errors import (
 from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
 from wedguard.levels import Level, Verdict
+from wedguard.policy.breaker import (
+    BreakerEvent,
+    BreakerRecord,
+    BreakerState,
+    BreakerStorage,
+    CircuitBreaker,
+    MemoryBreakerStorage,
+)
 from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.control import AIMDController, LedbatController, RateController
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
@@ -64,6 +72,11 @@ __all__ = [
     "Alert",
     "Assessment",
     "Baseline",
+    "BreakerEvent",
+    "BreakerRecord",
+    "BreakerState",
+    "BreakerStorage",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
@@ -78,6 +91,7 @@ __all__ = [
     "ImpactAnalyzer",
     "LedbatController",
     "Level",
+    "MemoryBreakerStorage",
     "Pause",
     "PeakHourCalendar",
     "RateController",
