@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from wedguard.alerts import Alert, Severity
+from wedguard.alerts import (
+    Alert,
+    AlertDispatcher,
+    AlertPolicy,
+    InhibitRule,
+    Matcher,
+    Notification,
+    Route,
+    Severity,
+    Silence,
+)
 from wedguard.clock import Clock, SystemClock
 from wedguard.errors import (
     CircuitOpenError,
@@ -45,13 +55,20 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Alert",
+    "AlertDispatcher",
+    "AlertPolicy",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
     "EmergencyStop",
     "Event",
+    "InhibitRule",
     "Level",
+    "Matcher",
+    "Notification",
+    "Route",
     "Severity",
+    "Silence",
     "Sink",
     "Source",
     "SystemClock",
