@@ -154,7 +154,7 @@ def test_overflow_drops_the_lowest_severity_first(caplog: pytest.LogCaptureFixtu
         with d._core_lock:  # stall the worker so the queue fills
             d.fire(Alert("first", LOW, "x"))
             deadline = time.monotonic() + 5
-            while d._inbox and time.monotonic() < deadline:
+            while d._inbox_len and time.monotonic() < deadline:
                 time.sleep(0.001)
             assert d.fire(Alert("low1", LOW, "x"))
             assert d.fire(Alert("crit", CRITICAL, "x"))

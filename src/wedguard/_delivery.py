@@ -151,6 +151,7 @@ class AsyncDelivery(Generic[T]):
         self.failed = 0
         self.dropped = 0
         self.retries = 0
+        self._drop_logged = -float("inf")
 
     # -- producer side ---------------------------------------------------------
 
@@ -172,12 +173,15 @@ class AsyncDelivery(Generic[T]):
             if dropped is not None:
                 self.dropped += 1
         if dropped is not None:
-            log.warning(
-                "%s: queue full (%d); dropped a priority-%d item",
-                self.name,
-                self._size,
-                dropped.priority,
-            )
+            now = time.monotonic()
+            if now - self._drop_logged >= 10.0:
+                self._drop_logged = now
+                log.warning(
+                    "%s: queue full (%d); %d item(s) dropped so far, lowest priority first",
+                    self.name,
+                    self._size,
+                    self.dropped,
+                )
             if self._on_drop is not None:
                 self._on_drop(dropped.item)
             return dropped is not entry

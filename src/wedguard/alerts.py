@@ -16,6 +16,7 @@ grouping and inhibition.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import math
 import threading
@@ -861,6 +862,10 @@ _FIRE, _RESOLVE, _ACK, _FLUSH = 0, 1, 2, 3
 _COMMAND_PRIORITY = int(Severity.CRITICAL) + 1  # resolve/ack outrank every alert
 
 
+def _first(item: tuple[int, int, Any]) -> int:
+    return item[0]
+
+
 def _note_priority(note: Notification) -> int:
     return int(note.severity)
 
@@ -980,7 +985,12 @@ class AlertDispatcher:
         self._spool: Spool | None = None
         if spool is not None:
             self._spool = spool if isinstance(spool, Spool) else Spool(spool)
-        self._inbox: deque[tuple[int, int, Any]] = deque()
+        self._inbox: list[deque[tuple[int, int, Any]]] = [
+            deque() for _ in range(_COMMAND_PRIORITY + 1)
+        ]
+        self._inbox_len = 0
+        self._seq = itertools.count()
+        self._drop_logged = -math.inf
         self._cond = threading.Condition(threading.Lock())
         self._core_lock = threading.Lock()
         self._closing = False
@@ -1045,29 +1055,36 @@ class AlertDispatcher:
     # -- the quick, non-blocking entry points ----------------------------------------
 
     def _put(self, op: int, priority: int, payload: Any) -> bool:
+        # one deque per priority: an overflow evicts the oldest item of the lowest
+        # priority below the newcomer's in O(1); the worker restores arrival order
         with self._cond:
             if self._closed:
                 return False
-            inbox = self._inbox
-            if len(inbox) >= self._queue_size and op != _FLUSH:
-                victim = -1
-                lowest = priority
-                for i, (_op, p, _x) in enumerate(inbox):
-                    if p < lowest:
-                        victim, lowest = i, p
+            if self._inbox_len >= self._queue_size and op != _FLUSH:
                 self._input_dropped += 1
-                if victim < 0:
-                    log.warning("alerts: queue full (%d); dropped the new item", self._queue_size)
+                for lower in self._inbox[:priority]:
+                    if lower:
+                        lower.popleft()
+                        self._inbox_len -= 1
+                        break
+                else:
+                    self._report_drop()
                     return False
-                del inbox[victim]
-                log.warning(
-                    "alerts: queue full (%d); dropped a %s alert",
-                    self._queue_size,
-                    Severity(min(lowest, 3)).name,
-                )
-            inbox.append((op, priority, payload))
+                self._report_drop()
+            self._inbox[priority].append((next(self._seq), op, payload))
+            self._inbox_len += 1
             self._cond.notify()
         return True
+
+    def _report_drop(self) -> None:
+        now = time.monotonic()
+        if now - self._drop_logged >= 10.0:
+            self._drop_logged = now
+            log.warning(
+                "alerts: input queue full (%d); %d alert(s) dropped so far, lowest severity first",
+                self._queue_size,
+                self._input_dropped,
+            )
 
     def fire(self, alert: Alert) -> bool:
         """Queue ``alert`` (never blocks); False if it was dropped on overflow."""
@@ -1139,7 +1156,7 @@ class AlertDispatcher:
     def pending(self) -> int:
         """Commands not yet seen by the worker plus notifications not yet delivered."""
         with self._cond:
-            queued = len(self._inbox)
+            queued = self._inbox_len
         return queued + sum(lane.pending for lane in self._lanes.values())
 
     def stats(self) -> dict[str, Any]:
@@ -1172,7 +1189,8 @@ class AlertDispatcher:
         with self._cond:
             if self._closed:
                 return self._lanes_flushed(deadline)
-            self._inbox.append((_FLUSH, _COMMAND_PRIORITY, marker))
+            self._inbox[_COMMAND_PRIORITY].append((next(self._seq), _FLUSH, marker))
+            self._inbox_len += 1
             self._cond.notify()
         if not marker.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
             return False
@@ -1220,7 +1238,7 @@ class AlertDispatcher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._inbox and not self._closing:
+                if not self._inbox_len and not self._closing:
                     wake = self._next_wakeup
                     if wake is None:
                         self._cond.wait()
@@ -1228,14 +1246,17 @@ class AlertDispatcher:
                         remaining = wake - self._clock.monotonic()
                         if remaining > 0:
                             self._cond.wait(min(remaining, 1.0))
-                batch = list(self._inbox)
-                self._inbox.clear()
+                batch = [item for q in self._inbox for item in q]
+                for q in self._inbox:
+                    q.clear()
+                self._inbox_len = 0
                 closing = self._closing
+            batch.sort(key=_first)
             try:
                 self._step(batch)
             except Exception:  # the worker must survive a bad sink or a bug
                 log.exception("alerts: dispatcher step failed")
-                for op, _p, payload in batch:
+                for _seq, op, payload in batch:
                     if op == _FLUSH:
                         payload.set()
             if closing:
@@ -1245,7 +1266,7 @@ class AlertDispatcher:
         markers: list[threading.Event] = []
         with self._core_lock:
             core = self._core
-            for op, _p, payload in batch:
+            for _seq, op, payload in batch:
                 if op == _FIRE:
                     core.fire(payload)
                 elif op == _RESOLVE:
