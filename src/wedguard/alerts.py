@@ -1,4 +1,4 @@
-"""Alerts: what wedguard tells people, and how urgently.
+"""Alerts: what wedguard tells people, how urgently, and when.
 
 An :class:`Alert` is a frozen value: a ``key`` that identifies the condition (alerts
 with the same key are the same alert, fired again or resolved), a :class:`Severity`,
@@ -11,6 +11,13 @@ grouping and inhibition.
 ...           started_at=datetime(2026, 6, 13, 14, 0, tzinfo=timezone.utc))
 >>> a.firing, a.to_dict()["severity"]
 (True, 'CRITICAL')
+
+:class:`AlertDispatcher` delivers alerts with Prometheus Alertmanager's manners
+(deduplication by key, grouping with ``group_wait``/``group_interval``,
+``repeat_interval``, resolved notices, acknowledgement, escalation, inhibition,
+silences). Its decisions come from :class:`AlertPolicy`, a pure core that runs on a
+clock and does no I/O; the dispatcher adds a bounded queue, a worker thread, one
+retrying delivery lane per sink and a disk spool.
 """
 
 from __future__ import annotations
@@ -88,7 +95,7 @@ def _alert_severity(value: object) -> Severity:
 class Alert:
     """One alert, firing or resolved.
 
-    Args:
+    Attributes:
         key: identifies the condition; firing the same key again updates the alert.
         severity: how urgent it is.
         summary: one line a person reads first.
@@ -521,16 +528,17 @@ class AlertPolicy:
     CRITICAL route); it never also goes to lower routes. An alert below every route
     goes nowhere and is counted in :attr:`unrouted`.
 
-    >>> from wedguard.testing import FakeClock
-    >>> clock = FakeClock()
-    >>> core = AlertPolicy(routes=[Severity.HIGH], group_wait=30, clock=clock)
-    >>> for i in range(50):
-    ...     core.fire(Alert(f"disk{i}", Severity.HIGH, "disk busy"))
-    >>> core.poll()
-    []
-    >>> clock.advance(30)
-    >>> [len(n.alerts) for n in core.poll()]
-    [50]
+    Examples:
+        >>> from wedguard.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> core = AlertPolicy(routes=[Severity.HIGH], group_wait=30, clock=clock)
+        >>> for i in range(50):
+        ...     core.fire(Alert(f"disk{i}", Severity.HIGH, "disk busy"))
+        >>> core.poll()
+        []
+        >>> clock.advance(30)
+        >>> [len(n.alerts) for n in core.poll()]
+        [50]
     """
 
     def __init__(
@@ -894,8 +902,9 @@ class AlertDispatcher:
         queue_size: the bound of the input queue and of each sink's delivery queue.
         max_attempts: give a notification up after this many failed sends to one sink
             (default None: keep retrying; the spool keeps it meanwhile).
-        backoff / backoff_max: first and longest retry delay (exponential, jittered;
-            a ``Retry-After`` from the receiver is honoured when longer).
+        backoff: the first retry delay in seconds (exponential, jittered; a
+            ``Retry-After`` from the receiver is honoured when longer).
+        backoff_max: the longest retry delay.
         forward: sinks that receive, unchanged, the non-alert events given to
             :meth:`emit` (default: such events are ignored).
         clock: where time comes from (default :class:`~wedguard.SystemClock`).

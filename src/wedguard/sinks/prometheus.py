@@ -8,24 +8,14 @@ node-exporter textfile format with an atomic rename.
 
 How events map to metrics (by ``event.kind`` and the fields of ``event.to_dict()``):
 
-=================  ==========================================================  ==========================================
-kind               fields used                                                 metrics
-=================  ==========================================================  ==========================================
-``decision``       ``rate`` (bytes/s; None or inf: unlimited), ``level``,      ``wedguard_allowed_rate_bytes_per_second``,
-                   ``verdict``                                                 ``wedguard_level``, ``wedguard_verdict``,
-                                                                               ``wedguard_decisions_total{verdict}``
-``session``        ``bytes``, ``wait_seconds`` ({cause: seconds}), ``ok``,     ``wedguard_bytes_total``,
-                   ``finished_at`` (ISO 8601)                                  ``wedguard_wait_seconds_total{cause}``,
-                                                                               ``wedguard_sessions_total{result}``,
-                                                                               ``wedguard_last_success_timestamp_seconds``
-``breaker``        ``breaker``, ``new`` (closed / half_open / open)            ``wedguard_breaker_state{breaker}``
-                                                                               (0 closed, 1 half-open, 2 open),
-                                                                               ``wedguard_breaker_transitions_total{breaker,state}``
-``alert``          ``key``, ``severity``, ``status``                           ``wedguard_alerts_total{severity,status}``,
-                                                                               ``wedguard_alerts_firing{severity}``
-``notification``   ``severity``, ``status``                                    ``wedguard_notifications_total{severity,status}``
-anything else      ``kind``                                                    ``wedguard_events_total{kind}``
-=================  ==========================================================  ==========================================
+| kind | fields used | metrics |
+|---|---|---|
+| `decision` | `rate` (bytes/s; None or inf: unlimited), `level`, `verdict` | `wedguard_allowed_rate_bytes_per_second`, `wedguard_level`, `wedguard_verdict`, `wedguard_decisions_total{verdict}` |
+| `session` | `bytes`, `wait_seconds` (`{cause: seconds}`), `ok`, `finished_at` (ISO 8601) | `wedguard_bytes_total`, `wedguard_wait_seconds_total{cause}`, `wedguard_sessions_total{result}`, `wedguard_last_success_timestamp_seconds` |
+| `breaker` | `breaker`, `new` (closed / half_open / open) | `wedguard_breaker_state{breaker}` (0 closed, 1 half-open, 2 open), `wedguard_breaker_transitions_total{breaker,state}` |
+| `alert` | `key`, `severity`, `status` | `wedguard_alerts_total{severity,status}`, `wedguard_alerts_firing{severity}` |
+| `notification` | `severity`, `status` | `wedguard_notifications_total{severity,status}` |
+| anything else | `kind` | `wedguard_events_total{kind}` |
 
 ``level`` and ``verdict`` may be names (``"PEAK"``) or numbers; gauges hold
 ``OPEN=0, PEAK=1, BLACKOUT=2`` and ``OK=0, THROTTLE=1, HALT=2``.

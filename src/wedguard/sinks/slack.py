@@ -5,11 +5,12 @@ The payload is ``{"text": <one line>, "attachments": [{"color": <hex>, "fallback
 client shows the blocks beside a bar coloured by severity (blue LOW, yellow MEDIUM,
 orange HIGH, red CRITICAL, green resolved, grey other events).
 
->>> from wedguard.alerts import Alert, Severity
->>> sink = SlackSink("https://hooks.slack.com/services/T000/B000/XXXX")
->>> p = sink.payload(Alert("photos/halt", Severity.CRITICAL, "backup halted"))
->>> p["text"], p["attachments"][0]["color"]
-('[FIRING] CRITICAL backup halted', '#A30200')
+Examples:
+    >>> from wedguard.alerts import Alert, Severity
+    >>> sink = SlackSink("https://hooks.slack.com/services/T000/B000/XXXX")
+    >>> p = sink.payload(Alert("photos/halt", Severity.CRITICAL, "backup halted"))
+    >>> p["text"], p["attachments"][0]["color"]
+    ('[FIRING] CRITICAL backup halted', '#A30200')
 """
 
 from __future__ import annotations
@@ -43,11 +44,18 @@ class SlackSink(NetworkSink):
     """Post events to a Slack incoming webhook.
 
     Args:
-        url: the incoming-webhook URL (a secret); or ``url_env``, the variable holding it.
-        channel, username, icon_emoji: optional overrides (legacy webhooks only).
+        url: the incoming-webhook URL (a secret).
+        url_env: the environment variable holding the URL.
+        channel: optional channel override (legacy webhooks only).
+        username: optional user name override (legacy webhooks only).
+        icon_emoji: optional icon override (legacy webhooks only).
         timeout: seconds for each attempt.
-        name, queue_size, max_attempts, backoff, backoff_max, clock: as for
-            :class:`~wedguard.sinks.WebhookSink`.
+        name: how logs and the dispatcher's spool call this sink.
+        queue_size: how many events ``emit`` may queue.
+        max_attempts: give an emitted event up after this many tries (None: never).
+        backoff: the first retry delay in seconds (doubles, with jitter).
+        backoff_max: the longest retry delay.
+        clock: where time comes from.
     """
 
     def __init__(

@@ -41,7 +41,8 @@ class SmtpSink(NetworkSink):
     """Send each event as an e-mail (plain text and HTML alternatives).
 
     Args:
-        host, port: the SMTP server (default ``localhost:25``).
+        host: the SMTP server (default ``localhost``).
+        port: its port (default 25; 587 for STARTTLS submission, 465 for ``ssl``).
         sender: the From address.
         recipients: one address or a list.
         starttls: upgrade the connection with STARTTLS (default True; a server that
@@ -49,13 +50,19 @@ class SmtpSink(NetworkSink):
         ssl: implicit TLS from the first byte (port 465 style); takes precedence
             over ``starttls``.
         username: log in as this user (after TLS) when given.
-        password / password_env: the password, or the environment variable holding
-            it (read once, at construction; a missing variable is a ConfigError).
+        password: the password.
+        password_env: or the environment variable holding it (read once, at
+            construction; a variable that is not set is a ConfigError).
         timeout: seconds for connecting and each command.
         tls_context: the :class:`ssl.SSLContext` to use (default: the system's
             trusted CAs, hostname checked).
-        name, queue_size, max_attempts, backoff, backoff_max, clock: as for
-            :class:`~wedguard.sinks.WebhookSink`.
+        subject_prefix: put before every subject.
+        name: how logs and the dispatcher's spool call this sink.
+        queue_size: how many events ``emit`` may queue.
+        max_attempts: give an emitted event up after this many tries (None: never).
+        backoff: the first retry delay in seconds (doubles, with jitter).
+        backoff_max: the longest retry delay.
+        clock: where time comes from.
     """
 
     def __init__(

@@ -138,14 +138,18 @@ class WebhookSink(NetworkSink):
     """POST each event as signed JSON (see the module text for the headers).
 
     Args:
-        url: the endpoint; or ``url_env``, the environment variable holding it.
-        secret: a signing secret, or a list of them (rotation: all sign each body);
-            or ``secret_env``, a variable holding one. Without a secret nothing is
-            signed.
+        url: the endpoint (treated as a secret: it may hold a token).
+        url_env: or the environment variable holding it.
+        secret: a signing secret, or a list of them (rotation: all sign each body).
+            Without a secret nothing is signed.
+        secret_env: or the environment variable holding one secret.
         headers: extra request headers (not secret: they may be logged).
         timeout: seconds for each attempt (connect and read).
         name: how logs and the dispatcher's spool call this sink.
-        queue_size, max_attempts, backoff, backoff_max: for :meth:`emit`'s worker.
+        queue_size: how many events ``emit`` may queue.
+        max_attempts: give an emitted event up after this many tries (None: never).
+        backoff: the first retry delay in seconds (doubles, with jitter).
+        backoff_max: the longest retry delay.
         clock: timestamps come from it.
 
     ``emit`` queues; ``send`` posts at once and raises
