@@ -317,3 +317,38 @@ def test_lane_config_errors() -> None:
         with pytest.raises(wg.ConfigError) as err:
             AsyncDelivery(lambda _i: None, name="t", **kw)  # type: ignore[arg-type]
         assert err.value.field == field
+
+
+def test_spool_compacts_once_everything_is_delivered(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    s = Spool(path, fsync=False, compact_bytes=2000)
+    for i in range(40):
+        s.add(str(i), "x", {"n": i})
+        s.done(str(i), "x")
+    s.add("last", "x", {"n": -1})
+    s.close()
+    assert path.stat().st_size < 2000
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Spool(path).pending() == [("last", "x", {"n": -1})]
+
+
+def test_new_items_do_not_cut_a_retry_wait_short() -> None:
+    """Puts notify the worker; a worker in a backoff wait must keep waiting."""
+    attempts: list[float] = []
+    gate = threading.Event()
+
+    def send(_item: int) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            gate.set()
+            raise DeliveryError("down", retry_after=0.3)
+
+    lane = AsyncDelivery(send, name="t", rng=lambda: 0.0)
+    lane.put(1)
+    assert gate.wait(5)
+    for i in range(2, 12):
+        lane.put(i)
+        time.sleep(0.01)
+    assert lane.flush(5)
+    lane.close()
+    assert attempts[1] - attempts[0] >= 0.3

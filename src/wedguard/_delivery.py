@@ -266,8 +266,14 @@ class AsyncDelivery(Generic[T]):
                     self._cond.notify_all()
                 else:
                     self.retries += 1
-                    if not self._closed:
-                        clock_wait(self._clock, self._cond, delay)
+                    # new items notify the condition: keep waiting until the backoff
+                    # is over, so a flood of puts never hammers a failing receiver
+                    deadline = self._clock.monotonic() + delay
+                    while not self._closed:
+                        remaining = deadline - self._clock.monotonic()
+                        if remaining <= 0:
+                            break
+                        clock_wait(self._clock, self._cond, remaining)
             if (ok or give_up) and self._on_done is not None:
                 try:
                     self._on_done(entry.item, ok)

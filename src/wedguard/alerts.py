@@ -1040,7 +1040,8 @@ class AlertDispatcher:
             backoff_max=backoff_max,
             on_done=done,
             on_drop=dropped,
-            clock=self._clock,
+            # retries wait real time even when the policy runs on a fake clock
+            clock=SYSTEM_CLOCK,
         )
         self._lanes[id(sink)] = lane
         self._lane_names[name] = lane
@@ -1243,6 +1244,11 @@ class AlertDispatcher:
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify()
+
+    def wake(self) -> None:
+        """Make the worker look at its timers now (e.g. after advancing a fake clock;
+        otherwise it re-reads the clock at least once a second)."""
+        self._wake()
 
     def _run(self) -> None:
         while True:

@@ -35,9 +35,17 @@ class Spool:
     Args:
         path: the spool file; created (with its parent directory) if missing.
         fsync: fsync after every record (default True; turn off only in tests).
+        compact_bytes: once everything is delivered and this much was appended,
+            the file is rewritten empty (so a long-running process keeps it small).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        compact_bytes: int = 1 << 20,
+    ) -> None:
         try:
             self.path = Path(path)
         except TypeError:
@@ -45,6 +53,8 @@ class Spool:
         if self.path.exists() and self.path.is_dir():
             raise ConfigError("spool", str(path), "a file path, not a directory")
         self._fsync = fsync
+        self._compact_bytes = compact_bytes
+        self._written = 0
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._pending: dict[tuple[str, str], dict[str, Any]] = self._read()
@@ -115,6 +125,12 @@ class Spool:
             os.write(self._fd, data)
             if self._fsync:
                 os.fsync(self._fd)
+            self._written += len(data)
+            if not self._pending and self._written >= self._compact_bytes:
+                self._rewrite()  # atomically replaced by an empty file
+                os.close(self._fd)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                self._written = 0
 
     def close(self) -> None:
         """Close the file (records already written stay)."""
