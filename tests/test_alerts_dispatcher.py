@@ -352,3 +352,32 @@ def test_new_items_do_not_cut_a_retry_wait_short() -> None:
     assert lane.flush(5)
     lane.close()
     assert attempts[1] - attempts[0] >= 0.3
+
+
+def _eventually(predicate: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_dispatcher_timers_follow_its_clock(clock: FakeClock) -> None:
+    """group_wait and repeat_interval are on the dispatcher's clock, without flush."""
+    sink = RecordingSink()
+    with AlertDispatcher(
+        routes={HIGH: [sink]}, group_wait=30, repeat_interval=3600, clock=clock
+    ) as d:
+        d.fire(Alert("a", HIGH, "x"))
+        assert _eventually(lambda: d.alerts)
+        time.sleep(0.05)
+        assert sink.events == []
+        clock.advance(30)
+        d.wake()
+        assert _eventually(lambda: len(sink.events) == 1)
+        clock.advance(3600)
+        assert _eventually(lambda: len(sink.events) == 2)
+        assert sink.events[1].repeat  # type: ignore[attr-defined]
+        d.fire(Alert("low", LOW, "unrouted"))
+        assert _eventually(lambda: d.unrouted == 1)

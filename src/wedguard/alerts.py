@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 
 from wedguard._delivery import AsyncDelivery, DeliveryError
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event, Sink
 from wedguard.spool import Spool
@@ -961,6 +961,8 @@ class AlertDispatcher:
         if not isinstance(routes, Mapping):
             raise ConfigError("routes", routes, "a mapping of Severity to a list of sinks")
         self._clock = clock or SYSTEM_CLOCK
+        # a clock other than the system's (a fake one in tests) may jump: look often
+        self._tick = 1.0 if isinstance(self._clock, SystemClock) else 0.02
         self._core = AlertPolicy(
             routes,
             label_routes=label_routes,
@@ -1158,6 +1160,12 @@ class AlertDispatcher:
         return self._input_dropped + sum(lane.dropped for lane in self._lanes.values())
 
     @property
+    def unrouted(self) -> int:
+        """Alerts fired with no route to go to (below every severity route)."""
+        with self._core_lock:
+            return self._core.unrouted
+
+    @property
     def failed(self) -> int:
         """Notifications given up (``max_attempts`` reached or a permanent error)."""
         return sum(lane.failed for lane in self._lanes.values())
@@ -1246,8 +1254,8 @@ class AlertDispatcher:
             self._cond.notify()
 
     def wake(self) -> None:
-        """Make the worker look at its timers now (e.g. after advancing a fake clock;
-        otherwise it re-reads the clock at least once a second)."""
+        """Make the worker look at its timers now (with a fake clock it also re-reads
+        the clock every 20 ms while a timer is pending)."""
         self._wake()
 
     def _run(self) -> None:
@@ -1260,7 +1268,7 @@ class AlertDispatcher:
                     else:
                         remaining = wake - self._clock.monotonic()
                         if remaining > 0:
-                            self._cond.wait(min(remaining, 1.0))
+                            self._cond.wait(min(remaining, self._tick))
                 batch = [item for q in self._inbox for item in q]
                 for q in self._inbox:
                     q.clear()
