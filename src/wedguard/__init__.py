@@ -27,6 +27,7 @@ from wedguard.errors import (
     WedguardError,
 )
 from wedguard.levels import Level, Verdict
+from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.units import (
@@ -51,6 +52,9 @@ __all__ = [
     "EmergencyStop",
     "Event",
     "Level",
+    "PeakHourCalendar",
+    "Rule",
+    "Season",
     "Severity",
     "Sink",
     "Source",
@@ -60,6 +64,7 @@ __all__ = [
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
+    "Window",
     "__version__",
     "format_duration",
     "format_rate",
