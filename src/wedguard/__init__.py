@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, SystemClock
+from wedguard.decision import Decision
 from wedguard.errors import (
     CircuitOpenError,
     ConfigError,
@@ -26,10 +27,22 @@ from wedguard.errors import (
     ThrottleTimeout,
     WedguardError,
 )
+from wedguard.fileobj import GuardedFile
+from wedguard.guard import Guard
 from wedguard.levels import Level, Verdict
 from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
+from wedguard.session import (
+    Cutoff,
+    CutoffReached,
+    DeadlineError,
+    Pause,
+    Session,
+    SessionReport,
+    SlotTimeout,
+    TimelinePoint,
+)
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -49,18 +62,29 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigError",
+    "Cutoff",
+    "CutoffReached",
+    "DeadlineError",
+    "Decision",
     "EmergencyStop",
     "Event",
+    "Guard",
+    "GuardedFile",
     "Level",
+    "Pause",
     "PeakHourCalendar",
     "Rule",
     "Season",
+    "Session",
+    "SessionReport",
     "Severity",
     "Sink",
+    "SlotTimeout",
     "Source",
     "SystemClock",
     "ThrottleTimeout",
     "Throttler",
+    "TimelinePoint",
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
