@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wedguard import ConfigError, Level
@@ -84,8 +84,8 @@ class FakeCalendar:
         hour_start = when.replace(minute=0, second=0, microsecond=0)
         level = Level.OPEN
         for weekday, lo, hi, rule_level in self.rules:
-            if when.weekday() == weekday and lo <= when.hour < hi:
-                level = max(level, rule_level)
+            if when.weekday() == weekday and lo <= when.hour < hi and rule_level > level:
+                level = rule_level
         return FakeCalendar.Window(level, hour_start, hour_start + timedelta(hours=1))
 
 
@@ -330,6 +330,7 @@ def profile_of(medians: list[float]) -> WeeklyProfile:
     )
 
 
+@settings(max_examples=60)  # each example walks a week of calendar
 @given(
     medians=st.lists(st.integers(min_value=1, max_value=99), min_size=168, max_size=168),
     hours=st.integers(min_value=1, max_value=6),
@@ -342,7 +343,9 @@ def test_recommendation_properties(
     """Ranked best first, never overlapping, never in a blackout, the best is optimal."""
     calendar = FakeCalendar(*((h // 24, h % 24, h % 24 + 1, Level.BLACKOUT) for h in blackout))
     profile = profile_of([float(m) for m in medians])
-    windows = recommend_windows(profile, f"{hours}h", count=count, calendar=calendar, at=T0)
+    windows = recommend_windows(
+        profile, f"{hours}h", count=count, calendar=calendar, at=T0, weeks_ahead=1
+    )
 
     def load(start: int) -> float:
         return sum(medians[(start + i) % 168] for i in range(hours)) / hours
@@ -448,3 +451,37 @@ def test_reasons_read_well(store: MetricsStore) -> None:
     assert "of the week's typical" in best.reason
     assert "1 week of history" in best.reason
     assert not math.isnan(best.peak_load)
+
+
+# ------------------------------------------------------------ the real calendar
+
+
+def test_with_a_peak_hour_calendar(store: MetricsStore) -> None:
+    """A PeakHourCalendar's blackouts are honoured and its peak hours reported."""
+    from wedguard import PeakHourCalendar
+
+    synthetic(store, T0, 14, busy_except((5, 3, 6, 5.0), (1, 1, 3, 12.0), (2, 20, 22, 14.0)))
+    calendar = PeakHourCalendar.parse(
+        """
+        Mon-Sun 06:00-22:00 peak 10Mbit/s
+        Sat 00:00-08:00 blackout
+        """,
+        tz="UTC",
+    )
+    windows = recommend_windows(store, "2h", count=2, calendar=calendar, at=T0)
+    assert [str(w) for w in windows] == ["Tue 01:00-03:00", "Wed 20:00-22:00"]
+    assert [w.level for w in windows] == [Level.OPEN, Level.PEAK]
+
+
+def test_rules_text_parses_as_a_calendar(store: MetricsStore) -> None:
+    """The rules text, read back by PeakHourCalendar, opens exactly the windows."""
+    from wedguard import PeakHourCalendar
+
+    synthetic(store, T0, 14, busy_except((6, 23, 24, 3.0), (0, 0, 1, 3.0), (3, 2, 4, 4.0)))
+    windows = recommend_windows(store, "2h", count=2, at=T0)
+    assert [str(w) for w in windows] == ["Sun 23:00-01:00", "Thu 02:00-04:00"]
+    calendar = PeakHourCalendar.parse(windows_to_rules(windows, outside="blackout"), tz="UTC")
+    week = [T0 + timedelta(minutes=30 * i) for i in range(7 * 48)]
+    opened = {(t.weekday(), t.hour) for t in week if calendar.at(t).level is Level.OPEN}
+    assert opened == {(6, 23), (0, 0), (3, 2), (3, 3)}
+    assert calendar.at(T0 + timedelta(days=2)).level is Level.BLACKOUT

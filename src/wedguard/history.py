@@ -1371,6 +1371,9 @@ def _window_length(window: str | float) -> tuple[str, float]:
 # ------------------------------------------------------------------ recommendation
 
 
+_NO_END = object()
+
+
 class _Calendar(Protocol):
     def at(self, when: datetime) -> Any: ...
 
@@ -1402,7 +1405,9 @@ def _hour_levels(calendar: _Calendar, zone: tzinfo, after: datetime, weeks: int)
             while t < end and worst < Level.BLACKOUT:
                 found = calendar.at(t)
                 worst = max(worst, _level_of(found))
-                nxt = getattr(found, "end", None)
+                nxt = getattr(found, "end", _NO_END)
+                if nxt is None:  # the answer never changes again
+                    break
                 if isinstance(nxt, datetime) and nxt > t:
                     t = min(nxt, t + timedelta(hours=1))
                 else:
