@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wedguard import Alert, ConfigError, Severity
-from wedguard.history import GrowthTrend, MetricsStore, SessionRecord
-from wedguard.testing import FakeClock
+from wedguard.history import (
+    GrowthTrend,
+    HistorySink,
+    MetricsStore,
+    SessionRecord,
+    StoreCorruptError,
+)
+from wedguard.testing import FakeClock, RecordingSink, ScriptedSource
 
 NIGHT0 = datetime(2026, 1, 5, 5, 0, tzinfo=timezone.utc)  # Monday, after the backup
 
@@ -211,3 +218,100 @@ def test_overrun_bad_arguments(store: MetricsStore, kwargs: dict[str, Any], fiel
     with pytest.raises(ConfigError) as info:
         store.overrun_alert("photos", **kwargs)
     assert info.value.field == field
+
+
+# ------------------------------------------------------------- with the guard
+
+
+def test_a_guard_session_report_is_stored(clock: FakeClock) -> None:
+    """The guard's own SessionReport, sent to a HistorySink, lands in the store."""
+    from wedguard import Guard
+
+    history = HistorySink(":memory:", clock=clock)
+    guard = Guard(rate="1MB/s", calendar=None, sources=[], sinks=[history], clock=clock)
+    with guard.session("photos") as s:
+        for _ in range(10):
+            s.throttle(500_000)
+    (stored,) = history.store.sessions()  # type: ignore[union-attr]
+    report = s.report()
+    assert (stored.name, stored.bytes) == ("photos", 5e6)
+    assert stored.duration == pytest.approx(report.duration)
+    assert stored.at == report.finished_at
+    assert len(stored.data["timeline"]) == len(report.timeline)
+
+
+def test_history_that_cannot_open_never_fails_the_backup(tmp_path: Path, clock: FakeClock) -> None:
+    """A corrupt history file: the backup runs, one alert says so, and only one."""
+    from wedguard import Guard
+
+    path = tmp_path / "history.db"
+    path.write_bytes(b"\x00garbage" * 512)
+    alerts = RecordingSink()
+    history = HistorySink(path, alerts=alerts, clock=clock)
+    assert not history.available
+    assert isinstance(history.failure, StoreCorruptError)
+    guard = Guard(rate="1MB/s", calendar=None, sources=[], sinks=[history], clock=clock)
+    for _ in range(2):
+        with guard.session("photos") as s:
+            s.throttle(1000)
+    history.record({"cpu.percent": 1.0})
+    (alert,) = alerts.events
+    assert isinstance(alert, Alert)
+    assert alert.key == "history/unavailable"
+    assert "not a readable SQLite database" in alert.details
+
+
+def test_history_that_fails_later_alerts_once(clock: FakeClock) -> None:
+    alerts: list[Alert] = []
+    store = MetricsStore(":memory:", clock=clock)
+    history = HistorySink(store, alerts=alerts.append)
+    history.emit(Alert("k", Severity.LOW, "first"))
+    assert len(store.events()) == 1
+    store.close()  # the store goes away under the sink
+    history.emit(Alert("k", Severity.LOW, "second"))
+    history.emit({"kind": "session", "name": "x", "bytes": 1, "duration_s": 1})
+    assert not history.available
+    assert [a.key for a in alerts] == ["history/unavailable"]
+
+
+def test_malformed_events_are_dropped_not_fatal(clock: FakeClock) -> None:
+    history = HistorySink(":memory:", clock=clock)
+    history.emit({"kind": "session", "bytes": 1})  # no name
+    history.emit({"no kind": 1})
+    assert history.available
+    assert history.store.sessions() == []  # type: ignore[union-attr]
+
+
+def test_an_alert_sink_that_raises_is_contained(tmp_path: Path) -> None:
+    def explode(alert: Alert) -> None:
+        raise RuntimeError("pager down")
+
+    history = HistorySink(tmp_path / "no" / "such" / "dir.db", alerts=explode)
+    assert not history.available
+
+
+def test_recorded_source_tees_samples_into_history(clock: FakeClock) -> None:
+    history = HistorySink(":memory:", clock=clock)
+    src = history.source(ScriptedSource([{"cpu.percent": 12.0}, {"cpu.percent": 14.0}]))
+    assert src.sample() == {"cpu.percent": 12.0}
+    clock.advance(60)
+    assert src.sample() == {"cpu.percent": 14.0}
+    assert history.store.series("cpu.percent") == [  # type: ignore[union-attr]
+        (NIGHT0, 12.0),
+        (NIGHT0 + timedelta(seconds=60), 14.0),
+    ]
+    with pytest.raises(ConfigError):
+        history.source(object())
+    with pytest.raises(ConfigError):
+        HistorySink(":memory:", alerts=42)
+    with pytest.raises(ConfigError):
+        HistorySink(":memory:", retention="a while")
+
+
+def test_series_limits_and_ranges(store: MetricsStore) -> None:
+    for i in range(5):
+        store.record({"m": float(i)}, at=NIGHT0 + timedelta(minutes=i))
+    assert [v for _, v in store.series("m", limit=2)] == [0.0, 1.0]
+    assert [v for _, v in store.series("m", since=NIGHT0 + timedelta(minutes=3))] == [3.0, 4.0]
+    with pytest.raises(ConfigError):
+        store.series("m", limit=0)

@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -60,6 +61,7 @@ __all__ = [
     "Bucket",
     "GrowthTrend",
     "HistoryError",
+    "HistorySink",
     "HourStats",
     "MetricsStore",
     "RecommendedWindow",
@@ -877,7 +879,9 @@ class MetricsStore:
         size = _number(_first(data, "bytes", "total_bytes", "bytes_done"))
         if size is None:
             raise ConfigError("report.bytes", data.get("bytes"), "a number of bytes")
-        duration = _number(_first(data, "wall_time", "duration", "elapsed", "wall_s", "wall"))
+        duration = _number(
+            _first(data, "wall_time", "duration_s", "duration", "elapsed", "wall_s", "wall")
+        )
         if duration is None:
             raise ConfigError("report.wall_time", data.get("wall_time"), "a number of seconds")
         if at is None:
@@ -1007,6 +1011,29 @@ class MetricsStore:
             )
             for k, mean, lo, hi, cnt, p50, p95 in rows
         ]
+
+    def series(
+        self,
+        metric: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        limit: int = 100_000,
+    ) -> list[tuple[datetime, float]]:
+        """The raw samples of ``metric`` in a time range, oldest first (for plots).
+
+        At most ``limit`` samples are returned (the first ones); for long ranges
+        prefer :meth:`aggregate`.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError("limit", limit, "a whole number >= 1")
+        where, params = self._range(since, until)
+        rows = self._read(
+            "SELECT ts, value FROM samples WHERE metric_id = "
+            f"(SELECT id FROM metrics WHERE name = ?){where} ORDER BY ts LIMIT ?",
+            [metric, *params, limit],
+        )
+        return [(_utc(ts), float(v)) for ts, v in rows]
 
     def events(
         self,
@@ -1621,3 +1648,154 @@ def windows_to_rules(
                     lines.append(f"{DAY_NAMES[day]} {_hhmm(cursor)}-{_hhmm(lo)} {outside.strip()}")
                 cursor = max(cursor, hi)
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------- the guard's side
+
+
+class HistorySink:
+    """History for a guard that must never fail because of it.
+
+    A :class:`~wedguard.Sink` that stores what the guard emits: session reports
+    (``kind == "session"``) with :meth:`MetricsStore.record_session`, every other event
+    with :meth:`MetricsStore.record_event`. :meth:`source` wraps a guard's source so
+    its samples are recorded too.
+
+    Nothing here ever raises into the backup. When the store cannot be opened (a
+    corrupt or locked file) or a write fails, the sink switches itself off, keeps the
+    error in :attr:`failure`, and sends exactly one :class:`~wedguard.Alert` (key
+    ``"history/unavailable"``) to ``alerts``; the backup goes on without history.
+
+    Args:
+        store: a :class:`MetricsStore`, or a path to open one at.
+        alerts: where the one alert goes: a sink (``emit``) or a callable.
+        **options: passed to :class:`MetricsStore` when ``store`` is a path
+            (``retention``, ``clock``, ...).
+
+    Example::
+
+        >>> from wedguard.testing import RecordingSink
+        >>> alerts = RecordingSink()
+        >>> history = HistorySink(":memory:", alerts=alerts)
+        >>> history.emit({"kind": "session", "name": "photos", "bytes": 10, "duration_s": 2.0})
+        >>> [s.name for s in history.store.sessions()]
+        ['photos']
+        >>> broken = HistorySink("/nonexistent/dir/history.db", alerts=alerts)
+        >>> broken.available, [a.key for a in alerts.events]
+        (False, ['history/unavailable'])
+        >>> broken.emit({"kind": "session", "name": "photos", "bytes": 10, "duration_s": 2.0})
+    """
+
+    def __init__(
+        self,
+        store: MetricsStore | str | PathLike[str],
+        *,
+        alerts: Any = None,
+        **options: Any,
+    ) -> None:
+        if alerts is not None and not (callable(alerts) or callable(getattr(alerts, "emit", None))):
+            raise ConfigError("alerts", alerts, "a sink (with emit) or a callable")
+        self._alerts = alerts
+        self._lock = threading.Lock()
+        self.failure: WedguardError | None = None
+        self.store: MetricsStore | None = None
+        if isinstance(store, MetricsStore):
+            self.store = store
+        else:
+            try:
+                self.store = MetricsStore(store, **options)
+            except ConfigError:
+                raise  # a programming error, not a broken file
+            except WedguardError as exc:
+                self._fail(exc)
+
+    @property
+    def available(self) -> bool:
+        """True while history is being recorded."""
+        return self.store is not None
+
+    @property
+    def kind(self) -> str:
+        return "history"
+
+    def _fail(self, exc: WedguardError) -> None:
+        with self._lock:
+            if self.failure is not None:
+                return
+            self.failure = exc
+            store, self.store = self.store, None
+        if store is not None:
+            with contextlib.suppress(Exception):  # closing a broken store
+                store.close()
+        alert = Alert(
+            key="history/unavailable",
+            severity=Severity.MEDIUM,
+            summary="metric history unavailable; backups go on without it",
+            details=str(exc),
+            labels={"component": "history"},
+        )
+        try:
+            if callable(getattr(self._alerts, "emit", None)):
+                self._alerts.emit(alert)
+            elif callable(self._alerts):
+                self._alerts(alert)
+        except Exception:  # a failing alert sink must not fail the backup either
+            pass
+
+    def _guarded(self, action: Any, *args: Any) -> None:
+        store = self.store
+        if store is None:
+            return
+        try:
+            action(store, *args)
+        except ConfigError:
+            pass  # a malformed event is dropped, history stays on
+        except WedguardError as exc:
+            self._fail(exc)
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(HistoryError(store.path, str(exc)))
+
+    def emit(self, event: Any) -> None:
+        """Store ``event``; never raises."""
+        kind = event.get("kind") if isinstance(event, Mapping) else getattr(event, "kind", None)
+        if kind == "session":
+            self._guarded(MetricsStore.record_session, event)
+        else:
+            self._guarded(MetricsStore.record_event, event)
+
+    def record(self, sample: Mapping[str, float], at: datetime | None = None) -> None:
+        """Store a sample; never raises."""
+        self._guarded(MetricsStore.record, sample, at)
+
+    def source(self, source: Any) -> _RecordingSource:
+        """Wrap a :class:`~wedguard.Source` so every sample it takes is recorded."""
+        if not callable(getattr(source, "sample", None)):
+            raise ConfigError("source", source, "a Source (with sample())")
+        return _RecordingSource(source, self)
+
+    def close(self) -> None:
+        store, self.store = self.store, None
+        if store is not None:
+            store.close()
+
+    def __repr__(self) -> str:
+        state = "off" if self.store is None else repr(self.store)
+        return f"HistorySink({state})"
+
+
+class _RecordingSource:
+    """A source that passes samples through and records them in history."""
+
+    __slots__ = ("_history", "_source")
+
+    def __init__(self, source: Any, history: HistorySink) -> None:
+        self._source = source
+        self._history = history
+
+    def sample(self) -> Mapping[str, float]:
+        sample: Mapping[str, float] = self._source.sample()
+        self._history.record(sample)
+        return sample
+
+    def __repr__(self) -> str:
+        return f"recorded({self._source!r})"
