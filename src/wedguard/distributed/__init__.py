@@ -1,0 +1,23 @@
+"""Many hosts, one budget: wedguard's policies shared through Redis (extra ``redis``).
+
+* :class:`RedisTokenBucket`: the throttler interface, one budget for every host.
+* :class:`RedisSlots`: at most ``limit`` holders at once, with leases.
+* :class:`RedisStopFlag`: an emergency stop every host sees.
+* :class:`RedisCoordinator`: all of them on one connection under one key prefix.
+* :class:`RedisLink`: the connection and its fault handling (local fallback when
+  Redis is unreachable or slow, one alert, back to Redis when it answers again).
+
+Importing :mod:`wedguard` never imports this package or redis-py.
+"""
+
+from __future__ import annotations
+
+from wedguard.distributed.bucket import DEFAULT_FALLBACK_SHARE, RedisTokenBucket
+from wedguard.distributed.link import RedisLink, bounded_client
+
+__all__ = [
+    "DEFAULT_FALLBACK_SHARE",
+    "RedisLink",
+    "RedisTokenBucket",
+    "bounded_client",
+]
