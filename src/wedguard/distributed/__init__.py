@@ -13,11 +13,18 @@ Importing :mod:`wedguard` never imports this package or redis-py.
 from __future__ import annotations
 
 from wedguard.distributed.bucket import DEFAULT_FALLBACK_SHARE, RedisTokenBucket
+from wedguard.distributed.coordinator import RedisCoordinator
 from wedguard.distributed.link import RedisLink, bounded_client
+from wedguard.distributed.slots import RedisSlots, SlotTimeout
+from wedguard.distributed.stop import RedisStopFlag
 
 __all__ = [
     "DEFAULT_FALLBACK_SHARE",
+    "RedisCoordinator",
     "RedisLink",
+    "RedisSlots",
+    "RedisStopFlag",
     "RedisTokenBucket",
+    "SlotTimeout",
     "bounded_client",
 ]
