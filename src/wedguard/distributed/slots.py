@@ -134,8 +134,9 @@ class RedisSlots:
         poll: how often a waiting caller asks Redis again, in seconds.
         fallback_limit: slots this host may use on its own while Redis is
             unreachable (``0``: wait for Redis).
-        timeout, probe_interval, sinks: as for :class:`RedisLink` (ignored when
-            ``client`` is one).
+        timeout: as for :class:`RedisLink` (ignored when ``client`` is one).
+        probe_interval: as for :class:`RedisLink` (ignored when ``client`` is one).
+        sinks: as for :class:`RedisLink` (ignored when ``client`` is one).
         clock: where local waiting time comes from (leases run on the Redis
             server's clock).
 

@@ -30,8 +30,9 @@ class RedisStopFlag:
             so a hot loop may ask on every chunk without a round trip each time
             (``0``: always ask Redis). With the default 0.5 s a stop reaches every
             host within a second.
-        timeout, probe_interval, sinks: as for :class:`RedisLink` (ignored when
-            ``client`` is one).
+        timeout: as for :class:`RedisLink` (ignored when ``client`` is one).
+        probe_interval: as for :class:`RedisLink` (ignored when ``client`` is one).
+        sinks: as for :class:`RedisLink` (ignored when ``client`` is one).
         clock: where time comes from (for ``max_age``).
 
     While Redis is unreachable :meth:`is_set` keeps answering with the last reading
