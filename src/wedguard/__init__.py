@@ -27,6 +27,14 @@ from wedguard.errors import (
     WedguardError,
 )
 from wedguard.levels import Level, Verdict
+from wedguard.policy.breaker import (
+    BreakerEvent,
+    BreakerRecord,
+    BreakerState,
+    BreakerStorage,
+    CircuitBreaker,
+    MemoryBreakerStorage,
+)
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.units import (
@@ -45,12 +53,18 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Alert",
+    "BreakerEvent",
+    "BreakerRecord",
+    "BreakerState",
+    "BreakerStorage",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
     "EmergencyStop",
     "Event",
     "Level",
+    "MemoryBreakerStorage",
     "Severity",
     "Sink",
     "Source",
