@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.distributed.breaker import RedisBreakerStorage
 from wedguard.distributed.bucket import DEFAULT_FALLBACK_SHARE, RedisTokenBucket
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.distributed.slots import RedisSlots
@@ -17,10 +18,10 @@ __all__ = ["RedisCoordinator"]
 
 
 class RedisCoordinator:
-    """The shared bucket, slots and stop flag of a fleet, on one Redis connection.
+    """The shared bucket, slots, breaker state and stop flag of a fleet, on one connection.
 
     Every key lives under ``prefix``: ``<prefix>:bucket:<name>``,
-    ``<prefix>:slots:<name>``, ``<prefix>:stop``. All objects share one
+    ``<prefix>:slots:<name>``, ``<prefix>:breaker:<name>``, ``<prefix>:stop``. All objects share one
     :class:`RedisLink`, so Redis going away is noticed, alerted and recovered from
     once for all of them.
 
@@ -43,11 +44,13 @@ class RedisCoordinator:
         bucket = coord.bucket("40MB/s")          # one budget for all hosts
         slots = coord.slots(limit=2)             # at most 2 backups at once
         stop = coord.stop_flag                   # `wedguard stop --redis URL` sets it
+        breaker = wg.CircuitBreaker("upload", storage=coord.breaker_storage("upload"))
 
     .. versionadded:: 0.1.0
     """
 
     __slots__ = (
+        "_breakers",
         "_buckets",
         "_clock",
         "_fallback_share",
@@ -104,6 +107,7 @@ class RedisCoordinator:
         self._fallback_slots = fallback_slots
         self._buckets: dict[str, RedisTokenBucket] = {}
         self._slots: dict[str, RedisSlots] = {}
+        self._breakers: dict[str, RedisBreakerStorage] = {}
         self._stop = RedisStopFlag(self._link, f"{prefix}:stop", clock=self._clock)
 
     @property
@@ -159,6 +163,20 @@ class RedisCoordinator:
             )
             self._slots[name] = slots
         return slots
+
+    def breaker_storage(self, name: str = "default") -> RedisBreakerStorage:
+        """The shared circuit breaker state ``name``: pass it as ``storage=``.
+
+        Give the breaker the coordinator's clock (the default system clock, unless
+        one was given here).
+        """
+        storage = self._breakers.get(name)
+        if storage is None:
+            storage = RedisBreakerStorage(
+                self._link, f"{self._prefix}:breaker:{name}", clock=self._clock
+            )
+            self._breakers[name] = storage
+        return storage
 
     def stop(self, reason: str = "") -> bool:
         """Raise the fleet's stop flag; False if Redis could not be reached."""
