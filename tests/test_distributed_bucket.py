@@ -318,3 +318,20 @@ def test_slow_redis_counts_as_unreachable(own_redis_server: RedisServer) -> None
         assert not bucket.online
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_concurrent_sharers_never_overdraw(redis_server: RedisServer, key: str) -> None:
+    """Atomic scripts: 4 threads with their own clients race for 100 units, exactly
+    100 are granted."""
+    granted: list[int] = []
+
+    def run() -> None:
+        bucket = RedisTokenBucket(redis_server.client(), key, 0, burst=100)
+        granted.append(sum(bucket.try_acquire(1) for _ in range(60)))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sum(granted) == 100

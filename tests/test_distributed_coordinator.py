@@ -164,3 +164,42 @@ def test_import_wedguard_does_not_import_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_clients_that_decode_responses_work_too(redis_server: RedisServer, key: str) -> None:
+    import redis
+
+    client = redis.Redis(port=redis_server.port, decode_responses=True, socket_timeout=1)
+    bucket = RedisTokenBucket(client, key + ":bucket", 100, burst=10)
+    assert bucket.try_acquire(10)
+    assert not bucket.try_acquire(10)
+    assert 0 < bucket.reserve(1) <= 0.1
+    slots = RedisSlots(client, key + ":slots", 1)
+    with slots:
+        assert slots.in_use == 1
+    flag = RedisStopFlag(client, key + ":stop", max_age=0)
+    flag.set("why")
+    assert flag.reason == "why"
+    from wedguard import CircuitBreaker
+    from wedguard.distributed import RedisBreakerStorage
+
+    breaker = CircuitBreaker("d", storage=RedisBreakerStorage(client, key + ":b", max_age=0))
+    breaker.trip("t")
+    assert breaker.state.name == "OPEN"
+
+
+def test_missing_server_skips_unless_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    import conftest_redis
+
+    monkeypatch.setattr(conftest_redis, "REQUIRE", False)
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        conftest_redis._missing("redis-server is not installed")
+    monkeypatch.setattr(conftest_redis, "REQUIRE", True)
+    with pytest.raises(pytest.fail.Exception, match="WEDGUARD_REQUIRE_REDIS=1"):
+        conftest_redis._missing("redis-server is not installed")
+
+
+async def test_async_acquire_falls_back_while_offline() -> None:
+    bucket = RedisTokenBucket("redis://127.0.0.1:1/0", "k", 100, burst=10, timeout=0.1)
+    assert await bucket.acquire_async(10) == 0.0  # the fallback bucket: 10/s, burst 1
+    assert not bucket.online
