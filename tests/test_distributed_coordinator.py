@@ -156,6 +156,11 @@ def test_bounded_client_caps_timeouts_and_retries(redis_server: RedisServer) -> 
     assert fast.ping()
     other: Any = object()
     assert bounded_client(other, 0.2) is other
+    pool = redis.BlockingConnectionPool(port=redis_server.port, max_connections=2, timeout=20)
+    blocking = bounded_client(redis.Redis(connection_pool=pool), 0.2)
+    assert isinstance(blocking.connection_pool, redis.BlockingConnectionPool)
+    assert blocking.connection_pool.timeout == 0.2
+    assert blocking.ping()
 
 
 def test_import_wedguard_does_not_import_redis() -> None:

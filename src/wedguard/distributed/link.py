@@ -78,10 +78,16 @@ def bounded_client(client: Any, timeout: float) -> Any:
     kwargs["retry"] = Retry(NoBackoff(), 0)
     kwargs["retry_on_timeout"] = False
     kwargs.pop("retry_on_error", None)
+    extra: dict[str, Any] = {}
+    if isinstance(pool, redis.BlockingConnectionPool):
+        # waiting for a free connection counts against the same bound
+        waits = getattr(pool, "timeout", None)
+        extra["timeout"] = timeout if waits is None else min(float(waits), timeout)
     try:
         new_pool = type(pool)(
             connection_class=pool.connection_class,
             max_connections=pool.max_connections,
+            **extra,
             **kwargs,
         )
         return redis.Redis(connection_pool=new_pool)
