@@ -335,3 +335,29 @@ def test_concurrent_sharers_never_overdraw(redis_server: RedisServer, key: str) 
     for thread in threads:
         thread.join(10)
     assert sum(granted) == 100
+
+
+def evalsha_calls(client: Any) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_an_unlimited_budget_costs_no_round_trip_per_call(
+    redis_server: RedisServer, key: str
+) -> None:
+    """While the shared rate is unlimited, calls skip Redis for `recheck` seconds;
+    a limit set on another host still arrives within `recheck`."""
+    observer = redis_server.client()
+    bucket = RedisTokenBucket(redis_server.client(), key, "off", recheck=0.2)
+    assert bucket.try_acquire(1)
+    before = evalsha_calls(observer)
+    for _ in range(100):
+        assert bucket.try_acquire(10**9)
+        assert bucket.acquire(10**9) == 0.0
+        assert bucket.reserve(10**9) == 0.0
+    assert evalsha_calls(observer) - before <= 1
+    other = RedisTokenBucket(redis_server.client(), key, 10, burst=10)
+    assert other.try_acquire(10)  # the limit is set (first contact) and the bucket drained
+    time.sleep(0.25)
+    assert not bucket.try_acquire(5)
+    assert bucket.rate == 10

@@ -230,6 +230,7 @@ class RedisTokenBucket:
         "_script",
         "_share",
         "_sync",
+        "_unlimited_until",
         "_waiting",
     )
 
@@ -302,6 +303,7 @@ class RedisTokenBucket:
         self._cond = threading.Condition(threading.Lock())
         self._generation = 0
         self._waiting = 0
+        self._unlimited_until = -_INF
 
     # -- properties -------------------------------------------------------------------
 
@@ -375,7 +377,16 @@ class RedisTokenBucket:
         rate = float(reply[3])
         if rate != self._rate:
             self._seen_rate(rate, float(reply[4]))
+        if rate == _INF:
+            # Unlimited: nothing to count. Skip Redis for `recheck` seconds, so an
+            # unlimited budget costs no round trip per chunk; a rate set elsewhere
+            # still arrives within `recheck` seconds.
+            self._unlimited_until = self._clock.monotonic() + self._recheck
         return reply
+
+    def _free(self) -> bool:
+        """The global rate was unlimited at a reading younger than ``recheck``."""
+        return self._rate == _INF and self._clock.monotonic() < self._unlimited_until
 
     def _seen_rate(self, rate: float, burst: float) -> None:
         """Another sharer changed the global rate: follow it."""
@@ -398,6 +409,8 @@ class RedisTokenBucket:
         """
         if not 0 <= n < _INF:
             _check_n(n)
+        if self._free():
+            return True
         reply = self._link.call(lambda client: self._eval(client, "try", n, -1.0), _none)
         if reply is None:
             return self._fallback.try_acquire(n)
@@ -409,6 +422,8 @@ class RedisTokenBucket:
         Never sleeps (one Redis round trip); ``math.inf`` while the bucket is paused.
         """
         _check_n(n)
+        if self._free():
+            return 0.0
         reply = self._call("reserve", n, -1.0)
         if reply is None:
             return self._fallback.reserve(n)
@@ -438,6 +453,8 @@ class RedisTokenBucket:
         """
         _check_n(n)
         _check_timeout(timeout)
+        if self._free():
+            return 0.0
         clock = self._clock
         start = now = clock.monotonic()
         placed = self._begin(n, timeout)
@@ -480,6 +497,8 @@ class RedisTokenBucket:
         """
         _check_n(n)
         _check_timeout(timeout)
+        if self._free():
+            return 0.0
         clock = self._clock
         start = now = clock.monotonic()
         placed = await asyncio.to_thread(self._begin, n, timeout)
@@ -524,6 +543,7 @@ class RedisTokenBucket:
         self._arg_rate = _arg(value)
         self._fallback.set_rate(self._fallback_rate(value))
         self._sync = "1"
+        self._unlimited_until = -_INF
         self._call("state", 0.0, -1.0)
         with self._cond:
             self._generation += 1
