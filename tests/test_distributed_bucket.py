@@ -39,7 +39,7 @@ def test_it_is_a_throttler(client: Any, key: str) -> None:
 
 
 def test_full_bucket_then_empty(client: Any, key: str) -> None:
-    bucket = RedisTokenBucket(client, key, 1000)
+    bucket = RedisTokenBucket(client, key, 10, burst=200)
     assert bucket.try_acquire(150)
     assert not bucket.try_acquire(150)  # only ~50 left of the 200 burst
     assert 0 < bucket.available < 60
@@ -47,8 +47,8 @@ def test_full_bucket_then_empty(client: Any, key: str) -> None:
 
 def test_state_is_shared_between_clients(redis_server: RedisServer, key: str) -> None:
     """Two processes' worth of clients draw on one budget."""
-    a = RedisTokenBucket(redis_server.client(), key, 100, burst=100)
-    b = RedisTokenBucket(redis_server.client(), key, 100, burst=100)
+    a = RedisTokenBucket(redis_server.client(), key, 1, burst=100)
+    b = RedisTokenBucket(redis_server.client(), key, 1, burst=100)
     assert a.try_acquire(80)
     assert not b.try_acquire(80)
     assert b.try_acquire(15)
@@ -59,11 +59,11 @@ def test_reserve_says_how_long_to_wait(client: Any, key: str) -> None:
     bucket = RedisTokenBucket(client, key, 10, burst=10)
     assert bucket.reserve(10) == 0.0
     wait = bucket.reserve(5)
-    assert 0.45 < wait <= 0.5  # 5 units at 10/s, less what refilled in between
+    assert 0.3 < wait <= 0.5  # 5 units at 10/s, less what refilled in between
 
 
 def test_request_larger_than_burst_goes_into_debt(client: Any, key: str) -> None:
-    bucket = RedisTokenBucket(client, key, 100, burst=10)
+    bucket = RedisTokenBucket(client, key, 1, burst=10)
     assert bucket.try_acquire(50)  # served from a full bucket, never deadlocks
     assert bucket.available < -39
     assert not bucket.try_acquire(1)
@@ -104,10 +104,10 @@ def test_latest_configured_sharer_wins(redis_server: RedisServer, key: str) -> N
 
 
 def test_acquire_waits_for_its_turn(client: Any, key: str) -> None:
-    bucket = RedisTokenBucket(client, key, 1000, burst=100)
+    bucket = RedisTokenBucket(client, key, 200, burst=100)
     assert bucket.acquire(100) == 0.0
-    waited = bucket.acquire(50)
-    assert 0.03 < waited < 0.5
+    waited = bucket.acquire(50)  # 0.25 s at 200/s, less what refilled in between
+    assert 0.1 < waited < 1.0
 
 
 def test_acquire_timeout_consumes_nothing(client: Any, key: str) -> None:
@@ -120,9 +120,9 @@ def test_acquire_timeout_consumes_nothing(client: Any, key: str) -> None:
 
 
 def test_fifo_try_acquire_does_not_jump_the_queue(client: Any, key: str) -> None:
-    bucket = RedisTokenBucket(client, key, 100, burst=100)
+    bucket = RedisTokenBucket(client, key, 10, burst=100)
     assert bucket.try_acquire(100)
-    assert bucket.reserve(50) > 0.4  # someone waits for 50
+    assert bucket.reserve(50) > 4  # someone waits for 50
     time.sleep(0.05)  # some credit comes in, but it is promised
     assert not bucket.try_acquire(1)
 
@@ -157,10 +157,10 @@ def test_remote_rate_change_reaches_a_waiter(redis_server: RedisServer, key: str
 
 
 async def test_acquire_async(client: Any, key: str) -> None:
-    bucket = RedisTokenBucket(client, key, 1000, burst=100)
+    bucket = RedisTokenBucket(client, key, 200, burst=100)
     assert await bucket.acquire_async(100) == 0.0
     waited = await bucket.acquire_async(50)
-    assert 0.03 < waited < 0.5
+    assert 0.1 < waited < 1.0
     with pytest.raises(ThrottleTimeout):
         await bucket.acquire_async(1000, timeout=0.01)
 

@@ -118,11 +118,11 @@ def test_waiters_are_served_in_fifo_order(redis_server: RedisServer, key: str) -
 
 
 def test_a_live_holder_keeps_its_slot_by_renewing(redis_server: RedisServer, key: str) -> None:
-    holder = RedisSlots(redis_server.client(), key, 1, lease=0.3)
-    other = RedisSlots(redis_server.client(), key, 1, lease=0.3)
+    holder = RedisSlots(redis_server.client(), key, 1, lease=0.45)
+    other = RedisSlots(redis_server.client(), key, 1, lease=0.45)
     assert holder.try_acquire()
-    for _ in range(4):  # 0.8 s: well past the lease, renewed every 0.1 s
-        time.sleep(0.2)
+    for _ in range(4):  # 1 s: well past the lease, renewed every 0.15 s
+        time.sleep(0.25)
         assert not other.try_acquire()
     holder.release()
     assert other.try_acquire()
@@ -156,7 +156,7 @@ def test_a_dead_holder_frees_its_slot_when_its_lease_ends(
         proc.wait(5)
         killed = time.monotonic()
         assert wait_until(slots.try_acquire, timeout=2.0)
-        assert time.monotonic() - killed <= 0.7  # within the 0.5 s lease
+        assert time.monotonic() - killed <= 1.0  # the 0.5 s lease, not the default 30 s
     finally:
         if proc.poll() is None:
             proc.kill()
