@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import sys
 import threading
 from typing import Final
 
@@ -31,6 +32,7 @@ BURST_FLOOR: Final = 1.0
 """The smallest default burst, in units."""
 
 _INF: Final = math.inf
+_FLOAT_MAX: Final = sys.float_info.max
 _SLACK: Final = 1e-9
 """Seconds below which a remaining wait counts as served (float rounding, not policy)."""
 
@@ -216,7 +218,7 @@ class TokenBucketThrottler:
         Raises:
             ConfigError: ``n`` is negative, not finite or not a number.
         """
-        if (n.__class__ is not int and n.__class__ is not float) or not 0 <= n < _INF:
+        if (n.__class__ is not int and n.__class__ is not float) or not 0 <= n <= _FLOAT_MAX:
             n = _check_n(n)
         if self._unlimited:
             return True
