@@ -1000,3 +1000,15 @@ class BucketMachine(RuleBasedStateMachine):
 
 BucketMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40)
 test_bucket_against_reference_model = BucketMachine.TestCase
+
+
+def test_unlimited_with_a_given_burst(clock: FakeClock) -> None:
+    """A given burst is kept for when the rate becomes finite again."""
+    bucket = TokenBucketThrottler(0, burst=1, clock=clock)
+    bucket.set_rate("off")
+    assert bucket.burst == math.inf
+    assert all(bucket.try_acquire(1) for _ in range(10))
+    assert bucket.try_acquire(1e300)
+    bucket.set_rate(10)
+    assert bucket.burst == 1
+    assert bucket.available == 1

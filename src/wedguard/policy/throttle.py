@@ -113,6 +113,7 @@ class TokenBucketThrottler:
         "_now",
         "_queue",
         "_rate",
+        "_slope",
         "_t0",
         "_unlimited",
         "_waiting",
@@ -144,7 +145,11 @@ class TokenBucketThrottler:
         self._unlimited = rate_value == _INF
         self._burst = self._effective_burst(rate_value)
         self._consumed = 0.0
-        self._c0 = self._burst  # a new bucket starts full
+        # The credit line is c0 + slope * (now - t0). While unlimited it is flat at
+        # the largest float, so every finite request fits and no arithmetic meets
+        # inf * 0.
+        self._slope = 0.0 if self._unlimited else rate_value
+        self._c0 = _FLOAT_MAX if self._unlimited else self._burst  # a new bucket starts full
         self._t0 = self._now()
 
     # -- properties -----------------------------------------------------------------
@@ -156,7 +161,7 @@ class TokenBucketThrottler:
 
     @property
     def burst(self) -> float:
-        """The most a full bucket gives at once."""
+        """The most a full bucket gives at once (``math.inf`` while unlimited)."""
         return self._burst
 
     @property
@@ -183,15 +188,15 @@ class TokenBucketThrottler:
     # -- the pure core ----------------------------------------------------------------
 
     def _effective_burst(self, rate: float) -> float:
+        if rate == _INF:
+            return _INF  # unlimited: no bucket to fill
         if self._burst_given is not None:
             return self._burst_given
-        if rate == _INF:
-            return _INF
         return max(rate * BURST_SPAN, BURST_FLOOR)
 
     def _credit(self, now: float) -> float:
         """Total credit made available up to ``now`` (lock held)."""
-        credit = self._c0 + self._rate * (now - self._t0)
+        credit = self._c0 + self._slope * (now - self._t0)
         cap = self._consumed + self._burst
         if credit >= cap:
             self._c0 = cap
@@ -218,22 +223,30 @@ class TokenBucketThrottler:
         Raises:
             ConfigError: ``n`` is negative, not finite or not a number.
         """
-        if (n.__class__ is not int and n.__class__ is not float) or not 0 <= n <= _FLOAT_MAX:
-            n = _check_n(n)
-        if self._unlimited:
-            return True
-        with self._lock:
-            now = self._now()
-            credit = self._c0 + self._rate * (now - self._t0)
-            consumed = self._consumed
-            cap = consumed + self._burst
-            if credit >= cap:
-                credit = self._c0 = cap
-                self._t0 = now
-            if credit - consumed >= (n if n < self._burst else self._burst):
-                self._consumed = consumed + n
-                return True
-            return False
+        # The hot path: one lock, one clock read, and validation folded into the
+        # comparisons (a bad n never passes the first test; the slow path rejects it).
+        try:
+            with self._lock:
+                now = self._now()
+                consumed = self._consumed
+                available = self._c0 + self._slope * (now - self._t0) - consumed
+                if available >= n >= 0 and n is not True and n is not False:
+                    if available >= self._burst:  # full: re-anchor at the cap
+                        self._c0 = consumed + self._burst
+                        self._t0 = now
+                    self._consumed = consumed + n
+                    return True
+                n = _check_n(n)  # raises for NaN, inf, negatives, bools, huge ints
+                burst = self._burst
+                if available >= burst:  # n > burst: served from a full bucket, into debt
+                    self._c0 = consumed + burst
+                    self._t0 = now
+                    self._consumed = consumed + n
+                    return True
+                return False
+        except TypeError:  # n is not a number at all
+            _check_n(n)
+            raise
 
     def reserve(self, n: float = 1) -> float:
         """Take ``n`` units now and return how many seconds the caller must wait.
@@ -259,7 +272,7 @@ class TokenBucketThrottler:
             short = position - credit
             if short <= 0:
                 return 0.0
-            return short / self._rate if self._rate > 0 else _INF
+            return short / self._slope if self._slope > 0 else _INF
 
     # -- blocking ----------------------------------------------------------------------
 
@@ -275,7 +288,7 @@ class TokenBucketThrottler:
         if short <= 0:
             self._consumed += n
             return None, 0.0
-        wait = short / self._rate if self._rate > 0 else _INF
+        wait = short / self._slope if self._slope > 0 else _INF
         if timeout is not None and wait > timeout:
             raise ThrottleTimeout(n, timeout, wait)
         self._consumed += n
@@ -291,9 +304,9 @@ class TokenBucketThrottler:
         if not self._unlimited:
             short = ticket.position - self._credit(now)
             if short > 0:
-                if self._rate <= 0:
+                if self._slope <= 0:
                     return _INF
-                wait = short / self._rate
+                wait = short / self._slope
                 # A wait below a nanosecond, or below what the clock can still
                 # represent, is float rounding: waiting for it could spin forever.
                 if wait > _SLACK and now + wait != now:
@@ -455,6 +468,8 @@ class TokenBucketThrottler:
             now = self._now()
             if self._unlimited:
                 self._burst = self._effective_burst(value)
+                if not self._queue:  # nobody holds a place: restart the count
+                    self._consumed = 0.0
                 self._c0 = self._consumed + self._burst
             else:
                 self._c0 = self._credit(now)
@@ -463,6 +478,10 @@ class TokenBucketThrottler:
             self._t0 = now
             self._rate = value
             self._unlimited = value == _INF
+            self._slope = value
+            if self._unlimited:
+                self._slope = 0.0
+                self._c0 = _FLOAT_MAX
             self._cond.notify_all()
             waiters = list(self._async_waiters)
         _wake_all(waiters)
