@@ -1,0 +1,969 @@
+"""The ``wedguard`` command (also ``python -m wedguard``).
+
+Commands::
+
+    wedguard demo [--seconds N]            watch a guard throttle, pause and resume
+    wedguard copy SRC DST [--rate R]       a guarded, resumable copy of a file or tree
+    wedguard run [--config F] -- CMD ...   a command under the guard
+    wedguard calendar [--at TIME] [--week] the level in force, and the week as a table
+    wedguard stop [--reason] | resume | status
+    wedguard throttle RATE|off             change a running guard's rate
+    wedguard report | windows              stored session reports, recommended windows
+    wedguard config check FILE             validate a file, print the effective config
+
+Exit codes: 0 done, 1 failed (an I/O error, a command that failed), 2 usage or
+configuration error, 3 stopped (emergency stop), 4 circuit open. Errors are one line
+on stderr; ``--debug`` adds the traceback.
+
+Running guards started by this command (``copy``, ``run``, ``demo``) share a run
+directory (``$WEDGUARD_RUN_DIR``, else ``$XDG_RUNTIME_DIR/wedguard``, else
+``<tmp>/wedguard-<uid>``): the default stop file lives there, and each guard keeps a
+status file there that ``wedguard status`` reads.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from wedguard.config import Built, Config, load_config
+from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
+from wedguard.guard import Guard
+from wedguard.levels import Level
+from wedguard.session import Session
+from wedguard.units import format_duration, format_rate, format_size, parse_rate
+
+__all__ = [
+    "EXIT_CIRCUIT_OPEN",
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "main",
+    "run_dir",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_STOPPED = 3
+EXIT_CIRCUIT_OPEN = 4
+
+log = logging.getLogger("wedguard.cli")
+
+
+class UsageError(WedguardError):
+    """A command was used wrongly (a missing source, a bad time): exit code 2."""
+
+
+# -- the run directory: the default stop file and the status files -----------------------
+
+
+def run_dir() -> Path:
+    """Where command-line guards keep the default stop file and their status files."""
+    env = os.environ.get("WEDGUARD_RUN_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "wedguard"
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"wedguard-{uid}"
+
+
+def _default_stop_file() -> Path:
+    return run_dir() / "stop"
+
+
+def _status_dir() -> Path:
+    return run_dir() / "guards"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _StatusFile:
+    """Writes this guard's decision to ``<run dir>/guards/<pid>.json`` once a second."""
+
+    def __init__(self, guard: Guard, command: str, session: Session | None = None) -> None:
+        self.guard = guard
+        self.command = command
+        self.session = session
+        self.started = datetime.now().astimezone()
+        self.path = _status_dir() / f"{os.getpid()}.json"
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(self) -> None:
+        d = self.guard.decision()
+        data = {
+            "pid": os.getpid(),
+            "command": self.command,
+            "started": self.started.isoformat(),
+            "updated": datetime.now().astimezone().isoformat(),
+            "bytes": None if self.session is None else self.session.bytes,
+            "decision": d.to_dict(),
+            "control": None,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)
+
+    def _loop(self) -> None:
+        while not self._halt.wait(1.0):
+            with contextlib.suppress(Exception):
+                self.write()
+
+    def __enter__(self) -> _StatusFile:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.write()
+        except OSError as exc:  # status is a convenience; never fail the work for it
+            log.debug("cannot write the status file %s: %s", self.path, exc)
+            return self
+        self._thread = threading.Thread(target=self._loop, name="wedguard-status", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def _running_guards() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    directory = _status_dir()
+    if not directory.is_dir():
+        return out
+    for item in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(item.read_text())
+            pid = int(data["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not _alive(pid):
+            with contextlib.suppress(OSError):
+                item.unlink()
+            continue
+        out.append(data)
+    return out
+
+
+# -- configuration for a command ---------------------------------------------------------
+
+
+def _config(path: str | None) -> Config:
+    if path is not None:
+        return load_config(path)
+    env = os.environ.get("WEDGUARD_CONFIG")
+    if env:
+        return load_config(env)
+    return Config.from_dict({}, path="<defaults>")
+
+
+def _stop_file(config: Config, given: str | None = None) -> Path:
+    if given:
+        return Path(given)
+    if config.guard.stop_file:
+        return Path(config.guard.stop_file)
+    return _default_stop_file()
+
+
+def _assemble(args: argparse.Namespace, config: Config) -> Built:
+    overrides: dict[str, Any] = {"stop_file": str(_stop_file(config))}
+    if getattr(args, "rate", None) is not None:
+        try:
+            overrides["rate"] = parse_rate(args.rate, field="--rate")
+        except ConfigError:
+            raise ConfigError("--rate", args.rate, "a rate such as '10MB/s' or 'off'") from None
+    return config.assemble(**overrides)
+
+
+# -- copy --------------------------------------------------------------------------------
+
+_CHUNK = 1 << 20
+_TMP_PREFIX = ".wedguard-tmp."
+
+
+def _same(src: os.stat_result, dst: os.stat_result) -> bool:
+    """Already copied: same size and same modification time (to the second when one
+    side's file system keeps only seconds)."""
+    if src.st_size != dst.st_size:
+        return False
+    if src.st_mtime_ns == dst.st_mtime_ns:
+        return True
+    coarse = src.st_mtime_ns % 1_000_000_000 == 0 or dst.st_mtime_ns % 1_000_000_000 == 0
+    return coarse and src.st_mtime_ns // 1_000_000_000 == dst.st_mtime_ns // 1_000_000_000
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _CopyJob:
+    """Copies files under one session: temp name, fsync, rename, modes and times."""
+
+    def __init__(self, session: Session, guard: Guard) -> None:
+        self.session = session
+        self.guard = guard
+        self.copied = 0
+        self.skipped = 0
+        self.failed: list[str] = []
+        self.bytes = 0
+        self.current = ""
+
+    def plan(self, src: Path, dst: Path) -> Iterator[tuple[Path, Path]]:
+        """(source, destination) file pairs; directories are created on the way."""
+        if src.is_dir():
+            if dst.exists() and not dst.is_dir():
+                raise UsageError(f"{dst} exists and is not a directory")
+            dst.mkdir(parents=True, exist_ok=True)
+            dirs: list[tuple[Path, Path]] = [(src, dst)]
+            for root, dirnames, filenames in os.walk(src):
+                dirnames.sort()
+                base = Path(root)
+                target = dst / base.relative_to(src)
+                for name in dirnames:
+                    (target / name).mkdir(exist_ok=True)
+                    dirs.append((base / name, target / name))
+                for name in sorted(filenames):
+                    if name.startswith(_TMP_PREFIX):
+                        continue
+                    yield base / name, target / name
+            for s, d in reversed(dirs):  # directory modes and times last
+                with contextlib.suppress(OSError):
+                    st = s.stat()
+                    os.chmod(d, st.st_mode & 0o7777)
+                    os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            if dst.is_dir():
+                dst = dst / src.name
+            elif not dst.parent.exists():
+                raise UsageError(f"the directory {dst.parent} does not exist")
+            yield src, dst
+
+    def copy_file(self, src: Path, dst: Path) -> None:
+        st = src.lstat()
+        if os.path.islink(src):
+            if not os.path.lexists(dst):
+                os.symlink(os.readlink(src), dst)
+                self.copied += 1
+            else:
+                self.skipped += 1
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if _same(st, dst.stat()):
+                self.skipped += 1
+                return
+        breaker = self.guard.breaker
+        if breaker is not None and not breaker.allow():
+            raise CircuitOpenError(breaker.name, breaker.retry_after, "too many failed files")
+        self.current = str(src)
+        tmp = dst.parent / f"{_TMP_PREFIX}{dst.name}"
+        try:
+            self._copy_data(src, tmp, st)
+            os.replace(tmp, dst)
+        except (EmergencyStop, KeyboardInterrupt, CircuitOpenError):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if breaker is not None:
+                breaker.record_failure(exc)
+            self.failed.append(f"{src}: {exc.strerror or exc}")
+            log.warning("cannot copy %s: %s", src, exc)
+            return
+        if breaker is not None:
+            breaker.record_success()
+        _fsync_dir(dst.parent)
+        self.copied += 1
+
+    def _copy_data(self, src: Path, tmp: Path, st: os.stat_result) -> None:
+        throttle = self.session.throttle
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            first = True
+            while True:
+                chunk = fin.read(_CHUNK)
+                if not chunk:
+                    break
+                # one operation per file, counted with its first chunk
+                throttle(len(chunk), 1 if first else 0, size=st.st_size if first else None)
+                first = False
+                fout.write(chunk)
+                self.bytes += len(chunk)
+            if first:
+                throttle(0, 1, size=0)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.chmod(tmp, st.st_mode & 0o7777)
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+class _Progress:
+    """A live progress line on a terminal: bytes, current and allowed rate, level, why
+    waiting."""
+
+    def __init__(self, stream: IO[str], guard: Guard, bytes_done: Any, interval: float = 0.5):
+        self.stream = stream
+        self.guard = guard
+        self.bytes_done = bytes_done
+        self.interval = interval
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="wedguard-progress", daemon=True)
+        self._last: tuple[float, float] = (time.monotonic(), 0.0)
+        self._width = 0
+
+    def line(self) -> str:
+        now = time.monotonic()
+        done = float(self.bytes_done())
+        then, before = self._last
+        self._last = (now, done)
+        current = (done - before) / (now - then) if now > then else 0.0
+        d = self.guard.decision()
+        allowed = "paused" if d.paused else format_rate(d.rate)
+        text = (
+            f"{format_size(done):>9}  {format_rate(current):>11} (allowed {allowed})"
+            f"  {d.level.name}/{d.verdict.name}"
+        )
+        if d.paused or current < 0.9 * d.rate:
+            why = d.reasons[0] if d.reasons else ""
+            if why:
+                text += f"  waiting: {why}" if d.paused else f"  limit: {why}"
+        return text
+
+    def _draw(self, text: str) -> None:
+        cols = 200
+        with contextlib.suppress(OSError):
+            cols = os.get_terminal_size(self.stream.fileno()).columns
+        text = text[: max(20, cols - 1)]
+        pad = max(0, self._width - len(text))
+        self._width = len(text)
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+
+    def _loop(self) -> None:
+        while not self._halt.wait(self.interval):
+            with contextlib.suppress(Exception):
+                self._draw(self.line())
+
+    def __enter__(self) -> _Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self._thread.join(2.0)
+        with contextlib.suppress(Exception):
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+
+
+def _summary(job: _CopyJob, report: Any) -> str:
+    waits = ", ".join(f"{k} {format_duration(v)}" for k, v in report.wait_seconds.items() if v > 0)
+    text = (
+        f"copied {job.copied} file(s), {format_size(job.bytes)}; skipped {job.skipped} already "
+        f"there; in {format_duration(report.duration)} "
+        f"(mean {format_rate(report.mean_rate)}); waited {format_duration(report.waited)}"
+    )
+    if waits:
+        text += f" ({waits})"
+    if report.pauses:
+        text += f"; paused {report.pauses} time(s)"
+    if job.failed:
+        text += f"; {len(job.failed)} failed"
+    return text
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    src = Path(args.src)
+    dst = Path(args.dst)
+    if not src.exists() and not src.is_symlink():
+        raise UsageError(f"{src}: no such file or directory")
+    config = _config(args.config)
+    outcome = EXIT_OK
+    error: BaseException | None = None
+    with _assemble(args, config) as built:
+        guard = built.guard
+        with guard.session(args.name) as session:
+            job = _CopyJob(session, guard)
+            progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            if sys.stderr.isatty() and not args.quiet:
+                progress = _Progress(sys.stderr, guard, lambda: job.bytes)
+            with _StatusFile(guard, f"copy {src} {dst}", session), progress:
+                try:
+                    for s, d in job.plan(src, dst):
+                        job.copy_file(s, d)
+                except EmergencyStop as exc:
+                    outcome, error = EXIT_STOPPED, exc
+                except CircuitOpenError as exc:
+                    outcome, error = EXIT_CIRCUIT_OPEN, exc
+        report = session.report()
+    if outcome == EXIT_OK and job.failed:
+        outcome = EXIT_FAILED
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "exit_code": outcome,
+                    "error": None if error is None else str(error),
+                    "copied": job.copied,
+                    "skipped": job.skipped,
+                    "failed": job.failed,
+                    "bytes": job.bytes,
+                    "report": report.to_dict(),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(_summary(job, report))
+    for line in job.failed:
+        print(f"wedguard: cannot copy {line}", file=sys.stderr)
+    if error is not None:
+        print(f"wedguard: {_describe(error)}", file=sys.stderr)
+    return outcome
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def _nice() -> None:  # pragma: no cover - runs in the child
+    with contextlib.suppress(OSError):
+        os.nice(10)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    argv = list(args.cmd)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("run: give the command after '--', e.g. wedguard run -- pg_dump mydb")
+    config = _config(args.config)
+    with _assemble(args, config) as built:
+        guard = built.guard
+        runner = getattr(guard, "run", None)
+        if callable(runner):  # a guard that knows how to run a child itself
+            with _StatusFile(guard, "run " + " ".join(argv)):
+                result = runner(argv)
+            return int(result.returncode)
+        return _run_child(guard, argv, args.poll)
+
+
+def _run_child(guard: Guard, argv: list[str], poll: float) -> int:
+    """Run ``argv`` niced; pause it (SIGSTOP) while the guard says pause, go on
+    (SIGCONT) when it allows again, terminate it on an emergency stop."""
+    try:
+        proc = subprocess.Popen(argv, preexec_fn=_nice)
+    except OSError as exc:
+        raise UsageError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+    paused = False
+    stop_reason = ""
+    with guard.session("run") as session, _StatusFile(guard, "run " + " ".join(argv), session):
+        try:
+            while proc.poll() is None:
+                d = guard.decision()
+                if d.stopped:
+                    stop_reason = d.stop_reason
+                    if paused:
+                        proc.send_signal(signal.SIGCONT)
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                    break
+                if d.paused and not paused:
+                    proc.send_signal(signal.SIGSTOP)
+                    paused = True
+                    log.warning("paused %s: %s", argv[0], d.reasons[0] if d.reasons else "")
+                elif not d.paused and paused:
+                    proc.send_signal(signal.SIGCONT)
+                    paused = False
+                    log.warning("resumed %s", argv[0])
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(poll)
+        except BaseException:
+            if proc.poll() is None:
+                if paused:
+                    proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+                proc.wait()
+            raise
+    if stop_reason:
+        raise EmergencyStop(stop_reason)
+    return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+
+
+# -- calendar ----------------------------------------------------------------------------
+
+
+def _parse_at(text: str | None, tz: Any) -> datetime:
+    if text is None:
+        return datetime.now(tz)
+    try:
+        when = datetime.fromisoformat(text.replace(" ", "T") if "T" not in text else text)
+    except ValueError:
+        raise ConfigError(
+            "--at", text, "a time such as '2026-06-13T09:30' or '2026-06-13 09:30+01:00'"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)
+    return when
+
+
+def _window_line(w: Any) -> str:
+    cap = "" if w.rate is None or w.level is Level.BLACKOUT else f" {format_rate(w.rate)}"
+    return f"{w.level.name}{cap}"
+
+
+def cmd_calendar(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    cal = config.calendar
+    if cal is None:
+        when = _parse_at(args.at, None if args.at else datetime.now().astimezone().tzinfo)
+        print(f"{when.isoformat(timespec='minutes')}: OPEN (no calendar)")
+        return EXIT_OK
+    when = _parse_at(args.at, cal.tz)
+    w = cal.at(when)
+    local = when.astimezone(cal.tz)
+    until = "" if not w.bounded else f" until {w.end.astimezone(cal.tz):%a %Y-%m-%d %H:%M}"
+    print(f"{local:%a %Y-%m-%d %H:%M %Z}: {_window_line(w)}{until} ({w.reason})")
+    if args.week:
+        start = datetime.combine(
+            local.date() - timedelta(days=local.weekday()), datetime.min.time(), cal.tz
+        )
+        end = start + timedelta(days=7)
+        print()
+        print(f"{'day':<14} {'from':>5}  {'to':>5}  {'level':<9} {'cap':>12}  reason")
+        for win in cal.windows(start, end):
+            s = max(win.start, start).astimezone(cal.tz)
+            e = min(win.end, end).astimezone(cal.tz)
+            to = (
+                "24:00" if e.date() > s.date() and e.time() == datetime.min.time() else f"{e:%H:%M}"
+            )
+            if e.date() > s.date() and to != "24:00":
+                to = f"{e:%a} {to}"
+            cap = (
+                "-"
+                if win.rate is None
+                else ("0" if win.level is Level.BLACKOUT else format_rate(win.rate))
+            )
+            print(
+                f"{s:%a %Y-%m-%d} {s:%H:%M}  {to:>5}  {win.level.name:<9} {cap:>12}  {win.reason}"
+            )
+    return EXIT_OK
+
+
+# -- stop, resume, status, throttle ------------------------------------------------------
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    path = _stop_file(_config(args.config), args.stop_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((args.reason or "stopped by wedguard stop") + "\n")
+    print(f"stop file {path} written: guards watching it stop at once")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    path = _stop_file(_config(args.config), args.stop_file)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        print(f"not stopped: {path} does not exist")
+        return EXIT_OK
+    print(f"stop file {path} removed: guards resume")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    path = _stop_file(_config(args.config), args.stop_file)
+    stopped = path.exists()
+    reason = ""
+    if stopped:
+        with contextlib.suppress(OSError):
+            reason = path.read_text().strip()
+    guards = _running_guards()
+    if args.json:
+        print(
+            json.dumps(
+                {"stop_file": str(path), "stopped": stopped, "reason": reason, "guards": guards},
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    print(f"stop file {path}: " + (f"present ({reason})" if stopped else "absent"))
+    if not guards:
+        print("no running guards")
+    for g in guards:
+        d = g.get("decision", {})
+        rate = d.get("rate")
+        shown = "unlimited" if rate == "inf" else format_rate(float(rate or 0))
+        done = g.get("bytes")
+        extra = "" if done is None else f", {format_size(done)} done"
+        print(f"pid {g['pid']}: {g.get('command', '?')} since {g.get('started', '?')}{extra}")
+        print(
+            f"  {d.get('level')}/{d.get('verdict')} at {shown}"
+            + (" (paused)" if d.get("paused") else "")
+        )
+        for r in d.get("reasons", []):
+            print(f"  - {r}")
+    return EXIT_OK
+
+
+def cmd_throttle(args: argparse.Namespace) -> int:
+    try:
+        rate = parse_rate(args.rate, field="RATE")
+    except ConfigError:
+        raise ConfigError("RATE", args.rate, "a rate such as '10MB/s' or 'off'") from None
+    guards = [g for g in _running_guards() if g.get("control")]
+    if not guards:
+        running = len(_running_guards())
+        hint = (
+            f"{running} running guard(s) found, but none offers a control socket"
+            if running
+            else "no running guard was found"
+        )
+        raise ConfigError(
+            f"throttle: {hint}; set the rate in the configuration (guard.rate) or use "
+            "'wedguard stop' / 'wedguard resume'"
+        )
+    raise ConfigError(  # pragma: no cover - no guard offers a control socket yet
+        f"throttle: cannot set {format_rate(rate)}: control sockets are not supported here"
+    )
+
+
+# -- report and windows ------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from wedguard.history import MetricsStore
+
+    path = args.history
+    config = None
+    if path is None:
+        config = _config(args.config)
+        if config.history is not None:
+            path = config.history["path"]
+    if path is None:
+        raise ConfigError(
+            "no history database: give --history PATH or set [history] path in the configuration"
+        )
+    if not os.path.exists(path):
+        raise ConfigError("--history", path, "an existing history database")
+    retention = "7d"
+    if config is not None and config.history is not None:
+        retention = config.history.get("retention", retention)
+    return MetricsStore(path, retention=retention)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    with contextlib.closing(_store(args)) as store:
+        records = store.sessions(name=args.name)
+    records = records[-args.last :] if args.last else records
+    if args.json:
+        print(json.dumps([dict(r.data) for r in records], indent=2, default=str))
+        return EXIT_OK
+    if not records:
+        print("no session reports stored")
+        return EXIT_OK
+    print(
+        f"{'ended':<20} {'name':<16} {'bytes':>10} {'took':>8} {'waited':>8} {'pauses':>6}  outcome"
+    )
+    for r in records:
+        data = r.data
+        waited = sum(float(v) for v in dict(data.get("wait_seconds", {})).values())
+        print(
+            f"{r.at:%Y-%m-%d %H:%M:%S} {r.name[:16]:<16} {format_size(r.bytes):>10} "
+            f"{format_duration(r.duration):>8} {format_duration(waited):>8} "
+            f"{data.get('pauses', 0)!s:>6}  {data.get('outcome', '?')}"
+        )
+    if args.plot:
+        _plot(records[-1], args.plot)
+    return EXIT_OK
+
+
+def _plot(record: Any, out: str) -> None:
+    try:
+        from wedguard import report as report_module  # type: ignore[attr-defined]
+    except ImportError:
+        raise ConfigError(
+            "--plot", out, "wedguard.report (not part of this installation)"
+        ) from None
+    saver = getattr(report_module, "save_session", None)
+    if saver is None:
+        raise ConfigError("--plot", out, "wedguard.report.save_session")
+    saver(record.data, out)
+    print(f"wrote {out}")
+
+
+def cmd_windows(args: argparse.Namespace) -> int:
+    from wedguard.history import recommend_windows
+
+    config = _config(args.config) if args.config else None
+    calendar = None if config is None else config.calendar
+    tz = args.tz or ("UTC" if calendar is None else str(calendar.to_dict()["tz"]))
+    with contextlib.closing(_store(args)) as store:
+        try:
+            windows = recommend_windows(
+                store, duration=args.duration, count=args.count, calendar=calendar,
+                metric=args.metric, tz=tz,
+            )  # fmt: skip
+        except ConfigError as exc:
+            raise ConfigError(f"--{exc.field}", exc.value, exc.expected) from None
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "rank": w.rank,
+                        "start": str(w.start),
+                        "end": str(w.end),
+                        "duration_s": w.duration,
+                        "expected_load": w.expected_load,
+                        "peak_load": w.peak_load,
+                        "metric": w.metric,
+                        "tz": w.tz,
+                        "reason": w.reason,
+                    }
+                    for w in windows
+                ],
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    if not windows:
+        print(f"no window found: not enough history of {args.metric} yet")
+        return EXIT_OK
+    for w in windows:
+        print(
+            f"{w.rank}. {w.start}-{w.end.time:%H:%M} {w.tz}: {w.metric} about "
+            f"{w.expected_load:.3g} (p95 {w.peak_load:.3g}); {w.reason}"
+        )
+    return EXIT_OK
+
+
+# -- config check ------------------------------------------------------------------------
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file, env=not args.no_env)
+    if args.json:
+        print(json.dumps(config.to_dict(), indent=2, default=str))
+    else:
+        print(config.render(), end="")
+        for name, present in config.secrets().items():
+            print(f"# secret from ${name}: {'set' if present else 'NOT SET'} (value hidden)")
+    print(f"{args.file}: OK", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- demo --------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from wedguard.demo import run_demo
+
+    if not 2 <= args.seconds <= 600:
+        raise ConfigError("--seconds", args.seconds, "a number of seconds from 2 to 600")
+    return run_demo(seconds=args.seconds, out=args.out, stream=sys.stdout)
+
+
+# -- the parser --------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    parser = argparse.ArgumentParser(
+        prog="wedguard",
+        description="Let backups run beside live production without hurting it.",
+        epilog="Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 stopped, "
+        "4 circuit open.",
+    )
+    parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[common])
+
+    def config_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="a wedguard.toml (default: $WEDGUARD_CONFIG, else built-in defaults)",
+        )
+
+    p = add("demo", "watch a guarded copy throttle, pause and resume (about 30 s)")
+    p.add_argument(
+        "--seconds", type=float, default=30.0, help="how long the demo runs (default 30)"
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="where to write the report (default: a temporary directory)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = add("copy", "a guarded, resumable copy of a file or a directory tree")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("--rate", help="the rate budget, e.g. 20MB/s (overrides guard.rate)")
+    config_opt(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--name", default="copy", help="the session's name in reports (default copy)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_copy)
+
+    p = add("run", "run a command under the guard: niced, paused during blackouts and stops")
+    config_opt(p)
+    p.add_argument("--rate", help="the rate budget (overrides guard.rate)")
+    p.add_argument("--poll", type=float, default=0.2, help="seconds between looks at the guard")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    p.set_defaults(func=cmd_run)
+
+    p = add("calendar", "the level in force now (or at TIME), and the week as a table")
+    p.add_argument(
+        "--at", metavar="TIME", help="an ISO time, e.g. 2026-06-13T09:30 (calendar's zone)"
+    )
+    p.add_argument("--week", action="store_true", help="also print the week as a table")
+    config_opt(p)
+    p.set_defaults(func=cmd_calendar)
+
+    for name, func, text in (
+        ("stop", cmd_stop, "stop every guard watching the stop file"),
+        ("resume", cmd_resume, "remove the stop file: guards resume"),
+        ("status", cmd_status, "the stop file and the running guards' decisions and reasons"),
+    ):
+        p = add(name, text)
+        p.add_argument(
+            "--stop-file",
+            metavar="PATH",
+            help="the stop file (default: the config's, else the run directory's)",
+        )
+        config_opt(p)
+        if name == "stop":
+            p.add_argument("--reason", help="why (shown by status and in the guards' reasons)")
+        if name == "status":
+            p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    p = add("throttle", "set a running guard's rate (RATE or off)")
+    p.add_argument("rate", metavar="RATE|off")
+    p.set_defaults(func=cmd_throttle)
+
+    p = add("report", "stored session reports from the history database")
+    p.add_argument("--history", metavar="DB", help="the history database (default: the config's)")
+    config_opt(p)
+    p.add_argument("--name", help="only sessions with this name")
+    p.add_argument("--last", type=int, default=20, help="how many (default 20; 0 for all)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE", help="draw the last session (needs wedguard.report)")
+    p.set_defaults(func=cmd_report)
+
+    p = add("windows", "recommended backup windows from the history database")
+    p.add_argument("--history", metavar="DB", help="the history database (default: the config's)")
+    config_opt(p)
+    p.add_argument("--duration", default="2h", help="how long the backup needs (default 2h)")
+    p.add_argument("--count", type=int, default=3, help="how many windows (default 3)")
+    p.add_argument(
+        "--metric", default="cpu.percent", help="the load to avoid (default cpu.percent)"
+    )
+    p.add_argument("--tz", help="the time zone of the windows (default: the calendar's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_windows)
+
+    p = add("config", "configuration files")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = csub.add_parser(
+        "check", help="validate FILE and print the effective configuration", parents=[common]
+    )
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--json", action="store_true", help="print it as JSON")
+    c.add_argument(
+        "--no-env", action="store_true", help="do not require the secrets' environment variables"
+    )
+    c.set_defaults(func=cmd_config)
+    return parser
+
+
+def _version() -> str:
+    from wedguard import __version__
+
+    return __version__
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EmergencyStop):
+        return f"stopped: {exc.reason or 'emergency stop'}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return str(exc) or type(exc).__name__
+
+
+def _fail(code: int, exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"wedguard: {_describe(exc)}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="wedguard: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except (ConfigError, UsageError) as exc:
+        return _fail(EXIT_CONFIG, exc, debug)
+    except EmergencyStop as exc:
+        return _fail(EXIT_STOPPED, exc, debug)
+    except CircuitOpenError as exc:
+        return _fail(EXIT_CIRCUIT_OPEN, exc, debug)
+    except KeyboardInterrupt as exc:
+        _fail(130, exc, debug)
+        return 130
+    except (WedguardError, OSError) as exc:
+        return _fail(EXIT_FAILED, exc, debug)
