@@ -1050,7 +1050,8 @@ class Config:
             clock: the clock for the guard and its policies (default: the system's).
             extra_sinks: more sinks that hear every event (the command line's).
             **overrides: Guard arguments that win over the file (``rate=``,
-                ``stop_file=``, ``sources=``...).
+                ``stop_file=``, ``sources=``, ``sinks=``...). The history sink of
+                ``[history]`` is kept even when ``sinks=`` is given.
         """
         ctx = _Ctx(self.path)
         closers: list[Any] = []
@@ -1100,6 +1101,8 @@ class Config:
                 "stop_check_interval": g.stop_check_interval,
                 "slot_timeout": g.slot_timeout,
             }
+            if "sinks" in overrides and history is not None:
+                overrides = {**overrides, "sinks": [*overrides["sinks"], history]}
             kwargs.update(overrides)
             if "sources" in overrides and "analyzer" not in overrides:
                 kwargs["analyzer"] = (
@@ -1156,6 +1159,11 @@ class Config:
         if th.absolute:
             thresholds["absolute"] = dict(th.absolute)
         thresholds["critical"] = th.critical
+        if th.per_level:
+            thresholds["per_level"] = {
+                Level(level).name.lower(): {k: "off" if v is None else v for k, v in over.items()}
+                for level, over in th.per_level.items()
+            }
         out: dict[str, Any] = {
             "guard": guard,
             "calendar": _calendar_dict(self.calendar),
