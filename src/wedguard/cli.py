@@ -365,9 +365,10 @@ class _Progress:
         return text
 
     def _draw(self, text: str) -> None:
-        cols = 200
-        with contextlib.suppress(OSError):
+        cols = 0
+        with contextlib.suppress(OSError, ValueError):
             cols = os.get_terminal_size(self.stream.fileno()).columns
+        cols = cols if cols > 0 else 120
         text = text[: max(20, cols - 1)]
         pad = max(0, self._width - len(text))
         self._width = len(text)

@@ -1,0 +1,510 @@
+"""The wedguard command, end to end through ``python -m wedguard`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "wedguard.example.toml"
+QUIET = 'sources = []\n[calendar]\npreset = "none"\n'
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: the package on the path, a private run directory."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("WEDGUARD_")}
+    e["PYTHONPATH"] = SRC + os.pathsep + e.get("PYTHONPATH", "")
+    e["WEDGUARD_RUN_DIR"] = str(tmp_path / "run")
+    e.pop("XDG_RUNTIME_DIR", None)
+    return e
+
+
+def wedguard(
+    env: dict[str, str], *args: str, timeout: float = 30.0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wedguard", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wedguard", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def make_tree(root: Path, files: int = 3, size: int = 100_000) -> dict[str, bytes]:
+    contents = {}
+    for i in range(files):
+        sub = root / ("a" if i % 2 else "b") / "deep"
+        sub.mkdir(parents=True, exist_ok=True)
+        data = os.urandom(size + i)
+        path = sub / f"f{i}.bin"
+        path.write_bytes(data)
+        os.chmod(path, 0o640 if i % 2 else 0o604)
+        os.utime(path, ns=(1_700_000_000_123_456_789 + i, 1_700_000_000_987_654_321 + i))
+        contents[str(path.relative_to(root))] = data
+    return contents
+
+
+def quiet_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "wedguard.toml"
+    path.write_text(QUIET + extra)
+    return path
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+# -- usage ---------------------------------------------------------------------------------
+
+
+def test_usage_errors_exit_2_and_version_exits_0(env: dict[str, str]) -> None:
+    assert wedguard(env).returncode == 2
+    assert wedguard(env, "copy").returncode == 2
+    assert wedguard(env, "frobnicate").returncode == 2
+    version = wedguard(env, "--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("wedguard ")
+    helped = wedguard(env, "--help")
+    assert helped.returncode == 0
+    for command in ("demo", "copy", "run", "calendar", "stop", "resume", "status", "throttle",
+                    "report", "windows", "config"):  # fmt: skip
+        assert command in helped.stdout
+
+
+# -- copy ----------------------------------------------------------------------------------
+
+
+def test_copy_a_tree_keeps_contents_modes_and_times_then_skips_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    contents = make_tree(src)
+    config = quiet_config(tmp_path)
+    done = wedguard(env, "copy", str(src), str(dst), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "copied 3 file(s)" in done.stdout
+    assert "\r" not in done.stdout + done.stderr  # no progress line without a terminal
+    for rel, data in contents.items():
+        s, d = src / rel, dst / rel
+        assert d.read_bytes() == data
+        assert d.stat().st_mode == s.stat().st_mode
+        assert d.stat().st_mtime_ns == s.stat().st_mtime_ns
+    assert not [p for p in dst.rglob("*") if ".wedguard-tmp." in p.name]
+    again = wedguard(env, "copy", str(src), str(dst), "--config", str(config), "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert (report["copied"], report["skipped"], report["bytes"]) == (0, 3, 0)
+    assert report["report"]["outcome"] == "done"
+
+
+def test_copy_copies_again_a_file_whose_size_or_time_changed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src, files=2)
+    config = quiet_config(tmp_path)
+    assert wedguard(env, "copy", str(src), str(dst), "-c", str(config)).returncode == 0
+    changed = next(iter(sorted(src.rglob("*.bin"))))
+    changed.write_bytes(b"new contents")
+    out = wedguard(env, "copy", str(src), str(dst), "-c", str(config), "--json")
+    report = json.loads(out.stdout)
+    assert (report["copied"], report["skipped"]) == (1, 1)
+    assert (dst / changed.relative_to(src)).read_bytes() == b"new contents"
+
+
+def test_copy_one_file_into_a_directory_or_to_a_name_with_a_rate(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    src = tmp_path / "one.bin"
+    src.write_bytes(os.urandom(600_000))
+    (tmp_path / "into").mkdir()
+    config = quiet_config(tmp_path)
+    out = wedguard(env, "copy", str(src), str(tmp_path / "into"), "-c", str(config), "--json",
+                   "--rate", "1MB/s")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "into" / "one.bin").read_bytes() == src.read_bytes()
+    report = json.loads(out.stdout)["report"]
+    assert report["bytes"] == 600_000
+    named = wedguard(env, "copy", str(src), str(tmp_path / "named.bin"), "-c", str(config))
+    assert named.returncode == 0
+    assert (tmp_path / "named.bin").read_bytes() == src.read_bytes()
+
+
+def test_copy_errors_are_one_line_with_a_traceback_only_under_debug(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = wedguard(env, "copy", str(tmp_path / "nope"), str(tmp_path / "dst"))
+    assert missing.returncode == 2
+    assert "no such file or directory" in one_line(missing.stderr)
+    debug = wedguard(env, "--debug", "copy", str(tmp_path / "nope"), str(tmp_path / "dst"))
+    assert debug.returncode == 2
+    assert "Traceback" in debug.stderr
+    debug_after = wedguard(env, "copy", "--debug", str(tmp_path / "nope"), str(tmp_path / "d"))
+    assert "Traceback" in debug_after.stderr
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    bad_rate = wedguard(env, "copy", str(src), str(tmp_path / "g"), "--rate", "fast")
+    assert bad_rate.returncode == 2
+    assert "--rate: 'fast' is not valid" in one_line(bad_rate.stderr)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[guard]\nrate = "10 parsecs"\n')
+    bad_config = wedguard(env, "copy", str(src), str(tmp_path / "g"), "--config", str(bad))
+    assert bad_config.returncode == 2
+    assert one_line(bad_config.stderr) == (
+        f"wedguard: {bad}: guard.rate: '10 parsecs' is not valid; expected a rate such as "
+        "'10MB/s', '10Mbit/s', '512KiB/s' or 'off'"
+    )
+    assert not (tmp_path / "g").exists()
+
+
+def test_an_interrupted_copy_stops_with_exit_3_and_resumes_where_it_was(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Stop a running copy with `wedguard stop`; see it in `status`; `resume`; the
+    second run skips what the first finished and copies the rest."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    contents = make_tree(src, files=8, size=250_000)
+    config = quiet_config(tmp_path, '[guard]\nrate = "1MB/s"\n')
+    proc = start(env, "copy", str(src), str(dst), "-c", str(config), "--json")
+    try:
+        wait_for(lambda: len(list(dst.rglob("f*.bin"))) >= 2)
+        status = wedguard(env, "status", "--json")
+        assert status.returncode == 0
+        guards = json.loads(status.stdout)["guards"]
+        assert [g["pid"] for g in guards] == [proc.pid]
+        assert guards[0]["decision"]["reasons"] == ["rate limit 1 MB/s"]
+        text = wedguard(env, "status").stdout
+        assert f"pid {proc.pid}: copy" in text
+        assert "- rate limit 1 MB/s" in text
+        stopped = wedguard(env, "stop", "--reason", "database maintenance")
+        assert stopped.returncode == 0
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    assert "wedguard: stopped: stop file" in err
+    first = json.loads(out)
+    assert first["exit_code"] == 3
+    assert 2 <= first["copied"] < 8
+    assert not [p for p in dst.rglob("*") if ".wedguard-tmp." in p.name]
+    status = wedguard(env, "status")
+    assert "present (database maintenance)" in status.stdout
+    assert "no running guards" in status.stdout
+    # still stopped: a new copy stops at once
+    blocked = wedguard(env, "copy", str(src), str(dst), "-c", str(config))
+    assert blocked.returncode == 3
+    assert wedguard(env, "resume").returncode == 0
+    assert "absent" in wedguard(env, "status").stdout
+    second = wedguard(env, "copy", str(src), str(dst), "-c", str(config), "--json", "--rate",
+                      "20MB/s")  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert report["skipped"] == first["copied"]
+    assert report["copied"] == 8 - first["copied"]
+    for rel, data in contents.items():
+        assert (dst / rel).read_bytes() == data
+
+
+def test_ctrl_c_leaves_no_partial_file(env: dict[str, str], tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3_000_000))
+    config = quiet_config(tmp_path, '[guard]\nrate = "1MB/s"\n')
+    proc = start(env, "copy", str(src), str(tmp_path / "out.bin"), "-c", str(config))
+    try:
+        wait_for(lambda: any(".wedguard-tmp." in p.name for p in tmp_path.iterdir()))
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert one_line(err) == "wedguard: interrupted"
+    assert not (tmp_path / "out.bin").exists()
+    assert not [p for p in tmp_path.iterdir() if ".wedguard-tmp." in p.name]
+
+
+def test_copy_shows_a_live_progress_line_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(1_500_000))
+    config = quiet_config(tmp_path, '[guard]\nrate = "1MB/s"\n')
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wedguard", "copy", str(src), str(tmp_path / "o"), "-c",
+             str(config)],
+            env=env, stdin=slave, stdout=slave, stderr=slave,
+        )  # fmt: skip
+        os.close(slave)
+        chunks = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=10)
+    finally:
+        os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "\r" in text
+    assert "allowed 1 MB/s" in text
+    assert "OPEN/OK" in text
+    assert "copied 1 file(s)" in text
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def test_run_passes_the_exit_code_and_output_through(env: dict[str, str], tmp_path: Path) -> None:
+    config = quiet_config(tmp_path)
+    ok = wedguard(env, "run", "-c", str(config), "--", sys.executable, "-c", "print('hello')")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "hello"
+    failed = wedguard(env, "run", "-c", str(config), "--", sys.executable, "-c",
+                      "import sys; sys.exit(5)")  # fmt: skip
+    assert failed.returncode == 5
+    nothing = wedguard(env, "run", "-c", str(config))
+    assert nothing.returncode == 2
+    assert "give the command after '--'" in one_line(nothing.stderr)
+    missing = wedguard(env, "run", "-c", str(config), "--", str(tmp_path / "no-such-program"))
+    assert missing.returncode == 2
+
+
+def test_run_pauses_the_command_in_a_blackout_and_a_stop_ends_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "blackout.toml"
+    config.write_text('sources = []\n[calendar]\nrules = "Mon-Sun 00:00-24:00 blackout"\n')
+    ticker = "import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.01)\n"
+    proc = start(
+        env, "run", "-c", str(config), "--poll", "0.05", "--", sys.executable, "-c", ticker
+    )
+    try:
+        time.sleep(1.5)  # unpaused, the child would print about 100 lines by now
+        assert wedguard(env, "stop", "--reason", "enough").returncode == 0
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    assert len(out.split()) < 20
+    assert "paused" in err
+    assert "stopped: stop file" in err
+
+
+# -- calendar ------------------------------------------------------------------------------
+
+
+def test_calendar_at_a_time_and_the_week(env: dict[str, str]) -> None:
+    at = wedguard(env, "calendar", "-c", str(EXAMPLE), "--at", "2026-06-13T12:00")
+    assert at.returncode == 0, at.stderr
+    assert at.stdout.startswith("Sat 2026-06-13 12:00 BST: BLACKOUT until Sun 2026-06-14 00:00")
+    assert "wedding Saturdays" in at.stdout
+    peak = wedguard(env, "calendar", "-c", str(EXAMPLE), "--at", "2026-01-06 09:00")
+    assert "PEAK 1.25 MB/s until Tue 2026-01-06 22:00" in peak.stdout
+    week = wedguard(env, "calendar", "-c", str(EXAMPLE), "--at", "2026-06-10T12:00", "--week")
+    lines = week.stdout.splitlines()
+    days = {line.split()[0] for line in lines[3:] if line.strip()}
+    assert days == {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
+    assert any(line.startswith("Sat 2026-06-13 08:00") and "BLACKOUT" in line for line in lines)
+    default = wedguard(env, "calendar", "--at", "2026-01-06T03:00+00:00")
+    assert "OPEN" in default.stdout
+    bad = wedguard(env, "calendar", "--at", "teatime")
+    assert bad.returncode == 2
+    assert "--at: 'teatime' is not valid" in one_line(bad.stderr)
+
+
+# -- stop, resume, status, throttle ----------------------------------------------------------
+
+
+def test_stop_resume_and_status_on_a_given_stop_file(env: dict[str, str], tmp_path: Path) -> None:
+    stop = tmp_path / "x" / "wedguard.stop"
+    assert "absent" in wedguard(env, "status", "--stop-file", str(stop)).stdout
+    assert (
+        wedguard(env, "stop", "--stop-file", str(stop), "--reason", "incident 42").returncode == 0
+    )
+    assert stop.read_text().strip() == "incident 42"
+    status = json.loads(wedguard(env, "status", "--stop-file", str(stop), "--json").stdout)
+    assert status == {"stop_file": str(stop), "stopped": True, "reason": "incident 42",
+                      "guards": []}  # fmt: skip
+    assert wedguard(env, "resume", "--stop-file", str(stop)).returncode == 0
+    assert not stop.exists()
+    again = wedguard(env, "resume", "--stop-file", str(stop))
+    assert again.returncode == 0
+    assert "not stopped" in again.stdout
+    # the config's stop_file is the default
+    config = tmp_path / "c.toml"
+    config.write_text(f'[guard]\nstop_file = "{tmp_path / "from-config.stop"}"\n')
+    assert wedguard(env, "stop", "-c", str(config)).returncode == 0
+    assert (tmp_path / "from-config.stop").exists()
+
+
+def test_throttle_without_a_running_guard_is_a_clear_error(env: dict[str, str]) -> None:
+    out = wedguard(env, "throttle", "5MB/s")
+    assert out.returncode == 2
+    assert "no running guard was found" in one_line(out.stderr)
+    bad = wedguard(env, "throttle", "5 parsecs")
+    assert bad.returncode == 2
+    assert "RATE: '5 parsecs' is not valid" in one_line(bad.stderr)
+
+
+# -- report and windows -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    from wedguard.history import MetricsStore
+
+    path = tmp_path / "history.db"
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    with MetricsStore(path, retention="30d") as store:
+        for day in range(7):
+            for hour in range(24):
+                at = now - timedelta(days=day, hours=hour)
+                load = 5.0 if at.hour in (2, 3, 4) else 60.0
+                store.record({"cpu.percent": load}, at=at)
+        for name in ("photos", "contracts"):
+            store.record_session(
+                {"kind": "session", "name": name, "bytes": 5_000_000, "duration_s": 12.0,
+                 "wait_seconds": {"rate": 2.0}, "pauses": 1, "outcome": "done"},
+                at=now,
+            )  # fmt: skip
+    return path
+
+
+def test_report_lists_stored_sessions(env: dict[str, str], history: Path) -> None:
+    out = wedguard(env, "report", "--history", str(history))
+    assert out.returncode == 0, out.stderr
+    assert "photos" in out.stdout
+    assert "contracts" in out.stdout
+    assert "5 MB" in out.stdout
+    data = json.loads(wedguard(env, "report", "--history", str(history), "--json",
+                               "--name", "photos").stdout)  # fmt: skip
+    assert [d["name"] for d in data] == ["photos"]
+    missing = wedguard(env, "report")
+    assert missing.returncode == 2
+    assert "no history database" in one_line(missing.stderr)
+
+
+def test_windows_recommends_the_quiet_hours(
+    env: dict[str, str], history: Path, tmp_path: Path
+) -> None:
+    out = wedguard(env, "windows", "--history", str(history), "--duration", "2h", "--count", "1",
+                   "--tz", "UTC")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1. ")
+    data = json.loads(
+        wedguard(
+            env, "windows", "--history", str(history), "--duration", "2h", "--json", "--tz", "UTC"
+        ).stdout  # fmt: skip
+    )
+    assert data[0]["expected_load"] == pytest.approx(5.0)
+    assert data[0]["start"].endswith(("02:00", "03:00"))
+    config = tmp_path / "h.toml"
+    config.write_text(f'[history]\npath = "{history}"\n')
+    via_config = wedguard(env, "windows", "-c", str(config), "--json")
+    assert via_config.returncode == 0, via_config.stderr
+    bad = wedguard(env, "windows", "--history", str(history), "--duration", "forever")
+    assert bad.returncode == 2
+
+
+# -- config check ---------------------------------------------------------------------------
+
+
+def test_config_check_prints_the_effective_configuration(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    out = wedguard(env, "config", "check", str(EXAMPLE))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith('[guard]\nrate = "50 MB/s"\n')
+    assert "[[sources]]" in out.stdout
+    assert out.stderr.strip() == f"{EXAMPLE}: OK"
+    config = tmp_path / "secret.toml"
+    config.write_text('[[sinks]]\ntype = "slack"\nurl_env = "TEST_WEDGUARD_SLACK"\n')
+    unset = wedguard(env, "config", "check", str(config))
+    assert unset.returncode == 2
+    assert "sinks[0].url_env: 'TEST_WEDGUARD_SLACK'" in one_line(unset.stderr)
+    lenient = wedguard(env, "config", "check", str(config), "--no-env")
+    assert lenient.returncode == 0
+    assert "# secret from $TEST_WEDGUARD_SLACK: NOT SET" in lenient.stdout
+    secret_env: dict[str, Any] = {
+        **env,
+        "TEST_WEDGUARD_SLACK": "https://hooks.slack.com/T/B/topsecret",
+    }
+    shown = wedguard(secret_env, "config", "check", str(config), "--json")
+    assert shown.returncode == 0
+    assert "topsecret" not in shown.stdout + shown.stderr
+    assert json.loads(shown.stdout)["sinks"][0] == {
+        "type": "slack",
+        "url_env": "TEST_WEDGUARD_SLACK",
+        "alerts": "high",
+    }
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[guard]\nmax_concurrent = -1\n")
+    failed = wedguard(env, "config", "check", str(bad))
+    assert failed.returncode == 2
+    assert failed.stdout == ""
+    assert "guard.max_concurrent: -1 is not valid" in one_line(failed.stderr)
+    assert wedguard(env, "config", "check", str(tmp_path / "none.toml")).returncode == 2
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def test_demo_throttles_pauses_and_resumes_in_five_seconds(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    out = wedguard(env, "demo", "--seconds", "5", "--out", str(tmp_path / "out"), timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for expected in ("OPEN", "PEAK", "BLACKOUT", "paused", "production load ON",
+                     "session report", "copy finished"):  # fmt: skip
+        assert expected in text
+    # the blackout paused the copy, and it went on after it
+    assert text.index("BLACKOUT") < text.rindex("PEAK")
+    assert "(calendar)" in text
+    picture = tmp_path / "out" / "wedguard-demo.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert wedguard(env, "demo", "--seconds", "0").returncode == 2
