@@ -435,11 +435,8 @@ def test_windows_recommends_the_quiet_hours(
                    "--tz", "UTC")  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("1. ")
-    data = json.loads(
-        wedguard(
-            env, "windows", "--history", str(history), "--duration", "2h", "--json", "--tz", "UTC"
-        ).stdout  # fmt: skip
-    )
+    args = ("windows", "--history", str(history), "--duration", "2h", "--json", "--tz", "UTC")
+    data = json.loads(wedguard(env, *args).stdout)
     assert data[0]["expected_load"] == pytest.approx(5.0)
     assert data[0]["start"].endswith(("02:00", "03:00"))
     config = tmp_path / "h.toml"
