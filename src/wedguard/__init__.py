@@ -27,6 +27,14 @@ from wedguard.errors import (
     WedguardError,
 )
 from wedguard.levels import Level, Verdict
+from wedguard.policy.breaker import (
+    BreakerEvent,
+    BreakerRecord,
+    BreakerState,
+    BreakerStorage,
+    CircuitBreaker,
+    MemoryBreakerStorage,
+)
 from wedguard.policy.control import AIMDController, LedbatController, RateController
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
@@ -50,6 +58,11 @@ __all__ = [
     "Alert",
     "Assessment",
     "Baseline",
+    "BreakerEvent",
+    "BreakerRecord",
+    "BreakerState",
+    "BreakerStorage",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
@@ -58,6 +71,7 @@ __all__ = [
     "ImpactAnalyzer",
     "LedbatController",
     "Level",
+    "MemoryBreakerStorage",
     "RateController",
     "Severity",
     "Sink",
