@@ -708,3 +708,25 @@ def test_each_breaker_has_its_own_default_storage() -> None:
     a.trip()
     assert b.state is CLOSED
     assert a.storage is not b.storage
+
+
+def test_record_round_trips_through_a_dict() -> None:
+    record = BreakerRecord(
+        state=HALF_OPEN, version=9, generation=4, successes=1, trials=2, opened_at=1.5, reason="r"
+    )
+    data = record.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert BreakerRecord.from_dict(data) == record
+    assert BreakerRecord.from_dict({}) == BreakerRecord()
+    with pytest.raises(wg.ConfigError, match="record"):
+        BreakerRecord.from_dict({"state": "ajar"})
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import wedguard.policy.breaker as module
+
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 10
+    assert result.failed == 0

@@ -43,7 +43,7 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
@@ -157,6 +157,46 @@ class BreakerRecord:
     trials: int = 0
     opened_at: float = 0.0
     reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable mapping, for storages that keep records as text.
+
+        >>> BreakerRecord(OPEN, version=3, opened_at=12.5).to_dict()["state"]
+        'open'
+        """
+        return {
+            "state": self.state.value,
+            "version": self.version,
+            "generation": self.generation,
+            "failures": self.failures,
+            "successes": self.successes,
+            "trials": self.trials,
+            "opened_at": self.opened_at,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BreakerRecord:
+        """The record :meth:`to_dict` gave; missing keys take their defaults.
+
+        Raises:
+            ConfigError: a value is of the wrong kind.
+        """
+        try:
+            return cls(
+                state=BreakerState(data.get("state", "closed")),
+                version=int(data.get("version", 0)),
+                generation=int(data.get("generation", 0)),
+                failures=int(data.get("failures", 0)),
+                successes=int(data.get("successes", 0)),
+                trials=int(data.get("trials", 0)),
+                opened_at=float(data.get("opened_at", 0.0)),
+                reason=str(data.get("reason", "")),
+            )
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "record", dict(data), "a mapping from BreakerRecord.to_dict()"
+            ) from None
 
 
 @attrs.frozen(slots=True)
