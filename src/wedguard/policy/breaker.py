@@ -210,7 +210,7 @@ class BreakerEvent:
         breaker: the breaker's name.
         old: the state it left.
         new: the state it entered.
-        reason: why, for people (``"3 consecutive failures (last: TimeoutError(...))"``).
+        reason: why, for people (``"3 consecutive failures (last: TimeoutError)"``).
         at: when, as an aware datetime from the breaker's clock.
 
     Example::
@@ -360,7 +360,8 @@ def _exclusions(
 
 
 def _describe(exc: BaseException | None) -> str:
-    return "" if exc is None else f" (last: {exc!r})"
+    # the type only: an exception's text may carry a URL with a token in it
+    return "" if exc is None else f" (last: {type(exc).__qualname__})"
 
 
 class CircuitBreaker:
@@ -866,11 +867,16 @@ class CircuitBreaker:
             if record.state is CLOSED and not record.failures:
                 return  # nothing to reset: no lock on the common path
         events: list[BreakerEvent] = []
+        window = self._window
         with self._lock:
             while True:
                 record = self._load()
                 if generation != _ANY and record.generation != generation:
                     return  # the breaker moved on since the call was admitted
+                if window is not None and record.state is CLOSED and not trial:
+                    if success is not None:
+                        window.append(not success)  # True = failed
+                    window = None  # once, even if the compare-and-set is retried
                 new = self._count(record, trial, exc, success)
                 if new is None:
                     return
@@ -897,8 +903,7 @@ class CircuitBreaker:
             if trial or success is None:
                 return None
             window = self._window
-            if window is not None:
-                window.append(not success)
+            if window is not None:  # the outcome is in the window already
                 if success:
                     return None
                 calls = len(window)
