@@ -594,9 +594,14 @@ class CircuitBreaker:
     ) -> Callable[[BreakerEvent], object]:
         """Call ``callback(event)`` on every change of state; returns ``callback``.
 
-        Listeners run in the thread that made the change, after it was stored, with no
-        lock held, one event at a time and in order. A listener that raises is logged
-        on the ``wedguard.breaker`` logger and otherwise ignored.
+        Listeners run after the change was stored, in a thread that changed the
+        state, with no lock held, one event at a time and in order. A listener that
+        raises is logged on the ``wedguard.breaker`` logger and otherwise ignored.
+
+        Example::
+
+            breaker.add_listener(lambda e: print(f"{e.breaker}: {e.old} -> {e.new}"))
+            breaker.add_listener(sink.emit)   # events are wedguard Events
         """
         if not callable(callback):
             raise ConfigError("callback", callback, "a callable taking one event")
