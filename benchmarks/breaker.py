@@ -26,9 +26,9 @@ from typing import Any
 
 import wedguard as wg
 
-ROUNDS = 9
-CALLS = 100_000
-ASYNC_CALLS = 50_000
+ROUNDS = 40
+CALLS = 20_000
+ASYNC_CALLS = 10_000
 THREADS = 8
 THREAD_CALLS = 100  # per thread; 2 ms each
 WORK_S = 0.002
