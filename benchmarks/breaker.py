@@ -1,6 +1,6 @@
 """Circuit breaker overhead, side by side with pybreaker, circuitbreaker and purgatory.
 
-Run: ``python benchmarks/breaker.py`` (about 15 s; no arguments needed).
+Run: ``python benchmarks/breaker.py`` (about 10 s; no arguments needed).
 
 1. Nanoseconds added per *successful* call through each library's decorator, measured
    against a bare call of the same function in the same run (best of several rounds).
