@@ -514,7 +514,9 @@ def _to_name(value: str) -> str:
 class Rule:
     """One line of a calendar: when it holds and what it allows.
 
-    Args:
+    Constructor arguments and attributes (text is accepted and normalised):
+
+    Attributes:
         level: ``Level.OPEN``, ``PEAK`` or ``BLACKOUT`` (or its name).
         weekdays: the days it holds on (0 is Monday), or text such as ``"Mon-Fri"``.
         start: minutes after midnight, or ``"HH:MM"`` (00:00–23:59).
@@ -1090,8 +1092,10 @@ class PeakHourCalendar:
           as ``rate=...``; ``cpu=30%`` or ``cpu=0.3``.
 
         >>> cal = PeakHourCalendar.parse("Mon-Fri 06:00-22:00 peak 10Mbit/s; 2026-06-13 blackout")
-        >>> [str(r) for r in cal.rules]
-        ['Mon-Fri 06:00-22:00 peak 10Mbit/s', '2026-06-13 blackout']
+        >>> for rule in cal.rules:
+        ...     print(rule)
+        Mon-Fri 06:00-22:00 peak 10Mbit/s
+        2026-06-13 blackout
 
         Raises:
             ConfigError: naming the line, the token and what was expected, e.g.
@@ -1315,9 +1319,11 @@ class PeakHourCalendar:
         >>> from datetime import datetime, timezone
         >>> cal = PeakHourCalendar.default()
         >>> day = datetime(2026, 1, 5, tzinfo=timezone.utc)
-        >>> [(w.level.name, w.start.hour, w.end.hour)
-        ...  for w in cal.windows(day, day.replace(hour=23))]
-        [('OPEN', 0, 6), ('PEAK', 6, 22), ('OPEN', 22, 23)]
+        >>> for w in cal.windows(day, day.replace(hour=23)):
+        ...     print(w.level, w.start.hour, w.end.hour)
+        OPEN 0 6
+        PEAK 6 22
+        OPEN 22 23
 
         Raises:
             ConfigError: a bound is naive, or ``end`` is before ``start``.
