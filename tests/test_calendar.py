@@ -473,3 +473,20 @@ def test_repeated_queries_use_the_remembered_window() -> None:
 def test_instants_outside_supported_years_are_refused() -> None:
     with pytest.raises(ConfigError, match="when"):
         PeakHourCalendar.default().at(datetime(1, 1, 1, tzinfo=UTC))
+
+
+def test_rules_sharing_a_name_read_as_one() -> None:
+    """Two rules with one name that meet end to start make one window."""
+    cal = PeakHourCalendar.parse(
+        "Mon-Fri 20:00-24:00 peak 1MB/s name=evening; Tue-Sat 00:00-02:00 peak 1MB/s name=evening"
+    )
+    w = at(cal, 2026, 1, 6, 1)  # Tuesday 01:00
+    assert w.start == datetime(2026, 1, 5, 20, tzinfo=UTC)
+    assert w.end == datetime(2026, 1, 6, 2, tzinfo=UTC)
+    assert w.reason == "rule 'evening'"
+
+
+def test_names_cannot_break_lines_or_quotes() -> None:
+    for bad in ("a\nb", "a\x0cb", "a\u2028b", 'say "hi"'):
+        with pytest.raises(ConfigError, match="name"):
+            Rule("peak", name=bad)

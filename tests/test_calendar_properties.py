@@ -112,6 +112,15 @@ event_dates = st.one_of(
 )
 
 
+LINE_BREAKS = '"\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029'
+names = st.one_of(
+    st.just(""),
+    st.text(
+        st.characters(blacklist_characters=LINE_BREAKS, blacklist_categories=["Cs"]), max_size=12
+    ),
+)
+
+
 @st.composite
 def rules(draw: st.DrawFn) -> Rule:
     level = draw(st.sampled_from(Level))
@@ -129,6 +138,7 @@ def rules(draw: st.DrawFn) -> Rule:
         rate=draw(st.sampled_from([None, 1e6, 2e6, 5e6])) if capped else None,
         cpu_share=draw(st.sampled_from([None, 0.2, 0.5])) if capped else None,
         rate_down=draw(st.sampled_from([None, None, 1e6, 0.0])),
+        name=draw(names),
     )
 
 

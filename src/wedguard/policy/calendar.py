@@ -504,8 +504,11 @@ def _to_cpu(value: float | str | None) -> float | None:
     return float(value)
 
 
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _to_name(value: str) -> str:
-    if not isinstance(value, str) or "\n" in value or '"' in value:
+    if not isinstance(value, str) or '"' in value or not _LINE_BREAKS.isdisjoint(value):
         raise ConfigError("name", value, "a one-line string without double quotes")
     return value.strip()
 
