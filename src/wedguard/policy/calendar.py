@@ -1578,6 +1578,9 @@ class PeakHourCalendar:
                 start = start2
         except ConfigError:  # the neighbour is outside the years 2-9998: stop there
             pass
+        if start > -_INF:
+            # the rules as they stand at the window's start, wherever it was asked
+            deciders = self._evaluate(start)[3]
         return start, end, self._make(key, start, end, deciders)
 
     def _make(
