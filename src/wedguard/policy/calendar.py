@@ -1288,7 +1288,7 @@ class PeakHourCalendar:
         Raises:
             ConfigError: ``when`` is naive, or outside the years 2–9998.
         """
-        if when.tzinfo is None or when.utcoffset() is None:
+        if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
             raise ConfigError("when", when, "an aware datetime (with tzinfo)")
         ts = when.timestamp()
         last = self._last
@@ -1332,7 +1332,7 @@ class PeakHourCalendar:
             ConfigError: a bound is naive, or ``end`` is before ``start``.
         """
         for field, value in (("start", start), ("end", end)):
-            if value.tzinfo is None or value.utcoffset() is None:
+            if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
                 raise ConfigError(field, value, "an aware datetime (with tzinfo)")
         if end < start:
             raise ConfigError("end", end, f"an instant not before start ({start.isoformat()})")
