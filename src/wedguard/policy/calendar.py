@@ -270,11 +270,12 @@ def _parse_cap(text: str) -> float | None:
 def _format_cap(rate: float) -> str:
     """A rate as text that parses back to exactly the same float."""
     for unit, factor in (
-        ("Gbit/s", 1.25e8),
-        ("Mbit/s", 125_000.0),
         ("GiB/s", float(2**30)),
+        ("GB/s", 1e9),
         ("MiB/s", float(2**20)),
         ("MB/s", 1e6),
+        ("Gbit/s", 1.25e8),
+        ("Mbit/s", 125_000.0),
         ("KiB/s", 1024.0),
         ("kB/s", 1000.0),
     ):
@@ -1579,7 +1580,8 @@ class PeakHourCalendar:
         except ConfigError:  # the neighbour is outside the years 2-9998: stop there
             pass
         if start > -_INF:
-            # the rules as they stand at the window's start, wherever it was asked
+            # the rules as they stand at the window's start, wherever it was asked (with
+            # unique labels the deciding rules are the same throughout the window)
             deciders = self._evaluate(start)[3]
         return start, end, self._make(key, start, end, deciders)
 
