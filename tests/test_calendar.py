@@ -512,3 +512,8 @@ def test_window_contains_compares_instants_in_the_fold() -> None:
     assert not w.contains(first)
     assert not w.contains(second)  # its wall clock (01:15) is inside 00:00-01:30
     assert cal.at(second).level is Level.OPEN
+
+
+def test_text_given_as_rules_is_refused_with_a_hint() -> None:
+    with pytest.raises(ConfigError, match="parse"):
+        PeakHourCalendar("Mon-Fri peak")  # type: ignore[arg-type]

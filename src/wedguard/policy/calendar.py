@@ -989,6 +989,8 @@ _DayTable = tuple[
 
 def _to_tz(tz: str | tzinfo) -> tuple[tzinfo, str]:
     if isinstance(tz, tzinfo):
+        if hasattr(tz, "localize"):  # pytz: its zones do not work with datetime.replace
+            raise ConfigError("tz", tz, "a zoneinfo.ZoneInfo or an IANA name, not a pytz zone")
         if isinstance(tz, ZoneInfo):
             return tz, tz.key
         if tz is timezone.utc:
@@ -1053,6 +1055,8 @@ class PeakHourCalendar:
         tz: str | tzinfo = "UTC",
         default: Level | str = Level.OPEN,
     ) -> None:
+        if isinstance(rules, (str, bytes)):  # type: ignore[unreachable]
+            raise ConfigError("rules", rules, "Rule objects (PeakHourCalendar.parse reads text)")
         try:
             rule_list = tuple(rules)
         except TypeError:
