@@ -35,6 +35,7 @@ from wedguard.policy.breaker import (
     CircuitBreaker,
     MemoryBreakerStorage,
 )
+from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.control import AIMDController, LedbatController, RateController
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
@@ -72,7 +73,10 @@ __all__ = [
     "LedbatController",
     "Level",
     "MemoryBreakerStorage",
+    "PeakHourCalendar",
     "RateController",
+    "Rule",
+    "Season",
     "Severity",
     "Sink",
     "Source",
@@ -83,6 +87,7 @@ __all__ = [
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
+    "Window",
     "__version__",
     "format_duration",
     "format_rate",
