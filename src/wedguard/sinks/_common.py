@@ -242,7 +242,7 @@ class _Outgoing:
 
     def __init__(self, event: Event) -> None:
         self.event = event
-        self.id = str(getattr(event, "id", "") or uuid.uuid4().hex)
+        self.id = ""  # made by the worker on the first attempt, kept for retries
 
 
 def _outgoing_priority(item: _Outgoing) -> int:
@@ -298,6 +298,8 @@ class NetworkSink:
         return ()
 
     def _send_outgoing(self, item: _Outgoing) -> None:
+        if not item.id:
+            item.id = str(getattr(item.event, "id", "") or uuid.uuid4().hex)
         self._send(item.event, item.id)
 
     def _send(self, event: Event, msg_id: str) -> None:
