@@ -381,3 +381,20 @@ def test_dispatcher_timers_follow_its_clock(clock: FakeClock) -> None:
         assert sink.events[1].repeat  # type: ignore[attr-defined]
         d.fire(Alert("low", LOW, "unrouted"))
         assert _eventually(lambda: d.unrouted == 1)
+
+
+def test_flush_is_false_when_a_notification_is_given_up() -> None:
+    class Gone:
+        name = "gone"
+
+        def send(self, event: Notification) -> None:
+            raise DeliveryError("HTTP 404", permanent=True)
+
+        def emit(self, event: Notification) -> None:  # pragma: no cover
+            pass
+
+    with AlertDispatcher(routes={HIGH: [Gone()]}, group_wait=0) as d:
+        d.fire(Alert("a", HIGH, "x"))
+        assert not d.flush(5)
+        assert d.failed == 1
+        assert d.flush(5)  # nothing pending, nothing new given up

@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -644,8 +644,6 @@ class AlertPolicy:
         """Mute the alerts ``matcher`` selects for ``duration``; returns the silence."""
         m = _matcher(matcher, "matcher")
         seconds = _duration(duration, "duration", allow_zero=False)
-        from datetime import timedelta
-
         s = Silence(
             id=id or uuid.uuid4().hex,
             matcher=m,
@@ -1201,18 +1199,21 @@ class AlertDispatcher:
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything pending, also what ``group_wait``/``group_interval`` still
         hold, and wait until the sinks have it (True) or ``timeout`` seconds of real
-        time pass (False)."""
+        time pass (False). Also False when a notification was given up meanwhile
+        (``max_attempts`` reached, or a permanent error such as HTTP 404)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        failed = self.failed
         marker = threading.Event()
         with self._cond:
             if self._closed:
-                return self._lanes_flushed(deadline)
+                return self._lanes_flushed(deadline) and self.failed == failed
             self._inbox[_COMMAND_PRIORITY].append((next(self._seq), _FLUSH, marker))
             self._inbox_len += 1
             self._cond.notify()
         if not marker.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
             return False
-        return self._lanes_flushed(deadline)
+        # False too when a notification was given up meanwhile: its sinks do not have it
+        return self._lanes_flushed(deadline) and self.failed == failed
 
     def _lanes_flushed(self, deadline: float | None) -> bool:
         for lane in self._lanes.values():
