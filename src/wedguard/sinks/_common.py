@@ -111,6 +111,20 @@ def check_url(secret: Secret, field: str) -> None:
         raise ConfigError(field, url_hint(url), "an http:// or https:// URL")
 
 
+def number(value: object) -> float | None:
+    """A float from a number or a numeric string (``"inf"`` for unlimited rates)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
 def event_severity(event: Event) -> str:
     """``LOW``..``CRITICAL`` for alerts and notifications, ``RESOLVED`` when over,
     ``INFO`` for other events."""
