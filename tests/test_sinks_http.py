@@ -32,6 +32,7 @@ class Receiver:
         self.mode = "ok"
         self.retry_after = "7"
         self.received: list[dict[str, Any]] = []
+        self.slack: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.bodies: list[bytes] = []
         self.rejected = 0
@@ -66,6 +67,11 @@ class Receiver:
                     with receiver.lock:
                         receiver.rejected += 1
                     self._reply(401)
+                    return
+                if self.path.startswith("/slack-in-dispatcher"):
+                    with receiver.lock:
+                        receiver.slack.append(json.loads(body))
+                    self._reply(200)
                     return
                 with receiver.lock:
                     receiver.bodies.append(body)
@@ -119,14 +125,29 @@ def _versions(notes: list[dict[str, Any]]) -> dict[str, list[int]]:
     return seen
 
 
+def _slack_versions(payloads: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Read (key, version) pairs back from the Slack message text."""
+    seen: dict[str, list[int]] = {}
+    for payload in payloads:
+        text = payload["attachments"][0]["blocks"][1]["text"]["text"].strip("`")
+        version = None
+        for line in text.splitlines():
+            if line.startswith("FIRING"):
+                version = int(line.split()[-1])
+            elif line.strip().startswith("key:") and version is not None:
+                seen.setdefault(line.split(":", 1)[1].strip(), []).append(version)
+    return seen
+
+
 def test_dispatcher_over_webhook_survives_500s_hangs_and_refusals(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No alert lost, per-key order kept, fire() quick throughout, signatures valid."""
     caplog.set_level(logging.DEBUG)
     hook = WebhookSink(receiver.url(), secret=[SECRET_NEW, SECRET_OLD], timeout=0.3)
+    slack = SlackSink(receiver.url("/slack-in-dispatcher/T0PSECRET"), timeout=0.3)
     d = AlertDispatcher(
-        routes={Severity.HIGH: [hook]},
+        routes={Severity.HIGH: [hook, slack]},
         group_wait=0,
         group_interval=0.01,
         backoff=0.02,
@@ -173,11 +194,11 @@ def test_dispatcher_over_webhook_survives_500s_hangs_and_refusals(
 
     assert worst < 0.05  # measured: a few microseconds; generous for noisy machines
     assert receiver.rejected == 0
-    seen = _versions(receiver.received)
-    assert set(seen) == set(fired)
-    for key, versions in seen.items():
-        assert versions == sorted(versions), f"{key} out of order: {versions}"
-        assert versions[-1] == fired[key]
+    for seen in (_versions(receiver.received), _slack_versions(receiver.slack)):
+        assert set(seen) == set(fired)
+        for key, versions in seen.items():
+            assert versions == sorted(versions), f"{key} out of order: {versions}"
+            assert versions[-1] == fired[key]
     # every body is signed for both secrets, and each verifies alone
     for body, headers in zip(receiver.bodies, receiver.headers, strict=True):
         assert len(headers["webhook-signature"].split()) == 2
