@@ -229,6 +229,8 @@ class Matcher:
     True
     >>> m.matches(Alert("a", Severity.LOW, "x", labels={"session": "photos"}))
     False
+
+    .. versionadded:: 0.1.0
     """
 
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_matcher_labels)
@@ -296,6 +298,8 @@ class Route:
     >>> r = Route([], match={"team": "db"}, name="dba")
     >>> r.match.matches(Alert("k", "HIGH", "x", labels={"team": "db"}))
     True
+
+    .. versionadded:: 0.1.0
     """
 
     sinks: tuple[Sink, ...] = attrs.field(converter=_route_sinks)
@@ -311,6 +315,8 @@ class InhibitRule:
 
     The default rule (:data:`DEFAULT_INHIBIT_RULES`): a CRITICAL alert of a session (a
     "backup halted") mutes the lower alerts of that session (its throttle warnings).
+
+    .. versionadded:: 0.1.0
     """
 
     source: Matcher = attrs.field(converter=_inhibit_source)
@@ -346,6 +352,8 @@ class Silence:
 
     ``ends_at`` is on the dispatcher clock's ``monotonic()`` scale; ``until`` is the
     same instant as a datetime, for people.
+
+    .. versionadded:: 0.1.0
     """
 
     id: str
@@ -384,6 +392,8 @@ class Notification:
     >>> n = Notification("HIGH{}", "HIGH", (Alert("a", "HIGH", "slow"),))
     >>> n.kind, n.severity.name, n.status
     ('notification', 'HIGH', 'firing')
+
+    .. versionadded:: 0.1.0
     """
 
     group_key: str
@@ -539,6 +549,8 @@ class AlertPolicy:
         >>> clock.advance(30)
         >>> [len(n.alerts) for n in core.poll()]
         [50]
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -934,6 +946,8 @@ class AlertDispatcher:
         True
         >>> [len(n.alerts) for n in pager.events]
         [50]
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

@@ -40,6 +40,8 @@ class JsonlSink:
 
     Writing is local and quick, so ``emit`` writes directly (under a lock, so threads
     may share the sink). A write error is logged, never raised into the backup.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

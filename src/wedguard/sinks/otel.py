@@ -34,6 +34,8 @@ class OtelSink:
         meter_provider: the provider to get the meter from (default: the global one).
         span_events: add alerts, notifications and breaker transitions to the
             current span (default True).
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

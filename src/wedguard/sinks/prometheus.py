@@ -77,6 +77,8 @@ class PrometheusSink:
         namespace: the metric name prefix (default ``wedguard``).
 
     ``emit`` only updates in-memory metrics: it never blocks.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
