@@ -9,7 +9,8 @@
 >>> sink = JsonlSink(path, max_bytes="1MiB", backups=3)
 >>> sink.emit(Alert("k", Severity.LOW, "hello"))
 >>> sink.close()
->>> json.loads(open(path).readline())["summary"]
+>>> from pathlib import Path
+>>> json.loads(Path(path).read_text().splitlines()[0])["summary"]
 'hello'
 """
 
