@@ -129,7 +129,7 @@ def _slack_versions(payloads: list[dict[str, Any]]) -> dict[str, list[int]]:
     """Read (key, version) pairs back from the Slack message text."""
     seen: dict[str, list[int]] = {}
     for payload in payloads:
-        text = payload["attachments"][0]["blocks"][1]["text"]["text"].strip("`")
+        text = payload["attachments"][0]["blocks"][0]["text"]["text"].strip("`")
         version = None
         for line in text.splitlines():
             if line.startswith("FIRING"):
@@ -276,8 +276,10 @@ def test_slack_payload_against_a_server(receiver: Receiver) -> None:
     attachment = first["attachments"][0]
     assert attachment["color"] == "#A30200"
     assert attachment["fallback"] == first["text"]
-    assert [b["type"] for b in attachment["blocks"]] == ["header", "section", "context"]
-    assert "API +40 %" in attachment["blocks"][1]["text"]["text"]
+    assert first["blocks"][0]["type"] == "header"
+    assert first["blocks"][0]["text"]["text"] == first["text"]
+    assert [b["type"] for b in attachment["blocks"]] == ["section", "context"]
+    assert "API +40 %" in attachment["blocks"][0]["text"]["text"]
     assert second["attachments"][0]["color"] == "#2EB886"
     assert "T0PSECRET" not in repr(slack)
 

@@ -177,10 +177,11 @@ def test_prometheus_metrics_parsed_back() -> None:
     assert m[("wedguard_decisions_total", (("verdict", "THROTTLE"),))] == 1
     assert m[("wedguard_breaker_state", (("breaker", "s3"),))] == 2
     assert m[("wedguard_sessions_total", (("result", "ok"),))] == 2
-    assert m[("wedguard_alerts_total", (("severity", "HIGH"), ("status", "firing")))] == 2
-    assert m[("wedguard_alerts_total", (("severity", "HIGH"), ("status", "resolved")))] == 1
+    assert m[("wedguard_alerts_total", (("severity", "HIGH"),))] == 2
+    assert m[("wedguard_alerts_total", (("severity", "LOW"),))] == 0
+    assert m[("wedguard_alerts_resolved_total", (("severity", "HIGH"),))] == 1
     assert m[("wedguard_alerts_firing", (("severity", "HIGH"),))] == 1
-    assert m[("wedguard_notifications_total", (("severity", "HIGH"), ("status", "firing")))] == 1
+    assert m[("wedguard_notifications_total", (("severity", "HIGH"),))] == 1
     assert m[("wedguard_events_total", (("kind", "heartbeat"),))] == 1
 
 

@@ -507,6 +507,19 @@ def _duration(value: object, field: str, *, allow_zero: bool) -> float:
     return seconds
 
 
+def _silence_seconds(duration: object, until: datetime | None, clock: Clock) -> float:
+    if (duration is None) == (until is None):
+        raise ConfigError("duration", duration, "a duration or until=, exactly one of them")
+    if until is None:
+        return _duration(duration, "duration", allow_zero=False)
+    if not isinstance(until, datetime) or until.tzinfo is None or until.utcoffset() is None:
+        raise ConfigError("until", until, "an aware datetime")
+    seconds = (until - clock.now()).total_seconds()
+    if seconds <= 0:
+        raise ConfigError("until", until, "an instant in the future")
+    return seconds
+
+
 class AlertPolicy:
     """The dispatcher's pure core: decides what to send and when, on a clock.
 
@@ -648,14 +661,16 @@ class AlertPolicy:
     def silence(
         self,
         matcher: Matcher | Mapping[str, str],
-        duration: float | str,
+        duration: float | str | None = None,
         *,
+        until: datetime | None = None,
         comment: str = "",
         id: str | None = None,
     ) -> Silence:
-        """Mute the alerts ``matcher`` selects for ``duration``; returns the silence."""
+        """Mute the alerts ``matcher`` selects for ``duration`` (seconds or text such
+        as ``"2h"``) or ``until`` an aware datetime; returns the silence."""
         m = _matcher(matcher, "matcher")
-        seconds = _duration(duration, "duration", allow_zero=False)
+        seconds = _silence_seconds(duration, until, self._clock)
         s = Silence(
             id=id or uuid.uuid4().hex,
             matcher=m,
@@ -1140,11 +1155,18 @@ class AlertDispatcher:
                 log.exception("alerts: forwarding a %r event failed", getattr(event, "kind", "?"))
 
     def silence(
-        self, matcher: Matcher | Mapping[str, str], duration: float | str, *, comment: str = ""
+        self,
+        matcher: Matcher | Mapping[str, str],
+        duration: float | str | None = None,
+        *,
+        until: datetime | None = None,
+        comment: str = "",
     ) -> Silence:
-        """Mute the alerts ``matcher`` selects for ``duration`` (seconds or ``"2h"``)."""
+        """Mute the alerts ``matcher`` selects for ``duration`` (seconds or ``"2h"``)
+        or ``until`` an aware datetime. Returns the :class:`Silence` (its ``id``
+        ends it early with :meth:`expire_silence`)."""
         with self._core_lock:
-            s = self._core.silence(matcher, duration, comment=comment)
+            s = self._core.silence(matcher, duration, until=until, comment=comment)
         self._wake()
         return s
 

@@ -13,8 +13,8 @@ How events map to metrics (by ``event.kind`` and the fields of ``event.to_dict()
 | `decision` | `rate` (bytes/s; None, inf or `"inf"`: unlimited), `level`, `verdict`, `paused`, `stopped` | `wedguard_allowed_rate_bytes_per_second`, `wedguard_level`, `wedguard_verdict`, `wedguard_decisions_total{verdict}`, `wedguard_paused` |
 | `session` | `bytes`, `ops`, `wait_seconds` (`{cause: seconds}`), `ok`, `finished_at` (ISO 8601) | `wedguard_bytes_total`, `wedguard_operations_total`, `wedguard_wait_seconds_total{cause}`, `wedguard_sessions_total{result}`, `wedguard_last_success_timestamp_seconds` |
 | `breaker` | `breaker`, `new` (closed / half_open / open) | `wedguard_breaker_state{breaker}` (0 closed, 1 half-open, 2 open), `wedguard_breaker_transitions_total{breaker,state}` |
-| `alert` | `key`, `severity`, `status` | `wedguard_alerts_total{severity,status}`, `wedguard_alerts_firing{severity}` |
-| `notification` | `severity`, `status` | `wedguard_notifications_total{severity,status}` |
+| `alert` | `key`, `severity`, `status` | `wedguard_alerts_total{severity}` (fired), `wedguard_alerts_resolved_total{severity}`, `wedguard_alerts_firing{severity}` |
+| `notification` | `severity` | `wedguard_notifications_total{severity}` |
 | anything else | `kind` | `wedguard_events_total{kind}` |
 
 ``level`` and ``verdict`` may be names (``"PEAK"``) or numbers; gauges hold
@@ -151,24 +151,25 @@ class PrometheusSink:
             registry=r,
         )
         self._alerts = pc.Counter(
-            f"{ns}_alerts",
-            "Alert events, by severity and status.",
-            ["severity", "status"],
-            registry=r,
+            f"{ns}_alerts", "Alerts fired, by severity.", ["severity"], registry=r
+        )
+        self._resolved = pc.Counter(
+            f"{ns}_alerts_resolved", "Alerts resolved, by severity.", ["severity"], registry=r
         )
         self._firing = pc.Gauge(
             f"{ns}_alerts_firing", "Alerts firing now, by severity.", ["severity"], registry=r
         )
         self._notifications = pc.Counter(
             f"{ns}_notifications",
-            "Alert notifications, by severity and status.",
-            ["severity", "status"],
+            "Alert notifications sent, by severity (the highest alert in each).",
+            ["severity"],
             registry=r,
         )
         self._events = pc.Counter(f"{ns}_events", "Other events, by kind.", ["kind"], registry=r)
         self._firing_keys: dict[str, str] = {}
         for severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL"):
             self._firing.labels(severity).set(0)
+            self._alerts.labels(severity)
 
     def emit(self, event: Event) -> None:
         kind = event.kind
@@ -239,7 +240,7 @@ class PrometheusSink:
         severity = str(data.get("severity", "LOW"))
         status = str(data.get("status", "firing"))
         key = str(data.get("key", ""))
-        self._alerts.labels(severity, status).inc()
+        (self._alerts if status == "firing" else self._resolved).labels(severity).inc()
         old = self._firing_keys.pop(key, None)
         if old is not None:
             self._firing.labels(old).dec()
@@ -248,9 +249,7 @@ class PrometheusSink:
             self._firing.labels(severity).inc()
 
     def _on_notification(self, data: dict[str, Any]) -> None:
-        self._notifications.labels(
-            str(data.get("severity", "LOW")), str(data.get("status", "firing"))
-        ).inc()
+        self._notifications.labels(str(data.get("severity", "LOW"))).inc()
 
     def text(self) -> bytes:
         """The registry in the Prometheus text format."""
