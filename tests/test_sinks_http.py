@@ -375,3 +375,20 @@ def test_signature_round_trip_property(body: bytes, secret: str, flip: int) -> N
         i = flip % len(body)
         tampered = body[:i] + bytes([body[i] ^ 1]) + body[i + 1 :]
         assert not verify_signature(tampered, h, secret, now=1_700_000_000)
+
+
+def test_secrets_stay_out_of_the_spool_and_the_logs(
+    tmp_path: Any, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver.stop()  # refused
+    hook = WebhookSink(receiver.url(), secret=SECRET_OLD, timeout=0.3)
+    spool = tmp_path / "alerts.spool"
+    d = AlertDispatcher(routes={Severity.HIGH: [hook]}, group_wait=0, spool=spool, backoff=0.01)
+    d.fire(Alert("k", Severity.HIGH, "x"))
+    assert not d.flush(timeout=0.2)
+    d.close(timeout=0.1)
+    text = spool.read_text() + caplog.text + repr(d) + str(d.stats())
+    assert '"sink":"webhook"' in spool.read_text()
+    assert "T0PSECRET" not in text
+    assert SECRET_OLD not in text
