@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from wedguard.alerts import Alert, Severity
+from wedguard.alerts import (
+    Alert,
+    AlertDispatcher,
+    AlertPolicy,
+    InhibitRule,
+    Matcher,
+    Notification,
+    Route,
+    Severity,
+    Silence,
+)
 from wedguard.clock import Clock, SystemClock
 from wedguard.errors import (
     CircuitOpenError,
@@ -57,6 +67,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "AIMDController",
     "Alert",
+    "AlertDispatcher",
+    "AlertPolicy",
     "Assessment",
     "Baseline",
     "BreakerEvent",
@@ -70,14 +82,19 @@ __all__ = [
     "EmergencyStop",
     "Event",
     "ImpactAnalyzer",
+    "InhibitRule",
     "LedbatController",
     "Level",
+    "Matcher",
     "MemoryBreakerStorage",
+    "Notification",
     "PeakHourCalendar",
     "RateController",
+    "Route",
     "Rule",
     "Season",
     "Severity",
+    "Silence",
     "Sink",
     "Source",
     "SystemClock",
