@@ -361,6 +361,12 @@ class TokenBucketThrottler:
             ConfigError: ``n`` or ``timeout`` is not valid.
             ThrottleTimeout: the units could not be had within ``timeout``.
         """
+        if self._unlimited and timeout is None:  # the copy loop's fast path
+            try:
+                if 0 <= n <= _FLOAT_MAX and n is not True and n is not False:
+                    return 0.0
+            except TypeError:
+                pass
         n = _check_n(n)
         _check_timeout(timeout)
         if self._unlimited:
@@ -397,6 +403,12 @@ class TokenBucketThrottler:
             ConfigError: ``n`` or ``timeout`` is not valid.
             ThrottleTimeout: the units could not be had within ``timeout``.
         """
+        if self._unlimited and timeout is None:
+            try:
+                if 0 <= n <= _FLOAT_MAX and n is not True and n is not False:
+                    return 0.0
+            except TypeError:
+                pass
         n = _check_n(n)
         _check_timeout(timeout)
         if self._unlimited:
