@@ -35,11 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-try:
-    import wedguard
-except ImportError:  # run from a source tree without installing
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-    import wedguard
+# Measure the source tree this script sits in, even if another copy is installed.
+_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src")
+if os.path.isdir(os.path.join(_SRC, "wedguard")):
+    sys.path.insert(0, os.path.abspath(_SRC))
+import wedguard  # noqa: E402
 
 BIG = 10**12  # a rate and burst that never run out during a measurement
 
@@ -645,6 +645,7 @@ def main() -> None:
     seconds = 1.0 if args.quick else args.seconds
     start = time.perf_counter()
     print(f"Python {sys.version.split()[0]} on {sys.platform}, {os.cpu_count()} CPUs; {versions()}")
+    print(f"wedguard from {os.path.dirname(wedguard.__file__)}")
     section_cost(rounds, budget)
     section_accuracy(seconds)
     section_copy(3 if args.quick else 9)
