@@ -397,7 +397,16 @@ class TokenBucketThrottler:
     async def acquire_async(self, n: float = 1, *, timeout: float | None = None) -> float:
         """The asyncio form of :meth:`acquire`: waits without blocking the loop.
 
-        Cancelling the awaiting task gives the reserved units back.
+        Cancelling the awaiting task gives the reserved units back. Threads and tasks
+        (on any event loop) may share one bucket; :meth:`set_rate` wakes them all.
+
+        >>> import asyncio
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler(100, burst=100, clock=FakeClock())
+        >>> async def copy():
+        ...     return [await bucket.acquire_async(n) for n in (100, 50)]
+        >>> asyncio.run(copy())
+        [0.0, 0.5]
 
         Raises:
             ConfigError: ``n`` or ``timeout`` is not valid.
