@@ -1012,3 +1012,24 @@ def test_unlimited_with_a_given_burst(clock: FakeClock) -> None:
     bucket.set_rate(10)
     assert bucket.burst == 1
     assert bucket.available == 1
+
+
+class SlowAsyncClock(FakeClock):
+    """A clock whose asleep() takes real time, like a host's own clock might."""
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.advance(seconds)
+
+
+async def test_set_rate_wakes_an_async_waiter_on_any_clock() -> None:
+    """Even when the clock's own asleep() cannot be interrupted, set_rate() wakes."""
+    clock = SlowAsyncClock()
+    bucket = TokenBucketThrottler(1, burst=100, clock=clock)
+    await bucket.acquire_async(100)
+    task = asyncio.ensure_future(bucket.acquire_async(100))  # 100 s of its sleep
+    while bucket.waiting == 0:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    bucket.set_rate("off")
+    assert await asyncio.wait_for(task, 5) == 0.0

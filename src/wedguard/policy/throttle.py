@@ -442,8 +442,12 @@ class TokenBucketThrottler:
                     await fut
                 elif real_time:
                     await asyncio.wait((fut,), timeout=wait)
-                else:
-                    await clock_asleep(self._clock, wait)
+                else:  # another clock sleeps its own way; a set_rate() still wakes us
+                    nap = loop.create_task(clock_asleep(self._clock, wait))
+                    try:
+                        await asyncio.wait((fut, nap), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        nap.cancel()
                 with self._lock:
                     self._async_waiters.discard(entry)
                     now = self._now()
