@@ -1,6 +1,6 @@
 """Circuit breaker overhead, side by side with pybreaker, circuitbreaker and purgatory.
 
-Run: ``python benchmarks/breaker.py`` (about 15 s; no arguments needed).
+Run: ``python benchmarks/breaker.py`` (about 10 s; no arguments needed).
 
 1. Nanoseconds added per *successful* call through each library's decorator, measured
    against a bare call of the same function in the same run (best of several rounds).
@@ -26,9 +26,9 @@ from typing import Any
 
 import wedguard as wg
 
-ROUNDS = 9
-CALLS = 100_000
-ASYNC_CALLS = 50_000
+ROUNDS = 40
+CALLS = 20_000
+ASYNC_CALLS = 10_000
 THREADS = 8
 THREAD_CALLS = 100  # per thread; 2 ms each
 WORK_S = 0.002

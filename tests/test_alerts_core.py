@@ -264,6 +264,23 @@ def test_silence_mutes_until_it_expires(clock: FakeClock) -> None:
     assert c.silences == []
 
 
+def test_silence_until_an_instant(clock: FakeClock) -> None:
+    from datetime import timedelta
+
+    c = core(clock)
+    s = c.silence({}, until=clock.now() + timedelta(hours=2))
+    assert s.ends_at == 7200
+    with pytest.raises(wg.ConfigError) as err:
+        c.silence({}, until=clock.now())
+    assert err.value.field == "until"
+    with pytest.raises(wg.ConfigError) as err:
+        c.silence({})
+    assert err.value.field == "duration"
+    with pytest.raises(wg.ConfigError) as err:
+        c.silence({}, "1h", until=clock.now() + timedelta(hours=2))
+    assert err.value.field == "duration"
+
+
 def test_expire_silence_early(clock: FakeClock) -> None:
     c = core(clock)
     s = c.silence(Matcher(key="k1"), 3600)

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import wedguard as wg
 from wedguard._delivery import AsyncDelivery, DeliveryError, backoff_delay
@@ -381,3 +383,45 @@ def test_dispatcher_timers_follow_its_clock(clock: FakeClock) -> None:
         assert sink.events[1].repeat  # type: ignore[attr-defined]
         d.fire(Alert("low", LOW, "unrouted"))
         assert _eventually(lambda: d.unrouted == 1)
+
+
+def test_flush_is_false_when_a_notification_is_given_up() -> None:
+    class Gone:
+        name = "gone"
+
+        def send(self, event: Notification) -> None:
+            raise DeliveryError("HTTP 404", permanent=True)
+
+        def emit(self, event: Notification) -> None:  # pragma: no cover
+            pass
+
+    with AlertDispatcher(routes={HIGH: [Gone()]}, group_wait=0) as d:
+        d.fire(Alert("a", HIGH, "x"))
+        assert not d.flush(5)
+        assert d.failed == 1
+        assert d.flush(5)  # nothing pending, nothing new given up
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(list(Severity)), min_size=1, max_size=40))
+def test_overflow_property_lowest_severity_goes_first(severities: list[Severity]) -> None:
+    """With the worker stalled and room for 5, every dropped alert is at most as
+    severe as every alert kept, and the counts add up."""
+    sink = RecordingSink()
+    d = AlertDispatcher(routes={LOW: [sink]}, group_wait=0, queue_size=5)
+    try:
+        with d._core_lock:
+            d.fire(Alert("stall", LOW, "x"))
+            assert _eventually(lambda: d._inbox_len == 0)
+            kept = {}
+            for i, sev in enumerate(severities):
+                d.fire(Alert(f"a{i}", sev, "x"))
+                kept[f"a{i}"] = sev
+        assert d.flush(5)
+    finally:
+        d.close()
+    delivered = {a.key for n in sink.events for a in n.alerts} - {"stall"}  # type: ignore[attr-defined]
+    dropped = set(kept) - delivered
+    assert len(dropped) == d.dropped == max(0, len(severities) - 5)
+    if dropped and delivered:
+        assert max(kept[k] for k in dropped) <= min(kept[k] for k in delivered)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from wedguard import ConfigError, Level, PeakHourCalendar, Rule, Season, Window
 
@@ -112,6 +113,15 @@ event_dates = st.one_of(
 )
 
 
+LINE_BREAKS = '"\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029'
+names = st.one_of(
+    st.just(""),
+    st.text(
+        st.characters(blacklist_characters=LINE_BREAKS, blacklist_categories=["Cs"]), max_size=12
+    ),
+)
+
+
 @st.composite
 def rules(draw: st.DrawFn) -> Rule:
     level = draw(st.sampled_from(Level))
@@ -129,6 +139,7 @@ def rules(draw: st.DrawFn) -> Rule:
         rate=draw(st.sampled_from([None, 1e6, 2e6, 5e6])) if capped else None,
         cpu_share=draw(st.sampled_from([None, 0.2, 0.5])) if capped else None,
         rate_down=draw(st.sampled_from([None, None, 1e6, 0.0])),
+        name=draw(names),
     )
 
 
@@ -251,3 +262,62 @@ def test_reference_wall_clock_in_the_repeated_hour() -> None:
     second = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST, the second 01:30
     assert second.astimezone(ny).fold == 1
     assert wall_clock(second, ny) == datetime(2026, 11, 1, 1, 59, 59, 999999)
+
+
+# --------------------------------------------------------------------------- a guard's view
+
+
+class GuardReadingTheCalendar(RuleBasedStateMachine):
+    """A guard caches the current window until next_change() and only then asks again.
+
+    Time moves forward in steps of any size (and sometimes lands exactly on a change);
+    the cached answer must always equal the brute-force reference, and asking the
+    calendar again inside the window must give the very same window.
+    """
+
+    @initialize(cal=calendars, start=instants)
+    def setup(self, cal: PeakHourCalendar, start: datetime) -> None:
+        self.cal = cal
+        self.now = start
+        self.window = cal.at(start)
+        self.until = cal.next_change(start)
+
+    def _refresh(self) -> None:
+        if self.until is not None and self.now >= self.until:
+            self.window = self.cal.at(self.now)
+            self.until = self.cal.next_change(self.now)
+
+    @rule(seconds=st.integers(1, 3 * 86400))
+    def advance(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+        self._refresh()
+
+    @precondition(lambda self: self.until is not None)
+    @rule()
+    def jump_to_the_change(self) -> None:
+        assert self.until is not None
+        self.now = self.until.astimezone(UTC)
+        self._refresh()
+
+    @rule(seconds=st.integers(0, 600))
+    def jump_just_before_the_change(self, seconds: int) -> None:
+        if self.until is None:
+            return
+        target = self.until.astimezone(UTC) - timedelta(seconds=1 + seconds)
+        if target > self.now:
+            self.now = target
+            self._refresh()
+
+    @invariant()
+    def cached_answer_is_right(self) -> None:
+        if not hasattr(self, "cal"):
+            return
+        assert observed(self.window) == reference(self.cal, self.now)
+        assert self.window.contains(self.now)
+        assert self.cal.at(self.now) == self.window
+
+
+GuardReadingTheCalendar.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=20, deadline=None
+)
+test_guard_reading_the_calendar = GuardReadingTheCalendar.TestCase

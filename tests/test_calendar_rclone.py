@@ -10,6 +10,8 @@ import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wedguard import ConfigError, Level, PeakHourCalendar, Window
 
@@ -211,3 +213,80 @@ def test_malformed_timetables(text: str) -> None:
     with pytest.raises(ConfigError) as info:
         PeakHourCalendar.from_rclone(text)
     assert info.value.field == "bwlimit"
+
+
+# --------------------------------------------------------------------------- properties
+
+DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+RATES = {"off": None, "0": 0.0, "512": 512 * KI, "1M": MI, "10M": 10 * MI, "100k": 100 * KI}
+
+entries = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.integers(0, 6)),
+        st.integers(0, 47).map(lambda k: k * 30),
+        st.sampled_from(sorted(RATES)),
+        st.one_of(st.none(), st.sampled_from(sorted(RATES))),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def rclone_text(items: list[tuple[int | None, int, str, str | None]]) -> str:
+    out = []
+    for day, minute, up, down in items:
+        when = f"{minute // 60:02d}:{minute % 60:02d}"
+        if day is not None:
+            when = f"{DAYS[day]}-{when}"
+        rate = up if down is None else f"{up}:{down}"
+        out.append(f"{when},{rate}")
+    return " ".join(out)
+
+
+def rclone_reference(
+    items: list[tuple[int | None, int, str, str | None]], t: datetime
+) -> tuple[Level, float | None, float | None]:
+    """The entry that began most recently, round the week; later entries win ties."""
+    slots: dict[int, tuple[str, str | None]] = {}
+    for day, minute, up, down in items:
+        for d in range(7) if day is None else [day]:
+            slots[d * 1440 + minute] = (up, down)
+    now = t.weekday() * 1440 + t.hour * 60 + t.minute
+    past = [p for p in slots if p <= now]
+    up, down = slots[max(past) if past else max(slots)]
+    tx = RATES[up]
+    rx = tx if down is None else RATES[down]
+    if tx is None:
+        return Level.OPEN, None, rx
+    if tx == 0:
+        return Level.BLACKOUT, 0.0, rx
+    return Level.PEAK, tx, rx
+
+
+@given(entries, st.integers(0, 14 * 24 * 60))
+def test_timetables_match_an_rclone_reference(
+    items: list[tuple[int | None, int, str, str | None]], minutes: int
+) -> None:
+    cal = PeakHourCalendar.from_rclone(rclone_text(items))
+    t = datetime(2026, 1, 5, tzinfo=UTC) + timedelta(minutes=minutes)
+    w = cal.at(t)
+    assert (w.level, w.rate, w.rate_down) == rclone_reference(items, t)
+    assert w.start <= t < w.end
+    if w.bounded:  # the window ends where the answer changes
+        after = cal.at(w.end)
+        assert (after.level, after.rate, after.rate_down, after.reason) != (
+            w.level,
+            w.rate,
+            w.rate_down,
+            w.reason,
+        )
+
+
+def test_one_window_whatever_instant_it_is_asked_at() -> None:
+    """An entry spanning several days is one window, equal from any instant in it."""
+    cal = PeakHourCalendar.from_rclone("Mon-00:00,512 12:00,1M Sun-20:00,off")
+    a = at(cal, 17, 13)  # Monday 13:00
+    b = at(cal, 20, 3)  # Thursday 03:00
+    assert a == b
+    assert a.start == datetime(2017, 4, 17, 12, tzinfo=UTC)
+    assert a.end == datetime(2017, 4, 23, 20, tzinfo=UTC)

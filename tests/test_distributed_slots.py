@@ -87,6 +87,7 @@ def test_acquire_times_out_and_leaves_the_queue(client: Any, key: str) -> None:
     assert time.monotonic() - t0 < 1.0
     assert isinstance(info.value, ThrottleTimeout)
     assert info.value.key == key
+    assert info.value.limit == 1
     assert key in str(info.value)
     assert waiter.waiting == 0  # gave up its place
     holder.release()

@@ -32,6 +32,7 @@ class Receiver:
         self.mode = "ok"
         self.retry_after = "7"
         self.received: list[dict[str, Any]] = []
+        self.slack: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.bodies: list[bytes] = []
         self.rejected = 0
@@ -66,6 +67,11 @@ class Receiver:
                     with receiver.lock:
                         receiver.rejected += 1
                     self._reply(401)
+                    return
+                if self.path.startswith("/slack-in-dispatcher"):
+                    with receiver.lock:
+                        receiver.slack.append(json.loads(body))
+                    self._reply(200)
                     return
                 with receiver.lock:
                     receiver.bodies.append(body)
@@ -119,14 +125,29 @@ def _versions(notes: list[dict[str, Any]]) -> dict[str, list[int]]:
     return seen
 
 
+def _slack_versions(payloads: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Read (key, version) pairs back from the Slack message text."""
+    seen: dict[str, list[int]] = {}
+    for payload in payloads:
+        text = payload["attachments"][0]["blocks"][0]["text"]["text"].strip("`")
+        version = None
+        for line in text.splitlines():
+            if line.startswith("FIRING"):
+                version = int(line.split()[-1])
+            elif line.strip().startswith("key:") and version is not None:
+                seen.setdefault(line.split(":", 1)[1].strip(), []).append(version)
+    return seen
+
+
 def test_dispatcher_over_webhook_survives_500s_hangs_and_refusals(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No alert lost, per-key order kept, fire() quick throughout, signatures valid."""
     caplog.set_level(logging.DEBUG)
     hook = WebhookSink(receiver.url(), secret=[SECRET_NEW, SECRET_OLD], timeout=0.3)
+    slack = SlackSink(receiver.url("/slack-in-dispatcher/T0PSECRET"), timeout=0.3)
     d = AlertDispatcher(
-        routes={Severity.HIGH: [hook]},
+        routes={Severity.HIGH: [hook, slack]},
         group_wait=0,
         group_interval=0.01,
         backoff=0.02,
@@ -173,11 +194,11 @@ def test_dispatcher_over_webhook_survives_500s_hangs_and_refusals(
 
     assert worst < 0.05  # measured: a few microseconds; generous for noisy machines
     assert receiver.rejected == 0
-    seen = _versions(receiver.received)
-    assert set(seen) == set(fired)
-    for key, versions in seen.items():
-        assert versions == sorted(versions), f"{key} out of order: {versions}"
-        assert versions[-1] == fired[key]
+    for seen in (_versions(receiver.received), _slack_versions(receiver.slack)):
+        assert set(seen) == set(fired)
+        for key, versions in seen.items():
+            assert versions == sorted(versions), f"{key} out of order: {versions}"
+            assert versions[-1] == fired[key]
     # every body is signed for both secrets, and each verifies alone
     for body, headers in zip(receiver.bodies, receiver.headers, strict=True):
         assert len(headers["webhook-signature"].split()) == 2
@@ -255,8 +276,10 @@ def test_slack_payload_against_a_server(receiver: Receiver) -> None:
     attachment = first["attachments"][0]
     assert attachment["color"] == "#A30200"
     assert attachment["fallback"] == first["text"]
-    assert [b["type"] for b in attachment["blocks"]] == ["header", "section", "context"]
-    assert "API +40 %" in attachment["blocks"][1]["text"]["text"]
+    assert first["blocks"][0]["type"] == "header"
+    assert first["blocks"][0]["text"]["text"] == first["text"]
+    assert [b["type"] for b in attachment["blocks"]] == ["section", "context"]
+    assert "API +40 %" in attachment["blocks"][0]["text"]["text"]
     assert second["attachments"][0]["color"] == "#2EB886"
     assert "T0PSECRET" not in repr(slack)
 
@@ -352,3 +375,20 @@ def test_signature_round_trip_property(body: bytes, secret: str, flip: int) -> N
         i = flip % len(body)
         tampered = body[:i] + bytes([body[i] ^ 1]) + body[i + 1 :]
         assert not verify_signature(tampered, h, secret, now=1_700_000_000)
+
+
+def test_secrets_stay_out_of_the_spool_and_the_logs(
+    tmp_path: Any, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver.stop()  # refused
+    hook = WebhookSink(receiver.url(), secret=SECRET_OLD, timeout=0.3)
+    spool = tmp_path / "alerts.spool"
+    d = AlertDispatcher(routes={Severity.HIGH: [hook]}, group_wait=0, spool=spool, backoff=0.01)
+    d.fire(Alert("k", Severity.HIGH, "x"))
+    assert not d.flush(timeout=0.2)
+    d.close(timeout=0.1)
+    text = spool.read_text() + caplog.text + repr(d) + str(d.stats())
+    assert '"sink":"webhook"' in spool.read_text()
+    assert "T0PSECRET" not in text
+    assert SECRET_OLD not in text

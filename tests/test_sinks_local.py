@@ -177,11 +177,26 @@ def test_prometheus_metrics_parsed_back() -> None:
     assert m[("wedguard_decisions_total", (("verdict", "THROTTLE"),))] == 1
     assert m[("wedguard_breaker_state", (("breaker", "s3"),))] == 2
     assert m[("wedguard_sessions_total", (("result", "ok"),))] == 2
-    assert m[("wedguard_alerts_total", (("severity", "HIGH"), ("status", "firing")))] == 2
-    assert m[("wedguard_alerts_total", (("severity", "HIGH"), ("status", "resolved")))] == 1
+    assert m[("wedguard_alerts_total", (("severity", "HIGH"),))] == 2
+    assert m[("wedguard_alerts_total", (("severity", "LOW"),))] == 0
+    assert m[("wedguard_alerts_resolved_total", (("severity", "HIGH"),))] == 1
     assert m[("wedguard_alerts_firing", (("severity", "HIGH"),))] == 1
-    assert m[("wedguard_notifications_total", (("severity", "HIGH"), ("status", "firing")))] == 1
+    assert m[("wedguard_notifications_total", (("severity", "HIGH"),))] == 1
     assert m[("wedguard_events_total", (("kind", "heartbeat"),))] == 1
+
+
+def test_prometheus_guard_style_fields() -> None:
+    """The guard writes unlimited rates as "inf" and reports paused and ops."""
+    sink = PrometheusSink()
+    sink.emit(Ev("decision", level="BLACKOUT", verdict="HALT", rate="inf", paused=True))
+    sink.emit(Ev("session", name="x", bytes=5, ops=3, wait_seconds={}, ok=True, finished_at=None))
+    m = _parse(sink.text().decode())
+    assert m[("wedguard_allowed_rate_bytes_per_second", ())] == float("inf")
+    assert m[("wedguard_paused", ())] == 1
+    assert m[("wedguard_level", ())] == 2
+    assert m[("wedguard_verdict", ())] == 2
+    assert m[("wedguard_operations_total", ())] == 3
+    assert m[("wedguard_last_success_timestamp_seconds", ())] > 1_700_000_000
 
 
 def test_prometheus_unlimited_rate_and_failed_session() -> None:

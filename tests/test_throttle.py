@@ -118,6 +118,7 @@ def test_default_burst_follows_the_rate(clock: FakeClock) -> None:
 
 
 def test_given_burst_stays_when_the_rate_changes(clock: FakeClock) -> None:
+    """An explicit burst (here a size text) does not follow the rate."""
     bucket = TokenBucketThrottler(1000, burst="64KiB", clock=clock)
     assert bucket.burst == 65536
     bucket.set_rate(10)
@@ -125,6 +126,7 @@ def test_given_burst_stays_when_the_rate_changes(clock: FakeClock) -> None:
 
 
 def test_properties_and_repr(clock: FakeClock) -> None:
+    """rate, burst, available, clock and waiting read back; repr shows the state."""
     bucket = TokenBucketThrottler("100/s", burst=50, clock=clock)
     assert (bucket.rate, bucket.burst, bucket.available) == (100, 50, 50)
     assert bucket.clock is clock
@@ -134,6 +136,7 @@ def test_properties_and_repr(clock: FakeClock) -> None:
 
 
 def test_new_bucket_starts_full(clock: FakeClock) -> None:
+    """A new bucket holds one burst and refills at the rate."""
     bucket = TokenBucketThrottler(10, burst=10, clock=clock)
     assert bucket.try_acquire(10)
     assert not bucket.try_acquire(1)
@@ -143,6 +146,7 @@ def test_new_bucket_starts_full(clock: FakeClock) -> None:
 
 
 def test_the_bucket_never_holds_more_than_burst(clock: FakeClock) -> None:
+    """An idle hour refills one burst, not an hour's worth."""
     bucket = TokenBucketThrottler(10, burst=10, clock=clock)
     clock.advance(3600)
     assert bucket.available == 10
@@ -192,6 +196,7 @@ async def test_bad_n_raises_config_error_naming_n(n: object, rate: float, clock:
     ids=repr,
 )
 def test_bad_construction_raises_config_error(kwargs: dict[str, object], field: str) -> None:
+    """A bad rate or burst raises ConfigError naming the field and quoting the value."""
     with pytest.raises(wg.ConfigError) as info:
         TokenBucketThrottler(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
@@ -201,6 +206,7 @@ def test_bad_construction_raises_config_error(kwargs: dict[str, object], field: 
 
 @pytest.mark.parametrize("timeout", [-1, -0.001, math.nan, True, "1s"], ids=repr)
 async def test_bad_timeout_raises_config_error(timeout: object, clock: FakeClock) -> None:
+    """A bad timeout raises ConfigError naming it, sync and async, and takes nothing."""
     bucket = TokenBucketThrottler(10, clock=clock)
     with pytest.raises(wg.ConfigError) as info:
         bucket.acquire(1, timeout=timeout)  # type: ignore[arg-type]
@@ -212,6 +218,7 @@ async def test_bad_timeout_raises_config_error(timeout: object, clock: FakeClock
 
 @pytest.mark.parametrize("rate", [-1, math.nan, "slow"], ids=repr)
 def test_bad_set_rate_changes_nothing(rate: object, clock: FakeClock) -> None:
+    """A bad rate for set_rate raises ConfigError and leaves the rate alone."""
     bucket = TokenBucketThrottler(10, clock=clock)
     with pytest.raises(wg.ConfigError, match=r"^rate: "):
         bucket.set_rate(rate)  # type: ignore[arg-type]
@@ -219,6 +226,8 @@ def test_bad_set_rate_changes_nothing(rate: object, clock: FakeClock) -> None:
 
 
 def test_zero_and_int_subclasses_are_fine(clock: FakeClock) -> None:
+    """Zero units and subclasses of int are valid requests."""
+
     class Units(int):
         pass
 
@@ -257,6 +266,7 @@ def test_request_larger_than_burst_is_served_through_debt(clock: FakeClock) -> N
 
 
 def test_try_acquire_larger_than_burst_needs_a_full_bucket(clock: FakeClock) -> None:
+    """try_acquire(n > burst) fails until the bucket is full, then succeeds."""
     bucket = TokenBucketThrottler(100, burst=10, clock=clock)
     assert bucket.try_acquire(5)
     assert not bucket.try_acquire(50)
@@ -382,6 +392,7 @@ def test_no_drift_with_blocking_acquires(clock: FakeClock) -> None:
 
 
 def test_acquire_waits_exactly_through_the_clock(clock: FakeClock) -> None:
+    """acquire() sleeps on the clock exactly the missing units' worth and says so."""
     bucket = TokenBucketThrottler(100, burst=100, clock=clock)
     assert bucket.acquire(100) == 0.0
     assert bucket.acquire(50) == 0.5
@@ -391,6 +402,7 @@ def test_acquire_waits_exactly_through_the_clock(clock: FakeClock) -> None:
 
 
 async def test_acquire_async_waits_exactly_through_the_clock(clock: FakeClock) -> None:
+    """acquire_async() waits exactly the missing units' worth of fake time."""
     bucket = TokenBucketThrottler(100, burst=100, clock=clock)
     assert await bucket.acquire_async(100) == 0.0
     assert await bucket.acquire_async(50) == 0.5
@@ -398,6 +410,7 @@ async def test_acquire_async_waits_exactly_through_the_clock(clock: FakeClock) -
 
 
 def test_timed_out_acquire_consumes_nothing(clock: FakeClock) -> None:
+    """A wait longer than the timeout raises at once and takes nothing."""
     bucket = TokenBucketThrottler(10, burst=10, clock=clock)
     bucket.acquire(10)
     with pytest.raises(wg.ThrottleTimeout) as info:
@@ -411,6 +424,7 @@ def test_timed_out_acquire_consumes_nothing(clock: FakeClock) -> None:
 
 
 async def test_timed_out_acquire_async_consumes_nothing(clock: FakeClock) -> None:
+    """The same for acquire_async()."""
     bucket = TokenBucketThrottler(10, burst=10, clock=clock)
     await bucket.acquire_async(10)
     with pytest.raises(wg.ThrottleTimeout):
@@ -420,6 +434,7 @@ async def test_timed_out_acquire_async_consumes_nothing(clock: FakeClock) -> Non
 
 
 def test_timeout_while_paused_is_immediate(clock: FakeClock) -> None:
+    """At rate 0 a timed wait fails at once (the wait is infinite)."""
     bucket = TokenBucketThrottler(0, burst=5, clock=clock)
     assert bucket.try_acquire(5)  # a paused bucket still has what it holds
     with pytest.raises(wg.ThrottleTimeout) as info:
@@ -430,6 +445,7 @@ def test_timeout_while_paused_is_immediate(clock: FakeClock) -> None:
 
 
 def test_zero_timeout_takes_what_is_there(clock: FakeClock) -> None:
+    """timeout=0 succeeds only when the units are there now."""
     bucket = TokenBucketThrottler(10, burst=10, clock=clock)
     assert bucket.acquire(10, timeout=0) == 0.0
     with pytest.raises(wg.ThrottleTimeout):
@@ -457,6 +473,7 @@ def test_rate_zero_wait_really_blocks_until_the_rate_is_raised(clock: FakeClock)
 
 
 async def test_rate_zero_async_wait_blocks_until_the_rate_is_raised(clock: FakeClock) -> None:
+    """A paused async waiter waits for set_rate(), not for fake time."""
     bucket = TokenBucketThrottler(0, burst=5, clock=clock)
     await bucket.acquire_async(5)
     task = asyncio.ensure_future(bucket.acquire_async(5))
@@ -469,6 +486,7 @@ async def test_rate_zero_async_wait_blocks_until_the_rate_is_raised(clock: FakeC
 
 
 async def test_set_rate_from_another_thread_wakes_an_async_waiter(clock: FakeClock) -> None:
+    """set_rate() from a thread wakes a task waiting on an event loop."""
     bucket = TokenBucketThrottler(0, burst=5, clock=clock)
     await bucket.acquire_async(5)
     task = asyncio.ensure_future(bucket.acquire_async(5))
@@ -492,6 +510,7 @@ def test_raising_the_rate_mid_wait_serves_sooner() -> None:
 
 
 async def test_raising_the_rate_mid_wait_serves_sooner_async() -> None:
+    """Real clock: a 100 s async wait ends as soon as the rate is raised."""
     bucket = TokenBucketThrottler(1, burst=100)
     await bucket.acquire_async(100)
     task = asyncio.ensure_future(bucket.acquire_async(100))
@@ -502,6 +521,7 @@ async def test_raising_the_rate_mid_wait_serves_sooner_async() -> None:
 
 
 def test_pausing_mid_wait_holds_the_waiter_until_resumed() -> None:
+    """Pausing mid-wait holds a real-clock waiter; raising the rate releases it."""
     bucket = TokenBucketThrottler(1000, burst=1)
     bucket.acquire(1)
     bucket.set_rate(0.001)  # a long wait
@@ -518,6 +538,7 @@ def test_pausing_mid_wait_holds_the_waiter_until_resumed() -> None:
 
 
 def test_lowering_the_rate_mid_wait_times_out_and_consumes_nothing() -> None:
+    """A lowered rate that makes a waiter miss its deadline raises and gives the units back."""
     clock = GateClock()
     bucket = TokenBucketThrottler(10, burst=10, clock=clock)
     bucket.acquire(10)
@@ -557,6 +578,7 @@ def test_a_timed_out_waiter_gives_its_place_to_those_behind() -> None:
 
 
 def test_a_timed_out_waiter_gives_no_credit_to_those_ahead() -> None:
+    """A waiter behind that times out does not serve the one ahead early."""
     clock = GateClock()
     bucket = TokenBucketThrottler(10, burst=10, clock=clock)
     bucket.acquire(10)
@@ -579,6 +601,7 @@ def test_a_timed_out_waiter_gives_no_credit_to_those_ahead() -> None:
 
 
 async def test_cancelled_async_acquire_gives_its_units_back(clock: FakeClock) -> None:
+    """Cancelling a waiting task gives its units back and moves the next one up."""
     bucket = TokenBucketThrottler(0, burst=5, clock=clock)
     await bucket.acquire_async(5)
     first = asyncio.ensure_future(bucket.acquire_async(5))
@@ -597,6 +620,7 @@ async def test_cancelled_async_acquire_gives_its_units_back(clock: FakeClock) ->
 
 
 async def test_cancelled_async_acquire_on_the_real_clock_gives_its_units_back() -> None:
+    """The same on the real clock."""
     bucket = TokenBucketThrottler(1, burst=1)
     await bucket.acquire_async(1)
     task = asyncio.ensure_future(bucket.acquire_async(50))
@@ -613,6 +637,7 @@ async def test_cancelled_async_acquire_on_the_real_clock_gives_its_units_back() 
 
 
 def test_try_acquire_does_not_jump_the_queue() -> None:
+    """Units a waiter is waiting for are not available to try_acquire or reserve."""
     clock = GateClock()
     bucket = TokenBucketThrottler(100, burst=100, clock=clock)
     bucket.acquire(100)
@@ -664,6 +689,7 @@ def test_places_follow_the_order_of_requests(clock: FakeClock) -> None:
 
 
 async def test_unlimited_lets_everything_through(clock: FakeClock) -> None:
+    """math.inf, 'off' and 'unlimited' grant everything at once, for every method."""
     for rate in (math.inf, "off", "unlimited"):
         bucket = TokenBucketThrottler(rate, clock=clock)
         assert bucket.rate == math.inf
@@ -677,6 +703,7 @@ async def test_unlimited_lets_everything_through(clock: FakeClock) -> None:
 
 
 def test_switching_between_unlimited_and_finite(clock: FakeClock) -> None:
+    """Leaving unlimited starts a full bucket at the new rate; entering it lets all through."""
     bucket = TokenBucketThrottler(math.inf, clock=clock)
     bucket.acquire(10**9)
     bucket.set_rate(10)  # starts full at the new rate's burst
@@ -695,6 +722,7 @@ def test_switching_between_unlimited_and_finite(clock: FakeClock) -> None:
 
 
 def test_going_unlimited_releases_waiters() -> None:
+    """set_rate('off') releases every blocked thread."""
     bucket = TokenBucketThrottler(0.001, burst=1)
     bucket.acquire(1)
     threads = [start(lambda: bucket.acquire(5)) for _ in range(4)]
@@ -729,6 +757,7 @@ def _check_timeline(
 
 
 def test_32_real_threads_never_over_grant() -> None:
+    """32 threads on the real clock: the grant timeline never exceeds burst + rate * t."""
     rate, burst = 40_000.0, 400.0
     bucket = TokenBucketThrottler(rate, burst=burst)
     t0 = time.monotonic()
@@ -759,6 +788,7 @@ def test_32_real_threads_never_over_grant() -> None:
 
 
 def test_32_threads_on_a_fake_clock_never_over_grant(clock: FakeClock) -> None:
+    """32 threads sleeping on one FakeClock, with debt: no over-grant."""
     rate, burst = 1000.0, 50.0
     bucket = TokenBucketThrottler(rate, burst=burst, clock=clock)
     grants: list[tuple[float, float]] = []
@@ -805,6 +835,7 @@ def test_try_acquire_from_threads_admits_exactly_the_burst(clock: FakeClock) -> 
 
 
 async def test_sync_and_async_callers_share_one_bucket() -> None:
+    """Threads and tasks on the real clock share one bucket without over-grant."""
     rate, burst = 20_000.0, 200.0
     bucket = TokenBucketThrottler(rate, burst=burst)
     t0 = time.monotonic()
@@ -1012,3 +1043,24 @@ def test_unlimited_with_a_given_burst(clock: FakeClock) -> None:
     bucket.set_rate(10)
     assert bucket.burst == 1
     assert bucket.available == 1
+
+
+class SlowAsyncClock(FakeClock):
+    """A clock whose asleep() takes real time, like a host's own clock might."""
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.advance(seconds)
+
+
+async def test_set_rate_wakes_an_async_waiter_on_any_clock() -> None:
+    """Even when the clock's own asleep() cannot be interrupted, set_rate() wakes."""
+    clock = SlowAsyncClock()
+    bucket = TokenBucketThrottler(1, burst=100, clock=clock)
+    await bucket.acquire_async(100)
+    task = asyncio.ensure_future(bucket.acquire_async(100))  # 100 s of its sleep
+    while bucket.waiting == 0:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    bucket.set_rate("off")
+    assert await asyncio.wait_for(task, 5) == 0.0

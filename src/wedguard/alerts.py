@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -229,6 +229,8 @@ class Matcher:
     True
     >>> m.matches(Alert("a", Severity.LOW, "x", labels={"session": "photos"}))
     False
+
+    .. versionadded:: 0.1.0
     """
 
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_matcher_labels)
@@ -296,6 +298,8 @@ class Route:
     >>> r = Route([], match={"team": "db"}, name="dba")
     >>> r.match.matches(Alert("k", "HIGH", "x", labels={"team": "db"}))
     True
+
+    .. versionadded:: 0.1.0
     """
 
     sinks: tuple[Sink, ...] = attrs.field(converter=_route_sinks)
@@ -311,6 +315,8 @@ class InhibitRule:
 
     The default rule (:data:`DEFAULT_INHIBIT_RULES`): a CRITICAL alert of a session (a
     "backup halted") mutes the lower alerts of that session (its throttle warnings).
+
+    .. versionadded:: 0.1.0
     """
 
     source: Matcher = attrs.field(converter=_inhibit_source)
@@ -346,6 +352,8 @@ class Silence:
 
     ``ends_at`` is on the dispatcher clock's ``monotonic()`` scale; ``until`` is the
     same instant as a datetime, for people.
+
+    .. versionadded:: 0.1.0
     """
 
     id: str
@@ -384,6 +392,8 @@ class Notification:
     >>> n = Notification("HIGH{}", "HIGH", (Alert("a", "HIGH", "slow"),))
     >>> n.kind, n.severity.name, n.status
     ('notification', 'HIGH', 'firing')
+
+    .. versionadded:: 0.1.0
     """
 
     group_key: str
@@ -497,6 +507,19 @@ def _duration(value: object, field: str, *, allow_zero: bool) -> float:
     return seconds
 
 
+def _silence_seconds(duration: object, until: datetime | None, clock: Clock) -> float:
+    if (duration is None) == (until is None):
+        raise ConfigError("duration", duration, "a duration or until=, exactly one of them")
+    if until is None:
+        return _duration(duration, "duration", allow_zero=False)
+    if not isinstance(until, datetime) or until.tzinfo is None or until.utcoffset() is None:
+        raise ConfigError("until", until, "an aware datetime")
+    seconds = (until - clock.now()).total_seconds()
+    if seconds <= 0:
+        raise ConfigError("until", until, "an instant in the future")
+    return seconds
+
+
 class AlertPolicy:
     """The dispatcher's pure core: decides what to send and when, on a clock.
 
@@ -539,6 +562,8 @@ class AlertPolicy:
         >>> clock.advance(30)
         >>> [len(n.alerts) for n in core.poll()]
         [50]
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -636,16 +661,16 @@ class AlertPolicy:
     def silence(
         self,
         matcher: Matcher | Mapping[str, str],
-        duration: float | str,
+        duration: float | str | None = None,
         *,
+        until: datetime | None = None,
         comment: str = "",
         id: str | None = None,
     ) -> Silence:
-        """Mute the alerts ``matcher`` selects for ``duration``; returns the silence."""
+        """Mute the alerts ``matcher`` selects for ``duration`` (seconds or text such
+        as ``"2h"``) or ``until`` an aware datetime; returns the silence."""
         m = _matcher(matcher, "matcher")
-        seconds = _duration(duration, "duration", allow_zero=False)
-        from datetime import timedelta
-
+        seconds = _silence_seconds(duration, until, self._clock)
         s = Silence(
             id=id or uuid.uuid4().hex,
             matcher=m,
@@ -936,6 +961,8 @@ class AlertDispatcher:
         True
         >>> [len(n.alerts) for n in pager.events]
         [50]
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -1128,11 +1155,18 @@ class AlertDispatcher:
                 log.exception("alerts: forwarding a %r event failed", getattr(event, "kind", "?"))
 
     def silence(
-        self, matcher: Matcher | Mapping[str, str], duration: float | str, *, comment: str = ""
+        self,
+        matcher: Matcher | Mapping[str, str],
+        duration: float | str | None = None,
+        *,
+        until: datetime | None = None,
+        comment: str = "",
     ) -> Silence:
-        """Mute the alerts ``matcher`` selects for ``duration`` (seconds or ``"2h"``)."""
+        """Mute the alerts ``matcher`` selects for ``duration`` (seconds or ``"2h"``)
+        or ``until`` an aware datetime. Returns the :class:`Silence` (its ``id``
+        ends it early with :meth:`expire_silence`)."""
         with self._core_lock:
-            s = self._core.silence(matcher, duration, comment=comment)
+            s = self._core.silence(matcher, duration, until=until, comment=comment)
         self._wake()
         return s
 
@@ -1201,18 +1235,21 @@ class AlertDispatcher:
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything pending, also what ``group_wait``/``group_interval`` still
         hold, and wait until the sinks have it (True) or ``timeout`` seconds of real
-        time pass (False)."""
+        time pass (False). Also False when a notification was given up meanwhile
+        (``max_attempts`` reached, or a permanent error such as HTTP 404)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        failed = self.failed
         marker = threading.Event()
         with self._cond:
             if self._closed:
-                return self._lanes_flushed(deadline)
+                return self._lanes_flushed(deadline) and self.failed == failed
             self._inbox[_COMMAND_PRIORITY].append((next(self._seq), _FLUSH, marker))
             self._inbox_len += 1
             self._cond.notify()
         if not marker.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
             return False
-        return self._lanes_flushed(deadline)
+        # False too when a notification was given up meanwhile: its sinks do not have it
+        return self._lanes_flushed(deadline) and self.failed == failed
 
     def _lanes_flushed(self, deadline: float | None) -> bool:
         for lane in self._lanes.values():

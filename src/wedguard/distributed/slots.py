@@ -95,12 +95,18 @@ class SlotTimeout(ThrottleTimeout):
 
     Attributes:
         key: the slots' Redis key.
+        timeout: the timeout the caller gave, in seconds.
+        limit: how many holders the slots allow at once.
     """
 
-    def __init__(self, key: str, timeout: float) -> None:
+    def __init__(self, key: str, timeout: float, limit: int = 0) -> None:
         super().__init__(1, timeout, math.inf)
         self.key = key
-        self.args = (f"no slot of {key!r} came free within {timeout:g} s",)
+        self.limit = limit
+        message = f"no slot of {key!r} came free within {timeout:g} s"
+        if limit:
+            message += f" (at most {limit} at once)"
+        self.args = (message,)
 
 
 def _positive(field: str, value: object, *, integer: bool = False, zero: bool = False) -> None:
@@ -303,7 +309,7 @@ class RedisSlots:
                     return True
                 now = clock.monotonic()
                 if now >= deadline:
-                    raise SlotTimeout(self._key, timeout or 0.0)
+                    raise SlotTimeout(self._key, timeout or 0.0, self._limit)
                 clock.sleep(min(self._poll, deadline - now))
         except BaseException:
             if token not in self._held:
@@ -324,7 +330,7 @@ class RedisSlots:
                     return True
                 now = clock.monotonic()
                 if now >= deadline:
-                    raise SlotTimeout(self._key, timeout or 0.0)
+                    raise SlotTimeout(self._key, timeout or 0.0, self._limit)
                 await clock_asleep(clock, min(self._poll, deadline - now))
         except BaseException:
             if token not in self._held:

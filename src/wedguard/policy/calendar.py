@@ -270,11 +270,12 @@ def _parse_cap(text: str) -> float | None:
 def _format_cap(rate: float) -> str:
     """A rate as text that parses back to exactly the same float."""
     for unit, factor in (
-        ("Gbit/s", 1.25e8),
-        ("Mbit/s", 125_000.0),
         ("GiB/s", float(2**30)),
+        ("GB/s", 1e9),
         ("MiB/s", float(2**20)),
         ("MB/s", 1e6),
+        ("Gbit/s", 1.25e8),
+        ("Mbit/s", 125_000.0),
         ("KiB/s", 1024.0),
         ("kB/s", 1000.0),
     ):
@@ -504,8 +505,11 @@ def _to_cpu(value: float | str | None) -> float | None:
     return float(value)
 
 
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _to_name(value: str) -> str:
-    if not isinstance(value, str) or "\n" in value or '"' in value:
+    if not isinstance(value, str) or '"' in value or not _LINE_BREAKS.isdisjoint(value):
         raise ConfigError("name", value, "a one-line string without double quotes")
     return value.strip()
 
@@ -514,7 +518,9 @@ def _to_name(value: str) -> str:
 class Rule:
     """One line of a calendar: when it holds and what it allows.
 
-    Args:
+    Constructor arguments and attributes (text is accepted and normalised):
+
+    Attributes:
         level: ``Level.OPEN``, ``PEAK`` or ``BLACKOUT`` (or its name).
         weekdays: the days it holds on (0 is Monday), or text such as ``"Mon-Fri"``.
         start: minutes after midnight, or ``"HH:MM"`` (00:00–23:59).
@@ -983,6 +989,8 @@ _DayTable = tuple[
 
 def _to_tz(tz: str | tzinfo) -> tuple[tzinfo, str]:
     if isinstance(tz, tzinfo):
+        if hasattr(tz, "localize"):  # pytz: its zones do not work with datetime.replace
+            raise ConfigError("tz", tz, "a zoneinfo.ZoneInfo or an IANA name, not a pytz zone")
         if isinstance(tz, ZoneInfo):
             return tz, tz.key
         if tz is timezone.utc:
@@ -1047,6 +1055,8 @@ class PeakHourCalendar:
         tz: str | tzinfo = "UTC",
         default: Level | str = Level.OPEN,
     ) -> None:
+        if isinstance(rules, (str, bytes)):  # type: ignore[unreachable]
+            raise ConfigError("rules", rules, "Rule objects (PeakHourCalendar.parse reads text)")
         try:
             rule_list = tuple(rules)
         except TypeError:
@@ -1090,8 +1100,10 @@ class PeakHourCalendar:
           as ``rate=...``; ``cpu=30%`` or ``cpu=0.3``.
 
         >>> cal = PeakHourCalendar.parse("Mon-Fri 06:00-22:00 peak 10Mbit/s; 2026-06-13 blackout")
-        >>> [str(r) for r in cal.rules]
-        ['Mon-Fri 06:00-22:00 peak 10Mbit/s', '2026-06-13 blackout']
+        >>> for rule in cal.rules:
+        ...     print(rule)
+        Mon-Fri 06:00-22:00 peak 10Mbit/s
+        2026-06-13 blackout
 
         Raises:
             ConfigError: naming the line, the token and what was expected, e.g.
@@ -1281,7 +1293,7 @@ class PeakHourCalendar:
         Raises:
             ConfigError: ``when`` is naive, or outside the years 2–9998.
         """
-        if when.tzinfo is None or when.utcoffset() is None:
+        if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
             raise ConfigError("when", when, "an aware datetime (with tzinfo)")
         ts = when.timestamp()
         last = self._last
@@ -1315,15 +1327,17 @@ class PeakHourCalendar:
         >>> from datetime import datetime, timezone
         >>> cal = PeakHourCalendar.default()
         >>> day = datetime(2026, 1, 5, tzinfo=timezone.utc)
-        >>> [(w.level.name, w.start.hour, w.end.hour)
-        ...  for w in cal.windows(day, day.replace(hour=23))]
-        [('OPEN', 0, 6), ('PEAK', 6, 22), ('OPEN', 22, 23)]
+        >>> for w in cal.windows(day, day.replace(hour=23)):
+        ...     print(w.level, w.start.hour, w.end.hour)
+        OPEN 0 6
+        PEAK 6 22
+        OPEN 22 23
 
         Raises:
             ConfigError: a bound is naive, or ``end`` is before ``start``.
         """
         for field, value in (("start", start), ("end", end)):
-            if value.tzinfo is None or value.utcoffset() is None:
+            if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
                 raise ConfigError(field, value, "an aware datetime (with tzinfo)")
         if end < start:
             raise ConfigError("end", end, f"an instant not before start ({start.isoformat()})")
@@ -1569,6 +1583,10 @@ class PeakHourCalendar:
                 start = start2
         except ConfigError:  # the neighbour is outside the years 2-9998: stop there
             pass
+        if start > -_INF:
+            # the rules as they stand at the window's start, wherever it was asked (with
+            # unique labels the deciding rules are the same throughout the window)
+            deciders = self._evaluate(start)[3]
         return start, end, self._make(key, start, end, deciders)
 
     def _make(

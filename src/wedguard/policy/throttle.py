@@ -361,6 +361,12 @@ class TokenBucketThrottler:
             ConfigError: ``n`` or ``timeout`` is not valid.
             ThrottleTimeout: the units could not be had within ``timeout``.
         """
+        if self._unlimited and timeout is None:  # the copy loop's fast path
+            try:
+                if 0 <= n <= _FLOAT_MAX and n is not True and n is not False:
+                    return 0.0
+            except TypeError:
+                pass
         n = _check_n(n)
         _check_timeout(timeout)
         if self._unlimited:
@@ -391,12 +397,27 @@ class TokenBucketThrottler:
     async def acquire_async(self, n: float = 1, *, timeout: float | None = None) -> float:
         """The asyncio form of :meth:`acquire`: waits without blocking the loop.
 
-        Cancelling the awaiting task gives the reserved units back.
+        Cancelling the awaiting task gives the reserved units back. Threads and tasks
+        (on any event loop) may share one bucket; :meth:`set_rate` wakes them all.
+
+        >>> import asyncio
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler(100, burst=100, clock=FakeClock())
+        >>> async def copy():
+        ...     return [await bucket.acquire_async(n) for n in (100, 50)]
+        >>> asyncio.run(copy())
+        [0.0, 0.5]
 
         Raises:
             ConfigError: ``n`` or ``timeout`` is not valid.
             ThrottleTimeout: the units could not be had within ``timeout``.
         """
+        if self._unlimited and timeout is None:
+            try:
+                if 0 <= n <= _FLOAT_MAX and n is not True and n is not False:
+                    return 0.0
+            except TypeError:
+                pass
         n = _check_n(n)
         _check_timeout(timeout)
         if self._unlimited:
@@ -421,8 +442,12 @@ class TokenBucketThrottler:
                     await fut
                 elif real_time:
                     await asyncio.wait((fut,), timeout=wait)
-                else:
-                    await clock_asleep(self._clock, wait)
+                else:  # another clock sleeps its own way; a set_rate() still wakes us
+                    nap = loop.create_task(clock_asleep(self._clock, wait))
+                    try:
+                        await asyncio.wait((fut, nap), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        nap.cancel()
                 with self._lock:
                     self._async_waiters.discard(entry)
                     now = self._now()

@@ -111,6 +111,20 @@ def check_url(secret: Secret, field: str) -> None:
         raise ConfigError(field, url_hint(url), "an http:// or https:// URL")
 
 
+def number(value: object) -> float | None:
+    """A float from a number or a numeric string (``"inf"`` for unlimited rates)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
 def event_severity(event: Event) -> str:
     """``LOW``..``CRITICAL`` for alerts and notifications, ``RESOLVED`` when over,
     ``INFO`` for other events."""
@@ -242,7 +256,7 @@ class _Outgoing:
 
     def __init__(self, event: Event) -> None:
         self.event = event
-        self.id = str(getattr(event, "id", "") or uuid.uuid4().hex)
+        self.id = ""  # made by the worker on the first attempt, kept for retries
 
 
 def _outgoing_priority(item: _Outgoing) -> int:
@@ -298,6 +312,8 @@ class NetworkSink:
         return ()
 
     def _send_outgoing(self, item: _Outgoing) -> None:
+        if not item.id:
+            item.id = str(getattr(item.event, "id", "") or uuid.uuid4().hex)
         self._send(item.event, item.id)
 
     def _send(self, event: Event, msg_id: str) -> None:

@@ -9,7 +9,8 @@
 >>> sink = JsonlSink(path, max_bytes="1MiB", backups=3)
 >>> sink.emit(Alert("k", Severity.LOW, "hello"))
 >>> sink.close()
->>> json.loads(open(path).readline())["summary"]
+>>> from pathlib import Path
+>>> json.loads(Path(path).read_text().splitlines()[0])["summary"]
 'hello'
 """
 
@@ -40,6 +41,8 @@ class JsonlSink:
 
     Writing is local and quick, so ``emit`` writes directly (under a lock, so threads
     may share the sink). A write error is logged, never raised into the backup.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

@@ -42,6 +42,8 @@ class LoggingSink:
     Default levels: firing alerts and notifications by severity (LOW INFO, MEDIUM
     WARNING, HIGH ERROR, CRITICAL CRITICAL); resolved ones INFO; breaker events
     opening WARNING; everything else INFO (decisions DEBUG, they are frequent).
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

@@ -17,12 +17,12 @@ span (if one is recording), named ``wedguard.<kind>``.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
+from wedguard.sinks._common import number as _number
 
 __all__ = ["OtelSink"]
 
@@ -34,6 +34,8 @@ class OtelSink:
         meter_provider: the provider to get the meter from (default: the global one).
         span_events: add alerts, notifications and breaker transitions to the
             current span (default True).
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -79,8 +81,8 @@ class OtelSink:
         kind = event.kind
         data = event.to_dict()
         if kind == "session":
-            moved = data.get("bytes")
-            if isinstance(moved, (int, float)) and moved > 0:
+            moved = _number(data.get("bytes"))
+            if moved is not None and moved > 0:
                 self._bytes.add(moved)
             for cause, seconds in (data.get("wait_seconds") or {}).items():
                 if isinstance(seconds, (int, float)) and seconds > 0:
@@ -94,9 +96,9 @@ class OtelSink:
                 if when is not None:
                     self._last_success.set(when)
         elif kind == "decision":
-            rate = data.get("rate")
-            if isinstance(rate, (int, float)) and not isinstance(rate, bool):
-                self._rate.set(rate if math.isfinite(rate) else float("inf"))
+            rate = _number(data.get("rate"))
+            if rate is not None:
+                self._rate.set(rate)
         elif kind == "breaker":
             self._transitions.add(
                 1, {"breaker": str(data.get("breaker", "")), "state": str(data.get("new", ""))}

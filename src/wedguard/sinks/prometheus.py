@@ -10,11 +10,11 @@ How events map to metrics (by ``event.kind`` and the fields of ``event.to_dict()
 
 | kind | fields used | metrics |
 |---|---|---|
-| `decision` | `rate` (bytes/s; None or inf: unlimited), `level`, `verdict` | `wedguard_allowed_rate_bytes_per_second`, `wedguard_level`, `wedguard_verdict`, `wedguard_decisions_total{verdict}` |
-| `session` | `bytes`, `wait_seconds` (`{cause: seconds}`), `ok`, `finished_at` (ISO 8601) | `wedguard_bytes_total`, `wedguard_wait_seconds_total{cause}`, `wedguard_sessions_total{result}`, `wedguard_last_success_timestamp_seconds` |
+| `decision` | `rate` (bytes/s; None, inf or `"inf"`: unlimited), `level`, `verdict`, `paused`, `stopped` | `wedguard_allowed_rate_bytes_per_second`, `wedguard_level`, `wedguard_verdict`, `wedguard_decisions_total{verdict}`, `wedguard_paused` |
+| `session` | `bytes`, `ops`, `wait_seconds` (`{cause: seconds}`), `ok`, `finished_at` (ISO 8601) | `wedguard_bytes_total`, `wedguard_operations_total`, `wedguard_wait_seconds_total{cause}`, `wedguard_sessions_total{result}`, `wedguard_last_success_timestamp_seconds` |
 | `breaker` | `breaker`, `new` (closed / half_open / open) | `wedguard_breaker_state{breaker}` (0 closed, 1 half-open, 2 open), `wedguard_breaker_transitions_total{breaker,state}` |
-| `alert` | `key`, `severity`, `status` | `wedguard_alerts_total{severity,status}`, `wedguard_alerts_firing{severity}` |
-| `notification` | `severity`, `status` | `wedguard_notifications_total{severity,status}` |
+| `alert` | `key`, `severity`, `status` | `wedguard_alerts_total{severity}` (fired), `wedguard_alerts_resolved_total{severity}`, `wedguard_alerts_firing{severity}` |
+| `notification` | `severity` | `wedguard_notifications_total{severity}` |
 | anything else | `kind` | `wedguard_events_total{kind}` |
 
 ``level`` and ``verdict`` may be names (``"PEAK"``) or numbers; gauges hold
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from wedguard.errors import ConfigError
 from wedguard.levels import Level, Verdict
 from wedguard.protocols import Event
+from wedguard.sinks._common import number as _number
 
 if TYPE_CHECKING:  # pragma: no cover
     from prometheus_client import CollectorRegistry
@@ -76,6 +77,8 @@ class PrometheusSink:
         namespace: the metric name prefix (default ``wedguard``).
 
     ``emit`` only updates in-memory metrics: it never blocks.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -120,6 +123,12 @@ class PrometheusSink:
         self._sessions = pc.Counter(
             f"{ns}_sessions", "Backup sessions finished, by result.", ["result"], registry=r
         )
+        self._ops = pc.Counter(
+            f"{ns}_operations", "Operations (files, requests) the backup made.", registry=r
+        )
+        self._paused = pc.Gauge(
+            f"{ns}_paused", "1 while the guard holds the backup (paused or stopped).", registry=r
+        )
         self._level = pc.Gauge(
             f"{ns}_level", "Calendar level: 0 open, 1 peak, 2 blackout.", registry=r
         )
@@ -142,24 +151,25 @@ class PrometheusSink:
             registry=r,
         )
         self._alerts = pc.Counter(
-            f"{ns}_alerts",
-            "Alert events, by severity and status.",
-            ["severity", "status"],
-            registry=r,
+            f"{ns}_alerts", "Alerts fired, by severity.", ["severity"], registry=r
+        )
+        self._resolved = pc.Counter(
+            f"{ns}_alerts_resolved", "Alerts resolved, by severity.", ["severity"], registry=r
         )
         self._firing = pc.Gauge(
             f"{ns}_alerts_firing", "Alerts firing now, by severity.", ["severity"], registry=r
         )
         self._notifications = pc.Counter(
             f"{ns}_notifications",
-            "Alert notifications, by severity and status.",
-            ["severity", "status"],
+            "Alert notifications sent, by severity (the highest alert in each).",
+            ["severity"],
             registry=r,
         )
         self._events = pc.Counter(f"{ns}_events", "Other events, by kind.", ["kind"], registry=r)
         self._firing_keys: dict[str, str] = {}
         for severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL"):
             self._firing.labels(severity).set(0)
+            self._alerts.labels(severity)
 
     def emit(self, event: Event) -> None:
         kind = event.kind
@@ -171,11 +181,14 @@ class PrometheusSink:
             handler(data)
 
     def _on_decision(self, data: dict[str, Any]) -> None:
-        rate = data.get("rate")
-        if rate is None:
-            self._rate.set(math.inf)
-        elif isinstance(rate, (int, float)) and not isinstance(rate, bool):
-            self._rate.set(float(rate))
+        if "rate" in data:
+            rate = data["rate"]
+            value = math.inf if rate is None else _number(rate)
+            if value is not None:
+                self._rate.set(value)
+        paused = data.get("paused", data.get("stopped"))
+        if isinstance(paused, bool):
+            self._paused.set(1.0 if paused or data.get("stopped") else 0.0)
         level = _code(data.get("level"), Level)
         if level is not None:
             self._level.set(level)
@@ -186,9 +199,12 @@ class PrometheusSink:
             self._decisions.labels(_name(verdict).upper()).inc()
 
     def _on_session(self, data: dict[str, Any]) -> None:
-        moved = data.get("bytes")
-        if isinstance(moved, (int, float)) and moved > 0:
+        moved = _number(data.get("bytes"))
+        if moved is not None and moved > 0:
             self._bytes.inc(moved)
+        ops = _number(data.get("ops"))
+        if ops is not None and ops > 0:
+            self._ops.inc(ops)
         waits = data.get("wait_seconds") or {}
         if isinstance(waits, dict):
             for cause, seconds in waits.items():
@@ -224,7 +240,7 @@ class PrometheusSink:
         severity = str(data.get("severity", "LOW"))
         status = str(data.get("status", "firing"))
         key = str(data.get("key", ""))
-        self._alerts.labels(severity, status).inc()
+        (self._alerts if status == "firing" else self._resolved).labels(severity).inc()
         old = self._firing_keys.pop(key, None)
         if old is not None:
             self._firing.labels(old).dec()
@@ -233,9 +249,7 @@ class PrometheusSink:
             self._firing.labels(severity).inc()
 
     def _on_notification(self, data: dict[str, Any]) -> None:
-        self._notifications.labels(
-            str(data.get("severity", "LOW")), str(data.get("status", "firing"))
-        ).inc()
+        self._notifications.labels(str(data.get("severity", "LOW"))).inc()
 
     def text(self) -> bytes:
         """The registry in the Prometheus text format."""

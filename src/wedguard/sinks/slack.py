@@ -1,9 +1,10 @@
 """Slack incoming webhooks: a text fallback, Block Kit blocks, a colour by severity.
 
-The payload is ``{"text": <one line>, "attachments": [{"color": <hex>, "fallback":
-<one line>, "blocks": [...]}]}``: phones and screen readers show the text; the Slack
-client shows the blocks beside a bar coloured by severity (blue LOW, yellow MEDIUM,
-orange HIGH, red CRITICAL, green resolved, grey other events).
+The payload is ``{"text": <one line>, "blocks": [<header>], "attachments": [{"color":
+<hex>, "fallback": <one line>, "blocks": [<details>, <context>]}]}``: notifications and
+screen readers use the text; the Slack client shows the header, then the details beside
+a bar coloured by severity (blue LOW, yellow MEDIUM, orange HIGH, red CRITICAL, green
+resolved, grey other events).
 
 Examples:
     >>> from wedguard.alerts import Alert, Severity
@@ -56,6 +57,8 @@ class SlackSink(NetworkSink):
         backoff: the first retry delay in seconds (doubles, with jitter).
         backoff_max: the longest retry delay.
         clock: where time comes from.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -104,9 +107,8 @@ class SlackSink(NetworkSink):
         body = "\n".join(event_lines(event))
         if len(body) > _MAX_SECTION:
             body = body[:_MAX_SECTION] + "\n…"
-        blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-        ]
+        header = [{"type": "header", "text": {"type": "plain_text", "text": title[:150]}}]
+        blocks: list[dict[str, Any]] = []
         if body:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{body}```"}})
         blocks.append(
@@ -117,6 +119,7 @@ class SlackSink(NetworkSink):
         )
         return {
             "text": title,
+            "blocks": header,
             "attachments": [{"color": colour, "fallback": title, "blocks": blocks}],
             **self._extra,
         }

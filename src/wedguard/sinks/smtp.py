@@ -63,6 +63,8 @@ class SmtpSink(NetworkSink):
         backoff: the first retry delay in seconds (doubles, with jitter).
         backoff_max: the longest retry delay.
         clock: where time comes from.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(

@@ -89,6 +89,8 @@ def verify_signature(
 
     Every signature is compared in constant time. Missing or malformed headers give
     False, never an exception.
+
+    .. versionadded:: 0.1.0
     """
     try:
         lower = {str(k).lower(): str(v) for k, v in headers.items()}
@@ -159,6 +161,8 @@ class WebhookSink(NetworkSink):
     >>> sink = WebhookSink("https://example.org/hooks/T0KEN", secret="s3cret")
     >>> "T0KEN" in repr(sink) or "s3cret" in repr(sink)
     False
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
