@@ -34,6 +34,21 @@ def make_guard(clock: FakeClock, **kw: object) -> wg.Guard:
     return wg.Guard(clock=clock, **kw)  # type: ignore[arg-type]
 
 
+def copy_units(
+    s: wg.Session, units: int, chunks: int, chunk: int = 100, size: int | None = None
+) -> None:
+    """``units`` units (files) of ``chunks`` chunks each; the first chunk starts the unit."""
+    for _ in range(units):
+        s.throttle(chunk, ops=1, size=size)
+        for _ in range(chunks - 1):
+            s.throttle(chunk)
+
+
+def copy_chunks(s: wg.Session, count: int, chunk: int = 100) -> None:
+    for _ in range(count):
+        s.throttle(chunk)
+
+
 def alerts(sink: RecordingSink, key: str) -> list[wg.Alert]:
     return [e for e in sink.of_kind("alert") if e.key == key]  # type: ignore[attr-defined]
 
@@ -366,8 +381,7 @@ def test_stop_file_stops_on_fake_time(clock: FakeClock, tmp_path) -> None:  # ty
         s.throttle(100_000)
         stop.write_text("")
         with pytest.raises(wg.EmergencyStop, match="stop file"):
-            for _ in range(10):
-                s.throttle(100_000)
+            copy_chunks(s, 10, 100_000)
         assert clock.monotonic() <= 0.2
         stop.unlink()
         clock.advance(0.2)
@@ -474,8 +488,7 @@ def test_window_deadline_is_the_next_stricter_window(clock: FakeClock) -> None:
 def test_hard_max_bytes_stops_at_the_limit(clock: FakeClock) -> None:
     guard = make_guard(clock)
     with pytest.raises(wg.CutoffReached) as info, guard.session("s", max_bytes=250) as s:
-        for _ in range(10):
-            s.throttle(100)
+        copy_chunks(s, 10)
     assert info.value.limit == "max_bytes"
     assert info.value.mode is wg.Cutoff.HARD
     r = s.report()
@@ -488,10 +501,7 @@ def test_soft_max_bytes_finishes_the_unit(clock: FakeClock) -> None:
     guard = make_guard(clock)
     s = guard.session("s", max_bytes=250, cutoff="soft")
     with pytest.raises(wg.CutoffReached), s:
-        for _ in range(5):  # units of 3 chunks of 100 bytes
-            s.throttle(100, ops=1)
-            s.throttle(100)
-            s.throttle(100)
+        copy_units(s, 5, 3)
     assert s.report().bytes == 300  # the first unit crossed the limit and was finished
 
 
@@ -499,9 +509,7 @@ def test_cautious_max_bytes_does_not_start_a_unit_that_would_cross(clock: FakeCl
     guard = make_guard(clock)
     s = guard.session("s", max_bytes=250, cutoff=wg.Cutoff.CAUTIOUS)
     with pytest.raises(wg.CutoffReached), s:
-        for _ in range(5):
-            s.throttle(100, ops=1, size=200)
-            s.throttle(100)
+        copy_units(s, 5, 2, size=200)
     assert s.report().bytes == 200
 
 
@@ -509,19 +517,14 @@ def test_cutoff_modes_on_time(clock: FakeClock) -> None:
     guard = make_guard(clock, rate="1000B/s")
     # HARD: the first call after max_duration raises, even inside a unit
     with pytest.raises(wg.CutoffReached) as info, guard.session("h", max_duration=2) as s:
-        for _ in range(100):
-            s.throttle(100, ops=1)
-            s.throttle(100)
+        copy_units(s, 100, 2)
     assert info.value.limit == "max_duration"
     assert s.report().duration <= 2.2
     # SOFT: the unit that was running when the limit passed is finished
     clock2 = FakeClock()
     guard = make_guard(clock2, rate="1000B/s")
     with pytest.raises(wg.CutoffReached), guard.session("s", max_duration=1, cutoff="soft") as s:
-        for _ in range(100):
-            s.throttle(100, ops=1)
-            for _ in range(9):
-                s.throttle(100)
+        copy_units(s, 100, 10)
     assert s.report().bytes % 1000 == 0
     # CAUTIOUS: a unit that cannot finish before stop_at is not started
     clock3 = FakeClock()
