@@ -534,10 +534,7 @@ def test_cutoff_modes_on_time(clock: FakeClock) -> None:
         pytest.raises(wg.CutoffReached) as info,
         guard.session("c", stop_at=stop_at, cutoff="cautious") as s,
     ):
-        for _ in range(100):
-            s.throttle(100, ops=1, size=1000)
-            for _ in range(9):
-                s.throttle(100)
+        copy_units(s, 100, 10, size=1000)
     assert info.value.limit == "stop_at"
     assert clock3.now() <= stop_at
 
