@@ -30,6 +30,7 @@ from wedguard.errors import (
 from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
 from wedguard.levels import Level, Verdict
+from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
@@ -71,6 +72,9 @@ __all__ = [
     "GuardedFile",
     "Level",
     "Pause",
+    "PeakHourCalendar",
+    "Rule",
+    "Season",
     "Session",
     "SessionReport",
     "Severity",
@@ -84,6 +88,7 @@ __all__ = [
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
+    "Window",
     "__version__",
     "format_duration",
     "format_rate",
