@@ -31,6 +31,14 @@ from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
 from wedguard.levels import Level, Verdict
 from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
+from wedguard.policy.breaker import (
+    BreakerEvent,
+    BreakerRecord,
+    BreakerState,
+    BreakerStorage,
+    CircuitBreaker,
+    MemoryBreakerStorage,
+)
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
@@ -59,6 +67,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Alert",
+    "BreakerEvent",
+    "BreakerRecord",
+    "BreakerState",
+    "BreakerStorage",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
@@ -71,6 +84,7 @@ __all__ = [
     "Guard",
     "GuardedFile",
     "Level",
+    "MemoryBreakerStorage",
     "Pause",
     "PeakHourCalendar",
     "Rule",
