@@ -30,7 +30,6 @@ from wedguard.errors import (
 from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
 from wedguard.levels import Level, Verdict
-from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.breaker import (
     BreakerEvent,
     BreakerRecord,
@@ -39,6 +38,9 @@ from wedguard.policy.breaker import (
     CircuitBreaker,
     MemoryBreakerStorage,
 )
+from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
+from wedguard.policy.control import AIMDController, LedbatController, RateController
+from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
@@ -66,7 +68,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "AIMDController",
     "Alert",
+    "Assessment",
+    "Baseline",
     "BreakerEvent",
     "BreakerRecord",
     "BreakerState",
@@ -83,10 +88,13 @@ __all__ = [
     "Event",
     "Guard",
     "GuardedFile",
+    "ImpactAnalyzer",
+    "LedbatController",
     "Level",
     "MemoryBreakerStorage",
     "Pause",
     "PeakHourCalendar",
+    "RateController",
     "Rule",
     "Season",
     "Session",
@@ -96,6 +104,7 @@ __all__ = [
     "SlotTimeout",
     "Source",
     "SystemClock",
+    "Thresholds",
     "ThrottleTimeout",
     "Throttler",
     "TimelinePoint",
