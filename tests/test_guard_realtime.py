@@ -317,3 +317,31 @@ async def test_async_stop_wakes_a_waiting_task() -> None:
     with pytest.raises(wg.EmergencyStop):
         await asyncio.wait_for(task, 5)
     assert time.monotonic() - t0 < 0.5
+
+
+def test_deadline_risk_alert_fires_at_once_on_the_real_clock() -> None:
+    """A blackout ahead makes 4 GB in 2 h at 1 MB/s impossible: the alert comes from the
+    sampler's first pass, long before the deadline."""
+    from datetime import datetime, timedelta, timezone
+
+    from guard_helpers import ListCalendar
+
+    now = datetime.now(timezone.utc)
+    cal = ListCalendar(
+        (now + timedelta(minutes=30), now + timedelta(hours=3), wg.Level.BLACKOUT, None)
+    )
+    sink = RecordingSink()
+    guard = real_guard(rate="1MB/s", calendar=cal, sinks=[sink])
+    t0 = time.monotonic()
+    with guard.session("nightly", expected_bytes="4GB", deadline="2h", on_deadline="wait") as s:
+        s.throttle(1000)
+        deadline = time.monotonic() + 5
+        while not sink.of_kind("alert") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fired = time.monotonic() - t0
+        assert s.needed_rate is not None
+        assert s.needed_rate > 1_000_000  # 4 GB over the 30 allowed minutes
+    alert = sink.of_kind("alert")[0]
+    assert alert.key == "wedguard/deadline/nightly"  # type: ignore[attr-defined]
+    assert alert.firing  # type: ignore[attr-defined]
+    assert fired < 1.0
