@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import json
 import math
 from datetime import datetime, timedelta
@@ -827,3 +828,43 @@ def test_with_wedguards_own_policies(clock: FakeClock) -> None:
     with pytest.raises(wg.CircuitOpenError) as info:
         flaky()
     assert info.value.breaker == "s3"
+
+
+def test_protect_and_wrap_join_the_session_they_run_in(clock: FakeClock) -> None:
+    """Inside a session, a protected call or a wrapped file takes no second slot."""
+    guard = make_guard(clock, max_concurrent=1, rate="1MB/s")
+
+    @guard.protect(cost=lambda data: len(data))
+    def upload(data: bytes) -> int:
+        return len(data)
+
+    with guard.session("outer", slot_timeout=1) as s:
+        assert wg.session.current_session() is s
+        assert upload(b"x" * 100) == 100
+        out = io.BytesIO()
+        guard.copyfileobj(io.BytesIO(b"y" * 50), out)
+        with guard.wrap(io.BytesIO(b"z" * 25)) as f:
+            f.read()
+            assert f.session is s
+        assert s.report().bytes == 175
+        assert s.report().ops == 1
+    assert wg.session.current_session() is None
+    assert upload(b"x") == 1  # outside: a session of its own
+
+
+def test_signal_handlers_need_the_main_thread(clock: FakeClock) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            make_guard(clock, signals=True)
+        except wg.ConfigError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=install)
+    t.start()
+    t.join()
+    assert len(errors) == 1
+    assert "signals" in str(errors[0])
