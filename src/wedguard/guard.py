@@ -46,7 +46,14 @@ from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source
-from wedguard.session import Cutoff, DeadlineSpec, Session, SlotTimeout, _release_slot
+from wedguard.session import (
+    Cutoff,
+    DeadlineSpec,
+    Session,
+    SlotTimeout,
+    _release_slot,
+    current_session,
+)
 from wedguard.units import format_rate, parse_duration, parse_rate
 
 __all__ = ["DEFAULT", "Guard"]
@@ -453,7 +460,9 @@ class Guard:
             expected_bytes: how much the session will move (for deadline pacing).
             rate: a cap for this session under the guard's budget.
             ops_rate: an operations cap for this session.
-            max_duration, max_bytes, stop_at: cutoffs (see :class:`Cutoff`).
+            max_duration: a cutoff: the longest the session may run (see :class:`Cutoff`).
+            max_bytes: a cutoff: the most bytes the session may move.
+            stop_at: a cutoff: an aware datetime after which the session ends.
             cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS.
             on_deadline: when a BLACKOUT covers the deadline: ``"raise"``
                 :class:`DeadlineError` or ``"wait"`` through it.
@@ -631,6 +640,18 @@ class Guard:
                 self._refresh_locked(now)
             return self._decision
 
+    def observe_baseline(self, sample: Mapping[str, float] | None = None) -> None:
+        """Teach the analyser what production looks like without a backup.
+
+        Call it while no backup runs (at start-up, or from a scheduler between runs);
+        without ``sample`` the guard reads its sources once. Does nothing without an
+        analyser that learns a baseline.
+        """
+        observe = getattr(self._analyzer, "observe_baseline", None)
+        if observe is None:
+            return
+        observe(self._collect() if sample is None else sample)
+
     def tick(self) -> Decision:
         """Sample the sources now and recompute the decision (what the sampler does)."""
         sample = self._collect()
@@ -758,9 +779,11 @@ class Guard:
         old = self._decision
         self._decision = d
         go = not d.paused
-        if self._bytes.rate != d.rate:
+        # While paused the buckets keep their rate (the hot path does not reach them,
+        # and waiting sessions count no credit), so work resumes with a full burst.
+        if go and self._bytes.rate != d.rate:
             self._bytes.set_rate(d.rate)
-        if self._ops is not None and self._ops.rate != d.ops_rate:
+        if go and self._ops is not None and self._ops.rate != d.ops_rate:
             self._ops.set_rate(d.ops_rate)
         self._go = go
         end = d.window_end
@@ -770,7 +793,10 @@ class Guard:
             self._window_end_m = _INF
         expires = self._window_end_m
         if not self._background and self._active:
-            expires = min(expires, self._next_sample)
+            # inline sampling; a blackout ends only with its window (or a stop, which
+            # wakes the waiters), so it is slept through in one piece
+            if d.level is not Level.BLACKOUT:
+                expires = min(expires, self._next_sample)
             if self._stop_file is not None:
                 expires = min(expires, self._next_stop_check)
         self._expires = expires if expires > now else now + 1e-6
@@ -854,6 +880,8 @@ class Guard:
         def on_usr2(signum: int, frame: FrameType | None) -> None:
             threading.Thread(target=self.resume, daemon=True).start()
 
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError("signals", True, "installing handlers from the main thread")
         self._signals_installed[usr1] = signal.signal(usr1, on_usr1)
         self._signals_installed[usr2] = signal.signal(usr2, on_usr2)
 
@@ -1122,7 +1150,8 @@ class Guard:
         """Decorate an upload function (sync or async) to run under the guard.
 
         Each call runs as a session named after the function (taking a concurrency
-        slot), takes ``cost(*args, **kwargs)`` bytes and ``ops`` operations from the
+        slot) or, when called inside an active session of this guard, as part of that
+        session (no second slot). It takes ``cost(*args, **kwargs)`` bytes and ``ops`` operations from the
         budgets, then calls the function under the circuit breaker.
 
         Args:
@@ -1175,42 +1204,85 @@ class Guard:
                 @functools.wraps(func)
                 async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                     n = units(args, kwargs)
+                    outer = self._joinable()
+                    if outer is not None:
+                        return await self._run_async(
+                            outer, b, wait_on_open, n, ops, afunc, args, kwargs
+                        )
                     async with self.session(label) as s:
-                        await self._agate(b, wait_on_open)
-                        await s.athrottle(n, ops=ops)
-                        try:
-                            result = await afunc(*args, **kwargs)
-                        except Exception as exc:
-                            if b is not None:
-                                b.record_failure(exc)
-                            raise
-                        if b is not None:
-                            b.record_success()
-                        return result
+                        return await self._run_async(
+                            s, b, wait_on_open, n, ops, afunc, args, kwargs
+                        )
 
                 return cast("Callable[P, R]", awrapper)
 
             @functools.wraps(func)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 n = units(args, kwargs)
+                outer = self._joinable()
+                if outer is not None:
+                    return self._run_sync(outer, b, wait_on_open, n, ops, func, args, kwargs)
                 with self.session(label) as s:
-                    self._gate(b, wait_on_open)
-                    s.throttle(n, ops=ops)
-                    try:
-                        result = func(*args, **kwargs)
-                    except Exception as exc:
-                        if b is not None:
-                            b.record_failure(exc)
-                        raise
-                    if b is not None:
-                        b.record_success()
-                    return result
+                    return self._run_sync(s, b, wait_on_open, n, ops, func, args, kwargs)
 
             return wrapper
 
         if fn is not None:
             return decorate(fn)
         return decorate
+
+    def _joinable(self) -> Session | None:
+        """The active session of this guard the caller is inside, if any."""
+        s = current_session()
+        if s is not None and s._guard is self and s.active:
+            return s
+        return None
+
+    def _run_sync(
+        self,
+        s: Session,
+        b: BreakerLike | None,
+        wait_on_open: bool,
+        n: float,
+        ops: int,
+        func: Callable[..., R],
+        args: Any,
+        kwargs: Any,
+    ) -> R:
+        self._gate(b, wait_on_open)
+        s.throttle(n, ops=ops)
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            if b is not None:
+                b.record_failure(exc)
+            raise
+        if b is not None:
+            b.record_success()
+        return result
+
+    async def _run_async(
+        self,
+        s: Session,
+        b: BreakerLike | None,
+        wait_on_open: bool,
+        n: float,
+        ops: int,
+        func: Callable[..., Awaitable[Any]],
+        args: Any,
+        kwargs: Any,
+    ) -> Any:
+        await self._agate(b, wait_on_open)
+        await s.athrottle(n, ops=ops)
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as exc:
+            if b is not None:
+                b.record_failure(exc)
+            raise
+        if b is not None:
+            b.record_success()
+        return result
 
     def _gate(self, b: BreakerLike | None, wait_on_open: bool) -> None:
         if b is None:
@@ -1244,11 +1316,14 @@ class Guard:
 
         Works wherever a file object does: ``shutil.copyfileobj``, ``tarfile``,
         ``hashlib`` loops, boto3's ``upload_fileobj``. Everything else (``seek``,
-        ``tell``, ``name``...) is passed through. Without ``session`` the wrapper runs
-        its own session (opened on first I/O, ended by ``close()`` or ``with``).
+        ``tell``, ``name``...) is passed through. Without ``session`` the wrapper joins
+        the session the caller is inside, or runs its own (opened on first I/O, ended
+        by ``close()`` or ``with``).
         """
         from wedguard.fileobj import GuardedFile
 
+        if session is None:
+            session = self._joinable()
         return GuardedFile(self, fileobj, session=session, name=name)
 
     def copyfileobj(
@@ -1269,6 +1344,8 @@ class Guard:
 
         if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
             raise ConfigError("length", length, "a chunk size in bytes > 0")
+        if session is None:
+            session = self._joinable()
         if session is not None:
             return copy_throttled(session.throttle, src, dst, length)
         with self.session(name) as s:

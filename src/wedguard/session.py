@@ -23,6 +23,8 @@ to is shared by any number of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 import math
 import weakref
@@ -51,6 +53,7 @@ __all__ = [
     "SessionReport",
     "SlotTimeout",
     "TimelinePoint",
+    "current_session",
 ]
 
 _INF: Final = math.inf
@@ -59,6 +62,24 @@ CAUSES: Final = ("rate", "calendar", "impact", "slots", "stop")
 """The causes a session's waiting time is attributed to."""
 
 _PAUSE_CAUSES: Final = frozenset({"calendar", "impact", "stop"})
+
+# a weak reference, so that a session entered and then abandoned can still be
+# collected (and its slot freed)
+_CURRENT: contextvars.ContextVar[weakref.ref[Session] | None] = contextvars.ContextVar(
+    "wedguard_session", default=None
+)
+
+
+def current_session() -> Session | None:
+    """The session the calling thread or task is inside (``with guard.session()``), if any.
+
+    ``guard.protect``, ``guard.wrap`` and ``guard.copyfileobj`` join it rather than
+    opening a session of their own (which would take a second concurrency slot).
+    """
+    ref = _CURRENT.get()
+    return None if ref is None else ref()
+
+
 _MAX_TIMELINE: Final = 20_000
 
 
@@ -341,21 +362,24 @@ class _Pending:
         self.ops = ops
         self.size = size
         self.reserved = False
-        # each entry: [bucket, units still short of the bucket's credit, rate since mark]
+        # each entry: [bucket, units still short of the bucket's credit, rate since the
+        # mark, whether it is one of the guard's (shared) buckets]
         self.entries: list[list[Any]] = []
         self.mark = 0.0
         self.cause = ""
         self.pause_start = 0.0
         self.reason = ""
 
-    def reserve(self, now: float, items: list[tuple[TokenBucketThrottler | None, float]]) -> None:
-        for bucket, amount in items:
+    def reserve(
+        self, now: float, items: list[tuple[TokenBucketThrottler | None, float, bool]]
+    ) -> None:
+        for bucket, amount, shared in items:
             if bucket is None or amount <= 0:
                 continue
             wait = bucket.reserve(amount)
             rate = bucket.rate
             if wait > 0 and rate < _INF:
-                self.entries.append([bucket, wait * rate if rate > 0 else amount, rate])
+                self.entries.append([bucket, wait * rate if rate > 0 else amount, rate, shared])
         self.reserved = True
         self.mark = now
 
@@ -363,11 +387,16 @@ class _Pending:
         """Count the credit the buckets earned since the last mark (lock held)."""
         elapsed = now - self.mark
         self.mark = now
+        if elapsed > 0:
+            for e in self.entries:
+                if e[1] > 0:
+                    e[1] -= e[2] * elapsed
+
+    def rerate(self, paused: bool) -> None:
+        """Note the rates in force from now on; the guard's buckets earn nothing while
+        the guard is paused (lock held)."""
         for e in self.entries:
-            bucket: TokenBucketThrottler = e[0]
-            if e[1] > 0 and elapsed > 0:
-                e[1] -= e[2] * elapsed
-            e[2] = bucket.rate
+            e[2] = 0.0 if paused and e[3] else e[0].rate
 
     def remaining(self) -> float:
         worst = 0.0
@@ -428,6 +457,7 @@ class Session:
         "_byte_limit",
         "_bytes",
         "_closed",
+        "_ctx",
         "_cutoff",
         "_deadline",
         "_deadline_alert",
@@ -554,6 +584,7 @@ class Session:
         self._started = False
         self._closed = False
         self._slot: Any = None
+        self._ctx: contextvars.Token[weakref.ref[Session] | None] | None = None
         self._waits = dict.fromkeys(CAUSES, 0.0)
         self._pauses: list[Pause] = []
         self._timeline: list[TimelinePoint] = []
@@ -648,8 +679,16 @@ class Session:
             self._error = f"{type(exc).__name__}: {exc}"
         self._point(now, g._decision)
 
+    def _leave_context(self) -> None:
+        token, self._ctx = self._ctx, None
+        if token is not None:
+            # left from another context than the one it entered: nothing to restore
+            with contextlib.suppress(ValueError):
+                _CURRENT.reset(token)
+
     def __enter__(self) -> Session:
         self._guard._enter(self, self._slot_timeout)
+        self._ctx = _CURRENT.set(weakref.ref(self))
         return self
 
     def __exit__(
@@ -658,10 +697,12 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._leave_context()
         self._guard._exit(self, exc)
 
     async def __aenter__(self) -> Session:
         await self._guard._aenter(self, self._slot_timeout)
+        self._ctx = _CURRENT.set(weakref.ref(self))
         return self
 
     async def __aexit__(
@@ -670,6 +711,7 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._leave_context()
         self._guard._exit(self, exc)
 
     # -- the hot path ----------------------------------------------------------------------
@@ -778,6 +820,8 @@ class Session:
             p.advance(now)
         if now >= g._expires:
             g._refresh_locked(now)
+        if p.reserved:
+            p.rerate(not g._go)
         if self._closed or not self._started:
             raise WedguardError(
                 f"session {self.name!r} is not active: use it inside 'with guard.session(...)'"
@@ -799,14 +843,14 @@ class Session:
             p.reserve(
                 now,
                 [
-                    (g._bytes, p.n),
-                    (g._ops, p.ops),
-                    (self._bucket, p.n),
-                    (self._ops_bucket, p.ops),
+                    (g._bytes, p.n, True),
+                    (g._ops, p.ops, True),
+                    (self._bucket, p.n, False),
+                    (self._ops_bucket, p.ops, False),
                 ],
             )
         wait = p.remaining()
-        if wait <= 0:
+        if wait <= 1e-9:  # below the clock's resolution: done
             return 0.0, ""
         return min(wait, g._expires - now), "rate"
 
