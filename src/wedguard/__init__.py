@@ -29,6 +29,13 @@ from wedguard.errors import (
 )
 from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
+from wedguard.history import (
+    HistoryError,
+    HistorySink,
+    MetricsStore,
+    RecommendedWindow,
+    recommend_windows,
+)
 from wedguard.levels import Level, Verdict
 from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.throttle import TokenBucketThrottler
@@ -70,9 +77,13 @@ __all__ = [
     "Event",
     "Guard",
     "GuardedFile",
+    "HistoryError",
+    "HistorySink",
     "Level",
+    "MetricsStore",
     "Pause",
     "PeakHourCalendar",
+    "RecommendedWindow",
     "Rule",
     "Season",
     "Session",
@@ -96,4 +107,5 @@ __all__ = [
     "parse_duration",
     "parse_rate",
     "parse_size",
+    "recommend_windows",
 ]
