@@ -71,6 +71,7 @@ __all__ = [
     "StoredEvent",
     "WeekTime",
     "WeeklyProfile",
+    "default_metric",
     "recommend_windows",
     "windows_to_rules",
 ]
@@ -1399,6 +1400,25 @@ def _window_length(window: str | float) -> tuple[str, float]:
 
 
 _NO_END = object()
+LOAD_METRICS = ("cpu.percent", "api.latency_s", "db.latency_s")
+
+
+def default_metric(available: Iterable[str]) -> str:
+    """The load metric to rank windows by: the first of :data:`LOAD_METRICS` available,
+    else the first production metric available (not ``backup.*``, not ``*.error``),
+    else ``"cpu.percent"``.
+
+    >>> default_metric(["api.latency_s", "backup.rss_bytes"])
+    'api.latency_s'
+    """
+    names = sorted(available)
+    for name in LOAD_METRICS:
+        if name in names:
+            return name
+    for name in names:
+        if not name.startswith("backup.") and not name.endswith(".error"):
+            return name
+    return "cpu.percent"
 
 
 class _Calendar(Protocol):
@@ -1448,9 +1468,9 @@ def recommend_windows(
     duration: str | float = "2h",
     count: int = 3,
     calendar: _Calendar | None = None,
-    metric: str = "cpu.percent",
+    metric: str | None = None,
     *,
-    tz: str | tzinfo = "UTC",
+    tz: str | tzinfo | None = None,
     at: datetime | None = None,
     weeks_ahead: int = 4,
 ) -> list[RecommendedWindow]:
@@ -1469,8 +1489,10 @@ def recommend_windows(
         count: how many windows to return (at most).
         calendar: anything with ``at(when) -> window`` whose ``.level`` is a
             :class:`~wedguard.Level` (e.g. a ``PeakHourCalendar``); BLACKOUT forbids.
-        metric: the production metric to minimise (default ``"cpu.percent"``).
-        tz: the time zone of the windows (a store's profile is computed in it).
+        metric: the production metric to minimise; by default the first of
+            ``cpu.percent``, ``api.latency_s`` and ``db.latency_s`` that has history.
+        tz: the time zone of the windows (a store's profile is computed in it); by
+            default the calendar's (its ``tz``), else UTC.
         at: "now", for seasons and for checking the calendar's coming weeks.
         weeks_ahead: how many coming weeks of the calendar to honour.
 
@@ -1502,10 +1524,15 @@ def recommend_windows(
         raise ConfigError("calendar", calendar, "a calendar with at(when) -> window")
     if isinstance(weeks_ahead, bool) or not isinstance(weeks_ahead, int) or weeks_ahead < 1:
         raise ConfigError("weeks_ahead", weeks_ahead, "a whole number >= 1")
-    if not isinstance(metric, str) or not metric:
+    if metric is not None and (not isinstance(metric, str) or not metric):
         raise ConfigError("metric", metric, "a metric name")
+    if tz is None:
+        cal_tz = getattr(calendar, "tz", None)
+        tz = cal_tz if isinstance(cal_tz, (str, tzinfo)) else "UTC"
     if isinstance(store, WeeklyProfile):
         profile = store
+        if metric is None:
+            metric = default_metric(m for m in profile.metrics if any(profile.hours[m]))
         if metric not in profile.hours:
             raise ConfigError("metric", metric, f"one of the profile's metrics {profile.metrics}")
         zone = _zone(profile.tz)
@@ -1513,6 +1540,8 @@ def recommend_windows(
     elif isinstance(store, MetricsStore):
         zone = _zone(tz)
         when = _check_aware("at", at if at is not None else store._clock.now())
+        if metric is None:
+            metric = default_metric(store.metrics())
         profile = store.weekly_profile(metric, tz=tz, at=when)
     else:
         raise ConfigError("store", store, "a MetricsStore or a WeeklyProfile")

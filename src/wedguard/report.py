@@ -36,7 +36,7 @@ import html
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ from wedguard.history import (
     MetricsStore,
     RecommendedWindow,
     WeeklyProfile,
+    default_metric,
     recommend_windows,
     windows_to_rules,
 )
@@ -462,26 +463,33 @@ def week_grid(
 
 def _week_inputs(
     source: MetricsStore | WeeklyProfile,
-    metric: str,
+    metric: str | None,
     windows: Sequence[RecommendedWindow] | None,
     duration: str | float,
     count: int,
     calendar: Any,
-    tz: str,
+    tz: str | tzinfo | None,
     at: datetime | None,
-) -> tuple[WeeklyProfile, list[RecommendedWindow]]:
+) -> tuple[WeeklyProfile, str, list[RecommendedWindow]]:
     if isinstance(source, MetricsStore):
+        if metric is None:
+            metric = default_metric(source.metrics())
+        if tz is None:
+            cal_tz = getattr(calendar, "tz", None)
+            tz = cal_tz if isinstance(cal_tz, (str, tzinfo)) else "UTC"
         when = at if at is not None else datetime.now(timezone.utc)
         profile = source.weekly_profile(metric, tz=tz, at=when)
     elif isinstance(source, WeeklyProfile):
         profile = source
+        if metric is None:
+            metric = default_metric(m for m in profile.metrics if any(profile.hours[m]))
     else:
         raise ConfigError("source", source, "a MetricsStore or a WeeklyProfile")
     if windows is None:
         windows = recommend_windows(
             profile, duration, count=count, calendar=calendar, metric=metric, at=at
         )
-    return profile, list(windows)
+    return profile, metric, list(windows)
 
 
 def _week_pieces(window: RecommendedWindow) -> list[tuple[int, float, float]]:
@@ -670,13 +678,13 @@ def plot_session(
 def plot_week(
     source: MetricsStore | WeeklyProfile,
     *,
-    metric: str = "cpu.percent",
+    metric: str | None = None,
     stat: str = "median",
     windows: Sequence[RecommendedWindow] | None = None,
     duration: str | float = "2h",
     count: int = 3,
     calendar: Any = None,
-    tz: str = "UTC",
+    tz: str | tzinfo | None = None,
     at: datetime | None = None,
     title: str | None = None,
     figsize: tuple[float, float] = (11.0, 4.0),
@@ -686,14 +694,15 @@ def plot_week(
     Args:
         source: a :class:`~wedguard.history.MetricsStore` (its weekly profile for the
             season of ``at``) or a :class:`~wedguard.history.WeeklyProfile`.
-        metric: the load metric.
+        metric: the load metric (by default as :func:`~wedguard.history.recommend_windows`
+            chooses it).
         stat: which statistic colours the cells: median, p95, mean or max.
         windows: the windows to outline; by default :func:`recommend_windows` with
             ``duration``, ``count`` and ``calendar``. ``()`` outlines none.
         duration: see :func:`~wedguard.history.recommend_windows`.
         count: see :func:`~wedguard.history.recommend_windows`.
         calendar: see :func:`~wedguard.history.recommend_windows`.
-        tz: the time zone of the hours (for a store).
+        tz: the time zone of the hours (for a store; default the calendar's, else UTC).
         at: the season's instant (default now).
         title: the figure's title.
         figsize: the figure's size in inches.
@@ -706,7 +715,9 @@ def plot_week(
         PlotUnavailable: matplotlib is not installed.
     """
     figure_cls = _matplotlib()
-    profile, chosen = _week_inputs(source, metric, windows, duration, count, calendar, tz, at)
+    profile, metric, chosen = _week_inputs(
+        source, metric, windows, duration, count, calendar, tz, at
+    )
     grid = week_grid(profile, metric, stat)
     from matplotlib.patches import Rectangle
 
@@ -913,12 +924,12 @@ def html_report(
     calendar: Any = None,
     events: Iterable[Any] = (),
     week: MetricsStore | WeeklyProfile | None = None,
-    week_metric: str = "cpu.percent",
+    week_metric: str | None = None,
     stat: str = "median",
     windows: Sequence[RecommendedWindow] | None = None,
     duration: str | float = "2h",
     count: int = 3,
-    tz: str = "UTC",
+    tz: str | tzinfo | None = None,
     at: datetime | None = None,
     title: str | None = None,
 ) -> str:
@@ -1024,7 +1035,7 @@ def html_report(
             )
             parts.append("</ul>")
     if week is not None:
-        profile, chosen = _week_inputs(
+        profile, week_metric, chosen = _week_inputs(
             week, week_metric, windows, duration, count, calendar, tz, at
         )
         season = f", {profile.season}" if profile.season else ""
