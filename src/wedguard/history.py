@@ -90,6 +90,7 @@ DEFAULT_SEASONS: Mapping[str, frozenset[int]] = MappingProxyType(
 """Meteorological seasons of the northern hemisphere, by month number."""
 
 _SCHEMA_VERSION = 1
+_MAX_IDLE_READERS = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metrics (
     id   INTEGER PRIMARY KEY,
@@ -578,8 +579,9 @@ class MetricsStore:
         HistoryError: the file cannot be opened at all.
 
     Threads: any thread may call any method. Writes are serialised on one writer
-    connection; each reading thread gets its own connection, and with WAL readers
-    never wait for the writer. (An in-memory store has one connection for all.)
+    connection; reads run on a small pool of read-only connections, one per reading
+    thread at a time, and with WAL they never wait for the writer. (An in-memory store
+    has one connection for all.)
 
     Example::
 
@@ -618,8 +620,7 @@ class MetricsStore:
         self._timeout = float(timeout)
         self._memory = self._path == ":memory:" or self._path.startswith("file::memory:")
         self._lock = threading.RLock()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._metric_ids: dict[str, int] = {}
         self._since_prune = 0
         self._closed = False
@@ -697,34 +698,39 @@ class MetricsStore:
             raise
         return conn
 
-    @property
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's reading connection (the writer's, for an in-memory store)."""
-        if self._closed:
-            raise HistoryError(self._path, "the store is closed")
+    def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        """Run a query on a reading connection.
+
+        A file store keeps a small pool of read-only connections, one per reading
+        thread at a time (WAL: they never wait for the writer); an in-memory store
+        reads on its single connection under the lock.
+        """
         if self._memory:
-            return self._writer
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
+            with self._lock:
+                if self._closed:
+                    raise HistoryError(self._path, "the store is closed")
+                try:
+                    return self._writer.execute(sql, params).fetchall()
+                except sqlite3.Error as exc:
+                    raise self._fail(exc) from exc
+        with self._lock:
+            if self._closed:
+                raise HistoryError(self._path, "the store is closed")
+            conn = self._idle.pop() if self._idle else None
+        try:
+            if conn is None:
                 conn = self._connect()
                 conn.execute("PRAGMA query_only=ON")
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
-            self._local.conn = conn
-            with self._lock:
-                self._readers.append(conn)
-        return conn
-
-    def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
-        conn = self._reader
-        try:
-            if self._memory:
-                with self._lock:
-                    return conn.execute(sql, params).fetchall()
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
+        finally:
+            if conn is not None:
+                with self._lock:
+                    if self._closed or len(self._idle) >= _MAX_IDLE_READERS:
+                        conn.close()
+                    else:
+                        self._idle.append(conn)
 
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
         """Run statements in one transaction on the writer; returns rows changed."""
@@ -752,9 +758,9 @@ class MetricsStore:
             if self._closed:
                 return
             self._closed = True
-            for conn in self._readers:
+            for conn in self._idle:
                 conn.close()
-            self._readers.clear()
+            self._idle.clear()
             self._writer.close()
 
     def __enter__(self) -> MetricsStore:
@@ -787,27 +793,28 @@ class MetricsStore:
 
     # --------------------------------------------------------------------- writes
 
-    def _metric_id(self, name: str) -> int:
+    def _metric_id(self, name: str, added: list[str]) -> int:
+        """The id of metric ``name``, created in the writer's open transaction if new."""
         ident = self._metric_ids.get(name)
         if ident is None:
             self._writer.execute("INSERT OR IGNORE INTO metrics (name) VALUES (?)", (name,))
             row = self._writer.execute("SELECT id FROM metrics WHERE name = ?", (name,)).fetchone()
             ident = int(row[0])
             self._metric_ids[name] = ident
+            added.append(name)
         return ident
 
-    def _rows(self, sample: Mapping[str, float], ts: float) -> list[tuple[int, float, float]]:
+    @staticmethod
+    def _readings(sample: Mapping[str, float], ts: float) -> Iterator[tuple[str, float, float]]:
         if not isinstance(sample, Mapping):
             raise ConfigError("sample", sample, "a mapping of metric name to number")
-        rows = []
         for name, value in sample.items():
             if not isinstance(name, str) or not name:
                 raise ConfigError("sample", name, "metric names that are non-empty strings")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"sample[{name!r}]", value, "a number")
             if math.isfinite(value):  # a failed reading (nan) is not history
-                rows.append((self._metric_id(name), ts, float(value)))
-        return rows
+                yield name, ts, float(value)
 
     def record(self, sample: Mapping[str, float], at: datetime | None = None) -> None:
         """Store one sample (metric name to number) taken at the aware instant ``at``.
@@ -822,25 +829,29 @@ class MetricsStore:
 
     def record_many(self, items: Iterable[tuple[datetime, Mapping[str, float]]]) -> None:
         """Store many ``(at, sample)`` pairs in one transaction (bulk import)."""
+        readings: list[tuple[str, float, float]] = []
+        records = 0
+        for at, sample in items:
+            ts = _check_aware("at", at).timestamp()
+            readings.extend(self._readings(sample, ts))
+            records += 1
         with self._lock:
             if self._closed:
                 raise HistoryError(self._path, "the store is closed")
-            rows: list[tuple[int, float, float]] = []
-            records = 0
-            for at, sample in items:
-                ts = _check_aware("at", at).timestamp()
-                rows.extend(self._rows(sample, ts))
-                records += 1
             conn = self._writer
+            added: list[str] = []
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(
-                        "INSERT INTO samples (metric_id, ts, value) VALUES (?, ?, ?)", rows
+                        "INSERT INTO samples (metric_id, ts, value) VALUES (?, ?, ?)",
+                        [(self._metric_id(name, added), ts, v) for name, ts, v in readings],
                     )
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
+                    for name in added:  # those ids were rolled back too
+                        self._metric_ids.pop(name, None)
                     raise
             except sqlite3.Error as exc:
                 raise self._fail(exc) from exc
