@@ -122,7 +122,10 @@ def bench_aggregate() -> list[tuple[str, float]]:
         elapsed = time.perf_counter() - start
         assert len(out) == 168
         sql = store.aggregate("api.latency_s", "1h")
-        assert all(abs(a.p95 - b[3]) < 1e-9 and abs(a.p50 - b[2]) < 1e-9 for a, b in zip(sql, out))
+        assert all(
+            abs(a.p95 - b[3]) < 1e-9 and abs(a.p50 - b[2]) < 1e-9
+            for a, b in zip(sql, out, strict=True)
+        )
         return elapsed
 
     result = [
