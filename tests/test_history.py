@@ -502,3 +502,22 @@ def test_reader_connections_are_pooled(tmp_path: Path) -> None:
     assert 1 <= len(store._idle) <= 4
     store.close()
     assert store._idle == []
+
+
+def test_damaged_pages_are_found_when_asked(tmp_path: Path) -> None:
+    """A valid header with garbage inside: verify=True refuses it at open."""
+    path = tmp_path / "damaged.db"
+    with MetricsStore(path, retention="3650d") as store:
+        store.record_many((T0 + timedelta(seconds=i), {"m": float(i)}) for i in range(5000))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 8 * page
+    data[3 * page : 6 * page] = b"\xa5" * (3 * page)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreCorruptError) as info:
+        MetricsStore(path, verify=True)
+    assert isinstance(info.value, WedguardError)
+    assert "damaged" in str(info.value)

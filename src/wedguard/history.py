@@ -571,6 +571,9 @@ class MetricsStore:
         clock: where "now" comes from (default the system clock).
         prune_every: prune automatically after this many :meth:`record` calls.
         timeout: seconds to wait for another process's lock before giving up.
+        verify: also run SQLite's ``quick_check`` at open, which finds damaged pages
+            inside an otherwise valid file (it reads the whole file, so it is off by
+            default; a file that is not a database at all is always refused).
 
     Raises:
         ConfigError: a bad argument.
@@ -602,6 +605,7 @@ class MetricsStore:
         clock: Clock | None = None,
         prune_every: int = 1000,
         timeout: float = 5.0,
+        verify: bool = False,
     ) -> None:
         try:
             self._path = fspath(path)
@@ -618,6 +622,7 @@ class MetricsStore:
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._prune_every = prune_every
         self._timeout = float(timeout)
+        self._verify = bool(verify)
         self._memory = self._path == ":memory:" or self._path.startswith("file::memory:")
         self._lock = threading.RLock()
         self._idle: list[sqlite3.Connection] = []
@@ -688,6 +693,10 @@ class MetricsStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if self._verify:
+                problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+                if problems != ["ok"]:
+                    raise StoreCorruptError(self._path, "damaged: " + "; ".join(problems))
             for ident, name in conn.execute("SELECT id, name FROM metrics"):
                 self._metric_ids[name] = ident
         except sqlite3.Error as exc:
