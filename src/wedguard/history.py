@@ -928,6 +928,17 @@ class MetricsStore:
         Samples and events older than ``retention`` before the newest sample (and
         before ``now``, default the clock's now) go, and session reports older than
         ``session_retention`` before now.
+
+        Example::
+
+            >>> from datetime import datetime, timedelta, timezone
+            >>> store = MetricsStore(":memory:", retention="1d")
+            >>> now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+            >>> store.record({"cpu.percent": 50.0}, at=now - timedelta(days=3))
+            >>> store.record({"cpu.percent": 20.0}, at=now)
+            >>> store.prune(now=now), store.count()
+            (1, 1)
+            >>> store.close()
         """
         now_ts = _ts("now", now if now is not None else self._clock.now())
         assert now_ts is not None
@@ -1012,6 +1023,18 @@ class MetricsStore:
 
         Raises:
             ConfigError: a bad bucket or a naive ``since``/``until``.
+
+        Example::
+
+            >>> from datetime import datetime, timedelta, timezone
+            >>> store = MetricsStore(":memory:", retention="30d")
+            >>> t0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
+            >>> for second, latency in enumerate([0.10, 0.12, 0.11, 0.50]):
+            ...     store.record({"api.latency_s": latency}, at=t0 + timedelta(seconds=second))
+            >>> (row,) = store.aggregate("api.latency_s", "5min")
+            >>> row.count, round(row.p50, 3), round(row.p95, 3), row.max
+            (4, 0.115, 0.443, 0.5)
+            >>> store.close()
         """
         width = _bucket_seconds(bucket)
         where, params = self._range(since, until)
@@ -1358,6 +1381,21 @@ class MetricsStore:
             ``horizon``; otherwise a firing alert whose summary reads, e.g., "at this
             growth the nightly backup 'photos' overruns its 02:00–05:00 window in
             about 12 days".
+
+        Example::
+
+            >>> from datetime import datetime, timedelta, timezone
+            >>> store = MetricsStore(":memory:")
+            >>> night = datetime(2026, 1, 5, 5, tzinfo=timezone.utc)
+            >>> for day in range(10):  # 2h25m, growing 100 s a night
+            ...     _ = store.record_session({"name": "photos", "bytes": 4e10,
+            ...                               "wall_time": 8700.0 + 100 * day},
+            ...                              at=night + timedelta(days=day))
+            >>> alert = store.overrun_alert("photos", "02:00-05:00",
+            ...                             at=night + timedelta(days=9))
+            >>> print(alert.summary)
+            at this growth the nightly backup 'photos' overruns its 02:00–05:00 window in about 12 days
+            >>> store.close()
         """
         label, limit = _window_length(window)
         ahead = _positive_duration("horizon", horizon) / 86400.0
