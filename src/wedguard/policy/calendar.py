@@ -270,11 +270,12 @@ def _parse_cap(text: str) -> float | None:
 def _format_cap(rate: float) -> str:
     """A rate as text that parses back to exactly the same float."""
     for unit, factor in (
-        ("Gbit/s", 1.25e8),
-        ("Mbit/s", 125_000.0),
         ("GiB/s", float(2**30)),
+        ("GB/s", 1e9),
         ("MiB/s", float(2**20)),
         ("MB/s", 1e6),
+        ("Gbit/s", 1.25e8),
+        ("Mbit/s", 125_000.0),
         ("KiB/s", 1024.0),
         ("kB/s", 1000.0),
     ):
@@ -504,8 +505,11 @@ def _to_cpu(value: float | str | None) -> float | None:
     return float(value)
 
 
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _to_name(value: str) -> str:
-    if not isinstance(value, str) or "\n" in value or '"' in value:
+    if not isinstance(value, str) or '"' in value or not _LINE_BREAKS.isdisjoint(value):
         raise ConfigError("name", value, "a one-line string without double quotes")
     return value.strip()
 
@@ -514,7 +518,9 @@ def _to_name(value: str) -> str:
 class Rule:
     """One line of a calendar: when it holds and what it allows.
 
-    Args:
+    Constructor arguments and attributes (text is accepted and normalised):
+
+    Attributes:
         level: ``Level.OPEN``, ``PEAK`` or ``BLACKOUT`` (or its name).
         weekdays: the days it holds on (0 is Monday), or text such as ``"Mon-Fri"``.
         start: minutes after midnight, or ``"HH:MM"`` (00:00–23:59).
@@ -722,8 +728,11 @@ class Window:
         return self.end != _UTC_MAX
 
     def contains(self, when: datetime) -> bool:
-        """Whether the aware instant ``when`` is in ``[start, end)``."""
-        return self.start <= when < self.end
+        """Whether the aware instant ``when`` is in ``[start, end)``.
+
+        Compares instants (not wall clocks), so it is right in a fall-back fold too.
+        """
+        return self.start.timestamp() <= when.timestamp() < self.end.timestamp()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict: ISO instants (None when unbounded), caps, reason.
@@ -971,9 +980,17 @@ def _season_run_start(season: Season, x: int) -> int | None:
 
 # --------------------------------------------------------------------------- calendar
 
+# A local day's table: each rule's view of the day, the instants in the day where an
+# answer may change, and the window found for each segment between them (or None).
+_DayTable = tuple[
+    tuple[tuple[Any, ...], ...], list[float], list[tuple[float, float, Window] | None]
+]
+
 
 def _to_tz(tz: str | tzinfo) -> tuple[tzinfo, str]:
     if isinstance(tz, tzinfo):
+        if hasattr(tz, "localize"):  # pytz: its zones do not work with datetime.replace
+            raise ConfigError("tz", tz, "a zoneinfo.ZoneInfo or an IANA name, not a pytz zone")
         if isinstance(tz, ZoneInfo):
             return tz, tz.key
         if tz is timezone.utc:
@@ -1005,15 +1022,31 @@ class PeakHourCalendar:
     >>> cal.next_change(datetime(2026, 1, 5, 7, tzinfo=timezone.utc)).isoformat()
     '2026-01-05T22:00:00+00:00'
 
-    ``at()`` remembers the last window it returned: asking again inside it costs a
-    comparison; otherwise it costs O(rules).
+    Cost: ``at()`` remembers the last window it returned, so asking again inside it
+    costs a comparison. It also keeps a small table per local day, cut where any rule
+    may change, with the window found for each piece: a query on a known day costs a
+    bisection. Finding a window the first time costs O(rules); the first query on a
+    new day also searches each rule's previous and next days. See
+    ``benchmarks/calendar.py``. The object is safe to share between threads (the
+    caches hold immutable values; a race only repeats work).
 
     Raises:
         ConfigError: a rule is not a :class:`Rule`, the zone is unknown (the message
             names it) or the default is not a level.
     """
 
-    __slots__ = ("_compiled", "_default", "_fixed", "_icache", "_last", "_rules", "_tz", "_tzkey")
+    __slots__ = (
+        "_compiled",
+        "_days",
+        "_default",
+        "_fixed",
+        "_icache",
+        "_last",
+        "_rules",
+        "_shared_labels",
+        "_tz",
+        "_tzkey",
+    )
 
     def __init__(
         self,
@@ -1022,6 +1055,8 @@ class PeakHourCalendar:
         tz: str | tzinfo = "UTC",
         default: Level | str = Level.OPEN,
     ) -> None:
+        if isinstance(rules, (str, bytes)):  # type: ignore[unreachable]
+            raise ConfigError("rules", rules, "Rule objects (PeakHourCalendar.parse reads text)")
         try:
             rule_list = tuple(rules)
         except TypeError:
@@ -1037,7 +1072,10 @@ class PeakHourCalendar:
             raise ConfigError("default", default, _LEVEL_WHAT) from None
         self._compiled = tuple(_Compiled(r) for r in rule_list)
         self._fixed = isinstance(self._tz, timezone)
+        labels = [c.label for c in self._compiled]
+        self._shared_labels = len(set(labels)) != len(labels)
         self._icache: dict[int, float] = {}
+        self._days: dict[int, _DayTable] = {}
         self._last: tuple[float, float, Window] | None = None
 
     # -- construction -----------------------------------------------------
@@ -1062,8 +1100,10 @@ class PeakHourCalendar:
           as ``rate=...``; ``cpu=30%`` or ``cpu=0.3``.
 
         >>> cal = PeakHourCalendar.parse("Mon-Fri 06:00-22:00 peak 10Mbit/s; 2026-06-13 blackout")
-        >>> [str(r) for r in cal.rules]
-        ['Mon-Fri 06:00-22:00 peak 10Mbit/s', '2026-06-13 blackout']
+        >>> for rule in cal.rules:
+        ...     print(rule)
+        Mon-Fri 06:00-22:00 peak 10Mbit/s
+        2026-06-13 blackout
 
         Raises:
             ConfigError: naming the line, the token and what was expected, e.g.
@@ -1189,6 +1229,7 @@ class PeakHourCalendar:
           holds from its time until the next entry, and the last wraps round the week
           to the first. Two entries at the same time: the later one counts.
         * ``RATE`` is a rate, ``off`` (no limit) or ``UP:DOWN`` (``10M:100k``).
+        * Entries are separated by blanks or ``;`` (as recent rclone releases do).
 
         Mapping: ``off`` is OPEN with no cap; a rate is PEAK with that cap; a rate of
         0 is BLACKOUT. The download side is kept as :attr:`Rule.rate_down` and
@@ -1252,13 +1293,25 @@ class PeakHourCalendar:
         Raises:
             ConfigError: ``when`` is naive, or outside the years 2–9998.
         """
-        if when.tzinfo is None or when.utcoffset() is None:
+        if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
             raise ConfigError("when", when, "an aware datetime (with tzinfo)")
         ts = when.timestamp()
         last = self._last
         if last is not None and last[0] <= ts < last[1]:
             return last[2]
-        return self._window(ts, when)
+        try:
+            day = datetime.fromtimestamp(ts, self._tz).toordinal()
+        except (OverflowError, ValueError, OSError):
+            day = 0
+        if not _MIN_ORDINAL <= day <= _MAX_ORDINAL:
+            raise ConfigError("when", when, "an instant between the years 2 and 9998")
+        _entries, breaks, segments = self._day(day)
+        i = max(bisect.bisect_right(breaks, ts) - 1, 0)
+        found = segments[i]
+        if found is None:
+            found = segments[i] = self._window(ts)
+        self._last = found
+        return found[2]
 
     def next_change(self, when: datetime) -> datetime | None:
         """When the answer of :meth:`at` next changes after ``when``; None if never.
@@ -1274,28 +1327,35 @@ class PeakHourCalendar:
         >>> from datetime import datetime, timezone
         >>> cal = PeakHourCalendar.default()
         >>> day = datetime(2026, 1, 5, tzinfo=timezone.utc)
-        >>> [(w.level.name, w.start.hour, w.end.hour)
-        ...  for w in cal.windows(day, day.replace(hour=23))]
-        [('OPEN', 0, 6), ('PEAK', 6, 22), ('OPEN', 22, 23)]
+        >>> for w in cal.windows(day, day.replace(hour=23)):
+        ...     print(w.level, w.start.hour, w.end.hour)
+        OPEN 0 6
+        PEAK 6 22
+        OPEN 22 23
 
         Raises:
             ConfigError: a bound is naive, or ``end`` is before ``start``.
         """
         for field, value in (("start", start), ("end", end)):
-            if value.tzinfo is None or value.utcoffset() is None:
+            if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
                 raise ConfigError(field, value, "an aware datetime (with tzinfo)")
         if end < start:
             raise ConfigError("end", end, f"an instant not before start ({start.isoformat()})")
         return self._iter_windows(start, end)
 
     def _iter_windows(self, start: datetime, end: datetime) -> Iterator[Window]:
-        t = start
-        while t < end:
-            w = self.at(t)
-            lo = max(w.start, t)
-            hi = min(w.end, end)
-            yield attrs.evolve(w, start=lo.astimezone(self._tz), end=hi.astimezone(self._tz))
-            t = w.end
+        # Instants are compared as timestamps: Python compares two datetimes of the
+        # same zone by their wall clocks, which is wrong in a fall-back fold.
+        tz = self._tz
+        t, stop = start.timestamp(), end.timestamp()
+        current = start
+        while t < stop:
+            w = self.at(current)
+            w_end = w.end.timestamp()
+            lo = current if w.start.timestamp() <= t else w.start
+            hi = end if w_end >= stop else w.end
+            yield attrs.evolve(w, start=lo.astimezone(tz), end=hi.astimezone(tz))
+            current, t = w.end, w_end
 
     # -- evaluation -------------------------------------------------------
 
@@ -1334,52 +1394,115 @@ class PeakHourCalendar:
         cache[key] = ts
         return ts
 
-    def _locate(self, c: _Compiled, ts: float, day: int) -> tuple[bool, float, float]:
+    def _interval(self, c: _Compiled, day: int) -> tuple[float, float] | None:
+        """The rule's interval that starts on ``day`` (which it holds on), or None
+        when the interval is empty (swallowed by a spring-forward gap)."""
+        a = self._instant(day, c.start)
+        b = self._instant(day, c.endp)
+        return (a, b) if a < b else None
+
+    def _next_start(self, c: _Compiled, day: int) -> float:
+        """Start of the first non-empty interval starting on ``day`` or later."""
+        d = c.next_active(day)
+        for _ in range(8):
+            if d is None:
+                return _INF
+            iv = self._interval(c, d)
+            if iv is not None:
+                return iv[0]
+            d = c.next_active(d + 1)
+        return _INF  # pragma: no cover - gaps are never eight days in a row
+
+    def _prev_end(self, c: _Compiled, day: int) -> float:
+        """End of the last non-empty interval starting on ``day`` or earlier."""
+        d = c.prev_active(day)
+        for _ in range(8):
+            if d is None:
+                return -_INF
+            iv = self._interval(c, d)
+            if iv is not None:
+                return iv[1]
+            d = c.prev_active(d - 1)
+        return -_INF  # pragma: no cover
+
+    def _day(self, day: int) -> _DayTable:
+        """What every rule looks like from local ``day``, computed once per day.
+
+        Per rule: ``(1, lo, hi)`` an all-day rule holding on its run ``[lo, hi)``;
+        ``(2, prev_end, next_start)`` an all-day rule not holding; or
+        ``(0, today, yesterday, next_start, prev_end)`` with today's interval and the
+        one begun yesterday that crosses midnight (each ``(a, b)`` or None).
+        """
+        cached = self._days.get(day)
+        if cached is not None:
+            return cached
+        inst = self._instant
+        out: list[tuple[Any, ...]] = []
+        for c in self._compiled:
+            if c.full:
+                if c.day_ok(day):
+                    p = c.prev_inactive(day - 1)
+                    n = c.next_inactive(day + 1)
+                    lo = -_INF if p is None else inst(p + 1, 0)
+                    hi = _INF if n is None else inst(n, 0)
+                    out.append((1, lo, hi))
+                else:
+                    p = c.prev_active(day - 1)
+                    n = c.next_active(day + 1)
+                    lo = -_INF if p is None else inst(p + 1, 0)
+                    hi = _INF if n is None else inst(n, 0)
+                    out.append((2, lo, hi))
+                continue
+            crosses = c.endp > _DAY
+            today = self._interval(c, day) if c.day_ok(day) else None
+            yesterday = self._interval(c, day - 1) if crosses and c.day_ok(day - 1) else None
+            out.append(
+                (
+                    0,
+                    today,
+                    yesterday,
+                    self._next_start(c, day + 1),
+                    self._prev_end(c, day - 2 if crosses else day - 1),
+                )
+            )
+        # Every instant where some rule's answer can change, within the day: between two
+        # of them nothing changes, so one window serves the whole segment.
+        first, last = inst(day, 0), inst(day + 1, 0)
+        points = {first}
+        for entry in out:
+            for value in entry[1:]:
+                if isinstance(value, tuple):
+                    points.update(value)
+                elif value is not None:
+                    points.add(value)
+        breaks = sorted(p for p in points if first <= p < last)
+        segments: list[tuple[float, float, Window] | None] = [None] * len(breaks)
+        result = (tuple(out), breaks, segments)
+        if len(self._days) > 128:
+            self._days.clear()
+        self._days[day] = result
+        return result
+
+    @staticmethod
+    def _locate(entry: tuple[Any, ...], ts: float) -> tuple[bool, float, float]:
         """(holds, lo, hi): the rule's maximal interval around ``ts`` when it holds,
         else the end of its previous interval and the start of its next one."""
-        inst = self._instant
-        if c.full:
-            if c.day_ok(day):
-                p = c.prev_inactive(day - 1)
-                n = c.next_inactive(day + 1)
-                return (
-                    True,
-                    -_INF if p is None else inst(p + 1, 0),
-                    _INF if n is None else inst(n, 0),
-                )
-            p = c.prev_active(day - 1)
-            n = c.next_active(day + 1)
-            return (
-                False,
-                -_INF if p is None else inst(p + 1, 0),
-                _INF if n is None else inst(n, 0),
-            )
-        s, e = c.start, c.endp
-        ok_d = c.day_ok(day)
-        ok_p = c.day_ok(day - 1)
-        if ok_d:
-            a = inst(day, s)
-            b = inst(day, e)
-            if a <= ts < b:
-                return True, a, b
-        if ok_p and e > _DAY:
-            a = inst(day - 1, s)
-            b = inst(day - 1, e)
-            if a <= ts < b:
-                return True, a, b
-        # not holding: the previous end and the next start
-        if ok_d and inst(day, s) > ts:
-            nxt = inst(day, s)
+        kind = entry[0]
+        if kind:
+            return kind == 1, entry[1], entry[2]
+        today = entry[1]
+        yesterday = entry[2]
+        if today is not None and today[0] <= ts < today[1]:
+            return True, today[0], today[1]
+        if yesterday is not None and yesterday[0] <= ts < yesterday[1]:
+            return True, yesterday[0], yesterday[1]
+        nxt = today[0] if today is not None and today[0] > ts else entry[3]
+        if today is not None and today[1] <= ts:
+            prv = today[1]
+        elif yesterday is not None:
+            prv = yesterday[1]
         else:
-            n = c.next_active(day + 1)
-            nxt = _INF if n is None else inst(n, s)
-        if ok_d and inst(day, e) <= ts:
-            prv = inst(day, e)
-        elif ok_p and inst(day - 1, e) <= ts:
-            prv = inst(day - 1, e)
-        else:
-            p = c.prev_active(day - 2)
-            prv = -_INF if p is None else inst(p, e)
+            prv = entry[4]
         return False, prv, nxt
 
     def _evaluate(self, ts: float) -> tuple[tuple[Any, ...], float, float, list[_Compiled]]:
@@ -1390,10 +1513,12 @@ class PeakHourCalendar:
             day = 0
         if not _MIN_ORDINAL <= day <= _MAX_ORDINAL:
             raise ConfigError("when", ts, "an instant between the years 2 and 9998")
-        found = [(c, *self._locate(c, ts, day)) for c in self._compiled]
+        entries = self._day(day)[0]
+        locate = self._locate
+        found = [locate(entry, ts) for entry in entries]
         level = -1
         rate = cpu = down = _INF
-        for c, holds, _lo, _hi in found:
+        for c, (holds, _lo, _hi) in zip(self._compiled, found):  # noqa: B905 - equal lengths
             if holds and c.level >= level:
                 if c.level > level:
                     level, rate, cpu, down = c.level, c.rate, c.cpu, c.down
@@ -1404,12 +1529,14 @@ class PeakHourCalendar:
         start, end = -_INF, _INF
         deciders: list[_Compiled] = []
         if level < 0:  # the default: every rule that starts changes it
-            for _c, _holds, lo, hi in found:
+            for _holds, lo, hi in found:
                 start = max(start, lo)
                 end = min(end, hi)
             return (-1,), start, end, deciders
         uncapped = rate == _INF and cpu == _INF and down == _INF
-        for c, holds, lo, hi in found:
+        for c, (holds, lo, hi) in zip(self._compiled, found):  # noqa: B905
+            if c.level < level:
+                continue  # it neither decides nor would change anything by starting
             if holds:
                 if c.level == level and (
                     uncapped
@@ -1421,23 +1548,24 @@ class PeakHourCalendar:
                     start = max(start, lo)
                     end = min(end, hi)
             elif c.level > level or (
-                c.level == level
-                and (
-                    (c.rate <= rate and c.rate < _INF)
-                    or (c.cpu <= cpu and c.cpu < _INF)
-                    or (c.down <= down and c.down < _INF)
-                    or (uncapped and c.uncapped)
-                )
+                (c.rate <= rate and c.rate < _INF)
+                or (c.cpu <= cpu and c.cpu < _INF)
+                or (c.down <= down and c.down < _INF)
+                or (uncapped and c.uncapped)
             ):
                 start = max(start, lo)
                 end = min(end, hi)
         labels = tuple(dict.fromkeys(c.label for c in deciders))
         return (level, rate, cpu, down, labels), start, end, deciders
 
-    def _window(self, ts: float, when: datetime) -> Window:
+    def _window(self, ts: float) -> tuple[float, float, Window]:
         key, start, end, deciders = self._evaluate(ts)
         # A boundary where nothing changes (two pieces of one rclone entry, rules of
         # the same name meeting) is stepped over, a bounded number of times.
+        if not self._shared_labels:
+            # Every boundary found is a real change: a rule's window only ends where its
+            # label leaves or joins the reason, and labels are unique.
+            return start, end, self._make(key, start, end, deciders)
         try:
             for _ in range(256):
                 if end == _INF:
@@ -1455,9 +1583,11 @@ class PeakHourCalendar:
                 start = start2
         except ConfigError:  # the neighbour is outside the years 2-9998: stop there
             pass
-        window = self._make(key, start, end, deciders)
-        self._last = (start, end, window)
-        return window
+        if start > -_INF:
+            # the rules as they stand at the window's start, wherever it was asked (with
+            # unique labels the deciding rules are the same throughout the window)
+            deciders = self._evaluate(start)[3]
+        return start, end, self._make(key, start, end, deciders)
 
     def _make(
         self, key: tuple[Any, ...], start: float, end: float, deciders: list[_Compiled]
@@ -1799,12 +1929,12 @@ def _rclone_rules_inner(text: str) -> list[Rule]:
     stripped = text.strip()
     if not stripped:
         raise _Bad(text, "an rclone --bwlimit value such as '10M' or '08:00,512k 23:00,off'")
-    if " " not in stripped and "," not in stripped and not any(c.isspace() for c in stripped):
+    if "," not in stripped and ";" not in stripped and not any(c.isspace() for c in stripped):
         tx, rx = _rclone_pair(stripped)
         return [_rclone_rule(tx, rx, 0, _DAY, _ALL_DAYS, stripped)]
     # slots: week minute (Monday 00:00 = 0) -> (tx, rx, label); later entries win
     slots: dict[int, tuple[float | None, float | None, str]] = {}
-    for token in stripped.split():
+    for token in stripped.replace(";", " ").split():
         parts = token.split(",")
         if len(parts) != 2:
             raise _Bad(token, _RCLONE_ENTRY_WHAT)
@@ -1825,11 +1955,15 @@ def _rclone_rules_inner(text: str) -> list[Rule]:
                 slots[day * _DAY + minute] = (tx, rx, token)
     week = 7 * _DAY
     points = sorted(slots)
+    # an entry that follows an identical one changes nothing: drop it
+    kept = [p for i, p in enumerate(points) if slots[p] != slots[points[i - 1]]]
+    points = kept or points[:1]
+    if len(points) == 1:  # one entry holds all the time
+        tx, rx, label = slots[points[0]]
+        return [_rclone_rule(tx, rx, 0, _DAY, _ALL_DAYS, label)]
     pieces_out: dict[tuple[int, int, float | None, float | None, str], set[int]] = {}
     for i, p in enumerate(points):
         q = points[i + 1] if i + 1 < len(points) else points[0] + week
-        if len(points) == 1:
-            q = p + week
         tx, rx, label = slots[p]
         for day_start, a, b in _split_span(p, q):
             key = (a, b, tx, rx, label)
