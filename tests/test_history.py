@@ -468,3 +468,56 @@ def test_memory_store_is_shared_by_threads(store: MetricsStore) -> None:
     for t in threads:
         t.join(timeout=30)
     assert store.count("m") == 150
+
+
+def test_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """WAL: while another connection holds the write lock, reads go on (and see commits only)."""
+    path = tmp_path / "h.db"
+    store = MetricsStore(path, retention="3650d", timeout=0.05)
+    store.record({"m": 1.0}, at=T0)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute(
+        "INSERT INTO samples (metric_id, ts, value) VALUES (1, ?, 9.0)", (T0.timestamp(),)
+    )
+    try:
+        assert [r.count for r in store.aggregate("m", "1h")] == [1]
+        with pytest.raises(StoreLockedError):
+            store.record({"m": 2.0}, at=T0)  # our writer does wait, up to the timeout
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    store.record({"m": 2.0}, at=T0)
+    assert store.count("m") == 2
+    store.close()
+
+
+def test_reader_connections_are_pooled(tmp_path: Path) -> None:
+    store = MetricsStore(tmp_path / "h.db")
+    threads = [threading.Thread(target=store.metrics) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert 1 <= len(store._idle) <= 4
+    store.close()
+    assert store._idle == []
+
+
+def test_damaged_pages_are_found_when_asked(tmp_path: Path) -> None:
+    """A valid header with garbage inside: verify=True refuses it at open."""
+    path = tmp_path / "damaged.db"
+    with MetricsStore(path, retention="3650d") as store:
+        store.record_many((T0 + timedelta(seconds=i), {"m": float(i)}) for i in range(5000))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 8 * page
+    data[3 * page : 6 * page] = b"\xa5" * (3 * page)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreCorruptError) as info:
+        MetricsStore(path, verify=True)
+    assert isinstance(info.value, WedguardError)
+    assert "damaged" in str(info.value)

@@ -20,6 +20,7 @@ from wedguard.history import (
     RecommendedWindow,
     WeeklyProfile,
     WeekTime,
+    default_metric,
     recommend_windows,
     windows_to_rules,
 )
@@ -485,3 +486,31 @@ def test_rules_text_parses_as_a_calendar(store: MetricsStore) -> None:
     opened = {(t.weekday(), t.hour) for t in week if calendar.at(t).level is Level.OPEN}
     assert opened == {(6, 23), (0, 0), (3, 2), (3, 3)}
     assert calendar.at(T0 + timedelta(days=2)).level is Level.BLACKOUT
+
+
+def test_default_metric_is_the_load_that_has_history(store: MetricsStore) -> None:
+    """A store with latency only: windows are ranked by latency without being told."""
+    synthetic(store, T0, 7, lambda at: 0.05 if at.hour in (4, 5) else 0.3, metric="api.latency_s")
+    (best,) = recommend_windows(store, "2h", count=1, at=T0)
+    assert best.metric == "api.latency_s"
+    assert best.start.time == time(4)
+    assert default_metric(["db.latency_s", "cpu.percent"]) == "cpu.percent"
+    assert default_metric(["backup.rss_bytes", "queue.depth"]) == "queue.depth"
+    assert default_metric([]) == "cpu.percent"
+
+
+def test_windows_follow_the_calendars_zone(store: MetricsStore) -> None:
+    from wedguard import PeakHourCalendar
+
+    london = ZoneInfo("Europe/London")
+
+    def load(at: datetime) -> float:
+        return 3.0 if at.astimezone(london).hour in (1, 2) else 30.0
+
+    synthetic(store, datetime(2026, 6, 1, tzinfo=UTC), 14, load)
+    calendar = PeakHourCalendar.parse("Mon-Sun 06:00-22:00 peak", tz="Europe/London")
+    windows = recommend_windows(
+        store, "2h", count=1, calendar=calendar, at=datetime(2026, 6, 16, tzinfo=UTC)
+    )
+    assert windows[0].tz == "Europe/London"
+    assert windows[0].start.time == time(1)

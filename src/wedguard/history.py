@@ -71,6 +71,7 @@ __all__ = [
     "StoredEvent",
     "WeekTime",
     "WeeklyProfile",
+    "default_metric",
     "recommend_windows",
     "windows_to_rules",
 ]
@@ -89,6 +90,7 @@ DEFAULT_SEASONS: Mapping[str, frozenset[int]] = MappingProxyType(
 """Meteorological seasons of the northern hemisphere, by month number."""
 
 _SCHEMA_VERSION = 1
+_MAX_IDLE_READERS = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metrics (
     id   INTEGER PRIMARY KEY,
@@ -569,6 +571,9 @@ class MetricsStore:
         clock: where "now" comes from (default the system clock).
         prune_every: prune automatically after this many :meth:`record` calls.
         timeout: seconds to wait for another process's lock before giving up.
+        verify: also run SQLite's ``quick_check`` at open, which finds damaged pages
+            inside an otherwise valid file (it reads the whole file, so it is off by
+            default; a file that is not a database at all is always refused).
 
     Raises:
         ConfigError: a bad argument.
@@ -577,8 +582,9 @@ class MetricsStore:
         HistoryError: the file cannot be opened at all.
 
     Threads: any thread may call any method. Writes are serialised on one writer
-    connection; each reading thread gets its own connection, and with WAL readers
-    never wait for the writer. (An in-memory store has one connection for all.)
+    connection; reads run on a small pool of read-only connections, one per reading
+    thread at a time, and with WAL they never wait for the writer. (An in-memory store
+    has one connection for all.)
 
     Example::
 
@@ -599,6 +605,7 @@ class MetricsStore:
         clock: Clock | None = None,
         prune_every: int = 1000,
         timeout: float = 5.0,
+        verify: bool = False,
     ) -> None:
         try:
             self._path = fspath(path)
@@ -615,10 +622,10 @@ class MetricsStore:
         self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._prune_every = prune_every
         self._timeout = float(timeout)
+        self._verify = bool(verify)
         self._memory = self._path == ":memory:" or self._path.startswith("file::memory:")
         self._lock = threading.RLock()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._metric_ids: dict[str, int] = {}
         self._since_prune = 0
         self._closed = False
@@ -686,6 +693,10 @@ class MetricsStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if self._verify:
+                problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+                if problems != ["ok"]:
+                    raise StoreCorruptError(self._path, "damaged: " + "; ".join(problems))
             for ident, name in conn.execute("SELECT id, name FROM metrics"):
                 self._metric_ids[name] = ident
         except sqlite3.Error as exc:
@@ -696,34 +707,39 @@ class MetricsStore:
             raise
         return conn
 
-    @property
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's reading connection (the writer's, for an in-memory store)."""
-        if self._closed:
-            raise HistoryError(self._path, "the store is closed")
+    def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        """Run a query on a reading connection.
+
+        A file store keeps a small pool of read-only connections, one per reading
+        thread at a time (WAL: they never wait for the writer); an in-memory store
+        reads on its single connection under the lock.
+        """
         if self._memory:
-            return self._writer
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
+            with self._lock:
+                if self._closed:
+                    raise HistoryError(self._path, "the store is closed")
+                try:
+                    return self._writer.execute(sql, params).fetchall()
+                except sqlite3.Error as exc:
+                    raise self._fail(exc) from exc
+        with self._lock:
+            if self._closed:
+                raise HistoryError(self._path, "the store is closed")
+            conn = self._idle.pop() if self._idle else None
+        try:
+            if conn is None:
                 conn = self._connect()
                 conn.execute("PRAGMA query_only=ON")
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
-            self._local.conn = conn
-            with self._lock:
-                self._readers.append(conn)
-        return conn
-
-    def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
-        conn = self._reader
-        try:
-            if self._memory:
-                with self._lock:
-                    return conn.execute(sql, params).fetchall()
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
+        finally:
+            if conn is not None:
+                with self._lock:
+                    if self._closed or len(self._idle) >= _MAX_IDLE_READERS:
+                        conn.close()
+                    else:
+                        self._idle.append(conn)
 
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
         """Run statements in one transaction on the writer; returns rows changed."""
@@ -751,9 +767,9 @@ class MetricsStore:
             if self._closed:
                 return
             self._closed = True
-            for conn in self._readers:
+            for conn in self._idle:
                 conn.close()
-            self._readers.clear()
+            self._idle.clear()
             self._writer.close()
 
     def __enter__(self) -> MetricsStore:
@@ -786,27 +802,28 @@ class MetricsStore:
 
     # --------------------------------------------------------------------- writes
 
-    def _metric_id(self, name: str) -> int:
+    def _metric_id(self, name: str, added: list[str]) -> int:
+        """The id of metric ``name``, created in the writer's open transaction if new."""
         ident = self._metric_ids.get(name)
         if ident is None:
             self._writer.execute("INSERT OR IGNORE INTO metrics (name) VALUES (?)", (name,))
             row = self._writer.execute("SELECT id FROM metrics WHERE name = ?", (name,)).fetchone()
             ident = int(row[0])
             self._metric_ids[name] = ident
+            added.append(name)
         return ident
 
-    def _rows(self, sample: Mapping[str, float], ts: float) -> list[tuple[int, float, float]]:
+    @staticmethod
+    def _readings(sample: Mapping[str, float], ts: float) -> Iterator[tuple[str, float, float]]:
         if not isinstance(sample, Mapping):
             raise ConfigError("sample", sample, "a mapping of metric name to number")
-        rows = []
         for name, value in sample.items():
             if not isinstance(name, str) or not name:
                 raise ConfigError("sample", name, "metric names that are non-empty strings")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"sample[{name!r}]", value, "a number")
             if math.isfinite(value):  # a failed reading (nan) is not history
-                rows.append((self._metric_id(name), ts, float(value)))
-        return rows
+                yield name, ts, float(value)
 
     def record(self, sample: Mapping[str, float], at: datetime | None = None) -> None:
         """Store one sample (metric name to number) taken at the aware instant ``at``.
@@ -821,25 +838,29 @@ class MetricsStore:
 
     def record_many(self, items: Iterable[tuple[datetime, Mapping[str, float]]]) -> None:
         """Store many ``(at, sample)`` pairs in one transaction (bulk import)."""
+        readings: list[tuple[str, float, float]] = []
+        records = 0
+        for at, sample in items:
+            ts = _check_aware("at", at).timestamp()
+            readings.extend(self._readings(sample, ts))
+            records += 1
         with self._lock:
             if self._closed:
                 raise HistoryError(self._path, "the store is closed")
-            rows: list[tuple[int, float, float]] = []
-            records = 0
-            for at, sample in items:
-                ts = _check_aware("at", at).timestamp()
-                rows.extend(self._rows(sample, ts))
-                records += 1
             conn = self._writer
+            added: list[str] = []
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(
-                        "INSERT INTO samples (metric_id, ts, value) VALUES (?, ?, ?)", rows
+                        "INSERT INTO samples (metric_id, ts, value) VALUES (?, ?, ?)",
+                        [(self._metric_id(name, added), ts, v) for name, ts, v in readings],
                     )
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
+                    for name in added:  # those ids were rolled back too
+                        self._metric_ids.pop(name, None)
                     raise
             except sqlite3.Error as exc:
                 raise self._fail(exc) from exc
@@ -907,6 +928,17 @@ class MetricsStore:
         Samples and events older than ``retention`` before the newest sample (and
         before ``now``, default the clock's now) go, and session reports older than
         ``session_retention`` before now.
+
+        Example::
+
+            >>> from datetime import datetime, timedelta, timezone
+            >>> store = MetricsStore(":memory:", retention="1d")
+            >>> now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+            >>> store.record({"cpu.percent": 50.0}, at=now - timedelta(days=3))
+            >>> store.record({"cpu.percent": 20.0}, at=now)
+            >>> store.prune(now=now), store.count()
+            (1, 1)
+            >>> store.close()
         """
         now_ts = _ts("now", now if now is not None else self._clock.now())
         assert now_ts is not None
@@ -991,6 +1023,18 @@ class MetricsStore:
 
         Raises:
             ConfigError: a bad bucket or a naive ``since``/``until``.
+
+        Example::
+
+            >>> from datetime import datetime, timedelta, timezone
+            >>> store = MetricsStore(":memory:", retention="30d")
+            >>> t0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
+            >>> for second, latency in enumerate([0.10, 0.12, 0.11, 0.50]):
+            ...     store.record({"api.latency_s": latency}, at=t0 + timedelta(seconds=second))
+            >>> (row,) = store.aggregate("api.latency_s", "5min")
+            >>> row.count, round(row.p50, 3), round(row.p95, 3), row.max
+            (4, 0.115, 0.443, 0.5)
+            >>> store.close()
         """
         width = _bucket_seconds(bucket)
         where, params = self._range(since, until)
@@ -1337,6 +1381,21 @@ class MetricsStore:
             ``horizon``; otherwise a firing alert whose summary reads, e.g., "at this
             growth the nightly backup 'photos' overruns its 02:00–05:00 window in
             about 12 days".
+
+        Example::
+
+            >>> from datetime import datetime, timedelta, timezone
+            >>> store = MetricsStore(":memory:")
+            >>> night = datetime(2026, 1, 5, 5, tzinfo=timezone.utc)
+            >>> for day in range(10):  # 2h25m, growing 100 s a night
+            ...     _ = store.record_session({"name": "photos", "bytes": 4e10,
+            ...                               "wall_time": 8700.0 + 100 * day},
+            ...                              at=night + timedelta(days=day))
+            >>> alert = store.overrun_alert("photos", "02:00-05:00",
+            ...                             at=night + timedelta(days=9))
+            >>> print(alert.summary)
+            at this growth the nightly backup 'photos' overruns its 02:00–05:00 window in about 12 days
+            >>> store.close()
         """
         label, limit = _window_length(window)
         ahead = _positive_duration("horizon", horizon) / 86400.0
@@ -1399,6 +1458,25 @@ def _window_length(window: str | float) -> tuple[str, float]:
 
 
 _NO_END = object()
+LOAD_METRICS = ("cpu.percent", "api.latency_s", "db.latency_s")
+
+
+def default_metric(available: Iterable[str]) -> str:
+    """The load metric to rank windows by: the first of :data:`LOAD_METRICS` available,
+    else the first production metric available (not ``backup.*``, not ``*.error``),
+    else ``"cpu.percent"``.
+
+    >>> default_metric(["api.latency_s", "backup.rss_bytes"])
+    'api.latency_s'
+    """
+    names = sorted(available)
+    for name in LOAD_METRICS:
+        if name in names:
+            return name
+    for name in names:
+        if not name.startswith("backup.") and not name.endswith(".error"):
+            return name
+    return "cpu.percent"
 
 
 class _Calendar(Protocol):
@@ -1448,9 +1526,9 @@ def recommend_windows(
     duration: str | float = "2h",
     count: int = 3,
     calendar: _Calendar | None = None,
-    metric: str = "cpu.percent",
+    metric: str | None = None,
     *,
-    tz: str | tzinfo = "UTC",
+    tz: str | tzinfo | None = None,
     at: datetime | None = None,
     weeks_ahead: int = 4,
 ) -> list[RecommendedWindow]:
@@ -1469,8 +1547,10 @@ def recommend_windows(
         count: how many windows to return (at most).
         calendar: anything with ``at(when) -> window`` whose ``.level`` is a
             :class:`~wedguard.Level` (e.g. a ``PeakHourCalendar``); BLACKOUT forbids.
-        metric: the production metric to minimise (default ``"cpu.percent"``).
-        tz: the time zone of the windows (a store's profile is computed in it).
+        metric: the production metric to minimise; by default the first of
+            ``cpu.percent``, ``api.latency_s`` and ``db.latency_s`` that has history.
+        tz: the time zone of the windows (a store's profile is computed in it); by
+            default the calendar's (its ``tz``), else UTC.
         at: "now", for seasons and for checking the calendar's coming weeks.
         weeks_ahead: how many coming weeks of the calendar to honour.
 
@@ -1502,10 +1582,15 @@ def recommend_windows(
         raise ConfigError("calendar", calendar, "a calendar with at(when) -> window")
     if isinstance(weeks_ahead, bool) or not isinstance(weeks_ahead, int) or weeks_ahead < 1:
         raise ConfigError("weeks_ahead", weeks_ahead, "a whole number >= 1")
-    if not isinstance(metric, str) or not metric:
+    if metric is not None and (not isinstance(metric, str) or not metric):
         raise ConfigError("metric", metric, "a metric name")
+    if tz is None:
+        cal_tz = getattr(calendar, "tz", None)
+        tz = cal_tz if isinstance(cal_tz, (str, tzinfo)) else "UTC"
     if isinstance(store, WeeklyProfile):
         profile = store
+        if metric is None:
+            metric = default_metric(m for m in profile.metrics if any(profile.hours[m]))
         if metric not in profile.hours:
             raise ConfigError("metric", metric, f"one of the profile's metrics {profile.metrics}")
         zone = _zone(profile.tz)
@@ -1513,6 +1598,8 @@ def recommend_windows(
     elif isinstance(store, MetricsStore):
         zone = _zone(tz)
         when = _check_aware("at", at if at is not None else store._clock.now())
+        if metric is None:
+            metric = default_metric(store.metrics())
         profile = store.weekly_profile(metric, tz=tz, at=when)
     else:
         raise ConfigError("store", store, "a MetricsStore or a WeeklyProfile")
