@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, SystemClock
+from wedguard.decision import Decision
 from wedguard.errors import (
     CircuitOpenError,
     ConfigError,
@@ -26,6 +27,8 @@ from wedguard.errors import (
     ThrottleTimeout,
     WedguardError,
 )
+from wedguard.fileobj import GuardedFile
+from wedguard.guard import Guard
 from wedguard.levels import Level, Verdict
 from wedguard.policy.breaker import (
     BreakerEvent,
@@ -39,6 +42,16 @@ from wedguard.policy.control import AIMDController, LedbatController, RateContro
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
+from wedguard.session import (
+    Cutoff,
+    CutoffReached,
+    DeadlineError,
+    Pause,
+    Session,
+    SessionReport,
+    SlotTimeout,
+    TimelinePoint,
+)
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -66,20 +79,31 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigError",
+    "Cutoff",
+    "CutoffReached",
+    "DeadlineError",
+    "Decision",
     "EmergencyStop",
     "Event",
+    "Guard",
+    "GuardedFile",
     "ImpactAnalyzer",
     "LedbatController",
     "Level",
     "MemoryBreakerStorage",
+    "Pause",
     "RateController",
+    "Session",
+    "SessionReport",
     "Severity",
     "Sink",
+    "SlotTimeout",
     "Source",
     "SystemClock",
     "Thresholds",
     "ThrottleTimeout",
     "Throttler",
+    "TimelinePoint",
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
