@@ -38,6 +38,7 @@ from wedguard.policy.breaker import (
     CircuitBreaker,
     MemoryBreakerStorage,
 )
+from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.control import AIMDController, LedbatController, RateController
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
@@ -92,7 +93,10 @@ __all__ = [
     "Level",
     "MemoryBreakerStorage",
     "Pause",
+    "PeakHourCalendar",
     "RateController",
+    "Rule",
+    "Season",
     "Session",
     "SessionReport",
     "Severity",
@@ -107,6 +111,7 @@ __all__ = [
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
+    "Window",
     "__version__",
     "format_duration",
     "format_rate",

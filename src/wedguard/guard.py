@@ -764,9 +764,11 @@ class Guard:
         old = self._decision
         self._decision = d
         go = not d.paused
-        if self._bytes.rate != d.rate:
+        # While paused the buckets keep their rate (the hot path does not reach them,
+        # and waiting sessions count no credit), so work resumes with a full burst.
+        if go and self._bytes.rate != d.rate:
             self._bytes.set_rate(d.rate)
-        if self._ops is not None and self._ops.rate != d.ops_rate:
+        if go and self._ops is not None and self._ops.rate != d.ops_rate:
             self._ops.set_rate(d.ops_rate)
         self._go = go
         end = d.window_end

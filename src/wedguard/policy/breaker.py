@@ -43,7 +43,7 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
@@ -158,6 +158,46 @@ class BreakerRecord:
     opened_at: float = 0.0
     reason: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable mapping, for storages that keep records as text.
+
+        >>> BreakerRecord(OPEN, version=3, opened_at=12.5).to_dict()["state"]
+        'open'
+        """
+        return {
+            "state": self.state.value,
+            "version": self.version,
+            "generation": self.generation,
+            "failures": self.failures,
+            "successes": self.successes,
+            "trials": self.trials,
+            "opened_at": self.opened_at,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BreakerRecord:
+        """The record :meth:`to_dict` gave; missing keys take their defaults.
+
+        Raises:
+            ConfigError: a value is of the wrong kind.
+        """
+        try:
+            return cls(
+                state=BreakerState(data.get("state", "closed")),
+                version=int(data.get("version", 0)),
+                generation=int(data.get("generation", 0)),
+                failures=int(data.get("failures", 0)),
+                successes=int(data.get("successes", 0)),
+                trials=int(data.get("trials", 0)),
+                opened_at=float(data.get("opened_at", 0.0)),
+                reason=str(data.get("reason", "")),
+            )
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "record", dict(data), "a mapping from BreakerRecord.to_dict()"
+            ) from None
+
 
 @attrs.frozen(slots=True)
 class BreakerEvent:
@@ -170,7 +210,7 @@ class BreakerEvent:
         breaker: the breaker's name.
         old: the state it left.
         new: the state it entered.
-        reason: why, for people (``"3 consecutive failures (last: TimeoutError(...))"``).
+        reason: why, for people (``"3 consecutive failures (last: TimeoutError)"``).
         at: when, as an aware datetime from the breaker's clock.
 
     Example::
@@ -297,7 +337,9 @@ def _exclusions(
     value: object,
 ) -> tuple[tuple[type[BaseException], ...], tuple[Callable[[BaseException], bool], ...]]:
     items: Iterable[object]
-    if isinstance(value, type) or callable(value):
+    if value is None:
+        items = ()
+    elif isinstance(value, type) or callable(value):
         items = (value,)
     elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ConfigError("exclude", value, "exception types or predicates (exc) -> bool")
@@ -318,7 +360,8 @@ def _exclusions(
 
 
 def _describe(exc: BaseException | None) -> str:
-    return "" if exc is None else f" (last: {exc!r})"
+    # the type only: an exception's text may carry a URL with a token in it
+    return "" if exc is None else f" (last: {type(exc).__qualname__})"
 
 
 class CircuitBreaker:
@@ -395,7 +438,7 @@ class CircuitBreaker:
         recovery_timeout: float | str = 300.0,
         half_open_max_calls: int = 1,
         success_threshold: int = 1,
-        exclude: Iterable[Exclusion] | Exclusion = (),
+        exclude: Iterable[Exclusion] | Exclusion | None = (),
         clock: Clock | None = None,
         failure_rate_threshold: float | None = None,
         window_size: int = 20,
@@ -551,9 +594,14 @@ class CircuitBreaker:
     ) -> Callable[[BreakerEvent], object]:
         """Call ``callback(event)`` on every change of state; returns ``callback``.
 
-        Listeners run in the thread that made the change, after it was stored, with no
-        lock held, one event at a time and in order. A listener that raises is logged
-        on the ``wedguard.breaker`` logger and otherwise ignored.
+        Listeners run after the change was stored, in a thread that changed the
+        state, with no lock held, one event at a time and in order. A listener that
+        raises is logged on the ``wedguard.breaker`` logger and otherwise ignored.
+
+        Example::
+
+            breaker.add_listener(lambda e: print(f"{e.breaker}: {e.old} -> {e.new}"))
+            breaker.add_listener(sink.emit)   # events are wedguard Events
         """
         if not callable(callback):
             raise ConfigError("callback", callback, "a callable taking one event")
@@ -650,23 +698,27 @@ class CircuitBreaker:
 
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         load = self._load
+        # the default storage is read as an attribute: no call on the hot path
+        mem = self._storage if type(self._storage) is MemoryBreakerStorage else None
         enter = self._enter
         exit_with = self._exit_with
         settle_success = self._settle_success
         counting = self._window is not None
+        closed = CLOSED
 
         @functools.wraps(fn)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            record = load()
-            if record.state is CLOSED:
-                # the hot path: a read to admit, a read to see if anything needs resetting
+            record = load() if mem is None else mem._record
+            if record.state is closed:
+                # the hot path: one read to admit, one to see whether a reset is due
                 generation = record.generation
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:
                     exit_with(generation, False, exc)
                     raise
-                if counting or load().failures:
+                done = load() if mem is None else mem._record
+                if done.failures or counting:
                     settle_success(generation, False)
                 return result
             generation, trial = enter(record)
@@ -682,22 +734,26 @@ class CircuitBreaker:
 
     def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         load = self._load
+        # the default storage is read as an attribute: no call on the hot path
+        mem = self._storage if type(self._storage) is MemoryBreakerStorage else None
         enter = self._enter
         exit_with = self._exit_with
         settle_success = self._settle_success
         counting = self._window is not None
+        closed = CLOSED
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            record = load()
-            if record.state is CLOSED:
+            record = load() if mem is None else mem._record
+            if record.state is closed:
                 generation = record.generation
                 try:
                     result = await fn(*args, **kwargs)
                 except Exception as exc:
                     exit_with(generation, False, exc)
                     raise
-                if counting or load().failures:
+                done = load() if mem is None else mem._record
+                if done.failures or counting:
                     settle_success(generation, False)
                 return result
             generation, trial = enter(record)
@@ -816,11 +872,16 @@ class CircuitBreaker:
             if record.state is CLOSED and not record.failures:
                 return  # nothing to reset: no lock on the common path
         events: list[BreakerEvent] = []
+        window = self._window
         with self._lock:
             while True:
                 record = self._load()
                 if generation != _ANY and record.generation != generation:
                     return  # the breaker moved on since the call was admitted
+                if window is not None and record.state is CLOSED and not trial:
+                    if success is not None:
+                        window.append(not success)  # True = failed
+                    window = None  # once, even if the compare-and-set is retried
                 new = self._count(record, trial, exc, success)
                 if new is None:
                     return
@@ -847,8 +908,7 @@ class CircuitBreaker:
             if trial or success is None:
                 return None
             window = self._window
-            if window is not None:
-                window.append(not success)
+            if window is not None:  # the outcome is in the window already
                 if success:
                     return None
                 calls = len(window)
