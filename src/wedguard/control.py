@@ -57,6 +57,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import selectors
 import socket
 import stat
@@ -67,7 +68,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from wedguard.errors import ConfigError
-from wedguard.units import format_rate, format_size, parse_rate
+from wedguard.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from wedguard.guard import Guard
@@ -258,14 +259,18 @@ class ControlServer:
                 sock.send(b"error: permission denied\n")
             sock.close()
             return
-        if len(self._conns) >= self._max_clients:
-            with contextlib.suppress(OSError):
-                sock.send(b"error: too many clients; try again\n")
-            sock.close()
+        if len(self._conns) >= 4 * self._max_clients:
+            sock.close()  # a flood: not even an error line
             return
+        busy = len(self._conns) >= self._max_clients
         conn = _Conn(sock, time.monotonic() + self._client_timeout)
         self._conns[sock] = conn
         self._sel.register(sock, selectors.EVENT_READ, None)
+        if busy:
+            conn.out += b"error: too many clients; try again\n"
+            conn.closing = True
+            conn.deadline = time.monotonic() + 1.0
+            self._flush(conn)
 
     @staticmethod
     def _peer_allowed(sock: socket.socket) -> bool:
@@ -337,15 +342,19 @@ class ControlServer:
                 self._drop(conn)
                 return
         if not conn.out and conn.closing:
-            self._drop(conn)
-            return
+            # half-close and let the client finish: closing with its bytes unread
+            # would reset the connection before it reads our reply
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_WR)
+            conn.deadline = min(conn.deadline, time.monotonic() + 1.0)
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
         with contextlib.suppress(KeyError, ValueError):
             self._sel.modify(conn.sock, events, None)
 
     def _timeout(self, conn: _Conn) -> None:
-        with contextlib.suppress(OSError):
-            conn.sock.send(b"error: timed out waiting for the client\n")
+        if not conn.closing:
+            with contextlib.suppress(OSError):
+                conn.sock.send(b"error: timed out waiting for the client\n")
         self._drop(conn)
 
     def _drop(self, conn: _Conn) -> None:
@@ -362,11 +371,12 @@ class ControlServer:
         as_json = False
         if text.lower().startswith("json ") or text.lower() == "json":
             as_json, text = True, text[4:].strip()
-        command, _, arg = text.partition(" ")
-        arg = arg.strip()
-        if "=" in command:
-            command, _, value = command.partition("=")
-            arg = (value + " " + arg).strip()
+        assignment = re.fullmatch(r"([A-Za-z][\w-]*)\s*=\s*(.*)", text, flags=re.S)
+        if assignment is not None:
+            command, arg = assignment[1], assignment[2].strip()
+        else:
+            command, _, arg = text.partition(" ")
+            arg = arg.strip()
         command = command.lower()
         if command == "status" and arg.lower() == "json":
             as_json, arg = True, ""
@@ -399,7 +409,7 @@ class ControlServer:
         if command == "rate":
             if not arg:
                 raise ConfigError("rate", arg, "a rate such as rate=5MB/s or rate=off")
-            g.set_rate(parse_rate(arg, field="rate"))
+            g.set_rate(arg)
             return {"ok": True, "message": f"rate {format_rate(g.rate)}", "rate": _num(g.rate)}
         if command == "stop":
             g.stop(arg or "stopped from the control socket")
@@ -554,6 +564,10 @@ def send_command(path: str | os.PathLike[str], line: str, timeout: float = 5.0) 
                 data = sock.recv(65536)
             except TimeoutError as exc:
                 raise TimeoutError(f"no reply from {os.fspath(path)} within {timeout:g} s") from exc
+            except ConnectionResetError:
+                if not chunks:
+                    raise
+                break  # the server replied, then refused the rest of the request
             if not data:
                 break
             chunks.append(data)
