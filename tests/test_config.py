@@ -447,3 +447,13 @@ def test_history_records_session_reports(tmp_path: Path) -> None:
         assert built.history is not None
         assert built.history.store is not None
         assert [r.name for r in built.history.store.sessions()] == ["nightly"]
+
+
+@pytest.mark.parametrize("name", ["wedguard.config", "wedguard.cli"])
+def test_the_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0

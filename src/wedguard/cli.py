@@ -4,21 +4,30 @@ Commands::
 
     wedguard demo [--seconds N]            watch a guard throttle, pause and resume
     wedguard copy SRC DST [--rate R]       a guarded, resumable copy of a file or tree
-    wedguard run [--config F] -- CMD ...   a command under the guard
+    wedguard run [--config F] -- CMD ...   a command under the guard (guard.run)
+    wedguard pipe [--rate R]               stdin to stdout through a guard
     wedguard calendar [--at TIME] [--week] the level in force, and the week as a table
-    wedguard stop [--reason] | resume | status
-    wedguard throttle RATE|off             change a running guard's rate
+    wedguard stop [--reason] [--panic] | resume | status
+    wedguard throttle RATE|off             change the running guards' rate
     wedguard report | windows              stored session reports, recommended windows
     wedguard config check FILE             validate a file, print the effective config
 
-Exit codes: 0 done, 1 failed (an I/O error, a command that failed), 2 usage or
-configuration error, 3 stopped (emergency stop), 4 circuit open. Errors are one line
-on stderr; ``--debug`` adds the traceback.
+Exit codes: 0 done, 1 failed (an I/O error, an unreachable control socket), 2 usage
+or configuration error, 3 stopped (emergency stop), 4 circuit open; ``run`` passes its
+command's code through. Errors are one line on stderr; ``--debug`` adds the traceback.
 
-Running guards started by this command (``copy``, ``run``, ``demo``) share a run
-directory (``$WEDGUARD_RUN_DIR``, else ``$XDG_RUNTIME_DIR/wedguard``, else
+Guards started by this command (``copy``, ``run``, ``demo``) share a run directory
+(``$WEDGUARD_RUN_DIR``, else ``$XDG_RUNTIME_DIR/wedguard``, else
 ``<tmp>/wedguard-<uid>``): the default stop file lives there, and each guard keeps a
-status file there that ``wedguard status`` reads.
+status file and serves its control socket (:mod:`wedguard.control`) there, which
+``status``, ``stop``, ``resume`` and ``throttle`` use.
+
+Example::
+
+    >>> from wedguard.cli import main
+    >>> main(["calendar", "--at", "2026-06-13T12:00+00:00"])
+    Sat 2026-06-13 12:00 UTC: PEAK 1.25 MB/s until Sat 2026-06-13 22:00 (rule 'peak hours')
+    0
 
 .. versionadded:: 0.1.0
 """
@@ -30,8 +39,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -126,7 +133,7 @@ class _StatusFile:
             "updated": datetime.now().astimezone().isoformat(),
             "bytes": None if self.session is None else self.session.bytes,
             "decision": d.to_dict(),
-            "control": None,
+            "control": _control_path(self.guard),
         }
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -202,7 +209,21 @@ def _assemble(args: argparse.Namespace, config: Config) -> Built:
             overrides["rate"] = parse_rate(args.rate, field="--rate")
         except ConfigError:
             raise ConfigError("--rate", args.rate, "a rate such as '10MB/s' or 'off'") from None
-    return config.assemble(**overrides)
+    built = config.assemble(**overrides)
+    if config.guard.control_socket is None:
+        path = _status_dir() / f"{os.getpid()}.sock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            built.guard.serve_control(path)
+        except (OSError, WedguardError) as exc:  # a convenience; never fail the work for it
+            log.debug("no control socket at %s: %s", path, exc)
+    return built
+
+
+def _control_path(guard: Guard) -> str | None:
+    server = getattr(guard, "_control", None)
+    path = getattr(server, "path", None)
+    return None if path is None else str(path)
 
 
 # -- copy --------------------------------------------------------------------------------
@@ -234,9 +255,10 @@ def _fsync_dir(path: Path) -> None:
 class _CopyJob:
     """Copies files under one session: temp name, fsync, rename, modes and times."""
 
-    def __init__(self, session: Session, guard: Guard) -> None:
+    def __init__(self, session: Session, guard: Guard, chunk: int = _CHUNK) -> None:
         self.session = session
         self.guard = guard
+        self.chunk = chunk
         self.copied = 0
         self.skipped = 0
         self.failed: list[str] = []
@@ -316,7 +338,7 @@ class _CopyJob:
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
             first = True
             while True:
-                chunk = fin.read(_CHUNK)
+                chunk = fin.read(self.chunk)
                 if not chunk:
                     break
                 # one operation per file, counted with its first chunk
@@ -461,11 +483,6 @@ def cmd_copy(args: argparse.Namespace) -> int:
 # -- run ---------------------------------------------------------------------------------
 
 
-def _nice() -> None:  # pragma: no cover - runs in the child
-    with contextlib.suppress(OSError):
-        os.nice(10)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     argv = list(args.cmd)
     if argv and argv[0] == "--":
@@ -475,58 +492,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args.config)
     with _assemble(args, config) as built:
         guard = built.guard
-        runner = getattr(guard, "run", None)
-        if callable(runner):  # a guard that knows how to run a child itself
-            with _StatusFile(guard, "run " + " ".join(argv)):
-                result = runner(argv)
-            return int(result.returncode)
-        return _run_child(guard, argv, args.poll)
-
-
-def _run_child(guard: Guard, argv: list[str], poll: float) -> int:
-    """Run ``argv`` niced; pause it (SIGSTOP) while the guard says pause, go on
-    (SIGCONT) when it allows again, terminate it on an emergency stop."""
-    try:
-        proc = subprocess.Popen(argv, preexec_fn=_nice)
-    except OSError as exc:
-        raise UsageError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
-    paused = False
-    stop_reason = ""
-    with guard.session("run") as session, _StatusFile(guard, "run " + " ".join(argv), session):
-        try:
-            while proc.poll() is None:
-                d = guard.decision()
-                if d.stopped:
-                    stop_reason = d.stop_reason
-                    if paused:
-                        proc.send_signal(signal.SIGCONT)
-                    proc.terminate()
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-                    break
-                if d.paused and not paused:
-                    proc.send_signal(signal.SIGSTOP)
-                    paused = True
-                    log.warning("paused %s: %s", argv[0], d.reasons[0] if d.reasons else "")
-                elif not d.paused and paused:
-                    proc.send_signal(signal.SIGCONT)
-                    paused = False
-                    log.warning("resumed %s", argv[0])
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(poll)
-        except BaseException:
-            if proc.poll() is None:
-                if paused:
-                    proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-                proc.wait()
-            raise
-    if stop_reason:
-        raise EmergencyStop(stop_reason)
-    return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        with _StatusFile(guard, "run " + " ".join(argv)):
+            try:
+                done = guard.run(argv, name=os.path.basename(argv[0]))
+            except FileNotFoundError as exc:
+                raise UsageError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+            except PermissionError as exc:
+                raise UsageError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+    report = done.report
+    if args.report:
+        print(str(report), file=sys.stderr)
+    if report.aborted:
+        if "panic" in report.aborted or "stop" in report.aborted:
+            raise EmergencyStop(report.aborted)
+        print(f"wedguard: {report.name} ended by the guard: {report.aborted}", file=sys.stderr)
+    code = int(done.returncode)
+    return code if code >= 0 else 128 - code
 
 
 # -- calendar ----------------------------------------------------------------------------
@@ -592,23 +573,70 @@ def cmd_calendar(args: argparse.Namespace) -> int:
 # -- stop, resume, status, throttle ------------------------------------------------------
 
 
+def _sockets(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(label, socket path) of the guards to talk to: ``--socket``, else every running
+    guard started by this command that serves one (``--pid`` narrows it)."""
+    given = getattr(args, "socket", None)
+    if given:
+        return [(given, given)]
+    pid = getattr(args, "pid", None)
+    return [
+        (f"pid {g['pid']}", str(g["control"]))
+        for g in _running_guards()
+        if g.get("control") and (pid is None or g["pid"] == pid)
+    ]
+
+
+def _tell(path: str, line: str) -> dict[str, Any]:
+    """Send ``json <line>`` to a control socket; the JSON reply (``ok`` False on failure)."""
+    from wedguard.control import send_command
+
+    try:
+        reply = send_command(path, f"json {line}", timeout=5.0)
+        data: dict[str, Any] = json.loads(reply)
+    except (OSError, ValueError) as exc:
+        return {"ok": False, "error": f"cannot reach {path}: {exc}"}
+    return data
+
+
+def _tell_all(args: argparse.Namespace, line: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(label, _tell(path, line)) for label, path in _sockets(args)]
+
+
+def _print_replies(replies: list[tuple[str, dict[str, Any]]]) -> bool:
+    ok = True
+    for label, reply in replies:
+        if reply.get("ok"):
+            print(f"{label}: {reply.get('message', 'ok')}")
+        else:
+            ok = False
+            print(f"wedguard: {label}: {reply.get('error', 'failed')}", file=sys.stderr)
+    return ok
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
-    path = _stop_file(_config(args.config), args.stop_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text((args.reason or "stopped by wedguard stop") + "\n")
-    print(f"stop file {path} written: guards watching it stop at once")
-    return EXIT_OK
+    reason = args.reason or "stopped by wedguard stop"
+    if not args.socket:
+        path = _stop_file(_config(args.config), args.stop_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(reason + "\n")
+        print(f"stop file {path} written: guards watching it stop at once")
+    command = "panic" if args.panic else "stop"
+    ok = _print_replies(_tell_all(args, f"{command} {reason}"))
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    path = _stop_file(_config(args.config), args.stop_file)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        print(f"not stopped: {path} does not exist")
-        return EXIT_OK
-    print(f"stop file {path} removed: guards resume")
-    return EXIT_OK
+    if not args.socket:
+        path = _stop_file(_config(args.config), args.stop_file)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            print(f"stop file {path} absent: not stopped by it")
+        else:
+            print(f"stop file {path} removed: guards resume")
+    ok = _print_replies(_tell_all(args, "resume"))
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -618,7 +646,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     if stopped:
         with contextlib.suppress(OSError):
             reason = path.read_text().strip()
-    guards = _running_guards()
+    guards = [] if args.socket else _running_guards()
+    if args.socket:
+        guards = [{"pid": None, "command": "?", "control": args.socket}]
+    for g in guards:  # the live answer from the control socket, when there is one
+        if g.get("control"):
+            live = _tell(str(g["control"]), "status")
+            if live.get("ok"):
+                g["decision"] = live["decision"]
+                g["reasons"] = live.get("reasons", live["decision"].get("reasons", []))
+                g["sessions"] = live.get("sessions")
+                g["children"] = live.get("children", [])
+            elif args.socket:
+                raise UsageError(live.get("error", f"cannot reach {args.socket}"))
     if args.json:
         print(
             json.dumps(
@@ -636,13 +676,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         shown = "unlimited" if rate == "inf" else format_rate(float(rate or 0))
         done = g.get("bytes")
         extra = "" if done is None else f", {format_size(done)} done"
-        print(f"pid {g['pid']}: {g.get('command', '?')} since {g.get('started', '?')}{extra}")
-        print(
-            f"  {d.get('level')}/{d.get('verdict')} at {shown}"
-            + (" (paused)" if d.get("paused") else "")
-        )
-        for r in d.get("reasons", []):
+        who = f"pid {g['pid']}" if g.get("pid") else str(g.get("control"))
+        print(f"{who}: {g.get('command', '?')} since {g.get('started', '?')}{extra}")
+        state = " (stopped)" if d.get("stopped") else " (paused)" if d.get("paused") else ""
+        print(f"  {d.get('level')}/{d.get('verdict')} at {shown}{state}")
+        for r in g.get("reasons", d.get("reasons", [])):
             print(f"  - {r}")
+        for c in g.get("children") or []:
+            print(f"  child {c.get('name')} (pid {c.get('pid')}): {c.get('state')}")
     return EXIT_OK
 
 
@@ -651,21 +692,15 @@ def cmd_throttle(args: argparse.Namespace) -> int:
         rate = parse_rate(args.rate, field="RATE")
     except ConfigError:
         raise ConfigError("RATE", args.rate, "a rate such as '10MB/s' or 'off'") from None
-    guards = [g for g in _running_guards() if g.get("control")]
-    if not guards:
-        running = len(_running_guards())
-        hint = (
-            f"{running} running guard(s) found, but none offers a control socket"
-            if running
-            else "no running guard was found"
-        )
+    if not rate > 0:
+        raise ConfigError("RATE", args.rate, "a rate > 0 (wedguard stop pauses everything)")
+    replies = _tell_all(args, f"rate={args.rate}")
+    if not replies:
         raise ConfigError(
-            f"throttle: {hint}; set the rate in the configuration (guard.rate) or use "
-            "'wedguard stop' / 'wedguard resume'"
+            "throttle: no running guard was found (guards started by 'wedguard copy', "
+            "'run' or 'demo' on this machine, or give --socket PATH)"
         )
-    raise ConfigError(  # pragma: no cover - no guard offers a control socket yet
-        f"throttle: cannot set {format_rate(rate)}: control sockets are not supported here"
-    )
+    return EXIT_OK if _print_replies(replies) else EXIT_FAILED
 
 
 # -- report and windows ------------------------------------------------------------------
@@ -713,23 +748,25 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{format_duration(r.duration):>8} {format_duration(waited):>8} "
             f"{data.get('pauses', 0)!s:>6}  {data.get('outcome', '?')}"
         )
-    if args.plot:
-        _plot(records[-1], args.plot)
+    if args.plot or args.html:
+        _draw(records[-1], args.plot, args.html)
     return EXIT_OK
 
 
-def _plot(record: Any, out: str) -> None:
-    try:
-        from wedguard import report as report_module  # type: ignore[attr-defined]
-    except ImportError:
-        raise ConfigError(
-            "--plot", out, "wedguard.report (not part of this installation)"
-        ) from None
-    saver = getattr(report_module, "save_session", None)
-    if saver is None:
-        raise ConfigError("--plot", out, "wedguard.report.save_session")
-    saver(record.data, out)
-    print(f"wrote {out}")
+def _draw(record: Any, png: str | None, html: str | None) -> None:
+    """The last session's picture (PNG, needs matplotlib) and/or HTML page."""
+    from wedguard import report as report_module
+
+    if png:
+        try:
+            figure = report_module.plot_session(dict(record.data))
+        except report_module.PlotUnavailable:
+            raise ConfigError("--plot", png, "matplotlib installed (or use --html)") from None
+        figure.savefig(png)
+        print(f"wrote {png}")
+    if html:
+        report_module.write_html_report(html, dict(record.data))
+        print(f"wrote {html}")
 
 
 def cmd_windows(args: argparse.Namespace) -> int:
@@ -852,12 +889,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_copy)
 
-    p = add("run", "run a command under the guard: niced, paused during blackouts and stops")
+    p = add("run", "run a command under the guard: niced, paused and paced by the guard")
     config_opt(p)
     p.add_argument("--rate", help="the rate budget (overrides guard.rate)")
-    p.add_argument("--poll", type=float, default=0.2, help="seconds between looks at the guard")
+    p.add_argument("--report", action="store_true", help="print the child's report on stderr")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     p.set_defaults(func=cmd_run)
+
+    p = add("pipe", "copy stdin to stdout through a guard: ... | wedguard pipe --rate 10MB/s | ...")
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, metavar="OPTIONS", help="see wedguard pipe --help"
+    )
 
     p = add("calendar", "the level in force now (or at TIME), and the week as a table")
     p.add_argument(
@@ -868,8 +910,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calendar)
 
     for name, func, text in (
-        ("stop", cmd_stop, "stop every guard watching the stop file"),
-        ("resume", cmd_resume, "remove the stop file: guards resume"),
+        ("stop", cmd_stop, "stop every guard watching the stop file (and the running guards)"),
+        ("resume", cmd_resume, "remove the stop file and resume the running guards"),
         ("status", cmd_status, "the stop file and the running guards' decisions and reasons"),
     ):
         p = add(name, text)
@@ -878,15 +920,25 @@ def _parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="the stop file (default: the config's, else the run directory's)",
         )
+        p.add_argument(
+            "--socket", metavar="PATH", help="talk to the guard serving this control socket only"
+        )
         config_opt(p)
         if name == "stop":
             p.add_argument("--reason", help="why (shown by status and in the guards' reasons)")
+            p.add_argument(
+                "--panic", action="store_true", help="also end the guards' child processes"
+            )
+        if name in ("stop", "resume"):
+            p.add_argument("--pid", type=int, help="only the running guard of this process")
         if name == "status":
             p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
-    p = add("throttle", "set a running guard's rate (RATE or off)")
+    p = add("throttle", "set the running guards' rate (RATE or off)")
     p.add_argument("rate", metavar="RATE|off")
+    p.add_argument("--pid", type=int, help="only the running guard of this process")
+    p.add_argument("--socket", metavar="PATH", help="the guard serving this control socket")
     p.set_defaults(func=cmd_throttle)
 
     p = add("report", "stored session reports from the history database")
@@ -895,7 +947,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="only sessions with this name")
     p.add_argument("--last", type=int, default=20, help="how many (default 20; 0 for all)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="FILE", help="draw the last session (needs wedguard.report)")
+    p.add_argument("--plot", metavar="PNG", help="draw the last session's picture (matplotlib)")
+    p.add_argument("--html", metavar="FILE", help="write the last session's report as HTML")
     p.set_defaults(func=cmd_report)
 
     p = add("windows", "recommended backup windows from the history database")
@@ -947,6 +1000,13 @@ def _fail(code: int, exc: BaseException, debug: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((i for i, a in enumerate(argv) if a != "--debug"), None)
+    if first is not None and argv[first] == "pipe":  # the filter parses its own options
+        from wedguard.process import pipe_main
+
+        rest = argv[first + 1 :]
+        return pipe_main(rest[1:] if rest[:1] == ["--"] else rest)
     parser = _parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))

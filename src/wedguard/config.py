@@ -252,6 +252,7 @@ class GuardSettings:
         sample_interval: seconds between samples of the sources.
         stop_check_interval: seconds between looks at the stop file.
         slot_timeout: seconds a session waits for a slot (None: forever).
+        control_socket: serve the live control plane on this Unix socket, or None.
     """
 
     rate: float = 50e6
@@ -261,6 +262,7 @@ class GuardSettings:
     sample_interval: float = 1.0
     stop_check_interval: float = 0.1
     slot_timeout: float | None = None
+    control_socket: str | None = None
 
 
 @attrs.frozen(slots=True)
@@ -315,6 +317,7 @@ _GUARD_SCHEMA: dict[str, Check] = {
     "sample_interval": _positive_duration,
     "stop_check_interval": _positive_duration,
     "slot_timeout": _opt_duration,
+    "control_socket": _path,
 }
 
 
@@ -1100,6 +1103,7 @@ class Config:
                 "sample_interval": g.sample_interval,
                 "stop_check_interval": g.stop_check_interval,
                 "slot_timeout": g.slot_timeout,
+                "control_socket": g.control_socket,
             }
             if "sinks" in overrides and history is not None:
                 overrides = {**overrides, "sinks": [*overrides["sinks"], history]}
@@ -1140,6 +1144,8 @@ class Config:
         guard["slot_timeout"] = (
             "forever" if g.slot_timeout is None else format_duration(g.slot_timeout)
         )
+        if g.control_socket is not None:
+            guard["control_socket"] = g.control_socket
         th = self.thresholds
         thresholds: dict[str, Any] = {}
         for name in _THRESHOLD_FIELDS:
@@ -1322,6 +1328,7 @@ def load(path: str | os.PathLike[str], *, clock: Clock | None = None, **override
     """Read ``path`` and build the :class:`~wedguard.Guard` it describes.
 
     >>> import os, tempfile
+    >>> from pathlib import Path
     >>> path = os.path.join(tempfile.mkdtemp(), "wedguard.toml")
     >>> _ = Path(path).write_text('[guard]\\nrate = "5MB/s"\\n[calendar]\\npreset = "none"\\n')
     >>> guard = load(path, sources=[], sinks=[])

@@ -47,7 +47,6 @@ from wedguard.cli import _CopyJob, _default_stop_file, _Progress, _StatusFile
 from wedguard.clock import SystemClock
 from wedguard.errors import EmergencyStop
 from wedguard.guard import Guard
-from wedguard.levels import Level
 from wedguard.policy.calendar import PeakHourCalendar
 from wedguard.policy.control import AIMDController
 from wedguard.policy.impact import ImpactAnalyzer, Thresholds
@@ -68,6 +67,7 @@ _DAY_HOURS = 20.0
 _BUSY = (18.0, 21.0)  # production busy, in calendar hours
 _OPEN_RATE = 4e6
 _BASE_LATENCY = 0.008
+_LATENCY_LIMIT = 0.5  # production may be at most 50 % slower than its baseline
 
 
 class CompressedClock(SystemClock):
@@ -212,41 +212,44 @@ def _make_data(root: Path, total: int) -> list[Path]:
     return files
 
 
-def _plot(report: SessionReport, path: Path, phases: list[tuple[float, float, Level]]) -> bool:
-    """Draw the session's timeline to ``path`` (PNG); False without matplotlib."""
-    try:
-        from wedguard import report as report_module  # type: ignore[attr-defined]
+class _LatencyRecorder:
+    """A source that passes the probe's samples through and keeps the latency readings
+    (for the report picture)."""
 
-        figure = report_module.plot_session(report)
-        figure.savefig(path)
-        return True
-    except Exception:  # wedguard.report absent (or it failed): draw it here
-        pass
-    try:
-        import matplotlib
+    def __init__(self, probe: Any, metric: str = "api.latency_s") -> None:
+        self.probe = probe
+        self.metric = metric
+        self.readings: list[tuple[float, float]] = []
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    points = report.timeline
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(9, 5))
-    colours = {Level.OPEN: "#e8f5e9", Level.PEAK: "#fff8e1", Level.BLACKOUT: "#ffebee"}
-    for ax in (ax1, ax2):
-        for start, end, level in phases:
-            ax.axvspan(start, end, color=colours[level], lw=0)
-    ts = [p.t for p in points]
-    ax1.plot(ts, [p.bytes / 1e6 for p in points], color="#1565c0")
-    ax1.set_ylabel("copied (MB)")
-    ax1.set_title(f"wedguard demo: {report.name}")
-    rates = [0.0 if p.rate == float("inf") else p.rate / 1e6 for p in points]
-    ax2.step(ts, rates, where="post", color="#2e7d32")
-    ax2.set_ylabel("allowed (MB/s)")
-    ax2.set_xlabel("seconds (green: open, yellow: peak, red: blackout)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    def sample(self) -> Any:
+        sample = self.probe.sample()
+        if self.metric in sample:
+            self.readings.append((time.monotonic(), float(sample[self.metric])))
+        return sample
+
+
+def _picture(
+    report: SessionReport, out_dir: Path, latency: list[tuple[float, float]], baseline: float
+) -> Path:
+    """The report picture (PNG) when matplotlib is installed, else an HTML page."""
+    from wedguard import report as report_module
+
+    options: dict[str, Any] = {
+        "latency": latency,
+        "baseline": baseline,
+        "limit": baseline * (1 + _LATENCY_LIMIT),
+        "title": "wedguard demo: a compressed day",
+    }
+    # the timeline marks each HALT already; the pause log's times are calendar times on
+    # the demo's compressed clock, so they are left out of the picture
+    data = {**report.to_dict(), "pause_log": []}
+    try:
+        figure = report_module.plot_session(data, **options)
+    except report_module.PlotUnavailable:
+        return report_module.write_html_report(out_dir / "wedguard-demo.html", data, **options)
+    path = out_dir / "wedguard-demo.png"
+    figure.savefig(path)
+    return path
 
 
 def run_demo(
@@ -273,12 +276,14 @@ def run_demo(
         with ProductionService(lambda: copied[0]) as service:
             from wedguard.sources import HttpProbe
 
-            probe = HttpProbe(service.url, timeout=1.0, burst=2)
-            thresholds = Thresholds(api_latency=0.5, db_latency=None, backup_cpu=None,
+            probe = _LatencyRecorder(HttpProbe(service.url, timeout=1.0, burst=2))
+            thresholds = Thresholds(api_latency=_LATENCY_LIMIT, db_latency=None, backup_cpu=None,
                                     backup_memory=None, backup_network=None)  # fmt: skip
             analyzer = ImpactAnalyzer(thresholds, window=6, short_window=3, min_samples=2)
             for _ in range(5):
                 analyzer.observe_baseline(probe.sample())
+            quiet = sorted(v for _, v in probe.readings)
+            baseline = quiet[len(quiet) // 2] if quiet else _BASE_LATENCY
             clock = CompressedClock(_DAY_START, speed)
             narrator = _Narrator(stream, clock, time.monotonic())
             guard = Guard(
@@ -296,13 +301,11 @@ def run_demo(
             narrator.emit(guard.decision())
             result = _drive(guard, service, clock, files, src, dst, narrator, copied, seconds)
             guard.close()
-        report, outcome, phases = result
+        report, outcome, started = result
         stream.write("\n" + _describe_report(report) + "\n")
-        picture = out_dir / "wedguard-demo.png"
-        if _plot(report, picture, phases):
-            stream.write(f"report picture: {picture}\n")
-        else:
-            stream.write("(install matplotlib for the report picture)\n")
+        latency = [(at - started, v) for at, v in probe.readings if at >= started]
+        picture = _picture(report, out_dir, latency, baseline)
+        stream.write(f"report: {picture}\n")
         return outcome
     finally:
         shutil.rmtree(src, ignore_errors=True)
@@ -321,10 +324,9 @@ def _drive(
     narrator: _Narrator,
     copied: list[float],
     seconds: float,
-) -> tuple[SessionReport, int, list[tuple[float, float, Level]]]:
+) -> tuple[SessionReport, int, float]:
     """Copy under the guard while a thread switches production load on and off."""
     halt = threading.Event()
-    t0 = time.monotonic()
 
     def timetable() -> None:
         busy_from, busy_to = _BUSY
@@ -337,8 +339,9 @@ def _drive(
 
     outcome = 0
     switcher = threading.Thread(target=timetable, name="wedguard-demo-load", daemon=True)
+    started = time.monotonic()
     with guard.session("demo-copy") as session:
-        job = _CopyJob(session, guard)
+        job = _CopyJob(session, guard, chunk=128 * 1024)
         progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if narrator.stream.isatty():
             progress = _Progress(sys.stderr, guard, lambda: job.bytes, interval=0.25)
@@ -357,16 +360,7 @@ def _drive(
             switcher.join(1.0)
     copied[0] = float(job.bytes)
     narrator.say(f"copy finished: {job.copied} files, {format_size(job.bytes)}")
-    speed = clock.speed
-    phases: list[tuple[float, float, Level]] = []
-    cal = PeakHourCalendar.parse(DEMO_RULES, tz="UTC")
-    end = time.monotonic() - t0
-    for w in cal.windows(_DAY_START, _DAY_START + timedelta(seconds=end * speed + 1)):
-        a = max(0.0, (w.start - _DAY_START).total_seconds() / speed)
-        b = min(end, (w.end - _DAY_START).total_seconds() / speed)
-        if b > a:
-            phases.append((a, b, w.level))
-    return session.report(), outcome, phases
+    return session.report(), outcome, started
 
 
 def _describe_report(report: SessionReport) -> str:
