@@ -166,6 +166,28 @@ def test_copy_one_file_into_a_directory_or_to_a_name_with_a_rate(
     assert (tmp_path / "named.bin").read_bytes() == src.read_bytes()
 
 
+def test_files_failing_in_a_row_open_the_circuit_exit_4(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Three files that cannot be written, one after the other, open the breaker: the
+    copy ends with exit code 4 before trying the rest."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.bin").write_bytes(b"x" * 1000)
+    for i in range(3):  # the temporary names are taken: writing them fails
+        (dst / f".wedguard-tmp.f{i}.bin").mkdir(parents=True)
+    config = quiet_config(tmp_path)
+    out = wedguard(env, "copy", str(src), str(dst), "-c", str(config), "--json")
+    assert out.returncode == 4, out.stderr
+    report = json.loads(out.stdout)
+    assert report["copied"] == 0
+    assert len(report["failed"]) == 3
+    assert "circuit 'guard' is open" in report["error"]
+    assert not (dst / "f3.bin").exists()
+    assert out.stderr.splitlines()[-1].startswith("wedguard: circuit 'guard' is open")
+
+
 def test_copy_errors_are_one_line_with_a_traceback_only_under_debug(
     env: dict[str, str], tmp_path: Path
 ) -> None:

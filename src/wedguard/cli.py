@@ -326,7 +326,7 @@ class _CopyJob:
             if breaker is not None:
                 breaker.record_failure(exc)
             self.failed.append(f"{src}: {exc.strerror or exc}")
-            log.warning("cannot copy %s: %s", src, exc)
+            log.debug("cannot copy %s", src, exc_info=True)
             return
         if breaker is not None:
             breaker.record_success()
@@ -380,10 +380,11 @@ class _Progress:
             f"{format_size(done):>9}  {format_rate(current):>11} (allowed {allowed})"
             f"  {d.level.name}/{d.verdict.name}"
         )
-        if d.paused or current < 0.9 * d.rate:
-            why = d.reasons[0] if d.reasons else ""
-            if why:
-                text += f"  waiting: {why}" if d.paused else f"  limit: {why}"
+        why = d.reasons[0] if d.reasons else ""
+        if why and d.paused:
+            text += f"  waiting: {why}"
+        elif why and current >= 0.8 * d.rate:
+            text += f"  limited by {why}"
         return text
 
     def _draw(self, text: str) -> None:

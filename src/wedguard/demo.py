@@ -164,12 +164,14 @@ class _Narrator:
         self.clock = clock
         self.t0 = t0
         self.lock = threading.Lock()
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self._last: tuple[Any, ...] = ()
 
     def say(self, text: str) -> None:
         elapsed = time.monotonic() - self.t0
+        clear = "\r\x1b[K" if self.tty else ""  # over the progress line, if any
         with self.lock:
-            self.stream.write(f"{elapsed:5.1f}s  {self.clock.now():%H:%M}  {text}\n")
+            self.stream.write(f"{clear}{elapsed:5.1f}s  {self.clock.now():%H:%M}  {text}\n")
             self.stream.flush()
 
     def emit(self, event: Event) -> None:
@@ -343,7 +345,7 @@ def _drive(
     with guard.session("demo-copy") as session:
         job = _CopyJob(session, guard, chunk=128 * 1024)
         progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if narrator.stream.isatty():
+        if narrator.tty and sys.stderr.isatty():
             progress = _Progress(sys.stderr, guard, lambda: job.bytes, interval=0.25)
         copied_fn = lambda: float(session.bytes)  # noqa: E731
         service.backup_bytes = copied_fn
