@@ -376,7 +376,8 @@ class Guard:
         self._queue: collections.deque[object] = collections.deque()
         self._active: dict[_Slot, None] = {}
         self._sampler: threading.Thread | None = None
-        self._sampler_halt: threading.Event | None = None
+        self._sampler_wake = threading.Event()
+        self._closing = False
         # alerts currently firing, by key
         self._firing: dict[str, Alert] = {}
         # event delivery
@@ -583,8 +584,6 @@ class Guard:
                 return
             slot.released = True
             self._active.pop(slot, None)
-            if not self._active:
-                self._stop_sampler()
             self._notify()
 
     # -- waiting ----------------------------------------------------------------------------
@@ -894,26 +893,48 @@ class Guard:
     # -- the background sampler ----------------------------------------------------------
 
     def _start_sampler(self) -> None:
-        halt = threading.Event()
-        self._sampler_halt = halt
-        self._sampler = threading.Thread(
-            target=self._sampler_loop, args=(halt,), name="wedguard-sampler", daemon=True
-        )
-        self._sampler.start()
+        """Sample now: wake the sampler thread, or start one (lock held).
+
+        The thread outlives the last session by one ``sample_interval`` (idle, sampling
+        nothing), so back-to-back sessions, such as one per protected call, reuse it.
+        """
+        self._sampler_wake.set()
+        if self._sampler is None:
+            self._closing = False
+            self._sampler = threading.Thread(
+                target=self._sampler_loop, name=f"wedguard-sampler-{id(self):x}", daemon=True
+            )
+            self._sampler.start()
 
     def _stop_sampler(self) -> None:
-        if self._sampler_halt is not None:
-            self._sampler_halt.set()
-        self._sampler_halt = None
-        self._sampler = None
+        """Let the sampler thread end now (lock held)."""
+        self._closing = True
+        self._sampler_wake.set()
 
-    def _sampler_loop(self, halt: threading.Event) -> None:
-        now = self._now()
-        next_sample = now
-        next_check = now
-        while not halt.is_set():
+    def _sampler_loop(self) -> None:
+        wake = self._sampler_wake
+        next_sample = next_check = -_INF
+        idle_since: float | None = None
+        while True:
             try:
-                now = self._now()
+                with self._cond:
+                    now = self._now()
+                    if self._closing:
+                        self._sampler = None
+                        return
+                    if not self._active:
+                        if idle_since is None:
+                            idle_since = now
+                        elif now - idle_since >= self._interval:
+                            self._sampler = None
+                            return
+                    elif idle_since is not None or wake.is_set():
+                        idle_since = None  # a session (re)started: sample at once
+                        next_sample = next_check = now
+                    wake.clear()
+                if idle_since is not None:
+                    wake.wait(max(0.0, idle_since + self._interval - now))
+                    continue
                 if self._stop_file is not None and now >= next_check:
                     next_check = now + self._stop_interval
                     with self._cond:
@@ -922,17 +943,16 @@ class Guard:
                     next_sample = now + self._interval
                     sample = self._collect() if self._analyzer is not None else {}
                     with self._cond:
-                        if halt.is_set():
-                            break
-                        now = self._now()
-                        if self._sources and self._analyzer is not None:
-                            self._assess_locked(sample, now)
-                        self._track_sessions(now)
-                        self._refresh_locked(now, sampled=True)
+                        if self._active:
+                            now = self._now()
+                            if self._sources and self._analyzer is not None:
+                                self._assess_locked(sample, now)
+                            self._track_sessions(now)
+                            self._refresh_locked(now, sampled=True)
             except Exception:  # pragma: no cover - never let the sampler die
                 log.exception("sampler step failed")
             due = next_sample if self._stop_file is None else min(next_sample, next_check)
-            halt.wait(max(0.0, due - self._now()))
+            wake.wait(max(0.0, due - self._now()))
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -1355,6 +1375,9 @@ class Guard:
         """Stop the background threads and restore signal handlers (sessions end first)."""
         with self._cond:
             self._stop_sampler()
+            sampler = self._sampler
+        if sampler is not None and sampler is not threading.current_thread():
+            sampler.join(timeout=1.0)
         self.uninstall_signal_handlers()
         self.flush(timeout=1.0)
 
