@@ -828,13 +828,17 @@ class Session:
             )
         if g._stopped:
             raise EmergencyStop(g._decision.stop_reason)
+        # a HARD time cutoff ends the session also while it waits
+        hard_limit = self._limit_at if self._cutoff is Cutoff.HARD else _INF
+        if now >= hard_limit:
+            raise CutoffReached(self.name, self._limit_name, self._cutoff)
         d = g._decision
         if not g._go:
             cause = g._pause_cause()
             if cause == "calendar" and p.cause != "calendar":
                 self._check_blackout_deadline()
             p.reason = d.reasons[0] if d.reasons else ""
-            return g._expires - now, cause
+            return min(g._expires, hard_limit) - now, cause
         if not p.reserved:
             if self._has_cutoffs:
                 self._check_cutoffs(p, now)
@@ -852,7 +856,7 @@ class Session:
         wait = p.remaining()
         if wait <= 1e-9:  # below the clock's resolution: done
             return 0.0, ""
-        return min(wait, g._expires - now), "rate"
+        return min(wait, g._expires - now, hard_limit - now), "rate"
 
     def _note(self, p: _Pending, cause: str, now: float) -> None:
         """Track pause episodes: a change of cause closes the running one."""
