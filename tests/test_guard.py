@@ -887,3 +887,15 @@ def test_a_hard_time_cutoff_ends_a_session_waiting_in_a_blackout(clock: FakeCloc
         assert clock2.now() == at(3)
         with pytest.raises(wg.CutoffReached):
             s.throttle(10, ops=1)
+
+
+def test_cutoff_mode_is_accepted_by_its_rclone_name(clock: FakeClock) -> None:
+    guard = make_guard(clock)
+    s = guard.session("s", max_bytes=150, cutoff_mode="soft")
+    with pytest.raises(wg.CutoffReached) as info, s:
+        copy_chunks(s, 5)
+    assert info.value.mode is wg.CutoffMode.SOFT
+    assert s.report().bytes == 200
+    with pytest.raises(wg.ConfigError) as bad:
+        guard.session("s", cutoff_mode="brutal")
+    assert bad.value.field == "cutoff_mode"

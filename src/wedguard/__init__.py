@@ -45,6 +45,7 @@ from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
     Cutoff,
+    CutoffMode,
     CutoffReached,
     DeadlineError,
     Pause,
@@ -81,6 +82,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Cutoff",
+    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Decision",

@@ -451,6 +451,7 @@ class Guard:
         cutoff: Cutoff | str = Cutoff.HARD,
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | _Default | None = DEFAULT,
+        cutoff_mode: Cutoff | str | None = None,
     ) -> Session:
         """A new session; use it with ``with`` or ``async with``.
 
@@ -465,7 +466,8 @@ class Guard:
             max_duration: a cutoff: the longest the session may run (see :class:`Cutoff`).
             max_bytes: a cutoff: the most bytes the session may move.
             stop_at: a cutoff: an aware datetime after which the session ends.
-            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS.
+            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS
+                (``cutoff_mode`` is accepted too, as rclone calls it).
             on_deadline: when a BLACKOUT covers the deadline: ``"raise"``
                 :class:`DeadlineError` or ``"wait"`` through it.
             slot_timeout: seconds to wait for a concurrency slot (default: the
@@ -484,6 +486,7 @@ class Guard:
             cutoff=cutoff,
             on_deadline=on_deadline,
             slot_timeout=self._slot_timeout if slot_timeout is DEFAULT else slot_timeout,
+            cutoff_mode=cutoff_mode,
         )
 
     def _slot_free(self, ticket: object) -> bool:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAUSES",
     "Cutoff",
+    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Pause",
@@ -126,6 +127,10 @@ class Cutoff(enum.Enum):
 
     def __str__(self) -> str:
         return self.name
+
+
+CutoffMode = Cutoff
+"""Another name for :class:`Cutoff`, after rclone's ``--cutoff-mode``."""
 
 
 class CutoffReached(WedguardError):
@@ -505,6 +510,7 @@ class Session:
         cutoff: Cutoff | str = Cutoff.HARD,
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | None = None,
+        cutoff_mode: Cutoff | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError("name", name, "a non-empty string")
@@ -562,10 +568,13 @@ class Session:
         if stop_at is not None and not isinstance(stop_at, datetime):
             raise ConfigError("stop_at", stop_at, "an aware datetime, or None")
         self._stop_at = None if stop_at is None else _aware("stop_at", stop_at)
+        field = "cutoff"
+        if cutoff_mode is not None:  # rclone's name for it
+            cutoff, field = cutoff_mode, "cutoff_mode"
         try:
             self._cutoff = cutoff if isinstance(cutoff, Cutoff) else Cutoff[str(cutoff).upper()]
         except KeyError:
-            raise ConfigError("cutoff", cutoff, "HARD, SOFT or CAUTIOUS") from None
+            raise ConfigError(field, cutoff, "HARD, SOFT or CAUTIOUS") from None
         if on_deadline not in ("raise", "wait"):
             raise ConfigError("on_deadline", on_deadline, "'raise' or 'wait'")
         self._on_deadline = on_deadline
