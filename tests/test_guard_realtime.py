@@ -390,3 +390,26 @@ def test_cutoff_modes_on_the_real_clock(mode: wg.Cutoff, expected_bytes: int | N
         assert moved == expected_bytes
     if mode is wg.Cutoff.CAUTIOUS:
         assert elapsed < 0.1
+
+
+def test_sessions_in_threads_share_the_global_budget() -> None:
+    """Two sessions copying at once get 200 kB/s between them, not each."""
+    guard = real_guard(rate="200kB/s")
+    stop_at = time.monotonic() + 0.5
+    reports: list[wg.SessionReport] = []
+
+    def copy(name: str) -> None:
+        with guard.session(name) as s:
+            while time.monotonic() < stop_at:
+                s.throttle(5000)
+        reports.append(s.report())
+
+    workers = [threading.Thread(target=copy, args=(n,)) for n in ("a", "b")]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(5)
+    total = sum(r.bytes for r in reports)
+    # 0.5 s at 200 kB/s plus the 40 kB burst, give or take a chunk per session
+    assert 100_000 <= total <= 160_000
+    assert all(r.bytes > 20_000 for r in reports)  # neither starved
