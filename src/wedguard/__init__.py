@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from wedguard.alerts import Alert, Severity
+from wedguard.alerts import (
+    Alert,
+    AlertDispatcher,
+    AlertPolicy,
+    InhibitRule,
+    Matcher,
+    Notification,
+    Route,
+    Severity,
+    Silence,
+)
 from wedguard.clock import Clock, SystemClock
 from wedguard.decision import Decision
 from wedguard.errors import (
@@ -71,6 +81,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "AIMDController",
     "Alert",
+    "AlertDispatcher",
+    "AlertPolicy",
     "Assessment",
     "Baseline",
     "BreakerEvent",
@@ -91,17 +103,22 @@ __all__ = [
     "Guard",
     "GuardedFile",
     "ImpactAnalyzer",
+    "InhibitRule",
     "LedbatController",
     "Level",
+    "Matcher",
     "MemoryBreakerStorage",
+    "Notification",
     "Pause",
     "PeakHourCalendar",
     "RateController",
+    "Route",
     "Rule",
     "Season",
     "Session",
     "SessionReport",
     "Severity",
+    "Silence",
     "Sink",
     "SlotTimeout",
     "Source",
