@@ -62,6 +62,7 @@ from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
     Cutoff,
+    CutoffMode,
     CutoffReached,
     DeadlineError,
     Pause,
@@ -100,6 +101,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Cutoff",
+    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Decision",

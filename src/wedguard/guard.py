@@ -379,7 +379,8 @@ class Guard:
         self._queue: collections.deque[object] = collections.deque()
         self._active: dict[_Slot, None] = {}
         self._sampler: threading.Thread | None = None
-        self._sampler_halt: threading.Event | None = None
+        self._sampler_wake = threading.Event()
+        self._closing = False
         # alerts currently firing, by key
         self._firing: dict[str, Alert] = {}
         # event delivery
@@ -389,7 +390,8 @@ class Guard:
         self._delivering = False
         self._signals_installed: dict[int, Any] = {}
 
-        self._decision = self._make_decision(self._now(), self._clock.now(), None)
+        self._window: Any = None  # the calendar window in force (cached until it ends)
+        self._decision = self._make_decision(self._now(), self._clock.now())
         self._apply(self._decision, self._now(), emit=False)
         if self._breaker is not None and callable(getattr(self._breaker, "add_listener", None)):
             self._breaker.add_listener(self._on_breaker)  # type: ignore[attr-defined]
@@ -455,6 +457,7 @@ class Guard:
         cutoff: Cutoff | str = Cutoff.HARD,
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | _Default | None = DEFAULT,
+        cutoff_mode: Cutoff | str | None = None,
     ) -> Session:
         """A new session; use it with ``with`` or ``async with``.
 
@@ -469,7 +472,8 @@ class Guard:
             max_duration: a cutoff: the longest the session may run (see :class:`Cutoff`).
             max_bytes: a cutoff: the most bytes the session may move.
             stop_at: a cutoff: an aware datetime after which the session ends.
-            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS.
+            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS
+                (``cutoff_mode`` is accepted too, as rclone calls it).
             on_deadline: when a BLACKOUT covers the deadline: ``"raise"``
                 :class:`DeadlineError` or ``"wait"`` through it.
             slot_timeout: seconds to wait for a concurrency slot (default: the
@@ -488,6 +492,7 @@ class Guard:
             cutoff=cutoff,
             on_deadline=on_deadline,
             slot_timeout=self._slot_timeout if slot_timeout is DEFAULT else slot_timeout,
+            cutoff_mode=cutoff_mode,
         )
 
     def _slot_free(self, ticket: object) -> bool:
@@ -589,8 +594,6 @@ class Guard:
                 return
             slot.released = True
             self._active.pop(slot, None)
-            if not self._active:
-                self._stop_sampler()
             self._notify()
 
     # -- waiting ----------------------------------------------------------------------------
@@ -679,7 +682,7 @@ class Guard:
                 if self._sources and self._analyzer is not None:
                     self._assess_locked(self._collect(), now)
                 self._track_sessions(now)
-        self._apply(self._make_decision(now, self._clock.now(), self._window_cache), now)
+        self._apply(self._make_decision(now, self._clock.now()), now)
 
     def _collect(self) -> dict[str, float]:
         """Read every source (no lock held in background mode); a failure is a metric."""
@@ -717,17 +720,22 @@ class Guard:
         self._allowed = allowed
         self._allowed_free = allowed >= ceiling
 
-    _window: Any = None
-    _window_cache: Any = None
+    def _make_decision(self, now: float, now_dt: datetime) -> Decision:
+        """Compose the policies' answers into a Decision (lock held; no I/O).
 
-    def _make_decision(self, now: float, now_dt: datetime, cached: Any) -> Decision:
-        """Compose the policies' answers into a Decision (lock held; pure)."""
+        The calendar window in force is kept until it ends, so the calendar is asked
+        once per window, not once per decision.
+        """
         window = None
         if self._calendar is not None:
-            window = cached
-            if window is None or not (window.start <= now_dt < window.end):
+            window = self._window
+            if (
+                window is None
+                or now_dt < window.start
+                or (window.end is not None and now_dt >= window.end)
+            ):
                 window = self._calendar.at(now_dt)
-        self._window = self._window_cache = window
+        self._window = window
         level = Level.OPEN if window is None else Level(window.level)
         cap = _INF if window is None or window.rate is None else float(window.rate)
         ceiling = min(self._rate, cap)
@@ -900,26 +908,48 @@ class Guard:
     # -- the background sampler ----------------------------------------------------------
 
     def _start_sampler(self) -> None:
-        halt = threading.Event()
-        self._sampler_halt = halt
-        self._sampler = threading.Thread(
-            target=self._sampler_loop, args=(halt,), name="wedguard-sampler", daemon=True
-        )
-        self._sampler.start()
+        """Sample now: wake the sampler thread, or start one (lock held).
+
+        The thread outlives the last session by one ``sample_interval`` (idle, sampling
+        nothing), so back-to-back sessions, such as one per protected call, reuse it.
+        """
+        self._sampler_wake.set()
+        if self._sampler is None:
+            self._closing = False
+            self._sampler = threading.Thread(
+                target=self._sampler_loop, name=f"wedguard-sampler-{id(self):x}", daemon=True
+            )
+            self._sampler.start()
 
     def _stop_sampler(self) -> None:
-        if self._sampler_halt is not None:
-            self._sampler_halt.set()
-        self._sampler_halt = None
-        self._sampler = None
+        """Let the sampler thread end now (lock held)."""
+        self._closing = True
+        self._sampler_wake.set()
 
-    def _sampler_loop(self, halt: threading.Event) -> None:
-        now = self._now()
-        next_sample = now
-        next_check = now
-        while not halt.is_set():
+    def _sampler_loop(self) -> None:
+        wake = self._sampler_wake
+        next_sample = next_check = -_INF
+        idle_since: float | None = None
+        while True:
             try:
-                now = self._now()
+                with self._cond:
+                    now = self._now()
+                    if self._closing:
+                        self._sampler = None
+                        return
+                    if not self._active:
+                        if idle_since is None:
+                            idle_since = now
+                        elif now - idle_since >= self._interval:
+                            self._sampler = None
+                            return
+                    elif idle_since is not None or wake.is_set():
+                        idle_since = None  # a session (re)started: sample at once
+                        next_sample = next_check = now
+                    wake.clear()
+                if idle_since is not None:
+                    wake.wait(max(0.0, idle_since + self._interval - now))
+                    continue
                 if self._stop_file is not None and now >= next_check:
                     next_check = now + self._stop_interval
                     with self._cond:
@@ -928,17 +958,16 @@ class Guard:
                     next_sample = now + self._interval
                     sample = self._collect() if self._analyzer is not None else {}
                     with self._cond:
-                        if halt.is_set():
-                            break
-                        now = self._now()
-                        if self._sources and self._analyzer is not None:
-                            self._assess_locked(sample, now)
-                        self._track_sessions(now)
-                        self._refresh_locked(now, sampled=True)
+                        if self._active:
+                            now = self._now()
+                            if self._sources and self._analyzer is not None:
+                                self._assess_locked(sample, now)
+                            self._track_sessions(now)
+                            self._refresh_locked(now, sampled=True)
             except Exception:  # pragma: no cover - never let the sampler die
                 log.exception("sampler step failed")
             due = next_sample if self._stop_file is None else min(next_sample, next_check)
-            halt.wait(max(0.0, due - self._now()))
+            wake.wait(max(0.0, due - self._now()))
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -1361,6 +1390,9 @@ class Guard:
         """Stop the background threads and restore signal handlers (sessions end first)."""
         with self._cond:
             self._stop_sampler()
+            sampler = self._sampler
+        if sampler is not None and sampler is not threading.current_thread():
+            sampler.join(timeout=1.0)
         self._close_control()
         self.uninstall_signal_handlers()
         self.flush(timeout=1.0)
