@@ -37,7 +37,17 @@ from wedguard.history import (
     recommend_windows,
 )
 from wedguard.levels import Level, Verdict
+from wedguard.policy.breaker import (
+    BreakerEvent,
+    BreakerRecord,
+    BreakerState,
+    BreakerStorage,
+    CircuitBreaker,
+    MemoryBreakerStorage,
+)
 from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
+from wedguard.policy.control import AIMDController, LedbatController, RateController
+from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
@@ -65,7 +75,15 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "AIMDController",
     "Alert",
+    "Assessment",
+    "Baseline",
+    "BreakerEvent",
+    "BreakerRecord",
+    "BreakerState",
+    "BreakerStorage",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
@@ -79,10 +97,14 @@ __all__ = [
     "GuardedFile",
     "HistoryError",
     "HistorySink",
+    "ImpactAnalyzer",
+    "LedbatController",
     "Level",
+    "MemoryBreakerStorage",
     "MetricsStore",
     "Pause",
     "PeakHourCalendar",
+    "RateController",
     "RecommendedWindow",
     "Rule",
     "Season",
@@ -93,6 +115,7 @@ __all__ = [
     "SlotTimeout",
     "Source",
     "SystemClock",
+    "Thresholds",
     "ThrottleTimeout",
     "Throttler",
     "TimelinePoint",

@@ -453,7 +453,9 @@ class Guard:
             expected_bytes: how much the session will move (for deadline pacing).
             rate: a cap for this session under the guard's budget.
             ops_rate: an operations cap for this session.
-            max_duration, max_bytes, stop_at: cutoffs (see :class:`Cutoff`).
+            max_duration: a cutoff: the longest the session may run (see :class:`Cutoff`).
+            max_bytes: a cutoff: the most bytes the session may move.
+            stop_at: a cutoff: an aware datetime after which the session ends.
             cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS.
             on_deadline: when a BLACKOUT covers the deadline: ``"raise"``
                 :class:`DeadlineError` or ``"wait"`` through it.
@@ -631,6 +633,18 @@ class Guard:
                 self._refresh_locked(now)
             return self._decision
 
+    def observe_baseline(self, sample: Mapping[str, float] | None = None) -> None:
+        """Teach the analyser what production looks like without a backup.
+
+        Call it while no backup runs (at start-up, or from a scheduler between runs);
+        without ``sample`` the guard reads its sources once. Does nothing without an
+        analyser that learns a baseline.
+        """
+        observe = getattr(self._analyzer, "observe_baseline", None)
+        if observe is None:
+            return
+        observe(self._collect() if sample is None else sample)
+
     def tick(self) -> Decision:
         """Sample the sources now and recompute the decision (what the sampler does)."""
         sample = self._collect()
@@ -758,9 +772,11 @@ class Guard:
         old = self._decision
         self._decision = d
         go = not d.paused
-        if self._bytes.rate != d.rate:
+        # While paused the buckets keep their rate (the hot path does not reach them,
+        # and waiting sessions count no credit), so work resumes with a full burst.
+        if go and self._bytes.rate != d.rate:
             self._bytes.set_rate(d.rate)
-        if self._ops is not None and self._ops.rate != d.ops_rate:
+        if go and self._ops is not None and self._ops.rate != d.ops_rate:
             self._ops.set_rate(d.ops_rate)
         self._go = go
         end = d.window_end
@@ -770,7 +786,10 @@ class Guard:
             self._window_end_m = _INF
         expires = self._window_end_m
         if not self._background and self._active:
-            expires = min(expires, self._next_sample)
+            # inline sampling; a blackout ends only with its window (or a stop, which
+            # wakes the waiters), so it is slept through in one piece
+            if d.level is not Level.BLACKOUT:
+                expires = min(expires, self._next_sample)
             if self._stop_file is not None:
                 expires = min(expires, self._next_stop_check)
         self._expires = expires if expires > now else now + 1e-6

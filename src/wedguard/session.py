@@ -341,21 +341,24 @@ class _Pending:
         self.ops = ops
         self.size = size
         self.reserved = False
-        # each entry: [bucket, units still short of the bucket's credit, rate since mark]
+        # each entry: [bucket, units still short of the bucket's credit, rate since the
+        # mark, whether it is one of the guard's (shared) buckets]
         self.entries: list[list[Any]] = []
         self.mark = 0.0
         self.cause = ""
         self.pause_start = 0.0
         self.reason = ""
 
-    def reserve(self, now: float, items: list[tuple[TokenBucketThrottler | None, float]]) -> None:
-        for bucket, amount in items:
+    def reserve(
+        self, now: float, items: list[tuple[TokenBucketThrottler | None, float, bool]]
+    ) -> None:
+        for bucket, amount, shared in items:
             if bucket is None or amount <= 0:
                 continue
             wait = bucket.reserve(amount)
             rate = bucket.rate
             if wait > 0 and rate < _INF:
-                self.entries.append([bucket, wait * rate if rate > 0 else amount, rate])
+                self.entries.append([bucket, wait * rate if rate > 0 else amount, rate, shared])
         self.reserved = True
         self.mark = now
 
@@ -363,11 +366,16 @@ class _Pending:
         """Count the credit the buckets earned since the last mark (lock held)."""
         elapsed = now - self.mark
         self.mark = now
+        if elapsed > 0:
+            for e in self.entries:
+                if e[1] > 0:
+                    e[1] -= e[2] * elapsed
+
+    def rerate(self, paused: bool) -> None:
+        """Note the rates in force from now on; the guard's buckets earn nothing while
+        the guard is paused (lock held)."""
         for e in self.entries:
-            bucket: TokenBucketThrottler = e[0]
-            if e[1] > 0 and elapsed > 0:
-                e[1] -= e[2] * elapsed
-            e[2] = bucket.rate
+            e[2] = 0.0 if paused and e[3] else e[0].rate
 
     def remaining(self) -> float:
         worst = 0.0
@@ -778,6 +786,8 @@ class Session:
             p.advance(now)
         if now >= g._expires:
             g._refresh_locked(now)
+        if p.reserved:
+            p.rerate(not g._go)
         if self._closed or not self._started:
             raise WedguardError(
                 f"session {self.name!r} is not active: use it inside 'with guard.session(...)'"
@@ -799,14 +809,14 @@ class Session:
             p.reserve(
                 now,
                 [
-                    (g._bytes, p.n),
-                    (g._ops, p.ops),
-                    (self._bucket, p.n),
-                    (self._ops_bucket, p.ops),
+                    (g._bytes, p.n, True),
+                    (g._ops, p.ops, True),
+                    (self._bucket, p.n, False),
+                    (self._ops_bucket, p.ops, False),
                 ],
             )
         wait = p.remaining()
-        if wait <= 0:
+        if wait <= 1e-9:  # below the clock's resolution: done
             return 0.0, ""
         return min(wait, g._expires - now), "rate"
 
