@@ -448,3 +448,25 @@ def test_write_html_report(tmp_path: Path) -> None:
 def test_marks_and_spans_are_values() -> None:
     assert Mark(1.0, "halt", "HALT") == Mark(1.0, "halt", "HALT")
     assert Span(0.0, 1.0, Level.PEAK).level is Level.PEAK
+
+
+def test_real_breaker_events_from_the_store_are_marked() -> None:
+    """Breaker transitions, recorded in history, come back as marks on the session."""
+    from wedguard import CircuitBreaker
+    from wedguard.history import HistorySink
+    from wedguard.testing import FakeClock
+
+    clock = FakeClock(T0)
+    history = HistorySink(":memory:", clock=clock)
+    breaker = CircuitBreaker("upload", failure_threshold=1, clock=clock)
+    breaker.add_listener(history.emit)
+    clock.advance(600)
+    breaker.record_failure(RuntimeError("timeout"))
+    store = history.store
+    assert store is not None
+    stored = store.events("breaker")
+    assert [e.data["new"] for e in stored] == ["OPEN"]
+    series = session_series(make_report(), events=stored)
+    breaker_marks = [m for m in series.marks if m.kind == "breaker"]
+    assert [m.t for m in breaker_marks] == [600.0]
+    assert breaker_marks[0].label.startswith("breaker closed→open")
