@@ -387,6 +387,10 @@ def test_html_report_carries_the_session_series(week_store: MetricsStore) -> Non
     assert len(floats(backup["points"].replace(",", " "))) > 0  # type: ignore[union-attr]
     (allowed,) = doc.find("polyline", data_series="allowed rate")
     assert floats(allowed["data-y"])[40] == 1e6
+    # both are drawn as steps: a corner between every two points
+    for line in (backup, allowed):
+        corners = (line["points"] or "").split()
+        assert len(corners) == 2 * len(floats(line["data-x"])) - 1
     (latency,) = doc.find("polyline", data_series="latency")
     assert floats(latency["data-y"]) == pytest.approx([v for _, v in LATENCY])
     assert [a["data-y"] for a in doc.find("line", data_series="baseline")] == ["0.1"]
