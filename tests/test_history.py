@@ -521,3 +521,14 @@ def test_damaged_pages_are_found_when_asked(tmp_path: Path) -> None:
         MetricsStore(path, verify=True)
     assert isinstance(info.value, WedguardError)
     assert "damaged" in str(info.value)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    MetricsStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(HistoryError, match="newer wedguard"):
+        MetricsStore(path)

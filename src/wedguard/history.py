@@ -623,7 +623,7 @@ class MetricsStore:
         self._prune_every = prune_every
         self._timeout = float(timeout)
         self._verify = bool(verify)
-        self._memory = self._path == ":memory:" or self._path.startswith("file::memory:")
+        self._memory = self._path == ":memory:"
         self._lock = threading.RLock()
         self._idle: list[sqlite3.Connection] = []
         self._metric_ids: dict[str, int] = {}
@@ -671,20 +671,20 @@ class MetricsStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {
+                    row[0]
+                    for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                if tables - {"metrics", "samples", "events", "sessions"}:
+                    raise StoreCorruptError(
+                        self._path,
+                        f"not a metrics store: holds other tables ({', '.join(sorted(tables))})",
+                    )
                 if version > _SCHEMA_VERSION:
                     raise HistoryError(
                         self._path,
                         f"written by a newer wedguard (schema {version}, this one reads {_SCHEMA_VERSION})",
                     )
-                if version == 0:
-                    tables = {
-                        row[0]
-                        for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                    }
-                    if tables - {"metrics", "samples", "events", "sessions"}:
-                        raise StoreCorruptError(
-                            self._path, f"holds other tables ({', '.join(sorted(tables))})"
-                        )
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
