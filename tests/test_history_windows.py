@@ -514,3 +514,21 @@ def test_windows_follow_the_calendars_zone(store: MetricsStore) -> None:
     )
     assert windows[0].tz == "Europe/London"
     assert windows[0].start.time == time(1)
+
+
+def test_window_to_dict() -> None:
+    data = window(6, 23, 90).to_dict()
+    assert data == {
+        "rank": 1,
+        "weekday": "Sun",
+        "start": "23:00",
+        "end_weekday": "Mon",
+        "end": "00:30",
+        "duration_s": 5400.0,
+        "expected_load": 1.0,
+        "peak_load": 2.0,
+        "metric": "cpu.percent",
+        "tz": "UTC",
+        "level": None,
+        "reason": "quiet",
+    }

@@ -351,6 +351,23 @@ class RecommendedWindow:
             candidate = datetime.combine(day + timedelta(days=7), self.start.time, zone)
         return candidate
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (for the CLI and reports)."""
+        return {
+            "rank": self.rank,
+            "weekday": DAY_NAMES[self.start.weekday],
+            "start": f"{self.start.time:%H:%M}",
+            "end_weekday": DAY_NAMES[self.end.weekday],
+            "end": f"{self.end.time:%H:%M}",
+            "duration_s": self.duration,
+            "expected_load": self.expected_load,
+            "peak_load": self.peak_load,
+            "metric": self.metric,
+            "tz": self.tz,
+            "level": None if self.level is None else self.level.name,
+            "reason": self.reason,
+        }
+
     def __str__(self) -> str:
         return f"{self.start}-{self.end.time:%H:%M}"
 
