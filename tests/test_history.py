@@ -532,3 +532,17 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(HistoryError, match="newer wedguard"):
         MetricsStore(path)
+
+
+def test_a_dropped_store_closes_its_connections(tmp_path: Path) -> None:
+    """No leaked handles (and no ResourceWarning) when a store is dropped without close()."""
+    import gc
+
+    store = MetricsStore(tmp_path / "h.db")
+    store.metrics()
+    writer, (reader,) = store._writer, store._idle
+    del store
+    gc.collect()
+    for conn in (writer, reader):
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")

@@ -41,6 +41,7 @@ import math
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, time, timedelta, timezone, tzinfo
 from os import PathLike, fspath
@@ -572,6 +573,13 @@ def _instant(value: Any) -> datetime | None:
 # ----------------------------------------------------------------------------- store
 
 
+def _close_all(writer: sqlite3.Connection, idle: list[sqlite3.Connection]) -> None:
+    for conn in idle:
+        conn.close()
+    idle.clear()
+    writer.close()
+
+
 class MetricsStore:
     """Samples, events and session reports in one SQLite file.
 
@@ -647,10 +655,12 @@ class MetricsStore:
         self._since_prune = 0
         self._closed = False
         self._writer = self._open_writer()
+        # a store dropped without close() still closes its connections, quietly
+        self._finalizer = weakref.finalize(self, _close_all, self._writer, self._idle)
         try:
             self.prune()
         except BaseException:
-            self._writer.close()
+            self._finalizer()
             raise
 
     # ---------------------------------------------------------------- connections
@@ -784,10 +794,7 @@ class MetricsStore:
             if self._closed:
                 return
             self._closed = True
-            for conn in self._idle:
-                conn.close()
-            self._idle.clear()
-            self._writer.close()
+            self._finalizer()
 
     def __enter__(self) -> MetricsStore:
         return self
