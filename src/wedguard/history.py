@@ -587,10 +587,8 @@ class MetricsStore:
         path: the database file, created if missing; ``":memory:"`` keeps everything
             in memory (lost on close).
         retention: how long samples and events are kept, ``parse_duration`` syntax
-            (default ``"7d"``). Rows older than ``retention`` before the newest
-            sample (and before now) are removed on open, every ``prune_every``
-            records, and by :meth:`prune`. A store that stops receiving samples
-            therefore keeps its last ``retention`` of history.
+            (default ``"7d"``). Older rows are removed on open, every
+            ``prune_every`` records, and by :meth:`prune` (see there).
         session_retention: how long session reports are kept (default ``"400d"``,
             long enough to see growth and seasons).
         clock: where "now" comes from (default the system clock).
@@ -658,7 +656,7 @@ class MetricsStore:
         # a store dropped without close() still closes its connections, quietly
         self._finalizer = weakref.finalize(self, _close_all, self._writer, self._idle)
         try:
-            self.prune()
+            self._prune(None, automatic=True)
         except BaseException:
             self._finalizer()
             raise
@@ -890,7 +888,7 @@ class MetricsStore:
                 raise self._fail(exc) from exc
             self._since_prune += records
             if self._since_prune >= self._prune_every:
-                self.prune()
+                self._prune(None, automatic=True)
 
     def record_event(self, event: _HasKind | Mapping[str, Any], at: datetime | None = None) -> None:
         """Store an event (anything with ``kind`` and ``to_dict()``, or a mapping).
@@ -947,11 +945,15 @@ class MetricsStore:
         return SessionRecord(_utc(ts), name, size, duration, json.loads(text))
 
     def prune(self, now: datetime | None = None) -> int:
-        """Remove what retention no longer covers; returns how many rows went.
+        """Remove what retention no longer covers, now; returns how many rows went.
 
-        Samples and events older than ``retention`` before the newest sample (and
-        before ``now``, default the clock's now) go, and session reports older than
-        ``session_retention`` before now.
+        Samples and events older than ``retention`` before ``now`` (default the
+        clock's now) go, and session reports older than ``session_retention``.
+
+        The automatic pruning (on open and every ``prune_every`` records) is gentler:
+        it counts back from the newest sample when that is older than now, so a host
+        that was idle for a month, or history imported from elsewhere, keeps its last
+        ``retention`` of samples until newer ones arrive.
 
         Example::
 
@@ -964,17 +966,23 @@ class MetricsStore:
             (1, 1)
             >>> store.close()
         """
+        return self._prune(now, automatic=False)
+
+    def _prune(self, now: datetime | None, *, automatic: bool) -> int:
         now_ts = _ts("now", now if now is not None else self._clock.now())
         assert now_ts is not None
         with self._lock:
             if self._closed:
                 raise HistoryError(self._path, "the store is closed")
             self._since_prune = 0
-            try:
-                newest = self._writer.execute("SELECT MAX(ts) FROM samples").fetchone()[0]
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
-            anchor = now_ts if newest is None else min(now_ts, float(newest))
+            anchor = now_ts
+            if automatic:
+                try:
+                    newest = self._writer.execute("SELECT MAX(ts) FROM samples").fetchone()[0]
+                except sqlite3.Error as exc:
+                    raise self._fail(exc) from exc
+                if newest is not None:
+                    anchor = min(now_ts, float(newest))
             cutoff = anchor - self._retention
             session_cutoff = now_ts - self._session_retention
             return self._write(
