@@ -474,3 +474,39 @@ def test_real_breaker_events_from_the_store_are_marked() -> None:
     breaker_marks = [m for m in series.marks if m.kind == "breaker"]
     assert [m.t for m in breaker_marks] == [600.0]
     assert breaker_marks[0].label.startswith("breaker closed→open")
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"name": "empty", "bytes": 0},
+        {
+            "name": "one",
+            "bytes": 5,
+            "timeline": [{"t": 0, "bytes": 0, "rate": "inf", "level": "OPEN"}],
+        },
+        {"name": "tuples", "bytes": 5, "timeline": [(0, 0, 10.0, 0, 0), (1, 5, 10.0, 1, 2)]},
+    ],
+)
+def test_small_reports_still_draw(report: dict[str, Any], tmp_path: Path) -> None:
+    """No timeline, one point, or tuples: the figure and the page are still made."""
+    plot_session(report).savefig(tmp_path / "s.png")
+    parse(html_report(report))
+
+
+def test_tuple_timelines_are_read() -> None:
+    series = session_series(
+        {"name": "t", "bytes": 5, "timeline": [(0, 0, 10.0, 0, 0), (1, 5, 10.0, 1, 2)]}
+    )
+    assert series.rate == (5.0,)
+    assert series.spans == ()  # the PEAK point is the last: it lasts no time
+    assert [m.kind for m in series.marks] == ["halt"]
+
+
+def test_an_empty_week_still_draws(tmp_path: Path) -> None:
+    store = MetricsStore(":memory:")
+    plot_week(store).savefig(tmp_path / "w.png")
+    doc = parse(html_report(week=store))
+    assert all(c["data-value"] == "" for c in doc.find("rect", **{"class": "cell"}))
+    assert not doc.find("rect", **{"class": "window"})
+    store.close()

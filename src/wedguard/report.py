@@ -396,10 +396,9 @@ def session_series(
             raise ConfigError("report", name, "a report with started_at, to place the calendar")
         spans = _merge(_calendar_spans(calendar, started, duration))
     else:
+        ends = [p[0] for p in points[1:]] + [max(duration, points[-1][0])] if points else []
         level_spans = [
-            (p[0], nxt[0] if nxt is not None else max(duration, p[0]), p[3])
-            for p, nxt in zip(points, [*points[1:], None], strict=True)
-            if p[3] is not None
+            (p[0], end, p[3]) for p, end in zip(points, ends, strict=True) if p[3] is not None
         ]
         spans = _merge(level_spans)
 
