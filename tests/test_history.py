@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -450,7 +451,8 @@ def test_one_writer_and_several_readers(tmp_path: Path) -> None:
     def reader() -> None:
         try:
             last = 0
-            while not done.is_set() or last < 400:
+            give_up = time.monotonic() + 20  # a safety net if the writer died, not a timing
+            while (not done.is_set() or last < 400) and time.monotonic() < give_up:
                 rows = store.aggregate("m", "1h")
                 total = sum(r.count for r in rows)
                 assert total >= last  # readers never see history shrink
