@@ -712,6 +712,11 @@ def plot_week(
 
     Raises:
         PlotUnavailable: matplotlib is not installed.
+
+    Example::
+
+        fig = plot_week(store, duration="2h", count=3, calendar=calendar)
+        fig.savefig("week.png")
     """
     figure_cls = _matplotlib()
     profile, metric, chosen = _week_inputs(
@@ -953,6 +958,11 @@ def html_report(
     heat-map cells ``<rect data-weekday data-hour data-value>``, windows
     ``<rect class="window" data-rank>``; the raw values are in the ``data-*``
     attributes.
+
+    Example::
+
+        page = html_report(session.report(), latency=store, baseline=0.120, week=store)
+        Path("report.html").write_text(page, encoding="utf-8")
     """
     if report is None and week is None:
         raise ConfigError("report", report, "a session report, a week (store or profile), or both")
