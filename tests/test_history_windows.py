@@ -532,3 +532,14 @@ def test_window_to_dict() -> None:
         "level": None,
         "reason": "quiet",
     }
+
+
+def test_profile_to_dict_is_json(store: MetricsStore) -> None:
+    import json
+
+    synthetic(store, T0, 7, busy_except((5, 3, 6, 5.0)))
+    data = json.loads(json.dumps(store.weekly_profile("cpu.percent", at=T0).to_dict()))
+    assert data["metrics"] == ["cpu.percent"]
+    assert data["weeks"] == 1
+    assert data["hours"]["cpu.percent"][5 * 24 + 4]["median"] == 6.0
+    assert len(data["hours"]["cpu.percent"]) == 168

@@ -306,6 +306,20 @@ class WeeklyProfile:
         """The 168 hourly 95th percentiles of ``metric``."""
         return [None if s is None else s.p95 for s in self.hours[metric]]
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form: per metric, 168 hours of stats (or ``None``)."""
+        return {
+            "metrics": list(self.metrics),
+            "tz": self.tz,
+            "season": self.season,
+            "months": sorted(self.months),
+            "weeks": self.weeks,
+            "hours": {
+                metric: [None if c is None else attrs.asdict(c) for c in cells]
+                for metric, cells in self.hours.items()
+            },
+        }
+
 
 @attrs.frozen(slots=True)
 class RecommendedWindow:
