@@ -543,3 +543,42 @@ def test_profile_to_dict_is_json(store: MetricsStore) -> None:
     assert data["weeks"] == 1
     assert data["hours"]["cpu.percent"][5 * 24 + 4]["median"] == 6.0
     assert len(data["hours"]["cpu.percent"]) == 168
+
+
+@settings(max_examples=40)
+@given(
+    samples=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=21 * 86400 - 1),
+            st.floats(min_value=0, max_value=100, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    tz=st.sampled_from(["UTC", "Europe/London", "America/New_York", "Asia/Kolkata"]),
+)
+def test_profile_matches_a_python_reference(samples: list[tuple[int, float]], tz: str) -> None:
+    """Each hour-of-week cell holds exactly the samples whose local time falls in it."""
+    from collections import defaultdict
+
+    zone = ZoneInfo(tz)
+    start = datetime(2026, 3, 16, tzinfo=UTC)  # three weeks across the spring DST changes
+    expected: dict[int, list[float]] = defaultdict(list)
+    with MetricsStore(":memory:", retention="3650d", clock=FakeClock(start)) as store:
+        for offset, value in samples:
+            at = start + timedelta(seconds=offset)
+            store.record({"m": value}, at=at)
+            local = at.astimezone(zone)
+            expected[local.weekday() * 24 + local.hour].append(value)
+        profile = store.weekly_profile("m", tz=tz, seasons=None)
+    cells = profile.hours["m"]
+    assert {h for h, c in enumerate(cells) if c is not None} == set(expected)
+    for hour, values in expected.items():
+        cell = cells[hour]
+        assert cell is not None
+        assert cell.count == len(values)
+        assert cell.max == max(values)
+        ordered = sorted(values)
+        mid = (len(ordered) - 1) / 2
+        median = (ordered[math.floor(mid)] + ordered[math.ceil(mid)]) / 2
+        assert cell.median == pytest.approx(median)
