@@ -510,3 +510,23 @@ def test_an_empty_week_still_draws(tmp_path: Path) -> None:
     assert all(c["data-value"] == "" for c in doc.find("rect", **{"class": "cell"}))
     assert not doc.find("rect", **{"class": "window"})
     store.close()
+
+
+def test_a_real_guard_session_across_peak_hours() -> None:
+    """A guard session running into 06:00 peak hours: the PEAK span and the lower cap show."""
+    from wedguard import Guard, PeakHourCalendar
+    from wedguard.testing import FakeClock
+
+    clock = FakeClock(datetime(2026, 1, 5, 5, 58, tzinfo=timezone.utc))
+    calendar = PeakHourCalendar.parse("Mon-Sun 06:00-22:00 peak 1MB/s", tz="UTC")
+    guard = Guard(rate="2MB/s", calendar=calendar, sources=[], sinks=[], clock=clock)
+    with guard.session("photos") as s:
+        for _ in range(300):
+            s.throttle(1_000_000)
+    fig = plot_session(s.report())
+    ax_rate = fig.axes[0]
+    (peak,) = [p for p in ax_rate.patches if p.get_gid() == "level-PEAK"]
+    assert 120.0 <= peak.get_x() <= 125.0  # 06:00 is two minutes in
+    allowed = next(line for line in ax_rate.get_lines() if line.get_label() == "allowed rate")
+    caps = set(allowed.get_ydata())
+    assert caps == {2.0, 1.0}  # MB/s before and during peak hours
