@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import json
 import math
 from datetime import datetime, timedelta
@@ -827,3 +828,74 @@ def test_with_wedguards_own_policies(clock: FakeClock) -> None:
     with pytest.raises(wg.CircuitOpenError) as info:
         flaky()
     assert info.value.breaker == "s3"
+
+
+def test_protect_and_wrap_join_the_session_they_run_in(clock: FakeClock) -> None:
+    """Inside a session, a protected call or a wrapped file takes no second slot."""
+    guard = make_guard(clock, max_concurrent=1, rate="1MB/s")
+
+    @guard.protect(cost=lambda data: len(data))
+    def upload(data: bytes) -> int:
+        return len(data)
+
+    with guard.session("outer", slot_timeout=1) as s:
+        assert wg.session.current_session() is s
+        assert upload(b"x" * 100) == 100
+        out = io.BytesIO()
+        guard.copyfileobj(io.BytesIO(b"y" * 50), out)
+        with guard.wrap(io.BytesIO(b"z" * 25)) as f:
+            f.read()
+            assert f.session is s
+        assert s.report().bytes == 175
+        assert s.report().ops == 1
+    assert wg.session.current_session() is None
+    assert upload(b"x") == 1  # outside: a session of its own
+
+
+def test_signal_handlers_need_the_main_thread(clock: FakeClock) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            make_guard(clock, signals=True)
+        except wg.ConfigError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=install)
+    t.start()
+    t.join()
+    assert len(errors) == 1
+    assert "signals" in str(errors[0])
+
+
+def test_a_hard_time_cutoff_ends_a_session_waiting_in_a_blackout(clock: FakeClock) -> None:
+    clock.set(at(1, 30))
+    guard = make_guard(clock, calendar=peak_blackout_open())
+    with pytest.raises(wg.CutoffReached) as info, guard.session("s", max_duration="10m") as s:
+        s.throttle(10)
+    assert info.value.limit == "max_duration"
+    assert clock.now() == at(1, 40)  # not at the end of the blackout
+    # SOFT finishes the unit it is in, after the blackout, and starts no new one
+    clock2 = FakeClock(at(0, 59, 59))
+    guard = make_guard(clock2, calendar=peak_blackout_open())
+    with guard.session("soft", max_duration="10m", cutoff="soft") as s:
+        s.throttle(10, ops=1)
+        clock2.advance(2)
+        s.throttle(10)  # the same unit: sleeps through the blackout, then goes on
+        assert clock2.now() == at(3)
+        with pytest.raises(wg.CutoffReached):
+            s.throttle(10, ops=1)
+
+
+def test_cutoff_mode_is_accepted_by_its_rclone_name(clock: FakeClock) -> None:
+    guard = make_guard(clock)
+    s = guard.session("s", max_bytes=150, cutoff_mode="soft")
+    with pytest.raises(wg.CutoffReached) as info, s:
+        copy_chunks(s, 5)
+    assert info.value.mode is wg.CutoffMode.SOFT
+    assert s.report().bytes == 200
+    with pytest.raises(wg.ConfigError) as bad:
+        guard.session("s", cutoff_mode="brutal")
+    assert bad.value.field == "cutoff_mode"

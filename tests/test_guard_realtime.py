@@ -28,8 +28,9 @@ def real_guard(**kw: object) -> wg.Guard:
     return wg.Guard(**kw)  # type: ignore[arg-type]
 
 
-def sampler_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "wedguard-sampler" and t.is_alive()]
+def sampler_threads(guard: wg.Guard) -> list[threading.Thread]:
+    name = f"wedguard-sampler-{id(guard):x}"
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
 
 
 class CountingPath(type(Path())):  # type: ignore[misc]
@@ -196,17 +197,25 @@ def test_a_crashing_thread_frees_its_slot() -> None:
 
 def test_sampler_runs_only_while_sessions_are_active() -> None:
     source = ScriptedSource([{"x": 1.0}])
-    guard = real_guard(sources=[source], analyzer=KeyAnalyzer(), sample_interval=0.02)
-    time.sleep(0.05)
+    guard = real_guard(sources=[source], analyzer=KeyAnalyzer(), sample_interval=0.05)
+    time.sleep(0.1)
     assert source.calls == 0
+    assert sampler_threads(guard) == []
     with guard.session("a"), guard.session("b"):
-        time.sleep(0.15)
-        assert len(sampler_threads()) == 1
+        time.sleep(0.3)
+        assert len(sampler_threads(guard)) == 1
     calls = source.calls
     assert calls >= 3
-    time.sleep(0.1)
-    assert source.calls <= calls + 1
-    assert sampler_threads() == []
+    # sessions back to back reuse the thread, and it samples at once
+    with guard.session("c"):
+        deadline = time.monotonic() + 2
+        while source.calls == calls and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert source.calls == calls + 1
+    calls = source.calls
+    time.sleep(0.3)
+    assert source.calls == calls  # no session, no sampling
+    assert sampler_threads(guard) == []  # the thread ended after one idle interval
 
 
 def test_background_halt_pauses_until_production_recovers() -> None:
@@ -345,3 +354,62 @@ def test_deadline_risk_alert_fires_at_once_on_the_real_clock() -> None:
     assert alert.key == "wedguard/deadline/nightly"  # type: ignore[attr-defined]
     assert alert.firing  # type: ignore[attr-defined]
     assert fired < 1.0
+
+
+def copy_files(s: wg.Session, files: int, chunks: int, pause: float) -> None:
+    for _ in range(files):
+        s.throttle(1000, ops=1, size=1000 * chunks)
+        for _ in range(chunks - 1):
+            time.sleep(pause)
+            s.throttle(1000)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected_bytes"),
+    [(wg.Cutoff.HARD, None), (wg.Cutoff.SOFT, 10_000), (wg.Cutoff.CAUTIOUS, 0)],
+)
+def test_cutoff_modes_on_the_real_clock(mode: wg.Cutoff, expected_bytes: int | None) -> None:
+    """max_duration 0.15 s; files of 10 kB in ten chunks 20 ms apart at 50 kB/s (0.2 s a
+    file): HARD stops inside the first file, SOFT finishes it and starts no second,
+    CAUTIOUS does not start a file it cannot finish in time."""
+    guard = real_guard(rate="50kB/s")
+    t0 = time.monotonic()
+    with (
+        pytest.raises(wg.CutoffReached) as info,
+        guard.session("files", max_duration=0.15, cutoff=mode) as s,
+    ):
+        copy_files(s, 5, 10, 0.02)
+    elapsed = time.monotonic() - t0
+    assert info.value.mode is mode
+    assert info.value.limit == "max_duration"
+    moved = s.report().bytes
+    if expected_bytes is None:
+        assert 0 < moved < 10_000
+        assert elapsed >= 0.15
+    else:
+        assert moved == expected_bytes
+    if mode is wg.Cutoff.CAUTIOUS:
+        assert elapsed < 0.1
+
+
+def test_sessions_in_threads_share_the_global_budget() -> None:
+    """Two sessions copying at once get 200 kB/s between them, not each."""
+    guard = real_guard(rate="200kB/s")
+    stop_at = time.monotonic() + 0.5
+    reports: list[wg.SessionReport] = []
+
+    def copy(name: str) -> None:
+        with guard.session(name) as s:
+            while time.monotonic() < stop_at:
+                s.throttle(5000)
+        reports.append(s.report())
+
+    workers = [threading.Thread(target=copy, args=(n,)) for n in ("a", "b")]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(5)
+    total = sum(r.bytes for r in reports)
+    # 0.5 s at 200 kB/s plus the 40 kB burst, give or take a chunk per session
+    assert 100_000 <= total <= 160_000
+    assert all(r.bytes > 20_000 for r in reports)  # neither starved

@@ -52,6 +52,7 @@ from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
     Cutoff,
+    CutoffMode,
     CutoffReached,
     DeadlineError,
     Pause,
@@ -88,6 +89,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Cutoff",
+    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Decision",
