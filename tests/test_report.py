@@ -530,3 +530,13 @@ def test_a_real_guard_session_across_peak_hours() -> None:
     allowed = next(line for line in ax_rate.get_lines() if line.get_label() == "allowed rate")
     caps = set(allowed.get_ydata())
     assert caps == {2.0, 1.0}  # MB/s before and during peak hours
+
+
+def test_importing_the_report_module_does_not_import_matplotlib() -> None:
+    import subprocess
+
+    code = "import sys, wedguard, wedguard.report; print('matplotlib' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"
