@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -254,22 +255,35 @@ def test_prune_on_open(tmp_path: Path, clock: FakeClock) -> None:
         assert store.count() == 1
 
 
-def test_retention_keeps_the_last_stretch_when_samples_stop(clock: FakeClock) -> None:
-    """Idle weeks do not erase history: retention counts back from the newest sample."""
-    store = MetricsStore(":memory:", retention="2d", clock=clock)
-    store.record({"m": 1.0}, at=T0 - timedelta(days=30))
-    store.record({"m": 1.0}, at=T0 - timedelta(days=29))
-    store.record({"m": 1.0}, at=T0 - timedelta(days=20))
-    assert store.prune() == 2
-    assert store.span() == (T0 - timedelta(days=20), T0 - timedelta(days=20))
-    store.close()
+def test_automatic_pruning_keeps_the_last_stretch_when_samples_stop(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Idle weeks do not erase history: automatic pruning counts back from the newest sample."""
+    path = tmp_path / "h.db"
+    with MetricsStore(path, retention="2d", clock=clock, prune_every=3) as store:
+        store.record({"m": 1.0}, at=T0 - timedelta(days=30))
+        store.record({"m": 1.0}, at=T0 - timedelta(days=29))
+        store.record({"m": 1.0}, at=T0 - timedelta(days=20))  # the third: pruned
+        assert store.span() == (T0 - timedelta(days=20), T0 - timedelta(days=20))
+    with MetricsStore(path, retention="2d", clock=clock) as store:  # pruned on open
+        assert store.count() == 1
+        assert store.prune() == 1  # asked explicitly: now is what counts
+        assert store.count() == 0
 
 
 def test_prune_with_explicit_now(store: MetricsStore) -> None:
     store.record({"m": 1.0}, at=T0)
-    assert store.prune(now=T0 + timedelta(days=100)) == 0  # newest sample anchors retention
+    assert store.prune(now=T0 + timedelta(days=29)) == 0  # retention is 30 days
+    assert store.prune(now=T0 + timedelta(days=31)) == 1
     with pytest.raises(ConfigError):
         store.prune(now=datetime(2026, 1, 1))
+
+
+def test_prune_removes_old_rows_even_when_nothing_is_newer(clock: FakeClock) -> None:
+    store = MetricsStore(":memory:", clock=clock)  # default retention: 7 days
+    store.record({"m": 1.0}, at=clock.now() - timedelta(days=8))
+    assert store.prune() == 1
+    store.close()
 
 
 class StoreAgainstModel(RuleBasedStateMachine):
@@ -283,10 +297,12 @@ class StoreAgainstModel(RuleBasedStateMachine):
         self.model: list[tuple[float, str, float]] = []
         self.records = 0
 
-    def _prune_model(self) -> int:
+    def _prune_model(self, *, automatic: bool) -> int:
         if not self.model:
             return 0
-        anchor = min(self.clock.now().timestamp(), max(t for t, _, _ in self.model))
+        anchor = self.clock.now().timestamp()
+        if automatic:
+            anchor = min(anchor, max(t for t, _, _ in self.model))
         kept = [row for row in self.model if row[0] >= anchor - 86400]
         removed = len(self.model) - len(kept)
         self.model = kept
@@ -303,7 +319,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
         self.model.append((at.timestamp(), metric, value))
         self.records += 1
         if self.records == 7:  # automatic pruning every 7 records
-            self._prune_model()
+            self._prune_model(automatic=True)
             self.records = 0
 
     @rule(hours=st.integers(min_value=0, max_value=30))
@@ -312,7 +328,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     @rule()
     def prune(self) -> None:
-        assert self.store.prune() == self._prune_model()
+        assert self.store.prune() == self._prune_model(automatic=False)
         self.records = 0
 
     @invariant()
@@ -435,7 +451,8 @@ def test_one_writer_and_several_readers(tmp_path: Path) -> None:
     def reader() -> None:
         try:
             last = 0
-            while not done.is_set() or last < 400:
+            give_up = time.monotonic() + 20  # a safety net if the writer died, not a timing
+            while (not done.is_set() or last < 400) and time.monotonic() < give_up:
                 rows = store.aggregate("m", "1h")
                 total = sum(r.count for r in rows)
                 assert total >= last  # readers never see history shrink
@@ -521,3 +538,28 @@ def test_damaged_pages_are_found_when_asked(tmp_path: Path) -> None:
         MetricsStore(path, verify=True)
     assert isinstance(info.value, WedguardError)
     assert "damaged" in str(info.value)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    MetricsStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(HistoryError, match="newer wedguard"):
+        MetricsStore(path)
+
+
+def test_a_dropped_store_closes_its_connections(tmp_path: Path) -> None:
+    """No leaked handles (and no ResourceWarning) when a store is dropped without close()."""
+    import gc
+
+    store = MetricsStore(tmp_path / "h.db")
+    store.metrics()
+    writer, (reader,) = store._writer, store._idle
+    del store
+    gc.collect()
+    for conn in (writer, reader):
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")

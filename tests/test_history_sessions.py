@@ -315,3 +315,24 @@ def test_series_limits_and_ranges(store: MetricsStore) -> None:
     assert [v for _, v in store.series("m", since=NIGHT0 + timedelta(minutes=3))] == [3.0, 4.0]
     with pytest.raises(ConfigError):
         store.series("m", limit=0)
+
+
+def test_a_guard_feeds_history_end_to_end(clock: FakeClock) -> None:
+    """Sources teed through HistorySink: samples and the report land; the plot data reads them."""
+    from wedguard import Guard
+    from wedguard.report import session_series
+
+    history = HistorySink(":memory:", clock=clock)
+    source = history.source(ScriptedSource(lambda i: {"api.latency_s": 0.1 + 0.001 * (i % 3)}))
+    guard = Guard(rate="1MB/s", calendar=None, sources=[source], sinks=[history], clock=clock)
+    with guard.session("photos") as s:
+        for _ in range(60):
+            s.throttle(100_000)
+    store = history.store
+    assert store is not None
+    assert store.count("api.latency_s") >= 3
+    (stored,) = store.sessions("photos")
+    assert stored.bytes == 6e6
+    series = session_series(s.report(), latency=store)
+    assert len(series.latency) == store.count("api.latency_s")
+    assert series.latency[:3] == pytest.approx((0.1, 0.101, 0.102))

@@ -514,3 +514,71 @@ def test_windows_follow_the_calendars_zone(store: MetricsStore) -> None:
     )
     assert windows[0].tz == "Europe/London"
     assert windows[0].start.time == time(1)
+
+
+def test_window_to_dict() -> None:
+    data = window(6, 23, 90).to_dict()
+    assert data == {
+        "rank": 1,
+        "weekday": "Sun",
+        "start": "23:00",
+        "end_weekday": "Mon",
+        "end": "00:30",
+        "duration_s": 5400.0,
+        "expected_load": 1.0,
+        "peak_load": 2.0,
+        "metric": "cpu.percent",
+        "tz": "UTC",
+        "level": None,
+        "reason": "quiet",
+    }
+
+
+def test_profile_to_dict_is_json(store: MetricsStore) -> None:
+    import json
+
+    synthetic(store, T0, 7, busy_except((5, 3, 6, 5.0)))
+    data = json.loads(json.dumps(store.weekly_profile("cpu.percent", at=T0).to_dict()))
+    assert data["metrics"] == ["cpu.percent"]
+    assert data["weeks"] == 1
+    assert data["hours"]["cpu.percent"][5 * 24 + 4]["median"] == 6.0
+    assert len(data["hours"]["cpu.percent"]) == 168
+
+
+@settings(max_examples=40)
+@given(
+    samples=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=21 * 86400 - 1),
+            st.floats(min_value=0, max_value=100, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    tz=st.sampled_from(["UTC", "Europe/London", "America/New_York", "Asia/Kolkata"]),
+)
+def test_profile_matches_a_python_reference(samples: list[tuple[int, float]], tz: str) -> None:
+    """Each hour-of-week cell holds exactly the samples whose local time falls in it."""
+    from collections import defaultdict
+
+    zone = ZoneInfo(tz)
+    start = datetime(2026, 3, 16, tzinfo=UTC)  # three weeks across the spring DST changes
+    expected: dict[int, list[float]] = defaultdict(list)
+    with MetricsStore(":memory:", retention="3650d", clock=FakeClock(start)) as store:
+        for offset, value in samples:
+            at = start + timedelta(seconds=offset)
+            store.record({"m": value}, at=at)
+            local = at.astimezone(zone)
+            expected[local.weekday() * 24 + local.hour].append(value)
+        profile = store.weekly_profile("m", tz=tz, seasons=None)
+    cells = profile.hours["m"]
+    assert {h for h, c in enumerate(cells) if c is not None} == set(expected)
+    for hour, values in expected.items():
+        cell = cells[hour]
+        assert cell is not None
+        assert cell.count == len(values)
+        assert cell.max == max(values)
+        ordered = sorted(values)
+        mid = (len(ordered) - 1) / 2
+        median = (ordered[math.floor(mid)] + ordered[math.ceil(mid)]) / 2
+        assert cell.median == pytest.approx(median)

@@ -387,6 +387,10 @@ def test_html_report_carries_the_session_series(week_store: MetricsStore) -> Non
     assert len(floats(backup["points"].replace(",", " "))) > 0  # type: ignore[union-attr]
     (allowed,) = doc.find("polyline", data_series="allowed rate")
     assert floats(allowed["data-y"])[40] == 1e6
+    # both are drawn as steps: a corner between every two points
+    for line in (backup, allowed):
+        corners = (line["points"] or "").split()
+        assert len(corners) == 2 * len(floats(line["data-x"])) - 1
     (latency,) = doc.find("polyline", data_series="latency")
     assert floats(latency["data-y"]) == pytest.approx([v for _, v in LATENCY])
     assert [a["data-y"] for a in doc.find("line", data_series="baseline")] == ["0.1"]
@@ -448,3 +452,91 @@ def test_write_html_report(tmp_path: Path) -> None:
 def test_marks_and_spans_are_values() -> None:
     assert Mark(1.0, "halt", "HALT") == Mark(1.0, "halt", "HALT")
     assert Span(0.0, 1.0, Level.PEAK).level is Level.PEAK
+
+
+def test_real_breaker_events_from_the_store_are_marked() -> None:
+    """Breaker transitions, recorded in history, come back as marks on the session."""
+    from wedguard import CircuitBreaker
+    from wedguard.history import HistorySink
+    from wedguard.testing import FakeClock
+
+    clock = FakeClock(T0)
+    history = HistorySink(":memory:", clock=clock)
+    breaker = CircuitBreaker("upload", failure_threshold=1, clock=clock)
+    breaker.add_listener(history.emit)
+    clock.advance(600)
+    breaker.record_failure(RuntimeError("timeout"))
+    store = history.store
+    assert store is not None
+    stored = store.events("breaker")
+    assert [e.data["new"] for e in stored] == ["OPEN"]
+    series = session_series(make_report(), events=stored)
+    breaker_marks = [m for m in series.marks if m.kind == "breaker"]
+    assert [m.t for m in breaker_marks] == [600.0]
+    assert breaker_marks[0].label.startswith("breaker closed→open")
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"name": "empty", "bytes": 0},
+        {
+            "name": "one",
+            "bytes": 5,
+            "timeline": [{"t": 0, "bytes": 0, "rate": "inf", "level": "OPEN"}],
+        },
+        {"name": "tuples", "bytes": 5, "timeline": [(0, 0, 10.0, 0, 0), (1, 5, 10.0, 1, 2)]},
+    ],
+)
+def test_small_reports_still_draw(report: dict[str, Any], tmp_path: Path) -> None:
+    """No timeline, one point, or tuples: the figure and the page are still made."""
+    plot_session(report).savefig(tmp_path / "s.png")
+    parse(html_report(report))
+
+
+def test_tuple_timelines_are_read() -> None:
+    series = session_series(
+        {"name": "t", "bytes": 5, "timeline": [(0, 0, 10.0, 0, 0), (1, 5, 10.0, 1, 2)]}
+    )
+    assert series.rate == (5.0,)
+    assert series.spans == ()  # the PEAK point is the last: it lasts no time
+    assert [m.kind for m in series.marks] == ["halt"]
+
+
+def test_an_empty_week_still_draws(tmp_path: Path) -> None:
+    store = MetricsStore(":memory:")
+    plot_week(store).savefig(tmp_path / "w.png")
+    doc = parse(html_report(week=store))
+    assert all(c["data-value"] == "" for c in doc.find("rect", **{"class": "cell"}))
+    assert not doc.find("rect", **{"class": "window"})
+    store.close()
+
+
+def test_a_real_guard_session_across_peak_hours() -> None:
+    """A guard session running into 06:00 peak hours: the PEAK span and the lower cap show."""
+    from wedguard import Guard, PeakHourCalendar
+    from wedguard.testing import FakeClock
+
+    clock = FakeClock(datetime(2026, 1, 5, 5, 58, tzinfo=timezone.utc))
+    calendar = PeakHourCalendar.parse("Mon-Sun 06:00-22:00 peak 1MB/s", tz="UTC")
+    guard = Guard(rate="2MB/s", calendar=calendar, sources=[], sinks=[], clock=clock)
+    with guard.session("photos") as s:
+        for _ in range(300):
+            s.throttle(1_000_000)
+    fig = plot_session(s.report())
+    ax_rate = fig.axes[0]
+    (peak,) = [p for p in ax_rate.patches if p.get_gid() == "level-PEAK"]
+    assert 120.0 <= peak.get_x() <= 125.0  # 06:00 is two minutes in
+    allowed = next(line for line in ax_rate.get_lines() if line.get_label() == "allowed rate")
+    caps = set(allowed.get_ydata())
+    assert caps == {2.0, 1.0}  # MB/s before and during peak hours
+
+
+def test_importing_the_report_module_does_not_import_matplotlib() -> None:
+    import subprocess
+
+    code = "import sys, wedguard, wedguard.report; print('matplotlib' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"

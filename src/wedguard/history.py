@@ -41,6 +41,7 @@ import math
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, time, timedelta, timezone, tzinfo
 from os import PathLike, fspath
@@ -305,6 +306,20 @@ class WeeklyProfile:
         """The 168 hourly 95th percentiles of ``metric``."""
         return [None if s is None else s.p95 for s in self.hours[metric]]
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form: per metric, 168 hours of stats (or ``None``)."""
+        return {
+            "metrics": list(self.metrics),
+            "tz": self.tz,
+            "season": self.season,
+            "months": sorted(self.months),
+            "weeks": self.weeks,
+            "hours": {
+                metric: [None if c is None else attrs.asdict(c) for c in cells]
+                for metric, cells in self.hours.items()
+            },
+        }
+
 
 @attrs.frozen(slots=True)
 class RecommendedWindow:
@@ -350,6 +365,23 @@ class RecommendedWindow:
         if candidate < local:
             candidate = datetime.combine(day + timedelta(days=7), self.start.time, zone)
         return candidate
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (for the CLI and reports)."""
+        return {
+            "rank": self.rank,
+            "weekday": DAY_NAMES[self.start.weekday],
+            "start": f"{self.start.time:%H:%M}",
+            "end_weekday": DAY_NAMES[self.end.weekday],
+            "end": f"{self.end.time:%H:%M}",
+            "duration_s": self.duration,
+            "expected_load": self.expected_load,
+            "peak_load": self.peak_load,
+            "metric": self.metric,
+            "tz": self.tz,
+            "level": None if self.level is None else self.level.name,
+            "reason": self.reason,
+        }
 
     def __str__(self) -> str:
         return f"{self.start}-{self.end.time:%H:%M}"
@@ -555,6 +587,13 @@ def _instant(value: Any) -> datetime | None:
 # ----------------------------------------------------------------------------- store
 
 
+def _close_all(writer: sqlite3.Connection, idle: list[sqlite3.Connection]) -> None:
+    for conn in idle:
+        conn.close()
+    idle.clear()
+    writer.close()
+
+
 class MetricsStore:
     """Samples, events and session reports in one SQLite file.
 
@@ -562,10 +601,8 @@ class MetricsStore:
         path: the database file, created if missing; ``":memory:"`` keeps everything
             in memory (lost on close).
         retention: how long samples and events are kept, ``parse_duration`` syntax
-            (default ``"7d"``). Rows older than ``retention`` before the newest
-            sample (and before now) are removed on open, every ``prune_every``
-            records, and by :meth:`prune`. A store that stops receiving samples
-            therefore keeps its last ``retention`` of history.
+            (default ``"7d"``). Older rows are removed on open, every
+            ``prune_every`` records, and by :meth:`prune` (see there).
         session_retention: how long session reports are kept (default ``"400d"``,
             long enough to see growth and seasons).
         clock: where "now" comes from (default the system clock).
@@ -623,17 +660,19 @@ class MetricsStore:
         self._prune_every = prune_every
         self._timeout = float(timeout)
         self._verify = bool(verify)
-        self._memory = self._path == ":memory:" or self._path.startswith("file::memory:")
+        self._memory = self._path == ":memory:"
         self._lock = threading.RLock()
         self._idle: list[sqlite3.Connection] = []
         self._metric_ids: dict[str, int] = {}
         self._since_prune = 0
         self._closed = False
         self._writer = self._open_writer()
+        # a store dropped without close() still closes its connections, quietly
+        self._finalizer = weakref.finalize(self, _close_all, self._writer, self._idle)
         try:
-            self.prune()
+            self._prune(None, automatic=True)
         except BaseException:
-            self._writer.close()
+            self._finalizer()
             raise
 
     # ---------------------------------------------------------------- connections
@@ -671,20 +710,20 @@ class MetricsStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {
+                    row[0]
+                    for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                if tables - {"metrics", "samples", "events", "sessions"}:
+                    raise StoreCorruptError(
+                        self._path,
+                        f"not a metrics store: holds other tables ({', '.join(sorted(tables))})",
+                    )
                 if version > _SCHEMA_VERSION:
                     raise HistoryError(
                         self._path,
                         f"written by a newer wedguard (schema {version}, this one reads {_SCHEMA_VERSION})",
                     )
-                if version == 0:
-                    tables = {
-                        row[0]
-                        for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                    }
-                    if tables - {"metrics", "samples", "events", "sessions"}:
-                        raise StoreCorruptError(
-                            self._path, f"holds other tables ({', '.join(sorted(tables))})"
-                        )
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
@@ -767,10 +806,7 @@ class MetricsStore:
             if self._closed:
                 return
             self._closed = True
-            for conn in self._idle:
-                conn.close()
-            self._idle.clear()
-            self._writer.close()
+            self._finalizer()
 
     def __enter__(self) -> MetricsStore:
         return self
@@ -866,7 +902,7 @@ class MetricsStore:
                 raise self._fail(exc) from exc
             self._since_prune += records
             if self._since_prune >= self._prune_every:
-                self.prune()
+                self._prune(None, automatic=True)
 
     def record_event(self, event: _HasKind | Mapping[str, Any], at: datetime | None = None) -> None:
         """Store an event (anything with ``kind`` and ``to_dict()``, or a mapping).
@@ -923,11 +959,15 @@ class MetricsStore:
         return SessionRecord(_utc(ts), name, size, duration, json.loads(text))
 
     def prune(self, now: datetime | None = None) -> int:
-        """Remove what retention no longer covers; returns how many rows went.
+        """Remove what retention no longer covers, now; returns how many rows went.
 
-        Samples and events older than ``retention`` before the newest sample (and
-        before ``now``, default the clock's now) go, and session reports older than
-        ``session_retention`` before now.
+        Samples and events older than ``retention`` before ``now`` (default the
+        clock's now) go, and session reports older than ``session_retention``.
+
+        The automatic pruning (on open and every ``prune_every`` records) is gentler:
+        it counts back from the newest sample when that is older than now, so a host
+        that was idle for a month, or history imported from elsewhere, keeps its last
+        ``retention`` of samples until newer ones arrive.
 
         Example::
 
@@ -940,17 +980,23 @@ class MetricsStore:
             (1, 1)
             >>> store.close()
         """
+        return self._prune(now, automatic=False)
+
+    def _prune(self, now: datetime | None, *, automatic: bool) -> int:
         now_ts = _ts("now", now if now is not None else self._clock.now())
         assert now_ts is not None
         with self._lock:
             if self._closed:
                 raise HistoryError(self._path, "the store is closed")
             self._since_prune = 0
-            try:
-                newest = self._writer.execute("SELECT MAX(ts) FROM samples").fetchone()[0]
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
-            anchor = now_ts if newest is None else min(now_ts, float(newest))
+            anchor = now_ts
+            if automatic:
+                try:
+                    newest = self._writer.execute("SELECT MAX(ts) FROM samples").fetchone()[0]
+                except sqlite3.Error as exc:
+                    raise self._fail(exc) from exc
+                if newest is not None:
+                    anchor = min(now_ts, float(newest))
             cutoff = anchor - self._retention
             session_cutoff = now_ts - self._session_retention
             return self._write(

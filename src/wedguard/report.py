@@ -396,10 +396,9 @@ def session_series(
             raise ConfigError("report", name, "a report with started_at, to place the calendar")
         spans = _merge(_calendar_spans(calendar, started, duration))
     else:
+        ends = [p[0] for p in points[1:]] + [max(duration, points[-1][0])] if points else []
         level_spans = [
-            (p[0], nxt[0] if nxt is not None else max(duration, p[0]), p[3])
-            for p, nxt in zip(points, [*points[1:], None], strict=True)
-            if p[3] is not None
+            (p[0], end, p[3]) for p, end in zip(points, ends, strict=True) if p[3] is not None
         ]
         spans = _merge(level_spans)
 
@@ -713,6 +712,11 @@ def plot_week(
 
     Raises:
         PlotUnavailable: matplotlib is not installed.
+
+    Example::
+
+        fig = plot_week(store, duration="2h", count=3, calendar=calendar)
+        fig.savefig("week.png")
     """
     figure_cls = _matplotlib()
     profile, metric, chosen = _week_inputs(
@@ -778,13 +782,18 @@ def _svg_line_chart(
     title: str,
     unit: str,
     x_max: float,
-    series: list[tuple[str, Sequence[float], Sequence[float], str, bool, bool]],
+    series: list[tuple[str, Sequence[float], Sequence[float], str, bool, str]],
     hlines: list[tuple[str, float, str]],
     spans: Sequence[Span],
     marks: Sequence[Mark],
     scale: float = 1.0,
 ) -> str:
-    """A line chart as SVG; each series a <polyline data-series=... data-x data-y>."""
+    """A line chart as SVG; each series a <polyline data-series=... data-x data-y>.
+
+    A series is (name, xs, ys, colour, dashed, steps); steps is ``"pre"`` (a value
+    holds over the interval before its x, as a rate measured over that interval),
+    ``"post"`` (it holds until the next x, as a setting) or ``""`` (straight lines).
+    """
     width, height, left, right, top, bottom = 1000, 260, 60, 20, 24, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     finite = [v * scale for _, _, ys, _, _, _ in series for v in ys if math.isfinite(v)]
@@ -835,8 +844,10 @@ def _svg_line_chart(
         coords: list[str] = []
         prev: tuple[float, float] | None = None
         for x, y in pts:
-            if steps and prev is not None:
+            if steps == "pre" and prev is not None:
                 coords.append(f"{px(prev[0]):.1f},{py(y * scale):.1f}")
+            elif steps == "post" and prev is not None:
+                coords.append(f"{px(x):.1f},{py(prev[1] * scale):.1f}")
             coords.append(f"{px(x):.1f},{py(y * scale):.1f}")
             prev = (x, y)
         dash = ' stroke-dasharray="6 3"' if dashed else ""
@@ -947,6 +958,11 @@ def html_report(
     heat-map cells ``<rect data-weekday data-hour data-value>``, windows
     ``<rect class="window" data-rank>``; the raw values are in the ``data-*``
     attributes.
+
+    Example::
+
+        page = html_report(session.report(), latency=store, baseline=0.120, week=store)
+        Path("report.html").write_text(page, encoding="utf-8")
     """
     if report is None and week is None:
         raise ConfigError("report", report, "a session report, a week (store or profile), or both")
@@ -1001,8 +1017,8 @@ def html_report(
                 unit="MB/s",
                 x_max=series.duration,
                 series=[
-                    ("backup rate", series.rate_t, series.rate, "#4a90e2", False, True),
-                    ("allowed rate", series.allowed_t, series.allowed, "#2c3e50", True, False),
+                    ("backup rate", series.rate_t, series.rate, "#4a90e2", False, "pre"),
+                    ("allowed rate", series.allowed_t, series.allowed, "#2c3e50", True, "post"),
                 ],
                 hlines=[],
                 spans=series.spans,
@@ -1021,7 +1037,7 @@ def html_report(
                 title=f"production {series.metric}",
                 unit=series.metric,
                 x_max=series.duration,
-                series=[("latency", series.latency_t, series.latency, "#d35400", False, False)],
+                series=[("latency", series.latency_t, series.latency, "#d35400", False, "")],
                 hlines=hlines,
                 spans=series.spans,
                 marks=series.marks,
