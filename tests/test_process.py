@@ -500,6 +500,61 @@ def test_never_left_stopped_when_the_guarding_process_exits_on_an_error(
     wait_for(lambda: lines(out) > before + 5)
 
 
+PARENT_KILLED = r"""
+import os, signal, subprocess, sys, time
+import wedguard as wg
+guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[])
+out = open(sys.argv[2], "wb")
+child = guard.popen(
+    [sys.executable, sys.argv[1]], stdout=out, stderr=subprocess.DEVNULL, watchdog=True
+)
+while os.path.getsize(sys.argv[2]) < 100:
+    time.sleep(0.01)
+guard.stop("maintenance")
+while not child.stopped:
+    time.sleep(0.01)
+print(child.pid, flush=True)
+time.sleep(0.2)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_watchdog_resumes_the_child_after_a_sigkill_of_the_guarding_process(
+    writer: Path, tmp_path: Path, reap: list[int]
+) -> None:
+    """SIGKILL runs no handler; the watchdog sees its pipe close and resumes the child."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_KILLED)
+    out = tmp_path / "out.txt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, str(script), str(writer), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == -signal.SIGKILL
+    pid = int(done.stdout.split()[0])
+    reap.append(pid)
+    wait_for(lambda: psutil.pid_exists(pid) and not is_stopped(pid))
+    before = lines(out)
+    wait_for(lambda: lines(out) > before + 5)
+
+
+def test_watchdog_ends_quietly_with_the_child(writer: Path) -> None:
+    guard = quiet_guard()
+    with guard.popen(
+        [sys.executable, str(writer), "3"], stdout=subprocess.DEVNULL, watchdog=True
+    ) as child:
+        assert child._watchdog is not None
+        helper = child._watchdog[0]
+        child.wait(10)
+    assert helper.returncode == 0
+    assert child._watchdog is None
+
+
 def test_termination_signals_are_forwarded_after_resuming(writer: Path, tmp_path: Path) -> None:
     """SIGTERM to the guarding process: the stopped child is resumed and gets SIGTERM."""
     out = tmp_path / "out.txt"

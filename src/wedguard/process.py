@@ -350,13 +350,53 @@ class _SignalFreezer:
         self.thaw()
 
 
+_WATCHDOG = r"""
+import os, signal, sys
+pgid, freeze = int(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+if sys.stdin.buffer.read() != b"done":
+    if freeze:
+        try:
+            with open(freeze, "w") as f:
+                f.write("0")
+        except OSError:
+            pass
+    try:
+        os.killpg(pgid, signal.SIGCONT)
+    except OSError:
+        pass
+"""
+
+
+def _start_watchdog(pgid: int, freeze_file: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A helper that resumes the child if the guarding process dies, even by SIGKILL:
+    it waits for the end of a pipe only we hold open."""
+    r, w = os.pipe()
+    try:
+        helper = subprocess.Popen(
+            [sys.executable, "-I", "-c", _WATCHDOG, str(pgid), freeze_file],
+            stdin=r,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    return helper, w
+
+
 class _CgroupFreezer:
     """The child in a cgroup v2 of its own: ``cgroup.freeze`` 1/0."""
 
     kind = "cgroup"
 
     def __init__(self, path: Path, pid: int) -> None:
-        self._path = path
+        self.path = path
         self._pid = pid
 
     @classmethod
@@ -384,7 +424,7 @@ class _CgroupFreezer:
 
     def _write(self, value: str) -> None:
         with contextlib.suppress(OSError):
-            (self._path / "cgroup.freeze").write_text(value)
+            (self.path / "cgroup.freeze").write_text(value)
 
     def freeze(self) -> None:
         self._write("1")
@@ -395,7 +435,7 @@ class _CgroupFreezer:
     def close(self) -> None:
         self.thaw()
         with contextlib.suppress(OSError):
-            self._path.rmdir()
+            self.path.rmdir()
 
 
 # -- live children: atexit, termination signals, per-guard registry ------------------------
@@ -517,6 +557,9 @@ class GuardedProcess:
         kill_grace: seconds between SIGTERM and SIGKILL when the child is ended.
         forward_signals: forward the guarding process's termination signals to the
             child (default True; needs the main thread).
+        watchdog: start a small helper process that resumes the child if the guarding
+            process dies without running its handlers (``SIGKILL``, the OOM killer):
+            it waits on a pipe only the guarding process holds open (default False).
         session: take a guard session (a concurrency slot) for the child's life
             (default True): it counts toward ``max_concurrent`` and keeps the guard's
             sampler running.
@@ -548,6 +591,7 @@ class GuardedProcess:
         interval: float = 0.05,
         kill_grace: float | str = 5.0,
         forward_signals: bool = True,
+        watchdog: bool = False,
         session: bool = True,
         **popen: Any,
     ) -> None:
@@ -636,6 +680,15 @@ class GuardedProcess:
         self._procs: dict[int, psutil.Process] = {}
         self._last_tree = 0.0
         self._bases: dict[str, float] = {}
+        self._watchdog: tuple[subprocess.Popen[bytes], int] | None = None
+        if watchdog:
+            freeze_file = ""
+            if isinstance(self._freezer, _CgroupFreezer):
+                freeze_file = os.fspath(self._freezer.path / "cgroup.freeze")
+            try:
+                self._watchdog = _start_watchdog(self.pid, freeze_file)
+            except OSError as exc:
+                self._note(f"no watchdog: {exc}")
         _register(self)
         self._step()  # a paused guard stops the child before it gets going
         self._monitor = threading.Thread(
@@ -909,9 +962,20 @@ class GuardedProcess:
                     self._measure(time.monotonic() + 1.0)
             self._done.set()
         self._freezer.close()
+        self._stop_watchdog()
         _unregister(self)
         self._end_session(exc)
         self._emit(self.report())
+
+    def _stop_watchdog(self) -> None:
+        dog, self._watchdog = self._watchdog, None
+        if dog is not None:
+            helper, w = dog
+            with contextlib.suppress(OSError):
+                os.write(w, b"done")
+            os.close(w)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                helper.wait(2.0)
 
     # -- Popen-like surface ----------------------------------------------------------------
 
