@@ -689,3 +689,35 @@ def test_report_is_an_event_and_serialises(writer: Path) -> None:
     assert data["pid"] == done.report.pid
     assert "exit 0" in str(done.report)
     assert isinstance(GuardedProcess, type)
+
+
+def test_leaving_the_with_block_waits_for_the_child(writer: Path) -> None:
+    guard = quiet_guard()
+    with guard.popen([sys.executable, str(writer), "20"], stdout=subprocess.DEVNULL) as child:
+        pass
+    assert child.returncode == 0
+    assert child.report().returncode == 0
+
+
+def test_a_handler_left_behind_passes_signals_to_the_previous_one(writer: Path) -> None:
+    """Children closed from another thread cannot restore the handlers; a signal then
+    goes to the handler that was there before, never into a void."""
+    import wedguard.process as process
+
+    got: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: got.append(signum))
+    try:
+        guard = quiet_guard()
+        child = guard.popen([sys.executable, str(writer), "3"], stdout=subprocess.DEVNULL)
+        child.wait(10)
+        t = threading.Thread(target=child.close)
+        t.start()
+        t.join(10)
+        assert signal.getsignal(signal.SIGHUP) is process._on_termination_signal
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_for(lambda: got == [signal.SIGHUP])
+    finally:
+        for sig, handler in process._PREVIOUS_HANDLERS.items():
+            signal.signal(sig, handler)
+        process._PREVIOUS_HANDLERS.clear()
+        signal.signal(signal.SIGHUP, previous)

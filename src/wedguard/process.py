@@ -460,6 +460,15 @@ def _on_termination_signal(signum: int, frame: FrameType | None) -> None:
         live = [c for c in _LIVE if c._forward]
     for child in live:
         child._forward_signal(signum)
+    if live:
+        return
+    # no child left (the handler outlived them): behave as the previous handler would
+    previous = _PREVIOUS_HANDLERS.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _register(child: GuardedProcess) -> None:
@@ -534,9 +543,9 @@ class GuardedProcess:
 
     Prefer :meth:`wedguard.Guard.run` (or :func:`run_guarded`); this class is the lower
     level for hosts that need the pid, the live report or their own waiting. As a
-    context manager it resumes the child on the way out; if the block raised, the child
-    is also ended (SIGTERM, then SIGKILL after ``kill_grace``), as :func:`subprocess.run`
-    does.
+    context manager it waits for the child on the way out, as :class:`subprocess.Popen`
+    does; if the block raised, the child is resumed and ended instead (SIGTERM, then
+    SIGKILL after ``kill_grace``), as :func:`subprocess.run` does.
 
     Args:
         guard: the guard whose decision, calendar and sinks apply.
@@ -1071,7 +1080,6 @@ class GuardedProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._release_hold()
         try:
             if exc is not None and self.popen.poll() is None:
                 self._abort(f"{type(exc).__name__} in the guarding code")
@@ -1079,10 +1087,12 @@ class GuardedProcess:
                     self.popen.wait(self._kill_grace + 1.0)
                 except subprocess.TimeoutExpired:  # pragma: no cover
                     self._kill_now()
-            for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
+            if exc is None:
+                self.popen.wait()  # as Popen does; still guarded while it runs
         finally:
             self.close(exc)
 
