@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import json
 import math
 from datetime import datetime, timedelta
@@ -771,3 +772,99 @@ async def test_async_slot_timeout(clock: FakeClock) -> None:
 def test_decision_assessment_helper_matches() -> None:
     a = Assessment(Verdict.OK)
     assert a.reasons == ()
+
+
+def test_observe_baseline_feeds_the_analyzer(clock: FakeClock) -> None:
+    seen: list[dict[str, float]] = []
+
+    class Learning(KeyAnalyzer):
+        def observe_baseline(self, sample: dict[str, float]) -> None:
+            seen.append(dict(sample))
+
+    guard = make_guard(
+        clock, sources=[ScriptedSource([{"api.latency_s": 0.1}])], analyzer=Learning()
+    )
+    guard.observe_baseline()
+    guard.observe_baseline({"api.latency_s": 0.2})
+    assert seen == [{"api.latency_s": 0.1}, {"api.latency_s": 0.2}]
+    make_guard(clock).observe_baseline()  # no analyser: nothing to teach
+
+
+def test_with_wedguards_own_policies(clock: FakeClock) -> None:
+    """The real calendar, breaker, analyser and controller compose."""
+    cal = wg.PeakHourCalendar.parse(
+        "Mon-Sun 06:00-22:00 peak 8Mbit/s\n2026-01-06 blackout", tz="UTC"
+    )
+    breaker = wg.CircuitBreaker("s3", clock=clock)
+    analyzer = wg.ImpactAnalyzer(wg.Thresholds(), clock=clock)
+    guard = make_guard(
+        clock,
+        rate="50MB/s",
+        calendar=cal,
+        breaker=breaker,
+        analyzer=analyzer,
+        controller=wg.AIMDController(),
+        sources=[ScriptedSource([{"cpu.percent": 10.0}])],
+    )
+    clock.set(at(12))
+    assert guard.decision().level is Level.PEAK
+    assert guard.decision().rate == 1_000_000
+    with guard.session("day") as s:
+        s.throttle(1_000_000)
+        s.throttle(1_000_000)
+        assert s.report().wait_seconds["rate"] > 0
+        clock.set(at(24, 0, 30))
+        s.throttle(10)  # Tuesday is a blackout day: sleep until Wednesday
+        assert clock.now() >= at(48)
+    assert s.report().wait_seconds["calendar"] == pytest.approx(24 * 3600 - 30, abs=1)
+
+    @guard.protect
+    def flaky() -> None:
+        raise OSError("s3 down")
+
+    for _ in range(3):
+        with pytest.raises(OSError, match="s3 down"):
+            flaky()
+    with pytest.raises(wg.CircuitOpenError) as info:
+        flaky()
+    assert info.value.breaker == "s3"
+
+
+def test_protect_and_wrap_join_the_session_they_run_in(clock: FakeClock) -> None:
+    """Inside a session, a protected call or a wrapped file takes no second slot."""
+    guard = make_guard(clock, max_concurrent=1, rate="1MB/s")
+
+    @guard.protect(cost=lambda data: len(data))
+    def upload(data: bytes) -> int:
+        return len(data)
+
+    with guard.session("outer", slot_timeout=1) as s:
+        assert wg.session.current_session() is s
+        assert upload(b"x" * 100) == 100
+        out = io.BytesIO()
+        guard.copyfileobj(io.BytesIO(b"y" * 50), out)
+        with guard.wrap(io.BytesIO(b"z" * 25)) as f:
+            f.read()
+            assert f.session is s
+        assert s.report().bytes == 175
+        assert s.report().ops == 1
+    assert wg.session.current_session() is None
+    assert upload(b"x") == 1  # outside: a session of its own
+
+
+def test_signal_handlers_need_the_main_thread(clock: FakeClock) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            make_guard(clock, signals=True)
+        except wg.ConfigError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=install)
+    t.start()
+    t.join()
+    assert len(errors) == 1
+    assert "signals" in str(errors[0])

@@ -28,8 +28,9 @@ def real_guard(**kw: object) -> wg.Guard:
     return wg.Guard(**kw)  # type: ignore[arg-type]
 
 
-def sampler_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "wedguard-sampler" and t.is_alive()]
+def sampler_threads(guard: wg.Guard) -> list[threading.Thread]:
+    name = f"wedguard-sampler-{id(guard):x}"
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
 
 
 class CountingPath(type(Path())):  # type: ignore[misc]
@@ -196,17 +197,25 @@ def test_a_crashing_thread_frees_its_slot() -> None:
 
 def test_sampler_runs_only_while_sessions_are_active() -> None:
     source = ScriptedSource([{"x": 1.0}])
-    guard = real_guard(sources=[source], analyzer=KeyAnalyzer(), sample_interval=0.02)
-    time.sleep(0.05)
+    guard = real_guard(sources=[source], analyzer=KeyAnalyzer(), sample_interval=0.05)
+    time.sleep(0.1)
     assert source.calls == 0
+    assert sampler_threads(guard) == []
     with guard.session("a"), guard.session("b"):
-        time.sleep(0.15)
-        assert len(sampler_threads()) == 1
+        time.sleep(0.3)
+        assert len(sampler_threads(guard)) == 1
     calls = source.calls
     assert calls >= 3
-    time.sleep(0.1)
-    assert source.calls <= calls + 1
-    assert sampler_threads() == []
+    # sessions back to back reuse the thread, and it samples at once
+    with guard.session("c"):
+        deadline = time.monotonic() + 2
+        while source.calls == calls and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert source.calls == calls + 1
+    calls = source.calls
+    time.sleep(0.3)
+    assert source.calls == calls  # no session, no sampling
+    assert sampler_threads(guard) == []  # the thread ended after one idle interval
 
 
 def test_background_halt_pauses_until_production_recovers() -> None:

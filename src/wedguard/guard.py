@@ -46,7 +46,14 @@ from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source
-from wedguard.session import Cutoff, DeadlineSpec, Session, SlotTimeout, _release_slot
+from wedguard.session import (
+    Cutoff,
+    DeadlineSpec,
+    Session,
+    SlotTimeout,
+    _release_slot,
+    current_session,
+)
 from wedguard.units import format_rate, parse_duration, parse_rate
 
 __all__ = ["DEFAULT", "Guard"]
@@ -372,7 +379,8 @@ class Guard:
         self._queue: collections.deque[object] = collections.deque()
         self._active: dict[_Slot, None] = {}
         self._sampler: threading.Thread | None = None
-        self._sampler_halt: threading.Event | None = None
+        self._sampler_wake = threading.Event()
+        self._closing = False
         # alerts currently firing, by key
         self._firing: dict[str, Alert] = {}
         # event delivery
@@ -459,7 +467,9 @@ class Guard:
             expected_bytes: how much the session will move (for deadline pacing).
             rate: a cap for this session under the guard's budget.
             ops_rate: an operations cap for this session.
-            max_duration, max_bytes, stop_at: cutoffs (see :class:`Cutoff`).
+            max_duration: a cutoff: the longest the session may run (see :class:`Cutoff`).
+            max_bytes: a cutoff: the most bytes the session may move.
+            stop_at: a cutoff: an aware datetime after which the session ends.
             cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS.
             on_deadline: when a BLACKOUT covers the deadline: ``"raise"``
                 :class:`DeadlineError` or ``"wait"`` through it.
@@ -580,8 +590,6 @@ class Guard:
                 return
             slot.released = True
             self._active.pop(slot, None)
-            if not self._active:
-                self._stop_sampler()
             self._notify()
 
     # -- waiting ----------------------------------------------------------------------------
@@ -636,6 +644,18 @@ class Guard:
             if now >= self._expires:
                 self._refresh_locked(now)
             return self._decision
+
+    def observe_baseline(self, sample: Mapping[str, float] | None = None) -> None:
+        """Teach the analyser what production looks like without a backup.
+
+        Call it while no backup runs (at start-up, or from a scheduler between runs);
+        without ``sample`` the guard reads its sources once. Does nothing without an
+        analyser that learns a baseline.
+        """
+        observe = getattr(self._analyzer, "observe_baseline", None)
+        if observe is None:
+            return
+        observe(self._collect() if sample is None else sample)
 
     def tick(self) -> Decision:
         """Sample the sources now and recompute the decision (what the sampler does)."""
@@ -778,7 +798,10 @@ class Guard:
             self._window_end_m = _INF
         expires = self._window_end_m
         if not self._background and self._active:
-            expires = min(expires, self._next_sample)
+            # inline sampling; a blackout ends only with its window (or a stop, which
+            # wakes the waiters), so it is slept through in one piece
+            if d.level is not Level.BLACKOUT:
+                expires = min(expires, self._next_sample)
             if self._stop_file is not None:
                 expires = min(expires, self._next_stop_check)
         self._expires = expires if expires > now else now + 1e-6
@@ -862,6 +885,8 @@ class Guard:
         def on_usr2(signum: int, frame: FrameType | None) -> None:
             threading.Thread(target=self.resume, daemon=True).start()
 
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError("signals", True, "installing handlers from the main thread")
         self._signals_installed[usr1] = signal.signal(usr1, on_usr1)
         self._signals_installed[usr2] = signal.signal(usr2, on_usr2)
 
@@ -874,26 +899,48 @@ class Guard:
     # -- the background sampler ----------------------------------------------------------
 
     def _start_sampler(self) -> None:
-        halt = threading.Event()
-        self._sampler_halt = halt
-        self._sampler = threading.Thread(
-            target=self._sampler_loop, args=(halt,), name="wedguard-sampler", daemon=True
-        )
-        self._sampler.start()
+        """Sample now: wake the sampler thread, or start one (lock held).
+
+        The thread outlives the last session by one ``sample_interval`` (idle, sampling
+        nothing), so back-to-back sessions, such as one per protected call, reuse it.
+        """
+        self._sampler_wake.set()
+        if self._sampler is None:
+            self._closing = False
+            self._sampler = threading.Thread(
+                target=self._sampler_loop, name=f"wedguard-sampler-{id(self):x}", daemon=True
+            )
+            self._sampler.start()
 
     def _stop_sampler(self) -> None:
-        if self._sampler_halt is not None:
-            self._sampler_halt.set()
-        self._sampler_halt = None
-        self._sampler = None
+        """Let the sampler thread end now (lock held)."""
+        self._closing = True
+        self._sampler_wake.set()
 
-    def _sampler_loop(self, halt: threading.Event) -> None:
-        now = self._now()
-        next_sample = now
-        next_check = now
-        while not halt.is_set():
+    def _sampler_loop(self) -> None:
+        wake = self._sampler_wake
+        next_sample = next_check = -_INF
+        idle_since: float | None = None
+        while True:
             try:
-                now = self._now()
+                with self._cond:
+                    now = self._now()
+                    if self._closing:
+                        self._sampler = None
+                        return
+                    if not self._active:
+                        if idle_since is None:
+                            idle_since = now
+                        elif now - idle_since >= self._interval:
+                            self._sampler = None
+                            return
+                    elif idle_since is not None or wake.is_set():
+                        idle_since = None  # a session (re)started: sample at once
+                        next_sample = next_check = now
+                    wake.clear()
+                if idle_since is not None:
+                    wake.wait(max(0.0, idle_since + self._interval - now))
+                    continue
                 if self._stop_file is not None and now >= next_check:
                     next_check = now + self._stop_interval
                     with self._cond:
@@ -902,17 +949,16 @@ class Guard:
                     next_sample = now + self._interval
                     sample = self._collect() if self._analyzer is not None else {}
                     with self._cond:
-                        if halt.is_set():
-                            break
-                        now = self._now()
-                        if self._sources and self._analyzer is not None:
-                            self._assess_locked(sample, now)
-                        self._track_sessions(now)
-                        self._refresh_locked(now, sampled=True)
+                        if self._active:
+                            now = self._now()
+                            if self._sources and self._analyzer is not None:
+                                self._assess_locked(sample, now)
+                            self._track_sessions(now)
+                            self._refresh_locked(now, sampled=True)
             except Exception:  # pragma: no cover - never let the sampler die
                 log.exception("sampler step failed")
             due = next_sample if self._stop_file is None else min(next_sample, next_check)
-            halt.wait(max(0.0, due - self._now()))
+            wake.wait(max(0.0, due - self._now()))
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -1130,7 +1176,8 @@ class Guard:
         """Decorate an upload function (sync or async) to run under the guard.
 
         Each call runs as a session named after the function (taking a concurrency
-        slot), takes ``cost(*args, **kwargs)`` bytes and ``ops`` operations from the
+        slot) or, when called inside an active session of this guard, as part of that
+        session (no second slot). It takes ``cost(*args, **kwargs)`` bytes and ``ops`` operations from the
         budgets, then calls the function under the circuit breaker.
 
         Args:
@@ -1183,42 +1230,85 @@ class Guard:
                 @functools.wraps(func)
                 async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                     n = units(args, kwargs)
+                    outer = self._joinable()
+                    if outer is not None:
+                        return await self._run_async(
+                            outer, b, wait_on_open, n, ops, afunc, args, kwargs
+                        )
                     async with self.session(label) as s:
-                        await self._agate(b, wait_on_open)
-                        await s.athrottle(n, ops=ops)
-                        try:
-                            result = await afunc(*args, **kwargs)
-                        except Exception as exc:
-                            if b is not None:
-                                b.record_failure(exc)
-                            raise
-                        if b is not None:
-                            b.record_success()
-                        return result
+                        return await self._run_async(
+                            s, b, wait_on_open, n, ops, afunc, args, kwargs
+                        )
 
                 return cast("Callable[P, R]", awrapper)
 
             @functools.wraps(func)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 n = units(args, kwargs)
+                outer = self._joinable()
+                if outer is not None:
+                    return self._run_sync(outer, b, wait_on_open, n, ops, func, args, kwargs)
                 with self.session(label) as s:
-                    self._gate(b, wait_on_open)
-                    s.throttle(n, ops=ops)
-                    try:
-                        result = func(*args, **kwargs)
-                    except Exception as exc:
-                        if b is not None:
-                            b.record_failure(exc)
-                        raise
-                    if b is not None:
-                        b.record_success()
-                    return result
+                    return self._run_sync(s, b, wait_on_open, n, ops, func, args, kwargs)
 
             return wrapper
 
         if fn is not None:
             return decorate(fn)
         return decorate
+
+    def _joinable(self) -> Session | None:
+        """The active session of this guard the caller is inside, if any."""
+        s = current_session()
+        if s is not None and s._guard is self and s.active:
+            return s
+        return None
+
+    def _run_sync(
+        self,
+        s: Session,
+        b: BreakerLike | None,
+        wait_on_open: bool,
+        n: float,
+        ops: int,
+        func: Callable[..., R],
+        args: Any,
+        kwargs: Any,
+    ) -> R:
+        self._gate(b, wait_on_open)
+        s.throttle(n, ops=ops)
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            if b is not None:
+                b.record_failure(exc)
+            raise
+        if b is not None:
+            b.record_success()
+        return result
+
+    async def _run_async(
+        self,
+        s: Session,
+        b: BreakerLike | None,
+        wait_on_open: bool,
+        n: float,
+        ops: int,
+        func: Callable[..., Awaitable[Any]],
+        args: Any,
+        kwargs: Any,
+    ) -> Any:
+        await self._agate(b, wait_on_open)
+        await s.athrottle(n, ops=ops)
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as exc:
+            if b is not None:
+                b.record_failure(exc)
+            raise
+        if b is not None:
+            b.record_success()
+        return result
 
     def _gate(self, b: BreakerLike | None, wait_on_open: bool) -> None:
         if b is None:
@@ -1252,11 +1342,14 @@ class Guard:
 
         Works wherever a file object does: ``shutil.copyfileobj``, ``tarfile``,
         ``hashlib`` loops, boto3's ``upload_fileobj``. Everything else (``seek``,
-        ``tell``, ``name``...) is passed through. Without ``session`` the wrapper runs
-        its own session (opened on first I/O, ended by ``close()`` or ``with``).
+        ``tell``, ``name``...) is passed through. Without ``session`` the wrapper joins
+        the session the caller is inside, or runs its own (opened on first I/O, ended
+        by ``close()`` or ``with``).
         """
         from wedguard.fileobj import GuardedFile
 
+        if session is None:
+            session = self._joinable()
         return GuardedFile(self, fileobj, session=session, name=name)
 
     def copyfileobj(
@@ -1277,6 +1370,8 @@ class Guard:
 
         if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
             raise ConfigError("length", length, "a chunk size in bytes > 0")
+        if session is None:
+            session = self._joinable()
         if session is not None:
             return copy_throttled(session.throttle, src, dst, length)
         with self.session(name) as s:
@@ -1286,6 +1381,9 @@ class Guard:
         """Stop the background threads and restore signal handlers (sessions end first)."""
         with self._cond:
             self._stop_sampler()
+            sampler = self._sampler
+        if sampler is not None and sampler is not threading.current_thread():
+            sampler.join(timeout=1.0)
         self._close_control()
         self.uninstall_signal_handlers()
         self.flush(timeout=1.0)

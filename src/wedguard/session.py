@@ -23,6 +23,8 @@ to is shared by any number of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 import math
 import weakref
@@ -51,6 +53,7 @@ __all__ = [
     "SessionReport",
     "SlotTimeout",
     "TimelinePoint",
+    "current_session",
 ]
 
 _INF: Final = math.inf
@@ -59,6 +62,24 @@ CAUSES: Final = ("rate", "calendar", "impact", "slots", "stop")
 """The causes a session's waiting time is attributed to."""
 
 _PAUSE_CAUSES: Final = frozenset({"calendar", "impact", "stop"})
+
+# a weak reference, so that a session entered and then abandoned can still be
+# collected (and its slot freed)
+_CURRENT: contextvars.ContextVar[weakref.ref[Session] | None] = contextvars.ContextVar(
+    "wedguard_session", default=None
+)
+
+
+def current_session() -> Session | None:
+    """The session the calling thread or task is inside (``with guard.session()``), if any.
+
+    ``guard.protect``, ``guard.wrap`` and ``guard.copyfileobj`` join it rather than
+    opening a session of their own (which would take a second concurrency slot).
+    """
+    ref = _CURRENT.get()
+    return None if ref is None else ref()
+
+
 _MAX_TIMELINE: Final = 20_000
 
 
@@ -436,6 +457,7 @@ class Session:
         "_byte_limit",
         "_bytes",
         "_closed",
+        "_ctx",
         "_cutoff",
         "_deadline",
         "_deadline_alert",
@@ -562,6 +584,7 @@ class Session:
         self._started = False
         self._closed = False
         self._slot: Any = None
+        self._ctx: contextvars.Token[weakref.ref[Session] | None] | None = None
         self._waits = dict.fromkeys(CAUSES, 0.0)
         self._pauses: list[Pause] = []
         self._timeline: list[TimelinePoint] = []
@@ -656,8 +679,16 @@ class Session:
             self._error = f"{type(exc).__name__}: {exc}"
         self._point(now, g._decision)
 
+    def _leave_context(self) -> None:
+        token, self._ctx = self._ctx, None
+        if token is not None:
+            # left from another context than the one it entered: nothing to restore
+            with contextlib.suppress(ValueError):
+                _CURRENT.reset(token)
+
     def __enter__(self) -> Session:
         self._guard._enter(self, self._slot_timeout)
+        self._ctx = _CURRENT.set(weakref.ref(self))
         return self
 
     def __exit__(
@@ -666,10 +697,12 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._leave_context()
         self._guard._exit(self, exc)
 
     async def __aenter__(self) -> Session:
         await self._guard._aenter(self, self._slot_timeout)
+        self._ctx = _CURRENT.set(weakref.ref(self))
         return self
 
     async def __aexit__(
@@ -678,6 +711,7 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._leave_context()
         self._guard._exit(self, exc)
 
     # -- the hot path ----------------------------------------------------------------------
