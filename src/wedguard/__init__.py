@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, SystemClock
+from wedguard.control import ControlServer
 from wedguard.decision import Decision
 from wedguard.errors import (
     CircuitOpenError,
@@ -42,6 +43,7 @@ from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.control import AIMDController, LedbatController, RateController
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
+from wedguard.process import DutyCycle, GuardedProcess, ProcessReport
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
     Cutoff,
@@ -80,20 +82,24 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigError",
+    "ControlServer",
     "Cutoff",
     "CutoffReached",
     "DeadlineError",
     "Decision",
+    "DutyCycle",
     "EmergencyStop",
     "Event",
     "Guard",
     "GuardedFile",
+    "GuardedProcess",
     "ImpactAnalyzer",
     "LedbatController",
     "Level",
     "MemoryBreakerStorage",
     "Pause",
     "PeakHourCalendar",
+    "ProcessReport",
     "RateController",
     "Rule",
     "Season",

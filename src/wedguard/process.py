@@ -48,7 +48,6 @@ guard's budget and calendar (:func:`pipe_main` is that filter's entry point).
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import math
@@ -74,6 +73,8 @@ from wedguard.levels import Level, Verdict
 from wedguard.units import format_duration, format_rate, parse_duration, parse_rate, parse_size
 
 if TYPE_CHECKING:
+    import argparse
+
     from wedguard.decision import Decision
     from wedguard.guard import Guard
 
@@ -1268,6 +1269,8 @@ def pipe_main(
     Exit status: 0 done, 1 an I/O error (such as a closed downstream), 2 usage or
     configuration error, 3 stopped.
     """
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="wedguard pipe", description="Copy stdin to stdout, throttled by a guard."
     )
