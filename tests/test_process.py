@@ -666,8 +666,12 @@ def test_cgroup_freezer_writes_the_freeze_file(tmp_path: Path) -> None:
     parent = root / own
     parent.mkdir(parents=True)
     (root / "cgroup.controllers").write_text("cpu io memory\n")
-    freezer = _CgroupFreezer.create(os.getpid(), root=root)
     group = parent / f"wedguard-{os.getpid()}-{os.getpid()}"
+    with pytest.raises(OSError, match=r"cgroup\.freeze"):  # a kernel without the freezer
+        _CgroupFreezer.create(os.getpid(), root=root)
+    group.mkdir()  # cgroupfs makes the interface files with the directory
+    (group / "cgroup.freeze").write_text("0")
+    freezer = _CgroupFreezer.create(os.getpid(), root=root)
     assert (group / "cgroup.procs").read_text().split()[0] == str(os.getpid())
     freezer.freeze()
     assert (group / "cgroup.freeze").read_text() == "1"
@@ -721,3 +725,40 @@ def test_a_handler_left_behind_passes_signals_to_the_previous_one(writer: Path) 
             signal.signal(sig, handler)
         process._PREVIOUS_HANDLERS.clear()
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_child_nobody_waits_for_frees_its_slot_when_it_ends(writer: Path) -> None:
+    sink = RecordingSink()
+    guard = quiet_guard(sinks=[sink])
+    child = guard.popen([sys.executable, str(writer), "3"], stdout=subprocess.DEVNULL)
+    wait_for(lambda: guard.active_sessions == 0)
+    assert child.returncode == 0
+    guard.flush(5.0)
+    assert [r.pid for r in sink.of_kind("process")] == [child.pid]
+    child.close()  # a second close is harmless
+
+
+class CapCalendar:
+    """PEAK with a rate cap the test sets (None: OPEN, no cap)."""
+
+    def __init__(self, cap: float | None) -> None:
+        self.cap = cap
+
+    def at(self, when: datetime) -> _Window:
+        level = Level.OPEN if self.cap is None else Level.PEAK
+        return _Window(level, self.cap, when, when + timedelta(seconds=0.05))
+
+
+def test_the_calendar_cap_applies_live(writer: Path, reap: list[int]) -> None:
+    cal = CapCalendar(20_000.0)
+    guard = quiet_guard(calendar=cal)
+    argv = [sys.executable, str(writer), str(10**9), "0.0005", "990"]
+    with guard.popen(argv, stdout=subprocess.DEVNULL, cpu_share=None) as child:
+        reap.append(child.pid)
+        wait_for(lambda: any("duty-cycled to 20 kB/s" in r for r in child.reasons()))
+        wait_for(lambda: child.paused_cause == "rate")
+        cal.cap = None
+        wait_for(lambda: not any("duty-cycled" in r for r in child.reasons()))
+        child.abort("done")
+        child.wait(10)
+    assert child.report().paused["rate"] > 0

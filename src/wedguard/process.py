@@ -399,6 +399,8 @@ class _CgroupFreezer:
     def __init__(self, path: Path, pid: int) -> None:
         self.path = path
         self._pid = pid
+        self._signals = _SignalFreezer(pid)
+        self._signalled = False
 
     @classmethod
     def create(cls, pid: int, root: Path = CGROUP_ROOT) -> _CgroupFreezer:
@@ -413,8 +415,10 @@ class _CgroupFreezer:
         if not os.access(parent, os.W_OK):
             raise OSError(f"{parent} is not writable")
         path = parent / f"wedguard-{os.getpid()}-{pid}"
-        path.mkdir()
+        path.mkdir(exist_ok=True)
         try:
+            if not (path / "cgroup.freeze").exists():
+                raise OSError(f"{path} has no cgroup.freeze (a kernel before 5.2?)")
             for p in [pid, *(c.pid for c in children_of(pid))]:
                 (path / "cgroup.procs").write_text(f"{p}\n")
         except OSError:
@@ -423,15 +427,20 @@ class _CgroupFreezer:
             raise
         return cls(path, pid)
 
-    def _write(self, value: str) -> None:
-        with contextlib.suppress(OSError):
-            (self.path / "cgroup.freeze").write_text(value)
-
     def freeze(self) -> None:
-        self._write("1")
+        try:
+            (self.path / "cgroup.freeze").write_text("1")
+        except OSError:
+            # the cgroup went away or refuses: stop the child the old way
+            self._signalled = True
+            self._signals.freeze()
 
     def thaw(self) -> None:
-        self._write("0")
+        with contextlib.suppress(OSError):
+            (self.path / "cgroup.freeze").write_text("0")
+        if self._signalled:
+            self._signalled = False
+            self._signals.thaw()
 
     def close(self) -> None:
         self.thaw()
@@ -898,7 +907,10 @@ class GuardedProcess:
                 self._note(f"monitor error: {exc!r}")
                 self._release_hold()
                 tick = self._interval * 5
-            if tick == _INF or self.popen.poll() is not None:
+            if tick == _INF:
+                break
+            if self.popen.poll() is not None:
+                self.close()  # the child ended: free its slot even if nobody waits for it
                 break
             if cond is not None:
                 # a new decision (stop, resume, new rate) wakes us at once
@@ -963,14 +975,19 @@ class GuardedProcess:
 
     def close(self, exc: BaseException | None = None) -> None:
         """Stop monitoring: resume the child for good, release the session and registry."""
-        if self._done.is_set():
-            return
-        self._release_hold()
         with self._lock:
-            if self.popen.poll() is not None:
-                with contextlib.suppress(Exception):
-                    self._measure(time.monotonic() + 1.0)
-            self._done.set()
+            if self._done.is_set():
+                closed = True
+            else:
+                closed = False
+                self._release_hold()
+                if self.popen.poll() is not None:
+                    with contextlib.suppress(Exception):
+                        self._measure(time.monotonic() + 1.0)
+                self._done.set()
+        if closed:
+            _unregister(self)  # from the main thread this restores the signal handlers
+            return
         self._freezer.close()
         self._stop_watchdog()
         _unregister(self)
