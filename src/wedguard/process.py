@@ -674,6 +674,7 @@ class GuardedProcess:
         self._io = DutyCycle(_INF, burst_seconds=0.1)
         self._speed = 0.0
         self._last_step = 0.0
+        self._last_cpu = -_INF
         self._cpu = DutyCycle(_INF, burst_seconds=0.2)
         self._ncpu = os.cpu_count() or 1
         self._done = threading.Event()
@@ -773,18 +774,22 @@ class GuardedProcess:
     def _measure(self, now: float) -> None:
         rb = wb = rc = wc = 0
         cpu = 0.0
+        # CPU times every tick only while a CPU cap applies; else twice a second
+        want_cpu = self._cpu.rate < _INF or now - self._last_cpu >= 0.5
+        if want_cpu:
+            self._last_cpu = now
         for p in self._tree(now):
             try:
-                with p.oneshot():
-                    io = p.io_counters()
+                io = p.io_counters()
+                if want_cpu:
                     t = p.cpu_times()
+                    cpu += t.user + t.system + t.children_user + t.children_system
             except (psutil.Error, OSError, AttributeError):
                 continue
             rb += io.read_bytes
             wb += io.write_bytes
             rc += getattr(io, "read_chars", 0)
             wc += getattr(io, "write_chars", 0)
-            cpu += t.user + t.system + t.children_user + t.children_system
         storage = float(rb + wb)
         chars = float(rc + wc)
         b = self._bases
@@ -799,7 +804,8 @@ class GuardedProcess:
             grown = chars - b.get("chars", 0.0)
             b["chars"] = max(b.get("chars", 0.0), chars)
         self._io_used += max(0.0, grown)
-        self._cpu_used = max(self._cpu_used, cpu)
+        if want_cpu:
+            self._cpu_used = max(self._cpu_used, cpu)
 
     # -- the monitor --------------------------------------------------------------------
 
