@@ -329,7 +329,9 @@ def test_child_io_is_duty_cycled_to_the_guard_rate(
     argv = [sys.executable, str(writer), str(10**9), "0.0005", "990"]
     with out.open("wb") as f, guard.popen(argv, stdout=f) as child:
         reap.append(child.pid)
-        time.sleep(1.0)  # interpreter start-up reads count too; measure after it
+        # interpreter start-up reads count too: measure once the child writes
+        wait_for(lambda: out.stat().st_size > 0, timeout=10)
+        time.sleep(0.5)
         s0, t0 = out.stat().st_size, time.monotonic()
         time.sleep(5.0)
         s1, t1 = out.stat().st_size, time.monotonic()
