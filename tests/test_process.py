@@ -329,7 +329,9 @@ def test_child_io_is_duty_cycled_to_the_guard_rate(
     argv = [sys.executable, str(writer), str(10**9), "0.0005", "990"]
     with out.open("wb") as f, guard.popen(argv, stdout=f) as child:
         reap.append(child.pid)
-        time.sleep(1.0)  # interpreter start-up reads count too; measure after it
+        # interpreter start-up reads count too: measure once the child writes
+        wait_for(lambda: out.stat().st_size > 0, timeout=10)
+        time.sleep(0.5)
         s0, t0 = out.stat().st_size, time.monotonic()
         time.sleep(5.0)
         s1, t1 = out.stat().st_size, time.monotonic()
@@ -500,6 +502,61 @@ def test_never_left_stopped_when_the_guarding_process_exits_on_an_error(
     wait_for(lambda: lines(out) > before + 5)
 
 
+PARENT_KILLED = r"""
+import os, signal, subprocess, sys, time
+import wedguard as wg
+guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[])
+out = open(sys.argv[2], "wb")
+child = guard.popen(
+    [sys.executable, sys.argv[1]], stdout=out, stderr=subprocess.DEVNULL, watchdog=True
+)
+while os.path.getsize(sys.argv[2]) < 100:
+    time.sleep(0.01)
+guard.stop("maintenance")
+while not child.stopped:
+    time.sleep(0.01)
+print(child.pid, flush=True)
+time.sleep(0.2)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_watchdog_resumes_the_child_after_a_sigkill_of_the_guarding_process(
+    writer: Path, tmp_path: Path, reap: list[int]
+) -> None:
+    """SIGKILL runs no handler; the watchdog sees its pipe close and resumes the child."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_KILLED)
+    out = tmp_path / "out.txt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, str(script), str(writer), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == -signal.SIGKILL
+    pid = int(done.stdout.split()[0])
+    reap.append(pid)
+    wait_for(lambda: psutil.pid_exists(pid) and not is_stopped(pid))
+    before = lines(out)
+    wait_for(lambda: lines(out) > before + 5)
+
+
+def test_watchdog_ends_quietly_with_the_child(writer: Path) -> None:
+    guard = quiet_guard()
+    with guard.popen(
+        [sys.executable, str(writer), "3"], stdout=subprocess.DEVNULL, watchdog=True
+    ) as child:
+        assert child._watchdog is not None
+        helper = child._watchdog[0]
+        child.wait(10)
+    assert helper.returncode == 0
+    assert child._watchdog is None
+
+
 def test_termination_signals_are_forwarded_after_resuming(writer: Path, tmp_path: Path) -> None:
     """SIGTERM to the guarding process: the stopped child is resumed and gets SIGTERM."""
     out = tmp_path / "out.txt"
@@ -611,8 +668,12 @@ def test_cgroup_freezer_writes_the_freeze_file(tmp_path: Path) -> None:
     parent = root / own
     parent.mkdir(parents=True)
     (root / "cgroup.controllers").write_text("cpu io memory\n")
-    freezer = _CgroupFreezer.create(os.getpid(), root=root)
     group = parent / f"wedguard-{os.getpid()}-{os.getpid()}"
+    with pytest.raises(OSError, match=r"cgroup\.freeze"):  # a kernel without the freezer
+        _CgroupFreezer.create(os.getpid(), root=root)
+    group.mkdir()  # cgroupfs makes the interface files with the directory
+    (group / "cgroup.freeze").write_text("0")
+    freezer = _CgroupFreezer.create(os.getpid(), root=root)
     assert (group / "cgroup.procs").read_text().split()[0] == str(os.getpid())
     freezer.freeze()
     assert (group / "cgroup.freeze").read_text() == "1"
@@ -634,3 +695,72 @@ def test_report_is_an_event_and_serialises(writer: Path) -> None:
     assert data["pid"] == done.report.pid
     assert "exit 0" in str(done.report)
     assert isinstance(GuardedProcess, type)
+
+
+def test_leaving_the_with_block_waits_for_the_child(writer: Path) -> None:
+    guard = quiet_guard()
+    with guard.popen([sys.executable, str(writer), "20"], stdout=subprocess.DEVNULL) as child:
+        pass
+    assert child.returncode == 0
+    assert child.report().returncode == 0
+
+
+def test_a_handler_left_behind_passes_signals_to_the_previous_one(writer: Path) -> None:
+    """Children closed from another thread cannot restore the handlers; a signal then
+    goes to the handler that was there before, never into a void."""
+    import wedguard.process as process
+
+    got: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: got.append(signum))
+    try:
+        guard = quiet_guard()
+        child = guard.popen([sys.executable, str(writer), "3"], stdout=subprocess.DEVNULL)
+        child.wait(10)
+        t = threading.Thread(target=child.close)
+        t.start()
+        t.join(10)
+        assert signal.getsignal(signal.SIGHUP) is process._on_termination_signal
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_for(lambda: got == [signal.SIGHUP])
+    finally:
+        for sig, handler in process._PREVIOUS_HANDLERS.items():
+            signal.signal(sig, handler)
+        process._PREVIOUS_HANDLERS.clear()
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_child_nobody_waits_for_frees_its_slot_when_it_ends(writer: Path) -> None:
+    sink = RecordingSink()
+    guard = quiet_guard(sinks=[sink])
+    child = guard.popen([sys.executable, str(writer), "3"], stdout=subprocess.DEVNULL)
+    wait_for(lambda: guard.active_sessions == 0)
+    assert child.returncode == 0
+    guard.flush(5.0)
+    assert [r.pid for r in sink.of_kind("process")] == [child.pid]
+    child.close()  # a second close is harmless
+
+
+class CapCalendar:
+    """PEAK with a rate cap the test sets (None: OPEN, no cap)."""
+
+    def __init__(self, cap: float | None) -> None:
+        self.cap = cap
+
+    def at(self, when: datetime) -> _Window:
+        level = Level.OPEN if self.cap is None else Level.PEAK
+        return _Window(level, self.cap, when, when + timedelta(seconds=0.05))
+
+
+def test_the_calendar_cap_applies_live(writer: Path, reap: list[int]) -> None:
+    cal = CapCalendar(20_000.0)
+    guard = quiet_guard(calendar=cal)
+    argv = [sys.executable, str(writer), str(10**9), "0.0005", "990"]
+    with guard.popen(argv, stdout=subprocess.DEVNULL, cpu_share=None) as child:
+        reap.append(child.pid)
+        wait_for(lambda: any("duty-cycled to 20 kB/s" in r for r in child.reasons()))
+        wait_for(lambda: child.paused_cause == "rate")
+        cal.cap = None
+        wait_for(lambda: not any("duty-cycled" in r for r in child.reasons()))
+        child.abort("done")
+        child.wait(10)
+    assert child.report().paused["rate"] > 0

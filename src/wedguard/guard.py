@@ -397,7 +397,7 @@ class Guard:
             self._breaker.add_listener(self._on_breaker)  # type: ignore[attr-defined]
         if signals:
             self.install_signal_handlers()
-        self._control: Any = None
+        self._control: ControlServer | None = None
         if control_socket is not None:
             self.serve_control(control_socket)
 
@@ -1415,7 +1415,7 @@ class Guard:
 
     # -- child processes, pipes and the control socket (wedguard.process, .control) ------
 
-    def run(self, argv: Any, **kwargs: Any) -> Any:
+    def run(self, argv: Any, **kwargs: Any) -> GuardedCompletedProcess:
         """Run a command under the guard, as :func:`subprocess.run`; see
         :func:`wedguard.process.run_guarded` (returns a ``CompletedProcess`` with a
         ``report``)."""
@@ -1423,7 +1423,7 @@ class Guard:
 
         return run_guarded(self, argv, **kwargs)
 
-    def popen(self, argv: Any, **kwargs: Any) -> Any:
+    def popen(self, argv: Any, **kwargs: Any) -> GuardedProcess:
         """Start a command under the guard without waiting:
         :class:`wedguard.process.GuardedProcess`."""
         from wedguard.process import GuardedProcess
@@ -1451,7 +1451,7 @@ class Guard:
             self._held = ""
             self._refresh_locked(self._now(), sampled=True)
 
-    def serve_control(self, path: str | os.PathLike[str]) -> Any:
+    def serve_control(self, path: str | os.PathLike[str]) -> ControlServer:
         """Serve the control socket at ``path`` (mode 0600) until :meth:`close`;
         see :class:`wedguard.control.ControlServer`."""
         from wedguard.control import ControlServer
@@ -1469,3 +1469,11 @@ class Guard:
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+# types of the delegating methods (run, popen, serve_control): no import at run time
+import typing as _typing  # noqa: E402
+
+if _typing.TYPE_CHECKING:
+    from wedguard.control import ControlServer
+    from wedguard.process import GuardedCompletedProcess, GuardedProcess

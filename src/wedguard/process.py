@@ -48,7 +48,6 @@ guard's budget and calendar (:func:`pipe_main` is that filter's entry point).
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import math
@@ -74,6 +73,8 @@ from wedguard.levels import Level, Verdict
 from wedguard.units import format_duration, format_rate, parse_duration, parse_rate, parse_size
 
 if TYPE_CHECKING:
+    import argparse
+
     from wedguard.decision import Decision
     from wedguard.guard import Guard
 
@@ -350,14 +351,56 @@ class _SignalFreezer:
         self.thaw()
 
 
+_WATCHDOG = r"""
+import os, signal, sys
+pgid, freeze = int(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+if sys.stdin.buffer.read() != b"done":
+    if freeze:
+        try:
+            with open(freeze, "w") as f:
+                f.write("0")
+        except OSError:
+            pass
+    try:
+        os.killpg(pgid, signal.SIGCONT)
+    except OSError:
+        pass
+"""
+
+
+def _start_watchdog(pgid: int, freeze_file: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A helper that resumes the child if the guarding process dies, even by SIGKILL:
+    it waits for the end of a pipe only we hold open."""
+    r, w = os.pipe()
+    try:
+        helper = subprocess.Popen(
+            [sys.executable, "-I", "-c", _WATCHDOG, str(pgid), freeze_file],
+            stdin=r,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    return helper, w
+
+
 class _CgroupFreezer:
     """The child in a cgroup v2 of its own: ``cgroup.freeze`` 1/0."""
 
     kind = "cgroup"
 
     def __init__(self, path: Path, pid: int) -> None:
-        self._path = path
+        self.path = path
         self._pid = pid
+        self._signals = _SignalFreezer(pid)
+        self._signalled = False
 
     @classmethod
     def create(cls, pid: int, root: Path = CGROUP_ROOT) -> _CgroupFreezer:
@@ -372,8 +415,10 @@ class _CgroupFreezer:
         if not os.access(parent, os.W_OK):
             raise OSError(f"{parent} is not writable")
         path = parent / f"wedguard-{os.getpid()}-{pid}"
-        path.mkdir()
+        path.mkdir(exist_ok=True)
         try:
+            if not (path / "cgroup.freeze").exists():
+                raise OSError(f"{path} has no cgroup.freeze (a kernel before 5.2?)")
             for p in [pid, *(c.pid for c in children_of(pid))]:
                 (path / "cgroup.procs").write_text(f"{p}\n")
         except OSError:
@@ -382,20 +427,25 @@ class _CgroupFreezer:
             raise
         return cls(path, pid)
 
-    def _write(self, value: str) -> None:
-        with contextlib.suppress(OSError):
-            (self._path / "cgroup.freeze").write_text(value)
-
     def freeze(self) -> None:
-        self._write("1")
+        try:
+            (self.path / "cgroup.freeze").write_text("1")
+        except OSError:
+            # the cgroup went away or refuses: stop the child the old way
+            self._signalled = True
+            self._signals.freeze()
 
     def thaw(self) -> None:
-        self._write("0")
+        with contextlib.suppress(OSError):
+            (self.path / "cgroup.freeze").write_text("0")
+        if self._signalled:
+            self._signalled = False
+            self._signals.thaw()
 
     def close(self) -> None:
         self.thaw()
         with contextlib.suppress(OSError):
-            self._path.rmdir()
+            self.path.rmdir()
 
 
 # -- live children: atexit, termination signals, per-guard registry ------------------------
@@ -420,6 +470,15 @@ def _on_termination_signal(signum: int, frame: FrameType | None) -> None:
         live = [c for c in _LIVE if c._forward]
     for child in live:
         child._forward_signal(signum)
+    if live:
+        return
+    # no child left (the handler outlived them): behave as the previous handler would
+    previous = _PREVIOUS_HANDLERS.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _register(child: GuardedProcess) -> None:
@@ -494,9 +553,9 @@ class GuardedProcess:
 
     Prefer :meth:`wedguard.Guard.run` (or :func:`run_guarded`); this class is the lower
     level for hosts that need the pid, the live report or their own waiting. As a
-    context manager it resumes the child on the way out; if the block raised, the child
-    is also ended (SIGTERM, then SIGKILL after ``kill_grace``), as :func:`subprocess.run`
-    does.
+    context manager it waits for the child on the way out, as :class:`subprocess.Popen`
+    does; if the block raised, the child is resumed and ended instead (SIGTERM, then
+    SIGKILL after ``kill_grace``), as :func:`subprocess.run` does.
 
     Args:
         guard: the guard whose decision, calendar and sinks apply.
@@ -517,6 +576,9 @@ class GuardedProcess:
         kill_grace: seconds between SIGTERM and SIGKILL when the child is ended.
         forward_signals: forward the guarding process's termination signals to the
             child (default True; needs the main thread).
+        watchdog: start a small helper process that resumes the child if the guarding
+            process dies without running its handlers (``SIGKILL``, the OOM killer):
+            it waits on a pipe only the guarding process holds open (default False).
         session: take a guard session (a concurrency slot) for the child's life
             (default True): it counts toward ``max_concurrent`` and keeps the guard's
             sampler running.
@@ -548,6 +610,7 @@ class GuardedProcess:
         interval: float = 0.05,
         kill_grace: float | str = 5.0,
         forward_signals: bool = True,
+        watchdog: bool = False,
         session: bool = True,
         **popen: Any,
     ) -> None:
@@ -611,6 +674,7 @@ class GuardedProcess:
         self._io = DutyCycle(_INF, burst_seconds=0.1)
         self._speed = 0.0
         self._last_step = 0.0
+        self._last_cpu = -_INF
         self._cpu = DutyCycle(_INF, burst_seconds=0.2)
         self._ncpu = os.cpu_count() or 1
         self._done = threading.Event()
@@ -636,6 +700,15 @@ class GuardedProcess:
         self._procs: dict[int, psutil.Process] = {}
         self._last_tree = 0.0
         self._bases: dict[str, float] = {}
+        self._watchdog: tuple[subprocess.Popen[bytes], int] | None = None
+        if watchdog:
+            freeze_file = ""
+            if isinstance(self._freezer, _CgroupFreezer):
+                freeze_file = os.fspath(self._freezer.path / "cgroup.freeze")
+            try:
+                self._watchdog = _start_watchdog(self.pid, freeze_file)
+            except OSError as exc:
+                self._note(f"no watchdog: {exc}")
         _register(self)
         self._step()  # a paused guard stops the child before it gets going
         self._monitor = threading.Thread(
@@ -701,18 +774,22 @@ class GuardedProcess:
     def _measure(self, now: float) -> None:
         rb = wb = rc = wc = 0
         cpu = 0.0
+        # CPU times every tick only while a CPU cap applies; else twice a second
+        want_cpu = self._cpu.rate < _INF or now - self._last_cpu >= 0.5
+        if want_cpu:
+            self._last_cpu = now
         for p in self._tree(now):
             try:
-                with p.oneshot():
-                    io = p.io_counters()
+                io = p.io_counters()
+                if want_cpu:
                     t = p.cpu_times()
+                    cpu += t.user + t.system + t.children_user + t.children_system
             except (psutil.Error, OSError, AttributeError):
                 continue
             rb += io.read_bytes
             wb += io.write_bytes
             rc += getattr(io, "read_chars", 0)
             wc += getattr(io, "write_chars", 0)
-            cpu += t.user + t.system + t.children_user + t.children_system
         storage = float(rb + wb)
         chars = float(rc + wc)
         b = self._bases
@@ -727,7 +804,8 @@ class GuardedProcess:
             grown = chars - b.get("chars", 0.0)
             b["chars"] = max(b.get("chars", 0.0), chars)
         self._io_used += max(0.0, grown)
-        self._cpu_used = max(self._cpu_used, cpu)
+        if want_cpu:
+            self._cpu_used = max(self._cpu_used, cpu)
 
     # -- the monitor --------------------------------------------------------------------
 
@@ -835,7 +913,10 @@ class GuardedProcess:
                 self._note(f"monitor error: {exc!r}")
                 self._release_hold()
                 tick = self._interval * 5
-            if tick == _INF or self.popen.poll() is not None:
+            if tick == _INF:
+                break
+            if self.popen.poll() is not None:
+                self.close()  # the child ended: free its slot even if nobody waits for it
                 break
             if cond is not None:
                 # a new decision (stop, resume, new rate) wakes us at once
@@ -900,18 +981,34 @@ class GuardedProcess:
 
     def close(self, exc: BaseException | None = None) -> None:
         """Stop monitoring: resume the child for good, release the session and registry."""
-        if self._done.is_set():
-            return
-        self._release_hold()
         with self._lock:
-            if self.popen.poll() is not None:
-                with contextlib.suppress(Exception):
-                    self._measure(time.monotonic() + 1.0)
-            self._done.set()
+            if self._done.is_set():
+                closed = True
+            else:
+                closed = False
+                self._release_hold()
+                if self.popen.poll() is not None:
+                    with contextlib.suppress(Exception):
+                        self._measure(time.monotonic() + 1.0)
+                self._done.set()
+        if closed:
+            _unregister(self)  # from the main thread this restores the signal handlers
+            return
         self._freezer.close()
+        self._stop_watchdog()
         _unregister(self)
         self._end_session(exc)
         self._emit(self.report())
+
+    def _stop_watchdog(self) -> None:
+        dog, self._watchdog = self._watchdog, None
+        if dog is not None:
+            helper, w = dog
+            with contextlib.suppress(OSError):
+                os.write(w, b"done")
+            os.close(w)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                helper.wait(2.0)
 
     # -- Popen-like surface ----------------------------------------------------------------
 
@@ -1007,7 +1104,6 @@ class GuardedProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._release_hold()
         try:
             if exc is not None and self.popen.poll() is None:
                 self._abort(f"{type(exc).__name__} in the guarding code")
@@ -1015,10 +1111,12 @@ class GuardedProcess:
                     self.popen.wait(self._kill_grace + 1.0)
                 except subprocess.TimeoutExpired:  # pragma: no cover
                     self._kill_now()
-            for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
+            if exc is None:
+                self.popen.wait()  # as Popen does; still guarded while it runs
         finally:
             self.close(exc)
 
@@ -1194,6 +1292,8 @@ def pipe_main(
     Exit status: 0 done, 1 an I/O error (such as a closed downstream), 2 usage or
     configuration error, 3 stopped.
     """
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="wedguard pipe", description="Copy stdin to stdout, throttled by a guard."
     )
