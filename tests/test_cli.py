@@ -584,3 +584,19 @@ def test_demo_throttles_pauses_and_resumes_in_five_seconds(
     picture = tmp_path / "out" / "wedguard-demo.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert wedguard(env, "demo", "--seconds", "0").returncode == 2
+
+
+def test_the_demo_writes_html_when_matplotlib_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without matplotlib the report picture becomes a self-contained HTML page."""
+    from wedguard import report as report_module
+    from wedguard.demo import _picture
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise report_module.PlotUnavailable("matplotlib is not installed")
+
+    monkeypatch.setattr(report_module, "plot_session", unavailable)
+    path = _picture(photos_report(), tmp_path, [(0.0, 0.010), (1.0, 0.012)], 0.010)
+    assert path == tmp_path / "wedguard-demo.html"
+    assert "<svg" in path.read_text()
