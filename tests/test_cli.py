@@ -600,3 +600,28 @@ def test_the_demo_writes_html_when_matplotlib_is_missing(
     path = _picture(photos_report(), tmp_path, [(0.0, 0.010), (1.0, 0.012)], 0.010)
     assert path == tmp_path / "wedguard-demo.html"
     assert "<svg" in path.read_text()
+
+
+def test_at_accepts_a_time_today_a_weekday_this_week_or_an_iso_time() -> None:
+    from zoneinfo import ZoneInfo
+
+    from wedguard.cli import _parse_at
+
+    tz = ZoneInfo("Europe/London")
+    today = datetime.now(tz).date()
+    assert _parse_at("09:30", tz) == datetime.combine(today, datetime.min.time(), tz).replace(
+        hour=9, minute=30
+    )
+    saturday = _parse_at("Sat 08:00", tz)
+    assert saturday.weekday() == 5
+    assert (saturday.hour, saturday.minute) == (8, 0)
+    assert abs((saturday.date() - today).days) < 7
+    assert _parse_at("2026-06-13 12:00", tz) == datetime(2026, 6, 13, 12, 0, tzinfo=tz)
+    assert _parse_at("2026-06-13T12:00+00:00", tz) == datetime(
+        2026, 6, 13, 12, 0, tzinfo=timezone.utc
+    )
+    import wedguard as wg
+
+    for bad in ("teatime", "25:00", "Caturday 10:00", "Sat 26:00"):
+        with pytest.raises(wg.ConfigError, match="--at"):
+            _parse_at(bad, tz)

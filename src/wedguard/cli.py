@@ -514,15 +514,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 # -- calendar ----------------------------------------------------------------------------
 
 
+_AT_WHAT = (
+    "a time such as '2026-06-13T09:30', '2026-06-13 09:30+01:00', '09:30' (today) or "
+    "'Sat 09:30' (this week)"
+)
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 def _parse_at(text: str | None, tz: Any) -> datetime:
+    """``--at``: an ISO time, ``HH:MM`` today or ``Ddd HH:MM`` this week, read in
+    ``tz`` unless it carries an offset."""
+    now = datetime.now(tz)
     if text is None:
-        return datetime.now(tz)
+        return now
+    words = text.strip().split()
     try:
-        when = datetime.fromisoformat(text.replace(" ", "T") if "T" not in text else text)
+        if len(words) == 2 and words[0][:3].lower() in _DAYS and ":" in words[1]:
+            clock = datetime.strptime(words[1], "%H:%M").time()
+            day = now.date() + timedelta(days=_DAYS.index(words[0][:3].lower()) - now.weekday())
+            return datetime.combine(day, clock, tz)
+        if len(words) == 1 and len(text.strip()) <= 5 and ":" in text:
+            return datetime.combine(now.date(), datetime.strptime(text.strip(), "%H:%M").time(), tz)
+        when = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
     except ValueError:
-        raise ConfigError(
-            "--at", text, "a time such as '2026-06-13T09:30' or '2026-06-13 09:30+01:00'"
-        ) from None
+        raise ConfigError("--at", text, _AT_WHAT) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz)
     return when
@@ -551,7 +566,7 @@ def cmd_calendar(args: argparse.Namespace) -> int:
         )
         end = start + timedelta(days=7)
         print()
-        print(f"{'day':<14} {'from':>5}  {'to':>5}  {'level':<9} {'cap':>12}  reason")
+        print(f"{'day':<14} {'from':>5}  {'to':>9}  {'level':<9} {'cap':>12}  reason")
         for win in cal.windows(start, end):
             s = max(win.start, start).astimezone(cal.tz)
             e = min(win.end, end).astimezone(cal.tz)
@@ -566,7 +581,7 @@ def cmd_calendar(args: argparse.Namespace) -> int:
                 else ("0" if win.level is Level.BLACKOUT else format_rate(win.rate))
             )
             print(
-                f"{s:%a %Y-%m-%d} {s:%H:%M}  {to:>5}  {win.level.name:<9} {cap:>12}  {win.reason}"
+                f"{s:%a %Y-%m-%d} {s:%H:%M}  {to:>9}  {win.level.name:<9} {cap:>12}  {win.reason}"
             )
     return EXIT_OK
 
@@ -622,6 +637,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(reason + "\n")
         print(f"stop file {path} written: guards watching it stop at once")
+    if args.stop_file and not args.socket:
+        return EXIT_OK  # only the guards watching that file
     command = "panic" if args.panic else "stop"
     ok = _print_replies(_tell_all(args, f"{command} {reason}"))
     return EXIT_OK if ok else EXIT_FAILED
@@ -636,6 +653,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
             print(f"stop file {path} absent: not stopped by it")
         else:
             print(f"stop file {path} removed: guards resume")
+        if args.stop_file:
+            return EXIT_OK  # only the guards watching that file
     ok = _print_replies(_tell_all(args, "resume"))
     return EXIT_OK if ok else EXIT_FAILED
 
