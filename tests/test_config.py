@@ -208,6 +208,18 @@ def wedguard_defaults() -> Any:
             "sinks[0].password: '***' is not valid; expected password_env",
         ),
         ("[guard\n", "wedguard.toml: "),
+        (
+            '[[sinks]]\ntype = "smtp"\nsender = "a@b"\nrecipients = ["c@d"]\nport = 99999\n',
+            "sinks[0].port: 99999 is not valid",
+        ),
+        (
+            '[[sources]]\ntype = "http"\nurl = "http://x/"\nmethod = "GE T"\n',
+            "sources[0].method: 'GE T' is not valid",
+        ),
+        (
+            '[[sources]]\ntype = "pressure"\nsystem = false\n',
+            "sources[0].system: False is not valid",
+        ),
     ],
 )
 def test_every_bad_key_or_value_names_the_file_the_key_and_what_was_expected(

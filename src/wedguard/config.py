@@ -844,8 +844,11 @@ def _sinks(ctx: _Ctx, value: object, *, env: bool) -> tuple[SinkSpec, ...]:
     return tuple(specs)
 
 
-def _build_sink(ctx: _Ctx, spec: SinkSpec, clock: Clock | None) -> tuple[Sink, Any]:
-    """The sink, and something to close at the end (or None)."""
+def _build_sink(
+    ctx: _Ctx, spec: SinkSpec, clock: Clock | None, *, serve: bool = True
+) -> tuple[Sink, Any]:
+    """The sink, and something to close at the end (or None). ``serve=False`` starts no
+    HTTP server (for checking a file)."""
     from wedguard import sinks
 
     opts = dict(spec.options)
@@ -870,7 +873,7 @@ def _build_sink(ctx: _Ctx, spec: SinkSpec, clock: Clock | None) -> tuple[Sink, A
         addr = opts.pop("addr", "127.0.0.1")
         prom = sinks.PrometheusSink(**opts)
         server = None
-        if port is not None:
+        if port is not None and serve:
             import prometheus_client
 
             try:
@@ -884,6 +887,24 @@ def _build_sink(ctx: _Ctx, spec: SinkSpec, clock: Clock | None) -> tuple[Sink, A
         if exc.field.startswith(ctx.file):
             raise
         raise ctx.rewrap(f"sinks[{spec.index}]", exc) from None
+
+
+def _dry_run(
+    ctx: _Ctx, sources: Sequence[SourceSpec], sinks: Sequence[SinkSpec], *, env: bool
+) -> None:
+    """Build every source and sink once, so what their constructors check is checked
+    when the file is read. None of them does I/O before it is used (network sinks
+    start their thread on the first event; no HTTP server is started here)."""
+    for source in sources:
+        if env or source.type != "database":
+            _build_source(ctx, source)
+    for sink_spec in sinks:
+        if not env and any(k.endswith("_env") for k in sink_spec.options):
+            continue
+        _sink, closer = _build_sink(ctx, sink_spec, None, serve=False)
+        if closer is not None and callable(getattr(closer, "close", None)):
+            with contextlib.suppress(Exception):
+                closer.close()
 
 
 # -- the configuration ---------------------------------------------------------------------
@@ -1021,6 +1042,7 @@ class Config:
             CircuitBreaker("guard", **breaker)
         except ConfigError as exc:
             raise ctx.rewrap("breaker", exc) from None
+        _dry_run(ctx, sources, sinks, env=env)
         return cls(
             path=path,
             guard=guard,
