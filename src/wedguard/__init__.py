@@ -29,6 +29,7 @@ from wedguard.alerts import (
     Silence,
 )
 from wedguard.clock import Clock, SystemClock
+from wedguard.config import Config, load_config
 from wedguard.control import ControlServer
 from wedguard.decision import Decision
 from wedguard.errors import (
@@ -101,6 +102,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
+    "Config",
     "ConfigError",
     "ControlServer",
     "Cutoff",
@@ -152,6 +154,7 @@ __all__ = [
     "format_duration",
     "format_rate",
     "format_size",
+    "load_config",
     "parse_duration",
     "parse_rate",
     "parse_size",
