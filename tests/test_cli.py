@@ -366,7 +366,7 @@ def test_run_pauses_the_command_in_a_blackout_and_panic_ends_it(
 def test_throttle_changes_a_running_guards_rate(env: dict[str, str], tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_tree(src, files=8, size=250_000)
-    config = quiet_config(tmp_path, '[guard]\nrate = "1MB/s"\n')
+    config = quiet_config(tmp_path, '[guard]\nrate = "300kB/s"\n')
     proc = start(env, "copy", str(src), str(dst), "-c", str(config))
     try:
         wait_for(lambda: bool(json.loads(wedguard(env, "status", "--json").stdout)["guards"]))

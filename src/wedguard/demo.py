@@ -43,9 +43,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from wedguard.cli import _CopyJob, _default_stop_file, _Progress, _StatusFile
+from wedguard.cli import _CopyJob, _default_stop_file, _Progress, _status_dir, _StatusFile
 from wedguard.clock import SystemClock
-from wedguard.errors import EmergencyStop
+from wedguard.errors import EmergencyStop, WedguardError
 from wedguard.guard import Guard
 from wedguard.policy.calendar import PeakHourCalendar
 from wedguard.policy.control import AIMDController
@@ -300,6 +300,9 @@ def run_demo(
                 sample_interval=0.2,
                 background=True,
             )
+            with contextlib.suppress(OSError, WedguardError):  # for wedguard status/throttle
+                _status_dir().mkdir(parents=True, exist_ok=True)
+                guard.serve_control(_status_dir() / f"{os.getpid()}.sock")
             narrator.emit(guard.decision())
             result = _drive(guard, service, clock, files, src, dst, narrator, copied, seconds)
             guard.close()
