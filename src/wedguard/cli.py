@@ -98,8 +98,13 @@ def _default_stop_file() -> Path:
     return run_dir() / "stop"
 
 
-def _status_dir() -> Path:
-    return run_dir() / "guards"
+def _status_dir(create: bool = False) -> Path:
+    """``<run dir>/guards``; with ``create``, made private to this user (mode 0700)."""
+    path = run_dir() / "guards"
+    if create:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
 def _alive(pid: int) -> bool:
@@ -146,7 +151,7 @@ class _StatusFile:
 
     def __enter__(self) -> _StatusFile:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _status_dir(create=True)
             self.write()
         except OSError as exc:  # status is a convenience; never fail the work for it
             log.debug("cannot write the status file %s: %s", self.path, exc)
@@ -174,9 +179,11 @@ def _running_guards() -> list[dict[str, Any]]:
             pid = int(data["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if not _alive(pid):
+        if not _alive(pid):  # a guard that died without cleaning up
             with contextlib.suppress(OSError):
                 item.unlink()
+            with contextlib.suppress(OSError):
+                item.with_suffix(".sock").unlink()
             continue
         out.append(data)
     return out
@@ -211,12 +218,11 @@ def _assemble(args: argparse.Namespace, config: Config) -> Built:
             raise ConfigError("--rate", args.rate, "a rate such as '10MB/s' or 'off'") from None
     built = config.assemble(**overrides)
     if config.guard.control_socket is None:
-        path = _status_dir() / f"{os.getpid()}.sock"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = _status_dir(create=True) / f"{os.getpid()}.sock"
             built.guard.serve_control(path)
         except (OSError, WedguardError) as exc:  # a convenience; never fail the work for it
-            log.debug("no control socket at %s: %s", path, exc)
+            log.debug("no control socket in %s: %s", _status_dir(), exc)
     return built
 
 
@@ -634,7 +640,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     reason = args.reason or "stopped by wedguard stop"
     if not args.socket:
         path = _stop_file(_config(args.config), args.stop_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(reason + "\n")
         print(f"stop file {path} written: guards watching it stop at once")
     if args.stop_file and not args.socket:

@@ -301,8 +301,7 @@ def run_demo(
                 background=True,
             )
             with contextlib.suppress(OSError, WedguardError):  # for wedguard status/throttle
-                _status_dir().mkdir(parents=True, exist_ok=True)
-                guard.serve_control(_status_dir() / f"{os.getpid()}.sock")
+                guard.serve_control(_status_dir(create=True) / f"{os.getpid()}.sock")
             narrator.emit(guard.decision())
             result = _drive(guard, service, clock, files, src, dst, narrator, copied, seconds)
             guard.close()
