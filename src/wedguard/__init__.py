@@ -29,12 +29,22 @@ from wedguard.alerts import (
     Silence,
 )
 from wedguard.clock import Clock, SystemClock
+from wedguard.decision import Decision
 from wedguard.errors import (
     CircuitOpenError,
     ConfigError,
     EmergencyStop,
     ThrottleTimeout,
     WedguardError,
+)
+from wedguard.fileobj import GuardedFile
+from wedguard.guard import Guard
+from wedguard.history import (
+    HistoryError,
+    HistorySink,
+    MetricsStore,
+    RecommendedWindow,
+    recommend_windows,
 )
 from wedguard.levels import Level, Verdict
 from wedguard.policy.breaker import (
@@ -50,6 +60,17 @@ from wedguard.policy.control import AIMDController, LedbatController, RateContro
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
+from wedguard.session import (
+    Cutoff,
+    CutoffMode,
+    CutoffReached,
+    DeadlineError,
+    Pause,
+    Session,
+    SessionReport,
+    SlotTimeout,
+    TimelinePoint,
+)
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -79,28 +100,44 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigError",
+    "Cutoff",
+    "CutoffMode",
+    "CutoffReached",
+    "DeadlineError",
+    "Decision",
     "EmergencyStop",
     "Event",
+    "Guard",
+    "GuardedFile",
+    "HistoryError",
+    "HistorySink",
     "ImpactAnalyzer",
     "InhibitRule",
     "LedbatController",
     "Level",
     "Matcher",
     "MemoryBreakerStorage",
+    "MetricsStore",
     "Notification",
+    "Pause",
     "PeakHourCalendar",
     "RateController",
+    "RecommendedWindow",
     "Route",
     "Rule",
     "Season",
+    "Session",
+    "SessionReport",
     "Severity",
     "Silence",
     "Sink",
+    "SlotTimeout",
     "Source",
     "SystemClock",
     "Thresholds",
     "ThrottleTimeout",
     "Throttler",
+    "TimelinePoint",
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
@@ -112,4 +149,5 @@ __all__ = [
     "parse_duration",
     "parse_rate",
     "parse_size",
+    "recommend_windows",
 ]
