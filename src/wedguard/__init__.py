@@ -39,6 +39,13 @@ from wedguard.errors import (
 )
 from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
+from wedguard.history import (
+    HistoryError,
+    HistorySink,
+    MetricsStore,
+    RecommendedWindow,
+    recommend_windows,
+)
 from wedguard.levels import Level, Verdict
 from wedguard.policy.breaker import (
     BreakerEvent,
@@ -102,16 +109,20 @@ __all__ = [
     "Event",
     "Guard",
     "GuardedFile",
+    "HistoryError",
+    "HistorySink",
     "ImpactAnalyzer",
     "InhibitRule",
     "LedbatController",
     "Level",
     "Matcher",
     "MemoryBreakerStorage",
+    "MetricsStore",
     "Notification",
     "Pause",
     "PeakHourCalendar",
     "RateController",
+    "RecommendedWindow",
     "Route",
     "Rule",
     "Season",
@@ -138,4 +149,5 @@ __all__ = [
     "parse_duration",
     "parse_rate",
     "parse_size",
+    "recommend_windows",
 ]
