@@ -868,3 +868,34 @@ def test_signal_handlers_need_the_main_thread(clock: FakeClock) -> None:
     t.join()
     assert len(errors) == 1
     assert "signals" in str(errors[0])
+
+
+def test_a_hard_time_cutoff_ends_a_session_waiting_in_a_blackout(clock: FakeClock) -> None:
+    clock.set(at(1, 30))
+    guard = make_guard(clock, calendar=peak_blackout_open())
+    with pytest.raises(wg.CutoffReached) as info, guard.session("s", max_duration="10m") as s:
+        s.throttle(10)
+    assert info.value.limit == "max_duration"
+    assert clock.now() == at(1, 40)  # not at the end of the blackout
+    # SOFT finishes the unit it is in, after the blackout, and starts no new one
+    clock2 = FakeClock(at(0, 59, 59))
+    guard = make_guard(clock2, calendar=peak_blackout_open())
+    with guard.session("soft", max_duration="10m", cutoff="soft") as s:
+        s.throttle(10, ops=1)
+        clock2.advance(2)
+        s.throttle(10)  # the same unit: sleeps through the blackout, then goes on
+        assert clock2.now() == at(3)
+        with pytest.raises(wg.CutoffReached):
+            s.throttle(10, ops=1)
+
+
+def test_cutoff_mode_is_accepted_by_its_rclone_name(clock: FakeClock) -> None:
+    guard = make_guard(clock)
+    s = guard.session("s", max_bytes=150, cutoff_mode="soft")
+    with pytest.raises(wg.CutoffReached) as info, s:
+        copy_chunks(s, 5)
+    assert info.value.mode is wg.CutoffMode.SOFT
+    assert s.report().bytes == 200
+    with pytest.raises(wg.ConfigError) as bad:
+        guard.session("s", cutoff_mode="brutal")
+    assert bad.value.field == "cutoff_mode"

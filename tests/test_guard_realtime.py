@@ -354,3 +354,62 @@ def test_deadline_risk_alert_fires_at_once_on_the_real_clock() -> None:
     assert alert.key == "wedguard/deadline/nightly"  # type: ignore[attr-defined]
     assert alert.firing  # type: ignore[attr-defined]
     assert fired < 1.0
+
+
+def copy_files(s: wg.Session, files: int, chunks: int, pause: float) -> None:
+    for _ in range(files):
+        s.throttle(1000, ops=1, size=1000 * chunks)
+        for _ in range(chunks - 1):
+            time.sleep(pause)
+            s.throttle(1000)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected_bytes"),
+    [(wg.Cutoff.HARD, None), (wg.Cutoff.SOFT, 10_000), (wg.Cutoff.CAUTIOUS, 0)],
+)
+def test_cutoff_modes_on_the_real_clock(mode: wg.Cutoff, expected_bytes: int | None) -> None:
+    """max_duration 0.15 s; files of 10 kB in ten chunks 20 ms apart at 50 kB/s (0.2 s a
+    file): HARD stops inside the first file, SOFT finishes it and starts no second,
+    CAUTIOUS does not start a file it cannot finish in time."""
+    guard = real_guard(rate="50kB/s")
+    t0 = time.monotonic()
+    with (
+        pytest.raises(wg.CutoffReached) as info,
+        guard.session("files", max_duration=0.15, cutoff=mode) as s,
+    ):
+        copy_files(s, 5, 10, 0.02)
+    elapsed = time.monotonic() - t0
+    assert info.value.mode is mode
+    assert info.value.limit == "max_duration"
+    moved = s.report().bytes
+    if expected_bytes is None:
+        assert 0 < moved < 10_000
+        assert elapsed >= 0.15
+    else:
+        assert moved == expected_bytes
+    if mode is wg.Cutoff.CAUTIOUS:
+        assert elapsed < 0.1
+
+
+def test_sessions_in_threads_share_the_global_budget() -> None:
+    """Two sessions copying at once get 200 kB/s between them, not each."""
+    guard = real_guard(rate="200kB/s")
+    stop_at = time.monotonic() + 0.5
+    reports: list[wg.SessionReport] = []
+
+    def copy(name: str) -> None:
+        with guard.session(name) as s:
+            while time.monotonic() < stop_at:
+                s.throttle(5000)
+        reports.append(s.report())
+
+    workers = [threading.Thread(target=copy, args=(n,)) for n in ("a", "b")]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(5)
+    total = sum(r.bytes for r in reports)
+    # 0.5 s at 200 kB/s plus the 40 kB burst, give or take a chunk per session
+    assert 100_000 <= total <= 160_000
+    assert all(r.bytes > 20_000 for r in reports)  # neither starved

@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from wedguard.alerts import Alert, Severity
+from wedguard.alerts import (
+    Alert,
+    AlertDispatcher,
+    AlertPolicy,
+    InhibitRule,
+    Matcher,
+    Notification,
+    Route,
+    Severity,
+    Silence,
+)
 from wedguard.clock import Clock, SystemClock
 from wedguard.control import ControlServer
 from wedguard.decision import Decision
@@ -47,6 +57,7 @@ from wedguard.process import DutyCycle, GuardedProcess, ProcessReport
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
     Cutoff,
+    CutoffMode,
     CutoffReached,
     DeadlineError,
     Pause,
@@ -72,6 +83,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "AIMDController",
     "Alert",
+    "AlertDispatcher",
+    "AlertPolicy",
     "Assessment",
     "Baseline",
     "BreakerEvent",
@@ -84,6 +97,7 @@ __all__ = [
     "ConfigError",
     "ControlServer",
     "Cutoff",
+    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Decision",
@@ -94,18 +108,23 @@ __all__ = [
     "GuardedFile",
     "GuardedProcess",
     "ImpactAnalyzer",
+    "InhibitRule",
     "LedbatController",
     "Level",
+    "Matcher",
     "MemoryBreakerStorage",
+    "Notification",
     "Pause",
     "PeakHourCalendar",
     "ProcessReport",
     "RateController",
+    "Route",
     "Rule",
     "Season",
     "Session",
     "SessionReport",
     "Severity",
+    "Silence",
     "Sink",
     "SlotTimeout",
     "Source",

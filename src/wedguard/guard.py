@@ -390,7 +390,8 @@ class Guard:
         self._delivering = False
         self._signals_installed: dict[int, Any] = {}
 
-        self._decision = self._make_decision(self._now(), self._clock.now(), None)
+        self._window: Any = None  # the calendar window in force (cached until it ends)
+        self._decision = self._make_decision(self._now(), self._clock.now())
         self._apply(self._decision, self._now(), emit=False)
         if self._breaker is not None and callable(getattr(self._breaker, "add_listener", None)):
             self._breaker.add_listener(self._on_breaker)  # type: ignore[attr-defined]
@@ -456,6 +457,7 @@ class Guard:
         cutoff: Cutoff | str = Cutoff.HARD,
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | _Default | None = DEFAULT,
+        cutoff_mode: Cutoff | str | None = None,
     ) -> Session:
         """A new session; use it with ``with`` or ``async with``.
 
@@ -470,7 +472,8 @@ class Guard:
             max_duration: a cutoff: the longest the session may run (see :class:`Cutoff`).
             max_bytes: a cutoff: the most bytes the session may move.
             stop_at: a cutoff: an aware datetime after which the session ends.
-            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS.
+            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS
+                (``cutoff_mode`` is accepted too, as rclone calls it).
             on_deadline: when a BLACKOUT covers the deadline: ``"raise"``
                 :class:`DeadlineError` or ``"wait"`` through it.
             slot_timeout: seconds to wait for a concurrency slot (default: the
@@ -489,6 +492,7 @@ class Guard:
             cutoff=cutoff,
             on_deadline=on_deadline,
             slot_timeout=self._slot_timeout if slot_timeout is DEFAULT else slot_timeout,
+            cutoff_mode=cutoff_mode,
         )
 
     def _slot_free(self, ticket: object) -> bool:
@@ -678,7 +682,7 @@ class Guard:
                 if self._sources and self._analyzer is not None:
                     self._assess_locked(self._collect(), now)
                 self._track_sessions(now)
-        self._apply(self._make_decision(now, self._clock.now(), self._window_cache), now)
+        self._apply(self._make_decision(now, self._clock.now()), now)
 
     def _collect(self) -> dict[str, float]:
         """Read every source (no lock held in background mode); a failure is a metric."""
@@ -716,17 +720,22 @@ class Guard:
         self._allowed = allowed
         self._allowed_free = allowed >= ceiling
 
-    _window: Any = None
-    _window_cache: Any = None
+    def _make_decision(self, now: float, now_dt: datetime) -> Decision:
+        """Compose the policies' answers into a Decision (lock held; no I/O).
 
-    def _make_decision(self, now: float, now_dt: datetime, cached: Any) -> Decision:
-        """Compose the policies' answers into a Decision (lock held; pure)."""
+        The calendar window in force is kept until it ends, so the calendar is asked
+        once per window, not once per decision.
+        """
         window = None
         if self._calendar is not None:
-            window = cached
-            if window is None or not (window.start <= now_dt < window.end):
+            window = self._window
+            if (
+                window is None
+                or now_dt < window.start
+                or (window.end is not None and now_dt >= window.end)
+            ):
                 window = self._calendar.at(now_dt)
-        self._window = self._window_cache = window
+        self._window = window
         level = Level.OPEN if window is None else Level(window.level)
         cap = _INF if window is None or window.rate is None else float(window.rate)
         ceiling = min(self._rate, cap)

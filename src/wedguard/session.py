@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAUSES",
     "Cutoff",
+    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Pause",
@@ -126,6 +127,10 @@ class Cutoff(enum.Enum):
 
     def __str__(self) -> str:
         return self.name
+
+
+CutoffMode = Cutoff
+"""Another name for :class:`Cutoff`, after rclone's ``--cutoff-mode``."""
 
 
 class CutoffReached(WedguardError):
@@ -505,6 +510,7 @@ class Session:
         cutoff: Cutoff | str = Cutoff.HARD,
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | None = None,
+        cutoff_mode: Cutoff | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError("name", name, "a non-empty string")
@@ -562,10 +568,13 @@ class Session:
         if stop_at is not None and not isinstance(stop_at, datetime):
             raise ConfigError("stop_at", stop_at, "an aware datetime, or None")
         self._stop_at = None if stop_at is None else _aware("stop_at", stop_at)
+        field = "cutoff"
+        if cutoff_mode is not None:  # rclone's name for it
+            cutoff, field = cutoff_mode, "cutoff_mode"
         try:
             self._cutoff = cutoff if isinstance(cutoff, Cutoff) else Cutoff[str(cutoff).upper()]
         except KeyError:
-            raise ConfigError("cutoff", cutoff, "HARD, SOFT or CAUTIOUS") from None
+            raise ConfigError(field, cutoff, "HARD, SOFT or CAUTIOUS") from None
         if on_deadline not in ("raise", "wait"):
             raise ConfigError("on_deadline", on_deadline, "'raise' or 'wait'")
         self._on_deadline = on_deadline
@@ -828,13 +837,17 @@ class Session:
             )
         if g._stopped:
             raise EmergencyStop(g._decision.stop_reason)
+        # a HARD time cutoff ends the session also while it waits
+        hard_limit = self._limit_at if self._cutoff is Cutoff.HARD else _INF
+        if now >= hard_limit:
+            raise CutoffReached(self.name, self._limit_name, self._cutoff)
         d = g._decision
         if not g._go:
             cause = g._pause_cause()
             if cause == "calendar" and p.cause != "calendar":
                 self._check_blackout_deadline()
             p.reason = d.reasons[0] if d.reasons else ""
-            return g._expires - now, cause
+            return min(g._expires, hard_limit) - now, cause
         if not p.reserved:
             if self._has_cutoffs:
                 self._check_cutoffs(p, now)
@@ -852,7 +865,7 @@ class Session:
         wait = p.remaining()
         if wait <= 1e-9:  # below the clock's resolution: done
             return 0.0, ""
-        return min(wait, g._expires - now), "rate"
+        return min(wait, g._expires - now, hard_limit - now), "rate"
 
     def _note(self, p: _Pending, cause: str, now: float) -> None:
         """Track pause episodes: a change of cause closes the running one."""
