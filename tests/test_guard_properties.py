@@ -139,3 +139,19 @@ class GuardModel(RuleBasedStateMachine):
 
 TestGuardModel = GuardModel.TestCase
 TestGuardModel.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+
+
+@settings(max_examples=30)
+@given(chunks=st.lists(st.integers(100_000, 200_000), min_size=60, max_size=100))
+def test_peak_rate_reads_the_rate_not_the_chunks(chunks: list[int]) -> None:
+    """Over stretches of at least 5 s, bytes moved stay within the rate plus one burst
+    and one chunk: the reported peak never shows a burst the bucket did not allow."""
+    clock = FakeClock()
+    guard = make_guard(clock, rate="1MB/s")
+    with guard.session("peak") as s:
+        for n in chunks:
+            s.throttle(n)
+    r = s.report()
+    assert r.mean_rate <= r.peak_rate
+    assert r.peak_rate <= 1_000_000 + (200_000 + max(chunks)) / 5 + 1e-6
+    assert [p.t for p in r.timeline] == sorted(p.t for p in r.timeline)

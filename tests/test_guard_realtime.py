@@ -6,6 +6,7 @@ run the suite are shared.
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import threading
@@ -413,3 +414,23 @@ def test_sessions_in_threads_share_the_global_budget() -> None:
     # 0.5 s at 200 kB/s plus the 40 kB burst, give or take a chunk per session
     assert 100_000 <= total <= 160_000
     assert all(r.bytes > 20_000 for r in reports)  # neither starved
+
+
+def test_a_stuck_sink_costs_old_events_not_memory_or_time(caplog: pytest.LogCaptureFixture) -> None:
+    release = threading.Event()
+
+    class Stuck:
+        def emit(self, event: object) -> None:
+            release.wait(5)
+
+    guard = real_guard(sinks=[Stuck()])
+    guard._events = collections.deque(maxlen=5)  # a small queue for the test
+    t0 = time.monotonic()
+    for i in range(20):
+        guard.hold(f"h{i}")
+        guard.resume()
+    assert time.monotonic() - t0 < 1.0
+    assert len(guard._events) <= 5
+    assert "events dropped" in caplog.text
+    release.set()
+    assert guard.flush(timeout=5)

@@ -388,6 +388,7 @@ class Guard:
         self._ev_cond = threading.Condition()
         self._deliverer: threading.Thread | None = None
         self._delivering = False
+        self._dropped = 0
         self._signals_installed: dict[int, Any] = {}
 
         self._window: Any = None  # the calendar window in force (cached until it ends)
@@ -894,6 +895,8 @@ class Guard:
         def on_usr2(signum: int, frame: FrameType | None) -> None:
             threading.Thread(target=self.resume, daemon=True).start()
 
+        if self._signals_installed:
+            return  # already ours
         if threading.current_thread() is not threading.main_thread():
             raise ConfigError("signals", True, "installing handlers from the main thread")
         self._signals_installed[usr1] = signal.signal(usr1, on_usr1)
@@ -1113,6 +1116,12 @@ class Guard:
             self._deliver(event)
             return
         with self._ev_cond:
+            if len(self._events) == self._events.maxlen:
+                self._dropped += 1
+                if self._dropped == 1 or self._dropped % 1000 == 0:
+                    log.warning(
+                        "sinks fall behind: %d events dropped (the oldest first)", self._dropped
+                    )
             self._events.append(event)
             if self._deliverer is None:
                 self._deliverer = threading.Thread(

@@ -38,7 +38,14 @@ import attrs
 from wedguard.errors import ConfigError, EmergencyStop, WedguardError
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
-from wedguard.units import format_rate, format_size, parse_duration, parse_rate, parse_size
+from wedguard.units import (
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     from wedguard.guard import Guard
@@ -248,7 +255,8 @@ class SessionReport:
             ``slots``, ``stop``.
         pauses: how many times the session was paused (blackout, halt, hold).
         pause_log: those pauses, in order.
-        peak_rate: the highest rate over any timeline interval (bytes/s).
+        peak_rate: the highest mean rate over any stretch of at least 5 s (bytes/s;
+            the mean rate for shorter sessions).
         mean_rate: bytes / duration.
         ok: True unless the session ended with an error (a cutoff counts as ok).
         outcome: ``"running"``, ``"done"``, ``"cutoff"``, ``"stopped"`` or ``"error"``.
@@ -336,11 +344,15 @@ class SessionReport:
         }
 
     def __str__(self) -> str:
-        waits = ", ".join(f"{k} {v:.3g}s" for k, v in self.wait_seconds.items() if v > 0)
+        waits = ", ".join(
+            f"{k} {format_duration(v)}" for k, v in self.wait_seconds.items() if v > 0
+        )
         return (
-            f"{self.name}: {format_size(self.bytes)} in {self.duration:.3g}s "
+            f"{self.name}: {format_size(self.bytes)} in {format_duration(self.duration)} "
             f"(mean {format_rate(self.mean_rate)}, peak {format_rate(self.peak_rate)}); "
-            f"waited {self.waited:.3g}s" + (f" ({waits})" if waits else "") + f"; {self.outcome}"
+            f"waited {format_duration(self.waited)}"
+            + (f" ({waits})" if waits else "")
+            + f"; {self.outcome}"
         )
 
 
@@ -411,6 +423,28 @@ class _Pending:
                 wait = _INF if rate <= 0 else (0.0 if rate == _INF else short / rate)
                 worst = max(worst, wait)
         return worst
+
+
+PEAK_WINDOW: Final = 5.0
+"""Seconds: the peak rate is the highest mean rate over any stretch at least this long.
+
+Bytes are counted a call at a time, so over shorter stretches a single large chunk
+would read as a burst the bucket never allowed."""
+
+
+def _peak_rate(timeline: list[TimelinePoint], window: float) -> float:
+    """The highest mean rate over stretches of at least ``window`` seconds."""
+    peak = 0.0
+    i = 0
+    for j in range(1, len(timeline)):
+        tj = timeline[j].t
+        # the latest anchor still at least a window before point j
+        while i + 1 < j and tj - timeline[i + 1].t >= window:
+            i += 1
+        dt = tj - timeline[i].t
+        if dt >= window:
+            peak = max(peak, (timeline[j].bytes - timeline[i].bytes) / dt)
+    return peak
 
 
 def _check_units(n: object, ops: object, size: object) -> None:
@@ -934,16 +968,8 @@ class Session:
                 timeline.append(TimelinePoint(duration, self._bytes, d.rate, d.level, d.verdict))
             pauses = tuple(self._pauses)
             waits = dict(self._waits)
-        peak = 0.0
-        if timeline:
-            anchor = timeline[0]
-            for point in timeline[1:]:
-                dt = point.t - anchor.t
-                if dt >= 0.1 or (point is timeline[-1] and dt > 0):
-                    peak = max(peak, (point.bytes - anchor.bytes) / dt)
-                    anchor = point
         mean = self._bytes / duration if duration > 0 else 0.0
-        peak = max(peak, mean)
+        peak = max(mean, _peak_rate(timeline, PEAK_WINDOW))
         return SessionReport(
             name=self.name,
             bytes=self._bytes,
