@@ -997,8 +997,8 @@ class GuardedProcess:
         self._freezer.close()
         self._stop_watchdog()
         _unregister(self)
-        self._end_session(exc)
         self._emit(self.report())
+        self._end_session(exc)
 
     def _stop_watchdog(self) -> None:
         dog, self._watchdog = self._watchdog, None
