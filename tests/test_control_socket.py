@@ -355,3 +355,28 @@ def test_another_user_cannot_connect(sock_dir: Path) -> None:
         assert done.stdout.strip() == "denied", done.stderr
     finally:
         server.close()
+
+
+def test_another_user_is_refused_even_with_a_loose_mode(sock_dir: Path) -> None:
+    """Owner only: the peer's user id is checked as well (SO_PEERCRED on Linux)."""
+    if os.geteuid() != 0 or not hasattr(socket, "SO_PEERCRED"):
+        pytest.skip("needs root on Linux to connect as another user")
+    g = wg.Guard(rate="off", calendar=None, sources=[], sinks=[])
+    os.chmod(sock_dir, 0o755)
+    server = ControlServer(g, sock_dir / "wg.sock", mode=0o666)
+    code = (
+        "import os, socket, sys; os.setgid(65534); os.setuid(65534); "
+        "s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1]); "
+        "s.sendall(b'stop\\n'); print(s.recv(100).decode().strip())"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, os.fspath(server.path)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert done.stdout.strip() == "error: permission denied", done.stderr
+        assert not g.stopped
+    finally:
+        server.close()

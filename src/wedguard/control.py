@@ -254,20 +254,20 @@ class ControlServer:
         except OSError:
             return
         sock.setblocking(False)
-        if not self._peer_allowed(sock):
-            with contextlib.suppress(OSError):
-                sock.send(b"error: permission denied\n")
-            sock.close()
-            return
         if len(self._conns) >= 4 * self._max_clients:
             sock.close()  # a flood: not even an error line
             return
-        busy = len(self._conns) >= self._max_clients
+        refusal = b""
+        if not self._peer_allowed(sock):
+            refusal = b"error: permission denied\n"
+        elif len(self._conns) >= self._max_clients:
+            refusal = b"error: too many clients; try again\n"
         conn = _Conn(sock, time.monotonic() + self._client_timeout)
         self._conns[sock] = conn
         self._sel.register(sock, selectors.EVENT_READ, None)
-        if busy:
-            conn.out += b"error: too many clients; try again\n"
+        if refusal:
+            # answer, ignore whatever the client sends, close when it is done (or in 1 s)
+            conn.out += refusal
             conn.closing = True
             conn.deadline = time.monotonic() + 1.0
             self._flush(conn)

@@ -468,9 +468,14 @@ def thaw_all() -> None:
 def _on_termination_signal(signum: int, frame: FrameType | None) -> None:
     with _LIVE_LOCK:
         live = [c for c in _LIVE if c._forward]
-    for child in live:
-        child._forward_signal(signum)
     if live:
+        # a handler must not wait for a lock the interrupted code may hold: a short
+        # thread resumes the children and forwards the signal
+        def forward() -> None:
+            for child in live:
+                child._forward_signal(signum)
+
+        threading.Thread(target=forward, name="wedguard-forward", daemon=True).start()
         return
     # no child left (the handler outlived them): behave as the previous handler would
     previous = _PREVIOUS_HANDLERS.get(signum, signal.SIG_DFL)
@@ -997,8 +1002,8 @@ class GuardedProcess:
         self._freezer.close()
         self._stop_watchdog()
         _unregister(self)
-        self._end_session(exc)
         self._emit(self.report())
+        self._end_session(exc)
 
     def _stop_watchdog(self) -> None:
         dog, self._watchdog = self._watchdog, None
