@@ -469,3 +469,20 @@ def test_the_docstring_examples_run(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_a_control_socket_from_the_file(tmp_path: Path) -> None:
+    from wedguard.control import send_command
+
+    sock = tmp_path / "wg.sock"
+    config = load_config(
+        write(
+            tmp_path,
+            f'sources = []\n[calendar]\npreset = "none"\n[guard]\ncontrol_socket = "{sock}"\n',
+        )
+    )
+    assert f'control_socket = "{sock}"' in config.render()
+    with config.assemble(sinks=[]) as built:
+        assert send_command(sock, "rate=7MB/s") == "ok: rate 7 MB/s"
+        assert built.guard.rate == 7e6
+    assert not sock.exists()
