@@ -486,3 +486,33 @@ def test_a_control_socket_from_the_file(tmp_path: Path) -> None:
         assert send_command(sock, "rate=7MB/s") == "ok: rate 7 MB/s"
         assert built.guard.rate == 7e6
     assert not sock.exists()
+
+
+@given(
+    section=st.sampled_from(["guard", "breaker", "alerts", "history", "thresholds", "controller"]),
+    key=st.from_regex(r"[a-z][a-z_]{2,12}", fullmatch=True),
+)
+def test_any_unknown_key_names_the_file_and_the_key_path(section: str, key: str) -> None:
+    """Property: a key no section knows is an error that names the file and
+    ``section.key`` (never a silent default)."""
+    known = {
+        "guard": {"rate", "max_concurrent", "stop_file", "ops_rate", "sample_interval",
+                  "stop_check_interval", "slot_timeout", "control_socket"},
+        "breaker": {"failure_threshold", "recovery_timeout", "half_open_max_calls",
+                    "success_threshold"},
+        "alerts": {"group_by", "group_wait", "group_interval", "repeat_interval",
+                   "escalate_after", "spool", "max_attempts", "backoff", "backoff_max"},
+        "history": {"path", "retention", "session_retention"},
+        "thresholds": {"api_latency", "db_latency", "backup_cpu", "backup_memory",
+                       "backup_network", "relative", "absolute", "critical", "per_level"},
+        "controller": {"kind", "floor", "increase", "decrease", "min_dwell", "proportional",
+                       "margin", "ok_needed", "initial", "max_rate"},
+    }[section]  # fmt: skip
+    if key in known:
+        return
+    table: dict[str, Any] = {key: 1}
+    if section == "history":
+        table["path"] = "h.db"
+    with pytest.raises(wg.ConfigError) as info:
+        Config.from_dict({"sources": [], section: table}, path="site/wedguard.toml")
+    assert str(info.value).startswith(f"site/wedguard.toml: {section}.{key}: 1 is not valid")
