@@ -188,6 +188,25 @@ def test_files_failing_in_a_row_open_the_circuit_exit_4(
     assert out.stderr.splitlines()[-1].startswith("wedguard: circuit 'guard' is open")
 
 
+def test_copy_refuses_a_destination_inside_its_source_and_leaves_out_fifos(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    make_tree(src, files=2)
+    inside = wedguard(env, "copy", str(src), str(src / "backup"))
+    assert inside.returncode == 2
+    assert "is inside" in one_line(inside.stderr)
+    assert not (src / "backup").exists()
+    os.mkfifo(src / "a" / "pipe")
+    config = quiet_config(tmp_path)
+    out = wedguard(env, "copy", str(src), str(tmp_path / "dst"), "-c", str(config), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["copied"] == 2
+    assert report["special"] == [str(src / "a" / "pipe")]
+    assert not (tmp_path / "dst" / "a" / "pipe").exists()
+
+
 def test_copy_errors_are_one_line_with_a_traceback_only_under_debug(
     env: dict[str, str], tmp_path: Path
 ) -> None:

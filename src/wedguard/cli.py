@@ -39,6 +39,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -268,6 +269,7 @@ class _CopyJob:
         self.copied = 0
         self.skipped = 0
         self.failed: list[str] = []
+        self.special: list[str] = []
         self.bytes = 0
         self.current = ""
 
@@ -276,6 +278,9 @@ class _CopyJob:
         if src.is_dir():
             if dst.exists() and not dst.is_dir():
                 raise UsageError(f"{dst} exists and is not a directory")
+            real_src, real_dst = src.resolve(), dst.resolve()
+            if real_dst == real_src or real_src in real_dst.parents:
+                raise UsageError(f"{dst} is inside {src}: the copy would copy itself")
             dst.mkdir(parents=True, exist_ok=True)
             dirs: list[tuple[Path, Path]] = [(src, dst)]
             for root, dirnames, filenames in os.walk(src):
@@ -309,6 +314,9 @@ class _CopyJob:
                 self.copied += 1
             else:
                 self.skipped += 1
+            return
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device: never opened
+            self.special.append(str(src))
             return
         with contextlib.suppress(FileNotFoundError):
             if _same(st, dst.stat()):
@@ -432,6 +440,8 @@ def _summary(job: _CopyJob, report: Any) -> str:
         text += f" ({waits})"
     if report.pauses:
         text += f"; paused {report.pauses} time(s)"
+    if job.special:
+        text += f"; {len(job.special)} special file(s) left out"
     if job.failed:
         text += f"; {len(job.failed)} failed"
     return text
@@ -471,6 +481,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
                     "error": None if error is None else str(error),
                     "copied": job.copied,
                     "skipped": job.skipped,
+                    "special": job.special,
                     "failed": job.failed,
                     "bytes": job.bytes,
                     "report": report.to_dict(),
