@@ -516,3 +516,11 @@ def test_any_unknown_key_names_the_file_and_the_key_path(section: str, key: str)
     with pytest.raises(wg.ConfigError) as info:
         Config.from_dict({"sources": [], section: table}, path="site/wedguard.toml")
     assert str(info.value).startswith(f"site/wedguard.toml: {section}.{key}: 1 is not valid")
+
+
+def test_a_calendar_with_only_a_zone_is_the_default_peak_hours_there(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[calendar]\ntz = "Europe/London"\n'))
+    assert config.calendar == wg.PeakHourCalendar.default(tz="Europe/London")
+    empty = load_config(write(tmp_path, '[calendar]\ntz = "UTC"\nrules = ""\n'))
+    assert empty.calendar is not None
+    assert empty.calendar.rules == ()

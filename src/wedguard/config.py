@@ -334,6 +334,9 @@ def _calendar(ctx: _Ctx, table: Mapping[str, Any]) -> PeakHourCalendar | None:
             raise ctx.error(
                 "calendar.event_dates", data["event_dates"], "preset = 'wedding_platform' with it"
             )
+        if set(data) <= {"tz"}:
+            preset = "default"  # only a zone: the default peak hours, in that zone
+    if preset is None:
         try:
             return PeakHourCalendar.from_dict(data)
         except ConfigError as exc:
