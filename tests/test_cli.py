@@ -533,6 +533,15 @@ def test_windows_recommends_the_quiet_hours(
                    "--tz", "UTC")  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("1. ")
+    ruled = wedguard(env, "windows", "--history", str(history), "--duration", "2h", "--count",
+                     "1", "--tz", "UTC", "--rules", "blackout")  # fmt: skip
+    assert ruled.returncode == 0, ruled.stderr
+    rules = ruled.stdout.split("# calendar rules for these windows ([calendar] rules):\n")[1]
+    import wedguard as wg
+
+    calendar = wg.PeakHourCalendar.parse(rules, tz="UTC")
+    levels = {r.level for r in calendar.rules}
+    assert levels == {wg.Level.OPEN, wg.Level.BLACKOUT}
     args = ("windows", "--history", str(history), "--duration", "2h", "--json", "--tz", "UTC")
     data = json.loads(wedguard(env, *args).stdout)
     assert data[0]["expected_load"] == pytest.approx(5.0)

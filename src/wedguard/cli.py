@@ -849,6 +849,12 @@ def cmd_windows(args: argparse.Namespace) -> int:
             f"{w.rank}. {w.start}-{w.end.time:%H:%M} {w.tz}: {w.metric} about "
             f"{w.expected_load:.3g} (p95 {w.peak_load:.3g}); {w.reason}"
         )
+    if args.rules:
+        from wedguard.history import windows_to_rules
+
+        print()
+        print("# calendar rules for these windows ([calendar] rules):")
+        print(windows_to_rules(windows, outside=args.rules))
     return EXIT_OK
 
 
@@ -997,6 +1003,12 @@ def _parser() -> argparse.ArgumentParser:
         "--metric", default="cpu.percent", help="the load to avoid (default cpu.percent)"
     )
     p.add_argument("--tz", help="the time zone of the windows (default: the calendar's)")
+    p.add_argument(
+        "--rules",
+        metavar="LEVEL",
+        help="also print calendar rules: the windows open, the rest of the week LEVEL "
+        "(e.g. 'blackout' or 'peak 10Mbit/s')",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_windows)
 
