@@ -431,6 +431,9 @@ def test_calendar_at_a_time_and_the_week(env: dict[str, str]) -> None:
     assert any(line.startswith("Sat 2026-06-13 08:00") and "BLACKOUT" in line for line in lines)
     default = wedguard(env, "calendar", "--at", "2026-01-06T03:00+00:00")
     assert "OPEN" in default.stdout
+    from_env = wedguard({**env, "WEDGUARD_CONFIG": str(EXAMPLE)}, "calendar", "--at",
+                        "2026-06-13T12:00")  # fmt: skip
+    assert "wedding Saturdays" in from_env.stdout
     bad = wedguard(env, "calendar", "--at", "teatime")
     assert bad.returncode == 2
     assert "--at: 'teatime' is not valid" in one_line(bad.stderr)
