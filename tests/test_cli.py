@@ -94,9 +94,11 @@ def one_line(stderr: str) -> str:
 
 
 def test_usage_errors_exit_2_and_version_exits_0(env: dict[str, str]) -> None:
-    assert wedguard(env).returncode == 2
-    assert wedguard(env, "copy").returncode == 2
-    assert wedguard(env, "frobnicate").returncode == 2
+    for args in ((), ("copy",), ("frobnicate",), ("copy", "a", "b", "--rate")):
+        out = wedguard(env, *args)
+        assert out.returncode == 2
+        assert one_line(out.stderr).startswith("wedguard")
+        assert out.stderr.rstrip().endswith("--help)")
     version = wedguard(env, "--version")
     assert version.returncode == 0
     assert version.stdout.startswith("wedguard ")

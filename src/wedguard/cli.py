@@ -887,12 +887,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- the parser --------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit code 2), pointing to ``--help``."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wedguard",
         description="Let backups run beside live production without hurting it.",
         epilog="Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 stopped, "
