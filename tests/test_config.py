@@ -281,6 +281,22 @@ def test_secrets_come_only_from_the_environment_and_are_never_rendered(
         built.close(flush_timeout=0.5)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "",
+        '[alerts]\nescalate_after = "off"\ngroup_by = []\nmax_attempts = 3\n',
+        '[guard]\nslot_timeout = "10m"\nops_rate = "200/s"\nmax_concurrent = "off"\n',
+    ],
+)
+def test_edge_values_render_and_read_back(tmp_path: Path, extra: str) -> None:
+    config = load_config(write(tmp_path, "sources = []\n" + extra))
+    again = Config.from_dict(tomllib.loads(config.render()), path="again.toml")
+    assert again.render() == config.render()
+    assert again.alerts == config.alerts
+    assert again.guard == config.guard
+
+
 def test_the_rendering_reads_back_as_the_same_configuration() -> None:
     """render() is TOML that loads to the same effective configuration."""
     config = load_config(EXAMPLE)

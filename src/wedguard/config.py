@@ -1211,7 +1211,9 @@ class Config:
             },
             "alerts": {
                 k: (
-                    format_duration(v)
+                    "off"
+                    if v is None
+                    else format_duration(v)
                     if isinstance(v, float)
                     else list(v)
                     if isinstance(v, tuple)
@@ -1300,20 +1302,22 @@ def _toml_key(key: str) -> str:
 
 
 def _toml(data: Mapping[str, Any]) -> str:
-    lines: list[str] = []
+    """Tables first, then arrays of tables; empty arrays as top-level keys before both
+    (a key written after a table header would belong to that table)."""
+    lines: list[str] = [f"{section} = []" for section, body in data.items() if body == []]
+    if lines:
+        lines.append("")
+    for section, body in data.items():
+        if isinstance(body, Mapping):
+            lines.append(f"[{section}]")
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in body.items())
+            lines.append("")
     for section, body in data.items():
         if isinstance(body, list):
-            if not body:
-                lines.append(f"{section} = []")
-                lines.append("")
             for entry in body:
                 lines.append(f"[[{section}]]")
                 lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in entry.items())
                 lines.append("")
-            continue
-        lines.append(f"[{section}]")
-        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in body.items())
-        lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
