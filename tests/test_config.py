@@ -540,3 +540,72 @@ def test_a_calendar_with_only_a_zone_is_the_default_peak_hours_there(tmp_path: P
     empty = load_config(write(tmp_path, '[calendar]\ntz = "UTC"\nrules = ""\n'))
     assert empty.calendar is not None
     assert empty.calendar.rules == ()
+
+
+_VARIANTS: dict[str, list[Any]] = {
+    "guard": [
+        {},
+        {"rate": "10Mbit/s", "max_concurrent": 1, "stop_file": "/tmp/wg.stop"},
+        {"rate": "off", "max_concurrent": "off", "ops_rate": 50, "slot_timeout": "90s"},
+        {"sample_interval": 0.25, "stop_check_interval": "50ms"},
+    ],
+    "calendar": [
+        {"preset": "none"},
+        {"tz": "Europe/London"},
+        {"preset": "wedding_platform", "event_dates": ["2026-06-13"], "tz": "Europe/Paris"},
+        {
+            "tz": "America/New_York",
+            "rules": "Mon-Fri 06:00-22:00 peak 5MB/s cpu=20%\n"
+            'May-Oct Sat blackout name="weddings"\n22:00-02:00 open',
+        },
+        {"rclone": "08:00,512k 12:00,10M 23:00,off"},
+    ],
+    "thresholds": [
+        {},
+        {"api_latency": "10%", "db_latency": "off", "backup_memory": "1GB"},
+        {"backup_cpu": 50, "critical": 4.0, "per_level": {"peak": {"api_latency": 0.02}}},
+        {"absolute": {"pressure.cpu.some_percent": 20.0}, "relative": {"api.latency_s.p99": 0.1}},
+    ],
+    "controller": [
+        {},
+        {"kind": "aimd", "floor": "64KB/s", "decrease": 0.7, "min_dwell": 5.0},
+        {"kind": "ledbat", "target": 0.8, "gain": 0.3},
+    ],
+    "breaker": [{}, {"failure_threshold": 5, "recovery_timeout": "10m"}],
+    "alerts": [{}, {"group_wait": "10s", "repeat_interval": "1h", "escalate_after": "off"}],
+    "history": [None, {"path": "/tmp/h.db", "retention": "30d"}],
+    "sources": [
+        None,
+        [],
+        [{"type": "system", "disks": False}, {"type": "http", "url": "http://127.0.0.1:9/"}],
+        [{"type": "pressure", "resources": ["cpu"]}, {"type": "process", "prefix": "bk"}],
+    ],
+    "sinks": [
+        None,
+        [],
+        [{"type": "jsonl", "path": "/tmp/e.jsonl", "max_bytes": "1MB"}],
+        [
+            {"type": "logging", "logger": "backup", "alerts": "medium"},
+            {"type": "prometheus", "namespace": "nightly"},
+        ],
+    ],
+}
+
+
+@given(st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _VARIANTS.items()}))
+def test_any_valid_configuration_renders_to_itself(choice: dict[str, Any]) -> None:
+    """Property: render() of any valid configuration is TOML that reads back to the
+    same effective configuration (and the same rendering)."""
+    data = {k: v for k, v in choice.items() if v is not None}
+    config = Config.from_dict(data, path="p.toml")
+    again = Config.from_dict(tomllib.loads(config.render()), path="p.toml")
+    assert again.render() == config.render()
+    assert again.guard == config.guard
+    assert again.calendar == config.calendar
+    assert again.thresholds == config.thresholds
+    assert again.controller == config.controller
+    assert again.sources == config.sources
+    assert again.sinks == config.sinks
+    assert again.alerts == config.alerts
+    assert again.history == config.history
+    assert again.breaker == config.breaker
