@@ -246,6 +246,18 @@ def test_agrees_with_the_local_bucket(redis_server: RedisServer) -> None:
     run().runTest()
 
 
+def test_a_full_bucket_after_unlimited_is_full_despite_rounding(client: Any) -> None:
+    """Leaving unlimited refills the bucket; the cumulative counters' rounding error
+    must not turn a full bucket into a refusal (found by the state machine above)."""
+    remote = RedisTokenBucket(client, "rounding", 0, burst=1.0)
+    local = TokenBucketThrottler(0, burst=1.0, clock=FakeClock())
+    for bucket in (remote, local):
+        bucket.reserve(0.8413)
+        bucket.set_rate(math.inf)
+        bucket.set_rate(0)
+    assert remote.try_acquire(1.0) is local.try_acquire(1.0) is True
+
+
 # -- faults: a real redis-server stopped and started again during the run ---------------
 
 

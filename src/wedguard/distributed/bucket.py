@@ -91,9 +91,14 @@ local function set_rate(nr, ng)
   t0, rate, given, burst, dirty = now, nr, ng, nb, true
 end
 
+-- the counters are cumulative: a shortfall within their rounding error is no shortfall
+local function slack()
+  return 1e-12 * math.max(1, math.abs(consumed))
+end
+
 local function wait_for(position, c)
   local short = position - c
-  if short <= 0 then return 0 end
+  if short <= slack() then return 0 end
   if rate > 0 then return short / rate end
   return INF
 end
@@ -111,7 +116,7 @@ elseif rate >= 0 then
     local c = credit()
     local need = x
     if need > burst then need = burst end
-    if c - consumed >= need then
+    if c - consumed + slack() >= need then
       consumed, dirty = consumed + x, true
     else
       status = 0
