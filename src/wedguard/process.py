@@ -215,7 +215,8 @@ class ProcessReport:
         returncode: its exit status (negative: killed by that signal); None while it runs.
         started_at: when it started (aware datetime).
         duration: seconds from start to exit (or to now while it runs).
-        io_bytes: bytes it read and wrote, summed over its descendants.
+        io_bytes: bytes it read and wrote, summed over its descendants, as last read
+            (what a short-lived child did after the monitor's last reading is not seen).
         io_counter: ``"bytes"`` (storage I/O) or ``"chars"`` (every read and write, used
             when the storage counters stay at zero, as on some filesystems and containers).
         cpu_seconds: CPU time it used, summed over its descendants.
