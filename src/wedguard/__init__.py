@@ -40,6 +40,13 @@ from wedguard.errors import (
 )
 from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
+from wedguard.history import (
+    HistoryError,
+    HistorySink,
+    MetricsStore,
+    RecommendedWindow,
+    recommend_windows,
+)
 from wedguard.levels import Level, Verdict
 from wedguard.policy.breaker import (
     BreakerEvent,
@@ -107,17 +114,21 @@ __all__ = [
     "Guard",
     "GuardedFile",
     "GuardedProcess",
+    "HistoryError",
+    "HistorySink",
     "ImpactAnalyzer",
     "InhibitRule",
     "LedbatController",
     "Level",
     "Matcher",
     "MemoryBreakerStorage",
+    "MetricsStore",
     "Notification",
     "Pause",
     "PeakHourCalendar",
     "ProcessReport",
     "RateController",
+    "RecommendedWindow",
     "Route",
     "Rule",
     "Season",
@@ -144,4 +155,5 @@ __all__ = [
     "parse_duration",
     "parse_rate",
     "parse_size",
+    "recommend_windows",
 ]
