@@ -684,6 +684,7 @@ class GuardedProcess:
         self._cpu = DutyCycle(_INF, burst_seconds=0.2)
         self._ncpu = os.cpu_count() or 1
         self._done = threading.Event()
+        self._closed = threading.Event()
         self._session: Any = None
         self._applied_nice: int | None = None
         self._applied_ionice: str | None = None
@@ -998,13 +999,19 @@ class GuardedProcess:
                         self._measure(time.monotonic() + 1.0)
                 self._done.set()
         if closed:
+            # another thread (the monitor, when the child ended) is closing: wait for it
+            if threading.current_thread() is not getattr(self, "_monitor", None):
+                self._closed.wait(5.0)
             _unregister(self)  # from the main thread this restores the signal handlers
             return
-        self._freezer.close()
-        self._stop_watchdog()
-        _unregister(self)
-        self._emit(self.report())
-        self._end_session(exc)
+        try:
+            self._freezer.close()
+            self._stop_watchdog()
+            _unregister(self)
+            self._emit(self.report())
+            self._end_session(exc)
+        finally:
+            self._closed.set()
 
     def _stop_watchdog(self) -> None:
         dog, self._watchdog = self._watchdog, None
