@@ -215,7 +215,8 @@ class ProcessReport:
         returncode: its exit status (negative: killed by that signal); None while it runs.
         started_at: when it started (aware datetime).
         duration: seconds from start to exit (or to now while it runs).
-        io_bytes: bytes it read and wrote, summed over its descendants.
+        io_bytes: bytes it read and wrote, summed over its descendants, as last read
+            (what a short-lived child did after the monitor's last reading is not seen).
         io_counter: ``"bytes"`` (storage I/O) or ``"chars"`` (every read and write, used
             when the storage counters stay at zero, as on some filesystems and containers).
         cpu_seconds: CPU time it used, summed over its descendants.
@@ -683,6 +684,7 @@ class GuardedProcess:
         self._cpu = DutyCycle(_INF, burst_seconds=0.2)
         self._ncpu = os.cpu_count() or 1
         self._done = threading.Event()
+        self._closed = threading.Event()
         self._session: Any = None
         self._applied_nice: int | None = None
         self._applied_ionice: str | None = None
@@ -997,13 +999,19 @@ class GuardedProcess:
                         self._measure(time.monotonic() + 1.0)
                 self._done.set()
         if closed:
+            # another thread (the monitor, when the child ended) is closing: wait for it
+            if threading.current_thread() is not getattr(self, "_monitor", None):
+                self._closed.wait(5.0)
             _unregister(self)  # from the main thread this restores the signal handlers
             return
-        self._freezer.close()
-        self._stop_watchdog()
-        _unregister(self)
-        self._emit(self.report())
-        self._end_session(exc)
+        try:
+            self._freezer.close()
+            self._stop_watchdog()
+            _unregister(self)
+            self._emit(self.report())
+            self._end_session(exc)
+        finally:
+            self._closed.set()
 
     def _stop_watchdog(self) -> None:
         dog, self._watchdog = self._watchdog, None
