@@ -477,7 +477,7 @@ def test_history_records_session_reports(tmp_path: Path) -> None:
         assert [r.name for r in built.history.store.sessions()] == ["nightly"]
 
 
-@pytest.mark.parametrize("name", ["wedguard.config", "wedguard.cli"])
+@pytest.mark.parametrize("name", ["wedguard.config", "wedguard.cli", "wedguard.demo"])
 def test_the_docstring_examples_run(name: str) -> None:
     import doctest
     import importlib

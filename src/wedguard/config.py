@@ -924,6 +924,15 @@ class Built:
         guard: the :class:`~wedguard.Guard`.
         dispatcher: the :class:`~wedguard.AlertDispatcher`, when a sink takes alerts.
         history: the :class:`wedguard.history.HistorySink`, when ``[history]`` is set.
+
+    Example::
+
+        >>> config = Config.from_dict({"sources": [], "calendar": {"preset": "none"}})
+        >>> with config.assemble(sinks=[]) as built:
+        ...     with built.guard.session("photos") as s:
+        ...         _ = s.throttle(1000)
+        >>> s.report().bytes
+        1000.0
     """
 
     def __init__(
@@ -1345,6 +1354,17 @@ def load_config(path: str | os.PathLike[str], *, env: bool = True) -> Config:
     Args:
         path: the TOML file.
         env: require the environment variables that hold secrets to be set (default).
+
+    Example::
+
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "wedguard.toml")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write('[guard]\\nrate = "10 parsecs"\\n')
+        >>> load_config(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        wedguard.errors.ConfigError: .../wedguard.toml: guard.rate: '10 parsecs' is not valid; expected a rate such as '10MB/s', ...
 
     Raises:
         ConfigError: naming the file, the key path and what was expected.

@@ -72,7 +72,13 @@ _LATENCY_LIMIT = 0.5  # production may be at most 50 % slower than its baseline
 
 class CompressedClock(SystemClock):
     """Real monotonic time (rates, waits) with calendar time running ``speed`` times
-    faster from ``start``: a day of timetable in a few seconds."""
+    faster from ``start``: a day of timetable in a few seconds.
+
+    >>> from datetime import datetime, timezone
+    >>> clock = CompressedClock(datetime(2026, 6, 13, 4, tzinfo=timezone.utc), speed=2400)
+    >>> clock.now() >= clock.start   # calendar time; clock.monotonic() stays real
+    True
+    """
 
     __slots__ = ("_m0", "speed", "start")
 
@@ -99,6 +105,11 @@ class ProductionService:
     Its response time is ``base * (1 + sensitivity * backup_rate / 1 MB/s)`` where the
     sensitivity is small while production is idle and large while it is busy, so a
     backup that keeps its rate hurts production exactly when production is busy.
+
+    >>> import urllib.request
+    >>> with ProductionService(lambda: 0.0) as service:
+    ...     urllib.request.urlopen(service.url, timeout=5).read()
+    b'ok\\n'
     """
 
     def __init__(self, backup_bytes: Callable[[], float], base: float = _BASE_LATENCY) -> None:
