@@ -343,9 +343,11 @@ def test_copy_shows_a_live_progress_line_on_a_terminal(env: dict[str, str], tmp_
 
 def test_run_passes_the_exit_code_and_output_through(env: dict[str, str], tmp_path: Path) -> None:
     config = quiet_config(tmp_path)
-    ok = wedguard(env, "run", "-c", str(config), "--", sys.executable, "-c", "print('hello')")
+    ok = wedguard(env, "run", "-c", str(config), "--report", "--", sys.executable, "-c",
+                  "print('hello')")  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "hello"
+    assert "exit 0 after" in ok.stderr  # the child's report
     failed = wedguard(env, "run", "-c", str(config), "--", sys.executable, "-c",
                       "import sys; sys.exit(5)")  # fmt: skip
     assert failed.returncode == 5
@@ -658,3 +660,34 @@ def test_at_accepts_a_time_today_a_weekday_this_week_or_an_iso_time() -> None:
     for bad in ("teatime", "25:00", "Caturday 10:00", "Sat 26:00"):
         with pytest.raises(wg.ConfigError, match="--at"):
             _parse_at(bad, tz)
+
+
+def test_socket_commands_steer_any_guard_that_serves_one(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """status, throttle, stop and resume with --socket reach a guard built by a host
+    program with control_socket=..."""
+    import wedguard as wg
+
+    sock = tmp_path / "host.sock"
+    guard = wg.Guard(rate="5MB/s", calendar=None, sources=[], sinks=[], control_socket=sock)
+    try:
+        status = wedguard(env, "status", "--socket", str(sock))
+        assert status.returncode == 0, status.stderr
+        assert "OPEN/OK at 5 MB/s" in status.stdout
+        assert "- rate limit 5 MB/s" in status.stdout
+        throttled = wedguard(env, "throttle", "3MB/s", "--socket", str(sock))
+        assert throttled.returncode == 0, throttled.stderr
+        assert guard.rate == 3e6
+        stopped = wedguard(env, "stop", "--socket", str(sock), "--reason", "host maintenance")
+        assert stopped.returncode == 0, stopped.stderr
+        assert guard.decision().stopped
+        assert guard.decision().stop_reason == "host maintenance"
+        assert not (tmp_path / "run" / "stop").exists()  # --socket: the socket only
+        assert wedguard(env, "resume", "--socket", str(sock)).returncode == 0
+        assert not guard.decision().stopped
+    finally:
+        guard.close()
+    gone = wedguard(env, "status", "--socket", str(sock))
+    assert gone.returncode == 2
+    assert "cannot reach" in one_line(gone.stderr)
