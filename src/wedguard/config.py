@@ -120,14 +120,14 @@ class _Ctx:
     def rewrap(self, prefix: str, exc: ConfigError) -> ConfigError:
         """A library's ConfigError (field ``rate``) as ``file: prefix.rate``."""
         field = exc.field
+        if not exc.expected and exc.value is None:  # a free-form message
+            return ConfigError(f"{self.file}: {prefix}: {exc}")
         if field.startswith(f"{prefix}.") or field == prefix:
             path = field
         elif field:
             path = f"{prefix}.{field}" if not field.startswith("line ") else f"{prefix}: {field}"
         else:
             path = prefix
-        if not exc.expected and exc.value is None:
-            return ConfigError(f"{self.file}: {path}: {exc}")
         return ConfigError(f"{self.file}: {path}", exc.value, exc.expected)
 
 
