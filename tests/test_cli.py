@@ -284,19 +284,25 @@ def test_an_interrupted_copy_stops_with_exit_3_and_resumes_where_it_was(
         assert (dst / rel).read_bytes() == data
 
 
-def test_ctrl_c_leaves_no_partial_file(env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_ctrl_c_or_sigterm_leaves_no_partial_file(
+    env: dict[str, str], tmp_path: Path, signum: int, code: int, word: str
+) -> None:
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(3_000_000))
     config = quiet_config(tmp_path, '[guard]\nrate = "1MB/s"\n')
     proc = start(env, "copy", str(src), str(tmp_path / "out.bin"), "-c", str(config))
     try:
         wait_for(lambda: any(".wedguard-tmp." in p.name for p in tmp_path.iterdir()))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
-    assert proc.returncode == 130
-    assert one_line(err) == "wedguard: interrupted"
+    assert proc.returncode == code
+    assert one_line(err) == f"wedguard: {word}"
     assert not (tmp_path / "out.bin").exists()
     assert not [p for p in tmp_path.iterdir() if ".wedguard-tmp." in p.name]
 

@@ -39,6 +39,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import stat
 import sys
 import tempfile
@@ -74,6 +75,14 @@ EXIT_STOPPED = 3
 EXIT_CIRCUIT_OPEN = 4
 
 log = logging.getLogger("wedguard.cli")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwind like Ctrl-C (temporary files removed), exit code 143."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 class UsageError(WedguardError):
@@ -1042,6 +1051,8 @@ def _version() -> str:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, EmergencyStop):
         return f"stopped: {exc.reason or 'emergency stop'}"
+    if isinstance(exc, Terminated):
+        return "terminated"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return str(exc) or type(exc).__name__
@@ -1066,6 +1077,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return _main(args, debug)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return _main(args, debug)
+
+
+def _main(args: argparse.Namespace, debug: bool) -> int:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="wedguard: %(message)s",
@@ -1079,8 +1100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(EXIT_STOPPED, exc, debug)
     except CircuitOpenError as exc:
         return _fail(EXIT_CIRCUIT_OPEN, exc, debug)
+    except Terminated as exc:
+        return _fail(143, exc, debug)
     except KeyboardInterrupt as exc:
-        _fail(130, exc, debug)
-        return 130
+        return _fail(130, exc, debug)
     except (WedguardError, OSError) as exc:
         return _fail(EXIT_FAILED, exc, debug)
