@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
-from wedguard.errors import ConfigError, EmergencyStop, WedguardError
+from wedguard.errors import ConfigError, EmergencyStop, ThrottleTimeout, WedguardError
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.units import (
@@ -156,22 +156,29 @@ class CutoffReached(WedguardError):
         super().__init__(f"session {session!r}: {limit} cutoff reached ({mode.name})")
 
 
-class SlotTimeout(WedguardError, TimeoutError):
+class SlotTimeout(ThrottleTimeout):
     """No concurrency slot came free within the timeout; the session did not start.
+
+    A :class:`~wedguard.ThrottleTimeout` (and so a :class:`TimeoutError`): nothing is
+    held. ``wedguard.distributed.SlotTimeout`` (the slots shared through Redis) is a
+    subclass, so ``except wedguard.SlotTimeout`` catches both.
 
     Attributes:
         session: the session's name.
         timeout: the timeout, in seconds.
         limit: the guard's ``max_concurrent``.
+        key: the Redis key of the shared slots, when those were full (else None).
     """
 
-    def __init__(self, session: str, timeout: float, limit: int) -> None:
+    def __init__(self, session: str, timeout: float, limit: int, *, key: str | None = None) -> None:
+        super().__init__(1, timeout, _INF)
         self.session = session
-        self.timeout = timeout
         self.limit = limit
-        super().__init__(
-            f"session {session!r}: no slot free within {timeout:g} s "
-            f"(at most {limit} sessions at once)"
+        self.key = key
+        where = "" if key is None else f" in {key!r}"
+        self.args = (
+            f"session {session!r}: no slot free{where} within {timeout:g} s "
+            f"(at most {limit} sessions at once)",
         )
 
 
