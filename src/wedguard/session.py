@@ -38,6 +38,7 @@ import attrs
 from wedguard.errors import ConfigError, EmergencyStop, ThrottleTimeout, WedguardError
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
+from wedguard.protocols import Throttler
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -394,9 +395,7 @@ class _Pending:
         self.pause_start = 0.0
         self.reason = ""
 
-    def reserve(
-        self, now: float, items: list[tuple[TokenBucketThrottler | None, float, bool]]
-    ) -> None:
+    def reserve(self, now: float, items: list[tuple[Throttler | None, float, bool]]) -> None:
         for bucket, amount, shared in items:
             if bucket is None or amount <= 0:
                 continue
@@ -707,7 +706,12 @@ class Session:
                 limit_at, limit_name = at, "stop_at"
         self._limit_at, self._limit_name = limit_at, limit_name
         self._started = True
-        self._lean = self._bucket is None and self._ops_bucket is None and not self._has_cutoffs
+        self._lean = (
+            self._bucket is None
+            and self._ops_bucket is None
+            and not self._has_cutoffs
+            and g._fleet is None  # a shared bucket is asked on every call
+        )
         self._point(now, g._decision)
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -901,6 +905,10 @@ class Session:
                     (g._ops, p.ops, True),
                     (self._bucket, p.n, False),
                     (self._ops_bucket, p.ops, False),
+                    # the fleet's shared budgets (Redis); they keep earning while this
+                    # host pauses, as the other hosts go on
+                    (g._fleet_bytes, p.n, False),
+                    (g._fleet_ops, p.ops, False),
                 ],
             )
         wait = p.remaining()
