@@ -8,6 +8,8 @@ each, and never assert timings tighter than the budgets they check.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -443,4 +445,52 @@ def test_a_guard_starts_while_redis_is_down(own_redis_server: RedisServer) -> No
     assert time.monotonic() - t0 < 1.0
     assert not coord.online
     assert [e.key for e in sink.of_kind("alert")] == ["wedguard/redis"]
+    coord.close()
+
+
+def test_a_slow_redis_never_holds_the_copy_loop(own_redis_server: RedisServer) -> None:
+    """Redis frozen (SIGSTOP) mid-copy: calls time out, the copy goes on locally,
+    one alert; thawed: back on the shared budget."""
+    sink = RecordingSink()
+    coord = RedisCoordinator(
+        own_redis_server.url, prefix="slow", timeout=0.1, probe_interval=0.2, fallback_share=0.5
+    )
+    guard = host(coord, rate="1MB/s", sinks=[sink])
+    assert own_redis_server.proc is not None
+    pid = own_redis_server.proc.pid
+    progress: list[float] = []
+    out: list[Any] = []
+    stop = threading.Event()
+
+    def copy() -> None:
+        try:
+            with guard.session("db") as s:
+                while not stop.is_set():
+                    s.throttle(5_000)
+                    progress.append(time.monotonic())
+            out.append(s.bytes)
+        except BaseException as exc:  # pragma: no cover - the test fails on it
+            out.append(exc)
+
+    t = threading.Thread(target=copy, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.0)
+        assert not coord.online
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 4
+    while not coord.online and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    stop.set()
+    t.join(timeout=5)
+    assert len(out) == 1
+    assert isinstance(out[0], float), out
+    assert coord.online
+    assert max(b - a for a, b in itertools.pairwise(progress)) < 1.0
+    alerts = [e for e in sink.of_kind("alert") if e.key == "wedguard/redis"]
+    assert [a.resolved_at is None for a in alerts] == [True, False]
     coord.close()
