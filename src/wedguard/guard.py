@@ -736,7 +736,10 @@ class Guard:
             self._active.pop(slot, None)
             self._notify()
         if slot.shared:
-            self._fleet_slots.release()  # never raises; a lost Redis frees it by lease
+            # no Redis fault reaches here (a lost Redis frees the slot by its lease);
+            # slots closed with their coordinator hold nothing any more
+            with contextlib.suppress(RuntimeError):
+                self._fleet_slots.release()
 
     # -- waiting ----------------------------------------------------------------------------
 
