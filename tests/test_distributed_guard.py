@@ -494,3 +494,17 @@ def test_a_slow_redis_never_holds_the_copy_loop(own_redis_server: RedisServer) -
     alerts = [e for e in sink.of_kind("alert") if e.key == "wedguard/redis"]
     assert [a.resolved_at is None for a in alerts] == [True, False]
     coord.close()
+
+
+def test_an_idle_guard_reports_the_fleets_stop(coords: Callable[..., RedisCoordinator]) -> None:
+    """No session runs (no sampler): stopped and decision() still read the flag."""
+    ca, cb = coords(), coords()
+    idle = host(cb)
+    assert not idle.stopped
+    ca.stop("rolling upgrade")
+    time.sleep(0.6)  # readings of the flag are at most 0.5 s old
+    assert idle.stopped
+    assert idle.decision().stop_reason == "fleet stop: rolling upgrade"
+    ca.resume()
+    time.sleep(0.6)
+    assert not idle.stopped

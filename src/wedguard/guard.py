@@ -487,7 +487,8 @@ class Guard:
 
     @property
     def stopped(self) -> bool:
-        """True while stopped (``stop()``, the stop file or SIGUSR1)."""
+        """True while stopped (``stop()``, the stop file, SIGUSR1 or the fleet's stop)."""
+        self._fleet_idle_check()
         return self._stopped
 
     @property
@@ -788,11 +789,17 @@ class Guard:
         >>> d.rate, d.reasons
         (5000000.0, ('rate limit 5 MB/s',))
         """
+        self._fleet_idle_check()
         with self._cond:
             now = self._now()
             if now >= self._expires:
                 self._refresh_locked(now)
             return self._decision
+
+    def _fleet_idle_check(self) -> None:
+        """With no sampler running (no session), read the fleet's stop flag here."""
+        if self._fleet is not None and self._sampler is None:
+            self._check_fleet()
 
     def observe_baseline(self, sample: Mapping[str, float] | None = None) -> None:
         """Teach the analyser what production looks like without a backup.
