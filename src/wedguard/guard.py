@@ -277,6 +277,15 @@ class Guard:
         >>> guard.decision().rate
         10000000.0
 
+    Many hosts, one budget (extra ``redis``)::
+
+        from wedguard.distributed import RedisCoordinator
+
+        coord = RedisCoordinator("redis://backup-redis:6379/0", prefix="wedsync")
+        guard = wg.Guard(rate="40MB/s", max_concurrent=2, coordinator=coord)
+        # every host: 40 MB/s and 2 sessions for all of them together
+        # any host:   coord.stop("failover") stops every guard within a second
+
     .. versionadded:: 0.1.0
     """
 
