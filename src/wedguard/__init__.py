@@ -29,6 +29,7 @@ from wedguard.alerts import (
     Silence,
 )
 from wedguard.clock import Clock, SystemClock
+from wedguard.control import ControlServer
 from wedguard.decision import Decision
 from wedguard.errors import (
     CircuitOpenError,
@@ -59,6 +60,7 @@ from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.control import AIMDController, LedbatController, RateController
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
+from wedguard.process import DutyCycle, GuardedProcess, ProcessReport
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
     Cutoff,
@@ -100,15 +102,18 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigError",
+    "ControlServer",
     "Cutoff",
     "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Decision",
+    "DutyCycle",
     "EmergencyStop",
     "Event",
     "Guard",
     "GuardedFile",
+    "GuardedProcess",
     "HistoryError",
     "HistorySink",
     "ImpactAnalyzer",
@@ -121,6 +126,7 @@ __all__ = [
     "Notification",
     "Pause",
     "PeakHourCalendar",
+    "ProcessReport",
     "RateController",
     "RecommendedWindow",
     "Route",

@@ -253,6 +253,8 @@ class Guard:
             the system clock).
         signals: install SIGUSR1 (stop) and SIGUSR2 (resume) handlers; see
             :meth:`install_signal_handlers`.
+        control_socket: serve the live control plane on this Unix socket path (mode
+            0600); see :class:`wedguard.control.ControlServer`.
         coordinator: a :class:`wedguard.distributed.RedisCoordinator`: many hosts, one
             budget. The byte (and operations) budget becomes a shared Redis bucket at
             ``rate`` (or the calendar's cap, when lower) for every guard on the same
@@ -308,6 +310,7 @@ class Guard:
         slot_timeout: float | str | None = None,
         background: bool | None = None,
         signals: bool = False,
+        control_socket: str | os.PathLike[str] | None = None,
         coordinator: Any = None,
         name: str = "guard",
     ) -> None:
@@ -460,6 +463,9 @@ class Guard:
             self._breaker.add_listener(self._on_breaker)  # type: ignore[attr-defined]
         if signals:
             self.install_signal_handlers()
+        self._control: ControlServer | None = None
+        if control_socket is not None:
+            self.serve_control(control_socket)
 
     # -- public properties ----------------------------------------------------------------
 
@@ -1629,6 +1635,7 @@ class Guard:
             sampler = self._sampler
         if sampler is not None and sampler is not threading.current_thread():
             sampler.join(timeout=1.0)
+        self._close_control()
         self.uninstall_signal_handlers()
         self.flush(timeout=1.0)
 
@@ -1648,7 +1655,67 @@ class Guard:
             + ")"
         )
 
+    # -- child processes, pipes and the control socket (wedguard.process, .control) ------
+
+    def run(self, argv: Any, **kwargs: Any) -> GuardedCompletedProcess:
+        """Run a command under the guard, as :func:`subprocess.run`; see
+        :func:`wedguard.process.run_guarded` (returns a ``CompletedProcess`` with a
+        ``report``)."""
+        from wedguard.process import run_guarded
+
+        return run_guarded(self, argv, **kwargs)
+
+    def popen(self, argv: Any, **kwargs: Any) -> GuardedProcess:
+        """Start a command under the guard without waiting:
+        :class:`wedguard.process.GuardedProcess`."""
+        from wedguard.process import GuardedProcess
+
+        return GuardedProcess(self, argv, **kwargs)
+
+    def pipe(self, src: Any, dst: Any, **kwargs: Any) -> int:
+        """Copy a stream through the guard's budget; see :func:`wedguard.process.pipe_guarded`."""
+        from wedguard.process import pipe_guarded
+
+        return pipe_guarded(self, src, dst, **kwargs)
+
+    def set_rate(self, rate: float | str) -> None:
+        """Change the configured byte budget live (``"off"`` for unlimited)."""
+        value = parse_rate(rate, field="rate")
+        if not value > 0:
+            raise ConfigError("rate", rate, "a rate > 0 ('off' for unlimited)")
+        with self._cond:
+            self._rate = value
+            self._refresh_locked(self._now(), sampled=True)
+
+    def release_hold(self) -> None:
+        """Lift :meth:`hold` only (a :meth:`stop` stays in force)."""
+        with self._cond:
+            self._held = ""
+            self._refresh_locked(self._now(), sampled=True)
+
+    def serve_control(self, path: str | os.PathLike[str]) -> ControlServer:
+        """Serve the control socket at ``path`` (mode 0600) until :meth:`close`;
+        see :class:`wedguard.control.ControlServer`."""
+        from wedguard.control import ControlServer
+
+        self._close_control()
+        self._control = ControlServer(self, path)
+        return self._control
+
+    def _close_control(self) -> None:
+        server, self._control = getattr(self, "_control", None), None
+        if server is not None:
+            server.close()
+
 
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+# types of the delegating methods (run, popen, serve_control): no import at run time
+import typing as _typing  # noqa: E402
+
+if _typing.TYPE_CHECKING:
+    from wedguard.control import ControlServer
+    from wedguard.process import GuardedCompletedProcess, GuardedProcess

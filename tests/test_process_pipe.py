@@ -1,0 +1,178 @@
+"""guard.pipe and the `wedguard pipe` filter (pipe_main)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wedguard as wg
+from wedguard.process import pipe_guarded, pipe_main
+from wedguard.testing import FakeClock
+
+
+def fake_guard(rate: str = "1MB/s", **kwargs: Any) -> wg.Guard:
+    return wg.Guard(rate=rate, calendar=None, sources=[], sinks=[], clock=FakeClock(), **kwargs)
+
+
+def test_pipe_copies_every_byte_at_the_guard_rate() -> None:
+    data = os.urandom(3_000_000)
+    guard = fake_guard()
+    out = io.BytesIO()
+    assert guard.pipe(io.BytesIO(data), out) == len(data)
+    assert out.getvalue() == data
+    # 3 MB at 1 MB/s after the 0.2 s burst
+    assert guard.clock.monotonic() == pytest.approx(2.8, abs=0.07)
+
+
+def test_pipe_runs_a_session_that_reports_the_bytes() -> None:
+    sink = wg.testing.RecordingSink()
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[sink], clock=FakeClock())
+    guard.pipe(io.BytesIO(b"x" * 1000), io.BytesIO(), name="upload")
+    reports = sink.of_kind("session")
+    assert [r.name for r in reports] == ["upload"]
+    assert reports[0].bytes == 1000
+
+
+def test_pipe_stops_between_whole_chunks() -> None:
+    """An emergency stop leaves dst holding a prefix made of whole chunks."""
+    guard = fake_guard(rate="off")
+    data = bytes(range(256)) * 1000
+    written = io.BytesIO()
+
+    class StopAfterTwo(io.BytesIO):
+        def write(self, b: Any) -> int:
+            n = written.write(b)
+            if written.tell() >= 2 * 4096:
+                guard.stop("incident")
+            return n
+
+    with pytest.raises(wg.EmergencyStop, match="incident"):
+        guard.pipe(io.BytesIO(data), StopAfterTwo(), chunk_size=4096)
+    assert written.getvalue() == data[: 2 * 4096]
+
+
+def test_pipe_forwards_what_is_available_without_waiting_for_a_full_chunk() -> None:
+    """A slow producer: its first bytes go through before it has finished."""
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[])
+    r, w = os.pipe()
+    got = threading.Event()
+    chunks: list[bytes] = []
+
+    class Dst:
+        def write(self, b: Any) -> int:
+            chunks.append(bytes(b))
+            got.set()
+            return len(b)
+
+    src = os.fdopen(r, "rb")
+    t = threading.Thread(target=guard.pipe, args=(src, Dst()), daemon=True)
+    t.start()
+    os.write(w, b"first")
+    assert got.wait(5), "the first bytes were held back"
+    os.write(w, b"second")
+    os.close(w)
+    t.join(5)
+    src.close()
+    assert b"".join(chunks) == b"firstsecond"
+
+
+def test_pipe_completes_short_writes_and_plain_readers() -> None:
+    data = b"0123456789" * 100
+
+    class Reader:
+        def __init__(self) -> None:
+            self.buf = io.BytesIO(data)
+
+        def read(self, n: int) -> bytes:
+            return self.buf.read(min(n, 7))
+
+    class ShortWriter:
+        def __init__(self) -> None:
+            self.out = bytearray()
+
+        def write(self, b: Any) -> int:
+            piece = bytes(b[:3])
+            self.out += piece
+            return len(piece)
+
+    dst = ShortWriter()
+    assert pipe_guarded(fake_guard(), Reader(), dst, flush=False) == len(data)
+    assert bytes(dst.out) == data
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"chunk_size": "big"}, "chunk_size"),
+        ({"src": object()}, "src"),
+        ({"dst": object()}, "dst"),
+    ],
+)
+def test_bad_arguments_raise_config_error(kwargs: dict[str, Any], field: str) -> None:
+    args: dict[str, Any] = {"src": io.BytesIO(b"x"), "dst": io.BytesIO(), **kwargs}
+    with pytest.raises(wg.ConfigError) as info:
+        fake_guard().pipe(**args)
+    assert info.value.field == field
+
+
+def test_pipe_main_filters_stdin_to_stdout() -> None:
+    data = os.urandom(100_000)
+    out = io.BytesIO()
+    assert pipe_main(["--rate", "10MB/s"], stdin=io.BytesIO(data), stdout=out) == 0
+    assert out.getvalue() == data
+
+
+def test_pipe_main_usage_and_configuration_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pipe_main(["--rate", "fast"], stdin=io.BytesIO(), stdout=io.BytesIO()) == 2
+    assert "rate: 'fast'" in capsys.readouterr().err
+    assert pipe_main(["--chunk-size", "0"], stdin=io.BytesIO(), stdout=io.BytesIO()) == 2
+    assert pipe_main(["--bogus"], stdin=io.BytesIO(), stdout=io.BytesIO()) == 2
+
+
+def test_pipe_main_exits_3_when_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wedguard.process as process
+
+    def stopped_guard(args: Any) -> wg.Guard:
+        g = fake_guard()
+        g.stop("incident")
+        return g
+
+    monkeypatch.setattr(process, "_pipe_guard", stopped_guard)
+    assert pipe_main([], stdin=io.BytesIO(b"data"), stdout=io.BytesIO()) == 3
+
+
+def test_pipe_main_serves_the_control_socket() -> None:
+    with tempfile.TemporaryDirectory(prefix="wg") as d:
+        path = Path(d) / "p.sock"
+        out = io.BytesIO()
+        assert pipe_main(["--control-socket", str(path)], stdin=io.BytesIO(b"x"), stdout=out) == 0
+        assert out.getvalue() == b"x"
+        assert not path.exists()  # closed with the guard
+
+
+def test_wedguard_pipe_in_a_shell_pipeline(tmp_path: Path) -> None:
+    """producer | wedguard pipe --rate ... | consumer, with real OS pipes."""
+    data = os.urandom(300_000)
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    code = "import sys; from wedguard.process import pipe_main; sys.exit(pipe_main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with src.open("rb") as f:
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--rate", "1MB/s"],
+            stdin=f,
+            capture_output=True,
+            env=env,
+            timeout=30,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
