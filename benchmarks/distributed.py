@@ -1,7 +1,9 @@
 """Eight worker processes share one 40 MB/s budget through Redis.
 
-Side by side in one run: wedguard's RedisTokenBucket and the `limits` library's Redis
-storage (fixed window and sliding window counter). For each it prints:
+Side by side in one run: wedguard's RedisTokenBucket, a wedguard Guard with a
+RedisCoordinator (each chunk through ``session.throttle()``: the shared bucket plus the
+guard's local policies), and the `limits` library's Redis storage (fixed window and
+sliding window counter). For each it prints:
 
 * the aggregate rate the workers achieved against the target, measured for 5 s after
   a 1 s warm-up (so neither a full bucket's first burst nor a first fresh window
@@ -77,6 +79,29 @@ def wedguard_worker(url: str, key: str) -> tuple[Callable[[int], None], Callable
     return (lambda n: bucket.acquire(n)), (lambda: probe.try_acquire(1))
 
 
+def guard_worker(url: str, key: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """A Guard on a RedisCoordinator: every chunk through a session's throttle()."""
+    import wedguard as wg
+    from wedguard.distributed import RedisCoordinator
+
+    def guard(prefix: str, rate: float) -> Any:
+        coord = RedisCoordinator(url, prefix=prefix)
+        return wg.Guard(
+            rate=rate,
+            calendar=None,
+            breaker=None,
+            sources=[],
+            sinks=[],
+            max_concurrent=None,
+            coordinator=coord,
+        )
+
+    session = guard(key, RATE).session("bench").__enter__()
+    # finite: every call is a round trip (and the guard's slow path)
+    probe = guard(key + ":probe", 1e15).session("probe").__enter__()
+    return (lambda n: session.throttle(n)), (lambda: probe.throttle(1))
+
+
 def limits_worker(
     strategy: str,
 ) -> Callable[[str, str], tuple[Callable[[int], None], Callable[[], None]]]:
@@ -100,6 +125,7 @@ def limits_worker(
 
 MAKERS: dict[str, Callable[[str, str], tuple[Callable[[int], None], Callable[[], None]]]] = {
     "wedguard RedisTokenBucket": wedguard_worker,
+    "wedguard Guard(coordinator=...) session": guard_worker,
     "limits FixedWindow (Redis)": limits_worker("FixedWindowRateLimiter"),
     "limits SlidingWindowCounter (Redis)": limits_worker("SlidingWindowCounterRateLimiter"),
 }

@@ -194,10 +194,14 @@ def _default_controller() -> ControllerLike:
     return cast("ControllerLike", control.AIMDController())
 
 
-def _default_breaker(clock: Clock) -> BreakerLike | None:
+def _default_breaker(clock: Clock, storage: Any = None) -> BreakerLike | None:
     breaker = _optional("wedguard.policy.breaker")
     if breaker is None:
         return None
+    if storage is not None:  # one breaker state for the fleet
+        return cast(
+            "BreakerLike", breaker.CircuitBreaker(name="guard", clock=clock, storage=storage)
+        )
     return cast("BreakerLike", breaker.CircuitBreaker(name="guard", clock=clock))
 
 
@@ -211,12 +215,13 @@ def _default_sinks() -> list[Sink]:
 class _Slot:
     """A held concurrency slot; released once."""
 
-    __slots__ = ("__weakref__", "name", "released", "session")
+    __slots__ = ("__weakref__", "name", "released", "session", "shared")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, shared: bool = False) -> None:
         self.session: weakref.ref[Session] = weakref.ref(session)
         self.name = session.name
         self.released = False
+        self.shared = shared  # also holds one of the fleet's shared slots
 
 
 class Guard:
@@ -250,6 +255,16 @@ class Guard:
             :meth:`install_signal_handlers`.
         control_socket: serve the live control plane on this Unix socket path (mode
             0600); see :class:`wedguard.control.ControlServer`.
+        coordinator: a :class:`wedguard.distributed.RedisCoordinator`: many hosts, one
+            budget. The byte (and operations) budget becomes a shared Redis bucket at
+            ``rate`` (or the calendar's cap, when lower) for every guard on the same
+            prefix, ``max_concurrent`` counts sessions on all of them, the breaker
+            (by default) keeps one state for all, and the fleet's stop flag stops this
+            guard within a second. This host's own limits (calendar, impact
+            controller, session caps) still apply on top. See "Many hosts on Redis".
+        name: names this guard's shared objects in the coordinator (guards that
+            share a budget share a name): ``<prefix>:bucket:<name>``,
+            ``<prefix>:slots:<name>``, ``<prefix>:breaker:<name>``.
 
     Example::
 
@@ -263,6 +278,15 @@ class Guard:
         [0.0, 0.0, 0.1, 0.1]
         >>> guard.decision().rate
         10000000.0
+
+    Many hosts, one budget (extra ``redis``)::
+
+        from wedguard.distributed import RedisCoordinator
+
+        coord = RedisCoordinator("redis://backup-redis:6379/0", prefix="wedsync")
+        guard = wg.Guard(rate="40MB/s", max_concurrent=2, coordinator=coord)
+        # every host: 40 MB/s and 2 sessions for all of them together
+        # any host:   coord.stop("failover") stops every guard within a second
 
     .. versionadded:: 0.1.0
     """
@@ -287,6 +311,8 @@ class Guard:
         background: bool | None = None,
         signals: bool = False,
         control_socket: str | os.PathLike[str] | None = None,
+        coordinator: Any = None,
+        name: str = "guard",
     ) -> None:
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         for method in ("monotonic", "now", "sleep"):
@@ -320,7 +346,21 @@ class Guard:
         elif controller is not None and not callable(getattr(controller, "update", None)):
             raise ConfigError("controller", controller, "a controller with update(...)")
         self._controller: ControllerLike | None = controller
-        if breaker is DEFAULT:
+        if not isinstance(name, str) or not name:
+            raise ConfigError("name", name, "a non-empty string")
+        self._name = name
+        if coordinator is not None and not all(
+            hasattr(coordinator, attr) for attr in ("bucket", "slots", "stop_flag", "link")
+        ):
+            raise ConfigError(
+                "coordinator", coordinator, "a RedisCoordinator (bucket, slots, stop_flag, link)"
+            )
+        self._fleet: Any = coordinator
+        if breaker is DEFAULT and coordinator is not None:
+            breaker = _default_breaker(
+                getattr(coordinator, "clock", self._clock), coordinator.breaker_storage(name)
+            )
+        elif breaker is DEFAULT:
             breaker = _default_breaker(self._clock)
         elif breaker is not None and not callable(getattr(breaker, "allow", None)):
             raise ConfigError("breaker", breaker, "a circuit breaker with allow()")
@@ -360,6 +400,31 @@ class Guard:
             self._ops = TokenBucketThrottler(
                 self._ops_rate, burst=max(1.0, self._ops_rate * 0.2), clock=self._clock
             )
+        # many hosts: the fleet's shared buckets and slots (None without a coordinator)
+        self._fleet_bytes: Any = None
+        self._fleet_ops: Any = None
+        self._fleet_slots: Any = None
+        self._fleet_rate = self._rate  # the rate this guard last gave the shared bucket
+        self._fleet_stop = ""
+        self._fleet_offline = False
+        self._fleet_changes: collections.deque[bool] = collections.deque()
+        if coordinator is not None:
+            self._fleet_bytes = coordinator.bucket(self._rate, name=name)
+            if self._ops_rate < _INF:
+                self._fleet_ops = coordinator.bucket(
+                    self._ops_rate, max(1.0, self._ops_rate * 0.2), name=f"{name}:ops"
+                )
+            if max_concurrent is not None:
+                self._fleet_slots = coordinator.slots(max_concurrent, name=name)
+            self._fleet_offline = not coordinator.link.online
+            changes = self._fleet_changes
+
+            def on_link(online: bool, error: BaseException | None) -> None:
+                # no lock here: taken in by the stop check (within stop_check_interval)
+                changes.append(online)
+
+            coordinator.link.add_listener(on_link)
+        self._checks_stops = self._stop_file is not None or coordinator is not None
         self._go = True
         self._expires = -_INF
         self._window_end_m = _INF
@@ -426,8 +491,19 @@ class Guard:
         return self._max_concurrent
 
     @property
+    def name(self) -> str:
+        """Names this guard's shared objects in its coordinator."""
+        return self._name
+
+    @property
+    def coordinator(self) -> Any:
+        """The :class:`~wedguard.distributed.RedisCoordinator` given, or None."""
+        return self._fleet
+
+    @property
     def stopped(self) -> bool:
-        """True while stopped (``stop()``, the stop file or SIGUSR1)."""
+        """True while stopped (``stop()``, the stop file, SIGUSR1 or the fleet's stop)."""
+        self._fleet_idle_check()
         return self._stopped
 
     @property
@@ -504,6 +580,17 @@ class Guard:
     def _enter(self, session: Session, timeout: float | None) -> None:
         if session._started:
             raise ConfigError("session", session.name, "a session that was not entered before")
+        shared = False
+        if self._fleet is not None:
+            shared, timeout = self._fleet_slot(session, timeout)
+        try:
+            self._enter_local(session, timeout, shared)
+        except BaseException:
+            if shared:
+                self._fleet_slots.release()
+            raise
+
+    def _enter_local(self, session: Session, timeout: float | None, shared: bool) -> None:
         ticket = object()
         with self._cond:
             start = now = self._now()
@@ -521,11 +608,79 @@ class Guard:
                 self._queue.remove(ticket)
                 self._notify()
             session._waits["slots"] += now - start
-            self._take_slot(session, now)
+            self._take_slot(session, now, shared)
+
+    def _fleet_slot(self, session: Session, timeout: float | None) -> tuple[bool, float | None]:
+        """Take one of the fleet's shared slots (no lock held): (held, timeout left).
+
+        Waits in the fleet's FIFO queue; a stop (this guard's or the fleet's) ends the
+        wait with :class:`~wedguard.EmergencyStop`.
+        """
+        self._check_fleet()
+        if self._stopped:
+            raise EmergencyStop(self._decision.stop_reason)
+        slots = self._fleet_slots
+        if slots is None:
+            return False, timeout
+        start = self._now()
+        try:
+            held = bool(slots.acquire(timeout, abort=self._fleet_abort))
+        except SlotTimeout as exc:
+            raise SlotTimeout(
+                session.name, timeout or 0.0, self._max_concurrent or 0, key=slots.key
+            ) from exc
+        if not held:
+            raise EmergencyStop(self._decision.stop_reason)
+        return self._fleet_slot_taken(session, start, timeout)
+
+    async def _afleet_slot(
+        self, session: Session, timeout: float | None
+    ) -> tuple[bool, float | None]:
+        """The asyncio form of :meth:`_fleet_slot`."""
+        await asyncio.to_thread(self._check_fleet)
+        if self._stopped:
+            raise EmergencyStop(self._decision.stop_reason)
+        slots = self._fleet_slots
+        if slots is None:
+            return False, timeout
+        start = self._now()
+        try:
+            held = bool(await slots.acquire_async(timeout, abort=self._fleet_abort))
+        except SlotTimeout as exc:
+            raise SlotTimeout(
+                session.name, timeout or 0.0, self._max_concurrent or 0, key=slots.key
+            ) from exc
+        if not held:
+            raise EmergencyStop(self._decision.stop_reason)
+        return self._fleet_slot_taken(session, start, timeout)
+
+    def _fleet_slot_taken(
+        self, session: Session, start: float, timeout: float | None
+    ) -> tuple[bool, float | None]:
+        waited = max(0.0, self._now() - start)
+        session._waits["slots"] += waited
+        return True, None if timeout is None else max(0.0, timeout - waited)
+
+    def _fleet_abort(self) -> bool:
+        """Whether a wait for a shared slot must end: this guard or the fleet stopped."""
+        if self._fleet.stop_flag.is_set() and not self._fleet_stop:
+            self._check_fleet()
+        return self._stopped
 
     async def _aenter(self, session: Session, timeout: float | None) -> None:
         if session._started:
             raise ConfigError("session", session.name, "a session that was not entered before")
+        shared = False
+        if self._fleet is not None:
+            shared, timeout = await self._afleet_slot(session, timeout)
+        try:
+            await self._aenter_local(session, timeout, shared)
+        except BaseException:
+            if shared:
+                await asyncio.shield(asyncio.to_thread(self._fleet_slots.release))
+            raise
+
+    async def _aenter_local(self, session: Session, timeout: float | None, shared: bool) -> None:
         ticket = object()
         loop = asyncio.get_running_loop()
         with self._cond:
@@ -556,11 +711,11 @@ class Guard:
                 self._notify()
         with self._cond:
             session._waits["slots"] += now - start
-            self._take_slot(session, now)
+            self._take_slot(session, now, shared)
 
-    def _take_slot(self, session: Session, now: float) -> None:
+    def _take_slot(self, session: Session, now: float, shared: bool = False) -> None:
         """The slot is ours (lock held): start the session and, if first, the sampler."""
-        slot = _Slot(session)
+        slot = _Slot(session, shared)
         first = not self._active
         self._active[slot] = None
         session._slot = slot
@@ -584,7 +739,7 @@ class Guard:
             key = f"deadline/{session.name}"
             if key in self._firing:
                 self._resolve(key)
-            self._release(slot)
+        self._release(slot)  # without the lock: a shared slot is freed in Redis
         self._emit(session.report())
 
     def _release(self, slot: _Slot | None) -> None:
@@ -596,6 +751,11 @@ class Guard:
             slot.released = True
             self._active.pop(slot, None)
             self._notify()
+        if slot.shared:
+            # no Redis fault reaches here (a lost Redis frees the slot by its lease);
+            # slots closed with their coordinator hold nothing any more
+            with contextlib.suppress(RuntimeError):
+                self._fleet_slots.release()
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -644,11 +804,17 @@ class Guard:
         >>> d.rate, d.reasons
         (5000000.0, ('rate limit 5 MB/s',))
         """
+        self._fleet_idle_check()
         with self._cond:
             now = self._now()
             if now >= self._expires:
                 self._refresh_locked(now)
             return self._decision
+
+    def _fleet_idle_check(self) -> None:
+        """With no sampler running (no session), read the fleet's stop flag here."""
+        if self._fleet is not None and self._sampler is None:
+            self._check_fleet()
 
     def observe_baseline(self, sample: Mapping[str, float] | None = None) -> None:
         """Teach the analyser what production looks like without a backup.
@@ -675,9 +841,12 @@ class Guard:
     def _refresh_locked(self, now: float, *, sampled: bool = False) -> None:
         """Recompute the decision (lock held). Inline mode samples here when due."""
         if not self._background and self._active:
-            if self._stop_file is not None and now >= self._next_stop_check:
+            if self._checks_stops and now >= self._next_stop_check:
                 self._next_stop_check = now + self._stop_interval
-                self._check_stop_file()
+                if self._stop_file is not None:
+                    self._check_stop_file()
+                if self._fleet is not None:
+                    self._check_fleet()
             if not sampled and now >= self._next_sample:
                 self._next_sample = now + self._interval
                 if self._sources and self._analyzer is not None:
@@ -742,7 +911,7 @@ class Guard:
         ceiling = min(self._rate, cap)
         allowed = ceiling if self._allowed_free else min(ceiling, self._allowed)
         verdict = self._verdict
-        stop_reason = self._manual_stop or self._file_stop
+        stop_reason = self._manual_stop or self._file_stop or self._fleet_stop
         self._stopped = bool(stop_reason)
         reasons: list[str] = []
         if self._stopped:
@@ -768,6 +937,12 @@ class Guard:
             limits.append((allowed, 1, text + (f" ({detail})" if detail else "")))
         limits.sort()
         reasons.extend(text for _, _, text in limits)
+        if self._fleet_offline:
+            share = float(getattr(self._fleet, "fallback_share", 1.0))
+            reasons.append(
+                "fleet: Redis unreachable, this host runs on its fallback budget "
+                f"{format_rate(self._fleet_rate * share)}"
+            )
         rate = min(ceiling, allowed)
         paused = self._stopped or bool(self._held) or level is Level.BLACKOUT or rate <= 0
         if verdict is Verdict.HALT:
@@ -812,9 +987,11 @@ class Guard:
             # wakes the waiters), so it is slept through in one piece
             if d.level is not Level.BLACKOUT:
                 expires = min(expires, self._next_sample)
-            if self._stop_file is not None:
+            if self._checks_stops:
                 expires = min(expires, self._next_stop_check)
         self._expires = expires if expires > now else now + 1e-6
+        if self._fleet_bytes is not None:
+            self._set_fleet_rate()
         if d.same_as(old):
             return
         self._notify()
@@ -862,6 +1039,59 @@ class Guard:
             self._manual_stop = ""
             self._held = ""
             self._refresh_locked(self._now(), sampled=True)
+
+    def _set_fleet_rate(self) -> None:
+        """Give the shared bucket the fleet's ceiling (lock held; Redis only on a change).
+
+        The fleet's ceiling is ``rate`` or, when lower, the calendar window's cap: the
+        calendar is the fleet's ("all backups together at most 10 Mbit/s in peak
+        hours"). The impact controller's rate and the session caps are this host's
+        own and stay in the local buckets.
+        """
+        cap = self._calendar_cap()
+        target = min(self._rate, cap) if cap > 0 else self._rate
+        if target != self._fleet_rate:
+            self._fleet_rate = target
+            self._fleet_bytes.set_rate(target)
+
+    def _check_fleet(self) -> None:
+        """Read the fleet's stop flag and take in Redis going away or coming back.
+
+        The flag answers from a reading at most its ``max_age`` old (0.5 s), so this
+        costs at most one Redis round trip per half second, whatever the interval.
+        Called without the lock in background mode (the sampler), with it inline.
+        """
+        fleet = self._fleet
+        flag = fleet.stop_flag
+        stop = ""
+        if flag.is_set():
+            stop = f"fleet stop: {flag.reason or 'stopped'}"
+        changes: list[bool] = []
+        while self._fleet_changes:
+            changes.append(self._fleet_changes.popleft())
+        with self._cond:
+            changed = stop != self._fleet_stop
+            self._fleet_stop = stop
+            for online in changes:
+                if not online and "redis" not in self._firing:
+                    share = float(getattr(fleet, "fallback_share", 1.0))
+                    prefix = getattr(fleet, "prefix", "redis")
+                    self._fire(
+                        "redis",
+                        Severity.HIGH,
+                        f"Redis {prefix!r} is unreachable: this host runs on its fallback "
+                        f"budget {format_rate(self._fleet_rate * share)} "
+                        f"({share:.0%} of the fleet's rate)",
+                        self._clock.now(),
+                        labels={"redis": str(prefix)},
+                    )
+                elif online and "redis" in self._firing:
+                    self._resolve("redis")
+            offline = not fleet.link.online
+            changed = changed or offline != self._fleet_offline
+            self._fleet_offline = offline
+            if changed:
+                self._refresh_locked(self._now(), sampled=True)
 
     def _check_stop_file(self) -> None:
         """One stat of the stop file (lock held)."""
@@ -953,10 +1183,13 @@ class Guard:
                 if idle_since is not None:
                     wake.wait(max(0.0, idle_since + self._interval - now))
                     continue
-                if self._stop_file is not None and now >= next_check:
+                if self._checks_stops and now >= next_check:
                     next_check = now + self._stop_interval
-                    with self._cond:
-                        self._check_stop_file()
+                    if self._stop_file is not None:
+                        with self._cond:
+                            self._check_stop_file()
+                    if self._fleet is not None:
+                        self._check_fleet()  # a Redis read: not under the lock
                 if now >= next_sample:
                     next_sample = now + self._interval
                     sample = self._collect() if self._analyzer is not None else {}
@@ -969,7 +1202,7 @@ class Guard:
                             self._refresh_locked(now, sampled=True)
             except Exception:  # pragma: no cover - never let the sampler die
                 log.exception("sampler step failed")
-            due = next_sample if self._stop_file is None else min(next_sample, next_check)
+            due = next_sample if not self._checks_stops else min(next_sample, next_check)
             wake.wait(max(0.0, due - self._now()))
 
     # -- deadlines ---------------------------------------------------------------------------

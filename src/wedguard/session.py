@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
-from wedguard.errors import ConfigError, EmergencyStop, WedguardError
+from wedguard.errors import ConfigError, EmergencyStop, ThrottleTimeout, WedguardError
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
+from wedguard.protocols import Throttler
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -156,22 +157,29 @@ class CutoffReached(WedguardError):
         super().__init__(f"session {session!r}: {limit} cutoff reached ({mode.name})")
 
 
-class SlotTimeout(WedguardError, TimeoutError):
+class SlotTimeout(ThrottleTimeout):
     """No concurrency slot came free within the timeout; the session did not start.
+
+    A :class:`~wedguard.ThrottleTimeout` (and so a :class:`TimeoutError`): nothing is
+    held. ``wedguard.distributed.SlotTimeout`` (the slots shared through Redis) is a
+    subclass, so ``except wedguard.SlotTimeout`` catches both.
 
     Attributes:
         session: the session's name.
         timeout: the timeout, in seconds.
         limit: the guard's ``max_concurrent``.
+        key: the Redis key of the shared slots, when those were full (else None).
     """
 
-    def __init__(self, session: str, timeout: float, limit: int) -> None:
+    def __init__(self, session: str, timeout: float, limit: int, *, key: str | None = None) -> None:
+        super().__init__(1, timeout, _INF)
         self.session = session
-        self.timeout = timeout
         self.limit = limit
-        super().__init__(
-            f"session {session!r}: no slot free within {timeout:g} s "
-            f"(at most {limit} sessions at once)"
+        self.key = key
+        where = "" if key is None else f" in {key!r}"
+        self.args = (
+            f"session {session!r}: no slot free{where} within {timeout:g} s "
+            f"(at most {limit} sessions at once)",
         )
 
 
@@ -387,9 +395,7 @@ class _Pending:
         self.pause_start = 0.0
         self.reason = ""
 
-    def reserve(
-        self, now: float, items: list[tuple[TokenBucketThrottler | None, float, bool]]
-    ) -> None:
+    def reserve(self, now: float, items: list[tuple[Throttler | None, float, bool]]) -> None:
         for bucket, amount, shared in items:
             if bucket is None or amount <= 0:
                 continue
@@ -700,7 +706,12 @@ class Session:
                 limit_at, limit_name = at, "stop_at"
         self._limit_at, self._limit_name = limit_at, limit_name
         self._started = True
-        self._lean = self._bucket is None and self._ops_bucket is None and not self._has_cutoffs
+        self._lean = (
+            self._bucket is None
+            and self._ops_bucket is None
+            and not self._has_cutoffs
+            and g._fleet is None  # a shared bucket is asked on every call
+        )
         self._point(now, g._decision)
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -894,6 +905,10 @@ class Session:
                     (g._ops, p.ops, True),
                     (self._bucket, p.n, False),
                     (self._ops_bucket, p.ops, False),
+                    # the fleet's shared budgets (Redis); they keep earning while this
+                    # host pauses, as the other hosts go on
+                    (g._fleet_bytes, p.n, False),
+                    (g._fleet_ops, p.ops, False),
                 ],
             )
         wait = p.remaining()

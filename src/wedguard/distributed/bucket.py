@@ -91,9 +91,10 @@ local function set_rate(nr, ng)
   t0, rate, given, burst, dirty = now, nr, ng, nb, true
 end
 
--- the counters are cumulative: a shortfall within their rounding error is no shortfall
+-- the counters are cumulative: a shortfall within their rounding error (a few units
+-- in the last place of the larger counter) is no shortfall
 local function slack()
-  return 1e-12 * math.max(1, math.abs(consumed))
+  return 8.9e-16 * math.max(1, math.abs(consumed))
 end
 
 local function wait_for(position, c)

@@ -120,6 +120,11 @@ class RedisCoordinator:
         return self._prefix
 
     @property
+    def clock(self) -> Clock:
+        """The clock the shared objects wait on (give a shared breaker this one)."""
+        return self._clock
+
+    @property
     def fallback_share(self) -> float:
         return self._fallback_share
 

@@ -16,15 +16,16 @@ import asyncio
 import math
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Final
 
 from wedguard.clock import SYSTEM_CLOCK, Clock, clock_asleep
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
-from wedguard.errors import ConfigError, ThrottleTimeout
+from wedguard.errors import ConfigError
 from wedguard.protocols import Sink
+from wedguard.session import SlotTimeout as GuardSlotTimeout
 
 __all__ = ["RedisSlots", "SlotTimeout"]
 
@@ -88,22 +89,27 @@ return {status, redis.call('ZCARD', holders), redis.call('ZCARD', queue)}
 """
 
 
-class SlotTimeout(ThrottleTimeout):
+class SlotTimeout(GuardSlotTimeout):
     """No slot came free within the caller's timeout; nothing is held.
 
-    A :class:`~wedguard.ThrottleTimeout` (and so a :class:`TimeoutError`).
+    A subclass of :class:`wedguard.SlotTimeout` (the guard's), and so a
+    :class:`~wedguard.ThrottleTimeout` and a :class:`TimeoutError`: one
+    ``except wedguard.SlotTimeout`` catches a full guard and full shared slots alike.
 
     Attributes:
         key: the slots' Redis key.
         timeout: the timeout the caller gave, in seconds.
         limit: how many holders the slots allow at once.
+        session: the guard session that waited (the key when used on their own).
     """
 
-    def __init__(self, key: str, timeout: float, limit: int = 0) -> None:
-        super().__init__(1, timeout, math.inf)
-        self.key = key
-        self.limit = limit
+    def __init__(
+        self, key: str, timeout: float, limit: int = 0, *, session: str | None = None
+    ) -> None:
+        super().__init__(key if session is None else session, timeout, limit, key=key)
         message = f"no slot of {key!r} came free within {timeout:g} s"
+        if session is not None:
+            message = f"session {session!r}: " + message
         if limit:
             message += f" (at most {limit} at once)"
         self.args = (message,)
@@ -291,12 +297,18 @@ class RedisSlots:
         token = uuid.uuid4().hex
         return self._take(token, self._run("try", token))
 
-    def acquire(self, timeout: float | None = None) -> bool:
+    def acquire(
+        self, timeout: float | None = None, *, abort: Callable[[], bool] | None = None
+    ) -> bool:
         """Take a slot, waiting in FIFO order for one to come free; returns True.
 
         Raises :class:`SlotTimeout` (a :class:`~wedguard.ThrottleTimeout`) when no
         slot came free within ``timeout`` seconds; nothing is held then. While Redis
         is unreachable a local fallback slot is taken instead when one is free.
+
+        ``abort``, if given, is asked before each poll; when it returns True the
+        caller gives up its place and ``acquire`` returns False, holding nothing (a
+        guard passes its emergency stop here).
         """
         if timeout is not None:
             _positive("timeout", timeout, zero=True)
@@ -305,6 +317,9 @@ class RedisSlots:
         token = uuid.uuid4().hex
         try:
             while True:
+                if abort is not None and abort():
+                    self._run("leave", token)
+                    return False
                 if self._take(token, self._run("acquire", token)):
                     return True
                 now = clock.monotonic()
@@ -316,7 +331,9 @@ class RedisSlots:
                 self._run("leave", token)
             raise
 
-    async def acquire_async(self, timeout: float | None = None) -> bool:
+    async def acquire_async(
+        self, timeout: float | None = None, *, abort: Callable[[], bool] | None = None
+    ) -> bool:
         """The asyncio form of :meth:`acquire` (Redis calls run in a worker thread)."""
         if timeout is not None:
             _positive("timeout", timeout, zero=True)
@@ -325,6 +342,9 @@ class RedisSlots:
         token = uuid.uuid4().hex
         try:
             while True:
+                if abort is not None and await asyncio.to_thread(abort):
+                    await asyncio.to_thread(self._run, "leave", token)
+                    return False
                 reply = await asyncio.to_thread(self._run, "acquire", token)
                 if self._take(token, reply):
                     return True
