@@ -609,3 +609,48 @@ def test_any_valid_configuration_renders_to_itself(choice: dict[str, Any]) -> No
     assert again.alerts == config.alerts
     assert again.history == config.history
     assert again.breaker == config.breaker
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[redis]\nprefix = "x"\n',
+            "redis.url: None is not valid; expected exactly one of url or url_env",
+        ),
+        (
+            '[redis]\nurl = "redis://h/0"\nurl_env = "R"\n',
+            "redis.url: None is not valid; expected exactly one",
+        ),
+        (
+            '[redis]\nurl = "redis://:s3cret@h/0"\n',
+            "redis.url: 'redis://:***@h/0' is not valid; expected a URL without a password",
+        ),
+        (
+            '[redis]\nurl = "http://h/0"\n',
+            "redis.url: 'http://h/0' is not valid; expected a redis://",
+        ),
+        (
+            '[redis]\nurl = "redis://h/0"\nshare = 1\n',
+            "redis.share: 1 is not valid; expected a known key",
+        ),
+        (
+            '[redis]\nurl = "redis://h/0"\nfallback_share = 2\n',
+            "redis.fallback_share: 2 is not valid",
+        ),
+        (
+            '[redis]\nurl_env = "TEST_WEDGUARD_NO_REDIS_URL"\n',
+            "redis.url_env: 'TEST_WEDGUARD_NO_REDIS_URL' is not valid",
+        ),
+    ],
+)
+def test_redis_section_errors(tmp_path: Path, text: str, expected: str) -> None:
+    message = error_of(tmp_path, text)
+    assert expected in message
+    assert "s3cret" not in message
+
+
+def test_redis_needs_redis_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    message = error_of(tmp_path, '[redis]\nurl = "redis://h/0"\n')
+    assert "redis: 'redis' is not valid; expected redis-py installed" in message

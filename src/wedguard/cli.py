@@ -656,10 +656,43 @@ def _print_replies(replies: list[tuple[str, dict[str, Any]]]) -> bool:
     return ok
 
 
+def _fleet(config: Config, action: str, reason: str = "") -> bool:
+    """Raise (``stop``), lower (``resume``) or show (``status``) the fleet's stop flag
+    of ``[redis]``; False when Redis could not be reached."""
+    prefix = config.redis.get("prefix", "wedguard") if config.redis else "wedguard"
+    coord = config.coordinator()
+    try:
+        if action == "stop":
+            ok = bool(coord.stop(reason))
+            text = f"fleet stop flag {prefix}:stop raised: every host's guard stops"
+        elif action == "resume":
+            ok = bool(coord.resume())
+            text = f"fleet stop flag {prefix}:stop lowered: every host's guard resumes"
+        else:
+            flag = coord.stop_flag
+            raised = flag.refresh()
+            ok = bool(coord.link.online)
+            state = f"raised ({flag.reason})" if raised else "lowered"
+            text = f"fleet stop flag {prefix}:stop: {state}"
+    finally:
+        coord.close()
+    if ok:
+        print(text)
+    else:
+        print(
+            f"wedguard: fleet stop flag {prefix}:stop: Redis could not be reached", file=sys.stderr
+        )
+    return ok
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     reason = args.reason or "stopped by wedguard stop"
+    config = _config(args.config)
+    fleet_ok = True
+    if config.redis is not None and not args.socket and not args.stop_file:
+        fleet_ok = _fleet(config, "stop", reason)
     if not args.socket:
-        path = _stop_file(_config(args.config), args.stop_file)
+        path = _stop_file(config, args.stop_file)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(reason + "\n")
         print(f"stop file {path} written: guards watching it stop at once")
@@ -667,12 +700,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return EXIT_OK  # only the guards watching that file
     command = "panic" if args.panic else "stop"
     ok = _print_replies(_tell_all(args, f"{command} {reason}"))
-    return EXIT_OK if ok else EXIT_FAILED
+    return EXIT_OK if ok and fleet_ok else EXIT_FAILED
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    fleet_ok = True
+    if config.redis is not None and not args.socket and not args.stop_file:
+        fleet_ok = _fleet(config, "resume")
     if not args.socket:
-        path = _stop_file(_config(args.config), args.stop_file)
+        path = _stop_file(config, args.stop_file)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -682,11 +719,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if args.stop_file:
             return EXIT_OK  # only the guards watching that file
     ok = _print_replies(_tell_all(args, "resume"))
-    return EXIT_OK if ok else EXIT_FAILED
+    return EXIT_OK if ok and fleet_ok else EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    path = _stop_file(_config(args.config), args.stop_file)
+    config = _config(args.config)
+    path = _stop_file(config, args.stop_file)
     stopped = path.exists()
     reason = ""
     if stopped:
@@ -714,6 +752,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     print(f"stop file {path}: " + (f"present ({reason})" if stopped else "absent"))
+    if config.redis is not None and not args.socket:
+        _fleet(config, "status")
     if not guards:
         print("no running guards")
     for g in guards:

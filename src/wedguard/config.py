@@ -99,6 +99,7 @@ _SECTIONS = (
     "alerts",
     "history",
     "breaker",
+    "redis",
 )
 _SEVERITIES = {s.name.lower(): s for s in Severity}
 
@@ -496,6 +497,47 @@ _HISTORY_SCHEMA: dict[str, Check] = {
     "retention": _positive_duration,
     "session_retention": _positive_duration,
 }
+
+
+def _share(ctx: _Ctx, value: object, path: str) -> float:
+    number = _number(ctx, value, path)
+    if not 0 < number <= 1:
+        raise ctx.error(path, value, "a share above 0 and at most 1, e.g. 0.25")
+    return number
+
+
+_REDIS_SCHEMA: dict[str, Check] = {
+    "url": _str,
+    "url_env": lambda ctx, v, p: _env_name(ctx, v, p),
+    "prefix": _str,
+    "name": _str,
+    "fallback_share": _share,
+    "fallback_slots": _int(0),
+    "timeout": lambda ctx, v, p: _timeout(ctx, v, p),
+    "probe_interval": lambda ctx, v, p: _timeout(ctx, v, p),
+}
+
+
+def _redis(ctx: _Ctx, table: Mapping[str, Any], *, env: bool) -> dict[str, Any]:
+    """Check ``[redis]``: one URL (in the file without a password, or from the
+    environment), and redis-py installed."""
+    options = _take(ctx, table, "redis", _REDIS_SCHEMA)
+    if ("url" in options) == ("url_env" in options):
+        raise ctx.error("redis.url", None, "exactly one of url or url_env")
+    url = options.get("url")
+    if url is not None and urllib.parse.urlsplit(url).password:
+        raise ctx.error("redis.url", _redact_url(url), "a URL without a password (use url_env)")
+    if url is None and env:
+        url = _environment(ctx, "redis.url_env", options["url_env"])
+    if url is not None and urllib.parse.urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ctx.error("redis.url", _redact_url(url), "a redis://, rediss:// or unix:// URL")
+    try:
+        importlib.import_module("redis")
+    except ImportError:
+        raise ctx.error(
+            "redis", "redis", "redis-py installed (pip install 'wedguard[redis]')"
+        ) from None
+    return options
 
 
 # -- sources ------------------------------------------------------------------------------
@@ -985,6 +1027,7 @@ class Config:
         alerts: the alert dispatcher's settings (group_wait, repeat_interval, ...).
         history: the ``[history]`` settings, or None.
         breaker: the circuit breaker's settings.
+        redis: the ``[redis]`` settings (many hosts, one budget), or None.
 
     Example::
 
@@ -1005,6 +1048,7 @@ class Config:
     alerts: Mapping[str, Any]
     history: Mapping[str, Any] | None
     breaker: Mapping[str, Any]
+    redis: Mapping[str, Any] | None = None
 
     @classmethod
     def from_dict(
@@ -1055,6 +1099,9 @@ class Config:
         except ConfigError as exc:
             raise ctx.rewrap("breaker", exc) from None
         _dry_run(ctx, sources, sinks, env=env)
+        redis = None
+        if "redis" in data:
+            redis = _redis(ctx, _table(ctx, data["redis"], "redis"), env=env)
         return cls(
             path=path,
             guard=guard,
@@ -1066,6 +1113,7 @@ class Config:
             alerts=alerts,
             history=history,
             breaker=breaker,
+            redis=redis,
         )
 
     # -- building the guard ---------------------------------------------------------------
@@ -1119,13 +1167,21 @@ class Config:
                 )
                 direct.append(history)
                 sources = [history.source(s) for s in sources]
+            coordinator = None
+            if self.redis is not None:
+                coordinator = self.coordinator(clock=clock, sinks=())
+                closers.append(coordinator)
             kind = self.controller["kind"]
             params = {k: v for k, v in self.controller.items() if k != "kind"}
             g = self.guard
             kwargs: dict[str, Any] = {
                 "rate": g.rate,
                 "calendar": self.calendar,
-                "breaker": CircuitBreaker("guard", clock=clock, **self.breaker),
+                "breaker": (
+                    CircuitBreaker("guard", clock=clock, **self.breaker)
+                    if coordinator is None
+                    else None
+                ),
                 "analyzer": ImpactAnalyzer(self.thresholds, clock=clock) if sources else None,
                 "sources": sources,
                 "sinks": [*direct, *extra_sinks],
@@ -1139,6 +1195,17 @@ class Config:
                 "slot_timeout": g.slot_timeout,
                 "control_socket": g.control_socket,
             }
+            if coordinator is not None:
+                # the breaker keeps its state in Redis, shared by the fleet
+                name = self.redis.get("name", "guard") if self.redis else "guard"
+                kwargs["breaker"] = CircuitBreaker(
+                    "guard",
+                    clock=getattr(coordinator, "clock", clock),
+                    storage=coordinator.breaker_storage(name),
+                    **self.breaker,
+                )
+                kwargs["coordinator"] = coordinator
+                kwargs["name"] = name
             if "sinks" in overrides and history is not None:
                 overrides = {**overrides, "sinks": [*overrides["sinks"], history]}
             kwargs.update(overrides)
@@ -1156,6 +1223,27 @@ class Config:
                     item.close() if hasattr(item, "close") else item[0].shutdown()
             raise
         return Built(guard, dispatcher, history, closers)
+
+    def coordinator(self, *, clock: Clock | None = None, sinks: Sequence[Sink] = ()) -> Any:
+        """The :class:`wedguard.distributed.RedisCoordinator` of ``[redis]``.
+
+        Raises:
+            ConfigError: the file has no ``[redis]`` section, or its URL's variable is
+                not set.
+        """
+        ctx = _Ctx(self.path)
+        if self.redis is None:
+            raise ConfigError(f"{self.path}: redis", None, "a [redis] section")
+        from wedguard.distributed import RedisCoordinator
+
+        opts = dict(self.redis)
+        url = opts.pop("url", None) or _environment(ctx, "redis.url_env", opts["url_env"])
+        opts.pop("url_env", None)
+        opts.pop("name", None)
+        try:
+            return RedisCoordinator(url, sinks=sinks, clock=clock, **opts)
+        except ConfigError as exc:
+            raise ctx.rewrap("redis", exc) from None
 
     # -- showing it -----------------------------------------------------------------------
 
@@ -1240,6 +1328,8 @@ class Config:
                 for s in self.sinks
             ],
         }
+        if self.redis is not None:
+            out["redis"] = _redacted(self.redis)
         if self.history is not None:
             out["history"] = {
                 k: format_duration(v) if isinstance(v, float) else v
@@ -1260,6 +1350,8 @@ class Config:
         whether each is set now."""
         names: dict[str, bool] = {}
         options = [s.options for s in self.sources] + [s.options for s in self.sinks]
+        if self.redis is not None:
+            options.append(self.redis)
         for opts in options:
             for key, value in opts.items():
                 if key.endswith("_env"):
