@@ -102,6 +102,8 @@ _MAX_ORDINAL = date(9998, 12, 31).toordinal()
 _INF = math.inf
 _UTC_MIN = datetime.min.replace(tzinfo=timezone.utc)
 _UTC_MAX = datetime.max.replace(tzinfo=timezone.utc)
+_TICK = timedelta(microseconds=1)
+_WHEN_WHAT = "an instant between the years 2 and 9998"
 
 _TIME_WHAT = "a time (HH:MM, 00:00–24:00)"
 _START_WHAT = "a start time (HH:MM, 00:00–23:59)"
@@ -756,16 +758,67 @@ class Window:
 
 # --------------------------------------------------------------------------- compiled
 
+# Each rule's days are kept as one bit mask per calendar year: bit k is set when the
+# rule holds on the day whose ordinal is ``base + k``. A year's mask reaches _PAD days
+# into the years on either side, so a query looks at yesterday and tomorrow without
+# leaving it.
+_PAD = 8
+_REPEAT = sum(1 << (7 * j) for j in range(60))  # a 7-bit pattern, 60 times: 420 bits
+_CYCLE_YEARS = 401  # the Gregorian calendar (weekdays included) repeats every 400 years
+_EPOCH_MINUTE = date(1970, 1, 1).toordinal() * _DAY
+
+
+def _md_first(year: int, md: int) -> int:
+    """The ordinal of the first day of ``year`` whose month-day is ``md`` or later."""
+    month, day = divmod(md, 100)
+    try:
+        return date(year, month, day).toordinal()
+    except ValueError:  # 29 February in a common year
+        return date(year, 3, 1).toordinal()
+
+
+def _md_last(year: int, md: int) -> int:
+    """The ordinal of the last day of ``year`` whose month-day is ``md`` or earlier."""
+    month, day = divmod(md, 100)
+    try:
+        return date(year, month, day).toordinal()
+    except ValueError:  # 29 February in a common year
+        return date(year, 2, 28).toordinal()
+
+
+def _season_bits(season: Season, base: int, span: int) -> int:
+    """Bit k set when ordinal ``base + k`` is in the season, for k < span."""
+    bits = 0
+    last = base + span - 1
+    for year in range(date.fromordinal(base).year, date.fromordinal(last).year + 1):
+        first_md = _md_first(year, season.start)
+        last_md = _md_last(year, season.end)
+        ranges: tuple[tuple[int, int], ...]
+        if season.start <= season.end:
+            ranges = ((first_md, last_md),)
+        else:
+            ranges = (
+                (first_md, date(year, 12, 31).toordinal()),
+                (date(year, 1, 1).toordinal(), last_md),
+            )
+        for lo, hi in ranges:
+            lo, hi = max(lo, base), min(hi, last)
+            if lo <= hi:
+                bits |= ((1 << (hi - lo + 1)) - 1) << (lo - base)
+    return bits
+
 
 class _Compiled:
     """A rule in the shape the evaluator wants: integers and precomputed keys."""
 
     __slots__ = (
+        "always",
         "cpu",
+        "crosses",
         "dates",
-        "dateset",
         "down",
         "endp",
+        "endx",
         "full",
         "label",
         "level",
@@ -785,206 +838,52 @@ class _Compiled:
             mask |= 1 << day
         self.mask = mask
         self.season = rule.season
-        self.dateset = frozenset(d.toordinal() for d in rule.dates)
-        self.dates = tuple(sorted(self.dateset))
+        self.dates = tuple(sorted(d.toordinal() for d in rule.dates))
         self.start = rule.start
         self.endp = rule.end if rule.end > rule.start else rule.end + _DAY
+        self.crosses = self.endp > _DAY
+        self.endx = self.endp - _DAY  # where an interval begun the day before ends
         self.full = rule.all_day
+        whole_year = self.season is None or all(
+            self.season.contains_md(m * 100 + d)
+            for m in range(1, 13)
+            for d in range(1, _MONTH_DAYS[m - 1] + 1)
+        )
+        self.always = mask == 127 and not self.dates and whole_year
         self.rate = _INF if rule.rate is None else rule.rate
         self.cpu = _INF if rule.cpu_share is None else rule.cpu_share
         self.down = _INF if rule.rate_down is None else rule.rate_down
         self.uncapped = rule.rate is None and rule.cpu_share is None and rule.rate_down is None
         self.label = rule.label
 
-    # -- days ---------------------------------------------------------------
-
-    def day_ok(self, d: int) -> bool:
-        if self.dateset and d not in self.dateset:
-            return False
-        if self.mask != 127 and not (self.mask >> ((d - 1) % 7)) & 1:
-            return False
-        if self.season is not None:
-            day = date.fromordinal(d)
-            return self.season.contains_md(day.month * 100 + day.day)
-        return True
-
-    def _in_season(self, d: int) -> bool:
-        assert self.season is not None
-        day = date.fromordinal(d)
-        return self.season.contains_md(day.month * 100 + day.day)
-
-    def next_active(self, x: int) -> int | None:
-        """The first day >= x on which the rule holds."""
-        if self.dates:
-            i = bisect.bisect_left(self.dates, x)
-            for d in self.dates[i:]:
-                if self.day_ok(d):
-                    return d
-            return None
-        for _ in range(4000):
-            if x > _MAX_ORDINAL:
-                return None
-            if self.season is not None and not self._in_season(x):
-                nxt = _season_next_start(self.season, x)
-                if nxt is None:
-                    return None
-                x = nxt
-            if self.mask != 127:
-                wd = (x - 1) % 7
-                if not (self.mask >> wd) & 1:
-                    k = 1
-                    while not (self.mask >> ((wd + k) % 7)) & 1:
-                        k += 1
-                    x += k
-                    continue
-            return x
-        return None  # pragma: no cover - no Gregorian pattern needs this many steps
-
-    def prev_active(self, x: int) -> int | None:
-        """The last day <= x on which the rule holds."""
-        if self.dates:
-            i = bisect.bisect_right(self.dates, x)
-            for d in reversed(self.dates[:i]):
-                if self.day_ok(d):
-                    return d
-            return None
-        for _ in range(4000):
-            if x < _MIN_ORDINAL:
-                return None
-            if self.season is not None and not self._in_season(x):
-                prv = _season_prev_end(self.season, x)
-                if prv is None:
-                    return None
-                x = prv
-            if self.mask != 127:
-                wd = (x - 1) % 7
-                if not (self.mask >> wd) & 1:
-                    k = 1
-                    while not (self.mask >> ((wd - k) % 7)) & 1:
-                        k += 1
-                    x -= k
-                    continue
-            return x
-        return None  # pragma: no cover
-
-    def next_inactive(self, x: int) -> int | None:
-        """The first day >= x on which the rule does not hold (None: never)."""
-        best: int | None = None
-        if self.dateset:
-            y = x
-            while y in self.dateset:
-                y += 1
-            best = y
+    def bits(self, base: int, span: int) -> int:
+        """Bit k set when the rule holds on ordinal ``base + k``, for k < span."""
+        every = (1 << span) - 1
+        out = every
         if self.mask != 127:
-            for k in range(7):
-                if not (self.mask >> ((x - 1 + k) % 7)) & 1:
-                    best = x + k if best is None else min(best, x + k)
-                    break
+            w0 = (base - 1) % 7  # the weekday of ``base`` (ordinal 1 is a Monday)
+            week = ((self.mask >> w0) | (self.mask << (7 - w0))) & 127
+            out = (week * _REPEAT) & every
         if self.season is not None:
-            y2 = x if not self._in_season(x) else _season_run_end(self.season, x)
-            if y2 is not None:
-                best = y2 if best is None else min(best, y2)
-        if best is not None and best > _MAX_ORDINAL:
-            return None
-        return best
-
-    def prev_inactive(self, x: int) -> int | None:
-        """The last day <= x on which the rule does not hold (None: never)."""
-        best: int | None = None
-        if self.dateset:
-            y = x
-            while y in self.dateset:
-                y -= 1
-            best = y
-        if self.mask != 127:
-            for k in range(7):
-                if not (self.mask >> ((x - 1 - k) % 7)) & 1:
-                    best = x - k if best is None else max(best, x - k)
-                    break
-        if self.season is not None:
-            y2 = x if not self._in_season(x) else _season_run_start(self.season, x)
-            if y2 is not None:
-                best = y2 if best is None else max(best, y2)
-        if best is not None and best < _MIN_ORDINAL:
-            return None
-        return best
-
-
-def _md_day(year: int, md: int, *, first: bool) -> int | None:
-    """The ordinal of month-day ``md`` in ``year``; 29 Feb in a common year becomes
-    1 March when it starts a season (``first``) and 28 February when it ends one."""
-    if not 1 <= year <= 9999:
-        return None
-    month, day = divmod(md, 100)
-    try:
-        return date(year, month, day).toordinal()
-    except ValueError:  # 29 February in a common year
-        return date(year, 3, 1).toordinal() if first else date(year, 2, 28).toordinal()
-
-
-def _season_next_start(season: Season, x: int) -> int | None:
-    """First in-season day after ``x`` (which is out of season)."""
-    year = date.fromordinal(x).year
-    for y in (year, year + 1):
-        d = _md_day(y, season.start, first=True)
-        if d is not None and d >= x:
-            return d
-    return None
-
-
-def _season_prev_end(season: Season, x: int) -> int | None:
-    """Last in-season day before ``x`` (which is out of season)."""
-    year = date.fromordinal(x).year
-    for y in (year, year - 1):
-        d = _md_day(y, season.end, first=False)
-        if d is not None and d <= x:
-            return d
-    return None
-
-
-def _season_run_end(season: Season, x: int) -> int | None:
-    """First day after the in-season run containing ``x``; None if the season is the
-    whole year."""
-    day = date.fromordinal(x)
-    year = day.year
-    md = day.month * 100 + day.day
-    if season.start > season.end and md >= season.start:
-        year += 1
-    end = _md_day(year, season.end, first=False)
-    if end is None or end + 1 > _MAX_ORDINAL:
-        return None
-    after = end + 1
-    nxt = date.fromordinal(after)
-    if season.contains_md(nxt.month * 100 + nxt.day):
-        return None
-    return after
-
-
-def _season_run_start(season: Season, x: int) -> int | None:
-    """Last day before the in-season run containing ``x``; None if the season is the
-    whole year."""
-    day = date.fromordinal(x)
-    year = day.year
-    md = day.month * 100 + day.day
-    if season.start > season.end and md <= season.end:
-        year -= 1
-    start = _md_day(year, season.start, first=True)
-    if start is None or start - 1 < _MIN_ORDINAL:
-        return None
-    before = start - 1
-    prv = date.fromordinal(before)
-    if season.contains_md(prv.month * 100 + prv.day):
-        return None
-    return before
+            out &= _season_bits(self.season, base, span)
+        if self.dates:
+            lo = bisect.bisect_left(self.dates, base)
+            hi = bisect.bisect_left(self.dates, base + span)
+            days = 0
+            for d in self.dates[lo:hi]:
+                days |= 1 << (d - base)
+            out &= days
+        return out
 
 
 # --------------------------------------------------------------------------- calendar
 
-# A local day's table: each rule's view of the day, the instants in the day where an
-# answer may change, and the window found for each segment between them (or None).
-_DayTable = tuple[
-    tuple[tuple[Any, ...], ...], list[float], list[tuple[float, float, Window] | None]
-]
+# One calendar year's masks: the ordinal of bit 0, the number of bits, a mask per rule.
+_Year = tuple[int, int, tuple[int, ...]]
+
+# A decision at one wall-clock minute: a comparable key, the wall-clock minutes
+# (ordinal * 1440 + minute, or ±inf) where it may begin and end, and the deciding rules.
+_Found = tuple[tuple[Any, ...], float, float, list[_Compiled]]
 
 
 def _to_tz(tz: str | tzinfo) -> tuple[tzinfo, str]:
@@ -1037,15 +936,16 @@ class PeakHourCalendar:
 
     __slots__ = (
         "_compiled",
-        "_days",
         "_default",
         "_fixed",
         "_icache",
         "_last",
+        "_recent",
         "_rules",
         "_shared_labels",
         "_tz",
         "_tzkey",
+        "_years",
     )
 
     def __init__(
@@ -1075,7 +975,8 @@ class PeakHourCalendar:
         labels = [c.label for c in self._compiled]
         self._shared_labels = len(set(labels)) != len(labels)
         self._icache: dict[int, float] = {}
-        self._days: dict[int, _DayTable] = {}
+        self._years: dict[int, _Year] = {}
+        self._recent: dict[float, list[tuple[float, float, Window]]] = {}
         self._last: tuple[float, float, Window] | None = None
 
     # -- construction -----------------------------------------------------
@@ -1299,17 +1200,23 @@ class PeakHourCalendar:
         last = self._last
         if last is not None and last[0] <= ts < last[1]:
             return last[2]
+        hour = ts // 3600
+        recent = self._recent.get(hour)
+        if recent is not None:
+            for found in recent:
+                if found[0] <= ts < found[1]:
+                    self._last = found
+                    return found[2]
         try:
-            day = datetime.fromtimestamp(ts, self._tz).toordinal()
-        except (OverflowError, ValueError, OSError):
-            day = 0
-        if not _MIN_ORDINAL <= day <= _MAX_ORDINAL:
-            raise ConfigError("when", when, "an instant between the years 2 and 9998")
-        _entries, breaks, segments = self._day(day)
-        i = max(bisect.bisect_right(breaks, ts) - 1, 0)
-        found = segments[i]
-        if found is None:
-            found = segments[i] = self._window(ts)
+            found = self._window(ts)
+        except ConfigError:
+            raise ConfigError("when", when, _WHEN_WHAT) from None
+        if recent is None:
+            if len(self._recent) >= 4096:
+                self._recent.clear()
+            self._recent[hour] = [found]
+        elif len(recent) < 64:
+            recent.append(found)
         self._last = found
         return found[2]
 
@@ -1358,6 +1265,17 @@ class PeakHourCalendar:
             current, t = w.end, w_end
 
     # -- evaluation -------------------------------------------------------
+    #
+    # A query is answered in wall-clock minutes (ordinal * 1440 + minute of the day) in
+    # the calendar's zone. Let f(m) be the instant a rule boundary at wall minute m takes
+    # effect (its first occurrence, or the first instant after a spring-forward gap): f
+    # never decreases, so a rule holds at instant t exactly when its wall interval
+    # [a, b) contains W(t), the last wall minute m with f(m) <= t. W(t) is t's wall
+    # clock, except in the repeated hour after clocks go back, where it is the minute
+    # before the repeat ends. Every rule is thus tested with integer comparisons, and
+    # only the window's two bounds are turned back into instants. Wall minutes inside a
+    # gap are never W(t) of any instant: when a bound falls there, the answer on the far
+    # side of the gap is checked and the window extended if it is the same.
 
     def _instant(self, day: int, minute: int) -> float:
         """The POSIX time of wall clock ``minute`` on ordinal ``day``: the first
@@ -1394,206 +1312,294 @@ class PeakHourCalendar:
         cache[key] = ts
         return ts
 
-    def _interval(self, c: _Compiled, day: int) -> tuple[float, float] | None:
-        """The rule's interval that starts on ``day`` (which it holds on), or None
-        when the interval is empty (swallowed by a spring-forward gap)."""
-        a = self._instant(day, c.start)
-        b = self._instant(day, c.endp)
-        return (a, b) if a < b else None
+    def _year(self, year: int) -> _Year:
+        """Every rule's day mask for ``year`` (with _PAD days of the years around)."""
+        hit = self._years.get(year)
+        if hit is None:
+            base = date(year, 1, 1).toordinal() - _PAD
+            span = date(year, 12, 31).toordinal() + _PAD + 1 - base
+            hit = (base, span, tuple(c.bits(base, span) for c in self._compiled))
+            if len(self._years) >= 64:
+                self._years.clear()
+            self._years[year] = hit
+        return hit
 
-    def _next_start(self, c: _Compiled, day: int) -> float:
-        """Start of the first non-empty interval starting on ``day`` or later."""
-        d = c.next_active(day)
-        for _ in range(8):
-            if d is None:
-                return _INF
-            iv = self._interval(c, d)
-            if iv is not None:
-                return iv[0]
-            d = c.next_active(d + 1)
-        return _INF  # pragma: no cover - gaps are never eight days in a row
-
-    def _prev_end(self, c: _Compiled, day: int) -> float:
-        """End of the last non-empty interval starting on ``day`` or earlier."""
-        d = c.prev_active(day)
-        for _ in range(8):
-            if d is None:
-                return -_INF
-            iv = self._interval(c, d)
-            if iv is not None:
-                return iv[1]
-            d = c.prev_active(d - 1)
-        return -_INF  # pragma: no cover
-
-    def _day(self, day: int) -> _DayTable:
-        """What every rule looks like from local ``day``, computed once per day.
-
-        Per rule: ``(1, lo, hi)`` an all-day rule holding on its run ``[lo, hi)``;
-        ``(2, prev_end, next_start)`` an all-day rule not holding; or
-        ``(0, today, yesterday, next_start, prev_end)`` with today's interval and the
-        one begun yesterday that crosses midnight (each ``(a, b)`` or None).
-        """
-        cached = self._days.get(day)
-        if cached is not None:
-            return cached
-        inst = self._instant
-        out: list[tuple[Any, ...]] = []
-        for c in self._compiled:
-            if c.full:
-                if c.day_ok(day):
-                    p = c.prev_inactive(day - 1)
-                    n = c.next_inactive(day + 1)
-                    lo = -_INF if p is None else inst(p + 1, 0)
-                    hi = _INF if n is None else inst(n, 0)
-                    out.append((1, lo, hi))
-                else:
-                    p = c.prev_active(day - 1)
-                    n = c.next_active(day + 1)
-                    lo = -_INF if p is None else inst(p + 1, 0)
-                    hi = _INF if n is None else inst(n, 0)
-                    out.append((2, lo, hi))
-                continue
-            crosses = c.endp > _DAY
-            today = self._interval(c, day) if c.day_ok(day) else None
-            yesterday = self._interval(c, day - 1) if crosses and c.day_ok(day - 1) else None
-            out.append(
-                (
-                    0,
-                    today,
-                    yesterday,
-                    self._next_start(c, day + 1),
-                    self._prev_end(c, day - 2 if crosses else day - 1),
-                )
-            )
-        # Every instant where some rule's answer can change, within the day: between two
-        # of them nothing changes, so one window serves the whole segment.
-        first, last = inst(day, 0), inst(day + 1, 0)
-        points = {first}
-        for entry in out:
-            for value in entry[1:]:
-                if isinstance(value, tuple):
-                    points.update(value)
-                elif value is not None:
-                    points.add(value)
-        breaks = sorted(p for p in points if first <= p < last)
-        segments: list[tuple[float, float, Window] | None] = [None] * len(breaks)
-        result = (tuple(out), breaks, segments)
-        if len(self._days) > 128:
-            self._days.clear()
-        self._days[day] = result
-        return result
-
-    @staticmethod
-    def _locate(entry: tuple[Any, ...], ts: float) -> tuple[bool, float, float]:
-        """(holds, lo, hi): the rule's maximal interval around ``ts`` when it holds,
-        else the end of its previous interval and the start of its next one."""
-        kind = entry[0]
-        if kind:
-            return kind == 1, entry[1], entry[2]
-        today = entry[1]
-        yesterday = entry[2]
-        if today is not None and today[0] <= ts < today[1]:
-            return True, today[0], today[1]
-        if yesterday is not None and yesterday[0] <= ts < yesterday[1]:
-            return True, yesterday[0], yesterday[1]
-        nxt = today[0] if today is not None and today[0] > ts else entry[3]
-        if today is not None and today[1] <= ts:
-            prv = today[1]
-        elif yesterday is not None:
-            prv = yesterday[1]
+    def _next_on(self, i: int, x: int, year: int, want: bool) -> int | None:
+        """The first day >= ``x`` on which rule ``i`` holds (``want``) or does not;
+        None when there is none up to the year 9998. ``x`` lies in ``year``'s mask."""
+        c = self._compiled[i]
+        if want:
+            if c.dates and x > c.dates[-1]:
+                return None
+            limit = _CYCLE_YEARS  # if a weekday-and-season pattern never holds in 400 years
         else:
-            prv = entry[4]
-        return False, prv, nxt
+            if c.always:
+                return None
+            limit = 10_000
+        for _ in range(limit):
+            if x > _MAX_ORDINAL:
+                return None
+            base, span, masks = self._year(year)
+            rel = x - base
+            bits = ((masks[i] if want else ~masks[i]) >> rel) & ((1 << (span - rel)) - 1)
+            if bits:
+                d = x + (bits & -bits).bit_length() - 1
+                return d if d <= _MAX_ORDINAL else None
+            x = base + span
+            year += 1
+        return None
 
-    def _evaluate(self, ts: float) -> tuple[tuple[Any, ...], float, float, list[_Compiled]]:
-        """The decision at ``ts`` (as a comparable key), its bounds and deciders."""
+    def _prev_on(self, i: int, x: int, year: int, want: bool) -> int | None:
+        """The last day <= ``x`` on which rule ``i`` holds (``want``) or does not; None
+        when there is none from the year 2. ``x`` lies in ``year``'s mask."""
+        c = self._compiled[i]
+        if want:
+            if c.dates and x < c.dates[0]:
+                return None
+            limit = _CYCLE_YEARS
+        else:
+            if c.always:
+                return None
+            limit = 10_000
+        for _ in range(limit):
+            if x < _MIN_ORDINAL:
+                return None
+            base, _span, masks = self._year(year)
+            rel = x - base
+            bits = (masks[i] if want else ~masks[i]) & ((1 << (rel + 1)) - 1)
+            if bits:
+                d = base + bits.bit_length() - 1
+                return d if d >= _MIN_ORDINAL else None
+            x = base - 1
+            year -= 1
+        return None
+
+    def _wall(self, ts: float) -> tuple[int, int, int, datetime]:
+        """W(ts) as (ordinal, minute of the day, year), and ts in the zone."""
+        tz = self._tz
         try:
-            day = datetime.fromtimestamp(ts, self._tz).toordinal()
+            dt = datetime.fromtimestamp(ts, tz)
         except (OverflowError, ValueError, OSError):
-            day = 0
+            raise ConfigError("when", ts, _WHEN_WHAT) from None
+        wall = dt
+        if dt.fold:  # the repeated hour: the reading just before the repeat ends
+            off = dt.utcoffset()
+            first = dt.replace(fold=0).utcoffset()
+            assert off is not None
+            assert first is not None
+            lo = math.floor(ts - (first - off).total_seconds())
+            hi = math.floor(ts)
+            while hi - lo > 1:  # the transition is a whole second in (lo, hi]
+                mid = (lo + hi) // 2
+                if datetime.fromtimestamp(mid, tz).utcoffset() == off:
+                    hi = mid
+                else:
+                    lo = mid
+            wall = (datetime.fromtimestamp(hi, timezone.utc) - _TICK).astimezone(tz)
+        day = wall.toordinal()
         if not _MIN_ORDINAL <= day <= _MAX_ORDINAL:
-            raise ConfigError("when", ts, "an instant between the years 2 and 9998")
-        entries = self._day(day)[0]
-        locate = self._locate
-        found = [locate(entry, ts) for entry in entries]
+            raise ConfigError("when", ts, _WHEN_WHAT)
+        return day, wall.hour * 60 + wall.minute, wall.year, dt
+
+    def _evaluate(self, day: int, minute: int, year: int) -> _Found:
+        """The decision at a wall minute, its wall bounds and the deciding rules."""
+        base, _span, masks = self._year(year)
+        k = day - base - 2
+        compiled = self._compiled
+        # Per rule: bits 0-4 say whether it holds on the days day-2 .. day+2; bit 5 is
+        # set when today's interval holds, bit 6 when yesterday's (crossing midnight).
+        state: list[int] = []
         level = -1
         rate = cpu = down = _INF
-        for c, (holds, _lo, _hi) in zip(self._compiled, found):  # noqa: B905 - equal lengths
-            if holds and c.level >= level:
+        for c, m in zip(compiled, masks):  # noqa: B905 - equal lengths
+            b = (m >> k) & 31
+            if b & 4 and c.start <= minute < c.endp:
+                state.append(b | 32)
+            elif b & 2 and minute < c.endx:
+                state.append(b | 64)
+            else:
+                state.append(b)
+                continue
+            if c.level >= level:
                 if c.level > level:
                     level, rate, cpu, down = c.level, c.rate, c.cpu, c.down
                 else:
-                    rate = min(rate, c.rate)
-                    cpu = min(cpu, c.cpu)
-                    down = min(down, c.down)
-        start, end = -_INF, _INF
-        deciders: list[_Compiled] = []
-        if level < 0:  # the default: every rule that starts changes it
-            for _holds, lo, hi in found:
-                start = max(start, lo)
-                end = min(end, hi)
-            return (-1,), start, end, deciders
+                    if c.rate < rate:
+                        rate = c.rate
+                    if c.cpu < cpu:
+                        cpu = c.cpu
+                    if c.down < down:
+                        down = c.down
         uncapped = rate == _INF and cpu == _INF and down == _INF
-        for c, (holds, lo, hi) in zip(self._compiled, found):  # noqa: B905
+        start = -_INF
+        end = _INF
+        deciders: list[_Compiled] = []
+        d0 = day * _DAY
+        # the neighbouring days may be used directly unless they are out of range
+        early = day > _MIN_ORDINAL
+        late = day < _MAX_ORDINAL
+        k3 = k + 3  # bit of tomorrow
+        before = (1 << (k + 2)) - 1  # bits of the days up to yesterday
+        lo: float
+        hi: float
+        for i, c in enumerate(compiled):
             if c.level < level:
                 continue  # it neither decides nor would change anything by starting
-            if holds:
-                if c.level == level and (
+            b = state[i]
+            if b & 96:
+                if c.level != level or not (
                     uncapped
                     or (c.rate == rate and rate < _INF)
                     or (c.cpu == cpu and cpu < _INF)
                     or (c.down == down and down < _INF)
                 ):
-                    deciders.append(c)
-                    start = max(start, lo)
-                    end = min(end, hi)
+                    continue
+                deciders.append(c)
+                if not c.full:
+                    lo = d0 + c.start if b & 32 else d0 - _DAY + c.start
+                    hi = lo + c.endp - c.start
+                else:  # the run of days it holds on
+                    if early and not b & 2:
+                        lo = d0
+                    else:
+                        p = self._prev_on(i, day - 1, year, False)
+                        lo = -_INF if p is None else (p + 1) * _DAY
+                    if late and not b & 8:
+                        hi = d0 + _DAY
+                    else:
+                        n = self._next_on(i, day + 1, year, False)
+                        hi = _INF if n is None else n * _DAY
             elif c.level > level or (
                 (c.rate <= rate and c.rate < _INF)
                 or (c.cpu <= cpu and c.cpu < _INF)
                 or (c.down <= down and c.down < _INF)
                 or (uncapped and c.uncapped)
             ):
-                start = max(start, lo)
-                end = min(end, hi)
+                # the start of its next interval and the end of its previous one (an
+                # all-day rule's start is 0 and its end 1440: the same sums serve)
+                if b & 4 and minute < c.start:
+                    hi = d0 + c.start
+                elif late and b & 8:
+                    hi = d0 + _DAY + c.start
+                else:
+                    t = masks[i] >> k3  # the days from tomorrow on, in this year's mask
+                    if t:
+                        n = day + (t & -t).bit_length()
+                        hi = n * _DAY + c.start if n <= _MAX_ORDINAL else _INF
+                    else:
+                        n2 = self._next_on(i, day + 1, year, True)
+                        hi = _INF if n2 is None else n2 * _DAY + c.start
+                if b & 4 and minute >= c.endp:
+                    lo = d0 + c.endp
+                elif early and b & 2:
+                    lo = d0 - _DAY + c.endp
+                else:
+                    t = masks[i] & before  # the days up to yesterday
+                    if t:
+                        p = base + t.bit_length() - 1
+                        lo = p * _DAY + c.endp if p >= _MIN_ORDINAL else -_INF
+                    else:
+                        p2 = self._prev_on(i, day - 1, year, True)
+                        lo = -_INF if p2 is None else p2 * _DAY + c.endp
+            else:
+                continue
+            if lo > start:
+                start = lo
+            if hi < end:
+                end = hi
+        if level < 0:
+            return (-1,), start, end, deciders
         labels = tuple(dict.fromkeys(c.label for c in deciders))
         return (level, rate, cpu, down, labels), start, end, deciders
 
+    def _evaluate_at(self, ts: float) -> _Found:
+        day, minute, year, _dt = self._wall(ts)
+        return self._evaluate(day, minute, year)
+
+    def _convert(self, wall: float, guess: timedelta) -> tuple[float, datetime | None, bool]:
+        """f(wall): the instant a boundary at this wall minute takes effect, that instant
+        in the zone, and whether the zone's clock reads exactly ``wall`` then (False in
+        a spring-forward gap). ``guess`` is the UTC offset to try first."""
+        if wall == _INF or wall == -_INF:
+            return wall, None, True
+        g = int(wall)
+        day, minute = divmod(g, _DAY)
+        if day > _MAX_ORDINAL + 2:
+            return _INF, None, True
+        if day < _MIN_ORDINAL - 2:
+            return -_INF, None, True
+        tz = self._tz
+        seconds = (g - _EPOCH_MINUTE) * 60
+        ts = seconds - guess.total_seconds()
+        dt = datetime.fromtimestamp(ts, tz)
+        off = dt.utcoffset()
+        if off == guess and not dt.fold:
+            return ts, dt, True
+        if off is not None:  # the offset on the other side of a change
+            ts = seconds - off.total_seconds()
+            dt = datetime.fromtimestamp(ts, tz)
+            if dt.utcoffset() == off and not dt.fold:
+                return ts, dt, True
+        # in a gap or a fold: the exact search
+        ts = self._instant(day, minute)
+        dt = datetime.fromtimestamp(ts, tz)
+        d = date.fromordinal(day)
+        naive = datetime(d.year, d.month, d.day, minute // 60, minute % 60)
+        return ts, dt, dt.replace(tzinfo=None) == naive
+
+    def _seen_before(self, start: float, start_dt: datetime) -> bool:
+        """Whether the wall minute before the one ``start`` shows is itself read at
+        some instant (so it is not inside a spring-forward gap)."""
+        if self._fixed:
+            return True
+        before = datetime.fromtimestamp(start - 60, self._tz)
+        return not before.fold and before.utcoffset() == start_dt.utcoffset()
+
     def _window(self, ts: float) -> tuple[float, float, Window]:
-        key, start, end, deciders = self._evaluate(ts)
-        # A boundary where nothing changes (two pieces of one rclone entry, rules of
-        # the same name meeting) is stepped over, a bounded number of times.
-        if not self._shared_labels:
-            # Every boundary found is a real change: a rule's window only ends where its
-            # label leaves or joins the reason, and labels are unique.
-            return start, end, self._make(key, start, end, deciders)
+        day, minute, year, dt = self._wall(ts)
+        key, lo, hi, deciders = self._evaluate(day, minute, year)
+        guess = dt.utcoffset()
+        assert guess is not None
+        shared = self._shared_labels
+        # A bound where nothing changes (inside a gap, or where two pieces of one rclone
+        # entry or rules of the same name meet) is stepped over, a bounded number of
+        # times. With unique labels every other bound is a real change.
+        end, end_dt, exact = self._convert(hi, guess)
         try:
             for _ in range(256):
-                if end == _INF:
+                if end == _INF or (exact and not shared):
                     break
-                key2, _s, end2, _d = self._evaluate(end)
+                key2, _lo, hi2, _d = self._evaluate_at(end)
                 if key2 != key:
                     break
-                end = end2
+                end, end_dt, exact = self._convert(hi2, guess)
+        except ConfigError:  # the neighbour is outside the years 2-9998: stop there
+            pass
+        start, start_dt, _exact = self._convert(lo, guess)
+        try:
             for _ in range(256):
                 if start == -_INF:
                     break
-                key2, start2, _e, _d = self._evaluate(start - 1e-3)
+                assert start_dt is not None
+                if not shared and self._seen_before(start, start_dt):
+                    break
+                key2, lo2, _hi, _d = self._evaluate_at(start - 1e-3)
                 if key2 != key:
                     break
-                start = start2
-        except ConfigError:  # the neighbour is outside the years 2-9998: stop there
+                start, start_dt, _exact = self._convert(lo2, guess)
+        except ConfigError:
             pass
-        if start > -_INF:
+        if shared and start > -_INF:
             # the rules as they stand at the window's start, wherever it was asked (with
             # unique labels the deciding rules are the same throughout the window)
-            deciders = self._evaluate(start)[3]
-        return start, end, self._make(key, start, end, deciders)
+            deciders = self._evaluate_at(start)[3]
+        lo_dt = _UTC_MIN if start_dt is None else start_dt
+        hi_dt = _UTC_MAX if end_dt is None else end_dt
+        return start, end, self._make(key, lo_dt, hi_dt, deciders)
 
     def _make(
-        self, key: tuple[Any, ...], start: float, end: float, deciders: list[_Compiled]
+        self, key: tuple[Any, ...], lo: datetime, hi: datetime, deciders: list[_Compiled]
     ) -> Window:
-        lo = _UTC_MIN if start == -_INF else datetime.fromtimestamp(start, self._tz)
-        hi = _UTC_MAX if end == _INF else datetime.fromtimestamp(end, self._tz)
         if key[0] < 0:
             return Window(
                 self._default,
