@@ -1328,16 +1328,16 @@ class PeakHourCalendar:
         """The first day >= ``x`` on which rule ``i`` holds (``want``) or does not;
         None when there is none up to the year 9998. ``x`` lies in ``year``'s mask."""
         c = self._compiled[i]
+        stop = _MAX_ORDINAL
+        limit = 10_000
         if want:
-            if c.dates and x > c.dates[-1]:
-                return None
-            limit = _CYCLE_YEARS  # if a weekday-and-season pattern never holds in 400 years
-        else:
-            if c.always:
-                return None
-            limit = 10_000
+            if c.dates:
+                stop = min(c.dates[-1], _MAX_ORDINAL)
+            limit = _CYCLE_YEARS  # a weekday-and-season pattern holds within 400 years
+        elif c.always:
+            return None
         for _ in range(limit):
-            if x > _MAX_ORDINAL:
+            if x > stop:
                 return None
             base, span, masks = self._year(year)
             rel = x - base
@@ -1353,16 +1353,16 @@ class PeakHourCalendar:
         """The last day <= ``x`` on which rule ``i`` holds (``want``) or does not; None
         when there is none from the year 2. ``x`` lies in ``year``'s mask."""
         c = self._compiled[i]
+        stop = _MIN_ORDINAL
+        limit = 10_000
         if want:
-            if c.dates and x < c.dates[0]:
-                return None
+            if c.dates:
+                stop = max(c.dates[0], _MIN_ORDINAL)
             limit = _CYCLE_YEARS
-        else:
-            if c.always:
-                return None
-            limit = 10_000
+        elif c.always:
+            return None
         for _ in range(limit):
-            if x < _MIN_ORDINAL:
+            if x < stop:
                 return None
             base, _span, masks = self._year(year)
             rel = x - base
