@@ -766,6 +766,9 @@ _PAD = 8
 _REPEAT = sum(1 << (7 * j) for j in range(60))  # a 7-bit pattern, 60 times: 420 bits
 _CYCLE_YEARS = 401  # the Gregorian calendar (weekdays included) repeats every 400 years
 _EPOCH_MINUTE = date(1970, 1, 1).toordinal() * _DAY
+# wall minutes that map to instants (two days beyond the years 2-9998, as _instant does)
+_WALL_FIRST = (_MIN_ORDINAL - 2) * _DAY
+_WALL_LAST = (_MAX_ORDINAL + 3) * _DAY - 1
 
 
 def _md_first(year: int, md: int) -> int:
@@ -878,8 +881,13 @@ class _Compiled:
 
 # --------------------------------------------------------------------------- calendar
 
-# One calendar year's masks: the ordinal of bit 0, the number of bits, a mask per rule.
-_Year = tuple[int, int, tuple[int, ...]]
+# One calendar year: the ordinal of its first day (bit or index 0), the number of days,
+# a day mask per rule, and per day the set of rules holding on it (bit i is rule i).
+_Year = tuple[int, int, tuple[int, ...], list[int]]
+
+# What a set of holding rules decides: the comparable key, the deciding rules, and the
+# set of rules whose starting or ending would change the answer (bit i is rule i).
+_Answer = tuple[tuple[Any, ...], list[_Compiled], int]
 
 # A decision at one wall-clock minute: a comparable key, the wall-clock minutes
 # (ordinal * 1440 + minute, or ±inf) where it may begin and end, and the deciding rules.
@@ -935,16 +943,27 @@ class PeakHourCalendar:
     """
 
     __slots__ = (
+        "_answers",
+        "_by_level",
         "_compiled",
         "_default",
+        "_fields",
         "_fixed",
+        "_full",
         "_icache",
+        "_in_today",
+        "_in_yesterday",
         "_last",
+        "_marks_today",
+        "_marks_yesterday",
         "_recent",
         "_rules",
         "_shared_labels",
+        "_special",
+        "_times",
         "_tz",
         "_tzkey",
+        "_weekly",
         "_years",
     )
 
@@ -976,6 +995,11 @@ class PeakHourCalendar:
         self._shared_labels = len(set(labels)) != len(labels)
         self._icache: dict[int, float] = {}
         self._years: dict[int, _Year] = {}
+        self._answers: dict[int, _Answer] = {}
+        self._fields: dict[
+            tuple[Any, ...], tuple[Level, float | None, float | None, str, float | None]
+        ] = {}
+        self._tables()
         self._recent: dict[float, list[tuple[float, float, Window]]] = {}
         self._last: tuple[float, float, Window] | None = None
 
@@ -1312,13 +1336,80 @@ class PeakHourCalendar:
         cache[key] = ts
         return ts
 
+    def _tables(self) -> None:
+        """The rule sets the fast evaluation reads, as bit sets (bit i is rule i).
+
+        ``_times``: every minute of the day where some rule starts or ends, and 0.
+        For the segment of the day from ``_times[j]``: ``_in_today[j]``, the rules whose
+        interval begun today covers it; ``_in_yesterday[j]``, those whose interval
+        begun yesterday does. At ``_times[j]``: ``_marks_today[j]``, the rules whose
+        interval begun today starts or ends there; ``_marks_yesterday[j]``, those
+        whose interval begun yesterday ends there. All-day rules (``_full``) start and
+        end at midnight only, where the days they hold on change.
+        """
+        full = 0
+        weekly = [0] * 7
+        special: list[int] = []
+        today: dict[int, int] = {}
+        yesterday: dict[int, int] = {}
+        for i, c in enumerate(self._compiled):
+            bit = 1 << i
+            if c.season is None and not c.dates:
+                for wd in range(7):
+                    if (c.mask >> wd) & 1:
+                        weekly[wd] |= bit
+            else:
+                special.append(i)
+            if c.full:
+                full |= bit
+                continue
+            today[c.start] = today.get(c.start, 0) | bit
+            if c.endp < _DAY:
+                today[c.endp] = today.get(c.endp, 0) | bit
+            else:
+                yesterday[c.endx] = yesterday.get(c.endx, 0) | bit
+        times = sorted({0, *today, *yesterday})
+        in_today: list[int] = []
+        in_yesterday: list[int] = []
+        for t in times:
+            a = b = 0
+            for i, c in enumerate(self._compiled):
+                if c.start <= t < c.endp:
+                    a |= 1 << i
+                if t < c.endx:
+                    b |= 1 << i
+            in_today.append(a)
+            in_yesterday.append(b)
+        by_level = [0, 0, 0]
+        for i, c in enumerate(self._compiled):
+            by_level[c.level] |= 1 << i
+        self._by_level = tuple(by_level)
+        self._full = full
+        self._weekly = tuple(weekly)
+        self._special = tuple(special)
+        self._times = times
+        self._in_today = tuple(in_today)
+        self._in_yesterday = tuple(in_yesterday)
+        self._marks_today = tuple(today.get(t, 0) for t in times)
+        self._marks_yesterday = tuple(yesterday.get(t, 0) for t in times)
+
     def _year(self, year: int) -> _Year:
         """Every rule's day mask for ``year`` (with _PAD days of the years around)."""
         hit = self._years.get(year)
         if hit is None:
             base = date(year, 1, 1).toordinal() - _PAD
             span = date(year, 12, 31).toordinal() + _PAD + 1 - base
-            hit = (base, span, tuple(c.bits(base, span) for c in self._compiled))
+            masks = tuple(c.bits(base, span) for c in self._compiled)
+            weekly = self._weekly
+            days = [weekly[(base - 1 + k) % 7] for k in range(span)]
+            for i in self._special:
+                bit = 1 << i
+                m = masks[i]
+                while m:
+                    low = m & -m
+                    days[low.bit_length() - 1] |= bit
+                    m ^= low
+            hit = (base, span, masks, days)
             if len(self._years) >= 64:
                 self._years.clear()
             self._years[year] = hit
@@ -1339,7 +1430,7 @@ class PeakHourCalendar:
         for _ in range(limit):
             if x > stop:
                 return None
-            base, span, masks = self._year(year)
+            base, span, masks, _days = self._year(year)
             rel = x - base
             bits = ((masks[i] if want else ~masks[i]) >> rel) & ((1 << (span - rel)) - 1)
             if bits:
@@ -1364,7 +1455,7 @@ class PeakHourCalendar:
         for _ in range(limit):
             if x < stop:
                 return None
-            base, _span, masks = self._year(year)
+            base, _span, masks, _days = self._year(year)
             rel = x - base
             bits = (masks[i] if want else ~masks[i]) & ((1 << (rel + 1)) - 1)
             if bits:
@@ -1401,9 +1492,133 @@ class PeakHourCalendar:
             raise ConfigError("when", ts, _WHEN_WHAT)
         return day, wall.hour * 60 + wall.minute, wall.year, dt
 
+    def _answer(self, held: int) -> _Answer:
+        """What the rules in ``held`` decide (remembered: few sets ever occur)."""
+        compiled = self._compiled
+        level = -1
+        rate = cpu = down = _INF
+        rest = held
+        while rest:
+            low = rest & -rest
+            rest ^= low
+            c = compiled[low.bit_length() - 1]
+            if c.level > level:
+                level, rate, cpu, down = c.level, c.rate, c.cpu, c.down
+            elif c.level == level:
+                rate = min(rate, c.rate)
+                cpu = min(cpu, c.cpu)
+                down = min(down, c.down)
+        deciders: list[_Compiled] = []
+        if level < 0:  # the default: every rule that starts changes it
+            key: tuple[Any, ...] = (-1,)
+            watch = self._by_level[0] | self._by_level[1] | self._by_level[2]
+        else:
+            # a rule of a higher level changes the answer by starting; one of a lower
+            # level neither decides nor changes anything; one of this level decides
+            # when it sets a cap that applies, and changes the answer by starting when
+            # it would set one
+            watch = 0
+            for above in self._by_level[level + 1 :]:
+                watch |= above
+            uncapped = rate == _INF and cpu == _INF and down == _INF
+            rest = self._by_level[level]
+            while rest:
+                low = rest & -rest
+                rest ^= low
+                c = compiled[low.bit_length() - 1]
+                if held & low:
+                    if (
+                        uncapped
+                        or (c.rate == rate and rate < _INF)
+                        or (c.cpu == cpu and cpu < _INF)
+                        or (c.down == down and down < _INF)
+                    ):
+                        deciders.append(c)
+                        watch |= low
+                elif (
+                    (c.rate <= rate and c.rate < _INF)
+                    or (c.cpu <= cpu and c.cpu < _INF)
+                    or (c.down <= down and c.down < _INF)
+                    or (uncapped and c.uncapped)
+                ):
+                    watch |= low
+            key = (level, rate, cpu, down, tuple(dict.fromkeys(c.label for c in deciders)))
+        answer = (key, deciders, watch)
+        if len(self._answers) >= 4096:
+            self._answers.clear()
+        self._answers[held] = answer
+        return answer
+
     def _evaluate(self, day: int, minute: int, year: int) -> _Found:
-        """The decision at a wall minute, its wall bounds and the deciding rules."""
-        base, _span, masks = self._year(year)
+        """The decision at a wall minute, its wall bounds and the deciding rules.
+
+        The rules holding are one bit set, from the day's set of rules and the
+        segment of the day. The bounds are the nearest instants, before and after,
+        where a rule that matters starts or ends: the marked times of this day and of
+        up to six days either side are scanned, and a window reaching further is left
+        to :meth:`_evaluate_slow`.
+        """
+        if not _MIN_ORDINAL + _PAD < day < _MAX_ORDINAL - _PAD:
+            return self._evaluate_slow(day, minute, year)
+        base, _span, _masks, days = self._year(year)
+        k = day - base
+        times = self._times
+        j = bisect.bisect_right(times, minute) - 1
+        now = days[k]
+        prev = days[k - 1]
+        held = (now & self._in_today[j]) | (prev & self._in_yesterday[j])
+        answer = self._answers.get(held)
+        if answer is None:
+            answer = self._answer(held)
+        key, deciders, watch = answer
+        if not watch:  # nothing can change
+            return key, -_INF, _INF, deciders
+        marks_today = self._marks_today
+        marks_yesterday = self._marks_yesterday
+        full = self._full
+        n = len(times)
+        d0 = day * _DAY
+        # the end: the first mark after ``minute`` of a rule that matters
+        end = -1
+        for i in range(j + 1, n):
+            if ((marks_today[i] & now) | (marks_yesterday[i] & prev)) & watch:
+                end = d0 + times[i]
+                break
+        else:
+            for ahead in range(1, 7):
+                cur = days[k + ahead]
+                before = days[k + ahead - 1]
+                if ((marks_today[0] & cur) | (marks_yesterday[0] & before) | ((cur ^ before) & full)) & watch:  # fmt: skip
+                    end = d0 + ahead * _DAY
+                    break
+                for i in range(1, n):
+                    if ((marks_today[i] & cur) | (marks_yesterday[i] & before)) & watch:
+                        end = d0 + ahead * _DAY + times[i]
+                        break
+                if end >= 0:
+                    break
+            else:
+                return self._evaluate_slow(day, minute, year)
+        # the start: the last such mark at or before ``minute``
+        for i in range(j, 0, -1):
+            if ((marks_today[i] & now) | (marks_yesterday[i] & prev)) & watch:
+                return key, d0 + times[i], end, deciders
+        for back in range(7):
+            cur = days[k - back]
+            before = days[k - back - 1]
+            if ((marks_today[0] & cur) | (marks_yesterday[0] & before) | ((cur ^ before) & full)) & watch:  # fmt: skip
+                return key, d0 - back * _DAY, end, deciders
+            if back == 6:
+                break
+            cur, before = before, days[k - back - 2]
+            for i in range(n - 1, 0, -1):
+                if ((marks_today[i] & cur) | (marks_yesterday[i] & before)) & watch:
+                    return key, d0 - (back + 1) * _DAY + times[i], end, deciders
+        return self._evaluate_slow(day, minute, year)
+
+    def _evaluate_slow(self, day: int, minute: int, year: int) -> _Found:
+        """:meth:`_evaluate` rule by rule, searching each rule's days as far as needed."""
+        base, _span, masks, _days = self._year(year)
         k = day - base - 2
         compiled = self._compiled
         # Per rule: bits 0-4 say whether it holds on the days day-2 .. day+2; bit 5 is
@@ -1516,21 +1731,18 @@ class PeakHourCalendar:
         day, minute, year, _dt = self._wall(ts)
         return self._evaluate(day, minute, year)
 
-    def _convert(self, wall: float, guess: timedelta) -> tuple[float, datetime | None, bool]:
+    def _convert(
+        self, wall: float, guess: timedelta, guess_s: float
+    ) -> tuple[float, datetime | None, bool]:
         """f(wall): the instant a boundary at this wall minute takes effect, that instant
         in the zone, and whether the zone's clock reads exactly ``wall`` then (False in
-        a spring-forward gap). ``guess`` is the UTC offset to try first."""
-        if wall == _INF or wall == -_INF:
-            return wall, None, True
-        g = int(wall)
-        day, minute = divmod(g, _DAY)
-        if day > _MAX_ORDINAL + 2:
-            return _INF, None, True
-        if day < _MIN_ORDINAL - 2:
-            return -_INF, None, True
+        a spring-forward gap). ``guess`` is the UTC offset to try first (``guess_s`` in
+        seconds)."""
+        if not _WALL_FIRST <= wall <= _WALL_LAST:  # also ±inf
+            return (_INF, None, True) if wall > 0 else (-_INF, None, True)
         tz = self._tz
-        seconds = (g - _EPOCH_MINUTE) * 60
-        ts = seconds - guess.total_seconds()
+        seconds = (int(wall) - _EPOCH_MINUTE) * 60
+        ts = seconds - guess_s
         dt = datetime.fromtimestamp(ts, tz)
         off = dt.utcoffset()
         if off == guess and not dt.fold:
@@ -1541,6 +1753,7 @@ class PeakHourCalendar:
             if dt.utcoffset() == off and not dt.fold:
                 return ts, dt, True
         # in a gap or a fold: the exact search
+        day, minute = divmod(int(wall), _DAY)
         ts = self._instant(day, minute)
         dt = datetime.fromtimestamp(ts, tz)
         d = date.fromordinal(day)
@@ -1560,75 +1773,88 @@ class PeakHourCalendar:
         key, lo, hi, deciders = self._evaluate(day, minute, year)
         guess = dt.utcoffset()
         assert guess is not None
+        guess_s = guess.total_seconds()
         shared = self._shared_labels
         # A bound where nothing changes (inside a gap, or where two pieces of one rclone
         # entry or rules of the same name meet) is stepped over, a bounded number of
         # times. With unique labels every other bound is a real change.
-        end, end_dt, exact = self._convert(hi, guess)
-        try:
-            for _ in range(256):
-                if end == _INF or (exact and not shared):
-                    break
-                key2, _lo, hi2, _d = self._evaluate_at(end)
-                if key2 != key:
-                    break
-                end, end_dt, exact = self._convert(hi2, guess)
-        except ConfigError:  # the neighbour is outside the years 2-9998: stop there
-            pass
-        start, start_dt, _exact = self._convert(lo, guess)
-        try:
-            for _ in range(256):
-                if start == -_INF:
-                    break
-                assert start_dt is not None
-                if not shared and self._seen_before(start, start_dt):
-                    break
-                key2, lo2, _hi, _d = self._evaluate_at(start - 1e-3)
-                if key2 != key:
-                    break
-                start, start_dt, _exact = self._convert(lo2, guess)
-        except ConfigError:
-            pass
-        if shared and start > -_INF:
-            # the rules as they stand at the window's start, wherever it was asked (with
-            # unique labels the deciding rules are the same throughout the window)
-            deciders = self._evaluate_at(start)[3]
-        lo_dt = _UTC_MIN if start_dt is None else start_dt
-        hi_dt = _UTC_MAX if end_dt is None else end_dt
-        return start, end, self._make(key, lo_dt, hi_dt, deciders)
+        end, end_dt, exact = self._convert(hi, guess, guess_s)
+        if shared or not exact:
+            try:
+                for _ in range(256):
+                    if end == _INF or (exact and not shared):
+                        break
+                    key2, _lo, hi2, _d = self._evaluate_at(end)
+                    if key2 != key:
+                        break
+                    end, end_dt, exact = self._convert(hi2, guess, guess_s)
+            except ConfigError:  # the neighbour is outside the years 2-9998: stop there
+                pass
+        start, start_dt, _exact = self._convert(lo, guess, guess_s)
+        if start_dt is not None and (shared or not self._seen_before(start, start_dt)):
+            try:
+                for _ in range(256):
+                    key2, lo2, _hi, _d = self._evaluate_at(start - 1e-3)
+                    if key2 != key:
+                        break
+                    start, start_dt, _exact = self._convert(lo2, guess, guess_s)
+                    if start_dt is None or (not shared and self._seen_before(start, start_dt)):
+                        break
+            except ConfigError:
+                pass
+            if shared and start_dt is not None:
+                # the rules as they stand at the window's start, wherever it was asked
+                # (with unique labels the deciding rules are the same throughout)
+                deciders = self._evaluate_at(start)[3]
+        return (
+            start,
+            end,
+            self._make(
+                key,
+                _UTC_MIN if start_dt is None else start_dt,
+                _UTC_MAX if end_dt is None else end_dt,
+                deciders,
+            ),
+        )
 
     def _make(
         self, key: tuple[Any, ...], lo: datetime, hi: datetime, deciders: list[_Compiled]
     ) -> Window:
+        fields = self._fields.get(key)
+        if fields is None:
+            fields = self._window_fields(key)
+        level, rate, cpu, reason, down = fields
+        return Window(level, rate, cpu, lo, hi, reason, tuple(c.rule for c in deciders), down)
+
+    def _window_fields(
+        self, key: tuple[Any, ...]
+    ) -> tuple[Level, float | None, float | None, str, float | None]:
+        """A window's level, caps, reason and download cap for a decision ``key``."""
         if key[0] < 0:
-            return Window(
+            zero = 0.0 if self._default is Level.BLACKOUT else None
+            fields = (
                 self._default,
-                0.0 if self._default is Level.BLACKOUT else None,
-                0.0 if self._default is Level.BLACKOUT else None,
-                lo,
-                hi,
+                zero,
+                zero,
                 f"no rule applies (default {self._default.name})",
+                None,
             )
-        level, rate, cpu, down, labels = key
-        lvl = Level(level)
-        if lvl is Level.BLACKOUT:
-            rate_out: float | None = 0.0
-            cpu_out: float | None = 0.0
         else:
-            rate_out = None if rate == _INF else rate
-            cpu_out = None if cpu == _INF else cpu
-        quoted = ", ".join(repr(label) for label in labels)
-        reason = f"rule {quoted}" if len(labels) == 1 else f"rules {quoted}"
-        return Window(
-            lvl,
-            rate_out,
-            cpu_out,
-            lo,
-            hi,
-            reason,
-            tuple(c.rule for c in deciders),
-            None if down == _INF else down,
-        )
+            level, rate, cpu, down, labels = key
+            lvl = Level(level)
+            if lvl is Level.BLACKOUT:
+                rate_out: float | None = 0.0
+                cpu_out: float | None = 0.0
+            else:
+                rate_out = None if rate == _INF else rate
+                cpu_out = None if cpu == _INF else cpu
+            quoted = ", ".join(repr(label) for label in labels)
+            reason = f"rule {quoted}" if len(labels) == 1 else f"rules {quoted}"
+            fields = (lvl, rate_out, cpu_out, reason, None if down == _INF else down)
+        if len(self._fields) >= 4096:
+            self._fields.clear()
+        self._fields[key] = fields
+        return fields
 
     # -- description ------------------------------------------------------
 
