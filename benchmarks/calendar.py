@@ -86,7 +86,7 @@ def naive(rules: tuple[Rule, ...], tz: ZoneInfo, t: datetime) -> int:
 
 
 def per_call(stmt: object, number: int) -> float:
-    best = min(timeit.repeat(stmt, number=number, repeat=5))  # type: ignore[arg-type]
+    best = min(timeit.repeat(stmt, number=number, repeat=7))  # type: ignore[arg-type]
     return best / number * 1e6
 
 

@@ -760,7 +760,7 @@ class Window:
 
 # Each rule's days are kept as one bit mask per calendar year: bit k is set when the
 # rule holds on the day whose ordinal is ``base + k``. A year's mask reaches _PAD days
-# into the years on either side, so a query looks at yesterday and tomorrow without
+# into the years on either side, so a query looks up to a week back and ahead without
 # leaving it.
 _PAD = 8
 _REPEAT = sum(1 << (7 * j) for j in range(60))  # a 7-bit pattern, 60 times: 420 bits
@@ -817,7 +817,6 @@ class _Compiled:
     __slots__ = (
         "always",
         "cpu",
-        "crosses",
         "dates",
         "down",
         "endp",
@@ -844,7 +843,6 @@ class _Compiled:
         self.dates = tuple(sorted(d.toordinal() for d in rule.dates))
         self.start = rule.start
         self.endp = rule.end if rule.end > rule.start else rule.end + _DAY
-        self.crosses = self.endp > _DAY
         self.endx = self.endp - _DAY  # where an interval begun the day before ends
         self.full = rule.all_day
         whole_year = self.season is None or all(
@@ -1581,6 +1579,9 @@ class PeakHourCalendar:
             return key, -_INF, _INF, deciders
         marks_today = self._marks_today
         marks_yesterday = self._marks_yesterday
+        # at midnight the all-day rules also start and end, where their days change
+        midnight = marks_today[0]
+        midnight_y = marks_yesterday[0]
         full = self._full
         n = len(times)
         d0 = day * _DAY
@@ -1594,7 +1595,7 @@ class PeakHourCalendar:
             for ahead in range(1, 7):
                 cur = days[k + ahead]
                 before = days[k + ahead - 1]
-                if ((marks_today[0] & cur) | (marks_yesterday[0] & before) | ((cur ^ before) & full)) & watch:  # fmt: skip
+                if ((midnight & cur) | (midnight_y & before) | ((cur ^ before) & full)) & watch:
                     end = d0 + ahead * _DAY
                     break
                 for i in range(1, n):
@@ -1612,7 +1613,7 @@ class PeakHourCalendar:
         for back in range(7):
             cur = days[k - back]
             before = days[k - back - 1]
-            if ((marks_today[0] & cur) | (marks_yesterday[0] & before) | ((cur ^ before) & full)) & watch:  # fmt: skip
+            if ((midnight & cur) | (midnight_y & before) | ((cur ^ before) & full)) & watch:
                 return key, d0 - back * _DAY, end, deciders
             if back == 6:
                 break
