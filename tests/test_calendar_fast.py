@@ -13,11 +13,12 @@ from __future__ import annotations
 import random
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from test_calendar_properties import calendars, instants, observed, reference
-from wedguard import Level, PeakHourCalendar, Rule, Season
+from wedguard import ConfigError, Level, PeakHourCalendar, Rule, Season
 
 UTC = timezone.utc
 
@@ -175,7 +176,8 @@ def test_every_day_of_a_twenty_rule_calendar_matches_the_reference(zone: str, da
     end = t + timedelta(days=2)
     for w in cal.windows(t, end):
         assert observed(w) == reference(cal, w.start)
-        assert observed(w) == reference(cal, w.end - timedelta(milliseconds=1))
+        # in UTC: arithmetic on a zone's datetimes is wall-clock arithmetic
+        assert observed(w) == reference(cal, w.end.astimezone(UTC) - timedelta(milliseconds=1))
 
 
 TWENTY_RULES = """
@@ -200,3 +202,17 @@ weekdays 07:30-08:30 peak 1MB/s name="login rush"
 weekends 19:00-21:00 peak 2MB/s
 Mon-Sun 01:30-02:30 peak 500kB/s name="log rotation"
 """
+
+
+def test_instants_outside_the_years_are_refused_whatever_was_asked_before() -> None:
+    cal = PeakHourCalendar([], tz="Asia/Kolkata")
+    w = cal.at(datetime(2026, 6, 1, tzinfo=UTC))
+    assert not w.bounded  # one window for all time: remembered, but not beyond the years
+    for t in (
+        datetime(9999, 6, 1, tzinfo=UTC),
+        datetime(9998, 12, 31, 20, tzinfo=UTC),  # 9999-01-01 01:30 in Kolkata
+        datetime(1, 12, 31, 18, tzinfo=UTC),  # still the year 1 in Kolkata (+05:53)
+    ):
+        with pytest.raises(ConfigError, match="between the years 2 and 9998"):
+            cal.at(t)
+    assert cal.at(datetime(9998, 12, 31, 18, tzinfo=UTC)) is w

@@ -103,6 +103,7 @@ _INF = math.inf
 _UTC_MIN = datetime.min.replace(tzinfo=timezone.utc)
 _UTC_MAX = datetime.max.replace(tzinfo=timezone.utc)
 _TICK = timedelta(microseconds=1)
+_MINUTE = timedelta(minutes=1)
 _WHEN_WHAT = "an instant between the years 2 and 9998"
 
 _TIME_WHAT = "a time (HH:MM, 00:00–24:00)"
@@ -948,10 +949,12 @@ class PeakHourCalendar:
 
     __slots__ = (
         "_answers",
+        "_beyond",
         "_by_level",
         "_compiled",
         "_default",
         "_fields",
+        "_first",
         "_fixed",
         "_full",
         "_icache",
@@ -1006,6 +1009,9 @@ class PeakHourCalendar:
         self._tables()
         self._recent: dict[float, list[tuple[float, float, Window]]] = {}
         self._last: tuple[float, float, Window] | None = None
+        # the instants when the local years 2-9998 begin and end
+        self._first = self._instant(_MIN_ORDINAL, 0)
+        self._beyond = self._instant(_MAX_ORDINAL + 1, 0)
 
     # -- construction -----------------------------------------------------
 
@@ -1225,6 +1231,8 @@ class PeakHourCalendar:
         if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
             raise ConfigError("when", when, "an aware datetime (with tzinfo)")
         ts = when.timestamp()
+        if not self._first <= ts < self._beyond:  # the local day is not in the years 2-9998
+            raise ConfigError("when", when, _WHEN_WHAT)
         last = self._last
         if last is not None and last[0] <= ts < last[1]:
             return last[2]
@@ -1767,13 +1775,15 @@ class PeakHourCalendar:
         naive = datetime(d.year, d.month, d.day, minute // 60, minute % 60)
         return ts, dt, dt.replace(tzinfo=None) == naive
 
-    def _seen_before(self, start: float, start_dt: datetime) -> bool:
-        """Whether the wall minute before the one ``start`` shows is itself read at
-        some instant (so it is not inside a spring-forward gap)."""
-        if self._fixed:
-            return True
-        before = datetime.fromtimestamp(start - 60, self._tz)
-        return not before.fold and before.utcoffset() == start_dt.utcoffset()
+    def _seen_before(self, start_dt: datetime) -> bool:
+        """Whether the wall minute before the one ``start_dt`` shows is read at the
+        instant a minute earlier (so it is not inside a spring-forward gap).
+
+        The offset of a wall time (at its first occurrence; before the change for a
+        time inside a gap) is the same as ``start_dt``'s exactly when no clock change
+        lies in between.
+        """
+        return (start_dt - _MINUTE).utcoffset() == start_dt.utcoffset()
 
     def _window(self, ts: float) -> tuple[float, float, Window]:
         day, minute, year, dt = self._wall(ts)
@@ -1798,14 +1808,14 @@ class PeakHourCalendar:
             except ConfigError:  # the neighbour is outside the years 2-9998: stop there
                 pass
         start, start_dt, _exact = self._convert(lo, guess, guess_s)
-        if start_dt is not None and (shared or not self._seen_before(start, start_dt)):
+        if start_dt is not None and (shared or not self._seen_before(start_dt)):
             try:
                 for _ in range(256):
                     key2, lo2, _hi, _d = self._evaluate_at(start - 1e-3)
                     if key2 != key:
                         break
                     start, start_dt, _exact = self._convert(lo2, guess, guess_s)
-                    if start_dt is None or (not shared and self._seen_before(start, start_dt)):
+                    if start_dt is None or (not shared and self._seen_before(start_dt)):
                         break
             except ConfigError:
                 pass
