@@ -43,6 +43,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -889,8 +890,10 @@ _Year = tuple[int, int, tuple[int, ...], list[int]]
 _Answer = tuple[tuple[Any, ...], tuple[Rule, ...], int]
 
 # A decision at one wall-clock minute: a comparable key, the wall-clock minutes
-# (ordinal * 1440 + minute, or ±inf) where it may begin and end, and the deciding rules.
-_Found = tuple[tuple[Any, ...], float, float, tuple[Rule, ...]]
+# (ordinal * 1440 + minute, or ±inf) where it may begin and end, the deciding rules,
+# and whether the beginning (bit 1) and the end (bit 2) are sure to change the answer:
+# they are unless a rule sharing its name with another one starts or ends there.
+_Found = tuple[tuple[Any, ...], float, float, tuple[Rule, ...], int]
 
 
 def _to_tz(tz: str | tzinfo) -> tuple[tzinfo, str]:
@@ -965,7 +968,7 @@ class PeakHourCalendar:
         "_marks_yesterday",
         "_recent",
         "_rules",
-        "_shared_labels",
+        "_shared",
         "_special",
         "_times",
         "_tz",
@@ -999,7 +1002,9 @@ class PeakHourCalendar:
         self._compiled = tuple(_Compiled(r) for r in rule_list)
         self._fixed = isinstance(self._tz, timezone)
         labels = [c.label for c in self._compiled]
-        self._shared_labels = len(set(labels)) != len(labels)
+        counts = Counter(labels)
+        # the rules whose name another rule shares (bit i is rule i)
+        self._shared = sum(1 << i for i, label in enumerate(labels) if counts[label] > 1)
         self._icache: dict[int, float] = {}
         self._years: dict[int, _Year] = {}
         self._answers: dict[int, _Answer] = {}
@@ -1584,7 +1589,7 @@ class PeakHourCalendar:
             answer = self._answer(held)
         key, deciders, watch = answer
         if not watch:  # nothing can change
-            return key, -_INF, _INF, deciders
+            return key, -_INF, _INF, deciders, 3
         marks_today = self._marks_today
         marks_yesterday = self._marks_yesterday
         # at midnight the all-day rules also start and end, where their days change
@@ -1593,42 +1598,51 @@ class PeakHourCalendar:
         full = self._full
         n = len(times)
         d0 = day * _DAY
+        shared = self._shared
         # the end: the first mark after ``minute`` of a rule that matters
         end = -1
         for i in range(j + 1, n):
-            if ((marks_today[i] & now) | (marks_yesterday[i] & prev)) & watch:
+            hit = ((marks_today[i] & now) | (marks_yesterday[i] & prev)) & watch
+            if hit:
                 end = d0 + times[i]
                 break
         else:
             for ahead in range(1, 7):
                 cur = days[k + ahead]
                 before = days[k + ahead - 1]
-                if ((midnight & cur) | (midnight_y & before) | ((cur ^ before) & full)) & watch:
+                hit = ((midnight & cur) | (midnight_y & before) | ((cur ^ before) & full)) & watch
+                if hit:
                     end = d0 + ahead * _DAY
                     break
                 for i in range(1, n):
-                    if ((marks_today[i] & cur) | (marks_yesterday[i] & before)) & watch:
+                    hit = ((marks_today[i] & cur) | (marks_yesterday[i] & before)) & watch
+                    if hit:
                         end = d0 + ahead * _DAY + times[i]
                         break
                 if end >= 0:
                     break
             else:
                 return self._evaluate_slow(day, minute, year)
+        sure = 1 if hit & shared else 3
         # the start: the last such mark at or before ``minute``
         for i in range(j, 0, -1):
-            if ((marks_today[i] & now) | (marks_yesterday[i] & prev)) & watch:
-                return key, d0 + times[i], end, deciders
+            hit = ((marks_today[i] & now) | (marks_yesterday[i] & prev)) & watch
+            if hit:
+                return key, d0 + times[i], end, deciders, sure & 2 if hit & shared else sure
         for back in range(7):
             cur = days[k - back]
             before = days[k - back - 1]
-            if ((midnight & cur) | (midnight_y & before) | ((cur ^ before) & full)) & watch:
-                return key, d0 - back * _DAY, end, deciders
+            hit = ((midnight & cur) | (midnight_y & before) | ((cur ^ before) & full)) & watch
+            if hit:
+                return key, d0 - back * _DAY, end, deciders, sure & 2 if hit & shared else sure
             if back == 6:
                 break
             cur, before = before, days[k - back - 2]
             for i in range(n - 1, 0, -1):
-                if ((marks_today[i] & cur) | (marks_yesterday[i] & before)) & watch:
-                    return key, d0 - (back + 1) * _DAY + times[i], end, deciders
+                hit = ((marks_today[i] & cur) | (marks_yesterday[i] & before)) & watch
+                if hit:
+                    start = d0 - (back + 1) * _DAY + times[i]
+                    return key, start, end, deciders, sure & 2 if hit & shared else sure
         return self._evaluate_slow(day, minute, year)
 
     def _evaluate_slow(self, day: int, minute: int, year: int) -> _Found:
@@ -1737,10 +1751,12 @@ class PeakHourCalendar:
                 start = lo
             if hi < end:
                 end = hi
+        sure = 0 if self._shared else 3
         if level < 0:
-            return (-1,), start, end, ()
+            return (-1,), start, end, (), sure
         labels = tuple(dict.fromkeys(c.label for c in deciders))
-        return (level, rate, cpu, down, labels), start, end, tuple(c.rule for c in deciders)
+        rules = tuple(c.rule for c in deciders)
+        return (level, rate, cpu, down, labels), start, end, rules, sure
 
     def _evaluate_at(self, ts: float) -> _Found:
         day, minute, year, _dt = self._wall(ts)
@@ -1787,41 +1803,44 @@ class PeakHourCalendar:
 
     def _window(self, ts: float) -> tuple[float, float, Window]:
         day, minute, year, dt = self._wall(ts)
-        key, lo, hi, deciders = self._evaluate(day, minute, year)
+        key, lo, hi, deciders, sure = self._evaluate(day, minute, year)
         guess = dt.utcoffset()
         assert guess is not None
         guess_s = guess.total_seconds()
-        shared = self._shared_labels
         # A bound where nothing changes (inside a gap, or where two pieces of one rclone
         # entry or rules of the same name meet) is stepped over, a bounded number of
-        # times. With unique labels every other bound is a real change.
+        # times. Every other bound is a real change.
         end, end_dt, exact = self._convert(hi, guess, guess_s)
-        if shared or not exact:
+        if not (exact and sure & 2):
             try:
                 for _ in range(256):
-                    if end == _INF or (exact and not shared):
+                    if end == _INF:
                         break
-                    key2, _lo, hi2, _d = self._evaluate_at(end)
+                    key2, _lo, hi2, _d, sure2 = self._evaluate_at(end)
                     if key2 != key:
                         break
                     end, end_dt, exact = self._convert(hi2, guess, guess_s)
+                    if exact and sure2 & 2:
+                        break
             except ConfigError:  # the neighbour is outside the years 2-9998: stop there
                 pass
         start, start_dt, _exact = self._convert(lo, guess, guess_s)
-        if start_dt is not None and (shared or not self._seen_before(start_dt)):
+        if start_dt is not None and not (sure & 1 and self._seen_before(start_dt)):
+            moved = False
             try:
                 for _ in range(256):
-                    key2, lo2, _hi, _d = self._evaluate_at(start - 1e-3)
+                    key2, lo2, _hi, _d, sure2 = self._evaluate_at(start - 1e-3)
                     if key2 != key:
                         break
+                    moved = True
                     start, start_dt, _exact = self._convert(lo2, guess, guess_s)
-                    if start_dt is None or (not shared and self._seen_before(start_dt)):
+                    if start_dt is None or (sure2 & 1 and self._seen_before(start_dt)):
                         break
             except ConfigError:
                 pass
-            if shared and start_dt is not None:
+            if moved and self._shared and start_dt is not None:
                 # the rules as they stand at the window's start, wherever it was asked
-                # (with unique labels the deciding rules are the same throughout)
+                # (between two bounds found at once the deciding rules do not change)
                 deciders = self._evaluate_at(start)[3]
         return (
             start,
