@@ -43,6 +43,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -102,6 +103,9 @@ _MAX_ORDINAL = date(9998, 12, 31).toordinal()
 _INF = math.inf
 _UTC_MIN = datetime.min.replace(tzinfo=timezone.utc)
 _UTC_MAX = datetime.max.replace(tzinfo=timezone.utc)
+_TICK = timedelta(microseconds=1)
+_MINUTE = timedelta(minutes=1)
+_WHEN_WHAT = "an instant between the years 2 and 9998"
 
 _TIME_WHAT = "a time (HH:MM, 00:00–24:00)"
 _START_WHAT = "a start time (HH:MM, 00:00–23:59)"
@@ -756,16 +760,69 @@ class Window:
 
 # --------------------------------------------------------------------------- compiled
 
+# Each rule's days are kept as one bit mask per calendar year: bit k is set when the
+# rule holds on the day whose ordinal is ``base + k``. A year's mask reaches _PAD days
+# into the years on either side, so a query looks up to a week back and ahead without
+# leaving it.
+_PAD = 8
+_REPEAT = sum(1 << (7 * j) for j in range(60))  # a 7-bit pattern, 60 times: 420 bits
+_CYCLE_YEARS = 401  # the Gregorian calendar (weekdays included) repeats every 400 years
+_EPOCH_MINUTE = date(1970, 1, 1).toordinal() * _DAY
+# wall minutes that map to instants (two days beyond the years 2-9998, as _instant does)
+_WALL_FIRST = (_MIN_ORDINAL - 2) * _DAY
+_WALL_LAST = (_MAX_ORDINAL + 3) * _DAY - 1
+
+
+def _md_first(year: int, md: int) -> int:
+    """The ordinal of the first day of ``year`` whose month-day is ``md`` or later."""
+    month, day = divmod(md, 100)
+    try:
+        return date(year, month, day).toordinal()
+    except ValueError:  # 29 February in a common year
+        return date(year, 3, 1).toordinal()
+
+
+def _md_last(year: int, md: int) -> int:
+    """The ordinal of the last day of ``year`` whose month-day is ``md`` or earlier."""
+    month, day = divmod(md, 100)
+    try:
+        return date(year, month, day).toordinal()
+    except ValueError:  # 29 February in a common year
+        return date(year, 2, 28).toordinal()
+
+
+def _season_bits(season: Season, base: int, span: int) -> int:
+    """Bit k set when ordinal ``base + k`` is in the season, for k < span."""
+    bits = 0
+    last = base + span - 1
+    for year in range(date.fromordinal(base).year, date.fromordinal(last).year + 1):
+        first_md = _md_first(year, season.start)
+        last_md = _md_last(year, season.end)
+        ranges: tuple[tuple[int, int], ...]
+        if season.start <= season.end:
+            ranges = ((first_md, last_md),)
+        else:
+            ranges = (
+                (first_md, date(year, 12, 31).toordinal()),
+                (date(year, 1, 1).toordinal(), last_md),
+            )
+        for lo, hi in ranges:
+            lo, hi = max(lo, base), min(hi, last)
+            if lo <= hi:
+                bits |= ((1 << (hi - lo + 1)) - 1) << (lo - base)
+    return bits
+
 
 class _Compiled:
     """A rule in the shape the evaluator wants: integers and precomputed keys."""
 
     __slots__ = (
+        "always",
         "cpu",
         "dates",
-        "dateset",
         "down",
         "endp",
+        "endx",
         "full",
         "label",
         "level",
@@ -785,206 +842,58 @@ class _Compiled:
             mask |= 1 << day
         self.mask = mask
         self.season = rule.season
-        self.dateset = frozenset(d.toordinal() for d in rule.dates)
-        self.dates = tuple(sorted(self.dateset))
+        self.dates = tuple(sorted(d.toordinal() for d in rule.dates))
         self.start = rule.start
         self.endp = rule.end if rule.end > rule.start else rule.end + _DAY
+        self.endx = self.endp - _DAY  # where an interval begun the day before ends
         self.full = rule.all_day
+        whole_year = self.season is None or all(
+            self.season.contains_md(m * 100 + d)
+            for m in range(1, 13)
+            for d in range(1, _MONTH_DAYS[m - 1] + 1)
+        )
+        self.always = mask == 127 and not self.dates and whole_year
         self.rate = _INF if rule.rate is None else rule.rate
         self.cpu = _INF if rule.cpu_share is None else rule.cpu_share
         self.down = _INF if rule.rate_down is None else rule.rate_down
         self.uncapped = rule.rate is None and rule.cpu_share is None and rule.rate_down is None
         self.label = rule.label
 
-    # -- days ---------------------------------------------------------------
-
-    def day_ok(self, d: int) -> bool:
-        if self.dateset and d not in self.dateset:
-            return False
-        if self.mask != 127 and not (self.mask >> ((d - 1) % 7)) & 1:
-            return False
-        if self.season is not None:
-            day = date.fromordinal(d)
-            return self.season.contains_md(day.month * 100 + day.day)
-        return True
-
-    def _in_season(self, d: int) -> bool:
-        assert self.season is not None
-        day = date.fromordinal(d)
-        return self.season.contains_md(day.month * 100 + day.day)
-
-    def next_active(self, x: int) -> int | None:
-        """The first day >= x on which the rule holds."""
-        if self.dates:
-            i = bisect.bisect_left(self.dates, x)
-            for d in self.dates[i:]:
-                if self.day_ok(d):
-                    return d
-            return None
-        for _ in range(4000):
-            if x > _MAX_ORDINAL:
-                return None
-            if self.season is not None and not self._in_season(x):
-                nxt = _season_next_start(self.season, x)
-                if nxt is None:
-                    return None
-                x = nxt
-            if self.mask != 127:
-                wd = (x - 1) % 7
-                if not (self.mask >> wd) & 1:
-                    k = 1
-                    while not (self.mask >> ((wd + k) % 7)) & 1:
-                        k += 1
-                    x += k
-                    continue
-            return x
-        return None  # pragma: no cover - no Gregorian pattern needs this many steps
-
-    def prev_active(self, x: int) -> int | None:
-        """The last day <= x on which the rule holds."""
-        if self.dates:
-            i = bisect.bisect_right(self.dates, x)
-            for d in reversed(self.dates[:i]):
-                if self.day_ok(d):
-                    return d
-            return None
-        for _ in range(4000):
-            if x < _MIN_ORDINAL:
-                return None
-            if self.season is not None and not self._in_season(x):
-                prv = _season_prev_end(self.season, x)
-                if prv is None:
-                    return None
-                x = prv
-            if self.mask != 127:
-                wd = (x - 1) % 7
-                if not (self.mask >> wd) & 1:
-                    k = 1
-                    while not (self.mask >> ((wd - k) % 7)) & 1:
-                        k += 1
-                    x -= k
-                    continue
-            return x
-        return None  # pragma: no cover
-
-    def next_inactive(self, x: int) -> int | None:
-        """The first day >= x on which the rule does not hold (None: never)."""
-        best: int | None = None
-        if self.dateset:
-            y = x
-            while y in self.dateset:
-                y += 1
-            best = y
+    def bits(self, base: int, span: int) -> int:
+        """Bit k set when the rule holds on ordinal ``base + k``, for k < span."""
+        every = (1 << span) - 1
+        out = every
         if self.mask != 127:
-            for k in range(7):
-                if not (self.mask >> ((x - 1 + k) % 7)) & 1:
-                    best = x + k if best is None else min(best, x + k)
-                    break
+            w0 = (base - 1) % 7  # the weekday of ``base`` (ordinal 1 is a Monday)
+            week = ((self.mask >> w0) | (self.mask << (7 - w0))) & 127
+            out = (week * _REPEAT) & every
         if self.season is not None:
-            y2 = x if not self._in_season(x) else _season_run_end(self.season, x)
-            if y2 is not None:
-                best = y2 if best is None else min(best, y2)
-        if best is not None and best > _MAX_ORDINAL:
-            return None
-        return best
-
-    def prev_inactive(self, x: int) -> int | None:
-        """The last day <= x on which the rule does not hold (None: never)."""
-        best: int | None = None
-        if self.dateset:
-            y = x
-            while y in self.dateset:
-                y -= 1
-            best = y
-        if self.mask != 127:
-            for k in range(7):
-                if not (self.mask >> ((x - 1 - k) % 7)) & 1:
-                    best = x - k if best is None else max(best, x - k)
-                    break
-        if self.season is not None:
-            y2 = x if not self._in_season(x) else _season_run_start(self.season, x)
-            if y2 is not None:
-                best = y2 if best is None else max(best, y2)
-        if best is not None and best < _MIN_ORDINAL:
-            return None
-        return best
-
-
-def _md_day(year: int, md: int, *, first: bool) -> int | None:
-    """The ordinal of month-day ``md`` in ``year``; 29 Feb in a common year becomes
-    1 March when it starts a season (``first``) and 28 February when it ends one."""
-    if not 1 <= year <= 9999:
-        return None
-    month, day = divmod(md, 100)
-    try:
-        return date(year, month, day).toordinal()
-    except ValueError:  # 29 February in a common year
-        return date(year, 3, 1).toordinal() if first else date(year, 2, 28).toordinal()
-
-
-def _season_next_start(season: Season, x: int) -> int | None:
-    """First in-season day after ``x`` (which is out of season)."""
-    year = date.fromordinal(x).year
-    for y in (year, year + 1):
-        d = _md_day(y, season.start, first=True)
-        if d is not None and d >= x:
-            return d
-    return None
-
-
-def _season_prev_end(season: Season, x: int) -> int | None:
-    """Last in-season day before ``x`` (which is out of season)."""
-    year = date.fromordinal(x).year
-    for y in (year, year - 1):
-        d = _md_day(y, season.end, first=False)
-        if d is not None and d <= x:
-            return d
-    return None
-
-
-def _season_run_end(season: Season, x: int) -> int | None:
-    """First day after the in-season run containing ``x``; None if the season is the
-    whole year."""
-    day = date.fromordinal(x)
-    year = day.year
-    md = day.month * 100 + day.day
-    if season.start > season.end and md >= season.start:
-        year += 1
-    end = _md_day(year, season.end, first=False)
-    if end is None or end + 1 > _MAX_ORDINAL:
-        return None
-    after = end + 1
-    nxt = date.fromordinal(after)
-    if season.contains_md(nxt.month * 100 + nxt.day):
-        return None
-    return after
-
-
-def _season_run_start(season: Season, x: int) -> int | None:
-    """Last day before the in-season run containing ``x``; None if the season is the
-    whole year."""
-    day = date.fromordinal(x)
-    year = day.year
-    md = day.month * 100 + day.day
-    if season.start > season.end and md <= season.end:
-        year -= 1
-    start = _md_day(year, season.start, first=True)
-    if start is None or start - 1 < _MIN_ORDINAL:
-        return None
-    before = start - 1
-    prv = date.fromordinal(before)
-    if season.contains_md(prv.month * 100 + prv.day):
-        return None
-    return before
+            out &= _season_bits(self.season, base, span)
+        if self.dates:
+            lo = bisect.bisect_left(self.dates, base)
+            hi = bisect.bisect_left(self.dates, base + span)
+            days = 0
+            for d in self.dates[lo:hi]:
+                days |= 1 << (d - base)
+            out &= days
+        return out
 
 
 # --------------------------------------------------------------------------- calendar
 
-# A local day's table: each rule's view of the day, the instants in the day where an
-# answer may change, and the window found for each segment between them (or None).
-_DayTable = tuple[
-    tuple[tuple[Any, ...], ...], list[float], list[tuple[float, float, Window] | None]
-]
+# One calendar year: the ordinal of its first day (bit or index 0), the number of days,
+# a day mask per rule, and per day the set of rules holding on it (bit i is rule i).
+_Year = tuple[int, int, tuple[int, ...], list[int]]
+
+# What a set of holding rules decides: the comparable key, the deciding rules, and the
+# set of rules whose starting or ending would change the answer (bit i is rule i).
+_Answer = tuple[tuple[Any, ...], tuple[Rule, ...], int]
+
+# A decision at one wall-clock minute: a comparable key, the wall-clock minutes
+# (ordinal * 1440 + minute, or ±inf) where it may begin and end, the deciding rules,
+# and whether the beginning (bit 1) and the end (bit 2) are sure to change the answer:
+# they are unless a rule sharing its name with another one starts or ends there.
+_Found = tuple[tuple[Any, ...], float, float, tuple[Rule, ...], int]
 
 
 def _to_tz(tz: str | tzinfo) -> tuple[tzinfo, str]:
@@ -1022,13 +931,19 @@ class PeakHourCalendar:
     >>> cal.next_change(datetime(2026, 1, 5, 7, tzinfo=timezone.utc)).isoformat()
     '2026-01-05T22:00:00+00:00'
 
-    Cost: ``at()`` remembers the last window it returned, so asking again inside it
-    costs a comparison. It also keeps a small table per local day, cut where any rule
-    may change, with the window found for each piece: a query on a known day costs a
-    bisection. Finding a window the first time costs O(rules); the first query on a
-    new day also searches each rule's previous and next days. See
-    ``benchmarks/calendar.py``. The object is safe to share between threads (the
-    caches hold immutable values; a race only repeats work).
+    Cost: ``at()`` turns the instant into the zone's wall clock once and answers in
+    integer wall-clock minutes. The rules are compiled, per calendar year, into the
+    set of rules holding on each day and, per piece of the day between two times
+    where some rule starts or ends, the set covering it, so the rules holding at an
+    instant are one expression on bit sets; what each set of holding rules decides is
+    remembered. The window's bounds are the nearest times, before and after, where a
+    rule that matters starts or ends (up to six days either side are scanned; a
+    longer window searches each rule's days), and only those two are turned back into
+    instants. A query costs O(rules) with small constants, well under 10 µs for 20
+    rules; the first query in a calendar year builds that year's tables. ``at()``
+    also remembers the last window and recent ones, so asking again inside them
+    costs a comparison. See ``benchmarks/calendar.py``. The object is safe to share
+    between threads (the caches hold immutable values; a race only repeats work).
 
     Raises:
         ConfigError: a rule is not a :class:`Rule`, the zone is unknown (the message
@@ -1036,16 +951,30 @@ class PeakHourCalendar:
     """
 
     __slots__ = (
+        "_answers",
+        "_beyond",
+        "_by_level",
         "_compiled",
-        "_days",
         "_default",
+        "_fields",
+        "_first",
         "_fixed",
+        "_full",
         "_icache",
+        "_in_today",
+        "_in_yesterday",
         "_last",
+        "_marks_today",
+        "_marks_yesterday",
+        "_recent",
         "_rules",
-        "_shared_labels",
+        "_shared",
+        "_special",
+        "_times",
         "_tz",
         "_tzkey",
+        "_weekly",
+        "_years",
     )
 
     def __init__(
@@ -1073,10 +1002,21 @@ class PeakHourCalendar:
         self._compiled = tuple(_Compiled(r) for r in rule_list)
         self._fixed = isinstance(self._tz, timezone)
         labels = [c.label for c in self._compiled]
-        self._shared_labels = len(set(labels)) != len(labels)
+        counts = Counter(labels)
+        # the rules whose name another rule shares (bit i is rule i)
+        self._shared = sum(1 << i for i, label in enumerate(labels) if counts[label] > 1)
         self._icache: dict[int, float] = {}
-        self._days: dict[int, _DayTable] = {}
+        self._years: dict[int, _Year] = {}
+        self._answers: dict[int, _Answer] = {}
+        self._fields: dict[
+            tuple[Any, ...], tuple[Level, float | None, float | None, str, float | None]
+        ] = {}
+        self._tables()
+        self._recent: dict[float, list[tuple[float, float, Window]]] = {}
         self._last: tuple[float, float, Window] | None = None
+        # the instants when the local years 2-9998 begin and end
+        self._first = self._instant(_MIN_ORDINAL, 0)
+        self._beyond = self._instant(_MAX_ORDINAL + 1, 0)
 
     # -- construction -----------------------------------------------------
 
@@ -1296,20 +1236,28 @@ class PeakHourCalendar:
         if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
             raise ConfigError("when", when, "an aware datetime (with tzinfo)")
         ts = when.timestamp()
+        if not self._first <= ts < self._beyond:  # the local day is not in the years 2-9998
+            raise ConfigError("when", when, _WHEN_WHAT)
         last = self._last
         if last is not None and last[0] <= ts < last[1]:
             return last[2]
+        hour = ts // 3600
+        recent = self._recent.get(hour)
+        if recent is not None:
+            for found in recent:
+                if found[0] <= ts < found[1]:
+                    self._last = found
+                    return found[2]
         try:
-            day = datetime.fromtimestamp(ts, self._tz).toordinal()
-        except (OverflowError, ValueError, OSError):
-            day = 0
-        if not _MIN_ORDINAL <= day <= _MAX_ORDINAL:
-            raise ConfigError("when", when, "an instant between the years 2 and 9998")
-        _entries, breaks, segments = self._day(day)
-        i = max(bisect.bisect_right(breaks, ts) - 1, 0)
-        found = segments[i]
-        if found is None:
-            found = segments[i] = self._window(ts)
+            found = self._window(ts)
+        except ConfigError:
+            raise ConfigError("when", when, _WHEN_WHAT) from None
+        if recent is None:
+            if len(self._recent) >= 4096:
+                self._recent.clear()
+            self._recent[hour] = [found]
+        elif len(recent) < 64:
+            recent.append(found)
         self._last = found
         return found[2]
 
@@ -1358,6 +1306,17 @@ class PeakHourCalendar:
             current, t = w.end, w_end
 
     # -- evaluation -------------------------------------------------------
+    #
+    # A query is answered in wall-clock minutes (ordinal * 1440 + minute of the day) in
+    # the calendar's zone. Let f(m) be the instant a rule boundary at wall minute m takes
+    # effect (its first occurrence, or the first instant after a spring-forward gap): f
+    # never decreases, so a rule holds at instant t exactly when its wall interval
+    # [a, b) contains W(t), the last wall minute m with f(m) <= t. W(t) is t's wall
+    # clock, except in the repeated hour after clocks go back, where it is the minute
+    # before the repeat ends. Every rule is thus tested with integer comparisons, and
+    # only the window's two bounds are turned back into instants. Wall minutes inside a
+    # gap are never W(t) of any instant: when a bound falls there, the answer on the far
+    # side of the gap is checked and the window extended if it is the same.
 
     def _instant(self, day: int, minute: int) -> float:
         """The POSIX time of wall clock ``minute`` on ordinal ``day``: the first
@@ -1394,235 +1353,544 @@ class PeakHourCalendar:
         cache[key] = ts
         return ts
 
-    def _interval(self, c: _Compiled, day: int) -> tuple[float, float] | None:
-        """The rule's interval that starts on ``day`` (which it holds on), or None
-        when the interval is empty (swallowed by a spring-forward gap)."""
-        a = self._instant(day, c.start)
-        b = self._instant(day, c.endp)
-        return (a, b) if a < b else None
+    def _tables(self) -> None:
+        """The rule sets the fast evaluation reads, as bit sets (bit i is rule i).
 
-    def _next_start(self, c: _Compiled, day: int) -> float:
-        """Start of the first non-empty interval starting on ``day`` or later."""
-        d = c.next_active(day)
-        for _ in range(8):
-            if d is None:
-                return _INF
-            iv = self._interval(c, d)
-            if iv is not None:
-                return iv[0]
-            d = c.next_active(d + 1)
-        return _INF  # pragma: no cover - gaps are never eight days in a row
-
-    def _prev_end(self, c: _Compiled, day: int) -> float:
-        """End of the last non-empty interval starting on ``day`` or earlier."""
-        d = c.prev_active(day)
-        for _ in range(8):
-            if d is None:
-                return -_INF
-            iv = self._interval(c, d)
-            if iv is not None:
-                return iv[1]
-            d = c.prev_active(d - 1)
-        return -_INF  # pragma: no cover
-
-    def _day(self, day: int) -> _DayTable:
-        """What every rule looks like from local ``day``, computed once per day.
-
-        Per rule: ``(1, lo, hi)`` an all-day rule holding on its run ``[lo, hi)``;
-        ``(2, prev_end, next_start)`` an all-day rule not holding; or
-        ``(0, today, yesterday, next_start, prev_end)`` with today's interval and the
-        one begun yesterday that crosses midnight (each ``(a, b)`` or None).
+        ``_times``: every minute of the day where some rule starts or ends, and 0.
+        For the segment of the day from ``_times[j]``: ``_in_today[j]``, the rules whose
+        interval begun today covers it; ``_in_yesterday[j]``, those whose interval
+        begun yesterday does. At ``_times[j]``: ``_marks_today[j]``, the rules whose
+        interval begun today starts or ends there; ``_marks_yesterday[j]``, those
+        whose interval begun yesterday ends there. All-day rules (``_full``) start and
+        end at midnight only, where the days they hold on change.
         """
-        cached = self._days.get(day)
-        if cached is not None:
-            return cached
-        inst = self._instant
-        out: list[tuple[Any, ...]] = []
-        for c in self._compiled:
+        full = 0
+        weekly = [0] * 7
+        special: list[int] = []
+        today: dict[int, int] = {}
+        yesterday: dict[int, int] = {}
+        for i, c in enumerate(self._compiled):
+            bit = 1 << i
+            if c.season is None and not c.dates:
+                for wd in range(7):
+                    if (c.mask >> wd) & 1:
+                        weekly[wd] |= bit
+            else:
+                special.append(i)
             if c.full:
-                if c.day_ok(day):
-                    p = c.prev_inactive(day - 1)
-                    n = c.next_inactive(day + 1)
-                    lo = -_INF if p is None else inst(p + 1, 0)
-                    hi = _INF if n is None else inst(n, 0)
-                    out.append((1, lo, hi))
-                else:
-                    p = c.prev_active(day - 1)
-                    n = c.next_active(day + 1)
-                    lo = -_INF if p is None else inst(p + 1, 0)
-                    hi = _INF if n is None else inst(n, 0)
-                    out.append((2, lo, hi))
+                full |= bit
                 continue
-            crosses = c.endp > _DAY
-            today = self._interval(c, day) if c.day_ok(day) else None
-            yesterday = self._interval(c, day - 1) if crosses and c.day_ok(day - 1) else None
-            out.append(
-                (
-                    0,
-                    today,
-                    yesterday,
-                    self._next_start(c, day + 1),
-                    self._prev_end(c, day - 2 if crosses else day - 1),
-                )
-            )
-        # Every instant where some rule's answer can change, within the day: between two
-        # of them nothing changes, so one window serves the whole segment.
-        first, last = inst(day, 0), inst(day + 1, 0)
-        points = {first}
-        for entry in out:
-            for value in entry[1:]:
-                if isinstance(value, tuple):
-                    points.update(value)
-                elif value is not None:
-                    points.add(value)
-        breaks = sorted(p for p in points if first <= p < last)
-        segments: list[tuple[float, float, Window] | None] = [None] * len(breaks)
-        result = (tuple(out), breaks, segments)
-        if len(self._days) > 128:
-            self._days.clear()
-        self._days[day] = result
-        return result
+            today[c.start] = today.get(c.start, 0) | bit
+            if c.endp < _DAY:
+                today[c.endp] = today.get(c.endp, 0) | bit
+            else:
+                yesterday[c.endx] = yesterday.get(c.endx, 0) | bit
+        times = sorted({0, *today, *yesterday})
+        in_today: list[int] = []
+        in_yesterday: list[int] = []
+        for t in times:
+            a = b = 0
+            for i, c in enumerate(self._compiled):
+                if c.start <= t < c.endp:
+                    a |= 1 << i
+                if t < c.endx:
+                    b |= 1 << i
+            in_today.append(a)
+            in_yesterday.append(b)
+        by_level = [0, 0, 0]
+        for i, c in enumerate(self._compiled):
+            by_level[c.level] |= 1 << i
+        self._by_level = tuple(by_level)
+        self._full = full
+        self._weekly = tuple(weekly)
+        self._special = tuple(special)
+        self._times = times
+        self._in_today = tuple(in_today)
+        self._in_yesterday = tuple(in_yesterday)
+        self._marks_today = tuple(today.get(t, 0) for t in times)
+        self._marks_yesterday = tuple(yesterday.get(t, 0) for t in times)
 
-    @staticmethod
-    def _locate(entry: tuple[Any, ...], ts: float) -> tuple[bool, float, float]:
-        """(holds, lo, hi): the rule's maximal interval around ``ts`` when it holds,
-        else the end of its previous interval and the start of its next one."""
-        kind = entry[0]
-        if kind:
-            return kind == 1, entry[1], entry[2]
-        today = entry[1]
-        yesterday = entry[2]
-        if today is not None and today[0] <= ts < today[1]:
-            return True, today[0], today[1]
-        if yesterday is not None and yesterday[0] <= ts < yesterday[1]:
-            return True, yesterday[0], yesterday[1]
-        nxt = today[0] if today is not None and today[0] > ts else entry[3]
-        if today is not None and today[1] <= ts:
-            prv = today[1]
-        elif yesterday is not None:
-            prv = yesterday[1]
-        else:
-            prv = entry[4]
-        return False, prv, nxt
+    def _year(self, year: int) -> _Year:
+        """Every rule's day mask for ``year`` (with _PAD days of the years around)."""
+        hit = self._years.get(year)
+        if hit is None:
+            base = date(year, 1, 1).toordinal() - _PAD
+            span = date(year, 12, 31).toordinal() + _PAD + 1 - base
+            masks = tuple(c.bits(base, span) for c in self._compiled)
+            weekly = self._weekly
+            days = [weekly[(base - 1 + k) % 7] for k in range(span)]
+            for i in self._special:
+                bit = 1 << i
+                m = masks[i]
+                while m:
+                    low = m & -m
+                    days[low.bit_length() - 1] |= bit
+                    m ^= low
+            hit = (base, span, masks, days)
+            if len(self._years) >= 64:
+                self._years.clear()
+            self._years[year] = hit
+        return hit
 
-    def _evaluate(self, ts: float) -> tuple[tuple[Any, ...], float, float, list[_Compiled]]:
-        """The decision at ``ts`` (as a comparable key), its bounds and deciders."""
+    def _next_on(self, i: int, x: int, year: int, want: bool) -> int | None:
+        """The first day >= ``x`` on which rule ``i`` holds (``want``) or does not;
+        None when there is none up to the year 9998. ``x`` lies in ``year``'s mask."""
+        c = self._compiled[i]
+        stop = _MAX_ORDINAL
+        limit = 10_000
+        if want:
+            if c.dates:
+                stop = min(c.dates[-1], _MAX_ORDINAL)
+            limit = _CYCLE_YEARS  # a weekday-and-season pattern holds within 400 years
+        elif c.always:
+            return None
+        for _ in range(limit):
+            if x > stop:
+                return None
+            base, span, masks, _days = self._year(year)
+            rel = x - base
+            bits = ((masks[i] if want else ~masks[i]) >> rel) & ((1 << (span - rel)) - 1)
+            if bits:
+                d = x + (bits & -bits).bit_length() - 1
+                return d if d <= _MAX_ORDINAL else None
+            x = base + span
+            year += 1
+        return None
+
+    def _prev_on(self, i: int, x: int, year: int, want: bool) -> int | None:
+        """The last day <= ``x`` on which rule ``i`` holds (``want``) or does not; None
+        when there is none from the year 2. ``x`` lies in ``year``'s mask."""
+        c = self._compiled[i]
+        stop = _MIN_ORDINAL
+        limit = 10_000
+        if want:
+            if c.dates:
+                stop = max(c.dates[0], _MIN_ORDINAL)
+            limit = _CYCLE_YEARS
+        elif c.always:
+            return None
+        for _ in range(limit):
+            if x < stop:
+                return None
+            base, _span, masks, _days = self._year(year)
+            rel = x - base
+            bits = (masks[i] if want else ~masks[i]) & ((1 << (rel + 1)) - 1)
+            if bits:
+                d = base + bits.bit_length() - 1
+                return d if d >= _MIN_ORDINAL else None
+            x = base - 1
+            year -= 1
+        return None
+
+    def _wall(self, ts: float) -> tuple[int, int, int, datetime]:
+        """W(ts) as (ordinal, minute of the day, year), and ts in the zone."""
+        tz = self._tz
         try:
-            day = datetime.fromtimestamp(ts, self._tz).toordinal()
+            dt = datetime.fromtimestamp(ts, tz)
         except (OverflowError, ValueError, OSError):
-            day = 0
+            raise ConfigError("when", ts, _WHEN_WHAT) from None
+        wall = dt
+        if dt.fold:  # the repeated hour: the reading just before the repeat ends
+            off = dt.utcoffset()
+            first = dt.replace(fold=0).utcoffset()
+            assert off is not None
+            assert first is not None
+            lo = math.floor(ts - (first - off).total_seconds())
+            hi = math.floor(ts)
+            while hi - lo > 1:  # the transition is a whole second in (lo, hi]
+                mid = (lo + hi) // 2
+                if datetime.fromtimestamp(mid, tz).utcoffset() == off:
+                    hi = mid
+                else:
+                    lo = mid
+            wall = (datetime.fromtimestamp(hi, timezone.utc) - _TICK).astimezone(tz)
+        day = wall.toordinal()
         if not _MIN_ORDINAL <= day <= _MAX_ORDINAL:
-            raise ConfigError("when", ts, "an instant between the years 2 and 9998")
-        entries = self._day(day)[0]
-        locate = self._locate
-        found = [locate(entry, ts) for entry in entries]
+            raise ConfigError("when", ts, _WHEN_WHAT)
+        return day, wall.hour * 60 + wall.minute, wall.year, dt
+
+    def _answer(self, held: int) -> _Answer:
+        """What the rules in ``held`` decide (remembered: few sets ever occur)."""
+        compiled = self._compiled
         level = -1
         rate = cpu = down = _INF
-        for c, (holds, _lo, _hi) in zip(self._compiled, found):  # noqa: B905 - equal lengths
-            if holds and c.level >= level:
+        rest = held
+        while rest:
+            low = rest & -rest
+            rest ^= low
+            c = compiled[low.bit_length() - 1]
+            if c.level > level:
+                level, rate, cpu, down = c.level, c.rate, c.cpu, c.down
+            elif c.level == level:
+                rate = min(rate, c.rate)
+                cpu = min(cpu, c.cpu)
+                down = min(down, c.down)
+        deciders: list[_Compiled] = []
+        if level < 0:  # the default: every rule that starts changes it
+            key: tuple[Any, ...] = (-1,)
+            watch = self._by_level[0] | self._by_level[1] | self._by_level[2]
+        else:
+            # a rule of a higher level changes the answer by starting; one of a lower
+            # level neither decides nor changes anything; one of this level decides
+            # when it sets a cap that applies, and changes the answer by starting when
+            # it would set one
+            watch = 0
+            for above in self._by_level[level + 1 :]:
+                watch |= above
+            uncapped = rate == _INF and cpu == _INF and down == _INF
+            rest = self._by_level[level]
+            while rest:
+                low = rest & -rest
+                rest ^= low
+                c = compiled[low.bit_length() - 1]
+                if held & low:
+                    if (
+                        uncapped
+                        or (c.rate == rate and rate < _INF)
+                        or (c.cpu == cpu and cpu < _INF)
+                        or (c.down == down and down < _INF)
+                    ):
+                        deciders.append(c)
+                        watch |= low
+                elif (
+                    (c.rate <= rate and c.rate < _INF)
+                    or (c.cpu <= cpu and c.cpu < _INF)
+                    or (c.down <= down and c.down < _INF)
+                    or (uncapped and c.uncapped)
+                ):
+                    watch |= low
+            key = (level, rate, cpu, down, tuple(dict.fromkeys(c.label for c in deciders)))
+        answer = (key, tuple(c.rule for c in deciders), watch)
+        if len(self._answers) >= 4096:
+            self._answers.clear()
+        self._answers[held] = answer
+        return answer
+
+    def _evaluate(self, day: int, minute: int, year: int) -> _Found:
+        """The decision at a wall minute, its wall bounds and the deciding rules.
+
+        The rules holding are one bit set, from the day's set of rules and the
+        segment of the day. The bounds are the nearest instants, before and after,
+        where a rule that matters starts or ends: the marked times of this day and of
+        up to six days either side are scanned, and a window reaching further is left
+        to :meth:`_evaluate_slow`.
+        """
+        if not _MIN_ORDINAL + _PAD < day < _MAX_ORDINAL - _PAD:
+            return self._evaluate_slow(day, minute, year)
+        base, _span, _masks, days = self._year(year)
+        k = day - base
+        times = self._times
+        j = bisect.bisect_right(times, minute) - 1
+        now = days[k]
+        prev = days[k - 1]
+        held = (now & self._in_today[j]) | (prev & self._in_yesterday[j])
+        answer = self._answers.get(held)
+        if answer is None:
+            answer = self._answer(held)
+        key, deciders, watch = answer
+        if not watch:  # nothing can change
+            return key, -_INF, _INF, deciders, 3
+        marks_today = self._marks_today
+        marks_yesterday = self._marks_yesterday
+        # at midnight the all-day rules also start and end, where their days change
+        midnight = marks_today[0]
+        midnight_y = marks_yesterday[0]
+        full = self._full
+        n = len(times)
+        d0 = day * _DAY
+        shared = self._shared
+        # the end: the first mark after ``minute`` of a rule that matters
+        end = -1
+        for i in range(j + 1, n):
+            hit = ((marks_today[i] & now) | (marks_yesterday[i] & prev)) & watch
+            if hit:
+                end = d0 + times[i]
+                break
+        else:
+            for ahead in range(1, 7):
+                cur = days[k + ahead]
+                before = days[k + ahead - 1]
+                hit = ((midnight & cur) | (midnight_y & before) | ((cur ^ before) & full)) & watch
+                if hit:
+                    end = d0 + ahead * _DAY
+                    break
+                for i in range(1, n):
+                    hit = ((marks_today[i] & cur) | (marks_yesterday[i] & before)) & watch
+                    if hit:
+                        end = d0 + ahead * _DAY + times[i]
+                        break
+                if end >= 0:
+                    break
+            else:
+                return self._evaluate_slow(day, minute, year)
+        sure = 1 if hit & shared else 3
+        # the start: the last such mark at or before ``minute``
+        for i in range(j, 0, -1):
+            hit = ((marks_today[i] & now) | (marks_yesterday[i] & prev)) & watch
+            if hit:
+                return key, d0 + times[i], end, deciders, sure & 2 if hit & shared else sure
+        for back in range(7):
+            cur = days[k - back]
+            before = days[k - back - 1]
+            hit = ((midnight & cur) | (midnight_y & before) | ((cur ^ before) & full)) & watch
+            if hit:
+                return key, d0 - back * _DAY, end, deciders, sure & 2 if hit & shared else sure
+            if back == 6:
+                break
+            cur, before = before, days[k - back - 2]
+            for i in range(n - 1, 0, -1):
+                hit = ((marks_today[i] & cur) | (marks_yesterday[i] & before)) & watch
+                if hit:
+                    start = d0 - (back + 1) * _DAY + times[i]
+                    return key, start, end, deciders, sure & 2 if hit & shared else sure
+        return self._evaluate_slow(day, minute, year)
+
+    def _evaluate_slow(self, day: int, minute: int, year: int) -> _Found:
+        """:meth:`_evaluate` rule by rule, searching each rule's days as far as needed."""
+        base, _span, masks, _days = self._year(year)
+        k = day - base - 2
+        compiled = self._compiled
+        # Per rule: bits 0-4 say whether it holds on the days day-2 .. day+2; bit 5 is
+        # set when today's interval holds, bit 6 when yesterday's (crossing midnight).
+        state: list[int] = []
+        level = -1
+        rate = cpu = down = _INF
+        for c, m in zip(compiled, masks):  # noqa: B905 - equal lengths
+            b = (m >> k) & 31
+            if b & 4 and c.start <= minute < c.endp:
+                state.append(b | 32)
+            elif b & 2 and minute < c.endx:
+                state.append(b | 64)
+            else:
+                state.append(b)
+                continue
+            if c.level >= level:
                 if c.level > level:
                     level, rate, cpu, down = c.level, c.rate, c.cpu, c.down
                 else:
-                    rate = min(rate, c.rate)
-                    cpu = min(cpu, c.cpu)
-                    down = min(down, c.down)
-        start, end = -_INF, _INF
-        deciders: list[_Compiled] = []
-        if level < 0:  # the default: every rule that starts changes it
-            for _holds, lo, hi in found:
-                start = max(start, lo)
-                end = min(end, hi)
-            return (-1,), start, end, deciders
+                    if c.rate < rate:
+                        rate = c.rate
+                    if c.cpu < cpu:
+                        cpu = c.cpu
+                    if c.down < down:
+                        down = c.down
         uncapped = rate == _INF and cpu == _INF and down == _INF
-        for c, (holds, lo, hi) in zip(self._compiled, found):  # noqa: B905
+        start = -_INF
+        end = _INF
+        deciders: list[_Compiled] = []
+        d0 = day * _DAY
+        # the neighbouring days may be used directly unless they are out of range
+        early = day > _MIN_ORDINAL
+        late = day < _MAX_ORDINAL
+        k3 = k + 3  # bit of tomorrow
+        before = (1 << (k + 2)) - 1  # bits of the days up to yesterday
+        lo: float
+        hi: float
+        for i, c in enumerate(compiled):
             if c.level < level:
                 continue  # it neither decides nor would change anything by starting
-            if holds:
-                if c.level == level and (
+            b = state[i]
+            if b & 96:
+                if c.level != level or not (
                     uncapped
                     or (c.rate == rate and rate < _INF)
                     or (c.cpu == cpu and cpu < _INF)
                     or (c.down == down and down < _INF)
                 ):
-                    deciders.append(c)
-                    start = max(start, lo)
-                    end = min(end, hi)
+                    continue
+                deciders.append(c)
+                if not c.full:
+                    lo = d0 + c.start if b & 32 else d0 - _DAY + c.start
+                    hi = lo + c.endp - c.start
+                else:  # the run of days it holds on
+                    if early and not b & 2:
+                        lo = d0
+                    else:
+                        p = self._prev_on(i, day - 1, year, False)
+                        lo = -_INF if p is None else (p + 1) * _DAY
+                    if late and not b & 8:
+                        hi = d0 + _DAY
+                    else:
+                        n = self._next_on(i, day + 1, year, False)
+                        hi = _INF if n is None else n * _DAY
             elif c.level > level or (
                 (c.rate <= rate and c.rate < _INF)
                 or (c.cpu <= cpu and c.cpu < _INF)
                 or (c.down <= down and c.down < _INF)
                 or (uncapped and c.uncapped)
             ):
-                start = max(start, lo)
-                end = min(end, hi)
+                # the start of its next interval and the end of its previous one (an
+                # all-day rule's start is 0 and its end 1440: the same sums serve)
+                if b & 4 and minute < c.start:
+                    hi = d0 + c.start
+                elif late and b & 8:
+                    hi = d0 + _DAY + c.start
+                else:
+                    t = masks[i] >> k3  # the days from tomorrow on, in this year's mask
+                    if t:
+                        n = day + (t & -t).bit_length()
+                        hi = n * _DAY + c.start if n <= _MAX_ORDINAL else _INF
+                    else:
+                        n2 = self._next_on(i, day + 1, year, True)
+                        hi = _INF if n2 is None else n2 * _DAY + c.start
+                if b & 4 and minute >= c.endp:
+                    lo = d0 + c.endp
+                elif early and b & 2:
+                    lo = d0 - _DAY + c.endp
+                else:
+                    t = masks[i] & before  # the days up to yesterday
+                    if t:
+                        p = base + t.bit_length() - 1
+                        lo = p * _DAY + c.endp if p >= _MIN_ORDINAL else -_INF
+                    else:
+                        p2 = self._prev_on(i, day - 1, year, True)
+                        lo = -_INF if p2 is None else p2 * _DAY + c.endp
+            else:
+                continue
+            if lo > start:
+                start = lo
+            if hi < end:
+                end = hi
+        sure = 0 if self._shared else 3
+        if level < 0:
+            return (-1,), start, end, (), sure
         labels = tuple(dict.fromkeys(c.label for c in deciders))
-        return (level, rate, cpu, down, labels), start, end, deciders
+        rules = tuple(c.rule for c in deciders)
+        return (level, rate, cpu, down, labels), start, end, rules, sure
+
+    def _evaluate_at(self, ts: float) -> _Found:
+        day, minute, year, _dt = self._wall(ts)
+        return self._evaluate(day, minute, year)
+
+    def _convert(
+        self, wall: float, guess: timedelta, guess_s: float
+    ) -> tuple[float, datetime | None, bool]:
+        """f(wall): the instant a boundary at this wall minute takes effect, that instant
+        in the zone, and whether the zone's clock reads exactly ``wall`` then (False in
+        a spring-forward gap). ``guess`` is the UTC offset to try first (``guess_s`` in
+        seconds)."""
+        if not _WALL_FIRST <= wall <= _WALL_LAST:  # also ±inf
+            return (_INF, None, True) if wall > 0 else (-_INF, None, True)
+        tz = self._tz
+        seconds = (int(wall) - _EPOCH_MINUTE) * 60
+        ts = seconds - guess_s
+        dt = datetime.fromtimestamp(ts, tz)
+        off = dt.utcoffset()
+        if off == guess and not dt.fold:
+            return ts, dt, True
+        if off is not None:  # the offset on the other side of a change
+            ts = seconds - off.total_seconds()
+            dt = datetime.fromtimestamp(ts, tz)
+            if dt.utcoffset() == off and not dt.fold:
+                return ts, dt, True
+        # in a gap or a fold: the exact search
+        day, minute = divmod(int(wall), _DAY)
+        ts = self._instant(day, minute)
+        dt = datetime.fromtimestamp(ts, tz)
+        d = date.fromordinal(day)
+        naive = datetime(d.year, d.month, d.day, minute // 60, minute % 60)
+        return ts, dt, dt.replace(tzinfo=None) == naive
+
+    def _seen_before(self, start_dt: datetime) -> bool:
+        """Whether the wall minute before the one ``start_dt`` shows is read at the
+        instant a minute earlier (so it is not inside a spring-forward gap).
+
+        The offset of a wall time (at its first occurrence; before the change for a
+        time inside a gap) is the same as ``start_dt``'s exactly when no clock change
+        lies in between.
+        """
+        return (start_dt - _MINUTE).utcoffset() == start_dt.utcoffset()
 
     def _window(self, ts: float) -> tuple[float, float, Window]:
-        key, start, end, deciders = self._evaluate(ts)
-        # A boundary where nothing changes (two pieces of one rclone entry, rules of
-        # the same name meeting) is stepped over, a bounded number of times.
-        if not self._shared_labels:
-            # Every boundary found is a real change: a rule's window only ends where its
-            # label leaves or joins the reason, and labels are unique.
-            return start, end, self._make(key, start, end, deciders)
-        try:
-            for _ in range(256):
-                if end == _INF:
-                    break
-                key2, _s, end2, _d = self._evaluate(end)
-                if key2 != key:
-                    break
-                end = end2
-            for _ in range(256):
-                if start == -_INF:
-                    break
-                key2, start2, _e, _d = self._evaluate(start - 1e-3)
-                if key2 != key:
-                    break
-                start = start2
-        except ConfigError:  # the neighbour is outside the years 2-9998: stop there
-            pass
-        if start > -_INF:
-            # the rules as they stand at the window's start, wherever it was asked (with
-            # unique labels the deciding rules are the same throughout the window)
-            deciders = self._evaluate(start)[3]
-        return start, end, self._make(key, start, end, deciders)
+        day, minute, year, dt = self._wall(ts)
+        key, lo, hi, deciders, sure = self._evaluate(day, minute, year)
+        guess = dt.utcoffset()
+        assert guess is not None
+        guess_s = guess.total_seconds()
+        # A bound where nothing changes (inside a gap, or where two pieces of one rclone
+        # entry or rules of the same name meet) is stepped over, a bounded number of
+        # times. Every other bound is a real change.
+        end, end_dt, exact = self._convert(hi, guess, guess_s)
+        if not (exact and sure & 2):
+            try:
+                for _ in range(256):
+                    if end == _INF:
+                        break
+                    key2, _lo, hi2, _d, sure2 = self._evaluate_at(end)
+                    if key2 != key:
+                        break
+                    end, end_dt, exact = self._convert(hi2, guess, guess_s)
+                    if exact and sure2 & 2:
+                        break
+            except ConfigError:  # the neighbour is outside the years 2-9998: stop there
+                pass
+        start, start_dt, _exact = self._convert(lo, guess, guess_s)
+        if start_dt is not None and not (sure & 1 and self._seen_before(start_dt)):
+            moved = False
+            try:
+                for _ in range(256):
+                    key2, lo2, _hi, _d, sure2 = self._evaluate_at(start - 1e-3)
+                    if key2 != key:
+                        break
+                    moved = True
+                    start, start_dt, _exact = self._convert(lo2, guess, guess_s)
+                    if start_dt is None or (sure2 & 1 and self._seen_before(start_dt)):
+                        break
+            except ConfigError:
+                pass
+            if moved and self._shared and start_dt is not None:
+                # the rules as they stand at the window's start, wherever it was asked
+                # (between two bounds found at once the deciding rules do not change)
+                deciders = self._evaluate_at(start)[3]
+        return (
+            start,
+            end,
+            self._make(
+                key,
+                _UTC_MIN if start_dt is None else start_dt,
+                _UTC_MAX if end_dt is None else end_dt,
+                deciders,
+            ),
+        )
 
     def _make(
-        self, key: tuple[Any, ...], start: float, end: float, deciders: list[_Compiled]
+        self, key: tuple[Any, ...], lo: datetime, hi: datetime, rules: tuple[Rule, ...]
     ) -> Window:
-        lo = _UTC_MIN if start == -_INF else datetime.fromtimestamp(start, self._tz)
-        hi = _UTC_MAX if end == _INF else datetime.fromtimestamp(end, self._tz)
+        fields = self._fields.get(key)
+        if fields is None:
+            fields = self._window_fields(key)
+        level, rate, cpu, reason, down = fields
+        return Window(level, rate, cpu, lo, hi, reason, rules, down)
+
+    def _window_fields(
+        self, key: tuple[Any, ...]
+    ) -> tuple[Level, float | None, float | None, str, float | None]:
+        """A window's level, caps, reason and download cap for a decision ``key``."""
         if key[0] < 0:
-            return Window(
+            zero = 0.0 if self._default is Level.BLACKOUT else None
+            fields = (
                 self._default,
-                0.0 if self._default is Level.BLACKOUT else None,
-                0.0 if self._default is Level.BLACKOUT else None,
-                lo,
-                hi,
+                zero,
+                zero,
                 f"no rule applies (default {self._default.name})",
+                None,
             )
-        level, rate, cpu, down, labels = key
-        lvl = Level(level)
-        if lvl is Level.BLACKOUT:
-            rate_out: float | None = 0.0
-            cpu_out: float | None = 0.0
         else:
-            rate_out = None if rate == _INF else rate
-            cpu_out = None if cpu == _INF else cpu
-        quoted = ", ".join(repr(label) for label in labels)
-        reason = f"rule {quoted}" if len(labels) == 1 else f"rules {quoted}"
-        return Window(
-            lvl,
-            rate_out,
-            cpu_out,
-            lo,
-            hi,
-            reason,
-            tuple(c.rule for c in deciders),
-            None if down == _INF else down,
-        )
+            level, rate, cpu, down, labels = key
+            lvl = Level(level)
+            if lvl is Level.BLACKOUT:
+                rate_out: float | None = 0.0
+                cpu_out: float | None = 0.0
+            else:
+                rate_out = None if rate == _INF else rate
+                cpu_out = None if cpu == _INF else cpu
+            quoted = ", ".join(repr(label) for label in labels)
+            reason = f"rule {quoted}" if len(labels) == 1 else f"rules {quoted}"
+            fields = (lvl, rate_out, cpu_out, reason, None if down == _INF else down)
+        if len(self._fields) >= 4096:
+            self._fields.clear()
+        self._fields[key] = fields
+        return fields
 
     # -- description ------------------------------------------------------
 
