@@ -264,6 +264,7 @@ def test_an_interrupted_copy_stops_with_exit_3_and_resumes_where_it_was(
     assert "wedguard: stopped: " in err
     first = json.loads(out)
     assert first["exit_code"] == 3
+    assert first["report"]["outcome"] == "stopped"
     assert 1 <= first["copied"] < 8
     assert not [p for p in dst.rglob("*") if ".wedguard-tmp." in p.name]
     status = wedguard(env, "status")

@@ -466,19 +466,25 @@ def cmd_copy(args: argparse.Namespace) -> int:
     error: BaseException | None = None
     with _assemble(args, config) as built:
         guard = built.guard
-        with guard.session(args.name) as session:
-            job = _CopyJob(session, guard)
-            progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-            if sys.stderr.isatty() and not args.quiet:
-                progress = _Progress(sys.stderr, guard, lambda: job.bytes)
-            with _StatusFile(guard, f"copy {src} {dst}", session), progress:
-                try:
+        session = guard.session(args.name)
+        job = _CopyJob(session, guard)
+        entered = False
+        try:
+            # the session ends with the error, so its report says "stopped" or "error"
+            with session:
+                entered = True
+                progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+                if sys.stderr.isatty() and not args.quiet:
+                    progress = _Progress(sys.stderr, guard, lambda: job.bytes)
+                with _StatusFile(guard, f"copy {src} {dst}", session), progress:
                     for s, d in job.plan(src, dst):
                         job.copy_file(s, d)
-                except EmergencyStop as exc:
-                    outcome, error = EXIT_STOPPED, exc
-                except CircuitOpenError as exc:
-                    outcome, error = EXIT_CIRCUIT_OPEN, exc
+        except EmergencyStop as exc:
+            if not entered:
+                raise  # stopped before anything began: one line, exit code 3
+            outcome, error = EXIT_STOPPED, exc
+        except CircuitOpenError as exc:
+            outcome, error = EXIT_CIRCUIT_OPEN, exc
         report = session.report()
     if outcome == EXIT_OK and job.failed:
         outcome = EXIT_FAILED

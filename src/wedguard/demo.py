@@ -355,26 +355,27 @@ def _drive(
     outcome = 0
     switcher = threading.Thread(target=timetable, name="wedguard-demo-load", daemon=True)
     started = time.monotonic()
-    with guard.session("demo-copy") as session:
-        job = _CopyJob(session, guard, chunk=128 * 1024)
-        progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if narrator.tty and sys.stderr.isatty():
-            progress = _Progress(sys.stderr, guard, lambda: job.bytes, interval=0.25)
-        copied_fn = lambda: float(session.bytes)  # noqa: E731
-        service.backup_bytes = copied_fn
-        switcher.start()
-        try:
-            with _StatusFile(guard, "demo", session), progress:
-                for s, d in job.plan(src, dst):
-                    job.copy_file(s, d)
-        except EmergencyStop as exc:
-            narrator.say(f"stopped: {exc.reason}")
-            outcome = 3
-        finally:
-            halt.set()
-            switcher.join(1.0)
+    session = guard.session("demo-copy")
+    job = _CopyJob(session, guard, chunk=128 * 1024)
+    service.backup_bytes = lambda: float(session.bytes)
+    progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if narrator.tty and sys.stderr.isatty():
+        progress = _Progress(sys.stderr, guard, lambda: job.bytes, interval=0.25)
+    switcher.start()
+    try:
+        # the session ends with a stop, so its report says "stopped"
+        with session, _StatusFile(guard, "demo", session), progress:
+            for s, d in job.plan(src, dst):
+                job.copy_file(s, d)
+    except EmergencyStop as exc:
+        narrator.say(f"stopped: {exc.reason}")
+        outcome = 3
+    finally:
+        halt.set()
+        switcher.join(1.0)
     copied[0] = float(job.bytes)
-    narrator.say(f"copy finished: {job.copied} files, {format_size(job.bytes)}")
+    done = "copy finished" if outcome == 0 else "copy stopped"
+    narrator.say(f"{done}: {job.copied} files, {format_size(job.bytes)}")
     return session.report(), outcome, started
 
 
