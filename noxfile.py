@@ -65,7 +65,17 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- throttle`` runs one of them.
     """
     session.install("-e", ".", *group("bench"))
-    names = session.posargs or ["throttle", "breaker", "calendar", "guard"]
+    names = session.posargs or [
+        "throttle",
+        "breaker",
+        "peak_calendar",
+        "guard",
+        "sources",
+        "alerts",
+        "history",
+        "process",
+        "distributed",
+    ]
     for name in names:
         script = f"benchmarks/{name}.py"
         if os.path.exists(script):

@@ -23,17 +23,11 @@ machines are shared and noisy: read the ratios, not the absolute figures.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# Run as a script, this folder comes first on sys.path, and benchmarks/calendar.py
-# would shadow the standard library's calendar module: drop it.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
 import importlib
+import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable

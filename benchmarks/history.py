@@ -17,22 +17,16 @@ Wall time, best of three. This is a script, not a test.
 
 from __future__ import annotations
 
+import argparse
 import os
+import sqlite3
+import statistics
 import sys
-
-# This folder holds calendar.py, which would shadow the standard library's calendar
-# module for everything imported below: run from here without it on the path.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import sqlite3  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src")
 if os.path.isdir(os.path.join(_SRC, "wedguard")):

@@ -17,15 +17,9 @@ from __future__ import annotations
 
 import io
 import os
-import sys
-
-# Run as a script, this folder comes first on sys.path, and benchmarks/calendar.py
-# would shadow the standard library's calendar module.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 

@@ -1,6 +1,6 @@
 """How much does PeakHourCalendar.at() cost?
 
-Run: ``PYTHONPATH=src python benchmarks/calendar.py``
+Run: ``PYTHONPATH=src python benchmarks/peak_calendar.py``
 
 Measures, for a 20-rule calendar in Europe/London:
 
@@ -27,18 +27,13 @@ costs a few tenths of a microsecond per query and is included.
 from __future__ import annotations
 
 import os
+import random
 import sys
+import timeit
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
-# This script is named like the standard library's ``calendar`` module, which the
-# imports below need: take the script's own folder off the import path first.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import random  # noqa: E402
-import timeit  # noqa: E402
-from datetime import datetime, time, timedelta, timezone  # noqa: E402
-from zoneinfo import ZoneInfo  # noqa: E402
-
 sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "src"))
 
 from wedguard import PeakHourCalendar, Rule  # noqa: E402
