@@ -271,8 +271,10 @@ def test_an_interrupted_copy_stops_with_exit_3_and_resumes_where_it_was(
     assert "present (database maintenance)" in status.stdout
     assert "no running guards" in status.stdout
     # still stopped: a new copy stops at once
-    blocked = wedguard(env, "copy", str(src), str(dst), "-c", str(config))
+    blocked = wedguard(env, "copy", str(src), str(dst), "-c", str(config), "--json")
     assert blocked.returncode == 3
+    assert json.loads(blocked.stdout)["exit_code"] == 3
+    assert "wedguard: stopped: stop file" in one_line(blocked.stderr)
     assert wedguard(env, "resume").returncode == 0
     assert "absent" in wedguard(env, "status").stdout
     second = wedguard(env, "copy", str(src), str(dst), "-c", str(config), "--json", "--rate",

@@ -221,6 +221,10 @@ def _stop_file(config: Config, given: str | None = None) -> Path:
 
 def _assemble(args: argparse.Namespace, config: Config) -> Built:
     overrides: dict[str, Any] = {"stop_file": str(_stop_file(config))}
+    if not config.sinks_given:
+        # the command shows decisions itself (progress, summary, status): no default
+        # logging sink repeating them on stderr
+        overrides["sinks"] = []
     if getattr(args, "rate", None) is not None:
         try:
             overrides["rate"] = parse_rate(args.rate, field="--rate")
@@ -480,8 +484,12 @@ def cmd_copy(args: argparse.Namespace) -> int:
                     for s, d in job.plan(src, dst):
                         job.copy_file(s, d)
         except EmergencyStop as exc:
-            if not entered:
-                raise  # stopped before anything began: one line, exit code 3
+            if not entered:  # stopped before anything began
+                if args.json:
+                    print(json.dumps({"exit_code": EXIT_STOPPED, "error": str(exc),
+                                      "copied": 0, "skipped": 0, "special": [], "failed": [],
+                                      "bytes": 0, "report": None}, indent=2))  # fmt: skip
+                raise
             outcome, error = EXIT_STOPPED, exc
         except CircuitOpenError as exc:
             outcome, error = EXIT_CIRCUIT_OPEN, exc

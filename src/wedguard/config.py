@@ -1028,6 +1028,8 @@ class Config:
         history: the ``[history]`` settings, or None.
         breaker: the circuit breaker's settings.
         redis: the ``[redis]`` settings (many hosts, one budget), or None.
+        sinks_given: False when the file has no ``sinks`` (the logging sink is then
+            the default, which the command line leaves out: it shows events itself).
 
     Example::
 
@@ -1049,6 +1051,7 @@ class Config:
     history: Mapping[str, Any] | None
     breaker: Mapping[str, Any]
     redis: Mapping[str, Any] | None = None
+    sinks_given: bool = True
 
     @classmethod
     def from_dict(
@@ -1114,6 +1117,7 @@ class Config:
             history=history,
             breaker=breaker,
             redis=redis,
+            sinks_given="sinks" in data,
         )
 
     # -- building the guard ---------------------------------------------------------------
