@@ -540,3 +540,18 @@ def test_importing_the_report_module_does_not_import_matplotlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_long_reason_is_cut_on_the_plot_but_kept_in_the_series() -> None:
+    """A mark's annotation on the figure is at most 40 characters, so a long reason cannot
+    squash the axes; the series keeps the whole text for the HTML report."""
+    reason = "calendar: BLACKOUT until 2026-06-13T13:00:00+00:00 (rule 'wedding ceremony')"
+    event = {**BREAKER, "reason": reason}
+    series = session_series(make_report(), events=[event])
+    assert any(reason in mark.label for mark in series.marks)
+    fig = plot_session(make_report(), events=[event])
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    breaker_texts = [t for t in texts if t.startswith("breaker")]
+    assert breaker_texts, "the breaker event is annotated"
+    assert all(len(t) <= 40 for t in breaker_texts)
+    assert breaker_texts[0].endswith("…")

@@ -542,6 +542,12 @@ def _shade(ax: Axes, series: SessionSeries, legend: bool) -> None:
         seen.add(span.level)
 
 
+def _short(label: str, width: int = 40) -> str:
+    """A mark's label cut to ``width`` characters, so a long reason cannot squash the axes
+    (the HTML report and ``SessionSeries.marks`` keep the whole text)."""
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def _marks(ax: Axes, series: SessionSeries, annotate: bool) -> None:
     for mark in series.marks:
         ax.axvline(
@@ -554,7 +560,7 @@ def _marks(ax: Axes, series: SessionSeries, annotate: bool) -> None:
         )
         if annotate:
             ax.annotate(
-                mark.label,
+                _short(mark.label),
                 xy=(mark.t, 1.0),
                 xycoords=("data", "axes fraction"),
                 rotation=90,
