@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, SystemClock
+from wedguard.decision import Decision
 from wedguard.errors import (
     CircuitOpenError,
     ConfigError,
@@ -26,6 +27,8 @@ from wedguard.errors import (
     ThrottleTimeout,
     WedguardError,
 )
+from wedguard.fileobj import GuardedFile
+from wedguard.guard import Guard
 from wedguard.levels import Level, Verdict
 from wedguard.policy.breaker import (
     BreakerEvent,
@@ -35,10 +38,21 @@ from wedguard.policy.breaker import (
     CircuitBreaker,
     MemoryBreakerStorage,
 )
+from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
 from wedguard.policy.control import AIMDController, LedbatController, RateController
 from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
+from wedguard.session import (
+    Cutoff,
+    CutoffReached,
+    DeadlineError,
+    Pause,
+    Session,
+    SessionReport,
+    SlotTimeout,
+    TimelinePoint,
+)
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -66,23 +80,38 @@ __all__ = [
     "CircuitOpenError",
     "Clock",
     "ConfigError",
+    "Cutoff",
+    "CutoffReached",
+    "DeadlineError",
+    "Decision",
     "EmergencyStop",
     "Event",
+    "Guard",
+    "GuardedFile",
     "ImpactAnalyzer",
     "LedbatController",
     "Level",
     "MemoryBreakerStorage",
+    "Pause",
+    "PeakHourCalendar",
     "RateController",
+    "Rule",
+    "Season",
+    "Session",
+    "SessionReport",
     "Severity",
     "Sink",
+    "SlotTimeout",
     "Source",
     "SystemClock",
     "Thresholds",
     "ThrottleTimeout",
     "Throttler",
+    "TimelinePoint",
     "TokenBucketThrottler",
     "Verdict",
     "WedguardError",
+    "Window",
     "__version__",
     "format_duration",
     "format_rate",

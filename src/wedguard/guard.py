@@ -1,0 +1,1305 @@
+"""The guard: where the policies meet the host's copy loops.
+
+:class:`Guard` composes the pure policy objects (calendar, token buckets, circuit
+breaker, impact analyser and rate controller) with the parts that block, sleep and
+start threads: sessions, concurrency slots, the emergency stop, the background sampler
+and event delivery.
+
+The background sampler (every ``sample_interval``, 1 s by default) runs while at
+least one session is active: sources → analyser → controller → a new immutable
+:class:`~wedguard.Decision`. The hot path (``s.throttle(n)``) only reads the current
+decision, compares the clock with the decision's expiry (the calendar window's end)
+and asks the token bucket; it never samples and never does I/O.
+
+On a clock other than :class:`~wedguard.SystemClock` (such as
+:class:`wedguard.testing.FakeClock`) there is no thread: the guard samples inline, at
+most once per ``sample_interval`` of that clock's time, on the slow path of
+``throttle()``, and delivers events to sinks synchronously. Tests are deterministic and
+an hour passes in a microsecond. Pass ``background=True`` or ``False`` to choose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import functools
+import importlib
+import inspect
+import logging
+import math
+import os
+import signal
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar, cast, overload
+
+from wedguard.alerts import Alert, Severity
+from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock, clock_asleep, clock_wait
+from wedguard.decision import Decision
+from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
+from wedguard.levels import Level, Verdict
+from wedguard.policy.throttle import TokenBucketThrottler
+from wedguard.protocols import Event, Sink, Source
+from wedguard.session import Cutoff, DeadlineSpec, Session, SlotTimeout, _release_slot
+from wedguard.units import format_rate, parse_duration, parse_rate
+
+__all__ = ["DEFAULT", "Guard"]
+
+log = logging.getLogger("wedguard.guard")
+
+_INF: Final = math.inf
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+# -- the interfaces the guard composes (satisfied by wedguard's policy objects) -------
+
+
+class WindowLike(Protocol):
+    @property
+    def level(self) -> Level: ...
+    @property
+    def rate(self) -> float | None: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class CalendarLike(Protocol):
+    """What the guard asks of a calendar (:class:`wedguard.PeakHourCalendar`)."""
+
+    def at(self, when: datetime) -> Any: ...
+
+
+class AssessmentLike(Protocol):
+    @property
+    def verdict(self) -> Verdict: ...
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+
+
+class AnalyzerLike(Protocol):
+    """What the guard asks of an impact analyser (:class:`wedguard.ImpactAnalyzer`)."""
+
+    def assess(self, sample: Mapping[str, float], level: Level = ...) -> Any: ...
+
+
+class ControllerLike(Protocol):
+    """What the guard asks of a rate controller (``update`` returns the allowed rate)."""
+
+    def update(self, assessment: Any, *, ceiling: float, now: float) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+class BreakerLike(Protocol):
+    """What the guard asks of a circuit breaker (:class:`wedguard.CircuitBreaker`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def retry_after(self) -> float: ...
+    def allow(self) -> bool: ...
+    def record_success(self) -> None: ...
+    def record_failure(self, exc: BaseException | None = None) -> None: ...
+
+
+class _Default(enum.Enum):
+    DEFAULT = "DEFAULT"
+
+
+DEFAULT: Final = _Default.DEFAULT
+"""Sentinel: "use wedguard's default" for a Guard argument (None means "none")."""
+
+
+class _VerdictController:
+    """A minimal controller used when wedguard's own controllers are not available:
+    OK climbs back to the ceiling (x1.25 per sample), THROTTLE halves, HALT stops."""
+
+    def __init__(self) -> None:
+        self._rate = _INF
+
+    def update(self, assessment: Any, *, ceiling: float, now: float) -> float:
+        verdict = Verdict(assessment.verdict)
+        if verdict is Verdict.HALT:
+            return 0.0
+        current = min(self._rate, ceiling)
+        if verdict is Verdict.THROTTLE:
+            self._rate = current / 2 if current < _INF else _INF
+        else:
+            self._rate = ceiling if current >= ceiling else min(ceiling, current * 1.25)
+        return min(self._rate, ceiling)
+
+    def reset(self) -> None:
+        self._rate = _INF
+
+
+class _LogSink:
+    """Logs events when no sink is given and ``wedguard.sinks`` is not available."""
+
+    def emit(self, event: Event) -> None:
+        level = logging.WARNING if event.kind == "alert" else logging.INFO
+        log.log(level, "%s: %s", event.kind, event.to_dict())
+
+
+def _optional(name: str) -> Any:
+    """The module ``name`` if this installation has it (policies land one by one)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _default_calendar() -> CalendarLike | None:
+    module = _optional("wedguard.policy.calendar")
+    if module is None:
+        return None
+    return cast("CalendarLike", module.PeakHourCalendar.default(tz="UTC"))
+
+
+def _default_sources() -> list[Source]:
+    module = _optional("wedguard.sources")
+    if module is None:
+        return []
+    return [cast("Source", module.SystemSource())]
+
+
+def _default_analyzer(clock: Clock) -> AnalyzerLike | None:
+    impact = _optional("wedguard.policy.impact")
+    if impact is None:
+        return None
+    return cast("AnalyzerLike", impact.ImpactAnalyzer(impact.Thresholds(), clock=clock))
+
+
+def _default_controller() -> ControllerLike:
+    control = _optional("wedguard.policy.control")
+    if control is None:
+        return _VerdictController()
+    return cast("ControllerLike", control.AIMDController())
+
+
+def _default_breaker(clock: Clock) -> BreakerLike | None:
+    breaker = _optional("wedguard.policy.breaker")
+    if breaker is None:
+        return None
+    return cast("BreakerLike", breaker.CircuitBreaker(name="guard", clock=clock))
+
+
+def _default_sinks() -> list[Sink]:
+    module = _optional("wedguard.sinks")
+    if module is None:
+        return [_LogSink()]
+    return [cast("Sink", module.LoggingSink())]
+
+
+class _Slot:
+    """A held concurrency slot; released once."""
+
+    __slots__ = ("__weakref__", "name", "released", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session: weakref.ref[Session] = weakref.ref(session)
+        self.name = session.name
+        self.released = False
+
+
+class Guard:
+    """Lets backup code run beside production: sessions, budgets, windows, stop.
+
+    Args:
+        rate: the global byte budget (``"50MB/s"``, a number of bytes/s, or
+            ``"off"``): the most the backup may ever use.
+        calendar: a :class:`~wedguard.PeakHourCalendar` (or anything with
+            ``at(when) -> Window``). Default: ``PeakHourCalendar.default(tz="UTC")``
+            (06:00–22:00 PEAK with a 10 Mbit/s cap); ``None``: no calendar.
+        breaker: the circuit breaker :meth:`protect` runs calls under. Default: a
+            ``CircuitBreaker("guard")`` (3 failures, 5 minutes); ``None``: none.
+        analyzer: the impact analyser. Default: ``ImpactAnalyzer(Thresholds())`` when
+            there are sources; ``None``: throttle by rate and calendar alone.
+        sources: what the sampler reads. Default: ``[SystemSource()]``.
+        sinks: who hears about decisions, sessions and alerts. Default: a logging sink.
+        max_concurrent: sessions that may run at once (others wait, FIFO); ``None``
+            for no limit.
+        stop_file: a path whose existence stops every session (checked at most every
+            ``stop_check_interval``, 100 ms by default, one ``stat`` each time).
+        clock: where time comes from (default: the system clock).
+        controller: turns the analyser's verdicts into an allowed rate. Default:
+            ``AIMDController()``.
+        ops_rate: the operations budget (files, requests per second); default none.
+        sample_interval: seconds between samples (default 1 s).
+        slot_timeout: default seconds a session waits for a slot (None: forever).
+        background: run the sampler and event delivery on threads (default: only on
+            the system clock).
+        signals: install SIGUSR1 (stop) and SIGUSR2 (resume) handlers; see
+            :meth:`install_signal_handlers`.
+
+    Example::
+
+        >>> import wedguard as wg
+        >>> from wedguard.testing import FakeClock
+        >>> guard = wg.Guard(rate="10MB/s", calendar=None, sources=[], sinks=[],
+        ...                  clock=FakeClock())
+        >>> with guard.session("photos") as s:
+        ...     waited = [s.throttle(1_000_000) for _ in range(4)]
+        >>> waited
+        [0.0, 0.0, 0.1, 0.1]
+        >>> guard.decision().rate
+        10000000.0
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        rate: float | str = "50MB/s",
+        calendar: CalendarLike | _Default | None = DEFAULT,
+        breaker: BreakerLike | _Default | None = DEFAULT,
+        analyzer: AnalyzerLike | _Default | None = DEFAULT,
+        sources: Iterable[Source] | None = None,
+        sinks: Iterable[Sink] | None = None,
+        max_concurrent: int | None = 2,
+        stop_file: str | os.PathLike[str] | None = None,
+        clock: Clock | None = None,
+        *,
+        controller: ControllerLike | _Default | None = DEFAULT,
+        ops_rate: float | str | None = None,
+        sample_interval: float | str = 1.0,
+        stop_check_interval: float | str = 0.1,
+        slot_timeout: float | str | None = None,
+        background: bool | None = None,
+        signals: bool = False,
+    ) -> None:
+        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        for method in ("monotonic", "now", "sleep"):
+            if not callable(getattr(self._clock, method, None)):
+                raise ConfigError("clock", clock, "a Clock (monotonic, now, sleep)")
+        self._now = self._clock.monotonic
+        self._rate = parse_rate(rate, field="rate")
+        if not self._rate > 0:
+            raise ConfigError("rate", rate, "a rate > 0 ('off' for unlimited)")
+        self._ops_rate = _INF if ops_rate is None else parse_rate(ops_rate, field="ops_rate")
+        if not self._ops_rate > 0:
+            raise ConfigError("ops_rate", ops_rate, "operations per second > 0, or None")
+        if calendar is DEFAULT:
+            calendar = _default_calendar()
+        elif calendar is not None and not callable(getattr(calendar, "at", None)):
+            raise ConfigError("calendar", calendar, "a calendar with at(when) -> Window")
+        self._calendar: CalendarLike | None = calendar
+        self._sources: tuple[Source, ...] = tuple(
+            _default_sources() if sources is None else sources
+        )
+        for src in self._sources:
+            if not callable(getattr(src, "sample", None)):
+                raise ConfigError("sources", src, "objects with sample() -> Mapping[str, float]")
+        if analyzer is DEFAULT:
+            analyzer = _default_analyzer(self._clock) if self._sources else None
+        elif analyzer is not None and not callable(getattr(analyzer, "assess", None)):
+            raise ConfigError("analyzer", analyzer, "an analyser with assess(sample, level)")
+        self._analyzer: AnalyzerLike | None = analyzer
+        if controller is DEFAULT:
+            controller = _default_controller()
+        elif controller is not None and not callable(getattr(controller, "update", None)):
+            raise ConfigError("controller", controller, "a controller with update(...)")
+        self._controller: ControllerLike | None = controller
+        if breaker is DEFAULT:
+            breaker = _default_breaker(self._clock)
+        elif breaker is not None and not callable(getattr(breaker, "allow", None)):
+            raise ConfigError("breaker", breaker, "a circuit breaker with allow()")
+        self._breaker: BreakerLike | None = breaker
+        self._sinks: tuple[Sink, ...] = tuple(_default_sinks() if sinks is None else sinks)
+        for sink in self._sinks:
+            if not callable(getattr(sink, "emit", None)):
+                raise ConfigError("sinks", sink, "objects with emit(event)")
+        if max_concurrent is not None and (
+            isinstance(max_concurrent, bool)
+            or not isinstance(max_concurrent, int)
+            or max_concurrent < 1
+        ):
+            raise ConfigError("max_concurrent", max_concurrent, "a whole number >= 1, or None")
+        self._max_concurrent = max_concurrent
+        if stop_file is not None and not isinstance(stop_file, (str, os.PathLike)):
+            raise ConfigError("stop_file", stop_file, "a path, or None")
+        self._stop_file = None if stop_file is None else Path(stop_file)
+        self._interval = parse_duration(sample_interval, field="sample_interval")
+        if not 0 < self._interval < _INF:
+            raise ConfigError("sample_interval", sample_interval, "a duration > 0")
+        self._stop_interval = parse_duration(stop_check_interval, field="stop_check_interval")
+        if not 0 < self._stop_interval < _INF:
+            raise ConfigError("stop_check_interval", stop_check_interval, "a duration > 0")
+        self._slot_timeout = (
+            None if slot_timeout is None else parse_duration(slot_timeout, field="slot_timeout")
+        )
+        if background is None:
+            background = isinstance(self._clock, SystemClock)
+        self._background = bool(background)
+
+        # state shared with the sessions' hot path
+        self._cond = threading.Condition(threading.RLock())
+        self._bytes = TokenBucketThrottler(self._rate, clock=self._clock)
+        self._ops: TokenBucketThrottler | None = None
+        if self._ops_rate < _INF:
+            self._ops = TokenBucketThrottler(
+                self._ops_rate, burst=max(1.0, self._ops_rate * 0.2), clock=self._clock
+            )
+        self._go = True
+        self._expires = -_INF
+        self._window_end_m = _INF
+        self._stopped = False
+        self._manual_stop = ""
+        self._file_stop = ""
+        self._held = ""
+        self._assessment: Any = None
+        self._verdict = Verdict.OK
+        self._impact_reasons: tuple[str, ...] = ()
+        self._allowed = _INF
+        self._allowed_free = True
+        self._next_sample = -_INF
+        self._next_stop_check = -_INF
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        # slots and sessions
+        self._queue: collections.deque[object] = collections.deque()
+        self._active: dict[_Slot, None] = {}
+        self._sampler: threading.Thread | None = None
+        self._sampler_halt: threading.Event | None = None
+        # alerts currently firing, by key
+        self._firing: dict[str, Alert] = {}
+        # event delivery
+        self._events: collections.deque[Event] = collections.deque(maxlen=10_000)
+        self._ev_cond = threading.Condition()
+        self._deliverer: threading.Thread | None = None
+        self._delivering = False
+        self._signals_installed: dict[int, Any] = {}
+
+        self._decision = self._make_decision(self._now(), self._clock.now(), None)
+        self._apply(self._decision, self._now(), emit=False)
+        if self._breaker is not None and callable(getattr(self._breaker, "add_listener", None)):
+            self._breaker.add_listener(self._on_breaker)  # type: ignore[attr-defined]
+        if signals:
+            self.install_signal_handlers()
+
+    # -- public properties ----------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def calendar(self) -> CalendarLike | None:
+        return self._calendar
+
+    @property
+    def breaker(self) -> BreakerLike | None:
+        return self._breaker
+
+    @property
+    def rate(self) -> float:
+        """The configured byte budget (bytes/s)."""
+        return self._rate
+
+    @property
+    def max_concurrent(self) -> int | None:
+        return self._max_concurrent
+
+    @property
+    def stopped(self) -> bool:
+        """True while stopped (``stop()``, the stop file or SIGUSR1)."""
+        return self._stopped
+
+    @property
+    def active_sessions(self) -> int:
+        """How many sessions hold a slot now."""
+        with self._cond:
+            return len(self._active)
+
+    @property
+    def waiting_sessions(self) -> int:
+        """How many sessions wait for a slot now."""
+        with self._cond:
+            return len(self._queue)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def session(
+        self,
+        name: str = "backup",
+        deadline: DeadlineSpec = None,
+        *,
+        expected_bytes: float | str | None = None,
+        rate: float | str | None = None,
+        ops_rate: float | str | None = None,
+        max_duration: float | str | None = None,
+        max_bytes: float | str | None = None,
+        stop_at: datetime | None = None,
+        cutoff: Cutoff | str = Cutoff.HARD,
+        on_deadline: Literal["raise", "wait"] = "raise",
+        slot_timeout: float | str | _Default | None = DEFAULT,
+    ) -> Session:
+        """A new session; use it with ``with`` or ``async with``.
+
+        Args:
+            name: names the session in reports, events and alerts.
+            deadline: when the session must be done: an aware datetime, a duration
+                (seconds or ``"2h"``) from its start, or ``"window"`` (before the
+                calendar next becomes more restrictive).
+            expected_bytes: how much the session will move (for deadline pacing).
+            rate: a cap for this session under the guard's budget.
+            ops_rate: an operations cap for this session.
+            max_duration, max_bytes, stop_at: cutoffs (see :class:`Cutoff`).
+            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS.
+            on_deadline: when a BLACKOUT covers the deadline: ``"raise"``
+                :class:`DeadlineError` or ``"wait"`` through it.
+            slot_timeout: seconds to wait for a concurrency slot (default: the
+                guard's ``slot_timeout``); :class:`SlotTimeout` after that.
+        """
+        return Session(
+            self,
+            name,
+            deadline=deadline,
+            expected_bytes=expected_bytes,
+            rate=rate,
+            ops_rate=ops_rate,
+            max_duration=max_duration,
+            max_bytes=max_bytes,
+            stop_at=stop_at,
+            cutoff=cutoff,
+            on_deadline=on_deadline,
+            slot_timeout=self._slot_timeout if slot_timeout is DEFAULT else slot_timeout,
+        )
+
+    def _slot_free(self, ticket: object) -> bool:
+        return self._queue[0] is ticket and (
+            self._max_concurrent is None or len(self._active) < self._max_concurrent
+        )
+
+    def _enter(self, session: Session, timeout: float | None) -> None:
+        if session._started:
+            raise ConfigError("session", session.name, "a session that was not entered before")
+        ticket = object()
+        with self._cond:
+            start = now = self._now()
+            self._queue.append(ticket)
+            try:
+                while not self._slot_free(ticket):
+                    if self._stopped:
+                        raise EmergencyStop(self._decision.stop_reason)
+                    left = _INF if timeout is None else start + timeout - now
+                    if left <= 0:
+                        raise SlotTimeout(session.name, timeout or 0.0, self._max_concurrent or 0)
+                    clock_wait(self._clock, self._cond, None if left == _INF else left)
+                    now = self._now()
+            finally:
+                self._queue.remove(ticket)
+                self._notify()
+            session._waits["slots"] += now - start
+            self._take_slot(session, now)
+
+    async def _aenter(self, session: Session, timeout: float | None) -> None:
+        if session._started:
+            raise ConfigError("session", session.name, "a session that was not entered before")
+        ticket = object()
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            start = now = self._now()
+            self._queue.append(ticket)
+        try:
+            while True:
+                with self._cond:
+                    now = self._now()
+                    if self._slot_free(ticket):
+                        break
+                    if self._stopped:
+                        raise EmergencyStop(self._decision.stop_reason)
+                    left = _INF if timeout is None else start + timeout - now
+                    if left <= 0:
+                        raise SlotTimeout(session.name, timeout or 0.0, self._max_concurrent or 0)
+                    fut: asyncio.Future[None] = loop.create_future()
+                    entry = (loop, fut)
+                    self._async_waiters.add(entry)
+                try:
+                    await self._await(fut, left)
+                finally:
+                    with self._cond:
+                        self._async_waiters.discard(entry)
+        finally:
+            with self._cond:
+                self._queue.remove(ticket)
+                self._notify()
+        with self._cond:
+            session._waits["slots"] += now - start
+            self._take_slot(session, now)
+
+    def _take_slot(self, session: Session, now: float) -> None:
+        """The slot is ours (lock held): start the session and, if first, the sampler."""
+        slot = _Slot(session)
+        first = not self._active
+        self._active[slot] = None
+        session._slot = slot
+        weakref.finalize(session, _release_slot, weakref.ref(self), slot)
+        if first:
+            self._next_sample = now
+            self._next_stop_check = now
+            self._expires = -_INF
+            if self._stop_file is not None:
+                self._check_stop_file()
+            if self._background:
+                self._start_sampler()
+        session._begin(now)
+
+    def _exit(self, session: Session, exc: BaseException | None) -> None:
+        with self._cond:
+            if session._closed:
+                return
+            session._finish(exc)
+            slot = session._slot
+            key = f"deadline/{session.name}"
+            if key in self._firing:
+                self._resolve(key)
+            self._release(slot)
+        self._emit(session.report())
+
+    def _release(self, slot: _Slot | None) -> None:
+        if slot is None:
+            return
+        with self._cond:
+            if slot.released:
+                return
+            slot.released = True
+            self._active.pop(slot, None)
+            if not self._active:
+                self._stop_sampler()
+            self._notify()
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        """Wake every waiter, threads and asyncio tasks (lock held)."""
+        self._cond.notify_all()
+        for loop, fut in list(self._async_waiters):
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(_wake, fut)
+
+    def _wait(self, timeout: float) -> None:
+        """Wait on the guard's condition (held) through the clock."""
+        clock_wait(self._clock, self._cond, None if timeout == _INF else timeout)
+
+    async def _await(self, fut: asyncio.Future[None], timeout: float) -> None:
+        if timeout == _INF:
+            await fut
+        elif isinstance(self._clock, SystemClock):
+            await asyncio.wait((fut,), timeout=timeout)
+        else:
+            await clock_asleep(self._clock, timeout)
+
+    def _pause_cause(self) -> str:
+        """Why no work may proceed now (lock held)."""
+        d = self._decision
+        if d.on_hold:
+            return "stop"
+        if d.level is Level.BLACKOUT or self._calendar_cap() <= 0:
+            return "calendar"
+        return "impact"
+
+    def _calendar_cap(self) -> float:
+        w = self._window
+        if w is None or w.rate is None:
+            return _INF
+        return float(w.rate)
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def decision(self) -> Decision:
+        """The decision in force now: level, rate, verdict, reasons, stop.
+
+        >>> from wedguard.testing import FakeClock
+        >>> g = Guard(rate="5MB/s", calendar=None, sources=[], sinks=[], clock=FakeClock())
+        >>> d = g.decision()
+        >>> d.rate, d.reasons
+        (5000000.0, ('rate limit 5 MB/s',))
+        """
+        with self._cond:
+            now = self._now()
+            if now >= self._expires:
+                self._refresh_locked(now)
+            return self._decision
+
+    def tick(self) -> Decision:
+        """Sample the sources now and recompute the decision (what the sampler does)."""
+        sample = self._collect()
+        with self._cond:
+            now = self._now()
+            self._assess_locked(sample, now)
+            self._next_sample = now + self._interval
+            self._refresh_locked(now, sampled=True)
+            return self._decision
+
+    def _refresh_locked(self, now: float, *, sampled: bool = False) -> None:
+        """Recompute the decision (lock held). Inline mode samples here when due."""
+        if not self._background and self._active:
+            if self._stop_file is not None and now >= self._next_stop_check:
+                self._next_stop_check = now + self._stop_interval
+                self._check_stop_file()
+            if not sampled and now >= self._next_sample:
+                self._next_sample = now + self._interval
+                if self._sources and self._analyzer is not None:
+                    self._assess_locked(self._collect(), now)
+                self._track_sessions(now)
+        self._apply(self._make_decision(now, self._clock.now(), self._window_cache), now)
+
+    def _collect(self) -> dict[str, float]:
+        """Read every source (no lock held in background mode); a failure is a metric."""
+        sample: dict[str, float] = {}
+        for src in self._sources:
+            try:
+                sample.update(src.sample())
+            except Exception:
+                log.exception("source %r failed", src)
+                sample[f"{type(src).__name__}.error"] = 1.0
+        return sample
+
+    def _assess_locked(self, sample: Mapping[str, float], now: float) -> None:
+        if self._analyzer is None:
+            return
+        level = self._decision.level
+        try:
+            assessment = self._analyzer.assess(sample, level=level)
+        except Exception:
+            log.exception("analyzer %r failed; keeping the last assessment", self._analyzer)
+            return
+        self._assessment = assessment
+        self._verdict = Verdict(assessment.verdict)
+        self._impact_reasons = tuple(str(r) for r in getattr(assessment, "reasons", ()))
+        ceiling = min(self._rate, self._calendar_cap())
+        allowed = _INF
+        if self._controller is not None:
+            try:
+                allowed = float(self._controller.update(assessment, ceiling=ceiling, now=now))
+            except Exception:
+                log.exception("controller %r failed", self._controller)
+                allowed = 0.0 if self._verdict is Verdict.HALT else ceiling
+        elif self._verdict is Verdict.HALT:
+            allowed = 0.0
+        self._allowed = allowed
+        self._allowed_free = allowed >= ceiling
+
+    _window: Any = None
+    _window_cache: Any = None
+
+    def _make_decision(self, now: float, now_dt: datetime, cached: Any) -> Decision:
+        """Compose the policies' answers into a Decision (lock held; pure)."""
+        window = None
+        if self._calendar is not None:
+            window = cached
+            if window is None or not (window.start <= now_dt < window.end):
+                window = self._calendar.at(now_dt)
+        self._window = self._window_cache = window
+        level = Level.OPEN if window is None else Level(window.level)
+        cap = _INF if window is None or window.rate is None else float(window.rate)
+        ceiling = min(self._rate, cap)
+        allowed = ceiling if self._allowed_free else min(ceiling, self._allowed)
+        verdict = self._verdict
+        stop_reason = self._manual_stop or self._file_stop
+        self._stopped = bool(stop_reason)
+        reasons: list[str] = []
+        if self._stopped:
+            reasons.append(f"emergency stop: {stop_reason}")
+        if self._held:
+            reasons.append(f"on hold: {self._held}")
+        end = None if window is None else window.end
+        until = "" if end is None else f" until {end.isoformat()}"
+        why = "" if window is None or not window.reason else f" ({window.reason})"
+        if level is Level.BLACKOUT:
+            reasons.append(f"calendar: BLACKOUT{until}{why}")
+        if verdict is Verdict.HALT or allowed <= 0:
+            detail = "; ".join(self._impact_reasons)
+            reasons.append(f"impact: {verdict.name}" + (f" ({detail})" if detail else ""))
+        limits: list[tuple[float, int, str]] = [
+            (self._rate, 2, f"rate limit {format_rate(self._rate)}")
+        ]
+        if cap < _INF:
+            limits.append((cap, 0, f"calendar: {level.name} cap {format_rate(cap)}{until}{why}"))
+        if allowed < ceiling and allowed > 0:
+            detail = "; ".join(self._impact_reasons)
+            text = f"impact: {verdict.name}, controller allows {format_rate(allowed)}"
+            limits.append((allowed, 1, text + (f" ({detail})" if detail else "")))
+        limits.sort()
+        reasons.extend(text for _, _, text in limits)
+        rate = min(ceiling, allowed)
+        paused = self._stopped or bool(self._held) or level is Level.BLACKOUT or rate <= 0
+        if verdict is Verdict.HALT:
+            paused = True
+        needed = [s._needed for s in self._sessions() if s._needed is not None]
+        return Decision(
+            level=level,
+            rate=0.0 if paused else rate,
+            verdict=verdict,
+            reasons=tuple(reasons),
+            stopped=self._stopped,
+            stop_reason=stop_reason or self._held,
+            on_hold=bool(self._held),
+            ops_rate=0.0 if paused else self._ops_rate,
+            window_start=None if window is None else window.start,
+            window_end=end,
+            cpu_share=None if window is None else getattr(window, "cpu_share", None),
+            needed_rate=max(needed) if needed else None,
+            at=now_dt,
+        )
+
+    def _apply(self, d: Decision, now: float, *, emit: bool = True) -> None:
+        """Install a new decision (lock held): buckets, expiry, wake-ups, events."""
+        old = self._decision
+        self._decision = d
+        go = not d.paused
+        # While paused the buckets keep their rate (the hot path does not reach them,
+        # and waiting sessions count no credit), so work resumes with a full burst.
+        if go and self._bytes.rate != d.rate:
+            self._bytes.set_rate(d.rate)
+        if go and self._ops is not None and self._ops.rate != d.ops_rate:
+            self._ops.set_rate(d.ops_rate)
+        self._go = go
+        end = d.window_end
+        if end is not None and d.at is not None:
+            self._window_end_m = now + (end - d.at).total_seconds()
+        else:
+            self._window_end_m = _INF
+        expires = self._window_end_m
+        if not self._background and self._active:
+            expires = min(expires, self._next_sample)
+            if self._stop_file is not None:
+                expires = min(expires, self._next_stop_check)
+        self._expires = expires if expires > now else now + 1e-6
+        if d.same_as(old):
+            return
+        self._notify()
+        if not emit:
+            return
+        self._emit(d)
+        at = d.at
+        if d.verdict is Verdict.HALT and old.verdict is not Verdict.HALT:
+            detail = "; ".join(self._impact_reasons) or "production is overloaded"
+            self._fire("halt", Severity.CRITICAL, f"backup halted: {detail}", at)
+        elif d.verdict is not Verdict.HALT and "halt" in self._firing:
+            self._resolve("halt")
+        if d.stopped and not old.stopped:
+            self._fire("stop", Severity.HIGH, f"backup stopped: {d.stop_reason}", at)
+        elif not d.stopped and "stop" in self._firing:
+            self._resolve("stop")
+
+    def _sessions(self) -> list[Session]:
+        out = []
+        for slot in self._active:
+            s = slot.session()
+            if s is not None:
+                out.append(s)
+        return out
+
+    # -- stop, hold, resume -----------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop every session: ``throttle()`` raises :class:`~wedguard.EmergencyStop`
+        (at once, also in waiting sessions) until :meth:`resume`."""
+        with self._cond:
+            self._manual_stop = str(reason) or "stopped"
+            self._refresh_locked(self._now(), sampled=True)
+
+    def hold(self, reason: str = "on hold") -> None:
+        """Pause every session without failing it: ``throttle()`` waits (cause
+        ``"stop"``) until :meth:`resume`."""
+        with self._cond:
+            self._held = str(reason) or "on hold"
+            self._refresh_locked(self._now(), sampled=True)
+
+    def resume(self) -> None:
+        """Lift :meth:`stop` and :meth:`hold`. (A stop file still present stops again.)"""
+        with self._cond:
+            self._manual_stop = ""
+            self._held = ""
+            self._refresh_locked(self._now(), sampled=True)
+
+    def _check_stop_file(self) -> None:
+        """One stat of the stop file (lock held)."""
+        assert self._stop_file is not None
+        try:
+            present = self._stop_file.exists()
+        except OSError:
+            present = False
+        if present and not self._file_stop:
+            self._file_stop = f"stop file {self._stop_file} exists"
+            self._refresh_locked(self._now(), sampled=True)
+        elif not present and self._file_stop:
+            self._file_stop = ""
+            self._refresh_locked(self._now(), sampled=True)
+
+    def install_signal_handlers(self) -> None:
+        """Opt in: SIGUSR1 stops the guard, SIGUSR2 resumes it (main thread only).
+
+        The handlers hand the work to a short-lived thread, so a signal arriving while
+        the main thread holds the guard's lock cannot deadlock. The previous handlers
+        are restored by :meth:`uninstall_signal_handlers`.
+        """
+        usr1 = getattr(signal, "SIGUSR1", None)
+        usr2 = getattr(signal, "SIGUSR2", None)
+        if usr1 is None or usr2 is None:  # pragma: no cover - not POSIX
+            raise ConfigError("signals", True, "a POSIX platform with SIGUSR1/SIGUSR2")
+
+        def on_usr1(signum: int, frame: FrameType | None) -> None:
+            threading.Thread(target=self.stop, args=("SIGUSR1",), daemon=True).start()
+
+        def on_usr2(signum: int, frame: FrameType | None) -> None:
+            threading.Thread(target=self.resume, daemon=True).start()
+
+        self._signals_installed[usr1] = signal.signal(usr1, on_usr1)
+        self._signals_installed[usr2] = signal.signal(usr2, on_usr2)
+
+    def uninstall_signal_handlers(self) -> None:
+        """Restore the handlers that were there before :meth:`install_signal_handlers`."""
+        for signum, previous in self._signals_installed.items():
+            signal.signal(signum, previous)
+        self._signals_installed.clear()
+
+    # -- the background sampler ----------------------------------------------------------
+
+    def _start_sampler(self) -> None:
+        halt = threading.Event()
+        self._sampler_halt = halt
+        self._sampler = threading.Thread(
+            target=self._sampler_loop, args=(halt,), name="wedguard-sampler", daemon=True
+        )
+        self._sampler.start()
+
+    def _stop_sampler(self) -> None:
+        if self._sampler_halt is not None:
+            self._sampler_halt.set()
+        self._sampler_halt = None
+        self._sampler = None
+
+    def _sampler_loop(self, halt: threading.Event) -> None:
+        now = self._now()
+        next_sample = now
+        next_check = now
+        while not halt.is_set():
+            try:
+                now = self._now()
+                if self._stop_file is not None and now >= next_check:
+                    next_check = now + self._stop_interval
+                    with self._cond:
+                        self._check_stop_file()
+                if now >= next_sample:
+                    next_sample = now + self._interval
+                    sample = self._collect() if self._analyzer is not None else {}
+                    with self._cond:
+                        if halt.is_set():
+                            break
+                        now = self._now()
+                        if self._sources and self._analyzer is not None:
+                            self._assess_locked(sample, now)
+                        self._track_sessions(now)
+                        self._refresh_locked(now, sampled=True)
+            except Exception:  # pragma: no cover - never let the sampler die
+                log.exception("sampler step failed")
+            due = next_sample if self._stop_file is None else min(next_sample, next_check)
+            halt.wait(max(0.0, due - self._now()))
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def _track_sessions(self, now: float) -> None:
+        """Timeline points and deadline pacing for every active session (lock held)."""
+        d = self._decision
+        now_dt = self._clock.now()
+        for s in self._sessions():
+            s._point(now, d)
+            if s._deadline is None or s._expected is None:
+                continue
+            rate = d.rate
+            if s._bucket is not None:
+                rate = min(rate, s._bucket.rate)
+            needed, capacity, remaining = self._pace(s, now_dt, rate)
+            s._needed = needed
+            key = f"deadline/{s.name}"
+            if remaining > 0 and capacity < remaining:
+                if key not in self._firing:
+                    can = format_rate(capacity / max(1e-9, (s._deadline - now_dt).total_seconds()))
+                    self._fire(
+                        key,
+                        Severity.HIGH,
+                        f"session {s.name!r} will miss its deadline {s._deadline.isoformat()}: "
+                        f"needs {format_rate(needed)} over the allowed time, "
+                        f"the guard allows about {can} on average",
+                        now_dt,
+                        labels={"session": s.name},
+                    )
+            elif key in self._firing:
+                self._resolve(key)
+
+    def _pace(
+        self, s: Session, now_dt: datetime, current_rate: float
+    ) -> tuple[float, float, float]:
+        """(needed rate, bytes the calendar lets through before the deadline, remaining)."""
+        assert s._deadline is not None
+        assert s._expected is not None
+        remaining = max(0.0, s._expected - s._bytes)
+        deadline = s._deadline
+        if remaining <= 0:
+            return 0.0, _INF, 0.0
+        if now_dt >= deadline:
+            return _INF, 0.0, remaining
+        session_cap = _INF if s._bucket is None else s._bucket.rate
+        allowed_seconds = 0.0
+        capacity = 0.0
+        t = now_dt
+        first = True
+        for _ in range(10_000):
+            if self._calendar is None:
+                end, level, cap = deadline, Level.OPEN, _INF
+            else:
+                w = self._calendar.at(t)
+                end = deadline if w.end is None else min(w.end, deadline)
+                level = Level(w.level)
+                cap = _INF if w.rate is None else float(w.rate)
+            span = (end - t).total_seconds()
+            if level is not Level.BLACKOUT:
+                allowed_seconds += span
+                rate = current_rate if first else min(self._rate, cap, session_cap)
+                capacity += rate * span if rate < _INF else _INF
+            first = False
+            if end >= deadline or end <= t:
+                break
+            t = end
+        needed = remaining / allowed_seconds if allowed_seconds > 0 else _INF
+        return needed, capacity, remaining
+
+    def _window_deadline(self, now_dt: datetime) -> datetime | None:
+        """When the calendar next becomes more restrictive than now ("window" deadline)."""
+        if self._calendar is None:
+            return None
+        w = self._calendar.at(now_dt)
+        level = Level(w.level)
+        t = w.end
+        for _ in range(1000):
+            if t is None:
+                return None
+            nxt = self._calendar.at(t)
+            if Level(nxt.level) > level:
+                return cast("datetime", t)
+            t = nxt.end
+        return None
+
+    def _blackout_end(self, now_dt: datetime) -> datetime | None:
+        """When the BLACKOUT in force now ends (adjacent blackouts merged)."""
+        if self._calendar is None:
+            return now_dt
+        t = now_dt
+        for _ in range(1000):
+            w = self._calendar.at(t)
+            if Level(w.level) is not Level.BLACKOUT:
+                return t
+            if w.end is None:
+                return None
+            t = w.end
+        return None
+
+    # -- events and alerts --------------------------------------------------------------
+
+    def _fire(
+        self,
+        key: str,
+        severity: Severity,
+        summary: str,
+        at: datetime | None,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        alert = Alert(
+            f"wedguard/{key}",
+            severity,
+            summary,
+            labels={"component": "guard", **(labels or {})},
+            started_at=at,
+        )
+        self._firing[key] = alert
+        self._emit(alert)
+
+    def _resolve(self, key: str) -> None:
+        alert = self._firing.pop(key, None)
+        if alert is not None:
+            self._emit(alert.resolved(self._clock.now()))
+
+    def _on_breaker(self, event: Any) -> None:
+        """Breaker listener: forward the transition, alert while it is open."""
+        self._emit(event)
+        new = str(getattr(event.new, "name", event.new)).upper()
+        name = str(getattr(event, "breaker", getattr(self._breaker, "name", "breaker")))
+        key = f"breaker/{name}"
+        with self._cond:
+            if new == "OPEN" and key not in self._firing:
+                reason = getattr(event, "reason", "") or "failures"
+                self._fire(key, Severity.HIGH, f"circuit {name!r} opened: {reason}", event.at)
+            elif new == "CLOSED" and key in self._firing:
+                self._resolve(key)
+
+    def _emit(self, event: Event) -> None:
+        """Hand an event to the sinks: synchronously inline, else through a queue."""
+        if not self._sinks:
+            return
+        if not self._background:
+            self._deliver(event)
+            return
+        with self._ev_cond:
+            self._events.append(event)
+            if self._deliverer is None:
+                self._deliverer = threading.Thread(
+                    target=self._delivery_loop, name="wedguard-events", daemon=True
+                )
+                self._deliverer.start()
+            self._ev_cond.notify_all()
+
+    def _deliver(self, event: Event) -> None:
+        for sink in self._sinks:
+            try:
+                sink.emit(event)
+            except Exception:
+                log.exception("sink %r failed on a %s event", sink, event.kind)
+
+    def _delivery_loop(self) -> None:
+        while True:
+            with self._ev_cond:
+                if not self._events:
+                    self._ev_cond.wait(2.0)
+                if not self._events:
+                    self._deliverer = None
+                    self._ev_cond.notify_all()
+                    return
+                event = self._events.popleft()
+                self._delivering = True
+            try:
+                self._deliver(event)
+            finally:
+                with self._ev_cond:
+                    self._delivering = False
+                    self._ev_cond.notify_all()
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Wait (real time) until every queued event reached the sinks; False on timeout."""
+        with self._ev_cond:
+            return self._ev_cond.wait_for(
+                lambda: not self._events and not self._delivering, timeout
+            )
+
+    # -- decorator and file objects ---------------------------------------------------------
+
+    @overload
+    def protect(self, fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+    @overload
+    def protect(
+        self,
+        fn: None = None,
+        /,
+        *,
+        cost: Callable[..., float] | float | None = None,
+        ops: int = 1,
+        name: str | None = None,
+        wait_on_open: bool = False,
+        breaker: BreakerLike | _Default | None = DEFAULT,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    def protect(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        cost: Callable[..., float] | float | None = None,
+        ops: int = 1,
+        name: str | None = None,
+        wait_on_open: bool = False,
+        breaker: BreakerLike | _Default | None = DEFAULT,
+    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate an upload function (sync or async) to run under the guard.
+
+        Each call runs as a session named after the function (taking a concurrency
+        slot), takes ``cost(*args, **kwargs)`` bytes and ``ops`` operations from the
+        budgets, then calls the function under the circuit breaker.
+
+        Args:
+            cost: bytes the call moves: a function of the call's arguments or a number.
+            ops: operations the call counts (default 1).
+            name: the session name (default: the function's qualified name).
+            wait_on_open: when the breaker is open, wait ``retry_after`` (through the
+                clock; a stop still interrupts) instead of raising
+                :class:`~wedguard.CircuitOpenError`.
+            breaker: the breaker (default: the guard's; ``None``: none).
+
+        Example::
+
+            @guard.protect(cost=lambda path: os.path.getsize(path))
+            def upload(path: str) -> None: ...
+
+            @guard.protect(cost=lambda key, data: len(data), wait_on_open=True)
+            async def put(key: str, data: bytes) -> None: ...
+        """
+        if isinstance(ops, bool) or not isinstance(ops, int) or ops < 0:
+            raise ConfigError("ops", ops, "a whole number of operations >= 0")
+        if (
+            cost is not None
+            and not callable(cost)
+            and (
+                isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < _INF
+            )
+        ):
+            raise ConfigError("cost", cost, "a function of the call's arguments or bytes >= 0")
+        b = self._breaker if breaker is DEFAULT else breaker
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R]:
+            label = name or getattr(func, "__qualname__", None) or "protected"
+
+            def units(args: Any, kwargs: Any) -> float:
+                if cost is None:
+                    return 0.0
+                value = cost(*args, **kwargs) if callable(cost) else cost
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, float))
+                    or not 0 <= value < _INF
+                ):
+                    raise ConfigError("cost", value, "bytes >= 0 returned by the cost function")
+                return float(value)
+
+            if inspect.iscoroutinefunction(func):
+                afunc = cast("Callable[P, Awaitable[Any]]", func)
+
+                @functools.wraps(func)
+                async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    n = units(args, kwargs)
+                    async with self.session(label) as s:
+                        await self._agate(b, wait_on_open)
+                        await s.athrottle(n, ops=ops)
+                        try:
+                            result = await afunc(*args, **kwargs)
+                        except Exception as exc:
+                            if b is not None:
+                                b.record_failure(exc)
+                            raise
+                        if b is not None:
+                            b.record_success()
+                        return result
+
+                return cast("Callable[P, R]", awrapper)
+
+            @functools.wraps(func)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                n = units(args, kwargs)
+                with self.session(label) as s:
+                    self._gate(b, wait_on_open)
+                    s.throttle(n, ops=ops)
+                    try:
+                        result = func(*args, **kwargs)
+                    except Exception as exc:
+                        if b is not None:
+                            b.record_failure(exc)
+                        raise
+                    if b is not None:
+                        b.record_success()
+                    return result
+
+            return wrapper
+
+        if fn is not None:
+            return decorate(fn)
+        return decorate
+
+    def _gate(self, b: BreakerLike | None, wait_on_open: bool) -> None:
+        if b is None:
+            return
+        while not b.allow():
+            retry = float(b.retry_after)
+            if not wait_on_open:
+                raise CircuitOpenError(b.name, retry)
+            with self._cond:
+                if self._stopped:
+                    raise EmergencyStop(self._decision.stop_reason)
+                self._wait(max(retry, 0.01))
+            if self._stopped:
+                raise EmergencyStop(self._decision.stop_reason)
+
+    async def _agate(self, b: BreakerLike | None, wait_on_open: bool) -> None:
+        if b is None:
+            return
+        while not b.allow():
+            retry = float(b.retry_after)
+            if not wait_on_open:
+                raise CircuitOpenError(b.name, retry)
+            if self._stopped:
+                raise EmergencyStop(self._decision.stop_reason)
+            await clock_asleep(self._clock, max(retry, 0.01))
+            if self._stopped:
+                raise EmergencyStop(self._decision.stop_reason)
+
+    def wrap(self, fileobj: Any, *, session: Session | None = None, name: str | None = None) -> Any:
+        """A file object whose ``read``/``readinto``/``write`` are throttled.
+
+        Works wherever a file object does: ``shutil.copyfileobj``, ``tarfile``,
+        ``hashlib`` loops, boto3's ``upload_fileobj``. Everything else (``seek``,
+        ``tell``, ``name``...) is passed through. Without ``session`` the wrapper runs
+        its own session (opened on first I/O, ended by ``close()`` or ``with``).
+        """
+        from wedguard.fileobj import GuardedFile
+
+        return GuardedFile(self, fileobj, session=session, name=name)
+
+    def copyfileobj(
+        self,
+        src: Any,
+        dst: Any,
+        length: int = 1 << 20,
+        *,
+        session: Session | None = None,
+        name: str = "copy",
+    ) -> int:
+        """Copy ``src`` to ``dst`` like :func:`shutil.copyfileobj`, throttled.
+
+        Returns the bytes copied. Each chunk is throttled before it is written, so an
+        :class:`~wedguard.EmergencyStop` leaves ``dst`` holding whole chunks only.
+        """
+        from wedguard.fileobj import copy_throttled
+
+        if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+            raise ConfigError("length", length, "a chunk size in bytes > 0")
+        if session is not None:
+            return copy_throttled(session.throttle, src, dst, length)
+        with self.session(name) as s:
+            return copy_throttled(s.throttle, src, dst, length)
+
+    def close(self) -> None:
+        """Stop the background threads and restore signal handlers (sessions end first)."""
+        with self._cond:
+            self._stop_sampler()
+        self.uninstall_signal_handlers()
+        self.flush(timeout=1.0)
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        d = self._decision
+        return (
+            f"Guard(rate={format_rate(self._rate)}, level={d.level.name}, "
+            f"verdict={d.verdict.name}, allowed={format_rate(d.rate)}, "
+            f"sessions={len(self._active)}/{self._max_concurrent or 'unlimited'}"
+            + (", stopped" if self._stopped else "")
+            + ")"
+        )
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
