@@ -166,53 +166,69 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (0.5, 0.95, 0.99)
     return [quantile(s, q) for q in qs]
 
 
+def bootstrap_ratios(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    qs: Sequence[float] = (0.5, 0.95, 0.99),
+    *,
+    resamples: int = 300,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[float, tuple[float, float, float]]:
+    """Pooled ratios of quantiles, treated over baseline, with bootstrap intervals.
+
+    ``pairs`` holds, per repeat, (treated latencies, baseline latencies of the same
+    repeat). The point estimate for each quantile ``q`` is the geometric mean over
+    repeats of ``quantile(treated) / quantile(baseline)``; the interval is a percentile
+    bootstrap that resamples the requests of every run with replacement (stratified:
+    each repeat keeps its own baseline), so it carries the sampling noise of every run.
+    It does not carry the drift of a shared machine between runs: the A/A spread does.
+
+    Returns ``{q: (ratio, low, high)}``.
+    """
+    nan3 = (math.nan, math.nan, math.nan)
+    pairs = [(t, b) for t, b in pairs if t and b]
+    if not pairs:
+        return dict.fromkeys(qs, nan3)
+
+    def pooled(runs: Sequence[tuple[list[float], list[float]]]) -> list[float]:
+        logs = [0.0] * len(qs)
+        for treated, base in runs:  # each sorted
+            for i, q in enumerate(qs):
+                t, b = quantile(treated, q), quantile(base, q)
+                logs[i] += math.log(t / b) if t > 0 and b > 0 else math.nan
+        return [math.exp(x / len(runs)) for x in logs]
+
+    points = pooled([(sorted(t), sorted(b)) for t, b in pairs])
+    rng = random.Random(seed)
+    boots: list[list[float]] = [[] for _ in qs]
+    for _ in range(resamples):
+        drawn = [
+            (sorted(rng.choices(t, k=len(t))), sorted(rng.choices(b, k=len(b)))) for t, b in pairs
+        ]
+        for i, v in enumerate(pooled(drawn)):
+            if not math.isnan(v):
+                boots[i].append(v)
+    tail = (1.0 - level) / 2
+    out: dict[float, tuple[float, float, float]] = {}
+    for i, q in enumerate(qs):
+        bs = sorted(boots[i])
+        if bs:
+            out[q] = (points[i], quantile(bs, tail), quantile(bs, 1.0 - tail))
+        else:
+            out[q] = (points[i], math.nan, math.nan)
+    return out
+
+
 def bootstrap_ratio(
     pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
     q: float,
     *,
-    resamples: int = 400,
+    resamples: int = 300,
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float, float]:
-    """The pooled ratio of the ``q`` quantile, treated over baseline, and its interval.
-
-    ``pairs`` holds, per repeat, (treated latencies, baseline latencies of the same
-    repeat). The point estimate is the geometric mean over repeats of
-    ``quantile(treated) / quantile(baseline)``; the interval is a percentile bootstrap
-    that resamples the requests of every run with replacement (a stratified bootstrap:
-    each repeat keeps its own baseline), so it carries the noise of every run.
-
-    Returns ``(ratio, low, high)``.
-    """
-    if not pairs:
-        return (math.nan, math.nan, math.nan)
-
-    def pooled(samples: Sequence[tuple[Sequence[float], Sequence[float]]]) -> float:
-        logs = []
-        for treated, base in samples:
-            t = quantile(sorted(treated), q)
-            b = quantile(sorted(base), q)
-            if not (t > 0 and b > 0):
-                return math.nan
-            logs.append(math.log(t / b))
-        return math.exp(sum(logs) / len(logs))
-
-    point = pooled(pairs)
-    rng = random.Random(seed)
-    boots: list[float] = []
-    for _ in range(resamples):
-        drawn = [
-            (rng.choices(treated, k=len(treated)), rng.choices(base, k=len(base)))
-            for treated, base in pairs
-            if treated and base
-        ]
-        if drawn:
-            boots.append(pooled(drawn))
-    boots = sorted(b for b in boots if not math.isnan(b))
-    if not boots:
-        return (point, math.nan, math.nan)
-    tail = (1.0 - level) / 2
-    return (point, quantile(boots, tail), quantile(boots, 1.0 - tail))
+    """:func:`bootstrap_ratios` for one quantile: ``(ratio, low, high)``."""
+    return bootstrap_ratios(pairs, (q,), resamples=resamples, seed=seed, level=level)[q]
 
 
 def spread(values: Sequence[float]) -> tuple[float, float]:

@@ -333,13 +333,14 @@ def analyse(runs: list[dict[str, Any]], scs: list[dict[str, Any]]) -> dict[str, 
         name = sc["name"]
         mine = [by[(name, k)] for k in repeats if (name, k) in by]
         row: dict[str, Any] = {"what": sc["what"], "sweep": sc.get("sweep"), "n": len(mine)}
+        pairs = [(r["latencies"], by[("a", r["repeat"])]["latencies"]) for r in mine]
+        pooled = harness.bootstrap_ratios(pairs, (0.5, 0.95, 0.99), seed=len(name))
         for q, key in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
             row[key] = sum(r[key] for r in mine) / len(mine)
             ratios = [r[key] / by[("a", r["repeat"])][key] for r in mine]
             row[key + "_ratios"] = ratios
             row[key + "_spread"] = harness.spread(ratios)
-            pairs = [(r["latencies"], by[("a", r["repeat"])]["latencies"]) for r in mine]
-            row[key + "_pooled"] = harness.bootstrap_ratio(pairs, q, seed=len(name))
+            row[key + "_pooled"] = pooled[q]
         row["throughput"] = sum(r["throughput"] for r in mine) / len(mine)
         shares = [
             r["throughput"] / by[("b", r["repeat"])]["throughput"]
