@@ -460,6 +460,54 @@ def verdicts(summary: dict[str, Any], scs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def history_record(
+    bench: Bench,
+    summary: dict[str, Any],
+    runs: list[dict[str, Any]],
+    started: datetime,
+    load: tuple[float, float],
+) -> dict[str, Any]:
+    outside = sorted(r["outside_cores"] for r in runs)
+    return {
+        "date": f"{started:%Y-%m-%d %H:%M}",
+        "load": [round(load[0], 1), round(load[1], 1)],
+        "outside": round(harness.quantile(outside, 0.5), 2),
+        "repeats": bench.repeats,
+        "measure": bench.measure,
+        "speed": round(bench.speed / 1e6, 1),
+        "scenarios": {
+            name: [round(r["share"], 3), round(r["p95_pooled"][0], 3), round(r["p99_pooled"][0], 3)]
+            for name, r in summary.items()
+        },
+    }
+
+
+def read_history() -> list[dict[str, Any]]:
+    path = OUT / "history.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def history_table(history: list[dict[str, Any]]) -> list[str]:
+    if not history:
+        return ["(none yet)"]
+    names = [n for n in history[-1]["scenarios"] if n != "a"]
+    head = "| run (UTC) | outside cores | " + " | ".join(f"({n})" for n in names) + " |"
+    lines = [head, "|---|---:|" + "---|" * len(names)]
+    for h in history:
+        cells = []
+        for n in names:
+            v = h["scenarios"].get(n)
+            cells.append("–" if v is None else f"{v[1]:.2f} / {v[2]:.2f} @ {v[0]:.0%}")
+        lines.append(
+            f"| {h['date']} ({h['repeats']}×{h['measure']:g} s) | {h['outside']:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
+
+
 def write_report(
     bench: Bench,
     summary: dict[str, Any],
@@ -529,7 +577,16 @@ def write_report(
         + ", ".join(f"{x:.3f}" for x in aa["p95_ratios"])
         + f"; p99 ×{p99:.3f} [{lo99:.3f}, {hi99:.3f}], per repeat "
         + ", ".join(f"{x:.3f}" for x in aa["p99_ratios"])
-        + ". Differences smaller than this are not measured here.",
+        + ". The bootstrap interval covers the sampling noise within each run; the spread "
+        "of the A/A ratios over repeats is the drift of the shared machine between runs "
+        "and is the honest noise floor: differences inside it are not measured here.",
+        "",
+        "## Every full run so far",
+        "",
+        "Each cell: p95 × / p99 × pooled over (a) of the same repeats, and the share of "
+        "unguarded throughput kept. Kept by `history.jsonl`, one line per full run.",
+        "",
+        *history_table(read_history()),
         "",
         "## Against the goal",
         "",
@@ -612,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.close()
     summary = analyse(runs, scs)
+    with open(OUT / "history.jsonl", "a") as f:
+        load = (load0, os.getloadavg()[0])
+        f.write(json.dumps(history_record(bench, summary, runs, started, load)) + "\n")
     plot(summary, runs, scs)
     write_report(
         bench, summary, runs, scs, started, time.monotonic() - t0, (load0, os.getloadavg()[0])
