@@ -358,3 +358,29 @@ def test_bootstrap_ratios_agree_with_one_at_a_time() -> None:
     many = harness.bootstrap_ratios(pairs, (0.5, 0.95), resamples=50, seed=3)
     assert many[0.95] == harness.bootstrap_ratio(pairs, 0.95, resamples=50, seed=3)
     assert many[0.5][0] == pytest.approx(math.sqrt(1.2 * 1.3))
+
+
+def test_history_pools_runs_geometrically() -> None:
+    history = [
+        {"date": "d1", "repeats": 3, "measure": 13.0, "outside": 1.0,
+         "scenarios": {"a2": [0.0, 1.0, 1.0], "e": [0.4, 2.0, 1.5]}},
+        {"date": "d2", "repeats": 3, "measure": 13.0, "outside": 1.2,
+         "scenarios": {"a2": [0.0, 1.0, 1.0], "e": [0.6, 0.5, 1.5]}},
+    ]  # fmt: skip
+    assert run.across_runs(history, "e") == pytest.approx((0.5, 1.0, 1.5))
+    assert run.across_runs(history, "zz") is None
+    table = run.history_table(history)
+    assert table[-1].startswith("| **all 2 runs**")
+    assert "**1.00 / 1.50 @ 50%**" in table[-1]
+    assert run.history_table([]) == ["(none yet)"]
+
+
+def test_history_verdict_needs_two_runs() -> None:
+    scs = [{"name": "e"}, {"name": "g1", "sweep": 1.0}]
+    one = {"repeats": 3, "scenarios": {"e": [0.5, 1.0, 1.1], "g1": [0.9, 1.4, 1.5]}}
+    assert run.history_verdict([one], scs) == []
+    line = run.history_verdict([one, one], scs)[0]
+    assert "6 repeats" in line
+    assert "goal **met** by e" in line
+    bad = {"repeats": 3, "scenarios": {"e": [0.5, 1.2, 1.1], "g1": [0.9, 1.4, 1.5]}}
+    assert "goal **not met**" in run.history_verdict([one, bad], scs)[0]

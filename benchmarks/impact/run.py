@@ -505,7 +505,50 @@ def history_table(history: list[dict[str, Any]]) -> list[str]:
             + " | ".join(cells)
             + " |"
         )
+    if len(history) > 1:
+        cells = []
+        for n in names:
+            v = across_runs(history, n)
+            cells.append("–" if v is None else f"**{v[1]:.2f} / {v[2]:.2f} @ {v[0]:.0%}**")
+        lines.append(
+            f"| **all {len(history)} runs** (geometric mean) | | " + " | ".join(cells) + " |"
+        )
     return lines
+
+
+def history_verdict(history: list[dict[str, Any]], scs: list[dict[str, Any]]) -> list[str]:
+    """The goal judged on every full run pooled (geometric means over runs)."""
+    if len(history) < 2:
+        return []
+    guarded = [sc["name"] for sc in scs if sc["name"] == "e" or sc.get("sweep") is not None]
+    pooled = {n: across_runs(history, n) for n in guarded}
+    ok = [
+        n
+        for n, v in pooled.items()
+        if v is not None and v[1] <= 1.05 and v[2] <= 1.25 and v[0] >= 0.30
+    ]
+    parts = [
+        f"{n} p95 ×{v[1]:.2f}, p99 ×{v[2]:.2f} at {v[0]:.0%}"
+        for n, v in pooled.items()
+        if v is not None
+    ]
+    return [
+        f"- Over all {len(history)} full runs ({sum(h['repeats'] for h in history)} repeats): "
+        + (f"goal **met** by {', '.join(ok)}" if ok else "goal **not met**")
+        + f" ({'; '.join(parts)})."
+    ]
+
+
+def across_runs(history: list[dict[str, Any]], name: str) -> tuple[float, float, float] | None:
+    """(mean share, geometric mean p95 ×, geometric mean p99 ×) of ``name`` over runs."""
+    vals = [h["scenarios"][name] for h in history if name in h["scenarios"]]
+    vals = [v for v in vals if all(x == x for x in v) and v[1] > 0 and v[2] > 0]
+    if not vals:
+        return None
+    share = sum(v[0] for v in vals) / len(vals)
+    g95 = math.exp(sum(math.log(v[1]) for v in vals) / len(vals))
+    g99 = math.exp(sum(math.log(v[2]) for v in vals) / len(vals))
+    return (share, g95, g99)
 
 
 def write_report(
@@ -591,6 +634,7 @@ def write_report(
         "## Against the goal",
         "",
         *verdicts(summary, scs),
+        *history_verdict(read_history(), scs),
         "",
         "![trade-off](tradeoff.png)",
         "",
