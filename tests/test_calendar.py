@@ -490,3 +490,30 @@ def test_names_cannot_break_lines_or_quotes() -> None:
     for bad in ("a\nb", "a\x0cb", "a\u2028b", 'say "hi"'):
         with pytest.raises(ConfigError, match="name"):
             Rule("peak", name=bad)
+
+
+def test_non_datetimes_are_refused() -> None:
+    cal = PeakHourCalendar.default()
+    for bad in (date(2026, 1, 1), "2026-01-01T00:00Z", 1767225600):
+        with pytest.raises(ConfigError, match="when"):
+            cal.at(bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="start"):
+        list(cal.windows(date(2026, 1, 1), datetime(2026, 1, 2, tzinfo=UTC)))  # type: ignore[arg-type]
+
+
+def test_window_contains_compares_instants_in_the_fold() -> None:
+    """Around the fall-back change, wall-clock comparison in one zone would be wrong."""
+    cal = PeakHourCalendar.parse("2026-10-25 00:00-01:30 blackout", tz="Europe/London")
+    first = datetime(2026, 10, 25, 0, 45, tzinfo=UTC)  # 01:45 BST, the first 01:45
+    second = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)  # 01:15 GMT, the second 01:15
+    w = cal.at(datetime(2026, 10, 25, 0, 10, tzinfo=UTC))  # 01:10 BST: blackout
+    assert w.level is Level.BLACKOUT
+    assert w.end.timestamp() == datetime(2026, 10, 25, 0, 30, tzinfo=UTC).timestamp()
+    assert not w.contains(first)
+    assert not w.contains(second)  # its wall clock (01:15) is inside 00:00-01:30
+    assert cal.at(second).level is Level.OPEN
+
+
+def test_text_given_as_rules_is_refused_with_a_hint() -> None:
+    with pytest.raises(ConfigError, match="parse"):
+        PeakHourCalendar("Mon-Fri peak")  # type: ignore[arg-type]

@@ -280,3 +280,13 @@ def test_timetables_match_an_rclone_reference(
             w.rate_down,
             w.reason,
         )
+
+
+def test_one_window_whatever_instant_it_is_asked_at() -> None:
+    """An entry spanning several days is one window, equal from any instant in it."""
+    cal = PeakHourCalendar.from_rclone("Mon-00:00,512 12:00,1M Sun-20:00,off")
+    a = at(cal, 17, 13)  # Monday 13:00
+    b = at(cal, 20, 3)  # Thursday 03:00
+    assert a == b
+    assert a.start == datetime(2017, 4, 17, 12, tzinfo=UTC)
+    assert a.end == datetime(2017, 4, 23, 20, tzinfo=UTC)

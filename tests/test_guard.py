@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import json
 import math
 from datetime import datetime, timedelta
@@ -771,3 +772,130 @@ async def test_async_slot_timeout(clock: FakeClock) -> None:
 def test_decision_assessment_helper_matches() -> None:
     a = Assessment(Verdict.OK)
     assert a.reasons == ()
+
+
+def test_observe_baseline_feeds_the_analyzer(clock: FakeClock) -> None:
+    seen: list[dict[str, float]] = []
+
+    class Learning(KeyAnalyzer):
+        def observe_baseline(self, sample: dict[str, float]) -> None:
+            seen.append(dict(sample))
+
+    guard = make_guard(
+        clock, sources=[ScriptedSource([{"api.latency_s": 0.1}])], analyzer=Learning()
+    )
+    guard.observe_baseline()
+    guard.observe_baseline({"api.latency_s": 0.2})
+    assert seen == [{"api.latency_s": 0.1}, {"api.latency_s": 0.2}]
+    make_guard(clock).observe_baseline()  # no analyser: nothing to teach
+
+
+def test_with_wedguards_own_policies(clock: FakeClock) -> None:
+    """The real calendar, breaker, analyser and controller compose."""
+    cal = wg.PeakHourCalendar.parse(
+        "Mon-Sun 06:00-22:00 peak 8Mbit/s\n2026-01-06 blackout", tz="UTC"
+    )
+    breaker = wg.CircuitBreaker("s3", clock=clock)
+    analyzer = wg.ImpactAnalyzer(wg.Thresholds(), clock=clock)
+    guard = make_guard(
+        clock,
+        rate="50MB/s",
+        calendar=cal,
+        breaker=breaker,
+        analyzer=analyzer,
+        controller=wg.AIMDController(),
+        sources=[ScriptedSource([{"cpu.percent": 10.0}])],
+    )
+    clock.set(at(12))
+    assert guard.decision().level is Level.PEAK
+    assert guard.decision().rate == 1_000_000
+    with guard.session("day") as s:
+        s.throttle(1_000_000)
+        s.throttle(1_000_000)
+        assert s.report().wait_seconds["rate"] > 0
+        clock.set(at(24, 0, 30))
+        s.throttle(10)  # Tuesday is a blackout day: sleep until Wednesday
+        assert clock.now() >= at(48)
+    assert s.report().wait_seconds["calendar"] == pytest.approx(24 * 3600 - 30, abs=1)
+
+    @guard.protect
+    def flaky() -> None:
+        raise OSError("s3 down")
+
+    for _ in range(3):
+        with pytest.raises(OSError, match="s3 down"):
+            flaky()
+    with pytest.raises(wg.CircuitOpenError) as info:
+        flaky()
+    assert info.value.breaker == "s3"
+
+
+def test_protect_and_wrap_join_the_session_they_run_in(clock: FakeClock) -> None:
+    """Inside a session, a protected call or a wrapped file takes no second slot."""
+    guard = make_guard(clock, max_concurrent=1, rate="1MB/s")
+
+    @guard.protect(cost=lambda data: len(data))
+    def upload(data: bytes) -> int:
+        return len(data)
+
+    with guard.session("outer", slot_timeout=1) as s:
+        assert wg.session.current_session() is s
+        assert upload(b"x" * 100) == 100
+        out = io.BytesIO()
+        guard.copyfileobj(io.BytesIO(b"y" * 50), out)
+        with guard.wrap(io.BytesIO(b"z" * 25)) as f:
+            f.read()
+            assert f.session is s
+        assert s.report().bytes == 175
+        assert s.report().ops == 1
+    assert wg.session.current_session() is None
+    assert upload(b"x") == 1  # outside: a session of its own
+
+
+def test_signal_handlers_need_the_main_thread(clock: FakeClock) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            make_guard(clock, signals=True)
+        except wg.ConfigError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=install)
+    t.start()
+    t.join()
+    assert len(errors) == 1
+    assert "signals" in str(errors[0])
+
+
+def test_a_hard_time_cutoff_ends_a_session_waiting_in_a_blackout(clock: FakeClock) -> None:
+    clock.set(at(1, 30))
+    guard = make_guard(clock, calendar=peak_blackout_open())
+    with pytest.raises(wg.CutoffReached) as info, guard.session("s", max_duration="10m") as s:
+        s.throttle(10)
+    assert info.value.limit == "max_duration"
+    assert clock.now() == at(1, 40)  # not at the end of the blackout
+    # SOFT finishes the unit it is in, after the blackout, and starts no new one
+    clock2 = FakeClock(at(0, 59, 59))
+    guard = make_guard(clock2, calendar=peak_blackout_open())
+    with guard.session("soft", max_duration="10m", cutoff="soft") as s:
+        s.throttle(10, ops=1)
+        clock2.advance(2)
+        s.throttle(10)  # the same unit: sleeps through the blackout, then goes on
+        assert clock2.now() == at(3)
+        with pytest.raises(wg.CutoffReached):
+            s.throttle(10, ops=1)
+
+
+def test_cutoff_mode_is_accepted_by_its_rclone_name(clock: FakeClock) -> None:
+    guard = make_guard(clock)
+    s = guard.session("s", max_bytes=150, cutoff_mode="soft")
+    with pytest.raises(wg.CutoffReached) as info, s:
+        copy_chunks(s, 5)
+    assert info.value.mode is wg.CutoffMode.SOFT
+    assert s.report().bytes == 200
+    with pytest.raises(wg.ConfigError) as bad:
+        guard.session("s", cutoff_mode="brutal")
+    assert bad.value.field == "cutoff_mode"

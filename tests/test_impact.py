@@ -402,3 +402,13 @@ def test_reasons_carry_units() -> None:
     )
     rss = next(x for x in r.reasons if x.startswith("backup.rss"))
     assert rss == "backup.rss_bytes 900 MB is 850 MB over baseline 50 MB (limit 500 MB at PEAK)"
+
+
+def test_a_baseline_too_small_to_scale_does_not_divide_by_zero() -> None:
+    """A baseline median so small that median x limit underflows to 0 is judged, not a crash."""
+    a = ImpactAnalyzer(clock=FakeClock(), window=1, short_window=1, min_samples=1, min_baseline=1)
+    a.observe_baseline({"db.latency_s": -5e-324})
+    result = a.assess({"db.latency_s": 0.0}, level=Level.OPEN)
+    assert result.verdict in (Verdict.OK, Verdict.THROTTLE, Verdict.HALT)
+    result = a.assess({"db.latency_s": 1.0}, level=Level.OPEN)
+    assert result.verdict > Verdict.OK

@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from wedguard.alerts import Alert, Severity
+from wedguard.alerts import (
+    Alert,
+    AlertDispatcher,
+    AlertPolicy,
+    InhibitRule,
+    Matcher,
+    Notification,
+    Route,
+    Severity,
+    Silence,
+)
 from wedguard.clock import Clock, SystemClock
 from wedguard.decision import Decision
 from wedguard.errors import (
@@ -29,6 +39,13 @@ from wedguard.errors import (
 )
 from wedguard.fileobj import GuardedFile
 from wedguard.guard import Guard
+from wedguard.history import (
+    HistoryError,
+    HistorySink,
+    MetricsStore,
+    RecommendedWindow,
+    recommend_windows,
+)
 from wedguard.levels import Level, Verdict
 from wedguard.policy.breaker import (
     BreakerEvent,
@@ -45,6 +62,7 @@ from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source, Throttler
 from wedguard.session import (
     Cutoff,
+    CutoffMode,
     CutoffReached,
     DeadlineError,
     Pause,
@@ -70,6 +88,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "AIMDController",
     "Alert",
+    "AlertDispatcher",
+    "AlertPolicy",
     "Assessment",
     "Baseline",
     "BreakerEvent",
@@ -81,6 +101,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Cutoff",
+    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Decision",
@@ -88,18 +109,27 @@ __all__ = [
     "Event",
     "Guard",
     "GuardedFile",
+    "HistoryError",
+    "HistorySink",
     "ImpactAnalyzer",
+    "InhibitRule",
     "LedbatController",
     "Level",
+    "Matcher",
     "MemoryBreakerStorage",
+    "MetricsStore",
+    "Notification",
     "Pause",
     "PeakHourCalendar",
     "RateController",
+    "RecommendedWindow",
+    "Route",
     "Rule",
     "Season",
     "Session",
     "SessionReport",
     "Severity",
+    "Silence",
     "Sink",
     "SlotTimeout",
     "Source",
@@ -119,4 +149,5 @@ __all__ = [
     "parse_duration",
     "parse_rate",
     "parse_size",
+    "recommend_windows",
 ]

@@ -1,4 +1,4 @@
-"""Alerts: what wedguard tells people, and how urgently.
+"""Alerts: what wedguard tells people, how urgently, and when.
 
 An :class:`Alert` is a frozen value: a ``key`` that identifies the condition (alerts
 with the same key are the same alert, fired again or resolved), a :class:`Severity`,
@@ -11,21 +11,54 @@ grouping and inhibition.
 ...           started_at=datetime(2026, 6, 13, 14, 0, tzinfo=timezone.utc))
 >>> a.firing, a.to_dict()["severity"]
 (True, 'CRITICAL')
+
+:class:`AlertDispatcher` delivers alerts with Prometheus Alertmanager's manners
+(deduplication by key, grouping with ``group_wait``/``group_interval``,
+``repeat_interval``, resolved notices, acknowledgement, escalation, inhibition,
+silences). Its decisions come from :class:`AlertPolicy`, a pure core that runs on a
+clock and does no I/O; the dispatcher adds a bounded queue, a worker thread, one
+retrying delivery lane per sink and a disk spool.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from datetime import datetime
+import itertools
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
+from wedguard._delivery import AsyncDelivery, DeliveryError
+from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock
 from wedguard.errors import ConfigError
+from wedguard.protocols import Event, Sink
+from wedguard.spool import Spool
+from wedguard.units import parse_duration
 
-__all__ = ["Alert", "Severity"]
+__all__ = [
+    "DEFAULT_INHIBIT_RULES",
+    "Alert",
+    "AlertDispatcher",
+    "AlertPolicy",
+    "DeliveryError",
+    "InhibitRule",
+    "Matcher",
+    "Notification",
+    "Route",
+    "Severity",
+    "Silence",
+]
+
+log = logging.getLogger("wedguard.alerts")
 
 
 class Severity(enum.IntEnum):
@@ -54,11 +87,15 @@ def _check_aware(_inst: object, attr: attrs.Attribute[Any], value: datetime | No
         raise ConfigError(attr.name, value, "an aware datetime (with tzinfo)")
 
 
+def _alert_severity(value: object) -> Severity:
+    return _severity(value, "severity")
+
+
 @attrs.frozen(slots=True)
 class Alert:
     """One alert, firing or resolved.
 
-    Args:
+    Attributes:
         key: identifies the condition; firing the same key again updates the alert.
         severity: how urgent it is.
         summary: one line a person reads first.
@@ -69,7 +106,7 @@ class Alert:
     """
 
     key: str = attrs.field(validator=_check_key)
-    severity: Severity = attrs.field(converter=Severity)
+    severity: Severity = attrs.field(converter=_alert_severity)
     summary: str
     details: str = ""
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze)
@@ -101,3 +138,1220 @@ class Alert:
             "resolved_at": None if self.resolved_at is None else self.resolved_at.isoformat(),
             "status": "firing" if self.firing else "resolved",
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        """The alert that :meth:`to_dict` described (used by the spool)."""
+        return cls(
+            key=data["key"],
+            severity=Severity[data["severity"]]
+            if isinstance(data["severity"], str)
+            else data["severity"],
+            summary=data.get("summary", ""),
+            details=data.get("details", ""),
+            labels=data.get("labels") or {},
+            started_at=_parse_time(data.get("started_at")),
+            resolved_at=_parse_time(data.get("resolved_at")),
+        )
+
+
+def _parse_time(value: object) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def _severity(value: object, field: str) -> Severity:
+    if isinstance(value, Severity):
+        return value
+    if isinstance(value, str) and value.upper() in Severity.__members__:
+        return Severity[value.upper()]
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return Severity(value)
+        except ValueError:
+            pass
+    raise ConfigError(field, value, "a Severity (LOW, MEDIUM, HIGH or CRITICAL)")
+
+
+def _min_severity(value: object) -> Severity | None:
+    return None if value is None else _severity(value, "matcher.min_severity")
+
+
+def _max_severity(value: object) -> Severity | None:
+    return None if value is None else _severity(value, "matcher.max_severity")
+
+
+def _labels(value: object, field: str = "labels") -> Mapping[str, str]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigError(field, value, "a mapping of label name to string value")
+    return MappingProxyType(dict(value))
+
+
+def _matcher_labels(value: object) -> Mapping[str, str]:
+    return _labels(value, "matcher.labels")
+
+
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _alert_tuple(value: Iterable[Alert]) -> tuple[Alert, ...]:
+    return tuple(value)
+
+
+def _sig(alert: Alert) -> tuple[Any, ...]:
+    return (
+        alert.severity,
+        alert.summary,
+        alert.details,
+        tuple(sorted(alert.labels.items())),
+        alert.firing,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# matchers, routes, inhibition, silences
+
+
+@attrs.frozen(slots=True)
+class Matcher:
+    """Selects alerts by labels (exact values), severity range and key.
+
+    Every given condition must hold; an empty matcher matches every alert.
+
+    >>> m = Matcher({"session": "photos"}, min_severity=Severity.HIGH)
+    >>> m.matches(Alert("a", Severity.CRITICAL, "x", labels={"session": "photos"}))
+    True
+    >>> m.matches(Alert("a", Severity.LOW, "x", labels={"session": "photos"}))
+    False
+
+    .. versionadded:: 0.1.0
+    """
+
+    labels: Mapping[str, str] = attrs.field(factory=dict, converter=_matcher_labels)
+    min_severity: Severity | None = attrs.field(default=None, converter=_min_severity)
+    max_severity: Severity | None = attrs.field(default=None, converter=_max_severity)
+    key: str | None = None
+
+    def matches(self, alert: Alert) -> bool:
+        if self.key is not None and alert.key != self.key:
+            return False
+        if self.min_severity is not None and alert.severity < self.min_severity:
+            return False
+        if self.max_severity is not None and alert.severity > self.max_severity:
+            return False
+        labels = alert.labels
+        return all(labels.get(k) == v for k, v in self.labels.items())
+
+
+def _matcher(value: object, field: str) -> Matcher:
+    if isinstance(value, Matcher):
+        return value
+    if isinstance(value, Mapping):
+        return Matcher(_labels(value, field))
+    raise ConfigError(field, value, "a Matcher or a mapping of labels")
+
+
+def _sinks(value: object, field: str) -> tuple[Sink, ...]:
+    items: Sequence[object]
+    if hasattr(value, "emit") or hasattr(value, "send"):
+        items = [value]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise ConfigError(field, value, "a sink or a list of sinks (objects with emit())")
+    for s in items:
+        if not (callable(getattr(s, "emit", None)) or callable(getattr(s, "send", None))):
+            raise ConfigError(field, s, "a sink (an object with emit(event))")
+    return tuple(items)
+
+
+def _route_sinks(value: object) -> tuple[Sink, ...]:
+    return _sinks(value, "route.sinks")
+
+
+def _route_match(value: object) -> Matcher:
+    return _matcher(value, "route.match")
+
+
+def _inhibit_source(value: object) -> Matcher:
+    return _matcher(value, "inhibit.source")
+
+
+def _inhibit_target(value: object) -> Matcher:
+    return _matcher(value, "inhibit.target")
+
+
+@attrs.frozen(slots=True)
+class Route:
+    """A label route: alerts that ``match`` go to ``sinks``.
+
+    Label routes are tried in order before the severity routes. The first matching
+    route takes the alert; with ``continue_=True`` the alert goes on to the next
+    matching label routes and to its severity route as well.
+
+    >>> r = Route([], match={"team": "db"}, name="dba")
+    >>> r.match.matches(Alert("k", "HIGH", "x", labels={"team": "db"}))
+    True
+
+    .. versionadded:: 0.1.0
+    """
+
+    sinks: tuple[Sink, ...] = attrs.field(converter=_route_sinks)
+    match: Matcher = attrs.field(factory=Matcher, converter=_route_match)
+    name: str = ""
+    continue_: bool = False
+
+
+@attrs.frozen(slots=True)
+class InhibitRule:
+    """While an alert matching ``source`` fires, alerts matching ``target`` are muted
+    when they carry the same values for every label in ``equal`` (both must have them).
+
+    The default rule (:data:`DEFAULT_INHIBIT_RULES`): a CRITICAL alert of a session (a
+    "backup halted") mutes the lower alerts of that session (its throttle warnings).
+
+    .. versionadded:: 0.1.0
+    """
+
+    source: Matcher = attrs.field(converter=_inhibit_source)
+    target: Matcher = attrs.field(converter=_inhibit_target)
+    equal: tuple[str, ...] = attrs.field(default=("session",), converter=_str_tuple)
+
+    def inhibits(self, source: Alert, target: Alert) -> bool:
+        if source.key == target.key or not source.firing:
+            return False
+        if not (self.source.matches(source) and self.target.matches(target)):
+            return False
+        sl, tl = source.labels, target.labels
+        for name in self.equal:
+            value = sl.get(name)
+            if value is None or tl.get(name) != value:
+                return False
+        return True
+
+
+DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
+    InhibitRule(
+        source=Matcher(min_severity=Severity.CRITICAL),
+        target=Matcher(max_severity=Severity.HIGH),
+        equal=("session",),
+    ),
+)
+"""A CRITICAL alert mutes the lower alerts of the same ``session`` label."""
+
+
+@attrs.frozen(slots=True)
+class Silence:
+    """A silence: alerts that ``matcher`` matches are not notified until ``ends_at``.
+
+    ``ends_at`` is on the dispatcher clock's ``monotonic()`` scale; ``until`` is the
+    same instant as a datetime, for people.
+
+    .. versionadded:: 0.1.0
+    """
+
+    id: str
+    matcher: Matcher
+    ends_at: float
+    until: datetime
+    comment: str = ""
+
+    def active(self, now: float) -> bool:
+        return now < self.ends_at
+
+
+# --------------------------------------------------------------------------------------
+# notifications
+
+
+@attrs.frozen(slots=True)
+class Notification:
+    """One message to a route's sinks: a group of alerts sent together.
+
+    A burst of alerts with the same group labels inside ``group_wait`` becomes one
+    notification. ``alerts`` holds the group's firing alerts and the ones resolved
+    since the last notification (each once).
+
+    Attributes:
+        group_key: the route and the group labels, e.g. ``HIGH{session="photos"}``.
+        route: the route's name (a severity name for severity routes).
+        alerts: the alerts, oldest first.
+        labels: the group labels.
+        created_at: when the dispatcher decided to send it.
+        repeat: True for a repeat of an unchanged group (``repeat_interval``).
+        acknowledged: keys of the firing alerts that were acknowledged.
+        id: unique; stays the same across retries and restarts (receivers may
+            deduplicate on it; the webhook sink sends it as ``webhook-id``).
+
+    >>> n = Notification("HIGH{}", "HIGH", (Alert("a", "HIGH", "slow"),))
+    >>> n.kind, n.severity.name, n.status
+    ('notification', 'HIGH', 'firing')
+
+    .. versionadded:: 0.1.0
+    """
+
+    group_key: str
+    route: str
+    alerts: tuple[Alert, ...] = attrs.field(converter=_alert_tuple)
+    labels: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze)
+    created_at: datetime | None = attrs.field(default=None, validator=_check_aware)
+    repeat: bool = False
+    acknowledged: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def kind(self) -> str:
+        return "notification"
+
+    @property
+    def severity(self) -> Severity:
+        """The highest severity among the alerts."""
+        return max((a.severity for a in self.alerts), default=Severity.LOW)
+
+    @property
+    def status(self) -> str:
+        """``"firing"`` while any alert fires, else ``"resolved"``."""
+        return "firing" if any(a.firing for a in self.alerts) else "resolved"
+
+    @property
+    def firing(self) -> tuple[Alert, ...]:
+        return tuple(a for a in self.alerts if a.firing)
+
+    @property
+    def resolved(self) -> tuple[Alert, ...]:
+        return tuple(a for a in self.alerts if not a.firing)
+
+    @property
+    def title(self) -> str:
+        """One line: ``[FIRING:3] HIGH backup throttled (+2 more)``."""
+        firing = self.firing
+        head = firing[0] if firing else self.alerts[0] if self.alerts else None
+        if head is None:
+            return f"[{self.status.upper()}] {self.group_key}"
+        more = f" (+{len(self.alerts) - 1} more)" if len(self.alerts) > 1 else ""
+        count = len(firing) if firing else len(self.alerts)
+        return f"[{self.status.upper()}:{count}] {self.severity.name} {head.summary}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "notification",
+            "id": self.id,
+            "group_key": self.group_key,
+            "route": self.route,
+            "status": self.status,
+            "severity": self.severity.name,
+            "title": self.title,
+            "labels": dict(self.labels),
+            "created_at": None if self.created_at is None else self.created_at.isoformat(),
+            "repeat": self.repeat,
+            "acknowledged": list(self.acknowledged),
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Notification:
+        """The notification that :meth:`to_dict` described (used by the spool)."""
+        return cls(
+            group_key=data["group_key"],
+            route=data["route"],
+            alerts=tuple(Alert.from_dict(a) for a in data.get("alerts", ())),
+            labels=data.get("labels") or {},
+            created_at=_parse_time(data.get("created_at")),
+            repeat=bool(data.get("repeat", False)),
+            acknowledged=tuple(data.get("acknowledged", ())),
+            id=data["id"],
+        )
+
+
+# --------------------------------------------------------------------------------------
+# the pure core
+
+
+class _State:
+    __slots__ = ("acked", "alert", "escalated", "fired", "groups")
+
+    def __init__(self, alert: Alert, fired: float) -> None:
+        self.alert = alert
+        self.fired = fired
+        self.acked = False
+        self.escalated = False
+        self.groups: dict[str, Alert] = {}  # group key -> the version placed there
+
+
+class _Group:
+    __slots__ = ("created", "key", "labels", "last_sent", "last_sig", "members", "route", "sent")
+
+    def __init__(self, key: str, route: str, labels: dict[str, str], created: float) -> None:
+        self.key = key
+        self.route = route
+        self.labels = labels
+        self.created = created
+        self.members: dict[str, Alert] = {}
+        self.sent = False
+        self.last_sent = -math.inf
+        self.last_sig: dict[str, tuple[Any, ...]] = {}
+
+
+def _duration(value: object, field: str, *, allow_zero: bool) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(field, value, "a duration in seconds or text such as '30s'")
+    seconds = parse_duration(value, field=field)  # type: ignore[arg-type]
+    if not (seconds > 0 or (allow_zero and seconds == 0)) or math.isinf(seconds):
+        raise ConfigError(field, value, "a finite duration " + (">= 0" if allow_zero else "> 0"))
+    return seconds
+
+
+def _silence_seconds(duration: object, until: datetime | None, clock: Clock) -> float:
+    if (duration is None) == (until is None):
+        raise ConfigError("duration", duration, "a duration or until=, exactly one of them")
+    if until is None:
+        return _duration(duration, "duration", allow_zero=False)
+    if not isinstance(until, datetime) or until.tzinfo is None or until.utcoffset() is None:
+        raise ConfigError("until", until, "an aware datetime")
+    seconds = (until - clock.now()).total_seconds()
+    if seconds <= 0:
+        raise ConfigError("until", until, "an instant in the future")
+    return seconds
+
+
+class AlertPolicy:
+    """The dispatcher's pure core: decides what to send and when, on a clock.
+
+    It does no I/O and starts no thread: feed it :meth:`fire`, :meth:`resolve` and
+    :meth:`acknowledge`, then :meth:`poll` for the notifications due now and
+    :meth:`next_wakeup` for when to poll again. :class:`AlertDispatcher` wraps it
+    with a queue, a worker thread, sinks and a spool.
+
+    The rules, per group (a route and the values of the ``group_by`` labels), as in
+    Prometheus Alertmanager:
+
+    * A new group waits ``group_wait`` so a burst becomes one notification.
+    * After that, a change (a new alert, a changed one, a resolved one) is sent at
+      the earliest ``group_interval`` after the group's previous notification.
+    * An unchanged group with firing, unacknowledged alerts is sent again every
+      ``repeat_interval``.
+    * A resolved alert is sent once, in the group's next notification, then forgotten.
+    * ``acknowledge(key)`` stops the repeats and the escalation of that alert (its
+      resolution is still sent).
+    * With ``escalate_after``, an unacknowledged HIGH alert still firing after that
+      long is also sent to the CRITICAL route (as a CRITICAL copy labelled
+      ``escalated_from="HIGH"``).
+    * Inhibited alerts (see :class:`InhibitRule`) and silenced ones are left out of
+      notifications; when the inhibition or silence ends they count as new.
+
+    Routing: an alert goes to its label routes (see :class:`Route`), then to the route
+    of its own severity. A severity with no route falls through to the nearest *lower*
+    severity that has one (a CRITICAL alert reaches the HIGH route when there is no
+    CRITICAL route); it never also goes to lower routes. An alert below every route
+    goes nowhere and is counted in :attr:`unrouted`.
+
+    Examples:
+        >>> from wedguard.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> core = AlertPolicy(routes=[Severity.HIGH], group_wait=30, clock=clock)
+        >>> for i in range(50):
+        ...     core.fire(Alert(f"disk{i}", Severity.HIGH, "disk busy"))
+        >>> core.poll()
+        []
+        >>> clock.advance(30)
+        >>> [len(n.alerts) for n in core.poll()]
+        [50]
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[Any, object] | Iterable[Any] = (),
+        *,
+        label_routes: Sequence[Route] = (),
+        group_by: Sequence[str] = ("session",),
+        group_wait: float | str = 30.0,
+        group_interval: float | str = 300.0,
+        repeat_interval: float | str = 4 * 3600.0,
+        escalate_after: float | str | None = None,
+        inhibit_rules: Sequence[InhibitRule] = DEFAULT_INHIBIT_RULES,
+        clock: Clock | None = None,
+    ) -> None:
+        keys = list(routes.keys()) if isinstance(routes, Mapping) else list(routes)
+        self._severity_routes = sorted({_severity(k, "routes") for k in keys})
+        if not isinstance(label_routes, (list, tuple)) or not all(
+            isinstance(r, Route) for r in label_routes
+        ):
+            raise ConfigError("label_routes", label_routes, "a list of Route")
+        names: list[str] = []
+        for i, r in enumerate(label_routes):
+            name = r.name or f"route{i}"
+            if name in names or name in Severity.__members__:
+                raise ConfigError("label_routes", name, "unique route names, not severity names")
+            names.append(name)
+        self._label_routes = [
+            (name, r.match, r.continue_) for name, r in zip(names, label_routes, strict=True)
+        ]
+        if not self._severity_routes and not self._label_routes:
+            raise ConfigError("routes", routes, "at least one route (a severity or label route)")
+        if isinstance(group_by, str) or not all(isinstance(g, str) for g in group_by):
+            raise ConfigError("group_by", group_by, "a list of label names")
+        self.group_by = tuple(group_by)
+        self.group_wait = _duration(group_wait, "group_wait", allow_zero=True)
+        self.group_interval = _duration(group_interval, "group_interval", allow_zero=False)
+        self.repeat_interval = _duration(repeat_interval, "repeat_interval", allow_zero=False)
+        self.escalate_after = (
+            None
+            if escalate_after is None
+            else _duration(escalate_after, "escalate_after", allow_zero=True)
+        )
+        if not isinstance(inhibit_rules, (list, tuple)) or not all(
+            isinstance(r, InhibitRule) for r in inhibit_rules
+        ):
+            raise ConfigError("inhibit_rules", inhibit_rules, "a list of InhibitRule")
+        self.inhibit_rules = tuple(inhibit_rules)
+        self._clock = clock or SYSTEM_CLOCK
+        self._alerts: dict[str, _State] = {}
+        self._groups: dict[str, _Group] = {}
+        self._silences: dict[str, Silence] = {}
+        self.unrouted = 0
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def fire(self, alert: Alert) -> None:
+        """An alert fires (or fires again, possibly changed). Same key, same alert."""
+        if not isinstance(alert, Alert):
+            raise ConfigError("alert", alert, "an Alert")
+        if not alert.firing:
+            self.resolve(alert.key, at=alert.resolved_at)
+            return
+        st = self._alerts.get(alert.key)
+        if alert.started_at is None:
+            started = st.alert.started_at if st is not None else None
+            alert = attrs.evolve(alert, started_at=started or self._clock.now())
+        if st is None:
+            st = _State(alert, self._clock.monotonic())
+            self._alerts[alert.key] = st
+        else:
+            st.alert = alert
+        self._place(st)
+
+    def resolve(self, key: str, *, at: datetime | None = None) -> bool:
+        """The alert ``key`` is over; False if no such alert fires."""
+        st = self._alerts.pop(key, None)
+        if st is None:
+            return False
+        at = at or self._clock.now()
+        for gkey, version in st.groups.items():
+            group = self._groups.get(gkey)
+            if group is not None and key in group.members:
+                group.members[key] = version.resolved(at)
+        return True
+
+    def acknowledge(self, key: str) -> bool:
+        """Someone is on it: no more repeats or escalation for ``key``."""
+        st = self._alerts.get(key)
+        if st is None:
+            return False
+        st.acked = True
+        return True
+
+    def silence(
+        self,
+        matcher: Matcher | Mapping[str, str],
+        duration: float | str | None = None,
+        *,
+        until: datetime | None = None,
+        comment: str = "",
+        id: str | None = None,
+    ) -> Silence:
+        """Mute the alerts ``matcher`` selects for ``duration`` (seconds or text such
+        as ``"2h"``) or ``until`` an aware datetime; returns the silence."""
+        m = _matcher(matcher, "matcher")
+        seconds = _silence_seconds(duration, until, self._clock)
+        s = Silence(
+            id=id or uuid.uuid4().hex,
+            matcher=m,
+            ends_at=self._clock.monotonic() + seconds,
+            until=self._clock.now() + timedelta(seconds=seconds),
+            comment=comment,
+        )
+        self._silences[s.id] = s
+        return s
+
+    def expire_silence(self, silence_id: str) -> bool:
+        """End a silence now; False if there is no such silence."""
+        return self._silences.pop(silence_id, None) is not None
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The alerts firing now."""
+        return [st.alert for st in self._alerts.values()]
+
+    @property
+    def silences(self) -> list[Silence]:
+        """The silences still in force."""
+        now = self._clock.monotonic()
+        return [s for s in self._silences.values() if s.active(now)]
+
+    def acknowledged(self, key: str) -> bool:
+        st = self._alerts.get(key)
+        return st is not None and st.acked
+
+    # -- routing ---------------------------------------------------------------------
+
+    def _severity_route(self, severity: Severity) -> str | None:
+        best = None
+        for s in self._severity_routes:
+            if s <= severity:
+                best = s
+        return None if best is None else best.name
+
+    def routes_for(self, alert: Alert) -> list[str]:
+        """The names of the routes ``alert`` goes to."""
+        names = []
+        for name, match, cont in self._label_routes:
+            if match.matches(alert):
+                names.append(name)
+                if not cont:
+                    return names
+        route = self._severity_route(alert.severity)
+        if route is not None:
+            names.append(route)
+        return names
+
+    def _group_for(self, route: str, alert: Alert) -> _Group:
+        labels = {name: alert.labels.get(name, "") for name in self.group_by}
+        key = route + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+        group = self._groups.get(key)
+        if group is None:
+            group = _Group(key, route, labels, self._clock.monotonic())
+            self._groups[key] = group
+        return group
+
+    def _place(self, st: _State) -> None:
+        alert = st.alert
+        wanted: dict[str, Alert] = {}
+        routes = self.routes_for(alert)
+        if not routes:
+            self.unrouted += 1
+        for route in routes:
+            wanted[self._group_for(route, alert).key] = alert
+        if st.escalated:
+            target = self._severity_route(Severity.CRITICAL)
+            if target is not None and target not in routes:
+                copy = attrs.evolve(
+                    alert,
+                    severity=Severity.CRITICAL,
+                    labels={**alert.labels, "escalated_from": alert.severity.name},
+                )
+                wanted[self._group_for(target, copy).key] = copy
+        for gkey in st.groups.keys() - wanted.keys():
+            group = self._groups.get(gkey)
+            if group is not None:
+                group.members.pop(alert.key, None)
+        for gkey, version in wanted.items():
+            self._groups[gkey].members[alert.key] = version
+        st.groups = wanted
+
+    # -- visibility ------------------------------------------------------------------
+
+    def _silenced(self, alert: Alert, now: float) -> bool:
+        return any(s.active(now) and s.matcher.matches(alert) for s in self._silences.values())
+
+    def _inhibited(self, alert: Alert) -> bool:
+        if not self.inhibit_rules:
+            return False
+        for rule in self.inhibit_rules:
+            if not rule.target.matches(alert):
+                continue
+            for st in self._alerts.values():
+                if rule.inhibits(st.alert, alert):
+                    return True
+        return False
+
+    def _visible(self, group: _Group, now: float) -> tuple[list[Alert], list[Alert]]:
+        firing: list[Alert] = []
+        resolved: list[Alert] = []
+        for alert in group.members.values():
+            if self._silenced(alert, now) or self._inhibited(alert):
+                continue
+            (firing if alert.firing else resolved).append(alert)
+        return firing, resolved
+
+    def _due(self, group: _Group, firing: list[Alert], resolved: list[Alert]) -> tuple[float, bool]:
+        """When ``group`` should next be sent (inf: never) and whether that is a repeat."""
+        if not firing and not resolved:
+            return math.inf, False
+        if not group.sent:
+            return group.created + self.group_wait, False
+        if resolved or {a.key: _sig(a) for a in firing} != group.last_sig:
+            return group.last_sent + self.group_interval, False
+        for a in firing:
+            st = self._alerts.get(a.key)
+            if st is not None and not st.acked:
+                return group.last_sent + self.repeat_interval, True
+        return math.inf, False
+
+    # -- outputs ---------------------------------------------------------------------
+
+    def poll(self) -> list[Notification]:
+        """The notifications due now (call again at :meth:`next_wakeup`)."""
+        return self._collect(force=False)
+
+    def flush(self) -> list[Notification]:
+        """Everything pending now, also what ``group_wait``/``group_interval`` still
+        hold (repeats keep their own schedule)."""
+        return self._collect(force=True)
+
+    def next_wakeup(self) -> float | None:
+        """The ``monotonic()`` time at which :meth:`poll` may have something, or None."""
+        now = self._clock.monotonic()
+        best = math.inf
+        for group in self._groups.values():
+            firing, resolved = self._visible(group, now)
+            due, _ = self._due(group, firing, resolved)
+            best = min(best, due)
+        if self.escalate_after is not None:
+            for st in self._alerts.values():
+                if self._escalates(st):
+                    best = min(best, st.fired + self.escalate_after)
+        for s in self._silences.values():
+            best = min(best, s.ends_at)
+        return None if math.isinf(best) else best
+
+    def _escalates(self, st: _State) -> bool:
+        return not st.escalated and not st.acked and st.alert.severity == Severity.HIGH
+
+    def _collect(self, *, force: bool) -> list[Notification]:
+        now = self._clock.monotonic()
+        if self.escalate_after is not None:
+            for st in self._alerts.values():
+                if self._escalates(st) and now >= st.fired + self.escalate_after:
+                    st.escalated = True
+                    self._place(st)
+        for sid in [sid for sid, s in self._silences.items() if not s.active(now)]:
+            del self._silences[sid]
+        out: list[Notification] = []
+        for group in list(self._groups.values()):
+            note = self._step(group, now, force)
+            if note is not None:
+                out.append(note)
+        return out
+
+    def _step(self, group: _Group, now: float, force: bool) -> Notification | None:
+        members = group.members
+        for key in [k for k, a in members.items() if not a.firing]:
+            a = members[key]
+            if self._silenced(a, now) or self._inhibited(a):
+                del members[key]  # resolved while muted: nobody is told
+        if not members:
+            del self._groups[group.key]
+            return None
+        firing, resolved = self._visible(group, now)
+        if not firing and not resolved:
+            if group.sent:
+                group.last_sig = {}
+            return None
+        due, repeat = self._due(group, firing, resolved)
+        if not (now >= due or (force and not repeat and not math.isinf(due))):
+            return None
+        acked = tuple(
+            a.key for a in firing if (st := self._alerts.get(a.key)) is not None and st.acked
+        )
+        note = Notification(
+            group_key=group.key,
+            route=group.route,
+            alerts=tuple(firing + resolved),
+            labels=group.labels,
+            created_at=self._clock.now(),
+            repeat=repeat,
+            acknowledged=acked,
+        )
+        group.sent = True
+        group.last_sent = now
+        group.last_sig = {a.key: _sig(a) for a in firing}
+        for a in resolved:
+            del members[a.key]
+        if not members:
+            del self._groups[group.key]
+        return note
+
+    def __repr__(self) -> str:
+        return (
+            f"AlertPolicy(routes={[s.name for s in self._severity_routes]}, "
+            f"firing={len(self._alerts)}, groups={len(self._groups)})"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# the dispatcher: a queue, a worker, one delivery lane per sink, a spool
+
+_FIRE, _RESOLVE, _ACK, _FLUSH = 0, 1, 2, 3
+_COMMAND_PRIORITY = int(Severity.CRITICAL) + 1  # resolve/ack outrank every alert
+
+
+def _first(item: tuple[int, int, Any]) -> int:
+    return item[0]
+
+
+def _note_priority(note: Notification) -> int:
+    return int(note.severity)
+
+
+def _sink_name(sink: object) -> str:
+    name = getattr(sink, "name", None)
+    return name if isinstance(name, str) and name else type(sink).__name__
+
+
+class AlertDispatcher:
+    """Routes, groups and delivers alerts, with Alertmanager's manners.
+
+    Args:
+        routes: severity -> sinks, e.g. ``{Severity.HIGH: [slack], Severity.LOW: [log]}``.
+            See :class:`AlertPolicy` for how severities fall through.
+        label_routes: :class:`Route` objects tried before the severity routes.
+        group_by: the labels whose values make a group (default ``("session",)``).
+        group_wait: seconds a new group waits to gather a burst (default 30).
+        group_interval: seconds between notifications of a changed group (default 300).
+        repeat_interval: seconds between repeats of an unchanged firing group (4 h).
+        escalate_after: seconds after which an unacknowledged HIGH alert also goes to
+            the CRITICAL route (default: never).
+        inhibit_rules: see :class:`InhibitRule` (default :data:`DEFAULT_INHIBIT_RULES`).
+        spool: a file path: notifications not yet delivered are kept there (JSON Lines,
+            fsync'ed, mode 0600) and delivered by the next dispatcher opened on it.
+        queue_size: the bound of the input queue and of each sink's delivery queue.
+        max_attempts: give a notification up after this many failed sends to one sink
+            (default None: keep retrying; the spool keeps it meanwhile).
+        backoff: the first retry delay in seconds (exponential, jittered; a
+            ``Retry-After`` from the receiver is honoured when longer).
+        backoff_max: the longest retry delay.
+        forward: sinks that receive, unchanged, the non-alert events given to
+            :meth:`emit` (default: such events are ignored).
+        clock: where time comes from (default :class:`~wedguard.SystemClock`).
+
+    ``fire``, ``resolve`` and ``acknowledge`` only append to a bounded queue (about a
+    microsecond; they never wait for the network). A worker thread feeds the
+    :class:`AlertPolicy` core and hands due :class:`Notification` objects to one
+    delivery lane per sink. A sink with a ``send(event)`` method (the network sinks)
+    is called through it, so failures raise and are retried; other sinks get
+    ``emit(event)`` (an exception there is retried too). Each lane delivers in order
+    (so the notifications of one key keep their order) and has its own retries, so
+    a hanging sink delays only itself; the network sinks' own ``timeout`` bounds
+    each attempt.
+
+    When the input queue is full, the lowest-severity alert goes first (resolve and
+    acknowledge outrank alerts); each drop is counted in :attr:`dropped` and logged.
+
+    The dispatcher is itself a sink: :meth:`emit` fires an :class:`Alert` (or resolves
+    it, when the alert is resolved), and passes any other event to ``forward``.
+
+    Example::
+
+        >>> from wedguard.testing import RecordingSink
+        >>> pager = RecordingSink()
+        >>> with AlertDispatcher(routes={Severity.HIGH: [pager]}, group_wait=30) as d:
+        ...     for i in range(50):
+        ...         _ = d.fire(Alert(f"photos/{i}", Severity.HIGH, "API +12 %"))
+        ...     d.flush(timeout=5)
+        True
+        >>> [len(n.alerts) for n in pager.events]
+        [50]
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[Any, object] | None = None,
+        *,
+        label_routes: Sequence[Route] = (),
+        group_by: Sequence[str] = ("session",),
+        group_wait: float | str = 30.0,
+        group_interval: float | str = 300.0,
+        repeat_interval: float | str = 4 * 3600.0,
+        escalate_after: float | str | None = None,
+        inhibit_rules: Sequence[InhibitRule] = DEFAULT_INHIBIT_RULES,
+        spool: str | Any | None = None,
+        queue_size: int = 10_000,
+        max_attempts: int | None = None,
+        backoff: float = 1.0,
+        backoff_max: float = 300.0,
+        forward: Sequence[Sink] = (),
+        clock: Clock | None = None,
+    ) -> None:
+        routes = {} if routes is None else routes
+        if not isinstance(routes, Mapping):
+            raise ConfigError("routes", routes, "a mapping of Severity to a list of sinks")
+        self._clock = clock or SYSTEM_CLOCK
+        # a clock other than the system's (a fake one in tests) may jump: look often
+        self._tick = 1.0 if isinstance(self._clock, SystemClock) else 0.02
+        self._core = AlertPolicy(
+            routes,
+            label_routes=label_routes,
+            group_by=group_by,
+            group_wait=group_wait,
+            group_interval=group_interval,
+            repeat_interval=repeat_interval,
+            escalate_after=escalate_after,
+            inhibit_rules=inhibit_rules,
+            clock=self._clock,
+        )
+        if not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1:
+            raise ConfigError("queue_size", queue_size, "an integer >= 1")
+        self._queue_size = queue_size
+        self._forward = _sinks(list(forward), "forward") if forward else ()
+        # route name -> sinks
+        self._routes: dict[str, tuple[Sink, ...]] = {}
+        for key, sinks in routes.items():
+            self._routes[_severity(key, "routes").name] = _sinks(sinks, f"routes[{key}]")
+        for name, r in zip(
+            [n for n, _m, _c in self._core._label_routes], label_routes, strict=True
+        ):
+            self._routes[name] = r.sinks
+        # one lane per distinct sink object
+        self._lanes: dict[int, AsyncDelivery[Notification]] = {}
+        self._lane_names: dict[str, AsyncDelivery[Notification]] = {}
+        for sinks in self._routes.values():
+            for s in sinks:
+                if id(s) not in self._lanes:
+                    self._add_lane(s, max_attempts, backoff, backoff_max)
+        self._spool: Spool | None = None
+        if spool is not None:
+            self._spool = spool if isinstance(spool, Spool) else Spool(spool)
+        self._inbox: list[deque[tuple[int, int, Any]]] = [
+            deque() for _ in range(_COMMAND_PRIORITY + 1)
+        ]
+        self._inbox_len = 0
+        self._seq = itertools.count()
+        self._drop_logged = -math.inf
+        self._cond = threading.Condition(threading.Lock())
+        self._core_lock = threading.Lock()
+        self._closing = False
+        self._closed = False
+        self._next_wakeup: float | None = None
+        self._input_dropped = 0
+        self.notifications = 0
+        if self._spool is not None:
+            self._restore(self._spool)
+        self._thread = threading.Thread(target=self._run, name="wedguard-alerts", daemon=True)
+        self._thread.start()
+
+    def _add_lane(
+        self, sink: Sink, max_attempts: int | None, backoff: float, backoff_max: float
+    ) -> None:
+        base = _sink_name(sink)
+        name, n = base, 1
+        while name in self._lane_names:
+            n += 1
+            name = f"{base}#{n}"
+        send = getattr(sink, "send", None)
+        deliver = send if callable(send) else sink.emit
+
+        def done(note: Notification, ok: bool, _name: str = name) -> None:
+            if self._spool is not None:
+                self._spool.done(note.id, _name)
+
+        def dropped(note: Notification) -> None:
+            done(note, False)
+
+        lane: AsyncDelivery[Notification] = AsyncDelivery(
+            deliver,
+            name=name,
+            queue_size=self._queue_size,
+            priority=_note_priority,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            on_done=done,
+            on_drop=dropped,
+            # retries wait real time even when the policy runs on a fake clock
+            clock=SYSTEM_CLOCK,
+        )
+        self._lanes[id(sink)] = lane
+        self._lane_names[name] = lane
+
+    def _restore(self, spool: Spool) -> None:
+        restored = 0
+        for nid, sink, data in spool.pending():
+            lane = self._lane_names.get(sink)
+            if lane is None:
+                continue  # no such sink now: the record stays in the spool
+            try:
+                note = Notification.from_dict(data)
+            except (KeyError, ValueError, TypeError, ConfigError):
+                spool.done(nid, sink)
+                continue
+            lane.put(note)
+            restored += 1
+        if restored:
+            log.info("alerts: %d undelivered notification(s) restored from the spool", restored)
+
+    # -- the quick, non-blocking entry points ----------------------------------------
+
+    def _put(self, op: int, priority: int, payload: Any) -> bool:
+        # one deque per priority: an overflow evicts the oldest item of the lowest
+        # priority below the newcomer's in O(1); the worker restores arrival order
+        with self._cond:
+            if self._closed:
+                return False
+            if self._inbox_len >= self._queue_size and op != _FLUSH:
+                self._input_dropped += 1
+                for lower in self._inbox[:priority]:
+                    if lower:
+                        lower.popleft()
+                        self._inbox_len -= 1
+                        break
+                else:
+                    self._report_drop()
+                    return False
+                self._report_drop()
+            self._inbox[priority].append((next(self._seq), op, payload))
+            self._inbox_len += 1
+            self._cond.notify()
+        return True
+
+    def _report_drop(self) -> None:
+        now = time.monotonic()
+        if now - self._drop_logged >= 10.0:
+            self._drop_logged = now
+            log.warning(
+                "alerts: input queue full (%d); %d alert(s) dropped so far, lowest severity first",
+                self._queue_size,
+                self._input_dropped,
+            )
+
+    def fire(self, alert: Alert) -> bool:
+        """Queue ``alert`` (never blocks); False if it was dropped on overflow."""
+        if not isinstance(alert, Alert):
+            raise ConfigError("alert", alert, "an Alert")
+        return self._put(_FIRE, int(alert.severity), alert)
+
+    def resolve(self, key: str) -> bool:
+        """Queue the resolution of ``key`` (never blocks)."""
+        return self._put(_RESOLVE, _COMMAND_PRIORITY, (key, self._clock.now()))
+
+    def acknowledge(self, key: str) -> bool:
+        """Queue an acknowledgement of ``key``: no more repeats or escalation."""
+        return self._put(_ACK, _COMMAND_PRIORITY, key)
+
+    def emit(self, event: Event) -> None:
+        """Sink interface: an :class:`Alert` is fired (resolved if it is resolved);
+        other events go to the ``forward`` sinks, or are ignored."""
+        if isinstance(event, Alert):
+            if event.firing:
+                self.fire(event)
+            else:
+                self.resolve(event.key)
+            return
+        for sink in self._forward:
+            try:
+                sink.emit(event)
+            except Exception:
+                log.exception("alerts: forwarding a %r event failed", getattr(event, "kind", "?"))
+
+    def silence(
+        self,
+        matcher: Matcher | Mapping[str, str],
+        duration: float | str | None = None,
+        *,
+        until: datetime | None = None,
+        comment: str = "",
+    ) -> Silence:
+        """Mute the alerts ``matcher`` selects for ``duration`` (seconds or ``"2h"``)
+        or ``until`` an aware datetime. Returns the :class:`Silence` (its ``id``
+        ends it early with :meth:`expire_silence`)."""
+        with self._core_lock:
+            s = self._core.silence(matcher, duration, until=until, comment=comment)
+        self._wake()
+        return s
+
+    def expire_silence(self, silence_id: str) -> bool:
+        """End a silence now."""
+        with self._core_lock:
+            ok = self._core.expire_silence(silence_id)
+        self._wake()
+        return ok
+
+    @property
+    def silences(self) -> list[Silence]:
+        with self._core_lock:
+            return self._core.silences
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The alerts firing now (as far as the worker has seen)."""
+        with self._core_lock:
+            return self._core.alerts
+
+    @property
+    def dropped(self) -> int:
+        """How many alerts or notifications were dropped because a queue was full."""
+        return self._input_dropped + sum(lane.dropped for lane in self._lanes.values())
+
+    @property
+    def unrouted(self) -> int:
+        """Alerts fired with no route to go to (below every severity route)."""
+        with self._core_lock:
+            return self._core.unrouted
+
+    @property
+    def failed(self) -> int:
+        """Notifications given up (``max_attempts`` reached or a permanent error)."""
+        return sum(lane.failed for lane in self._lanes.values())
+
+    @property
+    def pending(self) -> int:
+        """Commands not yet seen by the worker plus notifications not yet delivered."""
+        with self._cond:
+            queued = self._inbox_len
+        return queued + sum(lane.pending for lane in self._lanes.values())
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, per sink and overall (safe to log: no secrets)."""
+        return {
+            "dropped": self.dropped,
+            "failed": self.failed,
+            "pending": self.pending,
+            "notifications": self.notifications,
+            "sinks": {
+                name: {
+                    "delivered": lane.delivered,
+                    "failed": lane.failed,
+                    "dropped": lane.dropped,
+                    "retries": lane.retries,
+                    "pending": lane.pending,
+                }
+                for name, lane in self._lane_names.items()
+            },
+        }
+
+    # -- flush and close ---------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything pending, also what ``group_wait``/``group_interval`` still
+        hold, and wait until the sinks have it (True) or ``timeout`` seconds of real
+        time pass (False). Also False when a notification was given up meanwhile
+        (``max_attempts`` reached, or a permanent error such as HTTP 404)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failed = self.failed
+        marker = threading.Event()
+        with self._cond:
+            if self._closed:
+                return self._lanes_flushed(deadline) and self.failed == failed
+            self._inbox[_COMMAND_PRIORITY].append((next(self._seq), _FLUSH, marker))
+            self._inbox_len += 1
+            self._cond.notify()
+        if not marker.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
+            return False
+        # False too when a notification was given up meanwhile: its sinks do not have it
+        return self._lanes_flushed(deadline) and self.failed == failed
+
+    def _lanes_flushed(self, deadline: float | None) -> bool:
+        for lane in self._lanes.values():
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not lane.flush(remaining):
+                return False
+        return True
+
+    def close(self, timeout: float | None = 5.0) -> bool:
+        """Flush (waiting at most ``timeout``), then stop the worker and the lanes.
+
+        Whatever could not be delivered stays in the spool for the next dispatcher.
+        Returns the flush result.
+        """
+        if self._closed:
+            return True
+        ok = self.flush(timeout)
+        with self._cond:
+            self._closing = True
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(2.0)
+        for lane in self._lanes.values():
+            lane.close(0)
+        if self._spool is not None:
+            self._spool.close()
+        return ok
+
+    def __enter__(self) -> AlertDispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the worker ----------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """Make the worker look at its timers now (with a fake clock it also re-reads
+        the clock every 20 ms while a timer is pending)."""
+        self._wake()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._inbox_len and not self._closing:
+                    wake = self._next_wakeup
+                    if wake is None:
+                        self._cond.wait()
+                    else:
+                        remaining = wake - self._clock.monotonic()
+                        if remaining > 0:
+                            self._cond.wait(min(remaining, self._tick))
+                batch = [item for q in self._inbox for item in q]
+                for q in self._inbox:
+                    q.clear()
+                self._inbox_len = 0
+                closing = self._closing
+            batch.sort(key=_first)
+            try:
+                self._step(batch)
+            except Exception:  # the worker must survive a bad sink or a bug
+                log.exception("alerts: dispatcher step failed")
+                for _seq, op, payload in batch:
+                    if op == _FLUSH:
+                        payload.set()
+            if closing:
+                return
+
+    def _step(self, batch: list[tuple[int, int, Any]]) -> None:
+        markers: list[threading.Event] = []
+        with self._core_lock:
+            core = self._core
+            for _seq, op, payload in batch:
+                if op == _FIRE:
+                    core.fire(payload)
+                elif op == _RESOLVE:
+                    core.resolve(payload[0], at=payload[1])
+                elif op == _ACK:
+                    core.acknowledge(payload)
+                else:
+                    markers.append(payload)
+            notes = core.flush() if markers else core.poll()
+            self._next_wakeup = core.next_wakeup()
+        for note in notes:
+            self._deliver(note)
+        for marker in markers:
+            marker.set()
+
+    def _deliver(self, note: Notification) -> None:
+        self.notifications += 1
+        for sink in self._routes.get(note.route, ()):
+            lane = self._lanes[id(sink)]
+            if self._spool is not None:
+                self._spool.add(note.id, lane.name, note.to_dict())
+            lane.put(note)
+
+    def __repr__(self) -> str:
+        return (
+            f"AlertDispatcher(routes={sorted(self._routes)}, sinks={sorted(self._lane_names)}, "
+            f"pending={self.pending}, dropped={self.dropped})"
+        )

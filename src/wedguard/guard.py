@@ -46,7 +46,14 @@ from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Event, Sink, Source
-from wedguard.session import Cutoff, DeadlineSpec, Session, SlotTimeout, _release_slot
+from wedguard.session import (
+    Cutoff,
+    DeadlineSpec,
+    Session,
+    SlotTimeout,
+    _release_slot,
+    current_session,
+)
 from wedguard.units import format_rate, parse_duration, parse_rate
 
 __all__ = ["DEFAULT", "Guard"]
@@ -369,7 +376,8 @@ class Guard:
         self._queue: collections.deque[object] = collections.deque()
         self._active: dict[_Slot, None] = {}
         self._sampler: threading.Thread | None = None
-        self._sampler_halt: threading.Event | None = None
+        self._sampler_wake = threading.Event()
+        self._closing = False
         # alerts currently firing, by key
         self._firing: dict[str, Alert] = {}
         # event delivery
@@ -377,9 +385,11 @@ class Guard:
         self._ev_cond = threading.Condition()
         self._deliverer: threading.Thread | None = None
         self._delivering = False
+        self._dropped = 0
         self._signals_installed: dict[int, Any] = {}
 
-        self._decision = self._make_decision(self._now(), self._clock.now(), None)
+        self._window: Any = None  # the calendar window in force (cached until it ends)
+        self._decision = self._make_decision(self._now(), self._clock.now())
         self._apply(self._decision, self._now(), emit=False)
         if self._breaker is not None and callable(getattr(self._breaker, "add_listener", None)):
             self._breaker.add_listener(self._on_breaker)  # type: ignore[attr-defined]
@@ -442,6 +452,7 @@ class Guard:
         cutoff: Cutoff | str = Cutoff.HARD,
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | _Default | None = DEFAULT,
+        cutoff_mode: Cutoff | str | None = None,
     ) -> Session:
         """A new session; use it with ``with`` or ``async with``.
 
@@ -453,8 +464,11 @@ class Guard:
             expected_bytes: how much the session will move (for deadline pacing).
             rate: a cap for this session under the guard's budget.
             ops_rate: an operations cap for this session.
-            max_duration, max_bytes, stop_at: cutoffs (see :class:`Cutoff`).
-            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS.
+            max_duration: a cutoff: the longest the session may run (see :class:`Cutoff`).
+            max_bytes: a cutoff: the most bytes the session may move.
+            stop_at: a cutoff: an aware datetime after which the session ends.
+            cutoff: how a cutoff ends the session: HARD, SOFT or CAUTIOUS
+                (``cutoff_mode`` is accepted too, as rclone calls it).
             on_deadline: when a BLACKOUT covers the deadline: ``"raise"``
                 :class:`DeadlineError` or ``"wait"`` through it.
             slot_timeout: seconds to wait for a concurrency slot (default: the
@@ -473,6 +487,7 @@ class Guard:
             cutoff=cutoff,
             on_deadline=on_deadline,
             slot_timeout=self._slot_timeout if slot_timeout is DEFAULT else slot_timeout,
+            cutoff_mode=cutoff_mode,
         )
 
     def _slot_free(self, ticket: object) -> bool:
@@ -574,8 +589,6 @@ class Guard:
                 return
             slot.released = True
             self._active.pop(slot, None)
-            if not self._active:
-                self._stop_sampler()
             self._notify()
 
     # -- waiting ----------------------------------------------------------------------------
@@ -631,6 +644,18 @@ class Guard:
                 self._refresh_locked(now)
             return self._decision
 
+    def observe_baseline(self, sample: Mapping[str, float] | None = None) -> None:
+        """Teach the analyser what production looks like without a backup.
+
+        Call it while no backup runs (at start-up, or from a scheduler between runs);
+        without ``sample`` the guard reads its sources once. Does nothing without an
+        analyser that learns a baseline.
+        """
+        observe = getattr(self._analyzer, "observe_baseline", None)
+        if observe is None:
+            return
+        observe(self._collect() if sample is None else sample)
+
     def tick(self) -> Decision:
         """Sample the sources now and recompute the decision (what the sampler does)."""
         sample = self._collect()
@@ -652,7 +677,7 @@ class Guard:
                 if self._sources and self._analyzer is not None:
                     self._assess_locked(self._collect(), now)
                 self._track_sessions(now)
-        self._apply(self._make_decision(now, self._clock.now(), self._window_cache), now)
+        self._apply(self._make_decision(now, self._clock.now()), now)
 
     def _collect(self) -> dict[str, float]:
         """Read every source (no lock held in background mode); a failure is a metric."""
@@ -690,17 +715,22 @@ class Guard:
         self._allowed = allowed
         self._allowed_free = allowed >= ceiling
 
-    _window: Any = None
-    _window_cache: Any = None
+    def _make_decision(self, now: float, now_dt: datetime) -> Decision:
+        """Compose the policies' answers into a Decision (lock held; no I/O).
 
-    def _make_decision(self, now: float, now_dt: datetime, cached: Any) -> Decision:
-        """Compose the policies' answers into a Decision (lock held; pure)."""
+        The calendar window in force is kept until it ends, so the calendar is asked
+        once per window, not once per decision.
+        """
         window = None
         if self._calendar is not None:
-            window = cached
-            if window is None or not (window.start <= now_dt < window.end):
+            window = self._window
+            if (
+                window is None
+                or now_dt < window.start
+                or (window.end is not None and now_dt >= window.end)
+            ):
                 window = self._calendar.at(now_dt)
-        self._window = self._window_cache = window
+        self._window = window
         level = Level.OPEN if window is None else Level(window.level)
         cap = _INF if window is None or window.rate is None else float(window.rate)
         ceiling = min(self._rate, cap)
@@ -772,7 +802,10 @@ class Guard:
             self._window_end_m = _INF
         expires = self._window_end_m
         if not self._background and self._active:
-            expires = min(expires, self._next_sample)
+            # inline sampling; a blackout ends only with its window (or a stop, which
+            # wakes the waiters), so it is slept through in one piece
+            if d.level is not Level.BLACKOUT:
+                expires = min(expires, self._next_sample)
             if self._stop_file is not None:
                 expires = min(expires, self._next_stop_check)
         self._expires = expires if expires > now else now + 1e-6
@@ -856,6 +889,10 @@ class Guard:
         def on_usr2(signum: int, frame: FrameType | None) -> None:
             threading.Thread(target=self.resume, daemon=True).start()
 
+        if self._signals_installed:
+            return  # already ours
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError("signals", True, "installing handlers from the main thread")
         self._signals_installed[usr1] = signal.signal(usr1, on_usr1)
         self._signals_installed[usr2] = signal.signal(usr2, on_usr2)
 
@@ -868,26 +905,48 @@ class Guard:
     # -- the background sampler ----------------------------------------------------------
 
     def _start_sampler(self) -> None:
-        halt = threading.Event()
-        self._sampler_halt = halt
-        self._sampler = threading.Thread(
-            target=self._sampler_loop, args=(halt,), name="wedguard-sampler", daemon=True
-        )
-        self._sampler.start()
+        """Sample now: wake the sampler thread, or start one (lock held).
+
+        The thread outlives the last session by one ``sample_interval`` (idle, sampling
+        nothing), so back-to-back sessions, such as one per protected call, reuse it.
+        """
+        self._sampler_wake.set()
+        if self._sampler is None:
+            self._closing = False
+            self._sampler = threading.Thread(
+                target=self._sampler_loop, name=f"wedguard-sampler-{id(self):x}", daemon=True
+            )
+            self._sampler.start()
 
     def _stop_sampler(self) -> None:
-        if self._sampler_halt is not None:
-            self._sampler_halt.set()
-        self._sampler_halt = None
-        self._sampler = None
+        """Let the sampler thread end now (lock held)."""
+        self._closing = True
+        self._sampler_wake.set()
 
-    def _sampler_loop(self, halt: threading.Event) -> None:
-        now = self._now()
-        next_sample = now
-        next_check = now
-        while not halt.is_set():
+    def _sampler_loop(self) -> None:
+        wake = self._sampler_wake
+        next_sample = next_check = -_INF
+        idle_since: float | None = None
+        while True:
             try:
-                now = self._now()
+                with self._cond:
+                    now = self._now()
+                    if self._closing:
+                        self._sampler = None
+                        return
+                    if not self._active:
+                        if idle_since is None:
+                            idle_since = now
+                        elif now - idle_since >= self._interval:
+                            self._sampler = None
+                            return
+                    elif idle_since is not None or wake.is_set():
+                        idle_since = None  # a session (re)started: sample at once
+                        next_sample = next_check = now
+                    wake.clear()
+                if idle_since is not None:
+                    wake.wait(max(0.0, idle_since + self._interval - now))
+                    continue
                 if self._stop_file is not None and now >= next_check:
                     next_check = now + self._stop_interval
                     with self._cond:
@@ -896,17 +955,16 @@ class Guard:
                     next_sample = now + self._interval
                     sample = self._collect() if self._analyzer is not None else {}
                     with self._cond:
-                        if halt.is_set():
-                            break
-                        now = self._now()
-                        if self._sources and self._analyzer is not None:
-                            self._assess_locked(sample, now)
-                        self._track_sessions(now)
-                        self._refresh_locked(now, sampled=True)
+                        if self._active:
+                            now = self._now()
+                            if self._sources and self._analyzer is not None:
+                                self._assess_locked(sample, now)
+                            self._track_sessions(now)
+                            self._refresh_locked(now, sampled=True)
             except Exception:  # pragma: no cover - never let the sampler die
                 log.exception("sampler step failed")
             due = next_sample if self._stop_file is None else min(next_sample, next_check)
-            halt.wait(max(0.0, due - self._now()))
+            wake.wait(max(0.0, due - self._now()))
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -1052,6 +1110,12 @@ class Guard:
             self._deliver(event)
             return
         with self._ev_cond:
+            if len(self._events) == self._events.maxlen:
+                self._dropped += 1
+                if self._dropped == 1 or self._dropped % 1000 == 0:
+                    log.warning(
+                        "sinks fall behind: %d events dropped (the oldest first)", self._dropped
+                    )
             self._events.append(event)
             if self._deliverer is None:
                 self._deliverer = threading.Thread(
@@ -1124,7 +1188,8 @@ class Guard:
         """Decorate an upload function (sync or async) to run under the guard.
 
         Each call runs as a session named after the function (taking a concurrency
-        slot), takes ``cost(*args, **kwargs)`` bytes and ``ops`` operations from the
+        slot) or, when called inside an active session of this guard, as part of that
+        session (no second slot). It takes ``cost(*args, **kwargs)`` bytes and ``ops`` operations from the
         budgets, then calls the function under the circuit breaker.
 
         Args:
@@ -1177,42 +1242,85 @@ class Guard:
                 @functools.wraps(func)
                 async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                     n = units(args, kwargs)
+                    outer = self._joinable()
+                    if outer is not None:
+                        return await self._run_async(
+                            outer, b, wait_on_open, n, ops, afunc, args, kwargs
+                        )
                     async with self.session(label) as s:
-                        await self._agate(b, wait_on_open)
-                        await s.athrottle(n, ops=ops)
-                        try:
-                            result = await afunc(*args, **kwargs)
-                        except Exception as exc:
-                            if b is not None:
-                                b.record_failure(exc)
-                            raise
-                        if b is not None:
-                            b.record_success()
-                        return result
+                        return await self._run_async(
+                            s, b, wait_on_open, n, ops, afunc, args, kwargs
+                        )
 
                 return cast("Callable[P, R]", awrapper)
 
             @functools.wraps(func)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 n = units(args, kwargs)
+                outer = self._joinable()
+                if outer is not None:
+                    return self._run_sync(outer, b, wait_on_open, n, ops, func, args, kwargs)
                 with self.session(label) as s:
-                    self._gate(b, wait_on_open)
-                    s.throttle(n, ops=ops)
-                    try:
-                        result = func(*args, **kwargs)
-                    except Exception as exc:
-                        if b is not None:
-                            b.record_failure(exc)
-                        raise
-                    if b is not None:
-                        b.record_success()
-                    return result
+                    return self._run_sync(s, b, wait_on_open, n, ops, func, args, kwargs)
 
             return wrapper
 
         if fn is not None:
             return decorate(fn)
         return decorate
+
+    def _joinable(self) -> Session | None:
+        """The active session of this guard the caller is inside, if any."""
+        s = current_session()
+        if s is not None and s._guard is self and s.active:
+            return s
+        return None
+
+    def _run_sync(
+        self,
+        s: Session,
+        b: BreakerLike | None,
+        wait_on_open: bool,
+        n: float,
+        ops: int,
+        func: Callable[..., R],
+        args: Any,
+        kwargs: Any,
+    ) -> R:
+        self._gate(b, wait_on_open)
+        s.throttle(n, ops=ops)
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            if b is not None:
+                b.record_failure(exc)
+            raise
+        if b is not None:
+            b.record_success()
+        return result
+
+    async def _run_async(
+        self,
+        s: Session,
+        b: BreakerLike | None,
+        wait_on_open: bool,
+        n: float,
+        ops: int,
+        func: Callable[..., Awaitable[Any]],
+        args: Any,
+        kwargs: Any,
+    ) -> Any:
+        await self._agate(b, wait_on_open)
+        await s.athrottle(n, ops=ops)
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as exc:
+            if b is not None:
+                b.record_failure(exc)
+            raise
+        if b is not None:
+            b.record_success()
+        return result
 
     def _gate(self, b: BreakerLike | None, wait_on_open: bool) -> None:
         if b is None:
@@ -1246,11 +1354,14 @@ class Guard:
 
         Works wherever a file object does: ``shutil.copyfileobj``, ``tarfile``,
         ``hashlib`` loops, boto3's ``upload_fileobj``. Everything else (``seek``,
-        ``tell``, ``name``...) is passed through. Without ``session`` the wrapper runs
-        its own session (opened on first I/O, ended by ``close()`` or ``with``).
+        ``tell``, ``name``...) is passed through. Without ``session`` the wrapper joins
+        the session the caller is inside, or runs its own (opened on first I/O, ended
+        by ``close()`` or ``with``).
         """
         from wedguard.fileobj import GuardedFile
 
+        if session is None:
+            session = self._joinable()
         return GuardedFile(self, fileobj, session=session, name=name)
 
     def copyfileobj(
@@ -1271,6 +1382,8 @@ class Guard:
 
         if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
             raise ConfigError("length", length, "a chunk size in bytes > 0")
+        if session is None:
+            session = self._joinable()
         if session is not None:
             return copy_throttled(session.throttle, src, dst, length)
         with self.session(name) as s:
@@ -1280,6 +1393,9 @@ class Guard:
         """Stop the background threads and restore signal handlers (sessions end first)."""
         with self._cond:
             self._stop_sampler()
+            sampler = self._sampler
+        if sampler is not None and sampler is not threading.current_thread():
+            sampler.join(timeout=1.0)
         self.uninstall_signal_handlers()
         self.flush(timeout=1.0)
 

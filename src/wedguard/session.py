@@ -23,6 +23,8 @@ to is shared by any number of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 import math
 import weakref
@@ -36,7 +38,14 @@ import attrs
 from wedguard.errors import ConfigError, EmergencyStop, WedguardError
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
-from wedguard.units import format_rate, format_size, parse_duration, parse_rate, parse_size
+from wedguard.units import (
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     from wedguard.guard import Guard
@@ -44,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAUSES",
     "Cutoff",
+    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Pause",
@@ -51,6 +61,7 @@ __all__ = [
     "SessionReport",
     "SlotTimeout",
     "TimelinePoint",
+    "current_session",
 ]
 
 _INF: Final = math.inf
@@ -59,6 +70,24 @@ CAUSES: Final = ("rate", "calendar", "impact", "slots", "stop")
 """The causes a session's waiting time is attributed to."""
 
 _PAUSE_CAUSES: Final = frozenset({"calendar", "impact", "stop"})
+
+# a weak reference, so that a session entered and then abandoned can still be
+# collected (and its slot freed)
+_CURRENT: contextvars.ContextVar[weakref.ref[Session] | None] = contextvars.ContextVar(
+    "wedguard_session", default=None
+)
+
+
+def current_session() -> Session | None:
+    """The session the calling thread or task is inside (``with guard.session()``), if any.
+
+    ``guard.protect``, ``guard.wrap`` and ``guard.copyfileobj`` join it rather than
+    opening a session of their own (which would take a second concurrency slot).
+    """
+    ref = _CURRENT.get()
+    return None if ref is None else ref()
+
+
 _MAX_TIMELINE: Final = 20_000
 
 
@@ -105,6 +134,10 @@ class Cutoff(enum.Enum):
 
     def __str__(self) -> str:
         return self.name
+
+
+CutoffMode = Cutoff
+"""Another name for :class:`Cutoff`, after rclone's ``--cutoff-mode``."""
 
 
 class CutoffReached(WedguardError):
@@ -222,7 +255,8 @@ class SessionReport:
             ``slots``, ``stop``.
         pauses: how many times the session was paused (blackout, halt, hold).
         pause_log: those pauses, in order.
-        peak_rate: the highest rate over any timeline interval (bytes/s).
+        peak_rate: the highest mean rate over any stretch of at least 5 s (bytes/s;
+            the mean rate for shorter sessions).
         mean_rate: bytes / duration.
         ok: True unless the session ended with an error (a cutoff counts as ok).
         outcome: ``"running"``, ``"done"``, ``"cutoff"``, ``"stopped"`` or ``"error"``.
@@ -310,11 +344,15 @@ class SessionReport:
         }
 
     def __str__(self) -> str:
-        waits = ", ".join(f"{k} {v:.3g}s" for k, v in self.wait_seconds.items() if v > 0)
+        waits = ", ".join(
+            f"{k} {format_duration(v)}" for k, v in self.wait_seconds.items() if v > 0
+        )
         return (
-            f"{self.name}: {format_size(self.bytes)} in {self.duration:.3g}s "
+            f"{self.name}: {format_size(self.bytes)} in {format_duration(self.duration)} "
             f"(mean {format_rate(self.mean_rate)}, peak {format_rate(self.peak_rate)}); "
-            f"waited {self.waited:.3g}s" + (f" ({waits})" if waits else "") + f"; {self.outcome}"
+            f"waited {format_duration(self.waited)}"
+            + (f" ({waits})" if waits else "")
+            + f"; {self.outcome}"
         )
 
 
@@ -387,6 +425,28 @@ class _Pending:
         return worst
 
 
+PEAK_WINDOW: Final = 5.0
+"""Seconds: the peak rate is the highest mean rate over any stretch at least this long.
+
+Bytes are counted a call at a time, so over shorter stretches a single large chunk
+would read as a burst the bucket never allowed."""
+
+
+def _peak_rate(timeline: list[TimelinePoint], window: float) -> float:
+    """The highest mean rate over stretches of at least ``window`` seconds."""
+    peak = 0.0
+    i = 0
+    for j in range(1, len(timeline)):
+        tj = timeline[j].t
+        # the latest anchor still at least a window before point j
+        while i + 1 < j and tj - timeline[i + 1].t >= window:
+            i += 1
+        dt = tj - timeline[i].t
+        if dt >= window:
+            peak = max(peak, (timeline[j].bytes - timeline[i].bytes) / dt)
+    return peak
+
+
 def _check_units(n: object, ops: object, size: object) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < _INF:
         raise ConfigError("n", n, "a finite number of bytes >= 0")
@@ -436,6 +496,7 @@ class Session:
         "_byte_limit",
         "_bytes",
         "_closed",
+        "_ctx",
         "_cutoff",
         "_deadline",
         "_deadline_alert",
@@ -483,6 +544,7 @@ class Session:
         cutoff: Cutoff | str = Cutoff.HARD,
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | None = None,
+        cutoff_mode: Cutoff | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError("name", name, "a non-empty string")
@@ -540,10 +602,13 @@ class Session:
         if stop_at is not None and not isinstance(stop_at, datetime):
             raise ConfigError("stop_at", stop_at, "an aware datetime, or None")
         self._stop_at = None if stop_at is None else _aware("stop_at", stop_at)
+        field = "cutoff"
+        if cutoff_mode is not None:  # rclone's name for it
+            cutoff, field = cutoff_mode, "cutoff_mode"
         try:
             self._cutoff = cutoff if isinstance(cutoff, Cutoff) else Cutoff[str(cutoff).upper()]
         except KeyError:
-            raise ConfigError("cutoff", cutoff, "HARD, SOFT or CAUTIOUS") from None
+            raise ConfigError(field, cutoff, "HARD, SOFT or CAUTIOUS") from None
         if on_deadline not in ("raise", "wait"):
             raise ConfigError("on_deadline", on_deadline, "'raise' or 'wait'")
         self._on_deadline = on_deadline
@@ -562,6 +627,7 @@ class Session:
         self._started = False
         self._closed = False
         self._slot: Any = None
+        self._ctx: contextvars.Token[weakref.ref[Session] | None] | None = None
         self._waits = dict.fromkeys(CAUSES, 0.0)
         self._pauses: list[Pause] = []
         self._timeline: list[TimelinePoint] = []
@@ -656,8 +722,16 @@ class Session:
             self._error = f"{type(exc).__name__}: {exc}"
         self._point(now, g._decision)
 
+    def _leave_context(self) -> None:
+        token, self._ctx = self._ctx, None
+        if token is not None:
+            # left from another context than the one it entered: nothing to restore
+            with contextlib.suppress(ValueError):
+                _CURRENT.reset(token)
+
     def __enter__(self) -> Session:
         self._guard._enter(self, self._slot_timeout)
+        self._ctx = _CURRENT.set(weakref.ref(self))
         return self
 
     def __exit__(
@@ -666,10 +740,12 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._leave_context()
         self._guard._exit(self, exc)
 
     async def __aenter__(self) -> Session:
         await self._guard._aenter(self, self._slot_timeout)
+        self._ctx = _CURRENT.set(weakref.ref(self))
         return self
 
     async def __aexit__(
@@ -678,6 +754,7 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._leave_context()
         self._guard._exit(self, exc)
 
     # -- the hot path ----------------------------------------------------------------------
@@ -794,13 +871,17 @@ class Session:
             )
         if g._stopped:
             raise EmergencyStop(g._decision.stop_reason)
+        # a HARD time cutoff ends the session also while it waits
+        hard_limit = self._limit_at if self._cutoff is Cutoff.HARD else _INF
+        if now >= hard_limit:
+            raise CutoffReached(self.name, self._limit_name, self._cutoff)
         d = g._decision
         if not g._go:
             cause = g._pause_cause()
             if cause == "calendar" and p.cause != "calendar":
                 self._check_blackout_deadline()
             p.reason = d.reasons[0] if d.reasons else ""
-            return g._expires - now, cause
+            return min(g._expires, hard_limit) - now, cause
         if not p.reserved:
             if self._has_cutoffs:
                 self._check_cutoffs(p, now)
@@ -818,7 +899,7 @@ class Session:
         wait = p.remaining()
         if wait <= 1e-9:  # below the clock's resolution: done
             return 0.0, ""
-        return min(wait, g._expires - now), "rate"
+        return min(wait, g._expires - now, hard_limit - now), "rate"
 
     def _note(self, p: _Pending, cause: str, now: float) -> None:
         """Track pause episodes: a change of cause closes the running one."""
@@ -887,16 +968,8 @@ class Session:
                 timeline.append(TimelinePoint(duration, self._bytes, d.rate, d.level, d.verdict))
             pauses = tuple(self._pauses)
             waits = dict(self._waits)
-        peak = 0.0
-        if timeline:
-            anchor = timeline[0]
-            for point in timeline[1:]:
-                dt = point.t - anchor.t
-                if dt >= 0.1 or (point is timeline[-1] and dt > 0):
-                    peak = max(peak, (point.bytes - anchor.bytes) / dt)
-                    anchor = point
         mean = self._bytes / duration if duration > 0 else 0.0
-        peak = max(peak, mean)
+        peak = max(mean, _peak_rate(timeline, PEAK_WINDOW))
         return SessionReport(
             name=self.name,
             bytes=self._bytes,

@@ -270,11 +270,12 @@ def _parse_cap(text: str) -> float | None:
 def _format_cap(rate: float) -> str:
     """A rate as text that parses back to exactly the same float."""
     for unit, factor in (
-        ("Gbit/s", 1.25e8),
-        ("Mbit/s", 125_000.0),
         ("GiB/s", float(2**30)),
+        ("GB/s", 1e9),
         ("MiB/s", float(2**20)),
         ("MB/s", 1e6),
+        ("Gbit/s", 1.25e8),
+        ("Mbit/s", 125_000.0),
         ("KiB/s", 1024.0),
         ("kB/s", 1000.0),
     ):
@@ -988,6 +989,8 @@ _DayTable = tuple[
 
 def _to_tz(tz: str | tzinfo) -> tuple[tzinfo, str]:
     if isinstance(tz, tzinfo):
+        if hasattr(tz, "localize"):  # pytz: its zones do not work with datetime.replace
+            raise ConfigError("tz", tz, "a zoneinfo.ZoneInfo or an IANA name, not a pytz zone")
         if isinstance(tz, ZoneInfo):
             return tz, tz.key
         if tz is timezone.utc:
@@ -1052,6 +1055,8 @@ class PeakHourCalendar:
         tz: str | tzinfo = "UTC",
         default: Level | str = Level.OPEN,
     ) -> None:
+        if isinstance(rules, (str, bytes)):  # type: ignore[unreachable]
+            raise ConfigError("rules", rules, "Rule objects (PeakHourCalendar.parse reads text)")
         try:
             rule_list = tuple(rules)
         except TypeError:
@@ -1288,7 +1293,7 @@ class PeakHourCalendar:
         Raises:
             ConfigError: ``when`` is naive, or outside the years 2–9998.
         """
-        if when.tzinfo is None or when.utcoffset() is None:
+        if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
             raise ConfigError("when", when, "an aware datetime (with tzinfo)")
         ts = when.timestamp()
         last = self._last
@@ -1332,7 +1337,7 @@ class PeakHourCalendar:
             ConfigError: a bound is naive, or ``end`` is before ``start``.
         """
         for field, value in (("start", start), ("end", end)):
-            if value.tzinfo is None or value.utcoffset() is None:
+            if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
                 raise ConfigError(field, value, "an aware datetime (with tzinfo)")
         if end < start:
             raise ConfigError("end", end, f"an instant not before start ({start.isoformat()})")
@@ -1578,6 +1583,10 @@ class PeakHourCalendar:
                 start = start2
         except ConfigError:  # the neighbour is outside the years 2-9998: stop there
             pass
+        if start > -_INF:
+            # the rules as they stand at the window's start, wherever it was asked (with
+            # unique labels the deciding rules are the same throughout the window)
+            deciders = self._evaluate(start)[3]
         return start, end, self._make(key, start, end, deciders)
 
     def _make(

@@ -828,9 +828,10 @@ class ImpactAnalyzer:
                 base + scale * rule.limit * crit,
                 base + self._zc * se,
             )
+            allowed = scale * rule.limit  # 0 also when a tiny baseline underflows
             ld = (
-                (smoothed - base) / (scale * rule.limit)
-                if scale > 0
+                (smoothed - base) / allowed
+                if allowed > 0
                 else (math.inf if smoothed > base else 0.0)
             )
             over = smoothed > throttle_line

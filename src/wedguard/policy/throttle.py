@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import sys
 import threading
 from typing import Final
 
@@ -31,12 +32,39 @@ BURST_FLOOR: Final = 1.0
 """The smallest default burst, in units."""
 
 _INF: Final = math.inf
+_FLOAT_MAX: Final = sys.float_info.max
+_SLACK: Final = 1e-9
+"""Seconds below which a remaining wait counts as served (float rounding, not policy)."""
 
 
-def _check_n(n: float) -> float:
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < _INF:
+def _check_n(n: object) -> float:
+    """``n`` as a float, or ConfigError naming the field ``n``."""
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
         raise ConfigError("n", n, "a finite number of units >= 0")
-    return n
+    try:
+        value = float(n)
+    except OverflowError:
+        raise ConfigError("n", n, "a finite number of units >= 0") from None
+    if not 0 <= value < _INF:
+        raise ConfigError("n", n, "a finite number of units >= 0")
+    return value
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ConfigError("timeout", timeout, "seconds >= 0, or None")
+
+
+class _Ticket:
+    """A blocking request's place in the queue: served once the credit reaches it."""
+
+    __slots__ = ("n", "position")
+
+    def __init__(self, n: float, position: float) -> None:
+        self.n = n
+        self.position = position
 
 
 class TokenBucketThrottler:
@@ -45,10 +73,15 @@ class TokenBucketThrottler:
     Args:
         rate: units per second (a number or rate text such as ``"10MB/s"``); ``0``
             pauses, ``math.inf`` or ``"off"`` means unlimited.
-        burst: how many units may be taken at once from a full bucket. ``None``
-            (the default) follows the rate: 0.2 s worth of it, at least one unit, so
-            there is no line-rate burst followed by a long sleep.
+        burst: how many units may be taken at once from a full bucket (a number or a
+            size such as ``"256KiB"``). ``None`` (the default) follows the rate: 0.2 s
+            worth of it, at least one unit, so there is no line-rate burst followed by
+            a long sleep.
         clock: where time comes from (default: the system clock).
+
+    Raises:
+        ConfigError: ``rate`` is negative or not a rate, or ``burst`` is not a finite
+            number of units > 0.
 
     Example::
 
@@ -78,7 +111,9 @@ class TokenBucketThrottler:
         "_consumed",
         "_lock",
         "_now",
+        "_queue",
         "_rate",
+        "_slope",
         "_t0",
         "_unlimited",
         "_waiting",
@@ -96,20 +131,25 @@ class TokenBucketThrottler:
             burst_given = None
         else:
             burst_given = parse_rate(burst, field="burst")
-            if not burst_given > 0:
-                raise ConfigError("burst", burst, "a number of units > 0, or None")
+            if not 0 < burst_given < _INF:
+                raise ConfigError("burst", burst, "a finite number of units > 0, or None")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._now = self._clock.monotonic
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._queue: list[_Ticket] = []
         self._waiting = 0
         self._burst_given = burst_given
         self._rate = rate_value
         self._unlimited = rate_value == _INF
         self._burst = self._effective_burst(rate_value)
         self._consumed = 0.0
-        self._c0 = self._burst  # a new bucket starts full
+        # The credit line is c0 + slope * (now - t0). While unlimited it is flat at
+        # the largest float, so every finite request fits and no arithmetic meets
+        # inf * 0.
+        self._slope = 0.0 if self._unlimited else rate_value
+        self._c0 = _FLOAT_MAX if self._unlimited else self._burst  # a new bucket starts full
         self._t0 = self._now()
 
     # -- properties -----------------------------------------------------------------
@@ -121,12 +161,15 @@ class TokenBucketThrottler:
 
     @property
     def burst(self) -> float:
-        """The most a full bucket gives at once."""
+        """The most a full bucket gives at once (``math.inf`` while unlimited)."""
         return self._burst
 
     @property
     def available(self) -> float:
-        """Units that could be taken now without waiting; negative while in debt."""
+        """Units that could be taken now without waiting; negative while in debt.
+
+        Units reserved by waiting callers are already counted out.
+        """
         with self._lock:
             if self._unlimited:
                 return _INF
@@ -145,15 +188,15 @@ class TokenBucketThrottler:
     # -- the pure core ----------------------------------------------------------------
 
     def _effective_burst(self, rate: float) -> float:
+        if rate == _INF:
+            return _INF  # unlimited: no bucket to fill
         if self._burst_given is not None:
             return self._burst_given
-        if rate == _INF:
-            return _INF
         return max(rate * BURST_SPAN, BURST_FLOOR)
 
     def _credit(self, now: float) -> float:
         """Total credit made available up to ``now`` (lock held)."""
-        credit = self._c0 + self._rate * (now - self._t0)
+        credit = self._c0 + self._slope * (now - self._t0)
         cap = self._consumed + self._burst
         if credit >= cap:
             self._c0 = cap
@@ -167,23 +210,43 @@ class TokenBucketThrottler:
         A request larger than the burst succeeds only from a full bucket (and leaves it
         in debt). While other callers wait, their places come first, so this returns
         False rather than jumping the queue.
+
+        >>> from wedguard.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> bucket = TokenBucketThrottler(10, burst=5, clock=clock)
+        >>> bucket.try_acquire(5), bucket.try_acquire(1)
+        (True, False)
+        >>> clock.advance(0.1)
+        >>> bucket.try_acquire(1)
+        True
+
+        Raises:
+            ConfigError: ``n`` is negative, not finite or not a number.
         """
-        if self._unlimited:
-            return True
-        if not 0 <= n < _INF:
+        # The hot path: one lock, one clock read, and validation folded into the
+        # comparisons (a bad n never passes the first test; the slow path rejects it).
+        try:
+            with self._lock:
+                now = self._now()
+                consumed = self._consumed
+                available = self._c0 + self._slope * (now - self._t0) - consumed
+                if available >= n >= 0 and n is not True and n is not False:
+                    if available >= self._burst:  # full: re-anchor at the cap
+                        self._c0 = consumed + self._burst
+                        self._t0 = now
+                    self._consumed = consumed + n
+                    return True
+                n = _check_n(n)  # raises for NaN, inf, negatives, bools, huge ints
+                burst = self._burst
+                if available >= burst:  # n > burst: served from a full bucket, into debt
+                    self._c0 = consumed + burst
+                    self._t0 = now
+                    self._consumed = consumed + n
+                    return True
+                return False
+        except TypeError:  # n is not a number at all
             _check_n(n)
-        with self._lock:
-            now = self._now()
-            credit = self._c0 + self._rate * (now - self._t0)
-            consumed = self._consumed
-            cap = consumed + self._burst
-            if credit >= cap:
-                credit = self._c0 = cap
-                self._t0 = now
-            if credit - consumed >= (n if n < self._burst else self._burst):
-                self._consumed = consumed + n
-                return True
-            return False
+            raise
 
     def reserve(self, n: float = 1) -> float:
         """Take ``n`` units now and return how many seconds the caller must wait.
@@ -195,8 +258,11 @@ class TokenBucketThrottler:
         >>> bucket = TokenBucketThrottler(10, burst=10, clock=FakeClock())
         >>> bucket.reserve(10), bucket.reserve(5)
         (0.0, 0.5)
+
+        Raises:
+            ConfigError: ``n`` is negative, not finite or not a number.
         """
-        _check_n(n)
+        n = _check_n(n)
         with self._lock:
             if self._unlimited:
                 return 0.0
@@ -206,35 +272,71 @@ class TokenBucketThrottler:
             short = position - credit
             if short <= 0:
                 return 0.0
-            return short / self._rate if self._rate > 0 else _INF
+            return short / self._slope if self._slope > 0 else _INF
 
     # -- blocking ----------------------------------------------------------------------
 
-    def _place(self, n: float, timeout: float | None, now: float) -> tuple[float, float]:
-        """Reserve a place for ``n`` (lock held); returns (position, wait seconds).
+    def _place(self, n: float, timeout: float | None, now: float) -> tuple[_Ticket | None, float]:
+        """Reserve a place for ``n`` (lock held); returns (ticket, wait seconds).
 
-        Raises ThrottleTimeout, consuming nothing, when the wait exceeds ``timeout``.
+        The ticket is None when the units are there now. Raises ThrottleTimeout,
+        consuming nothing, when the wait exceeds ``timeout``.
         """
         credit = self._credit(now)
         position = self._consumed + (n if n < self._burst else self._burst)
         short = position - credit
         if short <= 0:
-            wait = 0.0
-        else:
-            wait = short / self._rate if self._rate > 0 else _INF
-            if timeout is not None and wait > timeout:
-                raise ThrottleTimeout(n, timeout, wait)
+            self._consumed += n
+            return None, 0.0
+        wait = short / self._slope if self._slope > 0 else _INF
+        if timeout is not None and wait > timeout:
+            raise ThrottleTimeout(n, timeout, wait)
         self._consumed += n
-        return position, wait
+        ticket = _Ticket(n, position)
+        self._queue.append(ticket)
+        return ticket, wait
 
-    def _remaining(self, position: float, now: float) -> float:
-        """Seconds until the credit reaches ``position`` (lock held)."""
-        if self._unlimited:
-            return 0.0
-        short = position - self._credit(now)
-        if short <= 0:
-            return 0.0
-        return short / self._rate if self._rate > 0 else _INF
+    def _remaining(self, ticket: _Ticket, now: float) -> float:
+        """Seconds until the credit reaches the ticket's place (lock held).
+
+        Returns 0 and takes the ticket out of the queue once it is served.
+        """
+        if not self._unlimited:
+            short = ticket.position - self._credit(now)
+            if short > 0:
+                if self._slope <= 0:
+                    return _INF
+                wait = short / self._slope
+                # A wait below a nanosecond, or below what the clock can still
+                # represent, is float rounding: waiting for it could spin forever.
+                if wait > _SLACK and now + wait != now:
+                    return wait
+        self._queue.remove(ticket)
+        return 0.0
+
+    def _give_back(
+        self, ticket: _Ticket
+    ) -> list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]:
+        """Undo a ticket that will not be served (lock held), as if never placed.
+
+        The places after it move up by its size, so nobody behind it loses ground and
+        nobody ahead of it gains credit it has not earned. Returns the asyncio waiters
+        to wake.
+        """
+        queue = self._queue
+        try:
+            i = queue.index(ticket)
+        except ValueError:  # already served: the units were taken
+            return []
+        del queue[i]
+        n = ticket.n
+        for later in queue[i:]:
+            later.position -= n
+        self._consumed -= n
+        if i < len(queue):
+            self._cond.notify_all()
+            return list(self._async_waiters)
+        return []
 
     def acquire(self, n: float = 1, *, timeout: float | None = None) -> float:
         """Take ``n`` units, waiting for them if need be; returns the seconds waited.
@@ -242,36 +344,52 @@ class TokenBucketThrottler:
         Args:
             n: units to take (may exceed the burst: served through debt).
             timeout: the longest to wait, in seconds. If the units cannot be had in
-                time, :class:`~wedguard.ThrottleTimeout` is raised and nothing is
-                consumed (also when a lowered rate makes a waiting caller miss it).
+                time at the current rate, :class:`~wedguard.ThrottleTimeout` is raised
+                at once and nothing is consumed (also when a lowered rate makes a
+                waiting caller miss its deadline).
 
         Waiters are served in FIFO order and wake at once when :meth:`set_rate`
-        changes the rate.
+        changes the rate. At rate 0 a caller without a timeout waits until the rate
+        is raised.
+
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler(100, burst=100, clock=FakeClock())
+        >>> bucket.acquire(100), bucket.acquire(50)
+        (0.0, 0.5)
+
+        Raises:
+            ConfigError: ``n`` or ``timeout`` is not valid.
+            ThrottleTimeout: the units could not be had within ``timeout``.
         """
-        _check_n(n)
-        if timeout is not None and not timeout >= 0:
-            raise ConfigError("timeout", timeout, "seconds >= 0, or None")
+        if self._unlimited and timeout is None:  # the copy loop's fast path
+            try:
+                if 0 <= n <= _FLOAT_MAX and n is not True and n is not False:
+                    return 0.0
+            except TypeError:
+                pass
+        n = _check_n(n)
+        _check_timeout(timeout)
         if self._unlimited:
             return 0.0
         with self._cond:
             start = now = self._now()
-            position, wait = self._place(n, timeout, now)
-            if wait <= 0:
+            ticket, wait = self._place(n, timeout, now)
+            if ticket is None:
                 return 0.0
             deadline = _INF if timeout is None else start + timeout
             self._waiting += 1
             try:
                 while True:
-                    limit = min(wait, deadline - now)
-                    clock_wait(self._clock, self._cond, None if limit == _INF else limit)
+                    clock_wait(self._clock, self._cond, None if wait == _INF else wait)
                     now = self._now()
-                    wait = self._remaining(position, now)
+                    wait = self._remaining(ticket, now)
                     if wait <= 0:
                         return now - start
-                    if now + wait > deadline:
+                    if now + wait > deadline + _SLACK:
                         raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
             except BaseException:
-                self._consumed -= n  # nothing consumed: give the place back
+                waiters = self._give_back(ticket)  # nothing consumed: give the place back
+                _wake_all(waiters)
                 raise
             finally:
                 self._waiting -= 1
@@ -279,49 +397,72 @@ class TokenBucketThrottler:
     async def acquire_async(self, n: float = 1, *, timeout: float | None = None) -> float:
         """The asyncio form of :meth:`acquire`: waits without blocking the loop.
 
-        Cancelling the awaiting task gives the reserved units back.
+        Cancelling the awaiting task gives the reserved units back. Threads and tasks
+        (on any event loop) may share one bucket; :meth:`set_rate` wakes them all.
+
+        >>> import asyncio
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler(100, burst=100, clock=FakeClock())
+        >>> async def copy():
+        ...     return [await bucket.acquire_async(n) for n in (100, 50)]
+        >>> asyncio.run(copy())
+        [0.0, 0.5]
+
+        Raises:
+            ConfigError: ``n`` or ``timeout`` is not valid.
+            ThrottleTimeout: the units could not be had within ``timeout``.
         """
-        _check_n(n)
-        if timeout is not None and not timeout >= 0:
-            raise ConfigError("timeout", timeout, "seconds >= 0, or None")
+        if self._unlimited and timeout is None:
+            try:
+                if 0 <= n <= _FLOAT_MAX and n is not True and n is not False:
+                    return 0.0
+            except TypeError:
+                pass
+        n = _check_n(n)
+        _check_timeout(timeout)
         if self._unlimited:
             return 0.0
+        loop = asyncio.get_running_loop()
         with self._lock:
             start = now = self._now()
-            position, wait = self._place(n, timeout, now)
-            if wait <= 0:
+            ticket, wait = self._place(n, timeout, now)
+            if ticket is None:
                 return 0.0
             self._waiting += 1
+            # Registered under the same lock that computed the wait: a set_rate()
+            # between the two cannot be missed.
+            entry = (loop, loop.create_future())
+            self._async_waiters.add(entry)
         deadline = _INF if timeout is None else start + timeout
-        loop = asyncio.get_running_loop()
         real_time = isinstance(self._clock, SystemClock)
         try:
             while True:
-                limit = min(wait, deadline - now)
-                fut: asyncio.Future[None] = loop.create_future()
-                entry = (loop, fut)
+                fut = entry[1]
+                if wait == _INF:
+                    await fut
+                elif real_time:
+                    await asyncio.wait((fut,), timeout=wait)
+                else:  # another clock sleeps its own way; a set_rate() still wakes us
+                    nap = loop.create_task(clock_asleep(self._clock, wait))
+                    try:
+                        await asyncio.wait((fut, nap), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        nap.cancel()
                 with self._lock:
-                    self._async_waiters.add(entry)
-                try:
-                    if limit == _INF:
-                        await fut
-                    elif real_time:
-                        await asyncio.wait((fut,), timeout=limit)
-                    else:
-                        await clock_asleep(self._clock, limit)
-                finally:
-                    with self._lock:
-                        self._async_waiters.discard(entry)
-                with self._lock:
+                    self._async_waiters.discard(entry)
                     now = self._now()
-                    wait = self._remaining(position, now)
-                if wait <= 0:
-                    return now - start
-                if now + wait > deadline:
-                    raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
+                    wait = self._remaining(ticket, now)
+                    if wait <= 0:
+                        return now - start
+                    if now + wait > deadline + _SLACK:
+                        raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
+                    entry = (loop, loop.create_future())
+                    self._async_waiters.add(entry)
         except BaseException:
             with self._lock:
-                self._consumed -= n
+                self._async_waiters.discard(entry)
+                waiters = self._give_back(ticket)
+            _wake_all(waiters)
             raise
         finally:
             with self._lock:
@@ -333,13 +474,27 @@ class TokenBucketThrottler:
         """Change the rate live; waiters recompute at once.
 
         ``0`` pauses (waiters wait until the rate is raised); ``math.inf`` or ``"off"``
-        lets everything through. Credit earned so far is kept.
+        lets everything through. Credit earned so far is kept, up to the new burst.
+
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler(10, burst=10, clock=FakeClock())
+        >>> bucket.set_rate(0)
+        >>> bucket.reserve(10), bucket.reserve(5)   # the full bucket, then a wait
+        (0.0, inf)
+        >>> bucket.set_rate("20/s")
+        >>> bucket.available
+        -5.0
+
+        Raises:
+            ConfigError: ``rate`` is negative or not a rate.
         """
         value = parse_rate(rate, field="rate")
         with self._cond:
             now = self._now()
             if self._unlimited:
                 self._burst = self._effective_burst(value)
+                if not self._queue:  # nobody holds a place: restart the count
+                    self._consumed = 0.0
                 self._c0 = self._consumed + self._burst
             else:
                 self._c0 = self._credit(now)
@@ -348,17 +503,25 @@ class TokenBucketThrottler:
             self._t0 = now
             self._rate = value
             self._unlimited = value == _INF
+            self._slope = value
+            if self._unlimited:
+                self._slope = 0.0
+                self._c0 = _FLOAT_MAX
             self._cond.notify_all()
             waiters = list(self._async_waiters)
-        for loop, fut in waiters:
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(_wake, fut)
+        _wake_all(waiters)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(rate={self._rate:g}, burst={self._burst:g}, "
             f"available={self.available:g})"
         )
+
+
+def _wake_all(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    for loop, fut in waiters:
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(_wake, fut)
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

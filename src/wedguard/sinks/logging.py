@@ -1,0 +1,99 @@
+"""Events as stdlib log records, with the event's fields in ``extra``.
+
+Each record's message is one readable line; its ``extra`` carries ``wedguard_kind``
+(the event kind) and ``wedguard_event`` (the event's ``to_dict()``), so structured
+handlers (JSON formatters, structlog's stdlib bridge) can keep every field.
+
+>>> import logging
+>>> from wedguard.alerts import Alert, Severity
+>>> sink = LoggingSink("wedguard.doc")
+>>> sink.level_for(Alert("k", Severity.HIGH, "slow")) == logging.ERROR
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from wedguard.alerts import Severity
+from wedguard.errors import ConfigError
+from wedguard.protocols import Event
+from wedguard.sinks._common import event_title
+
+__all__ = ["LoggingSink"]
+
+_LEVELS = {
+    Severity.LOW: logging.INFO,
+    Severity.MEDIUM: logging.WARNING,
+    Severity.HIGH: logging.ERROR,
+    Severity.CRITICAL: logging.CRITICAL,
+}
+
+
+class LoggingSink:
+    """Log every event through :mod:`logging`.
+
+    Args:
+        logger: a :class:`logging.Logger` or a logger name (default ``"wedguard.events"``).
+        level: log everything at this level instead of the default mapping.
+        levels: override the level per severity.
+
+    Default levels: firing alerts and notifications by severity (LOW INFO, MEDIUM
+    WARNING, HIGH ERROR, CRITICAL CRITICAL); resolved ones INFO; breaker events
+    opening WARNING; everything else INFO (decisions DEBUG, they are frequent).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | str = "wedguard.events",
+        *,
+        level: int | None = None,
+        levels: Mapping[Severity, int] | None = None,
+        name: str = "logging",
+    ) -> None:
+        if isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        if not isinstance(logger, logging.Logger):
+            raise ConfigError("logger", logger, "a logging.Logger or a logger name")
+        if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+            raise ConfigError("level", level, "a logging level such as logging.WARNING")
+        self.logger = logger
+        self.level = level
+        self.levels = {**_LEVELS, **(levels or {})}
+        self.name = name
+
+    def level_for(self, event: Event) -> int:
+        if self.level is not None:
+            return self.level
+        kind = event.kind
+        if kind in ("alert", "notification"):
+            if (
+                getattr(event, "status", None) == "resolved"
+                or getattr(event, "firing", True) is False
+            ):
+                return logging.INFO
+            severity = getattr(event, "severity", Severity.MEDIUM)
+            return self.levels.get(severity, logging.WARNING)
+        if kind == "decision":
+            return logging.DEBUG
+        if kind == "breaker":
+            new = str(event.to_dict().get("new", "")).lower()
+            return logging.WARNING if "open" in new and "half" not in new else logging.INFO
+        return logging.INFO
+
+    def emit(self, event: Event) -> None:
+        level = self.level_for(event)
+        if not self.logger.isEnabledFor(level):
+            return
+        self.logger.log(
+            level,
+            "%s",
+            event_title(event),
+            extra={"wedguard_kind": event.kind, "wedguard_event": event.to_dict()},
+        )
+
+    def __repr__(self) -> str:
+        return f"LoggingSink(logger={self.logger.name!r})"
