@@ -384,3 +384,16 @@ def test_history_verdict_needs_two_runs() -> None:
     assert "goal **met** by e" in line
     bad = {"repeats": 3, "scenarios": {"e": [0.5, 1.2, 1.1], "g1": [0.9, 1.4, 1.5]}}
     assert "goal **not met**" in run.history_verdict([one, bad], scs)[0]
+
+
+def test_blackout_lines_say_whether_each_run_paused_and_resumed() -> None:
+    ok = {"scenario": "f", "repeat": 0, "timeline": [
+        [0.0, 0.0, 1e6, 0, 0], [1.0, 5e6, 0.0, 2, 2], [2.0, 5e6, 0.0, 2, 2], [3.0, 9e6, 1e6, 0, 0],
+    ]}  # fmt: skip
+    stuck = {"scenario": "f", "repeat": 1, "error": "Traceback...\nRuntimeError: boom\n",
+             "timeline": [[0.0, 0.0, 1e6, 0, 0], [1.0, 5e6, 0.0, 2, 2], [2.0, 5e6, 0.0, 2, 2]]}  # fmt: skip
+    lines = run.blackout_lines([ok, stuck, {"scenario": "a", "repeat": 0}])
+    assert "Repeat 0" in lines[2]
+    assert "paused and resumed." in lines[2]
+    assert "**did not pause and resume**" in lines[3]
+    assert "`RuntimeError: boom`" in lines[3]

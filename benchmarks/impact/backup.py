@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     unsynced = 0
     written_since = 0
     waited = 0.0
+    error = ""
     try:
         delay = args.start_at - time.monotonic()
         if delay > 0:
@@ -209,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                 session.__exit__(None, None, None)
     except Stopped:
         pass
+    except BaseException as exc:  # recorded, so the report can say why a run stopped
+        error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        raise
     finally:
         halt.set()
         end = time.monotonic()
@@ -219,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "end": end,
             "waited": waited,
             "timeline": timeline,
+            "error": error,
             **prio,
         }
         tmp = args.timeline.with_suffix(".tmp")

@@ -308,6 +308,7 @@ class Bench:
                 [(s, lat) for s, lat in recs if s < stop], start, 1.0, 0.95
             )
             res["waited"] = info["waited"]
+            res["error"] = info.get("error", "")
         print(
             f"  {tag:8s} p50 {p50 * 1e3:6.2f} ms  p95 {p95 * 1e3:6.2f} ms  p99 {p99 * 1e3:7.2f} ms"
             f"  backup {res['throughput'] / 1e6:6.1f} MB/s  outside {outside:4.2f} cores"
@@ -551,6 +552,34 @@ def across_runs(history: list[dict[str, Any]], name: str) -> tuple[float, float,
     return (share, g95, g99)
 
 
+def blackout_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """Did every (f) run pause through its BLACKOUT and resume after it?"""
+    out = ["## Blackout (f)", ""]
+    for r in runs:
+        if r["scenario"] != "f" or "timeline" not in r:
+            continue
+        tl = r["timeline"]
+        blk = [row for row in tl if len(row) > 4 and row[4] >= 2]
+        if not blk:
+            out.append(f"- Repeat {r['repeat']}: the BLACKOUT was never seen in force.")
+            continue
+        moved = blk[-1][1] - blk[0][1]
+        after = tl[-1][1] - blk[-1][1]
+        line = (
+            f"- Repeat {r['repeat']}: BLACKOUT from {blk[0][0]:.1f} s to {blk[-1][0]:.1f} s; "
+            f"read meanwhile {moved / 1e6:.1f} MB, after it {after / 1e6:.1f} MB: "
+            + (
+                "paused and resumed."
+                if moved == 0 and after > 0
+                else "**did not pause and resume**."
+            )
+        )
+        if r.get("error"):
+            line += f" The backup failed: `{r['error'].strip().splitlines()[-1]}`."
+        out.append(line)
+    return [*out, ""]
+
+
 def write_report(
     bench: Bench,
     summary: dict[str, Any],
@@ -641,22 +670,7 @@ def write_report(
         "![timeline](timeline.png)",
         "",
     ]
-    f = next((r for r in runs if r["scenario"] == "f" and "timeline" in r), None)
-    if f is not None:
-        tl = f["timeline"]
-        blk = [row for row in tl if len(row) > 4 and row[4] >= 2]
-        if blk:
-            moved = blk[-1][1] - blk[0][1]
-            after = tl[-1][1] - blk[-1][1]
-            lines += [
-                "## Blackout (f)",
-                "",
-                f"Repeat {f['repeat']}: BLACKOUT in force from {blk[0][0]:.1f} s to "
-                f"{blk[-1][0]:.1f} s; bytes read meanwhile: {moved / 1e6:.1f} MB "
-                f"(at most the chunk already granted); after it: {after / 1e6:.1f} MB "
-                f"({'resumed' if after > 0 else 'did NOT resume'}).",
-                "",
-            ]
+    lines += blackout_lines(runs)
     (OUT / "RESULTS.md").write_text("\n".join(lines))
 
 
