@@ -52,7 +52,10 @@ class RunCalendar:
     """A calendar with one BLACKOUT between two wall-clock instants, OPEN around it.
 
     It answers with real :class:`wedguard.Window` values (with their bounds), so the
-    guard refreshes its decision exactly when the blackout starts and ends.
+    guard refreshes its decision exactly when the blackout starts and ends. The windows
+    around the blackout end a day away rather than at ``datetime.max``: a guard that
+    waits "until the window ends" on a thread condition cannot wait past
+    ``threading.TIMEOUT_MAX`` (an OverflowError, seen in this benchmark).
     """
 
     def __init__(self, start: datetime, end: datetime) -> None:
@@ -62,8 +65,8 @@ class RunCalendar:
         self._lv = Level
         self.start = start
         self.end = end
-        self._lo = datetime.min.replace(tzinfo=timezone.utc)
-        self._hi = datetime.max.replace(tzinfo=timezone.utc)
+        self._lo = start - timedelta(days=1)
+        self._hi = end + timedelta(days=1)
 
     def at(self, when: datetime) -> Any:
         if when < self.start:
