@@ -1,7 +1,7 @@
 """Development tasks: ``nox`` runs lint, typecheck and tests.
 
 Sessions: tests (current interpreter), tests_all (every CPython 3.10-3.13 found),
-lint, typecheck, docs, bench.
+lint, typecheck, docs, bench, bench_impact.
 """
 
 from __future__ import annotations
@@ -80,3 +80,14 @@ def bench(session: nox.Session) -> None:
         script = f"benchmarks/{name}.py"
         if os.path.exists(script):
             session.run("python", script)
+
+
+@nox.session(name="bench_impact")
+def bench_impact(session: nox.Session) -> None:
+    """The headline benchmark: production latency while a backup runs (about 9 min).
+
+    ``nox -s bench_impact -- --quick`` is a one-minute smoke run that reports to a
+    temporary folder; the full run rewrites ``benchmarks/impact/RESULTS.md``.
+    """
+    session.install("-e", ".[plot]")
+    session.run("python", "benchmarks/impact/run.py", *session.posargs)
