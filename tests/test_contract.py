@@ -1226,3 +1226,21 @@ def test_imports_stay_light() -> None:
         check=True,
     )
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: wg.TokenBucketThrottler(10, clock=42),
+        lambda: wg.CircuitBreaker(clock=42),
+        lambda: wg.ImpactAnalyzer(wg.Thresholds(), clock=42),
+        lambda: wg.Guard(sources=[], sinks=[], clock=42),
+        lambda: wg.AlertDispatcher(routes={wg.Severity.HIGH: [RecordingSink()]}, clock=42),
+        lambda: __import__("wedguard.history").history.MetricsStore(":memory:", clock=42),
+    ],
+)
+def test_a_clock_that_is_not_a_clock_is_config_error(build: Any) -> None:
+    """clock=<not a Clock> is a ConfigError naming "clock" at construction, not a crash later."""
+    with pytest.raises(wg.ConfigError) as info:
+        build()
+    _names_field_and_value(info.value, "clock", 42)
