@@ -1244,3 +1244,88 @@ def test_a_clock_that_is_not_a_clock_is_config_error(build: Any) -> None:
     with pytest.raises(wg.ConfigError) as info:
         build()
     _names_field_and_value(info.value, "clock", 42)
+
+
+# ---------------------------------------------------------------------------- behaviour promised in prose
+
+
+def test_guard_waits_through_a_blackout(cal: wg.PeakHourCalendar) -> None:
+    """s.throttle waits for windows: in a blackout it sleeps (on the clock) until it ends."""
+    clock = _at(datetime(2026, 6, 13, 23, 0, tzinfo=LONDON))  # the blackout day, 23:00
+    guard = wg.Guard(rate="50MB/s", calendar=cal, sources=[], sinks=[], clock=clock)
+    with guard.session("photos") as s:
+        waited = s.throttle(1000)
+    assert waited == pytest.approx(3600.0)
+    assert clock.now() == datetime(2026, 6, 14, 0, 0, tzinfo=LONDON)
+    assert s.report().wait_seconds["calendar"] == pytest.approx(3600.0)
+
+
+def test_guard_waits_for_impact_and_recovers() -> None:
+    """s.throttle waits for impact: production slows, the backup slows; it recovers, all data goes."""
+    clock = _at(datetime(2026, 6, 10, 23, 0, tzinfo=LONDON))
+    a = wg.ImpactAnalyzer(wg.Thresholds(), clock=clock)
+    for _ in range(30):
+        a.observe_baseline({"api.latency_s": 0.100})
+    source = ScriptedSource(lambda i: {"api.latency_s": 0.130 if 3 <= i < 15 else 0.100})
+    guard = wg.Guard(
+        rate="10MB/s", calendar=None, analyzer=a, sources=[source], sinks=[], clock=clock
+    )
+    verdicts = []
+    with guard.session("photos") as s:
+        for _ in range(40):
+            s.throttle(5_000_000)
+            verdicts.append(guard.decision().verdict)
+    report = s.report()
+    assert wg.Verdict.THROTTLE in verdicts or wg.Verdict.HALT in verdicts
+    assert verdicts[-1] is wg.Verdict.OK
+    assert report.wait_seconds["impact"] > 0
+    assert report.bytes == 200_000_000
+    assert report.duration > 20.0  # slower than the 19.9 s the rate alone allows
+
+
+def test_probe_never_blocks_past_its_timeout() -> None:
+    """A hung probe returns a failure sample after its timeout, not never."""
+    from wedguard.sources import CallableProbe
+
+    release = threading.Event()
+    try:
+        sample = CallableProbe(lambda: release.wait(30), timeout=0.1).sample()
+    finally:
+        release.set()
+    assert sample == {"db.latency_s.error": 1.0}
+
+
+def test_breaker_does_not_serialise_calls() -> None:
+    """The breaker holds no lock while the protected function runs (pybreaker #55)."""
+    b = wg.CircuitBreaker(name="parallel")
+    inside, release = threading.Event(), threading.Event()
+
+    def slow() -> int:
+        inside.set()
+        release.wait(10)
+        return 1
+
+    thread = threading.Thread(target=lambda: b.call(slow))
+    thread.start()
+    try:
+        assert inside.wait(5)
+        assert b.call(lambda: 2) == 2  # would block until release if serialised
+    finally:
+        release.set()
+        thread.join(5)
+
+
+def test_throttlers_satisfy_the_throttler_protocol(redis_server: RedisServer, key: str) -> None:
+    """TokenBucketThrottler and RedisTokenBucket both offer the throttler interface."""
+    from wedguard.distributed import RedisTokenBucket
+
+    shared = RedisTokenBucket(redis_server.client(), key, 100, burst=100)
+    for t in (wg.TokenBucketThrottler(100, burst=100), shared):
+        assert isinstance(t, wg.Throttler)
+        assert t.rate == 100
+        assert t.burst == 100
+        assert t.try_acquire(n=60) is True
+        assert t.try_acquire(n=60) is False
+        assert t.available == pytest.approx(40, abs=1)
+        t.set_rate(1000)
+        assert t.rate == 1000
