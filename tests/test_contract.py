@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import conftest_redis
@@ -1084,6 +1084,7 @@ def test_recommend_windows() -> None:
         assert isinstance(w.reason, str)
     assert [w.expected_load for w in windows] == sorted(w.expected_load for w in windows)
     assert best.start.weekday == 6
+    assert best.start.time.hour in (2, 3)  # a 2 h window inside Sunday 02:00-05:00
     assert best.expected_load == pytest.approx(5.0)
     store.close()
 
@@ -1329,3 +1330,50 @@ def test_throttlers_satisfy_the_throttler_protocol(redis_server: RedisServer, ke
         assert t.available == pytest.approx(40, abs=1)
         t.set_rate(1000)
         assert t.rate == 1000
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    data=st.binary(min_size=0, max_size=20_000),
+    length=st.integers(min_value=1, max_value=5000),
+    reads=st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=8),
+)
+def test_guard_never_drops_truncates_or_reorders(
+    data: bytes, length: int, reads: list[int]
+) -> None:
+    """Property: whatever the chunking, copyfileobj and wrap deliver exactly the bytes given."""
+    clock = FakeClock()
+    guard = wg.Guard(rate="10KB/s", calendar=None, sources=[], sinks=[], clock=clock)
+    dst = io.BytesIO()
+    assert guard.copyfileobj(io.BytesIO(data), dst, length) == len(data)
+    assert dst.getvalue() == data
+    wrapped = guard.wrap(io.BytesIO(data))
+    out = bytearray()
+    i = 0
+    while True:
+        size = reads[i % len(reads)]
+        i += 1
+        block = wrapped.read(size)
+        if not block:
+            break
+        out += block
+    assert bytes(out) == data
+
+
+def test_secrets_stay_out_of_logs_when_delivery_fails(caplog: pytest.LogCaptureFixture) -> None:
+    """A webhook that cannot be reached: no URL secret or signing key in any log record."""
+    import logging
+
+    from wedguard.sinks import WebhookSink
+
+    caplog.set_level(logging.DEBUG)
+    closed = _Http()
+    url = closed.url("/hooks/T0PSECRETPATH")
+    closed.close()
+    hook = WebhookSink(url, secret="whsec_c2lnbmluZy1rZXk=", timeout=0.2, backoff=0.01)
+    hook.emit(wg.Alert("k", wg.Severity.HIGH, "x"))
+    assert hook.flush(timeout=0.5) is False
+    hook.close(timeout=0.1)
+    text = caplog.text + repr(hook) + str(hook)
+    assert "T0PSECRETPATH" not in text
+    assert "c2lnbmluZy1rZXk" not in text
