@@ -1085,6 +1085,11 @@ def test_recommend_windows() -> None:
     assert [w.expected_load for w in windows] == sorted(w.expected_load for w in windows)
     assert best.start.weekday == 6
     assert best.start.time.hour in (2, 3)  # a 2 h window inside Sunday 02:00-05:00
+    # with a calendar, no window is recommended inside a blackout
+    cal = wg.PeakHourCalendar.parse("Sun 00:00-06:00 blackout", tz="UTC")
+    avoiding = recommend_windows(store, duration="2h", count=3, calendar=cal)
+    assert len(avoiding) == 3
+    assert all(w.start.weekday != 6 or w.start.time.hour >= 6 for w in avoiding)
     assert best.expected_load == pytest.approx(5.0)
     store.close()
 
@@ -1377,3 +1382,15 @@ def test_secrets_stay_out_of_logs_when_delivery_fails(caplog: pytest.LogCaptureF
     text = caplog.text + repr(hook) + str(hook)
     assert "T0PSECRETPATH" not in text
     assert "c2lnbmluZy1rZXk" not in text
+
+
+async def test_redis_slots_async_with(redis_server: RedisServer, key: str) -> None:
+    """`async with slots:` takes and frees a shared slot too."""
+    from wedguard.distributed import RedisSlots
+
+    slots = RedisSlots(redis_server.client(), key, 1, lease=30.0)
+    other = RedisSlots(redis_server.client(), key, 1, lease=30.0)
+    async with slots:
+        assert other.try_acquire() is False
+    assert other.try_acquire() is True
+    other.release()
