@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from wedguard.clock import SYSTEM_CLOCK, Clock, clock_wait
+from wedguard.clock import Clock, check_clock, clock_wait
 from wedguard.errors import ConfigError, WedguardError
 
 __all__ = ["AsyncDelivery", "DeliveryError", "backoff_delay", "redact"]
@@ -139,7 +139,7 @@ class AsyncDelivery(Generic[T]):
         self._backoff_max = float(backoff_max)
         self._on_done = on_done
         self._on_drop = on_drop
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = check_clock(clock)
         self._secrets = secrets
         self._rng = rng
         self._queue: deque[_Entry[T]] = deque()

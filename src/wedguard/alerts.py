@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 
 from wedguard._delivery import AsyncDelivery, DeliveryError
-from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock
+from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event, Sink
 from wedguard.spool import Spool
@@ -612,7 +612,7 @@ class AlertPolicy:
         ):
             raise ConfigError("inhibit_rules", inhibit_rules, "a list of InhibitRule")
         self.inhibit_rules = tuple(inhibit_rules)
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = check_clock(clock)
         self._alerts: dict[str, _State] = {}
         self._groups: dict[str, _Group] = {}
         self._silences: dict[str, Silence] = {}
@@ -987,7 +987,7 @@ class AlertDispatcher:
         routes = {} if routes is None else routes
         if not isinstance(routes, Mapping):
             raise ConfigError("routes", routes, "a mapping of Severity to a list of sinks")
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = check_clock(clock)
         # a clock other than the system's (a fake one in tests) may jump: look often
         self._tick = 1.0 if isinstance(self._clock, SystemClock) else 0.02
         self._core = AlertPolicy(

@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "clock_asleep", "clock_wait"]
+__all__ = ["Clock", "SystemClock", "check_clock", "clock_asleep", "clock_wait"]
 
 
 @runtime_checkable
@@ -77,6 +77,25 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+def check_clock(clock: object, field: str = "clock") -> Clock:
+    """``clock`` as a :class:`Clock` (``None``: the system clock); else a ConfigError.
+
+    >>> check_clock(None)
+    SystemClock()
+    >>> check_clock(42)
+    Traceback (most recent call last):
+    ...
+    wedguard.errors.ConfigError: clock: 42 is not valid; expected a Clock (monotonic(), now(), sleep())
+    """
+    if clock is None:
+        return SYSTEM_CLOCK
+    if not isinstance(clock, Clock):
+        from wedguard.errors import ConfigError
+
+        raise ConfigError(field, clock, "a Clock (monotonic(), now(), sleep())")
+    return clock
 
 
 def clock_wait(clock: Clock, cond: threading.Condition, timeout: float | None) -> bool:

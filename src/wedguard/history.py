@@ -52,7 +52,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from wedguard.alerts import Alert, Severity
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import Clock, check_clock
 from wedguard.errors import ConfigError, WedguardError
 from wedguard.levels import Level
 from wedguard.units import format_duration, parse_duration
@@ -656,7 +656,7 @@ class MetricsStore:
             raise ConfigError("prune_every", prune_every, "a whole number >= 1")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
             raise ConfigError("timeout", timeout, "a number of seconds >= 0")
-        self._clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self._clock: Clock = check_clock(clock)
         self._prune_every = prune_every
         self._timeout = float(timeout)
         self._verify = bool(verify)

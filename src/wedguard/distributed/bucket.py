@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Final
 
-from wedguard.clock import SYSTEM_CLOCK, Clock, clock_asleep, clock_wait
+from wedguard.clock import Clock, check_clock, clock_asleep, clock_wait
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.errors import ConfigError, ThrottleTimeout
 from wedguard.policy.throttle import TokenBucketThrottler
@@ -278,7 +278,7 @@ class RedisTokenBucket:
             or not 0 < recheck < _INF
         ):
             raise ConfigError("recheck", recheck, "a finite number of seconds > 0")
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = check_clock(clock)
         self._link = (
             client
             if isinstance(client, RedisLink)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Final
 
-from wedguard.clock import SYSTEM_CLOCK, Clock, clock_asleep
+from wedguard.clock import Clock, check_clock, clock_asleep
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.errors import ConfigError
 from wedguard.protocols import Sink
@@ -188,7 +188,7 @@ class RedisSlots:
             raise ConfigError("lease", lease, "seconds >= 0.01")
         _positive("poll", poll)
         _positive("fallback_limit", fallback_limit, integer=True, zero=True)
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = check_clock(clock)
         self._link = (
             client
             if isinstance(client, RedisLink)

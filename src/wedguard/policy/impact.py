@@ -49,7 +49,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import Clock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.levels import Level, Verdict
 from wedguard.units import format_rate, format_size, parse_rate, parse_size
@@ -639,7 +639,7 @@ class ImpactAnalyzer:
                 "probe_failures_to_halt", probe_failures_to_halt, "an integer >= 1 or None"
             )
         self.thresholds = thresholds
-        self._clock = clock if clock is not None else SYSTEM_CLOCK
+        self._clock = check_clock(clock)
         self.window = window
         self.short_window = short_window
         self.min_samples = min_samples

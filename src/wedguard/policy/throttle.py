@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Final
 
-from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock, clock_asleep, clock_wait
+from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_wait
 from wedguard.errors import ConfigError, ThrottleTimeout
 from wedguard.units import parse_rate
 
@@ -133,7 +133,7 @@ class TokenBucketThrottler:
             burst_given = parse_rate(burst, field="burst")
             if not 0 < burst_given < _INF:
                 raise ConfigError("burst", burst, "a finite number of units > 0, or None")
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = check_clock(clock)
         self._now = self._clock.monotonic
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)

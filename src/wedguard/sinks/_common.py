@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from wedguard._delivery import AsyncDelivery, DeliveryError
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import SYSTEM_CLOCK, Clock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
 
@@ -295,7 +295,7 @@ class NetworkSink:
             raise ConfigError("timeout", timeout, "a finite number of seconds > 0")
         self.name = name
         self.timeout = float(timeout)
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = check_clock(clock)
         self._delivery: AsyncDelivery[_Outgoing] = AsyncDelivery(
             self._send_outgoing,
             name=name,

@@ -72,17 +72,19 @@ def sign_headers(
 def verify_signature(
     body: bytes | str,
     headers: Mapping[str, str] | Any,
-    secret_or_secrets: str | Secret | Sequence[str | Secret],
+    secret: str | Secret | Sequence[str | Secret] | None = None,
     *,
     tolerance: float = 300,
     now: float | datetime | None = None,
+    secret_or_secrets: str | Secret | Sequence[str | Secret] | None = None,
 ) -> bool:
     """True when ``headers`` carry a valid signature of exactly ``body``.
 
     Args:
         body: the raw request body, as received (bytes; str is UTF-8 encoded).
         headers: the request headers (any mapping; names are matched case-insensitively).
-        secret_or_secrets: one secret or several (during a rotation any may match).
+        secret: one secret or several (during a rotation any may match).
+        secret_or_secrets: the same, by its older keyword name.
         tolerance: the replay window in seconds: a timestamp further than this from
             ``now``, in the past or the future, is refused (default 5 minutes).
         now: Unix seconds or an aware datetime (default: the system clock).
@@ -90,8 +92,26 @@ def verify_signature(
     Every signature is compared in constant time. Missing or malformed headers give
     False, never an exception.
 
+    Example::
+
+        >>> from wedguard.sinks.webhook import sign_headers
+        >>> import time
+        >>> body = b'{"kind": "alert"}'
+        >>> headers = sign_headers(body, ["whsec_c2VjcmV0"], msg_id="msg_1",
+        ...                        timestamp=int(time.time()))
+        >>> verify_signature(body, headers, "whsec_c2VjcmV0")
+        True
+        >>> verify_signature(body + b" ", headers, secret="whsec_c2VjcmV0")
+        False
+
     .. versionadded:: 0.1.0
     """
+    if secret is None:
+        secret = secret_or_secrets
+    elif secret_or_secrets is not None:
+        raise ConfigError("secret_or_secrets", "<hidden>", "only one of secret, secret_or_secrets")
+    if secret is None:
+        raise ConfigError("secret", None, "a signing secret or a list of them")
     try:
         lower = {str(k).lower(): str(v) for k, v in headers.items()}
     except AttributeError:
@@ -118,18 +138,15 @@ def verify_signature(
     if isinstance(body, str):
         body = body.encode("utf-8")
     secrets: Sequence[str | Secret]
-    if isinstance(secret_or_secrets, (str, Secret)):
-        secrets = [secret_or_secrets]
-    else:
-        secrets = list(secret_or_secrets)
+    secrets = [secret] if isinstance(secret, (str, Secret)) else list(secret)
     given = [
         part.split(",", 1)[1].encode("ascii", "replace")
         for part in signature_header.split()
         if part.startswith("v1,")
     ]
     ok = False
-    for secret in secrets:
-        expected = _signature(_key(secret), msg_id, timestamp, body).encode("ascii")
+    for one in secrets:
+        expected = _signature(_key(one), msg_id, timestamp, body).encode("ascii")
         for candidate in given:
             # no early exit: every comparison runs, each in constant time
             ok |= hmac.compare_digest(expected, candidate)
