@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import wedguard as wg
 from wedguard import clock as clock_module
 from wedguard import testing as testing_module
-from wedguard.clock import clock_asleep, clock_wait
+from wedguard.clock import SystemClock, clock_asleep, clock_wait
 from wedguard.testing import FakeClock, RecordingSink, ScriptedSource
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
@@ -381,3 +381,23 @@ def test_scripted_source_counts_calls_from_threads() -> None:
         thread.join(10)
     assert sorted(seen) == [float(i) for i in range(800)]
     assert src.calls == 800
+
+
+def test_system_clock_waits_past_the_platform_limit_without_overflow() -> None:
+    """A wait until a window that never ends (year 9999) is longer than the platform can
+    wait; it must still wait (and wake on notify) rather than raise OverflowError."""
+    clock = SystemClock()
+    cond = threading.Condition()
+    far = (datetime.max.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)).total_seconds()
+    assert far > threading.TIMEOUT_MAX
+
+    def notify_soon() -> None:
+        time.sleep(0.05)
+        with cond:
+            cond.notify_all()
+
+    waker = threading.Thread(target=notify_soon)
+    with cond:
+        waker.start()
+        assert clock.wait(cond, far) is True
+    waker.join()

@@ -899,3 +899,37 @@ def test_cutoff_mode_is_accepted_by_its_rclone_name(clock: FakeClock) -> None:
     with pytest.raises(wg.ConfigError) as bad:
         guard.session("s", cutoff_mode="brutal")
     assert bad.value.field == "cutoff_mode"
+
+
+def test_an_uncapped_guard_cuts_from_the_rate_it_achieved(clock: FakeClock) -> None:
+    """With no rate and no calendar cap, the first THROTTLE cuts from the rate the backup
+    was actually moving (about 10 MB/s here), not from the controller's 1 unit/s floor."""
+    source = ScriptedSource([{"throttle": 0.0}] * 5 + [{"throttle": 1.0}])
+    guard = make_guard(
+        clock, rate="off", sources=[source], analyzer=KeyAnalyzer(), controller=wg.AIMDController()
+    )
+    with guard.session("s") as s:
+        for _ in range(100):  # 1 MB every 0.1 s for 10 s
+            s.throttle(MB)
+            clock.advance(0.1)
+        d = guard.decision()
+    assert d.verdict is Verdict.THROTTLE
+    assert 2 * MB <= d.rate <= 10 * MB
+
+
+def test_controllers_start_from_the_observed_rate_when_uncapped() -> None:
+    """observe() gives an uncapped controller its starting point; without it the first cut
+    starts from the floor (the documented fallback)."""
+    throttle = wg.Assessment(Verdict.THROTTLE, ("db.latency_s +25 % over baseline",), load=2.0)
+    ok = wg.Assessment(Verdict.OK, ())
+    for make in (wg.AIMDController, wg.LedbatController):
+        told, untold = make(), make()
+        for ctrl in (told, untold):
+            assert ctrl.update(ok, ceiling=math.inf, now=0.0) == math.inf
+        told.observe(8 * MB)
+        assert told.update(throttle, ceiling=math.inf, now=100.0) >= 4 * MB
+        assert untold.update(throttle, ceiling=math.inf, now=100.0) <= 1.0
+        told.observe(-1.0)  # nonsense is ignored
+        told.reset()
+        told.update(ok, ceiling=math.inf, now=200.0)
+        assert told.update(throttle, ceiling=math.inf, now=300.0) <= 1.0

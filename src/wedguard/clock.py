@@ -66,7 +66,13 @@ class SystemClock:
         return datetime.now(timezone.utc)
 
     def wait(self, cond: threading.Condition, timeout: float | None) -> bool:
-        """Wait on ``cond`` (held by the caller) until notified or ``timeout`` passes."""
+        """Wait on ``cond`` (held by the caller) until notified or ``timeout`` passes.
+
+        A timeout beyond what the platform can wait (a window that ends in year 9999)
+        waits as long as it can instead of raising ``OverflowError``.
+        """
+        if timeout is not None and timeout > threading.TIMEOUT_MAX:
+            timeout = threading.TIMEOUT_MAX
         return cond.wait(timeout)
 
     async def asleep(self, seconds: float) -> None:

@@ -437,6 +437,8 @@ class Guard:
         self._impact_reasons: tuple[str, ...] = ()
         self._allowed = _INF
         self._allowed_free = True
+        self._moved = 0.0  # bytes the sessions had moved at the last sample
+        self._moved_at: float | None = None
         self._next_sample = -_INF
         self._next_stop_check = -_INF
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
@@ -879,6 +881,12 @@ class Guard:
         self._impact_reasons = tuple(str(r) for r in getattr(assessment, "reasons", ()))
         ceiling = min(self._rate, self._calendar_cap())
         allowed = _INF
+        observe = getattr(self._controller, "observe", None)
+        if observe is not None:
+            moved = sum(s._bytes for s in self._sessions())
+            if self._moved_at is not None and now > self._moved_at and moved > self._moved:
+                observe((moved - self._moved) / (now - self._moved_at))
+            self._moved_at, self._moved = now, moved
         if self._controller is not None:
             try:
                 allowed = float(self._controller.update(assessment, ceiling=ceiling, now=now))

@@ -98,6 +98,7 @@ class _Base:
     __slots__ = (
         "_halted",
         "_last_change",
+        "_observed",
         "_rate",
         "floor",
         "initial",
@@ -112,6 +113,7 @@ class _Base:
     _rate: float | None
     _last_change: float
     _halted: bool
+    _observed: float | None
 
     def _setup(self, floor: object, initial: object, max_rate: object, min_dwell: object) -> None:
         self.floor = _rate("floor", floor)
@@ -129,6 +131,16 @@ class _Base:
         self._rate = None
         self._last_change = -math.inf
         self._halted = False
+        self._observed = None
+
+    def observe(self, rate: float) -> None:
+        """Tell the controller the rate the backup actually achieved (units/s).
+
+        With no finite ceiling (``Guard(rate="off")``), the first cut starts from this
+        rate instead of from the floor. The guard calls it at every sample.
+        """
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < math.inf:
+            self._observed = float(rate)
 
     @property
     def rate(self) -> float | None:
@@ -143,7 +155,10 @@ class _Base:
         for r in (self.initial, self.max_rate):
             if r is not None:
                 return min(r, cap)
-        return cap if math.isfinite(cap) else max(self.floor, 1.0)
+        if math.isfinite(cap):
+            return cap
+        # uncapped: cut from what the backup achieved, not from the floor
+        return max(self.floor, self._observed or 1.0)
 
     def _clamp(self, rate: float, cap: float) -> float:
         return min(max(rate, self.floor), cap)
@@ -259,7 +274,7 @@ class AIMDController(_Base):
                 if math.isinf(rate):
                     rate = self._start(cap)
                 factor = self.decrease
-                load = assessment.load
+                load = getattr(assessment, "load", math.nan)  # a host's own assessment may lack it
                 known = self._known_bad
                 if self.proportional and load > 1 and math.isfinite(load):
                     factor = max(self.decrease, min(self.margin, self.margin / load))
@@ -423,7 +438,7 @@ class LedbatController(_Base):
         cap = self._cap(ceiling)
         if cap <= self.floor:
             return float(cap)
-        load = assessment.load
+        load = getattr(assessment, "load", math.nan)  # a host's own assessment may lack it
         if math.isnan(load):
             load = 0.0
         self._track_base(load, now)
