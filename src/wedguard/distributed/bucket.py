@@ -279,17 +279,13 @@ class RedisTokenBucket:
         ):
             raise ConfigError("recheck", recheck, "a finite number of seconds > 0")
         self._clock: Clock = check_clock(clock)
-        self._link = (
-            client
-            if isinstance(client, RedisLink)
-            else RedisLink(
-                client,
-                timeout=timeout,
-                probe_interval=probe_interval,
-                sinks=sinks,
-                clock=self._clock,
-                name=key,
-            )
+        self._link = RedisLink.of(
+            client,
+            timeout=timeout,
+            probe_interval=probe_interval,
+            sinks=sinks,
+            clock=self._clock,
+            name=key,
         )
         self._key = key
         self._share = float(fallback_share)

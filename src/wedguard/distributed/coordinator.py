@@ -90,17 +90,13 @@ class RedisCoordinator:
         ):
             raise ConfigError("fallback_slots", fallback_slots, "an integer >= 0")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        self._link = (
-            url_or_client
-            if isinstance(url_or_client, RedisLink)
-            else RedisLink(
-                url_or_client,
-                timeout=timeout,
-                probe_interval=probe_interval,
-                sinks=sinks,
-                clock=self._clock,
-                name=prefix,
-            )
+        self._link = RedisLink.of(
+            url_or_client,
+            timeout=timeout,
+            probe_interval=probe_interval,
+            sinks=sinks,
+            clock=self._clock,
+            name=prefix,
         )
         self._prefix = prefix
         self._fallback_share = float(fallback_share)

@@ -137,6 +137,29 @@ class RedisLink:
         "timeout",
     )
 
+    @classmethod
+    def of(
+        cls,
+        client: Any,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
+        sinks: Iterable[Sink] = (),
+        clock: Clock | None = None,
+        name: str = "redis",
+    ) -> RedisLink:
+        """``client`` itself when it is already a link (shared as given), else a new link."""
+        if isinstance(client, cls):
+            return client
+        return cls(
+            client,
+            timeout=timeout,
+            probe_interval=probe_interval,
+            sinks=sinks,
+            clock=clock,
+            name=name,
+        )
+
     def __init__(
         self,
         client: Any,

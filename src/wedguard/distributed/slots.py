@@ -189,17 +189,13 @@ class RedisSlots:
         _positive("poll", poll)
         _positive("fallback_limit", fallback_limit, integer=True, zero=True)
         self._clock: Clock = check_clock(clock)
-        self._link = (
-            client
-            if isinstance(client, RedisLink)
-            else RedisLink(
-                client,
-                timeout=timeout,
-                probe_interval=probe_interval,
-                sinks=sinks,
-                clock=self._clock,
-                name=key,
-            )
+        self._link = RedisLink.of(
+            client,
+            timeout=timeout,
+            probe_interval=probe_interval,
+            sinks=sinks,
+            clock=self._clock,
+            name=key,
         )
         self._key = key
         self._limit = limit

@@ -66,17 +66,13 @@ class RedisStopFlag:
         if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not max_age >= 0:
             raise ConfigError("max_age", max_age, "seconds >= 0")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        self._link = (
-            client
-            if isinstance(client, RedisLink)
-            else RedisLink(
-                client,
-                timeout=timeout,
-                probe_interval=probe_interval,
-                sinks=sinks,
-                clock=self._clock,
-                name=key,
-            )
+        self._link = RedisLink.of(
+            client,
+            timeout=timeout,
+            probe_interval=probe_interval,
+            sinks=sinks,
+            clock=self._clock,
+            name=key,
         )
         self._key = key
         self._max_age = float(max_age)
