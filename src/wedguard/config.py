@@ -47,7 +47,7 @@ import os
 import re
 import sys
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -691,20 +691,47 @@ def _environment(ctx: _Ctx, path: str, name: str) -> str:
     return value
 
 
-def _sources(ctx: _Ctx, value: object, *, env: bool) -> tuple[SourceSpec, ...]:
+def _typed_tables(
+    ctx: _Ctx,
+    value: object,
+    section: str,
+    schemas: Mapping[str, Any],
+    required: Mapping[str, tuple[str, ...]],
+    common: Mapping[str, Any] | None = None,
+    secrets: tuple[str, ...] = (),
+) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+    """Each ``[[section]]`` table as ``(index, where, type, options)``: the type is one of
+    ``schemas``, the keys are that type's (plus ``common``), the required keys are there
+    and no key in ``secrets`` is given in the file."""
     if not isinstance(value, list):
-        raise ctx.error("sources", value, "an array of tables ([[sources]])")
-    specs = []
+        raise ctx.error(section, value, f"an array of tables ([[{section}]])")
+    noun = section[:-1]
     for i, entry in enumerate(value):
-        where = f"sources[{i}]"
+        where = f"{section}[{i}]"
         table = dict(_table(ctx, entry, where))
         kind = table.pop("type", None)
-        if kind not in _SOURCE_SCHEMAS:
-            raise ctx.error(f"{where}.type", kind, "one of " + ", ".join(_SOURCE_SCHEMAS))
-        options = _take(ctx, table, where, _SOURCE_SCHEMAS[kind])
-        for key in _REQUIRED.get(kind, ()):
+        if kind not in schemas:
+            raise ctx.error(f"{where}.type", kind, "one of " + ", ".join(schemas))
+        for key in secrets:
+            if key in table:
+                raise ctx.error(
+                    f"{where}.{key}",
+                    "***",
+                    f"{key}_env naming an environment variable (secrets are never read from the file)",
+                )
+        schema = schemas[kind] if common is None else {**schemas[kind], **common}
+        options = _take(ctx, table, where, schema)
+        for key in required.get(kind, ()):
             if key not in options:
-                raise ctx.error(f"{where}.{key}", None, f"a {key} for a {kind} source")
+                raise ctx.error(f"{where}.{key}", None, f"a {key} for a {kind} {noun}")
+        yield i, where, kind, options
+
+
+def _sources(ctx: _Ctx, value: object, *, env: bool) -> tuple[SourceSpec, ...]:
+    specs = []
+    for i, _where, kind, options in _typed_tables(
+        ctx, value, "sources", _SOURCE_SCHEMAS, _REQUIRED
+    ):
         if kind == "database":
             _database_source(ctx, i, options, env=env)
         specs.append(SourceSpec(kind, options, i))
@@ -860,26 +887,10 @@ _SECRET_KEYS = ("url", "secret", "password", "token", "dsn_password")
 
 
 def _sinks(ctx: _Ctx, value: object, *, env: bool) -> tuple[SinkSpec, ...]:
-    if not isinstance(value, list):
-        raise ctx.error("sinks", value, "an array of tables ([[sinks]])")
     specs = []
-    for i, entry in enumerate(value):
-        where = f"sinks[{i}]"
-        table = dict(_table(ctx, entry, where))
-        kind = table.pop("type", None)
-        if kind not in _SINK_SCHEMAS:
-            raise ctx.error(f"{where}.type", kind, "one of " + ", ".join(_SINK_SCHEMAS))
-        for key in _SECRET_KEYS:
-            if key in table:
-                raise ctx.error(
-                    f"{where}.{key}",
-                    "***",
-                    f"{key}_env naming an environment variable (secrets are never read from the file)",
-                )
-        options = _take(ctx, table, where, {**_SINK_SCHEMAS[kind], **_COMMON_SINK})
-        for key in _SINK_REQUIRED.get(kind, ()):
-            if key not in options:
-                raise ctx.error(f"{where}.{key}", None, f"a {key} for a {kind} sink")
+    for i, where, kind, options in _typed_tables(
+        ctx, value, "sinks", _SINK_SCHEMAS, _SINK_REQUIRED, _COMMON_SINK, _SECRET_KEYS
+    ):
         route = options.pop("alerts", _DEFAULT_ROUTE.get(kind))
         if env:
             for key in ("url_env", "secret_env", "password_env"):
