@@ -23,7 +23,7 @@ from typing import Any, Final
 from wedguard.clock import Clock, check_clock, clock_asleep, clock_wait
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.errors import ConfigError, ThrottleTimeout
-from wedguard.policy.throttle import TokenBucketThrottler
+from wedguard.policy.throttle import TokenBucketThrottler, _check_n, _check_timeout
 from wedguard.protocols import Sink
 from wedguard.units import parse_rate
 
@@ -156,19 +156,6 @@ local out_rate = rate
 if rate < 0 then out_rate = INF end
 return {tostring(status), fmt(wait), fmt(position), fmt(out_rate), fmt(burst), fmt(available)}
 """
-
-
-def _check_n(n: float) -> float:
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < _INF:
-        raise ConfigError("n", n, "a finite number of units >= 0")
-    return n
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0
-    ):
-        raise ConfigError("timeout", timeout, "seconds >= 0, or None")
 
 
 def _arg(value: float) -> str:
