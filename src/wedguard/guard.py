@@ -40,7 +40,7 @@ from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from wedguard.alerts import Alert, Severity
-from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock, clock_asleep, clock_wait
+from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_wait
 from wedguard.decision import Decision
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
 from wedguard.levels import Level, Verdict
@@ -314,7 +314,7 @@ class Guard:
         coordinator: Any = None,
         name: str = "guard",
     ) -> None:
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = check_clock(clock)
         for method in ("monotonic", "now", "sleep"):
             if not callable(getattr(self._clock, method, None)):
                 raise ConfigError("clock", clock, "a Clock (monotonic, now, sleep)")

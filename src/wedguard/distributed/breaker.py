@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Final
 
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import Clock, check_clock
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.errors import ConfigError
 from wedguard.policy.breaker import BreakerRecord, BreakerState
@@ -117,7 +117,7 @@ class RedisBreakerStorage:
             or not 0 <= max_age < float("inf")
         ):
             raise ConfigError("max_age", max_age, "a finite number of seconds >= 0")
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = check_clock(clock)
         self._link = RedisLink.of(
             client,
             timeout=timeout,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import Clock, check_clock
 from wedguard.distributed.breaker import RedisBreakerStorage
 from wedguard.distributed.bucket import DEFAULT_FALLBACK_SHARE, RedisTokenBucket
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
@@ -89,7 +89,7 @@ class RedisCoordinator:
             or fallback_slots < 0
         ):
             raise ConfigError("fallback_slots", fallback_slots, "an integer >= 0")
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = check_clock(clock)
         self._link = RedisLink.of(
             url_or_client,
             timeout=timeout,

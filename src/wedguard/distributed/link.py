@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
 from wedguard.alerts import Alert, Severity
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import Clock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Sink
 
@@ -189,7 +189,7 @@ class RedisLink:
         self.client: Any = client
         self.name = name
         self._sinks = tuple(sinks)
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = check_clock(clock)
         self._online = True
         self._next_probe = 0.0
         self._last_error: BaseException | None = None

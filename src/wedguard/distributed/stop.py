@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import Clock, check_clock
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.errors import ConfigError
 from wedguard.protocols import Sink
@@ -65,7 +65,7 @@ class RedisStopFlag:
             raise ConfigError("key", key, "a non-empty string")
         if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not max_age >= 0:
             raise ConfigError("max_age", max_age, "seconds >= 0")
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._clock: Clock = check_clock(clock)
         self._link = RedisLink.of(
             client,
             timeout=timeout,

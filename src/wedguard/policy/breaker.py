@@ -51,7 +51,7 @@ from typing import Any, Final, Protocol, TypeAlias, TypeVar, cast, runtime_check
 import attrs
 from typing_extensions import ParamSpec
 
-from wedguard.clock import SYSTEM_CLOCK, Clock
+from wedguard.clock import Clock, check_clock
 from wedguard.errors import CircuitOpenError, ConfigError
 from wedguard.units import parse_duration
 
@@ -455,11 +455,7 @@ class CircuitBreaker:
         self._half_open_max_calls = _positive_int("half_open_max_calls", half_open_max_calls)
         self._success_threshold = _positive_int("success_threshold", success_threshold)
         self._exclude_types, self._exclude_predicates = _exclusions(exclude)
-        if clock is None:
-            clock = SYSTEM_CLOCK
-        elif not isinstance(clock, Clock):
-            raise ConfigError("clock", clock, "a Clock (monotonic(), now(), sleep())")
-        self._clock: Clock = clock
+        self._clock: Clock = check_clock(clock)
         if failure_rate_threshold is None:
             self._rate_threshold: float | None = None
         elif (
