@@ -401,3 +401,36 @@ def test_system_clock_waits_past_the_platform_limit_without_overflow() -> None:
         waker.start()
         assert clock.wait(cond, far) is True
     waker.join()
+
+
+async def test_clock_await_is_woken_by_the_future_on_any_clock() -> None:
+    """A clock without asleep() sleeps in real time, but a completed future ends the wait
+    at once; on FakeClock the timeout passes in fake time; math.inf waits for the future."""
+    from wedguard.clock import clock_await
+
+    class PlainClock:
+        monotonic = staticmethod(time.monotonic)
+        sleep = staticmethod(time.sleep)
+
+        def now(self) -> datetime:
+            return datetime.now(timezone.utc)
+
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    loop.call_later(0.01, fut.set_result, None)
+    t0 = time.monotonic()
+    await clock_await(PlainClock(), fut, 30.0)
+    assert fut.done()
+    assert time.monotonic() - t0 < 5.0
+
+    fake = FakeClock()
+    pending: asyncio.Future[None] = loop.create_future()
+    await clock_await(fake, pending, 2.5)
+    assert not pending.done()
+    assert fake.monotonic() == 2.5
+
+    later: asyncio.Future[None] = loop.create_future()
+    loop.call_soon(later.set_result, None)
+    await clock_await(fake, later, math.inf)
+    assert later.done()
+    assert fake.monotonic() == 2.5

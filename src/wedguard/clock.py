@@ -17,12 +17,13 @@ protocol methods.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "check_clock", "clock_asleep", "clock_wait"]
+__all__ = ["Clock", "SystemClock", "check_clock", "clock_asleep", "clock_await", "clock_wait"]
 
 
 @runtime_checkable
@@ -122,6 +123,25 @@ def clock_wait(clock: Clock, cond: threading.Condition, timeout: float | None) -
     finally:
         cond.acquire()
     return False
+
+
+async def clock_await(clock: Clock, fut: asyncio.Future[None], timeout: float) -> None:
+    """Wait until ``fut`` is done or ``timeout`` seconds of ``clock``'s time pass.
+
+    ``math.inf`` waits for ``fut`` alone. On the system clock this is
+    :func:`asyncio.wait`; another clock sleeps its own way (:func:`clock_asleep`) while
+    ``fut`` can still end the wait early. ``fut`` is never cancelled.
+    """
+    if timeout == math.inf:
+        await fut
+    elif isinstance(clock, SystemClock):
+        await asyncio.wait((fut,), timeout=timeout)
+    else:
+        nap = asyncio.ensure_future(clock_asleep(clock, timeout))
+        try:
+            await asyncio.wait((fut, nap), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
 
 
 async def clock_asleep(clock: Clock, seconds: float) -> None:

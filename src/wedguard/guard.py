@@ -40,7 +40,7 @@ from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from wedguard.alerts import Alert, Severity
-from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_wait
+from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_await, clock_wait
 from wedguard.decision import Decision
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
 from wedguard.levels import Level, Verdict
@@ -773,12 +773,7 @@ class Guard:
         clock_wait(self._clock, self._cond, None if timeout == _INF else timeout)
 
     async def _await(self, fut: asyncio.Future[None], timeout: float) -> None:
-        if timeout == _INF:
-            await fut
-        elif isinstance(self._clock, SystemClock):
-            await asyncio.wait((fut,), timeout=timeout)
-        else:
-            await clock_asleep(self._clock, timeout)
+        await clock_await(self._clock, fut, timeout)
 
     def _pause_cause(self) -> str:
         """Why no work may proceed now (lock held)."""

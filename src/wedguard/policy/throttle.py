@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Final
 
-from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_wait
+from wedguard.clock import Clock, check_clock, clock_await, clock_wait
 from wedguard.errors import ConfigError, ThrottleTimeout
 from wedguard.units import parse_rate
 
@@ -434,20 +434,10 @@ class TokenBucketThrottler:
             entry = (loop, loop.create_future())
             self._async_waiters.add(entry)
         deadline = _INF if timeout is None else start + timeout
-        real_time = isinstance(self._clock, SystemClock)
         try:
             while True:
-                fut = entry[1]
-                if wait == _INF:
-                    await fut
-                elif real_time:
-                    await asyncio.wait((fut,), timeout=wait)
-                else:  # another clock sleeps its own way; a set_rate() still wakes us
-                    nap = loop.create_task(clock_asleep(self._clock, wait))
-                    try:
-                        await asyncio.wait((fut, nap), return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        nap.cancel()
+                # a set_rate() completes the future and wakes us, whatever the clock
+                await clock_await(self._clock, entry[1], wait)
                 with self._lock:
                     self._async_waiters.discard(entry)
                     now = self._now()
