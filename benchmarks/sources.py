@@ -2,7 +2,10 @@
 
 Run: ``PYTHONPATH=src python benchmarks/sources.py`` (or ``nox -s bench -- sources``).
 Prints a Markdown table: microseconds per call (median of several runs) and the ratio
-to the closest peer (the bare psutil calls, urllib, prometheus_client's parser).
+to the closest peer (the bare psutil calls, urllib, prometheus_client's parser). The
+rows marked "1 s asleep" time single calls made after a second's sleep, as a 1 Hz
+sampler makes them (CPU time of the calling thread, median of five): with the caches
+cold they cost many times their warm figure.
 Shared, noisy machines: read the ratios, not the absolute figures.
 """
 
@@ -12,6 +15,7 @@ import http.server
 import math
 import statistics
 import threading
+import time
 import timeit
 import urllib.request
 from collections.abc import Callable
@@ -64,6 +68,18 @@ def per_call_us(fn: Callable[[], object], number: int, repeat: int = 5) -> float
     fn()  # warm up
     runs = timeit.repeat(fn, number=number, repeat=repeat)
     return statistics.median(runs) / number * 1e6
+
+
+def cold_us(fns: list[Callable[[], object]], rounds: int = 5) -> list[float]:
+    """Each call's median CPU µs after a second asleep (as a 1 Hz sampler calls it)."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            time.sleep(1.0)
+            start = time.thread_time()
+            fn()
+            times[i].append((time.thread_time() - start) * 1e6)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -128,6 +144,28 @@ def main() -> None:
             per_call_us(SystemSource().sample, n),
             "bare psutil calls",
             per_call_us(raw_psutil, n),
+        )
+    )
+    rows.append(
+        (
+            "SystemSource(procfs=None).sample()",
+            per_call_us(SystemSource(procfs=None).sample, n),
+            "bare psutil calls",
+            per_call_us(raw_psutil, n),
+        )
+    )
+    cold_ours, cold_psutil, cold_ps_source = cold_us(
+        [SystemSource().sample, raw_psutil, SystemSource(procfs=None).sample]
+    )
+    rows.append(
+        ("SystemSource().sample(), 1 s asleep before", cold_ours, "bare psutil calls", cold_psutil)
+    )
+    rows.append(
+        (
+            "SystemSource(procfs=None).sample(), 1 s asleep",
+            cold_ps_source,
+            "bare psutil calls",
+            cold_psutil,
         )
     )
     rows.append(
