@@ -38,10 +38,25 @@ if TYPE_CHECKING:
 __all__ = ["GuardedFile", "copy_throttled"]
 
 
-def copy_throttled(throttle: Callable[[float], float], src: Any, dst: Any, length: int) -> int:
+def copy_throttled(
+    throttle: Callable[[float], float],
+    src: Any,
+    dst: Any,
+    length: int,
+    *,
+    session: Session | None = None,
+) -> int:
     """Copy ``src`` to ``dst`` in chunks of ``length`` bytes, calling ``throttle`` before
-    each write; returns the bytes copied."""
+    each write; returns the bytes copied.
+
+    A source with ``readinto`` is read into one reused buffer (no allocation per
+    chunk). Given the ``session`` that ``throttle`` belongs to, a chunk is only counted
+    while nothing limits that session (the shortcut at the top of
+    :meth:`Session.throttle`, taken here without the call: at memory speed the call
+    alone costs about 3 % of a 1 MiB chunk).
+    """
     total = 0
+    s = session
     readinto = getattr(src, "readinto", None)
     write = dst.write
     if readinto is not None:
@@ -51,7 +66,10 @@ def copy_throttled(throttle: Callable[[float], float], src: Any, dst: Any, lengt
             k = readinto(view)
             if not k:
                 break
-            throttle(k)
+            if s is not None and s._guard._free and s._lean:
+                s._bytes += k
+            else:
+                throttle(k)
             write(view if k == length else view[:k])
             total += k
         return total
@@ -61,7 +79,10 @@ def copy_throttled(throttle: Callable[[float], float], src: Any, dst: Any, lengt
         if not chunk:
             break
         k = len(chunk)
-        throttle(k)
+        if s is not None and s._guard._free and s._lean:
+            s._bytes += k
+        else:
+            throttle(k)
         write(chunk)
         total += k
     return total

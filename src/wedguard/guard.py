@@ -379,6 +379,7 @@ class Guard:
         if stop_file is not None and not isinstance(stop_file, (str, os.PathLike)):
             raise ConfigError("stop_file", stop_file, "a path, or None")
         self._stop_file = None if stop_file is None else Path(stop_file)
+        self._stop_path = "" if stop_file is None else os.fspath(stop_file)
         self._interval = parse_duration(sample_interval, field="sample_interval")
         if not 0 < self._interval < _INF:
             raise ConfigError("sample_interval", sample_interval, "a duration > 0")
@@ -427,6 +428,9 @@ class Guard:
         self._checks_stops = self._stop_file is not None or coordinator is not None
         self._go = True
         self._expires = -_INF
+        # the hot path's shortcut: going, no byte limit, nothing to recheck before the
+        # window ends (never), so s.throttle(n) only counts
+        self._free = False
         self._window_end_m = _INF
         self._stopped = False
         self._manual_stop = ""
@@ -725,6 +729,7 @@ class Guard:
         if first:
             self._next_sample = now
             self._next_stop_check = now
+            self._free = False
             self._expires = -_INF
             if self._stop_file is not None:
                 self._check_stop_file()
@@ -970,6 +975,7 @@ class Guard:
     def _apply(self, d: Decision, now: float, *, emit: bool = True) -> None:
         """Install a new decision (lock held): buckets, expiry, wake-ups, events."""
         old = self._decision
+        self._free = False
         self._decision = d
         go = not d.paused
         # While paused the buckets keep their rate (the hot path does not reach them,
@@ -993,6 +999,7 @@ class Guard:
             if self._checks_stops:
                 expires = min(expires, self._next_stop_check)
         self._expires = expires if expires > now else now + 1e-6
+        self._free = go and d.rate == _INF and expires == _INF
         if self._fleet_bytes is not None:
             self._set_fleet_rate()
         if d.same_as(old):
@@ -1096,13 +1103,17 @@ class Guard:
             if changed:
                 self._refresh_locked(self._now(), sampled=True)
 
-    def _check_stop_file(self) -> None:
-        """One stat of the stop file (lock held)."""
-        assert self._stop_file is not None
+    def _stop_file_present(self) -> bool:
+        """One stat of the stop file (no lock needed)."""
         try:
-            present = self._stop_file.exists()
-        except OSError:
-            present = False
+            os.stat(self._stop_path)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _check_stop_file(self) -> None:
+        """One stat of the stop file; a change stops or resumes (lock held)."""
+        present = self._stop_file_present()
         if present and not self._file_stop:
             self._file_stop = f"stop file {self._stop_file} exists"
             self._refresh_locked(self._now(), sampled=True)
@@ -1188,7 +1199,10 @@ class Guard:
                     continue
                 if self._checks_stops and now >= next_check:
                     next_check = now + self._stop_interval
-                    if self._stop_file is not None:
+                    # the stat without the lock; the lock only for a change
+                    if self._stop_file is not None and self._stop_file_present() != bool(
+                        self._file_stop
+                    ):
                         with self._cond:
                             self._check_stop_file()
                     if self._fleet is not None:
@@ -1627,9 +1641,9 @@ class Guard:
         if session is None:
             session = self._joinable()
         if session is not None:
-            return copy_throttled(session.throttle, src, dst, length)
+            return copy_throttled(session.throttle, src, dst, length, session=session)
         with self.session(name) as s:
-            return copy_throttled(s.throttle, src, dst, length)
+            return copy_throttled(s.throttle, src, dst, length, session=s)
 
     def close(self) -> None:
         """Stop the background threads and restore signal handlers (sessions end first)."""

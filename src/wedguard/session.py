@@ -786,6 +786,9 @@ class Session:
             DeadlineError: a BLACKOUT covers the deadline (``on_deadline="raise"``).
         """
         g = self._guard
+        if g._free and ops == 0 and self._lean and 0 <= n < _INF:
+            self._bytes += n  # nothing limits and nothing can change before a new decision
+            return 0.0
         if (
             ops == 0
             and self._lean
@@ -801,6 +804,9 @@ class Session:
     async def athrottle(self, n: float, ops: int = 0, *, size: float | None = None) -> float:
         """The asyncio form of :meth:`throttle`: waits without blocking the loop."""
         g = self._guard
+        if g._free and ops == 0 and self._lean and 0 <= n < _INF:
+            self._bytes += n  # nothing limits and nothing can change before a new decision
+            return 0.0
         if (
             ops == 0
             and self._lean
@@ -1010,7 +1016,7 @@ class Session:
         """Copy ``src`` to ``dst`` in chunks of ``length``, throttled; return bytes copied."""
         from wedguard.fileobj import copy_throttled
 
-        return copy_throttled(self.throttle, src, dst, length)
+        return copy_throttled(self.throttle, src, dst, length, session=self)
 
     def __repr__(self) -> str:
         state = "active" if self.active else ("ended" if self._closed else "new")

@@ -835,6 +835,9 @@ class ImpactAnalyzer:
                 else (math.inf if smoothed > base else 0.0)
             )
             over = smoothed > throttle_line
+            if not over:  # the usual case: no reason to word
+                track.crit_streak = 0
+                return Verdict.OK, "", smoothed, 0.0, ld
             what = (
                 f"{m} {_fmt(m, smoothed)} is {_pct((smoothed - base) / scale) if scale else 'above'}"
                 f" over baseline {_fmt(m, base)} (limit {_pct(rule.limit)}"
@@ -852,6 +855,9 @@ class ImpactAnalyzer:
         extra = smoothed - offset
         cap = rule.limit
         ld = extra / cap
+        if extra <= cap:  # the usual case (critical > 1, so not critical either)
+            track.crit_streak = 0
+            return Verdict.OK, "", smoothed, 0.0, ld
         if rule.kind == "extra" and offset:
             what = (
                 f"{m} {_fmt(m, smoothed)} is {_fmt(m, extra)} over baseline {_fmt(m, offset)}"
