@@ -504,6 +504,25 @@ def test_a_control_socket_from_the_file(tmp_path: Path) -> None:
     assert not sock.exists()
 
 
+def test_session_priority_from_the_file(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            'sources = []\n[calendar]\npreset = "none"\n[guard]\nnice = 19\nionice = true\n',
+        )
+    )
+    assert (config.guard.nice, config.guard.ionice) == (19, True)
+    rendered = config.render()
+    assert "nice = 19" in rendered
+    assert "ionice = true" in rendered
+    with config.assemble(sinks=[]) as built:
+        assert (built.guard.nice, built.guard.ionice) == (19, True)
+    for bad in ("nice = 20", "nice = -1", 'nice = "low"', 'ionice = "yes"'):
+        with pytest.raises(wg.ConfigError) as info:
+            load_config(write(tmp_path, f"sources = []\n[guard]\n{bad}\n"))
+        assert "guard." + bad.split(" ")[0] in str(info.value)
+
+
 @given(
     section=st.sampled_from(["guard", "breaker", "alerts", "history", "thresholds", "controller"]),
     key=st.from_regex(r"[a-z][a-z_]{2,12}", fullmatch=True),
@@ -513,7 +532,7 @@ def test_any_unknown_key_names_the_file_and_the_key_path(section: str, key: str)
     ``section.key`` (never a silent default)."""
     known = {
         "guard": {"rate", "max_concurrent", "stop_file", "ops_rate", "sample_interval",
-                  "stop_check_interval", "slot_timeout", "control_socket"},
+                  "stop_check_interval", "slot_timeout", "control_socket", "nice", "ionice"},
         "breaker": {"failure_threshold", "recovery_timeout", "half_open_max_calls",
                     "success_threshold"},
         "alerts": {"group_by", "group_wait", "group_interval", "repeat_interval",

@@ -254,6 +254,8 @@ class GuardSettings:
         stop_check_interval: seconds between looks at the stop file.
         slot_timeout: seconds a session waits for a slot (None: forever).
         control_socket: serve the live control plane on this Unix socket, or None.
+        nice: niceness added to a thread while it runs a session (0: none).
+        ionice: a thread running a session is in the idle I/O class.
     """
 
     rate: float = 50e6
@@ -264,6 +266,8 @@ class GuardSettings:
     stop_check_interval: float = 0.1
     slot_timeout: float | None = None
     control_socket: str | None = None
+    nice: int = 0
+    ionice: bool = False
 
 
 @attrs.frozen(slots=True)
@@ -303,6 +307,12 @@ def _opt_duration(ctx: _Ctx, value: object, path: str) -> float | None:
     return _duration(ctx, value, path)
 
 
+def _nice(ctx: _Ctx, value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19:
+        raise ctx.error(path, value, "a niceness to add, 0..19")
+    return value
+
+
 def _positive_duration(ctx: _Ctx, value: object, path: str) -> float:
     seconds = _duration(ctx, value, path)
     if seconds <= 0:
@@ -319,6 +329,8 @@ _GUARD_SCHEMA: dict[str, Check] = {
     "stop_check_interval": _positive_duration,
     "slot_timeout": _opt_duration,
     "control_socket": _path,
+    "nice": _nice,
+    "ionice": _bool,
 }
 
 
@@ -1209,6 +1221,8 @@ class Config:
                 "stop_check_interval": g.stop_check_interval,
                 "slot_timeout": g.slot_timeout,
                 "control_socket": g.control_socket,
+                "nice": g.nice,
+                "ionice": g.ionice,
             }
             if coordinator is not None:
                 # the breaker keeps its state in Redis, shared by the fleet
@@ -1283,6 +1297,10 @@ class Config:
         )
         if g.control_socket is not None:
             guard["control_socket"] = g.control_socket
+        if g.nice:
+            guard["nice"] = g.nice
+        if g.ionice:
+            guard["ionice"] = True
         th = self.thresholds
         thresholds: dict[str, Any] = {}
         for name in _THRESHOLD_FIELDS:

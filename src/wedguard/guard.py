@@ -45,6 +45,7 @@ from wedguard.decision import Decision
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
+from wedguard.priority import check_nice
 from wedguard.protocols import Event, Sink, Source
 from wedguard.session import (
     Cutoff,
@@ -265,6 +266,11 @@ class Guard:
         name: names this guard's shared objects in the coordinator (guards that
             share a budget share a name): ``<prefix>:bucket:<name>``,
             ``<prefix>:slots:<name>``, ``<prefix>:breaker:<name>``.
+        nice: niceness (0..19) added to a thread while it runs a session (``with``
+            blocks, ``copyfileobj``, ``protect``; not ``async with``, whose thread is
+            the event loop's); 0, the default, leaves threads alone. See
+            :mod:`wedguard.priority`.
+        ionice: put a thread running a session in the idle I/O class.
 
     Example::
 
@@ -313,6 +319,8 @@ class Guard:
         control_socket: str | os.PathLike[str] | None = None,
         coordinator: Any = None,
         name: str = "guard",
+        nice: int = 0,
+        ionice: bool = False,
     ) -> None:
         self._clock: Clock = check_clock(clock)
         for method in ("monotonic", "now", "sleep"):
@@ -349,6 +357,10 @@ class Guard:
         if not isinstance(name, str) or not name:
             raise ConfigError("name", name, "a non-empty string")
         self._name = name
+        self._nice = check_nice(nice)
+        if not isinstance(ionice, bool):
+            raise ConfigError("ionice", ionice, "True or False")
+        self._ionice = ionice
         if coordinator is not None and not all(
             hasattr(coordinator, attr) for attr in ("bucket", "slots", "stop_flag", "link")
         ):
@@ -495,6 +507,16 @@ class Guard:
     @property
     def max_concurrent(self) -> int | None:
         return self._max_concurrent
+
+    @property
+    def nice(self) -> int:
+        """Niceness added to a thread while it runs a session (0: none)."""
+        return self._nice
+
+    @property
+    def ionice(self) -> bool:
+        """Whether a thread running a session is put in the idle I/O class."""
+        return self._ionice
 
     @property
     def name(self) -> str:

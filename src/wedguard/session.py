@@ -27,6 +27,7 @@ import contextlib
 import contextvars
 import enum
 import math
+import threading
 import weakref
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
+from wedguard import priority as _priority
 from wedguard.errors import ConfigError, EmergencyStop, ThrottleTimeout, WedguardError
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
@@ -523,6 +525,8 @@ class Session:
         "_ops_bucket",
         "_outcome",
         "_pauses",
+        "_priority",
+        "_priority_tid",
         "_slot",
         "_slot_timeout",
         "_start_dt",
@@ -630,6 +634,8 @@ class Session:
         self._ops = 0
         self._units = False
         self._lean = False
+        self._priority: _priority.Applied | None = None
+        self._priority_tid = 0
         self._started = False
         self._closed = False
         self._slot: Any = None
@@ -680,6 +686,12 @@ class Session:
         """Bytes/s needed to finish ``expected_bytes`` by the deadline, counting only
         the time the calendar allows (updated by the sampler; None without both)."""
         return self._needed
+
+    @property
+    def priority(self) -> _priority.Applied | None:
+        """The CPU and I/O priority this session's thread runs at, when the guard
+        lowers it (``Guard(nice=..., ionice=...)``); None otherwise."""
+        return self._priority
 
     @property
     def active(self) -> bool:
@@ -741,7 +753,11 @@ class Session:
                 _CURRENT.reset(token)
 
     def __enter__(self) -> Session:
-        self._guard._enter(self, self._slot_timeout)
+        g = self._guard
+        g._enter(self, self._slot_timeout)
+        if g._nice or g._ionice:
+            self._priority = _priority.lower(g._nice, g._ionice)
+            self._priority_tid = threading.get_native_id()
         self._ctx = _CURRENT.set(weakref.ref(self))
         return self
 
@@ -751,8 +767,12 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._leave_context()
-        self._guard._exit(self, exc)
+        try:
+            self._leave_context()
+            self._guard._exit(self, exc)
+        finally:
+            if self._priority is not None:
+                _priority.restore(self._priority_tid)
 
     async def __aenter__(self) -> Session:
         await self._guard._aenter(self, self._slot_timeout)
