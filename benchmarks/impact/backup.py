@@ -13,7 +13,8 @@ How it is paced is the scenario:
 * ``guard``: ``s.throttle(len(chunk))`` in a :class:`wedguard.Guard` session whose
   sampler reads production's own p95 (:class:`~wedguard.sources.ServiceLatencySource`
   on ``/metrics``) into the impact analyser and the rate controller; ``--blackout``
-  adds a calendar whose BLACKOUT covers part of the run.
+  adds a calendar whose BLACKOUT covers part of the run, ``--nice``/``--ionice`` the
+  guard's own lowering of the session thread's priority.
 
 It starts at ``--start-at`` and stops at ``--stop-at`` (``time.monotonic()``), and
 writes its timeline (bytes read and the guard's allowed rate, every 0.25 s) as JSON.
@@ -114,6 +115,8 @@ def make_guard(args: argparse.Namespace) -> Any:
         sinks=[],
         controller=controller,
         sample_interval=args.sample_interval,
+        nice=args.nice,
+        ionice=args.ionice,
     )
 
 
@@ -138,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-dwell", type=float, default=None)
     p.add_argument("--controller", choices=["aimd", "ledbat"], default="aimd")
     p.add_argument("--blackout", default="", help="START,END seconds after --start-at")
+    p.add_argument("--nice", type=int, default=0, help="guard: Guard(nice=...)")
+    p.add_argument("--ionice", action="store_true", help="guard: Guard(ionice=True)")
     args = p.parse_args(argv)
 
     prio = harness.reset_priority()
