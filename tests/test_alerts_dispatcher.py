@@ -143,7 +143,10 @@ def test_fire_never_blocks_while_sinks_fail() -> None:
             t0 = time.perf_counter()
             d.fire(Alert(f"k{i}", HIGH, "x"))
             worst = max(worst, time.perf_counter() - t0)
-        assert worst < 0.05  # typically a few microseconds; generous for noisy machines
+        # every delivery hangs until the end of the test, so a fire() that waited for a
+        # sink would take the whole test; a second leaves room for a busy machine
+        # (typically a few microseconds; 68 ms seen once on a shared one)
+        assert worst < 1.0
     finally:
         sink.hold.set()
         d.close(5)
