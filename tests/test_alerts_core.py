@@ -37,6 +37,19 @@ def a(key: str, sev: Severity = HIGH, summary: str = "x", **labels: str) -> Aler
     return Alert(key, sev, summary, labels=labels)
 
 
+def test_unsent_leaves_out_the_told_the_silenced_and_the_unrouted(clock: FakeClock) -> None:
+    c = core(clock, routes=[HIGH])
+    c.fire(a("told", summary="v1", session="s1"))
+    c.fire(a("muted", session="s2"))
+    c.fire(a("nowhere", LOW, session="s3"))  # no LOW route
+    c.silence({"session": "s2"}, "1h")
+    assert [x.key for x in c.unsent()] == ["told"]
+    assert c.flush()
+    assert c.unsent() == []
+    c.fire(a("told", summary="v2", session="s1"))  # changed: the receivers must hear again
+    assert [x.summary for x in c.unsent()] == ["v2"]
+
+
 def test_burst_of_50_becomes_one_notification(clock: FakeClock) -> None:
     """50 breaches with the same group labels inside group_wait: one notification."""
     c = core(clock)
@@ -495,6 +508,12 @@ class DispatchMachine(RuleBasedStateMachine):
                 self._poll()
                 told = (key, self.severity[key].name)
                 assert told in self.notified, f"{key} firing since {since}, now {now}"
+
+    @invariant()
+    def unsent_is_what_no_notification_told_yet(self) -> None:
+        """What a dispatcher spools: the firing alerts their route has not heard of."""
+        told = {key for key in self.firing if (key, self.severity[key].name) in self.notified}
+        assert {x.key for x in self.core.unsent()} == set(self.firing) - told
 
     @invariant()
     def nothing_resolved_is_still_listed(self) -> None:

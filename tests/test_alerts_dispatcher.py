@@ -428,3 +428,83 @@ def test_overflow_property_lowest_severity_goes_first(severities: list[Severity]
     assert len(dropped) == d.dropped == max(0, len(severities) - 5)
     if dropped and delivered:
         assert max(kept[k] for k in dropped) <= min(kept[k] for k in delivered)
+
+
+CRASHING_CHILD = """
+import os, sys, time
+from wedguard.alerts import Alert, AlertDispatcher, Severity
+from wedguard.testing import RecordingSink
+spool = sys.argv[1]
+d = AlertDispatcher(routes={Severity.HIGH: [RecordingSink()]}, group_wait=3600, spool=spool)
+d.fire(Alert("backup/halt", Severity.HIGH, "backup halted: API p95 +40 %",
+             labels={"session": "photos"}))
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    with open(spool) as f:
+        if "backup/halt" in f.read():
+            break
+    time.sleep(0.01)
+os._exit(0)  # a hard crash: no close, no flush, the hour of group_wait never ends
+"""
+
+
+def test_an_alert_waiting_for_its_group_survives_a_hard_crash(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    spool = tmp_path / "alerts.spool"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run(
+        [sys.executable, "-c", CRASHING_CHILD, str(spool)], env=env, timeout=60, check=False
+    )
+    assert child.returncode == 0
+    assert any(sink == "@unsent" for _id, sink, _data in Spool(spool, fsync=False).pending())
+
+    sink = RecordingSink()
+    with AlertDispatcher(routes={HIGH: [sink]}, group_wait=0.05, spool=spool) as d:
+        deadline = time.monotonic() + 5
+        while not sink.events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert d.flush(5)
+    [note] = sink.events
+    assert isinstance(note, Notification)
+    [alert] = note.alerts
+    assert (alert.key, alert.summary, dict(alert.labels)) == (
+        "backup/halt",
+        "backup halted: API p95 +40 %",
+        {"session": "photos"},
+    )
+    assert Spool(spool, fsync=False).pending() == []  # told: nothing left to restore
+
+
+def test_the_spool_forgets_an_alert_once_it_is_told_or_resolved(tmp_path: Path) -> None:
+    spool = tmp_path / "alerts.spool"
+    sink = RecordingSink()
+
+    def unsent() -> list[str]:
+        """Replay the live spool file (opening a Spool on it would compact it)."""
+        import json
+
+        waiting: set[str] = set()
+        for line in spool.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["sink"] == "@unsent":
+                (waiting.add if rec["op"] == "add" else waiting.discard)(rec["id"])
+        return sorted(waiting)
+
+    d = AlertDispatcher(routes={HIGH: [sink]}, group_wait=3600, spool=spool)
+    try:
+        d.fire(Alert("a", HIGH, "one", labels={"session": "x"}))
+        d.fire(Alert("b", HIGH, "two", labels={"session": "y"}))
+        deadline = time.monotonic() + 5
+        while (not spool.exists() or len(unsent()) < 2) and time.monotonic() < deadline:
+            d.wake()
+            time.sleep(0.01)
+        assert unsent() == ["alert:a", "alert:b"]
+        d.resolve("b")  # resolved: no longer firing, nothing to fire again
+        assert d.flush(5)  # "a" is told
+        assert unsent() == []
+    finally:
+        d.close()
+    told = {(a.key, a.firing) for n in sink.events for a in n.alerts}  # type: ignore[attr-defined]
+    assert told == {("a", True), ("b", False)}

@@ -824,6 +824,37 @@ class AlertPolicy:
             best = min(best, s.ends_at)
         return None if math.isinf(best) else best
 
+    def unsent(self) -> list[Alert]:
+        """The firing alerts that no notification has told in their current form yet,
+        leaving out the silenced, the inhibited and the unrouted: what a crash now
+        would lose. :class:`AlertDispatcher` keeps them in its spool.
+
+        >>> from wedguard.testing import FakeClock
+        >>> core = AlertPolicy([Severity.HIGH], group_wait=30, clock=FakeClock())
+        >>> core.fire(Alert("backup/halt", Severity.HIGH, "halted"))
+        >>> [a.key for a in core.unsent()]
+        ['backup/halt']
+        >>> _ = core.flush()
+        >>> core.unsent()
+        []
+        """
+        now = self._clock.monotonic()
+        out: list[Alert] = []
+        for key, st in self._alerts.items():
+            alert = st.alert
+            if not st.groups or self._silenced(alert, now) or self._inhibited(alert):
+                continue
+            sig = _sig(alert)
+            told = False
+            for gkey in st.groups:
+                group = self._groups.get(gkey)
+                if group is not None and group.last_sig.get(key) == sig:
+                    told = True
+                    break
+            if not told:
+                out.append(alert)
+        return out
+
     def _escalates(self, st: _State) -> bool:
         return not st.escalated and not st.acked and st.alert.severity == Severity.HIGH
 
@@ -891,6 +922,9 @@ class AlertPolicy:
 # --------------------------------------------------------------------------------------
 # the dispatcher: a queue, a worker, one delivery lane per sink, a spool
 
+_UNSENT = "@unsent"  # the spool's "sink" for alerts still waiting for a notification
+_ALERT_PREFIX = "alert:"
+
 _FIRE, _RESOLVE, _ACK, _FLUSH = 0, 1, 2, 3
 _COMMAND_PRIORITY = int(Severity.CRITICAL) + 1  # resolve/ack outrank every alert
 
@@ -922,8 +956,11 @@ class AlertDispatcher:
         escalate_after: seconds after which an unacknowledged HIGH alert also goes to
             the CRITICAL route (default: never).
         inhibit_rules: see :class:`InhibitRule` (default :data:`DEFAULT_INHIBIT_RULES`).
-        spool: a file path: notifications not yet delivered are kept there (JSON Lines,
-            fsync'ed, mode 0600) and delivered by the next dispatcher opened on it.
+        spool: a file path: notifications not yet delivered, and alerts still waiting
+            for their group's first notification, are kept there (JSON Lines, fsync'ed,
+            mode 0600); the next dispatcher opened on it delivers the notifications and
+            fires the alerts again (they wait ``group_wait`` anew; at least once: a
+            crash between the two writes can tell an alert twice).
         queue_size: the bound of the input queue and of each sink's delivery queue.
         max_attempts: give a notification up after this many failed sends to one sink
             (default None: keep retrying; the spool keeps it meanwhile).
@@ -1036,6 +1073,7 @@ class AlertDispatcher:
         self._next_wakeup: float | None = None
         self._input_dropped = 0
         self.notifications = 0
+        self._spooled_alerts: dict[str, tuple[Any, ...]] = {}
         if self._spool is not None:
             self._restore(self._spool)
         self._thread = threading.Thread(target=self._run, name="wedguard-alerts", daemon=True)
@@ -1076,8 +1114,18 @@ class AlertDispatcher:
         self._lane_names[name] = lane
 
     def _restore(self, spool: Spool) -> None:
-        restored = 0
+        restored = refired = 0
         for nid, sink, data in spool.pending():
+            if sink == _UNSENT:  # an alert that was waiting for its first notification
+                try:
+                    alert = Alert.from_dict(data)
+                except (KeyError, ValueError, TypeError, ConfigError):
+                    spool.done(nid, sink)
+                    continue
+                self._core.fire(alert)
+                self._spooled_alerts[alert.key] = _sig(alert)
+                refired += 1
+                continue
             lane = self._lane_names.get(sink)
             if lane is None:
                 continue  # no such sink now: the record stays in the spool
@@ -1090,6 +1138,9 @@ class AlertDispatcher:
             restored += 1
         if restored:
             log.info("alerts: %d undelivered notification(s) restored from the spool", restored)
+        if refired:
+            log.info("alerts: %d alert(s) not yet notified restored from the spool", refired)
+            self._next_wakeup = self._core.next_wakeup()
 
     # -- the quick, non-blocking entry points ----------------------------------------
 
@@ -1337,10 +1388,26 @@ class AlertDispatcher:
                     markers.append(payload)
             notes = core.flush() if markers else core.poll()
             self._next_wakeup = core.next_wakeup()
+            unsent = core.unsent() if self._spool is not None else []
         for note in notes:
             self._deliver(note)
+        if self._spool is not None:
+            self._spool_unsent(self._spool, unsent)
         for marker in markers:
             marker.set()
+
+    def _spool_unsent(self, spool: Spool, unsent: list[Alert]) -> None:
+        """Keep the alerts no notification has told yet in the spool (after the
+        notifications that tell the others are spooled), so a crash loses neither."""
+        now = {a.key: _sig(a) for a in unsent}
+        kept = self._spooled_alerts
+        for alert in unsent:
+            if kept.get(alert.key) != now[alert.key]:
+                spool.add(_ALERT_PREFIX + alert.key, _UNSENT, alert.to_dict())
+                kept[alert.key] = now[alert.key]
+        for key in [k for k in kept if k not in now]:
+            spool.done(_ALERT_PREFIX + key, _UNSENT)
+            del kept[key]
 
     def _deliver(self, note: Notification) -> None:
         self.notifications += 1
