@@ -156,6 +156,24 @@ def test_a_guard_lowers_the_thread_that_runs_its_session(
     restored_or_logged(before, after, caplog)
 
 
+@linux
+def test_leaving_a_session_twice_restores_once() -> None:
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], clock=FakeClock(), nice=3)
+
+    def body() -> tuple[int, int, int]:
+        before = my_nice()
+        with priority.lowered(nice=6, ionice=False):  # the host's own lowering
+            s = guard.session("backup")
+            s.__enter__()
+            s.__exit__(None, None, None)
+            s.__exit__(None, None, None)  # e.g. a file wrapper's finalizer as well
+            still = my_nice()
+        return before, still, my_nice()
+
+    before, still, _after = in_thread(body)
+    assert still == min(19, before + 6)  # the outer lowering is intact
+
+
 def test_by_default_a_guard_leaves_threads_alone() -> None:
     guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], clock=FakeClock())
 

@@ -771,8 +771,9 @@ class Session:
             self._leave_context()
             self._guard._exit(self, exc)
         finally:
-            if self._priority is not None:
-                _priority.restore(self._priority_tid)
+            tid, self._priority_tid = self._priority_tid, 0  # once, however often left
+            if tid:
+                _priority.restore(tid)
 
     async def __aenter__(self) -> Session:
         await self._guard._aenter(self, self._slot_timeout)
