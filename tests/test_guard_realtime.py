@@ -131,6 +131,22 @@ def test_nothing_limiting_still_counts_and_stops_and_pauses_at_once() -> None:
     guard.close()
 
 
+@pytest.mark.parametrize("bad", [True, False, "10", None, [1], float("nan"), -1, float("inf")])
+async def test_nothing_limiting_still_refuses_what_is_not_a_size(bad: object) -> None:
+    guard = real_guard()
+    try:
+        with guard.session("s") as s:
+            s.throttle(10)  # nothing limits: the shortcut
+            with pytest.raises(wg.ConfigError) as info:
+                s.throttle(bad)  # type: ignore[arg-type]
+            assert info.value.field == "n"
+            with pytest.raises(wg.ConfigError):
+                await s.athrottle(bad)  # type: ignore[arg-type]
+            assert s.bytes == 10
+    finally:
+        guard.close()
+
+
 def test_copy_at_full_speed_counts_every_byte_and_stops_between_chunks() -> None:
     guard = real_guard()
     data = bytes(range(256)) * 4096  # 1 MiB, read through readinto

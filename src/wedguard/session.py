@@ -807,37 +807,59 @@ class Session:
             DeadlineError: a BLACKOUT covers the deadline (``on_deadline="raise"``).
         """
         g = self._guard
-        if g._free and ops == 0 and self._lean and 0 <= n < _INF:
-            self._bytes += n  # nothing limits and nothing can change before a new decision
-            return 0.0
-        if (
-            ops == 0
-            and self._lean
-            and g._go
-            and 0 <= n < _INF
-            and g._now() < g._expires
-            and g._bytes.try_acquire(n)
-        ):
-            self._bytes += n
-            return 0.0
+        try:
+            # nothing limits and nothing can change before a new decision: count
+            if (
+                g._free
+                and ops == 0
+                and self._lean
+                and 0 <= n < _INF
+                and n is not True
+                and n is not False
+            ):
+                self._bytes += n
+                return 0.0
+            if (
+                ops == 0
+                and self._lean
+                and g._go
+                and 0 <= n < _INF
+                and g._now() < g._expires
+                and g._bytes.try_acquire(n)
+            ):
+                self._bytes += n
+                return 0.0
+        except TypeError:  # n is not a number: the slow path says so (ConfigError)
+            pass
         return self._throttle_slow(n, ops, size)
 
     async def athrottle(self, n: float, ops: int = 0, *, size: float | None = None) -> float:
         """The asyncio form of :meth:`throttle`: waits without blocking the loop."""
         g = self._guard
-        if g._free and ops == 0 and self._lean and 0 <= n < _INF:
-            self._bytes += n  # nothing limits and nothing can change before a new decision
-            return 0.0
-        if (
-            ops == 0
-            and self._lean
-            and g._go
-            and 0 <= n < _INF
-            and g._now() < g._expires
-            and g._bytes.try_acquire(n)
-        ):
-            self._bytes += n
-            return 0.0
+        try:
+            # nothing limits and nothing can change before a new decision: count
+            if (
+                g._free
+                and ops == 0
+                and self._lean
+                and 0 <= n < _INF
+                and n is not True
+                and n is not False
+            ):
+                self._bytes += n
+                return 0.0
+            if (
+                ops == 0
+                and self._lean
+                and g._go
+                and 0 <= n < _INF
+                and g._now() < g._expires
+                and g._bytes.try_acquire(n)
+            ):
+                self._bytes += n
+                return 0.0
+        except TypeError:  # n is not a number: the slow path says so (ConfigError)
+            pass
         return await self._athrottle_slow(n, ops, size)
 
     # -- the slow path ---------------------------------------------------------------------
