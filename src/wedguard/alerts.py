@@ -829,14 +829,16 @@ class AlertPolicy:
         leaving out the silenced, the inhibited and the unrouted: what a crash now
         would lose. :class:`AlertDispatcher` keeps them in its spool.
 
-        >>> from wedguard.testing import FakeClock
-        >>> core = AlertPolicy([Severity.HIGH], group_wait=30, clock=FakeClock())
-        >>> core.fire(Alert("backup/halt", Severity.HIGH, "halted"))
-        >>> [a.key for a in core.unsent()]
-        ['backup/halt']
-        >>> _ = core.flush()
-        >>> core.unsent()
-        []
+        Example::
+
+            >>> from wedguard.testing import FakeClock
+            >>> core = AlertPolicy([Severity.HIGH], group_wait=30, clock=FakeClock())
+            >>> core.fire(Alert("backup/halt", Severity.HIGH, "halted"))
+            >>> [a.key for a in core.unsent()]
+            ['backup/halt']
+            >>> _ = core.flush()
+            >>> core.unsent()
+            []
         """
         now = self._clock.monotonic()
         out: list[Alert] = []
