@@ -390,8 +390,8 @@ class Guard:
         self._max_concurrent = max_concurrent
         if stop_file is not None and not isinstance(stop_file, (str, os.PathLike)):
             raise ConfigError("stop_file", stop_file, "a path, or None")
-        self._stop_file = None if stop_file is None else Path(stop_file)
-        self._stop_path = "" if stop_file is None else os.fspath(stop_file)
+        # a plain string: the sampler stats it every 100 ms
+        self._stop_file = None if stop_file is None else os.fspath(Path(stop_file))
         self._interval = parse_duration(sample_interval, field="sample_interval")
         if not 0 < self._interval < _INF:
             raise ConfigError("sample_interval", sample_interval, "a duration > 0")
@@ -1127,15 +1127,18 @@ class Guard:
 
     def _stop_file_present(self) -> bool:
         """One stat of the stop file (no lock needed)."""
+        assert self._stop_file is not None
         try:
-            os.stat(self._stop_path)
+            os.stat(self._stop_file)
         except (OSError, ValueError):
             return False
         return True
 
-    def _check_stop_file(self) -> None:
-        """One stat of the stop file; a change stops or resumes (lock held)."""
-        present = self._stop_file_present()
+    def _check_stop_file(self, present: bool | None = None) -> None:
+        """Take in the stop file's presence (one stat unless ``present`` is known): a
+        change stops or resumes (lock held)."""
+        if present is None:
+            present = self._stop_file_present()
         if present and not self._file_stop:
             self._file_stop = f"stop file {self._stop_file} exists"
             self._refresh_locked(self._now(), sampled=True)
@@ -1222,11 +1225,11 @@ class Guard:
                 if self._checks_stops and now >= next_check:
                     next_check = now + self._stop_interval
                     # the stat without the lock; the lock only for a change
-                    if self._stop_file is not None and self._stop_file_present() != bool(
-                        self._file_stop
-                    ):
-                        with self._cond:
-                            self._check_stop_file()
+                    if self._stop_file is not None:
+                        present = self._stop_file_present()
+                        if present != bool(self._file_stop):
+                            with self._cond:
+                                self._check_stop_file(present)
                     if self._fleet is not None:
                         self._check_fleet()  # a Redis read: not under the lock
                 if now >= next_sample:
