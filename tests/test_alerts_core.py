@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -241,6 +241,34 @@ def test_inhibition_critical_halt_mutes_throttle_alerts_of_the_same_session(
     clock.advance(300)
     keys = {n.group_key: [x.key for x in n.alerts] for n in c.poll()}
     assert keys['MEDIUM{session="photos"}'] == ["photos/throttle"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["k0", "k1", "k2", "k3", "k4"]),
+            st.sampled_from([LOW, HIGH, CRITICAL, None]),  # None: resolve
+            st.sampled_from(["s1", "s2"]),
+        ),
+        max_size=25,
+    )
+)
+def test_inhibited_agrees_with_every_rule_against_every_firing_alert(
+    ops: list[tuple[str, Severity | None, str]],
+) -> None:
+    """The inhibiting alerts are looked up once per change; the answer is the plain one."""
+    rules = [*wg.alerts.DEFAULT_INHIBIT_RULES, InhibitRule({"team": "db"}, {}, equal=())]
+    c = core(FakeClock(), inhibit_rules=rules)
+    for key, sev, session in ops:
+        if sev is None:
+            c.resolve(key)
+        else:
+            labels = {"session": session, **({"team": "db"} if key == "k4" else {})}
+            c.fire(Alert(key, sev, "x", labels=labels))
+        for target in c.alerts:
+            plain = any(r.inhibits(src, target) for r in rules for src in c.alerts)
+            assert c._inhibited(target) is plain
 
 
 def test_custom_inhibit_rule(clock: FakeClock) -> None:

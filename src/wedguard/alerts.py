@@ -617,6 +617,9 @@ class AlertPolicy:
         self._groups: dict[str, _Group] = {}
         self._silences: dict[str, Silence] = {}
         self.unrouted = 0
+        # the rules and, per rule, the firing alerts its source matches (None: to
+        # recompute after an alert fires or resolves)
+        self._inhibitors: tuple[Sequence[InhibitRule], list[list[Alert]]] | None = None
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -636,6 +639,7 @@ class AlertPolicy:
             self._alerts[alert.key] = st
         else:
             st.alert = alert
+        self._inhibitors = None
         self._place(st)
 
     def resolve(self, key: str, *, at: datetime | None = None) -> bool:
@@ -643,6 +647,7 @@ class AlertPolicy:
         st = self._alerts.pop(key, None)
         if st is None:
             return False
+        self._inhibitors = None
         at = at or self._clock.now()
         for gkey, version in st.groups.items():
             group = self._groups.get(gkey)
@@ -764,13 +769,20 @@ class AlertPolicy:
         return any(s.active(now) and s.matcher.matches(alert) for s in self._silences.values())
 
     def _inhibited(self, alert: Alert) -> bool:
-        if not self.inhibit_rules:
+        rules = self.inhibit_rules
+        if not rules:
             return False
-        for rule in self.inhibit_rules:
+        # the sources are looked up once per change, not once per alert looked at
+        cached = self._inhibitors
+        if cached is None or cached[0] is not rules:
+            firing = [st.alert for st in self._alerts.values()]
+            cached = (rules, [[a for a in firing if r.source.matches(a)] for r in rules])
+            self._inhibitors = cached
+        for rule, sources in zip(rules, cached[1], strict=True):
             if not rule.target.matches(alert):
                 continue
-            for st in self._alerts.values():
-                if rule.inhibits(st.alert, alert):
+            for source in sources:
+                if rule.inhibits(source, alert):
                     return True
         return False
 
