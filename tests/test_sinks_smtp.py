@@ -221,3 +221,22 @@ def test_bad_configuration(kw: dict[str, Any], field: str) -> None:
     with pytest.raises(wg.ConfigError) as err:
         SmtpSink("localhost", **args)
     assert err.value.field == field
+
+
+def test_transient_error_text_hides_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wedguard.sinks import DeliveryError
+
+    sink = SmtpSink(
+        "localhost", sender="b@example.org", recipients="o@example.org",
+        username="backup", password=PASSWORD,
+    )  # fmt: skip
+
+    def refuse() -> None:
+        raise OSError(f"server said: bad login {PASSWORD}")
+
+    monkeypatch.setattr(sink, "_connect", refuse)
+    with pytest.raises(DeliveryError) as err:
+        sink.send(Alert("k", Severity.HIGH, "slow"))
+    assert not err.value.permanent
+    assert PASSWORD not in str(err.value)
+    assert "bad login ***" in str(err.value)

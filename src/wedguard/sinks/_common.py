@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from wedguard._delivery import AsyncDelivery, DeliveryError
+from wedguard._delivery import AsyncDelivery, DeliveryError, redact
 from wedguard.clock import SYSTEM_CLOCK, Clock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
@@ -245,7 +245,7 @@ def post(
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        text = str(reason).replace(url.reveal(), "***")
+        text = redact(str(reason), (url.reveal(),))
         raise DeliveryError(
             f"{type(exc).__name__} posting to {url_hint(url.reveal())}: {text}"
         ) from None

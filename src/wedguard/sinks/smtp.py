@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from wedguard._delivery import DeliveryError, redact
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
@@ -163,8 +164,6 @@ class SmtpSink(NetworkSink):
         return smtp
 
     def _send(self, event: Event, msg_id: str) -> None:
-        from wedguard._delivery import DeliveryError
-
         msg = self.message(event)
         try:
             with self._connect() as smtp:
@@ -176,9 +175,7 @@ class SmtpSink(NetworkSink):
                 f"{type(exc).__name__} from {self.host}:{self.port}", permanent=True
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
-            text = str(exc)
-            if self._password is not None:
-                text = text.replace(self._password.reveal(), "***")
+            text = redact(str(exc), self._secrets())
             raise DeliveryError(
                 f"{type(exc).__name__} from {self.host}:{self.port}: {text}"
             ) from None
