@@ -136,11 +136,6 @@ def event_severity(event: Event) -> str:
     return name if isinstance(name, str) else "INFO"
 
 
-def _priority(event: Event) -> int:
-    severity = getattr(event, "severity", None)
-    return int(severity) if isinstance(severity, int) else 1
-
-
 def event_title(event: Event) -> str:
     """One line for a subject or a chat message."""
     kind = event.kind
@@ -260,7 +255,13 @@ class _Outgoing:
 
 
 def _outgoing_priority(item: _Outgoing) -> int:
-    return _priority(item.event)
+    severity = getattr(item.event, "severity", None)
+    return int(severity) if isinstance(severity, int) else 1
+
+
+def _message_id(event: Event) -> str:
+    """The event's own id, or a fresh one: a receiver dedupes retries on it."""
+    return str(getattr(event, "id", "") or uuid.uuid4().hex)
 
 
 class NetworkSink:
@@ -313,7 +314,7 @@ class NetworkSink:
 
     def _send_outgoing(self, item: _Outgoing) -> None:
         if not item.id:
-            item.id = str(getattr(item.event, "id", "") or uuid.uuid4().hex)
+            item.id = _message_id(item.event)
         self._send(item.event, item.id)
 
     def _send(self, event: Event, msg_id: str) -> None:
@@ -321,7 +322,7 @@ class NetworkSink:
 
     def send(self, event: Event) -> None:
         """Deliver ``event`` now (blocking up to ``timeout``); raise on failure."""
-        self._send(event, str(getattr(event, "id", "") or uuid.uuid4().hex))
+        self._send(event, _message_id(event))
 
     def emit(self, event: Event) -> None:
         """Queue ``event`` for delivery from this sink's worker; never blocks."""
