@@ -21,6 +21,7 @@ from wedguard.protocols import Event
 __all__ = [
     "NetworkSink",
     "Secret",
+    "event_colour",
     "event_lines",
     "event_severity",
     "event_title",
@@ -134,6 +135,11 @@ def event_severity(event: Event) -> str:
     severity = getattr(event, "severity", None)
     name = getattr(severity, "name", None)
     return name if isinstance(name, str) else "INFO"
+
+
+def event_colour(event: Event) -> str:
+    """The :data:`SEVERITY_COLOURS` entry for ``event`` (grey when none fits)."""
+    return SEVERITY_COLOURS.get(event_severity(event), SEVERITY_COLOURS["INFO"])
 
 
 def event_title(event: Event) -> str:

@@ -24,12 +24,11 @@ from wedguard.clock import Clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
 from wedguard.sinks._common import (
-    SEVERITY_COLOURS,
     NetworkSink,
     Secret,
     check_url,
+    event_colour,
     event_lines,
-    event_severity,
     event_title,
     post,
     resolve_secret,
@@ -103,7 +102,7 @@ class SlackSink(NetworkSink):
     def payload(self, event: Event) -> dict[str, Any]:
         """The JSON object posted for ``event``."""
         title = event_title(event)
-        colour = SEVERITY_COLOURS.get(event_severity(event), SEVERITY_COLOURS["INFO"])
+        colour = event_colour(event)
         body = "\n".join(event_lines(event))
         if len(body) > _MAX_SECTION:
             body = body[:_MAX_SECTION] + "\n…"

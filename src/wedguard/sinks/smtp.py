@@ -20,11 +20,10 @@ from wedguard.clock import Clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
 from wedguard.sinks._common import (
-    SEVERITY_COLOURS,
     NetworkSink,
     Secret,
+    event_colour,
     event_lines,
-    event_severity,
     event_title,
     resolve_secret,
 )
@@ -140,7 +139,7 @@ class SmtpSink(NetworkSink):
         msg["Date"] = formatdate(self._clock.now().timestamp(), localtime=False)
         msg["Message-ID"] = make_msgid(domain=self.sender.rsplit("@", 1)[1])
         msg.set_content(title + "\n\n" + "\n".join(lines) + "\n")
-        colour = SEVERITY_COLOURS.get(event_severity(event), SEVERITY_COLOURS["INFO"])
+        colour = event_colour(event)
         rows = "".join(f"<div>{html.escape(line)}</div>" for line in lines)
         msg.add_alternative(
             "<html><body>"
