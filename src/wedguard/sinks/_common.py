@@ -23,6 +23,7 @@ __all__ = [
     "Secret",
     "event_colour",
     "event_lines",
+    "event_resolved",
     "event_severity",
     "event_title",
     "post",
@@ -126,11 +127,15 @@ def number(value: object) -> float | None:
     return None
 
 
+def event_resolved(event: Event) -> bool:
+    """True for an alert or notification that is over (resolved, no longer firing)."""
+    return getattr(event, "status", None) == "resolved" or getattr(event, "firing", True) is False
+
+
 def event_severity(event: Event) -> str:
     """``LOW``..``CRITICAL`` for alerts and notifications, ``RESOLVED`` when over,
     ``INFO`` for other events."""
-    status = getattr(event, "status", None)
-    if status == "resolved" or getattr(event, "firing", True) is False:
+    if event_resolved(event):
         return "RESOLVED"
     severity = getattr(event, "severity", None)
     name = getattr(severity, "name", None)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from wedguard.alerts import Severity
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
-from wedguard.sinks._common import event_title
+from wedguard.sinks._common import event_resolved, event_title
 
 __all__ = ["LoggingSink"]
 
@@ -70,10 +70,7 @@ class LoggingSink:
             return self.level
         kind = event.kind
         if kind in ("alert", "notification"):
-            if (
-                getattr(event, "status", None) == "resolved"
-                or getattr(event, "firing", True) is False
-            ):
+            if event_resolved(event):
                 return logging.INFO
             severity = getattr(event, "severity", Severity.MEDIUM)
             return self.levels.get(severity, logging.WARNING)
