@@ -240,3 +240,27 @@ def test_transient_error_text_hides_the_password(monkeypatch: pytest.MonkeyPatch
     assert not err.value.permanent
     assert PASSWORD not in str(err.value)
     assert "bad login ***" in str(err.value)
+
+
+def test_plain_smtp_makes_no_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    handler = Handler()
+    controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    made: list[object] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    try:
+        sink = SmtpSink(
+            "127.0.0.1", controller.port, sender="b@example.org", recipients="o@example.org",
+            starttls=False, timeout=5,
+        )  # fmt: skip
+        sink.send(Alert("k", Severity.HIGH, "slow"))
+        assert handler.messages[0]["Subject"] == "[wedguard] [FIRING] HIGH slow"
+        assert made == []
+    finally:
+        controller.stop()

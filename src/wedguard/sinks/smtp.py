@@ -151,14 +151,19 @@ class SmtpSink(NetworkSink):
         )
         return msg
 
+    def _tls_context(self) -> _ssl.SSLContext:
+        # the default context loads the system's CAs (milliseconds): only when TLS is used
+        return self._context or _ssl.create_default_context()
+
     def _connect(self) -> smtplib.SMTP:
-        context = self._context or _ssl.create_default_context()
         if self.ssl:
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            return smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self._tls_context()
+            )
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         if self.starttls:
             smtp.ehlo()
-            smtp.starttls(context=context)
+            smtp.starttls(context=self._tls_context())
             smtp.ehlo()
         return smtp
 
