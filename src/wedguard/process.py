@@ -70,6 +70,7 @@ import psutil
 from wedguard.alerts import Alert, Severity
 from wedguard.errors import ConfigError, EmergencyStop, WedguardError
 from wedguard.levels import Level, Verdict
+from wedguard.priority import check_nice
 from wedguard.units import format_duration, format_rate, parse_duration, parse_rate, parse_size
 
 if TYPE_CHECKING:
@@ -628,8 +629,7 @@ class GuardedProcess:
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigError("name", name, "a non-empty string")
         self.name = name or (os.path.basename(self._argv[0]) or self._argv[0])
-        if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
-            raise ConfigError("nice", nice, "a niceness to add, 0..19")
+        nice = check_nice(nice)
         self._io_cap = _INF if io_rate is None else parse_rate(io_rate, field="io_rate")
         if not self._io_cap > 0:
             raise ConfigError("io_rate", io_rate, "a rate > 0, or None")
