@@ -13,7 +13,7 @@ import pytest
 
 from wedguard import ConfigError, Source
 from wedguard.sources import CallableProbe, PressureSource, ProcessSource, SystemSource
-from wedguard.sources._util import counter_delta
+from wedguard.sources._util import counter_delta, own_cgroup
 from wedguard.testing import FakeClock
 
 
@@ -264,6 +264,15 @@ def test_pressure_on_the_real_system() -> None:
         assert src.available["pressure.cpu"] is False
         assert s["pressure.cpu.some_avg10.error"] == 1.0
         assert "pressure.cpu.some_avg10" not in s
+
+
+def test_own_cgroup_reads_the_unified_line(tmp_path: pathlib.Path) -> None:
+    f = tmp_path / "cgroup"
+    f.write_text("12:cpu,cpuacct:/old\n0::/system.slice/db.service\n")
+    assert own_cgroup(str(f)) == "/system.slice/db.service"
+    f.write_text("12:cpu,cpuacct:/old\n")
+    assert own_cgroup(str(f)) is None
+    assert own_cgroup(str(tmp_path / "missing")) is None
 
 
 def test_pressure_own_cgroup_never_raises() -> None:

@@ -1,4 +1,5 @@
-"""Helpers the sources share: counters that wrap or reset, calls with a deadline."""
+"""Helpers the sources share: counters that wrap or reset, calls with a deadline, this
+process's cgroup."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 
 from wedguard.errors import ConfigError
 
-__all__ = ["TimedCall", "counter_delta", "http_request", "percentile"]
+__all__ = ["TimedCall", "counter_delta", "http_request", "own_cgroup", "percentile"]
 
 _WRAP32: Final = 2**32
 
@@ -33,6 +34,19 @@ def counter_delta(prev: float, cur: float) -> float:
         if 0 <= wrapped < 2**31:
             return wrapped
     return cur if cur > 0 else 0.0
+
+
+def own_cgroup(proc_self: str = "/proc/self/cgroup") -> str | None:
+    """This process's cgroup v2 path (``/system.slice/x.service``), from the unified
+    hierarchy's ``0::`` line; None when it cannot be read or has none."""
+    try:
+        with open(proc_self, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        return None
+    return None
 
 
 def percentile(values: list[float], q: float) -> float:

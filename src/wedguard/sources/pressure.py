@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from wedguard.errors import ConfigError
-from wedguard.sources._util import counter_delta
+from wedguard.sources._util import counter_delta, own_cgroup
 
 __all__ = ["PressureSource", "parse_pressure"]
 
@@ -42,17 +42,6 @@ def parse_pressure(text: str) -> dict[str, dict[str, float]]:
         if "avg10" in values:
             out[kind] = values
     return out
-
-
-def _own_cgroup(proc_self: str = "/proc/self/cgroup") -> str | None:
-    try:
-        with open(proc_self, encoding="ascii") as f:
-            for line in f:
-                if line.startswith("0::"):
-                    return line[3:].strip()
-    except OSError:
-        return None
-    return None
 
 
 class PressureSource:
@@ -129,7 +118,7 @@ class PressureSource:
             if not isinstance(path, str) or not path:
                 raise ConfigError("cgroup", cgroup, "a cgroup path or 'self'")
             if path == "self":
-                own = _own_cgroup()
+                own = own_cgroup()
                 path = own.lstrip("/") if own is not None else "\0unavailable"
             if not os.path.isabs(path):
                 path = os.path.join(os.fspath(cgroup_root), path)

@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 
 from wedguard.errors import ConfigError
-from wedguard.sources._util import counter_delta
+from wedguard.sources._util import counter_delta, own_cgroup
 
 __all__ = ["SystemSource"]
 
@@ -165,13 +165,10 @@ class _ProcFiles:
 def _detect_cgroup(root: str) -> str | None:
     if not os.path.exists(os.path.join(root, "cgroup.controllers")):
         return None  # not a cgroup v2 (unified) hierarchy
-    text = _read("/proc/self/cgroup")
-    if not text:
+    own = own_cgroup()
+    if own is None:
         return None
-    for line in text.splitlines():
-        if line.startswith("0::"):
-            return os.path.normpath(os.path.join(root, line[3:].strip().lstrip("/")))
-    return None
+    return os.path.normpath(os.path.join(root, own.lstrip("/")))
 
 
 class SystemSource:
