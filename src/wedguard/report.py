@@ -49,6 +49,7 @@ from wedguard.history import (
     MetricsStore,
     RecommendedWindow,
     WeeklyProfile,
+    _instant,
     default_metric,
     recommend_windows,
     windows_to_rules,
@@ -179,18 +180,6 @@ def _float(value: Any) -> float | None:
     return None
 
 
-def _when(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo is not None else None
-    return None
-
-
 def _enum(kind: type[Level] | type[Verdict], value: Any) -> Any:
     if isinstance(value, kind):
         return value
@@ -242,7 +231,7 @@ def _relative(at: Any, started: datetime | None) -> float | None:
     number = _float(at)
     if number is not None:
         return number
-    when = _when(at)
+    when = _instant(at)
     if when is None or started is None:
         return None
     return (when - started).total_seconds()
@@ -366,7 +355,7 @@ def session_series(
     """
     data = _report_dict(report)
     name = str(_get(data, "name", "session") or "session")
-    started = _when(_get(data, "started_at", "start"))
+    started = _instant(_get(data, "started_at", "start"))
     raw_timeline = data.get("timeline")
     if raw_timeline is None and not isinstance(report, Mapping):
         raw_timeline = getattr(report, "timeline", None)
