@@ -219,6 +219,14 @@ def _stop_file(config: Config, given: str | None = None) -> Path:
     return _default_stop_file()
 
 
+def _rate_arg(text: str, field: str) -> float:
+    """A rate given on the command line, its error naming the option or argument."""
+    try:
+        return parse_rate(text, field=field)
+    except ConfigError:
+        raise ConfigError(field, text, "a rate such as '10MB/s' or 'off'") from None
+
+
 def _assemble(args: argparse.Namespace, config: Config) -> Built:
     overrides: dict[str, Any] = {"stop_file": str(_stop_file(config))}
     if not config.sinks_given:
@@ -226,10 +234,7 @@ def _assemble(args: argparse.Namespace, config: Config) -> Built:
         # logging sink repeating them on stderr
         overrides["sinks"] = []
     if getattr(args, "rate", None) is not None:
-        try:
-            overrides["rate"] = parse_rate(args.rate, field="--rate")
-        except ConfigError:
-            raise ConfigError("--rate", args.rate, "a rate such as '10MB/s' or 'off'") from None
+        overrides["rate"] = _rate_arg(args.rate, "--rate")
     built = config.assemble(**overrides)
     if config.guard.control_socket is None:
         try:
@@ -788,10 +793,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_throttle(args: argparse.Namespace) -> int:
-    try:
-        rate = parse_rate(args.rate, field="RATE")
-    except ConfigError:
-        raise ConfigError("RATE", args.rate, "a rate such as '10MB/s' or 'off'") from None
+    rate = _rate_arg(args.rate, "RATE")
     if not rate > 0:
         raise ConfigError("RATE", args.rate, "a rate > 0 (wedguard stop pauses everything)")
     replies = _tell_all(args, f"rate={args.rate}")
