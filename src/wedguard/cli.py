@@ -541,9 +541,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with _StatusFile(guard, "run " + " ".join(argv)):
             try:
                 done = guard.run(argv, name=os.path.basename(argv[0]))
-            except FileNotFoundError as exc:
-                raise UsageError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
-            except PermissionError as exc:
+            except (FileNotFoundError, PermissionError) as exc:
                 raise UsageError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
     report = done.report
     if args.report:
