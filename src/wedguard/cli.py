@@ -776,7 +776,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for g in guards:
         d = g.get("decision", {})
         rate = d.get("rate")
-        shown = "unlimited" if rate == "inf" else format_rate(float(rate or 0))
+        shown = format_rate(float(rate or 0))  # float("inf"): "unlimited"
         done = g.get("bytes")
         extra = "" if done is None else f", {format_size(done)} done"
         who = f"pid {g['pid']}" if g.get("pid") else str(g.get("control"))

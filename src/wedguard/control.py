@@ -473,7 +473,7 @@ class ControlServer:
         rates = status["rates"]
 
         def rate(v: Any) -> str:
-            return format_rate(math.inf if v == "inf" else float(v))
+            return format_rate(float(v))  # float("inf"): "unlimited"
 
         state = "stopped" if d["stopped"] else "on hold" if d["on_hold"] else "running"
         lines = [
