@@ -1224,7 +1224,10 @@ class MetricsStore:
         months: frozenset[int] | None,
         since: datetime | None,
         until: datetime | None,
+        weeks: int | None = None,
     ) -> WeeklyProfile:
+        """The profile of ``metrics``; ``weeks`` is :meth:`_weeks` of the same
+        arguments when the caller has counted them already."""
         hours: dict[str, tuple[HourStats | None, ...]] = {}
         for metric in metrics:
             cells: list[HourStats | None] = [None] * HOURS_PER_WEEK
@@ -1244,7 +1247,7 @@ class MetricsStore:
             tz=tz_name,
             season=season,
             months=frozenset(range(1, 13)) if months is None else months,
-            weeks=self._weeks(metrics, zone, months, since, until),
+            weeks=self._weeks(metrics, zone, months, since, until) if weeks is None else weeks,
         )
 
     def weekly_profiles(
@@ -1265,9 +1268,10 @@ class MetricsStore:
         names, zone, month_sets = self._profile_args(metrics, tz, seasons, min_weeks)
         result = {"all": self._profile(names, zone, _tz_name(tz), None, None, since, until)}
         for season, months in month_sets.items():
-            if self._weeks(names, zone, months, since, until) >= min_weeks:
+            weeks = self._weeks(names, zone, months, since, until)
+            if weeks >= min_weeks:
                 result[season] = self._profile(
-                    names, zone, _tz_name(tz), season, months, since, until
+                    names, zone, _tz_name(tz), season, months, since, until, weeks
                 )
         return result
 
@@ -1312,8 +1316,11 @@ class MetricsStore:
         when = _check_aware("at", at if at is not None else self._clock.now())
         month = when.astimezone(zone).month
         for season, months in month_sets.items():
-            if month in months and self._weeks(names, zone, months, since, until) >= min_weeks:
-                return self._profile(names, zone, _tz_name(tz), season, months, since, until)
+            if month not in months:
+                continue
+            weeks = self._weeks(names, zone, months, since, until)
+            if weeks >= min_weeks:
+                return self._profile(names, zone, _tz_name(tz), season, months, since, until, weeks)
         return self._profile(names, zone, _tz_name(tz), None, None, since, until)
 
     @staticmethod
