@@ -50,6 +50,7 @@ from wedguard.history import (
     RecommendedWindow,
     WeeklyProfile,
     _instant,
+    _split_days,
     default_metric,
     recommend_windows,
     windows_to_rules,
@@ -482,16 +483,7 @@ def _week_inputs(
 
 def _week_pieces(window: RecommendedWindow) -> list[tuple[int, float, float]]:
     """(weekday, start hour, end hour) pieces of a window, split at midnight."""
-    pieces = []
-    begin = window.start.minute_of_week
-    remaining = round(window.duration / 60)
-    while remaining > 0:
-        day, minute = divmod(begin % (7 * 1440), 1440)
-        piece = min(remaining, 1440 - minute)
-        pieces.append((day, minute / 60, (minute + piece) / 60))
-        begin += piece
-        remaining -= piece
-    return pieces
+    return [(day, lo / 60, hi / 60) for day, lo, hi in _split_days(window)]
 
 
 # ------------------------------------------------------------------ matplotlib
