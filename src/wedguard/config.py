@@ -518,15 +518,22 @@ def _share(ctx: _Ctx, value: object, path: str) -> float:
     return number
 
 
+def _timeout(ctx: _Ctx, value: object, path: str) -> float:
+    seconds = _number(ctx, value, path)
+    if seconds <= 0:
+        raise ctx.error(path, value, "seconds > 0")
+    return seconds
+
+
 _REDIS_SCHEMA: dict[str, Check] = {
     "url": _str,
-    "url_env": lambda ctx, v, p: _env_name(ctx, v, p),
+    "url_env": _env_name,
     "prefix": _str,
     "name": _str,
     "fallback_share": _share,
     "fallback_slots": _int(0),
-    "timeout": lambda ctx, v, p: _timeout(ctx, v, p),
-    "probe_interval": lambda ctx, v, p: _timeout(ctx, v, p),
+    "timeout": _timeout,
+    "probe_interval": _timeout,
 }
 
 
@@ -567,13 +574,6 @@ def _cgroup(ctx: _Ctx, value: object, path: str) -> bool | str:
     if isinstance(value, bool):
         return value
     return _path(ctx, value, path)
-
-
-def _timeout(ctx: _Ctx, value: object, path: str) -> float:
-    seconds = _number(ctx, value, path)
-    if seconds <= 0:
-        raise ctx.error(path, value, "seconds > 0")
-    return seconds
 
 
 def _fraction(ctx: _Ctx, value: object, path: str) -> float:
