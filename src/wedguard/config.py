@@ -61,6 +61,7 @@ from wedguard.policy.breaker import CircuitBreaker
 from wedguard.policy.calendar import PeakHourCalendar
 from wedguard.policy.control import AIMDController, LedbatController
 from wedguard.policy.impact import ImpactAnalyzer, Thresholds
+from wedguard.priority import check_nice
 from wedguard.protocols import Sink, Source
 from wedguard.units import (
     format_duration,
@@ -308,9 +309,10 @@ def _opt_duration(ctx: _Ctx, value: object, path: str) -> float | None:
 
 
 def _nice(ctx: _Ctx, value: object, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19:
-        raise ctx.error(path, value, "a niceness to add, 0..19")
-    return value
+    try:
+        return check_nice(value)
+    except ConfigError as exc:
+        raise ctx.error(path, value, exc.expected) from None
 
 
 def _positive_duration(ctx: _Ctx, value: object, path: str) -> float:
