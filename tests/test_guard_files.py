@@ -66,6 +66,10 @@ def test_copyfileobj_without_readinto_and_into_a_session(clock: FakeClock) -> No
     assert s.report().bytes == 3003
     with pytest.raises(wg.ConfigError, match="length"):
         guard.copyfileobj(io.BytesIO(), io.BytesIO(), length=0)
+    with guard.session("t") as t:
+        for bad in (0, -1, True, 2.5):
+            with pytest.raises(wg.ConfigError, match="length"):
+                t.copyfileobj(io.BytesIO(b"x"), io.BytesIO(), length=bad)  # type: ignore[arg-type]
 
 
 def test_wrap_works_with_shutil_copyfileobj(clock: FakeClock, tmp_path: Path) -> None:

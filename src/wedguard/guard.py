@@ -1662,13 +1662,13 @@ class Guard:
         from wedguard.fileobj import copy_throttled
 
         if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-            raise ConfigError("length", length, "a chunk size in bytes > 0")
+            raise ConfigError("length", length, "a chunk size in bytes > 0")  # before a slot
         if session is None:
             session = self._joinable()
         if session is not None:
-            return copy_throttled(session.throttle, src, dst, length, session=session)
+            return copy_throttled(session, src, dst, length)
         with self.session(name) as s:
-            return copy_throttled(s.throttle, src, dst, length, session=s)
+            return copy_throttled(s, src, dst, length)
 
     def close(self) -> None:
         """Stop the background threads and restore signal handlers (sessions end first)."""

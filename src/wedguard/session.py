@@ -1061,7 +1061,7 @@ class Session:
         """Copy ``src`` to ``dst`` in chunks of ``length``, throttled; return bytes copied."""
         from wedguard.fileobj import copy_throttled
 
-        return copy_throttled(self.throttle, src, dst, length, session=self)
+        return copy_throttled(self, src, dst, length)
 
     def __repr__(self) -> str:
         state = "active" if self.active else ("ended" if self._closed else "new")
