@@ -116,7 +116,6 @@ class TokenBucketThrottler:
         "_slope",
         "_t0",
         "_unlimited",
-        "_waiting",
     )
 
     def __init__(
@@ -138,8 +137,8 @@ class TokenBucketThrottler:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        # one ticket per blocking caller waiting now
         self._queue: list[_Ticket] = []
-        self._waiting = 0
         self._burst_given = burst_given
         self._rate = rate_value
         self._unlimited = rate_value == _INF
@@ -178,7 +177,7 @@ class TokenBucketThrottler:
     @property
     def waiting(self) -> int:
         """How many blocking callers are waiting now."""
-        return self._waiting
+        return len(self._queue)
 
     @property
     def clock(self) -> Clock:
@@ -377,7 +376,6 @@ class TokenBucketThrottler:
             if ticket is None:
                 return 0.0
             deadline = _INF if timeout is None else start + timeout
-            self._waiting += 1
             try:
                 while True:
                     clock_wait(self._clock, self._cond, None if wait == _INF else wait)
@@ -391,8 +389,6 @@ class TokenBucketThrottler:
                 waiters = self._give_back(ticket)  # nothing consumed: give the place back
                 _wake_all(waiters)
                 raise
-            finally:
-                self._waiting -= 1
 
     async def acquire_async(self, n: float = 1, *, timeout: float | None = None) -> float:
         """The asyncio form of :meth:`acquire`: waits without blocking the loop.
@@ -428,7 +424,6 @@ class TokenBucketThrottler:
             ticket, wait = self._place(n, timeout, now)
             if ticket is None:
                 return 0.0
-            self._waiting += 1
             # Registered under the same lock that computed the wait: a set_rate()
             # between the two cannot be missed.
             entry = (loop, loop.create_future())
@@ -454,9 +449,6 @@ class TokenBucketThrottler:
                 waiters = self._give_back(ticket)
             _wake_all(waiters)
             raise
-        finally:
-            with self._lock:
-                self._waiting -= 1
 
     # -- control -----------------------------------------------------------------------
 
