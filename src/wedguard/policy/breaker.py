@@ -541,7 +541,9 @@ class CircuitBreaker:
     @property
     def retry_after(self) -> float:
         """Seconds until a trial call is allowed: 0 when closed or half-open."""
-        record = self._load()
+        return self._retry_after(self._load())
+
+    def _retry_after(self, record: BreakerRecord) -> float:
         if record.state is not OPEN:
             return 0.0
         return max(0.0, record.opened_at + self._recovery_timeout - self._clock.monotonic())
@@ -784,7 +786,7 @@ class CircuitBreaker:
         if record.state is HALF_OPEN:
             reason = f"half-open: {self._half_open_max_calls} trial call(s) already running"
             return CircuitOpenError(self._name, 0.0, reason)
-        return CircuitOpenError(self._name, self.retry_after, record.reason)
+        return CircuitOpenError(self._name, self._retry_after(record), record.reason)
 
     def _admit(self, seen: BreakerRecord) -> tuple[int, bool] | None:
         """The slow admission path: OPEN or HALF_OPEN (or changed since ``seen``)."""
