@@ -114,6 +114,7 @@ class _Base:
     _last_change: float
     _halted: bool
     _observed: float | None
+    decrease: float  # a slot of each controller
 
     def _setup(self, floor: object, initial: object, max_rate: object, min_dwell: object) -> None:
         self.floor = _rate("floor", floor)
@@ -162,6 +163,23 @@ class _Base:
 
     def _clamp(self, rate: float, cap: float) -> float:
         return min(max(rate, self.floor), cap)
+
+    def _halt(self, now: float) -> float:
+        """A HALT verdict: 0.0 now, and the rate to come back from when it ends.
+
+        The first HALT in a row cuts the rate by ``decrease`` (or starts from
+        ``initial``, else the floor, when there was no finite rate).
+        """
+        if not self._halted:
+            r = self._rate
+            self._rate = (
+                max(self.floor, r * self.decrease)
+                if r is not None and math.isfinite(r)
+                else (self.initial if self.initial is not None else self.floor)
+            )
+        self._halted = True
+        self._last_change = now
+        return 0.0
 
 
 class AIMDController(_Base):
@@ -247,19 +265,9 @@ class AIMDController(_Base):
         _check_update(ceiling, now)
         verdict = assessment.verdict
         if verdict >= Verdict.HALT:
-            if not self._halted:
-                # production is in trouble: come back from a fraction of the old rate
-                # (from the floor when there was none)
-                r = self._rate
-                self._rate = (
-                    max(self.floor, r * self.decrease)
-                    if r is not None and math.isfinite(r)
-                    else (self.initial if self.initial is not None else self.floor)
-                )
-            self._halted = True
+            # production is in trouble: come back from a fraction of the old rate
             self._ok_run = 0
-            self._last_change = now
-            return 0.0
+            return self._halt(now)
         cap = self._cap(ceiling)
         if cap <= self.floor:
             return float(cap)
@@ -425,16 +433,7 @@ class LedbatController(_Base):
         _check_update(ceiling, now)
         verdict = assessment.verdict
         if verdict >= Verdict.HALT:
-            if not self._halted:
-                r = self._rate
-                self._rate = (
-                    max(self.floor, r * self.decrease)
-                    if r is not None and math.isfinite(r)
-                    else (self.initial if self.initial is not None else self.floor)
-                )
-            self._halted = True
-            self._last_change = now
-            return 0.0
+            return self._halt(now)
         cap = self._cap(ceiling)
         if cap <= self.floor:
             return float(cap)
