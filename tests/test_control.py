@@ -277,3 +277,19 @@ def test_aimd_verdicts_only_settles_near_the_known_limit() -> None:
         rate = classic.update(Assessment(verdict), ceiling=1000, now=t)
         lows.append(rate)
     assert min(lows[150:]) < 0.6 * r_star  # the classic sawtooth, for contrast
+
+
+@pytest.mark.parametrize("make", [AIMDController, LedbatController])
+def test_halt_cuts_the_rate_to_come_back_from_once(make: type[AIMDController]) -> None:
+    c = make(floor=10, decrease=0.5, min_dwell=0)
+    assert c.update(Assessment(Verdict.OK, load=0.0), ceiling=1000, now=0) == 1000
+    assert c.update(HALT, ceiling=1000, now=1) == 0.0
+    assert c.rate == 500  # one cut by decrease
+    assert c.update(HALT, ceiling=1000, now=2) == 0.0
+    assert c.rate == 500  # a HALT in a row does not cut again
+    fresh = make(floor=10, initial=70, min_dwell=0)
+    assert fresh.update(HALT, ceiling=1000, now=0) == 0.0
+    assert fresh.rate == 70  # no rate yet: initial, else the floor
+    bare = make(floor=10, min_dwell=0)
+    assert bare.update(HALT, ceiling=1000, now=0) == 0.0
+    assert bare.rate == 10
