@@ -378,7 +378,7 @@ class RedisTokenBucket:
         return self._rate == _INF and self._clock.monotonic() < self._unlimited_until
 
     def _seen_rate(self, rate: float, burst: float) -> None:
-        """Another sharer changed the global rate: follow it."""
+        """Follow a global rate: one another sharer set, or this one (:meth:`set_rate`)."""
         self._rate = rate
         self._burst = burst
         self._arg_rate = _arg(rate)
@@ -527,10 +527,7 @@ class RedisTokenBucket:
         to Redis when it is back.
         """
         value = parse_rate(rate, field="rate")
-        self._rate = value
-        self._burst = self._local_burst(value)
-        self._arg_rate = _arg(value)
-        self._fallback.set_rate(self._fallback_rate(value))
+        self._seen_rate(value, self._local_burst(value))
         self._sync = "1"
         self._unlimited_until = -_INF
         self._call("state", 0.0, -1.0)
