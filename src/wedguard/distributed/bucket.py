@@ -23,7 +23,13 @@ from typing import Any, Final
 from wedguard.clock import Clock, check_clock, clock_asleep, clock_wait
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.errors import ConfigError, ThrottleTimeout
-from wedguard.policy.throttle import TokenBucketThrottler, _check_n, _check_timeout
+from wedguard.policy.throttle import (
+    BURST_FLOOR,
+    BURST_SPAN,
+    TokenBucketThrottler,
+    _check_n,
+    _check_timeout,
+)
 from wedguard.protocols import Sink
 from wedguard.units import parse_rate
 
@@ -351,7 +357,7 @@ class RedisTokenBucket:
             return self._given
         if rate == _INF:
             return _INF
-        return max(rate * 0.2, 1.0)
+        return max(rate * BURST_SPAN, BURST_FLOOR)
 
     def _fallback_rate(self, rate: float) -> float:
         return rate if rate == _INF else rate * self._share
