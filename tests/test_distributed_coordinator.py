@@ -208,3 +208,47 @@ async def test_async_acquire_falls_back_while_offline() -> None:
     bucket = RedisTokenBucket("redis://127.0.0.1:1/0", "k", 100, burst=10, timeout=0.1)
     assert await bucket.acquire_async(10) == 0.0  # the fallback bucket: 10/s, burst 1
     assert not bucket.online
+
+
+def test_shared_checks_say_what_was_expected(redis_server: RedisServer) -> None:
+    """The share and seconds checks give the same field and expectation everywhere."""
+    from wedguard.distributed import RedisBreakerStorage
+
+    cases: list[tuple[Any, str, str]] = [
+        (
+            lambda: RedisCoordinator(redis_server.url, fallback_share=True),
+            "fallback_share",
+            "a share of the rate, 0 < share <= 1",
+        ),
+        (
+            lambda: RedisTokenBucket(redis_server.url, "k", 10, fallback_share=1.01),
+            "fallback_share",
+            "a share of the rate, 0 < share <= 1",
+        ),
+        (
+            lambda: RedisTokenBucket(redis_server.url, "k", 10, recheck=float("inf")),
+            "recheck",
+            "a finite number of seconds > 0",
+        ),
+        (
+            lambda: RedisTokenBucket(redis_server.url, "k", 10, recheck=True),
+            "recheck",
+            "a finite number of seconds > 0",
+        ),
+        (
+            lambda: RedisBreakerStorage(redis_server.url, "k", max_age=float("nan")),
+            "max_age",
+            "a finite number of seconds >= 0",
+        ),
+        (
+            lambda: RedisBreakerStorage(redis_server.url, "k", max_age="1"),
+            "max_age",
+            "a finite number of seconds >= 0",
+        ),
+    ]
+    for make, field, expected in cases:
+        with pytest.raises(ConfigError) as info:
+            make()
+        assert (info.value.field, info.value.expected) == (field, expected)
+    assert RedisCoordinator(redis_server.url, fallback_share=1).fallback_share == 1.0
+    assert RedisTokenBucket(redis_server.url, "k", 10, fallback_share=1).fallback_share == 1.0
