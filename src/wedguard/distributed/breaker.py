@@ -19,7 +19,12 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from wedguard.clock import Clock, check_clock
-from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
+from wedguard.distributed.link import (
+    DEFAULT_PROBE_INTERVAL,
+    DEFAULT_TIMEOUT,
+    RedisLink,
+    _check_seconds,
+)
 from wedguard.errors import ConfigError
 from wedguard.policy.breaker import BreakerRecord, BreakerState
 from wedguard.protocols import Sink
@@ -111,12 +116,7 @@ class RedisBreakerStorage:
     ) -> None:
         if not isinstance(key, str) or not key:
             raise ConfigError("key", key, "a non-empty string")
-        if (
-            isinstance(max_age, bool)
-            or not isinstance(max_age, (int, float))
-            or not 0 <= max_age < float("inf")
-        ):
-            raise ConfigError("max_age", max_age, "a finite number of seconds >= 0")
+        max_age = _check_seconds("max_age", max_age, allow_zero=True)
         self._clock: Clock = check_clock(clock)
         self._link = RedisLink.of(
             client,
@@ -127,7 +127,7 @@ class RedisBreakerStorage:
             name=key,
         )
         self._key = key
-        self._max_age = float(max_age)
+        self._max_age = max_age
         self._script: Any = self._link.client.register_script(BREAKER_LUA)
         self._record = BreakerRecord()
         self._checked = -float("inf")

@@ -21,7 +21,12 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from wedguard.clock import Clock, check_clock, clock_asleep, clock_wait
-from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
+from wedguard.distributed.link import (
+    DEFAULT_PROBE_INTERVAL,
+    DEFAULT_TIMEOUT,
+    RedisLink,
+    _check_seconds,
+)
 from wedguard.errors import ConfigError, ThrottleTimeout
 from wedguard.policy.throttle import (
     BURST_FLOOR,
@@ -164,6 +169,13 @@ return {tostring(status), fmt(wait), fmt(position), fmt(out_rate), fmt(burst), f
 """
 
 
+def _check_share(value: object) -> float:
+    """``fallback_share`` as a float, or ConfigError: a share of the rate, 0 < share <= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError("fallback_share", value, "a share of the rate, 0 < share <= 1")
+    return float(value)
+
+
 def _arg(value: float) -> str:
     """A rate or burst as the script reads it (-1 for unlimited)."""
     return "-1" if value == _INF else repr(float(value))
@@ -257,20 +269,8 @@ class RedisTokenBucket:
             given = parse_rate(burst, field="burst")
             if not 0 < given < _INF:
                 raise ConfigError("burst", burst, "a finite number of units > 0, or None")
-        if (
-            isinstance(fallback_share, bool)
-            or not isinstance(fallback_share, (int, float))
-            or not 0 < fallback_share <= 1
-        ):
-            raise ConfigError(
-                "fallback_share", fallback_share, "a share of the rate, 0 < share <= 1"
-            )
-        if (
-            isinstance(recheck, bool)
-            or not isinstance(recheck, (int, float))
-            or not 0 < recheck < _INF
-        ):
-            raise ConfigError("recheck", recheck, "a finite number of seconds > 0")
+        share = _check_share(fallback_share)
+        self._recheck = _check_seconds("recheck", recheck)
         self._clock: Clock = check_clock(clock)
         self._link = RedisLink.of(
             client,
@@ -281,8 +281,7 @@ class RedisTokenBucket:
             name=key,
         )
         self._key = key
-        self._share = float(fallback_share)
-        self._recheck = float(recheck)
+        self._share = share
         self._given = given
         self._rate = rate_value
         self._burst = self._local_burst(rate_value)

@@ -7,7 +7,7 @@ from typing import Any
 
 from wedguard.clock import Clock, check_clock
 from wedguard.distributed.breaker import RedisBreakerStorage
-from wedguard.distributed.bucket import DEFAULT_FALLBACK_SHARE, RedisTokenBucket
+from wedguard.distributed.bucket import DEFAULT_FALLBACK_SHARE, RedisTokenBucket, _check_share
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.distributed.slots import RedisSlots
 from wedguard.distributed.stop import RedisStopFlag
@@ -75,14 +75,7 @@ class RedisCoordinator:
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             raise ConfigError("prefix", prefix, "a non-empty string")
-        if (
-            isinstance(fallback_share, bool)
-            or not isinstance(fallback_share, (int, float))
-            or not 0 < fallback_share <= 1
-        ):
-            raise ConfigError(
-                "fallback_share", fallback_share, "a share of the rate, 0 < share <= 1"
-            )
+        share = _check_share(fallback_share)
         if (
             isinstance(fallback_slots, bool)
             or not isinstance(fallback_slots, int)
@@ -99,7 +92,7 @@ class RedisCoordinator:
             name=prefix,
         )
         self._prefix = prefix
-        self._fallback_share = float(fallback_share)
+        self._fallback_share = share
         self._fallback_slots = fallback_slots
         self._buckets: dict[str, RedisTokenBucket] = {}
         self._slots: dict[str, RedisSlots] = {}
