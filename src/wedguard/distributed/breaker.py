@@ -24,6 +24,7 @@ from wedguard.distributed.link import (
     DEFAULT_TIMEOUT,
     RedisLink,
     _check_seconds,
+    _none,
 )
 from wedguard.errors import ConfigError
 from wedguard.policy.breaker import BreakerRecord, BreakerState
@@ -63,10 +64,6 @@ _STATES: Final = {state.value: state for state in BreakerState}
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _none() -> None:
-    return None
 
 
 class RedisBreakerStorage:

@@ -26,6 +26,7 @@ from wedguard.distributed.link import (
     DEFAULT_TIMEOUT,
     RedisLink,
     _check_seconds,
+    _none,
 )
 from wedguard.errors import ConfigError, ThrottleTimeout
 from wedguard.policy.throttle import (
@@ -546,7 +547,3 @@ class RedisTokenBucket:
             f"{type(self).__name__}(key={self._key!r}, rate={self._rate:g}, "
             f"burst={self._burst:g}, {state})"
         )
-
-
-def _none() -> None:
-    return None

@@ -57,6 +57,11 @@ def _check_seconds(field: str, value: float, *, allow_zero: bool = False) -> flo
     return float(value)
 
 
+# the fallback of a call whose caller reads None as "Redis did not answer"
+def _none() -> None:
+    return None
+
+
 def bounded_client(client: Any, timeout: float) -> Any:
     """A client like ``client`` whose calls give up after ``timeout`` seconds, no retries.
 

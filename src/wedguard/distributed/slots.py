@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from wedguard.clock import Clock, check_clock, clock_asleep
-from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
+from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink, _none
 from wedguard.errors import ConfigError
 from wedguard.protocols import Sink
 from wedguard.session import SlotTimeout as GuardSlotTimeout
@@ -126,10 +126,6 @@ def _positive(field: str, value: object, *, integer: bool = False, zero: bool = 
     if not ok:
         what = "an integer" if integer else "a finite number"
         raise ConfigError(field, value, f"{what} {'>= 0' if zero else '> 0'}")
-
-
-def _none() -> None:
-    return None
 
 
 class RedisSlots:

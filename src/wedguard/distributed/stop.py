@@ -8,15 +8,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from wedguard.clock import Clock, check_clock
-from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
+from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink, _none
 from wedguard.errors import ConfigError
 from wedguard.protocols import Sink
 
 __all__ = ["RedisStopFlag"]
-
-
-def _none() -> None:
-    return None
 
 
 class RedisStopFlag:
