@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from wedguard.clock import Clock, check_clock
-from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink, _none
+from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.errors import ConfigError
 from wedguard.protocols import Sink
 
@@ -88,24 +88,14 @@ class RedisStopFlag:
     def set(self, reason: str = "") -> bool:
         """Raise the flag for every host; returns False if Redis could not be reached."""
         value = json.dumps({"reason": str(reason)})
-
-        def run(client: Any) -> bool:
-            client.set(self._key, value)
-            return True
-
-        ok = self._link.call(run, lambda: False)
+        ok, _ = self._link.try_call(lambda client: client.set(self._key, value))
         if ok:
             self._seen(True, str(reason))
         return ok
 
     def clear(self) -> bool:
         """Lower the flag for every host; returns False if Redis could not be reached."""
-
-        def run(client: Any) -> bool:
-            client.delete(self._key)
-            return True
-
-        ok = self._link.call(run, lambda: False)
+        ok, _ = self._link.try_call(lambda client: client.delete(self._key))
         if ok:
             self._seen(False, None)
         return ok
@@ -118,11 +108,12 @@ class RedisStopFlag:
 
     def refresh(self) -> bool:
         """Read the flag from Redis now; returns whether it is set (last reading if offline)."""
-        raw = self._link.call(lambda client: client.get(self._key), _none)
-        if raw is None:
-            if self._link.online:  # the key is absent: not set
-                self._seen(False, None)
+        answered, raw = self._link.try_call(lambda client: client.get(self._key))
+        if not answered:
             return self._set
+        if raw is None:  # the key is absent: not set
+            self._seen(False, None)
+            return False
         try:
             reason = str(json.loads(raw)["reason"])
         except (ValueError, TypeError, KeyError):
