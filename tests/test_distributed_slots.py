@@ -273,12 +273,14 @@ def test_fallback_slots_while_redis_is_down_and_leases_come_back(
     t0 = time.monotonic()
     assert slots.try_acquire()  # the one local fallback slot
     assert time.monotonic() - t0 < 1.0
+    assert slots.in_use == 1  # offline: this host's local slots only
     assert not slots.try_acquire()
     with pytest.raises(SlotTimeout):
         slots.acquire(timeout=0.1)
     assert not slots.online
     slots.release()  # never raises while Redis is down
     assert slots.held == 1
+    assert slots.in_use == 0  # the local slot is free again
     assert len(sink.of_kind("alert")) == 1
 
     own_redis_server.start()  # empty: the lease is gone with the old server
