@@ -203,7 +203,6 @@ class RedisSlots:
         self._wait_ttl_ms = str(round(max(1.0, 20 * poll) * 1000))
         self._script: Any = self._link.client.register_script(SLOTS_LUA)
         self._local = threading.BoundedSemaphore(fallback_limit) if fallback_limit else None
-        self._local_held = 0
         self._held: dict[str, bool] = {}  # token -> held in Redis (else locally)
         self._lock = threading.Lock()
         self._renewer: threading.Thread | None = None
@@ -241,7 +240,10 @@ class RedisSlots:
     def in_use(self) -> int:
         """Slots held across all hosts now (this host's local ones while offline)."""
         reply = self._run("count", "")
-        return self._local_held if reply is None else int(reply[1])
+        if reply is None:
+            with self._lock:
+                return sum(not in_redis for in_redis in self._held.values())
+        return int(reply[1])
 
     @property
     def waiting(self) -> int:
@@ -271,7 +273,6 @@ class RedisSlots:
                 return False
             with self._lock:
                 self._held[token] = False
-                self._local_held += 1
             return True
         if not int(reply[0]):
             return False
@@ -358,8 +359,6 @@ class RedisSlots:
             if not self._held:
                 raise RuntimeError(f"release() of {self._key!r} without a held slot")
             token, in_redis = self._held.popitem()
-            if not in_redis:
-                self._local_held -= 1
         if in_redis:
             self._run("release", token)  # if Redis is down, the lease frees it
         elif self._local is not None:
