@@ -402,8 +402,7 @@ class RedisTokenBucket:
         While others wait their places come first, so this returns False rather than
         jumping the queue. While Redis is unreachable the fallback bucket answers.
         """
-        if not 0 <= n < _INF:
-            _check_n(n)
+        _check_n(n)  # a Redis round trip follows: the full check costs nothing here
         if self._free():
             return True
         reply = self._link.call(lambda client: self._eval(client, "try", n, -1.0), _none)
