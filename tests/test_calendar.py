@@ -34,7 +34,7 @@ def test_public_names() -> None:
 
 
 def test_contract_example() -> None:
-    """The DESIGN.md example: peak hours, wedding-season Saturdays, an event date."""
+    """The example of docs/contract.md: peak hours, wedding-season Saturdays, an event date."""
     cal = PeakHourCalendar.parse(
         """
         Mon-Sun 06:00-22:00 peak 10Mbit/s

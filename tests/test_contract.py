@@ -1,4 +1,4 @@
-"""The public API contract of DESIGN.md, called exactly as it is written there.
+"""The public API contract of docs/contract.md, called exactly as it is written there.
 
 Each test names the contract line (or small group of lines) it proves, and calls the API
 with the same names, argument names and positions, attributes, return types and
@@ -535,7 +535,7 @@ def test_calendar_bad_rules_are_config_errors() -> None:
 
 
 def test_thresholds_defaults_are_the_table() -> None:
-    """wg.Thresholds() defaults = the DESIGN.md table."""
+    """wg.Thresholds() defaults = the table in docs/contract.md."""
     th = wg.Thresholds()
     assert th.api_latency == pytest.approx(0.05)
     assert th.db_latency == pytest.approx(0.20)
