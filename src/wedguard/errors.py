@@ -18,6 +18,24 @@ __all__ = [
 _MISSING = object()
 
 
+_REPR_LIMIT = 200
+
+
+def _short_repr(value: object) -> str:
+    """``repr(value)``, cut to about 200 characters so that a wrong object passed by
+    mistake (a whole record, a data set) names itself without flooding the message::
+
+        >>> _short_repr("x" * 1000)[-30:]
+        'xxxxxx… (str, 1002 characters)'
+        >>> _short_repr([1, 2])
+        '[1, 2]'
+    """
+    text = repr(value)
+    if len(text) <= _REPR_LIMIT:
+        return text
+    return f"{text[:80]}… ({type(value).__name__}, {len(text)} characters)"
+
+
 class WedguardError(Exception):
     """Base class of every error wedguard raises."""
 
@@ -51,7 +69,8 @@ class ConfigError(WedguardError, ValueError):
             # free-form message: ConfigError("calendar: no rules given")
             message = field
         else:
-            message = f"{field}: {value!r} is not valid" if field else f"{value!r} is not valid"
+            shown = _short_repr(value)
+            message = f"{field}: {shown} is not valid" if field else f"{shown} is not valid"
             if expected:
                 message += f"; expected {expected}"
         super().__init__(message)
