@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -700,3 +701,25 @@ def test_socket_commands_steer_any_guard_that_serves_one(
     gone = wedguard(env, "status", "--socket", str(sock))
     assert gone.returncode == 2
     assert "cannot reach" in one_line(gone.stderr)
+
+
+def test_report_pictures_show_production_latency_from_the_history(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`wedguard report --html` draws the latency the history holds for the session,
+    with the baseline measured before it."""
+    from wedguard.history import MetricsStore
+
+    report = photos_report()
+    started = report.started_at
+    path = tmp_path / "history.db"
+    with MetricsStore(path, retention="30d") as store:
+        for seconds, value in ((-600, 0.05), (-300, 0.05), (-60, 0.05), (2, 0.08), (4, 0.09)):
+            store.record({"api.latency_s": value}, at=started + timedelta(seconds=seconds))
+        store.record_session(report, at=started + timedelta(seconds=report.duration))
+    page = tmp_path / "photos.html"
+    out = wedguard(env, "report", "--history", str(path), "--html", str(page))
+    assert out.returncode == 0, out.stderr
+    text = page.read_text()
+    assert re.search(r'data-series="latency" data-x="2 4" data-y="0.08 0.09"', text)
+    assert 'data-series="baseline" data-y="0.05"' in text

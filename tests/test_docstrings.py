@@ -23,9 +23,7 @@ MODULES = sorted(
 
 def test_the_walk_finds_the_package() -> None:
     """The walk sees the package's layers, so the parametrised test below covers them."""
-    assert {"wedguard.guard", "wedguard.policy.throttle", "wedguard.sinks.webhook"} <= set(
-        MODULES
-    )
+    assert {"wedguard.guard", "wedguard.policy.throttle", "wedguard.sinks.webhook"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
+import re
 import sys
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -555,3 +556,104 @@ def test_a_long_reason_is_cut_on_the_plot_but_kept_in_the_series() -> None:
     assert breaker_texts, "the breaker event is annotated"
     assert all(len(t) <= 40 for t in breaker_texts)
     assert breaker_texts[0].endswith("…")
+
+
+# ------------------------------------------------------------- read by a person
+
+
+def _first_chunk_report() -> dict[str, Any]:
+    """60 s at 1 MB/s whose first 1 MiB chunk took 14 ms (73 MB/s for one point)."""
+    timeline = [{"t": 0.0, "bytes": 0, "rate": 1e6, "level": "OPEN", "verdict": "OK"}]
+    timeline.append({"t": 0.014, "bytes": 2**20, "rate": 1e6, "level": "OPEN", "verdict": "OK"})
+    timeline += [
+        {"t": float(i), "bytes": 2**20 * i, "rate": 1e6, "level": "OPEN", "verdict": "OK"}
+        for i in range(2, 61)
+    ]
+    return {"name": "slow", "started_at": T0.isoformat(), "duration_s": 60.0,
+            "bytes": 60 * 2**20, "timeline": timeline}  # fmt: skip
+
+
+def test_one_fast_chunk_does_not_set_the_rate_axis() -> None:
+    """The first 14 ms interval joins the next ones, and the axis follows the
+    sustained rate: 1.05 MB/s plus headroom, not 73 MB/s."""
+    series = session_series(_first_chunk_report())
+    assert max(series.rate) < 2.2e6
+    assert 1.05e6 < series.rate_top < 1.5e6
+    fig = plot_session(_first_chunk_report())
+    assert fig.axes[0].get_ylim()[1] == pytest.approx(series.rate_top / 1e6)
+
+
+@pytest.mark.parametrize("report", [make_report(), _first_chunk_report()])
+def test_joined_rate_intervals_keep_every_byte(report: dict[str, Any]) -> None:
+    series = session_series(report)
+    moved = sum(r * dt for r, dt in zip(series.rate, _intervals(series), strict=True))
+    timeline = report["timeline"]
+    assert moved == pytest.approx(timeline[-1]["bytes"] - timeline[0]["bytes"])
+
+
+def test_rate_axis_keeps_a_nearby_cap_in_view() -> None:
+    """An allowed rate within four times the sustained rate stays on the chart; one far
+    above it (a cap that never bound) does not squash the backup's line."""
+    series = session_series(make_report())
+    assert series.rate_top == pytest.approx(2e6 * 1.15)
+    far = make_report()
+    for point in far["timeline"]:
+        point["rate"] = 500e6
+    assert session_series(far).rate_top < 3e6
+
+
+def test_html_page_has_legends_units_round_ticks_and_pauses() -> None:
+    page = html_report(make_report(), latency=LATENCY, baseline=0.1, events=[BREAKER], tz="UTC")
+    keys = set(re.findall(r'<li data-key="([^"]+)"', page))
+    assert keys >= {"backup rate", "allowed rate", "latency", "baseline", "limit", "PEAK",
+                    "BLACKOUT", "breaker", "halt", "stop"}  # fmt: skip
+    assert "backup rate and allowed rate (MB/s)" in page
+    assert "production api.latency_s (ms)" in page
+    xticks = re.findall(r'class="xtick"[^>]*>([^<]+)<', page)
+    hour = [f"0:{m:02d}:00" for m in range(0, 60, 10)] + ["1:00:00"]
+    assert xticks == hour * 2  # both charts
+    yticks = [float(v) for v in re.findall(r'class="ytick"[^>]*>([^<]+)<', page)]
+    assert all(round(v / 0.5) * 0.5 == pytest.approx(v) for v in yticks[:5])
+    assert "2026-01-05 05:00:00 UTC" in page
+    assert T0.isoformat() not in page
+    assert re.search(r'<tr data-cause="stop"><td>0:55:00</td><td>5s</td><td>stop</td>'
+                     r"<td>operator</td></tr>", page)  # fmt: skip
+
+
+def test_html_page_times_in_the_zone_asked_for() -> None:
+    page = html_report(make_report(), tz="Europe/London")
+    assert "2026-01-05 05:00:00 GMT" in page
+    with pytest.raises(ConfigError, match="tz"):
+        html_report(make_report(), tz="Mars/Olympus")
+
+
+def test_html_report_of_the_wrong_object_says_so_briefly() -> None:
+    """A whole record passed instead of its data: a short error, not the record."""
+
+    class Record:
+        data: ClassVar[dict[str, str]] = {"x": "y" * 50_000}
+
+        def __repr__(self) -> str:
+            return f"Record({self.data!r})"
+
+    with pytest.raises(ConfigError) as info:
+        html_report(Record())
+    assert len(str(info.value)) < 400
+    assert "Record" in str(info.value)
+
+
+def test_latency_of_a_stored_session_from_the_history() -> None:
+    from wedguard.report import history_latency
+
+    store = MetricsStore(":memory:", retention="30d")
+    for minutes, value in ((-20, 0.1), (-10, 0.1), (-5, 0.12), (10, 0.2), (20, 0.3)):
+        store.record({"db.latency_s": value}, at=T0 + timedelta(minutes=minutes))
+    found = history_latency(store, make_report())
+    assert found["metric"] == "db.latency_s"
+    assert [v for _, v in found["latency"]] == [0.2, 0.3]
+    assert found["baseline"] == 0.1  # the median before the session
+    series = session_series(make_report(), **found)
+    assert series.latency == (0.2, 0.3)
+    assert series.limit == pytest.approx(0.12)  # +20 % for database latency
+    assert history_latency(MetricsStore(":memory:"), make_report()) == {}
+    store.close()

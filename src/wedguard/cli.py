@@ -830,42 +830,46 @@ def _store(args: argparse.Namespace) -> Any:
 def cmd_report(args: argparse.Namespace) -> int:
     with contextlib.closing(_store(args)) as store:
         records = store.sessions(name=args.name)
-    records = records[-args.last :] if args.last else records
-    if args.json:
-        print(json.dumps([dict(r.data) for r in records], indent=2, default=str))
-        return EXIT_OK
-    if not records:
-        print("no session reports stored")
-        return EXIT_OK
-    print(
-        f"{'ended':<20} {'name':<16} {'bytes':>10} {'took':>8} {'waited':>8} {'pauses':>6}  outcome"
-    )
-    for r in records:
-        data = r.data
-        waited = sum(float(v) for v in dict(data.get("wait_seconds", {})).values())
+        records = records[-args.last :] if args.last else records
+        if args.json:
+            print(json.dumps([dict(r.data) for r in records], indent=2, default=str))
+            return EXIT_OK
+        if not records:
+            print("no session reports stored")
+            return EXIT_OK
         print(
-            f"{r.at:%Y-%m-%d %H:%M:%S} {r.name[:16]:<16} {format_size(r.bytes):>10} "
-            f"{format_duration(r.duration):>8} {format_duration(waited):>8} "
-            f"{data.get('pauses', 0)!s:>6}  {data.get('outcome', '?')}"
+            f"{'ended':<20} {'name':<16} {'bytes':>10} {'took':>8} {'waited':>8} "
+            f"{'pauses':>6}  outcome"
         )
-    if args.plot or args.html:
-        _draw(records[-1], args.plot, args.html)
+        for r in records:
+            data = r.data
+            waited = sum(float(v) for v in dict(data.get("wait_seconds", {})).values())
+            print(
+                f"{r.at:%Y-%m-%d %H:%M:%S} {r.name[:16]:<16} {format_size(r.bytes):>10} "
+                f"{format_duration(r.duration):>8} {format_duration(waited):>8} "
+                f"{data.get('pauses', 0)!s:>6}  {data.get('outcome', '?')}"
+            )
+        if args.plot or args.html:
+            _draw(records[-1], args.plot, args.html, store)
     return EXIT_OK
 
 
-def _draw(record: Any, png: str | None, html: str | None) -> None:
-    """The last session's picture (PNG, needs matplotlib) and/or HTML page."""
+def _draw(record: Any, png: str | None, html: str | None, store: Any) -> None:
+    """The last session's picture (PNG, needs matplotlib) and/or HTML page, with
+    production latency from the history when it holds some."""
     from wedguard import report as report_module
 
+    data = dict(record.data)
+    latency = report_module.history_latency(store, data)
     if png:
         try:
-            figure = report_module.plot_session(dict(record.data))
+            figure = report_module.plot_session(data, **latency)
         except report_module.PlotUnavailable:
             raise ConfigError("--plot", png, "matplotlib installed (or use --html)") from None
         figure.savefig(png)
         print(f"wrote {png}")
     if html:
-        report_module.write_html_report(html, dict(record.data))
+        report_module.write_html_report(html, data, **latency)
         print(f"wrote {html}")
 
 

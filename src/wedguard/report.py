@@ -33,7 +33,6 @@ Example::
 from __future__ import annotations
 
 import html
-import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -67,6 +66,7 @@ __all__ = [
     "PlotUnavailable",
     "SessionSeries",
     "Span",
+    "history_latency",
     "html_report",
     "plot_session",
     "plot_week",
@@ -137,6 +137,10 @@ class SessionSeries:
             reach while the backup runs.
         spans: calendar windows that were not OPEN.
         marks: breaker, stop and HALT events.
+        rate_top: the top of the rate axis (bytes/s): set by the sustained rate and the
+            limits that bound it, never by one fast chunk.
+        pauses: the session's pauses as ``(seconds since start, duration, cause,
+            reason)``.
     """
 
     name: str
@@ -154,6 +158,8 @@ class SessionSeries:
     limit: float | None
     spans: tuple[Span, ...]
     marks: tuple[Mark, ...]
+    rate_top: float = 1.0
+    pauses: tuple[tuple[float, float, str, str], ...] = ()
 
 
 def _get(obj: Any, *names: str) -> Any:
@@ -326,6 +332,110 @@ def _event_marks(events: Iterable[Any], started: datetime | None) -> list[Mark]:
     return marks
 
 
+def _sustained(
+    points: Sequence[tuple[float, float, float, Any, Any]], min_span: float
+) -> tuple[list[float], list[float]]:
+    """The backup's rate over intervals of at least ``min_span`` seconds.
+
+    A timeline point lands after every chunk the guard let through, so its first
+    interval can be one chunk in a few milliseconds (1 MiB in 14 ms reads as 73 MB/s
+    under a 1 MB/s limit). Neighbouring intervals are joined until each lasts
+    ``min_span``; a short tail joins the interval before it. The bytes are kept: the
+    rates times their intervals add up to the bytes of the timeline.
+    """
+    rate_t: list[float] = []
+    rate: list[float] = []
+    starts: list[tuple[float, float]] = []
+    if not points:
+        return rate_t, rate
+    t0, b0 = points[0][0], points[0][1]
+    for t1, b1, *_ in points[1:]:
+        if t1 > t0 and t1 - t0 >= min_span:
+            starts.append((t0, b0))
+            rate_t.append(t1)
+            rate.append((b1 - b0) / (t1 - t0))
+            t0, b0 = t1, b1
+    t_end, b_end = points[-1][0], points[-1][1]
+    if t_end > t0:
+        if starts and t_end - t0 < min_span:
+            t0, b0 = starts[-1]
+            rate_t.pop()
+            rate.pop()
+        rate_t.append(t_end)
+        rate.append((b_end - b0) / (t_end - t0))
+    return rate_t, rate
+
+
+def _rate_top(
+    rate_t: Sequence[float], rate: Sequence[float], start: float, allowed: Sequence[float]
+) -> float:
+    """The top of the rate axis: the 95th percentile of the rate weighted by time, or a
+    finite allowed rate within four times of it, plus 15 % headroom."""
+    weighted = []
+    prev = start
+    for t, r in zip(rate_t, rate, strict=True):
+        weighted.append((r, t - prev))
+        prev = t
+    weighted.sort()
+    total = sum(w for _, w in weighted)
+    level = 0.0
+    seen = 0.0
+    for r, w in weighted:
+        seen += w
+        level = r
+        if total > 0 and seen >= 0.95 * total:
+            break
+    caps = [a for a in allowed if math.isfinite(a) and a > 0]
+    if caps:
+        cap = max(caps)
+        level = max(level, cap) if level <= 0 or cap <= 4 * level else level
+    return level * 1.15 if level > 0 else 1.0
+
+
+def history_latency(
+    store: MetricsStore,
+    report: Any,
+    *,
+    metrics: Sequence[str] = ("api.latency_s", "db.latency_s"),
+    before: float = 1800.0,
+) -> dict[str, Any]:
+    """Production latency for a stored session, as keyword arguments for
+    :func:`plot_session` and :func:`html_report`.
+
+    The first of ``metrics`` that ``store`` holds samples of during the session is
+    used (``{}`` when none has any). Its ``baseline`` is the median of the samples in
+    the ``before`` seconds before the session started, when there are at least three
+    (production without this backup; another backup may have run then, so read it as
+    an estimate).
+
+    Example::
+
+        record = store.sessions(name="photos")[-1]
+        page = html_report(record.data, **history_latency(store, record.data))
+    """
+    data = _report_dict(report)
+    started = _instant(_get(data, "started_at", "start"))
+    duration = _float(_get(data, "duration_s", "wall_time", "duration")) or 0.0
+    if started is None:
+        return {}
+    until = started + timedelta(seconds=duration + 1e-6)
+    for metric in metrics:
+        during = store.series(metric, since=started, until=until)
+        if not during:
+            continue
+        found: dict[str, Any] = {"latency": during, "metric": metric}
+        earlier = sorted(
+            v
+            for _, v in store.series(
+                metric, since=started - timedelta(seconds=before), until=started
+            )
+        )
+        if len(earlier) >= 3 and earlier[len(earlier) // 2] > 0:
+            found["baseline"] = earlier[len(earlier) // 2]
+        return found
+    return {}
+
+
 def session_series(
     report: Any,
     *,
@@ -366,11 +476,7 @@ def session_series(
         duration = points[-1][0] if points else 0.0
     total = _float(_get(data, "bytes")) or (points[-1][1] if points else 0.0)
 
-    rate_t, rate = [], []
-    for (t0, b0, *_), (t1, b1, *_) in itertools.pairwise(points):
-        if t1 > t0:
-            rate_t.append(t1)
-            rate.append((b1 - b0) / (t1 - t0))
+    rate_t, rate = _sustained(points, float(duration) / 200)
 
     if baseline is not None and (_float(baseline) is None or not baseline > 0):
         raise ConfigError("baseline", baseline, "a positive number")
@@ -412,6 +518,20 @@ def session_series(
     marks.extend(_event_marks(events, started))
     marks.sort(key=lambda m: m.t)
 
+    pauses = []
+    for pause in data.get("pause_log") or ():
+        at = _relative(_get(pause, "started_at"), started)
+        length = _float(_get(pause, "duration_s", "duration"))
+        if at is not None:
+            pauses.append(
+                (
+                    at,
+                    length or 0.0,
+                    str(_get(pause, "cause") or ""),
+                    str(_get(pause, "reason") or ""),
+                )
+            )
+    allowed = tuple(p[2] for p in points)
     lat = _latency_points(latency, metric, started, duration)
     return SessionSeries(
         name=name,
@@ -421,7 +541,7 @@ def session_series(
         rate_t=tuple(rate_t),
         rate=tuple(rate),
         allowed_t=tuple(p[0] for p in points),
-        allowed=tuple(p[2] for p in points),
+        allowed=allowed,
         latency_t=tuple(t for t, _ in lat),
         latency=tuple(v for _, v in lat),
         metric=metric,
@@ -429,6 +549,8 @@ def session_series(
         limit=None if limit is None else float(limit),
         spans=spans,
         marks=tuple(marks),
+        rate_top=_rate_top(rate_t, rate, points[0][0] if points else 0.0, allowed),
+        pauses=tuple(pauses),
     )
 
 
@@ -487,6 +609,32 @@ def _week_pieces(window: RecommendedWindow) -> list[tuple[int, float, float]]:
 
 
 # ------------------------------------------------------------------ matplotlib
+
+
+def _ms_label(seconds: float, _pos: object = None) -> str:
+    """A latency tick in milliseconds: ``0.0125`` -> ``"12.5"``."""
+    return f"{seconds * 1e3:.4g}"
+
+
+def _local(when: datetime, tz: tzinfo | None = None) -> str:
+    """An instant as a person reads it: local time (the calendar's zone when known, else
+    the machine's), to the second, with the zone's name."""
+    return f"{when.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}".strip()
+
+
+def _zone(calendar: Any, tz: str | tzinfo | None) -> tzinfo | None:
+    """The zone a page shows times in: ``tz``, else the calendar's, else the machine's."""
+    if isinstance(tz, str):
+        from zoneinfo import ZoneInfo
+
+        try:
+            return ZoneInfo(tz)
+        except (KeyError, ValueError):
+            raise ConfigError("tz", tz, "an IANA time zone such as 'Europe/London'") from None
+    if tz is not None:
+        return tz
+    zone = getattr(calendar, "tz", None)
+    return zone if isinstance(zone, tzinfo) else None
 
 
 def _clock_label(seconds: float, _pos: object = None) -> str:
@@ -621,8 +769,8 @@ def plot_session(
         label="allowed rate",
         gid="allowed-rate",
     )
-    ax_rate.set_ylabel("MB/s")
-    ax_rate.set_ylim(bottom=0)
+    ax_rate.set_ylabel("rate (MB/s)")
+    ax_rate.set_ylim(0, series.rate_top / 1e6)
     _marks(ax_rate, series, annotate=True)
     ax_rate.legend(loc="upper left", fontsize=8)
 
@@ -642,7 +790,9 @@ def plot_session(
     if series.limit is not None:
         ax_lat.axhline(series.limit, color="#c0392b", linestyle="--", label="limit", gid="limit")
     _marks(ax_lat, series, annotate=False)
-    ax_lat.set_ylabel(series.metric)
+    ax_lat.set_ylabel(f"{series.metric} (ms)")
+    ax_lat.yaxis.set_major_formatter(FuncFormatter(_ms_label))
+    ax_lat.set_ylim(bottom=0)
     if not series.latency:
         ax_lat.text(
             0.5, 0.5, "no latency samples", transform=ax_lat.transAxes, ha="center", va="center"
@@ -652,7 +802,7 @@ def plot_session(
     ax_lat.xaxis.set_major_formatter(FuncFormatter(_clock_label))
     ax_lat.set_xlabel("time since start (h:mm:ss)")
     ax_lat.set_xlim(0, max(series.duration, 1e-9))
-    when = f" — {series.started_at:%Y-%m-%d %H:%M %Z}" if series.started_at else ""
+    when = f" — {_local(series.started_at)}" if series.started_at else ""
     fig.suptitle(
         title
         or f"{series.name}{when}: {format_size(series.total_bytes)} in "
@@ -757,11 +907,68 @@ svg { display: block; margin: 0.5em 0; } svg text { font-size: 11px; fill: #333;
 .mark-halt { stroke: #9013fe; stroke-dasharray: 2 2; }
 .window { fill: none; stroke: #1f4e9c; stroke-width: 2.5; }
 pre { background: #f6f6f6; padding: 0.6em; }
+ul.legend { list-style: none; padding: 0; margin: 0 0 1em 64px; font-size: 12px; }
+ul.legend li { display: inline-block; margin-right: 1.4em; }
+.swatch { display: inline-block; width: 22px; height: 0; vertical-align: middle; margin-right: 5px; }
+.swatch.block { height: 12px; border: 1px solid #ccc; }
+span.level-PEAK { background: rgba(245, 166, 35, 0.3); } span.level-BLACKOUT { background: rgba(127, 127, 127, 0.4); }
+table.pauses td, table.pauses th { border-bottom: 1px solid #eee; }
+p.note { color: #666; }
 """
 
 
 def _fmt(value: float) -> str:
     return f"{value:.6g}"
+
+
+def _nice_step(top: float, ticks: int = 5) -> float:
+    """A round tick step (1, 2, 2.5 or 5 times a power of ten) giving about ``ticks``
+    ticks up to ``top``::
+
+        >>> _nice_step(40.3), _nice_step(1.15), _nice_step(0.0123)
+        (10.0, 0.25, 0.0025)
+    """
+    if not top > 0 or not math.isfinite(top):
+        return 1.0
+    raw = top / ticks
+    power = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if raw <= factor * power * 1.0000001:
+            return factor * power
+    return 10.0 * power
+
+
+def _svg_legend(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float], str, bool, str]],
+    hlines: Sequence[tuple[str, float, str]],
+    spans: Sequence[Span],
+    marks: Sequence[Mark],
+) -> str:
+    """The chart's key: one entry for every line, shade and kind of event it draws."""
+    items = [
+        f'<li data-key="{html.escape(name)}"><span class="swatch" style="border-top: 2px '
+        f'{"dashed" if dashed else "solid"} {color}"></span>{html.escape(name)}</li>'
+        for name, _x, _y, color, dashed, _s in series
+    ]
+    items.extend(
+        f'<li data-key="{html.escape(name)}"><span class="swatch" style="border-top: 2px '
+        f'{"dashed" if name == "limit" else "solid"} {color}"></span>{html.escape(name)}</li>'
+        for name, _v, color in hlines
+    )
+    items.extend(
+        f'<li data-key="{level.name}"><span class="swatch block level-{level.name}"></span>'
+        f"{level.name} window</li>"
+        for level in sorted({span.level for span in spans})
+    )
+    items.extend(
+        f'<li data-key="{kind}"><span class="swatch" style="border-left: 2px dashed '
+        f'{MARK_COLORS.get(kind, "#000")}; height: 12px"></span>{_MARK_WORDS.get(kind, kind)}</li>'
+        for kind in sorted({mark.kind for mark in marks})
+    )
+    return f'<ul class="legend">{"".join(items)}</ul>'
+
+
+_MARK_WORDS = {"breaker": "breaker change", "stop": "emergency stop", "halt": "HALT (impact)"}
 
 
 def _svg_line_chart(
@@ -774,19 +981,26 @@ def _svg_line_chart(
     spans: Sequence[Span],
     marks: Sequence[Mark],
     scale: float = 1.0,
+    y_top: float | None = None,
 ) -> str:
-    """A line chart as SVG; each series a <polyline data-series=... data-x data-y>.
+    """A line chart as SVG with its legend; each series a
+    ``<polyline data-series=... data-x data-y>`` (raw values, before ``scale``).
 
     A series is (name, xs, ys, colour, dashed, steps); steps is ``"pre"`` (a value
     holds over the interval before its x, as a rate measured over that interval),
     ``"post"`` (it holds until the next x, as a setting) or ``""`` (straight lines).
+    ``y_top`` (raw units) is the top of the axis; lines above it are clipped.
+    Ticks are round numbers of ``unit`` and of time since the start.
     """
-    width, height, left, right, top, bottom = 1000, 260, 60, 20, 24, 30
+    width, height, left, right, top, bottom = 1000, 260, 64, 20, 24, 34
     plot_w, plot_h = width - left - right, height - top - bottom
-    finite = [v * scale for _, _, ys, _, _, _ in series for v in ys if math.isfinite(v)]
-    finite += [v * scale for _, v, _ in hlines]
-    y_max = max(finite, default=1.0) * 1.1 or 1.0
+    if y_top is None:
+        finite = [v for _, _, ys, _, _, _ in series for v in ys if math.isfinite(v)]
+        finite += [v for _, v, _ in hlines]
+        y_top = max(finite, default=1.0) * 1.1 or 1.0
+    y_max = y_top * scale
     x_max = x_max or 1.0
+    clip = f"clip-{abs(hash((title, x_max, y_max))) % 10**8}"
 
     def px(x: float) -> float:
         return left + plot_w * x / x_max
@@ -798,6 +1012,8 @@ def _svg_line_chart(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-chart="{html.escape(title)}" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">',
         f"<title>{html.escape(title)}</title>",
+        f'<defs><clipPath id="{clip}"><rect x="{left}" y="{top}" width="{plot_w}" '
+        f'height="{plot_h}"/></clipPath></defs>',
         f'<text x="{left}" y="14">{html.escape(title)} ({html.escape(unit)})</text>',
     ]
     out.extend(
@@ -808,23 +1024,38 @@ def _svg_line_chart(
         f"{_clock_label(span.end)}</title></rect>"
         for span in spans
     )
-    out.append(
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
-    )
-    for frac in (0.0, 0.5, 1.0):
-        y = y_max * frac
-        out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
-    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = x_max * frac
+    step = _nice_step(y_max)
+    for i in range(int(y_max / step + 1e-9) + 1):
+        y = i * step
         out.append(
-            f'<text x="{px(x):.1f}" y="{height - 10}" text-anchor="middle">{_clock_label(x)}</text>'
+            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{py(y):.1f}" '
+            f'y2="{py(y):.1f}" stroke="#eee"/>'
+            f'<text class="ytick" x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">'
+            f"{y:.4g}</text>"
         )
+    out.append(
+        f'<rect class="frame" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" '
+        'fill="none" stroke="#999" shape-rendering="crispEdges"/>'
+    )
+    x_step = _time_step(x_max)
+    for i in range(int(x_max / x_step + 1e-9) + 1):
+        x = i * x_step
+        out.append(
+            f'<text class="xtick" x="{px(x):.1f}" y="{height - 14}" text-anchor="middle">'
+            f"{_clock_label(x)}</text>"
+        )
+    out.append(
+        f'<text x="{left + plot_w}" y="{height - 1}" text-anchor="end">'
+        "time since the start (h:mm:ss)</text>"
+    )
     for name, value, color in hlines:
         out.append(
             f'<line class="hline" data-series="{html.escape(name)}" data-y="{_fmt(value)}" '
             f'x1="{left}" x2="{left + plot_w}" y1="{py(value * scale):.1f}" y2="{py(value * scale):.1f}" '
-            f'stroke="{color}" stroke-dasharray="{"6 3" if name == "limit" else "none"}">'
-            f"<title>{html.escape(name)} {value:.4g}</title></line>"
+            f'stroke="{color}" stroke-width="2" '
+            f'stroke-dasharray="{"6 3" if name == "limit" else "none"}" '
+            f'clip-path="url(#{clip})">'
+            f"<title>{html.escape(name)} {value * scale:.4g} {html.escape(unit)}</title></line>"
         )
     for name, xs, ys, color, dashed, steps in series:
         pts = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
@@ -842,7 +1073,7 @@ def _svg_line_chart(
             f'<polyline class="series" data-series="{html.escape(name)}" '
             f'data-x="{" ".join(_fmt(x) for x, _ in pts)}" '
             f'data-y="{" ".join(_fmt(y) for _, y in pts)}" points="{" ".join(coords)}" '
-            f'fill="none" stroke="{color}" stroke-width="1.6"{dash}/>'
+            f'fill="none" stroke="{color}" stroke-width="2"{dash} clip-path="url(#{clip})"/>'
         )
     out.extend(
         f'<line class="mark mark-{mark.kind}" data-event="{mark.kind}" data-t="{_fmt(mark.t)}" '
@@ -850,14 +1081,8 @@ def _svg_line_chart(
         f"<title>{html.escape(mark.label)} at {_clock_label(mark.t)}</title></line>"
         for mark in marks
     )
-    legend_x = left + 10
-    for name, _xs, _ys, color, _d, _s in series:
-        out.append(
-            f'<text x="{legend_x}" y="{top + 14}" fill="{color}" style="fill:{color}">'
-            f"■ {html.escape(name)}</text>"
-        )
-        legend_x += 12 + 8 * len(name)
     out.append("</svg>")
+    out.append(_svg_legend(series, hlines, spans, marks))
     return "\n".join(out)
 
 
@@ -976,9 +1201,10 @@ def html_report(
             events=events,
         )
         data = _report_dict(report)
+        zone = _zone(calendar, tz)
         rows = [
             ("session", series.name),
-            ("started", series.started_at.isoformat() if series.started_at else "—"),
+            ("started", _local(series.started_at, zone) if series.started_at else "—"),
             ("bytes", format_size(series.total_bytes)),
             ("wall time", format_duration(series.duration)),
             (
@@ -1011,6 +1237,7 @@ def html_report(
                 spans=series.spans,
                 marks=series.marks,
                 scale=1e-6,
+                y_top=series.rate_top,
             )
         )
         parts.append("<h2>Production latency</h2>")
@@ -1019,17 +1246,38 @@ def html_report(
             hlines.append(("baseline", series.baseline, "#27ae60"))
         if series.limit is not None:
             hlines.append(("limit", series.limit, "#c0392b"))
+        if not series.latency:
+            parts.append(
+                f'<p class="note">No {html.escape(series.metric)} samples for this session: '
+                "pass <code>latency=</code> (a history store or (time, value) pairs).</p>"
+            )
         parts.append(
             _svg_line_chart(
                 title=f"production {series.metric}",
-                unit=series.metric,
+                unit="ms",
                 x_max=series.duration,
                 series=[("latency", series.latency_t, series.latency, "#d35400", False, "")],
                 hlines=hlines,
                 spans=series.spans,
                 marks=series.marks,
+                scale=1e3,
             )
         )
+        parts.append("<h2>Pauses</h2>")
+        if series.pauses:
+            parts.append(
+                '<table class="pauses"><tr><th>at</th><th>for</th><th>cause</th>'
+                "<th>reason</th></tr>"
+            )
+            parts.extend(
+                f'<tr data-cause="{html.escape(cause)}"><td>{_clock_label(at)}</td>'
+                f"<td>{format_duration(length)}</td><td>{html.escape(cause)}</td>"
+                f"<td>{html.escape(reason)}</td></tr>"
+                for at, length, cause, reason in series.pauses
+            )
+            parts.append("</table>")
+        else:
+            parts.append('<p class="note">The session never paused.</p>')
         if series.marks:
             parts.append('<ul class="events">')
             parts.extend(
