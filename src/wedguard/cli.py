@@ -35,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import logging
@@ -46,7 +47,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -387,36 +388,65 @@ class _CopyJob:
 
 
 class _Progress:
-    """A live progress line on a terminal: bytes, current and allowed rate, level, why
-    waiting."""
+    """A live progress line on a terminal: bytes done of the total and the percentage,
+    the rate smoothed over the last seconds against the rate allowed, the time left at
+    that rate, the level and verdict, and the reason in force."""
 
-    def __init__(self, stream: IO[str], guard: Guard, bytes_done: Any, interval: float = 0.5):
+    #: seconds of history the shown rate is averaged over: one 1 MiB chunk a second
+    #: under a 1 MB/s limit reads as 1 MB/s, not as 2 MB/s and 0 in turn.
+    WINDOW = 8.0
+
+    def __init__(
+        self,
+        stream: IO[str],
+        guard: Guard,
+        bytes_done: Any,
+        interval: float = 0.5,
+        *,
+        total: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.stream = stream
         self.guard = guard
         self.bytes_done = bytes_done
         self.interval = interval
+        self.total = total
+        self._clock = clock
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="wedguard-progress", daemon=True)
-        self._last: tuple[float, float] = (time.monotonic(), 0.0)
+        self._seen: collections.deque[tuple[float, float]] = collections.deque()
+        self._seen.append((clock(), float(bytes_done())))
         self._width = 0
 
-    def line(self) -> str:
-        now = time.monotonic()
+    def rate(self) -> float:
+        """The rate over the last :attr:`WINDOW` seconds (bytes/s)."""
+        now = self._clock()
         done = float(self.bytes_done())
-        then, before = self._last
-        self._last = (now, done)
-        current = (done - before) / (now - then) if now > then else 0.0
+        seen = self._seen
+        seen.append((now, done))
+        while len(seen) > 2 and now - seen[1][0] >= self.WINDOW:
+            seen.popleft()
+        then, before = seen[0]
+        return (done - before) / (now - then) if now > then else 0.0
+
+    def line(self) -> str:
+        current = self.rate()
+        done = self._seen[-1][1]
         d = self.guard.decision()
         allowed = "paused" if d.paused else format_rate(d.rate)
-        text = (
-            f"{format_size(done):>9}  {format_rate(current):>11} (allowed {allowed})"
-            f"  {d.level.name}/{d.verdict.name}"
-        )
+        text = f"{format_size(done):>9}"
+        total = self.total
+        if total is not None and total > 0:
+            text += f" of {format_size(total)} ({min(done / total, 1.0):.0%})"
+        text += f"  {format_rate(current):>11} (allowed {allowed})"
+        if total is not None and total > done and current > 0:
+            text += f"  {format_duration((total - done) / current)} left"
+        text += f"  {d.level.name}/{d.verdict.name}"
         why = d.reasons[0] if d.reasons else ""
         if why and d.paused:
             text += f"  waiting: {why}"
-        elif why and current >= 0.8 * d.rate:
-            text += f"  limited by {why}"
+        elif why:
+            text += f"  {why}"
         return text
 
     def _draw(self, text: str) -> None:
@@ -445,6 +475,34 @@ class _Progress:
         with contextlib.suppress(Exception):
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
+
+
+def _planned_bytes(src: Path, dst: Path) -> float | None:
+    """The bytes a copy of ``src`` to ``dst`` will move: regular files not already
+    there (the progress line's total); None when the tree cannot be read."""
+    try:
+        if not src.is_dir():
+            target = dst / src.name if dst.is_dir() else dst
+            pairs: Iterable[tuple[Path, Path]] = [(src, target)]
+        else:
+            pairs = (
+                (Path(root) / name, dst / Path(root).relative_to(src) / name)
+                for root, _dirs, names in os.walk(src)
+                for name in names
+                if not name.startswith(_TMP_PREFIX)
+            )
+        total = 0
+        for s, d in pairs:
+            st = s.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            with contextlib.suppress(OSError):
+                if _same(st, d.stat()):
+                    continue
+            total += st.st_size
+    except OSError:
+        return None
+    return float(total)
 
 
 def _summary(job: _CopyJob, report: Any) -> str:
@@ -484,7 +542,9 @@ def cmd_copy(args: argparse.Namespace) -> int:
                 entered = True
                 progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
                 if sys.stderr.isatty() and not args.quiet:
-                    progress = _Progress(sys.stderr, guard, lambda: job.bytes)
+                    progress = _Progress(
+                        sys.stderr, guard, lambda: job.bytes, total=_planned_bytes(src, dst)
+                    )
                 with _StatusFile(guard, f"copy {src} {dst}", session), progress:
                     for s, d in job.plan(src, dst):
                         job.copy_file(s, d)
