@@ -453,6 +453,17 @@ def test_calendar_at_a_time_and_the_week(env: dict[str, str]) -> None:
     assert "--at: 'teatime' is not valid" in one_line(bad.stderr)
 
 
+def test_calendar_refuses_a_local_time_that_never_happens(env: dict[str, str]) -> None:
+    """01:30 on the night the London clocks go forward does not exist: an error, not a
+    silent move; 01:30 on the night they go back happens twice: the first one."""
+    gap = wedguard(env, "calendar", "-c", str(EXAMPLE), "--at", "2026-03-29T01:30")
+    assert gap.returncode == 2
+    assert "the clocks skip" in one_line(gap.stderr)
+    twice = wedguard(env, "calendar", "-c", str(EXAMPLE), "--at", "2026-10-25T01:30")
+    assert twice.returncode == 0, twice.stderr
+    assert twice.stdout.startswith("Sun 2026-10-25 01:30 BST")
+
+
 # -- stop, resume, status, throttle ----------------------------------------------------------
 
 
@@ -626,6 +637,12 @@ def test_demo_throttles_pauses_and_resumes_in_five_seconds(
     # the blackout paused the copy, and it went on after it
     assert text.index("BLACKOUT") < text.rindex("PEAK")
     assert "(calendar)" in text
+    # the size it announces is the size it reports at the end
+    announced = re.search(r"copying \d+ files \(([^)]+)\)", text)
+    finished = re.search(r"copy finished: \d+ files, (.+)", text)
+    assert announced
+    assert finished
+    assert announced.group(1) == finished.group(1).strip()
     picture = tmp_path / "out" / "wedguard-demo.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert wedguard(env, "demo", "--seconds", "0").returncode == 2

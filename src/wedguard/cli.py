@@ -48,7 +48,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -643,6 +643,23 @@ def _parse_at(text: str | None, tz: Any) -> datetime:
         raise ConfigError("--at", text, _AT_WHAT) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz)
+    return _existing(when, text)
+
+
+def _existing(when: datetime, text: str) -> datetime:
+    """``when`` unless it is a wall-clock time its zone skips (the spring-forward gap):
+    such a time never happens, so it is refused rather than silently moved. An
+    ambiguous time (the autumn repeat) is its first occurrence."""
+    if when.tzinfo is None or isinstance(when.tzinfo, timezone):
+        return when
+    back = when.astimezone(timezone.utc).astimezone(when.tzinfo)
+    if back.replace(tzinfo=None) != when.replace(tzinfo=None):
+        raise ConfigError(
+            "--at",
+            text,
+            f"a time that exists in {when.tzinfo} ({when:%Y-%m-%d %H:%M} falls in the hour "
+            "the clocks skip)",
+        )
     return when
 
 

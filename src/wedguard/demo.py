@@ -279,8 +279,9 @@ def run_demo(
     src, dst = work / "production-data", work / "backup"
     try:
         files = _make_data(src, total)
+        size = sum(f.stat().st_size for f in files)
         stream.write(
-            f"wedguard demo: copying {len(files)} files ({format_size(total)}) from {src}\n"
+            f"wedguard demo: copying {len(files)} files ({format_size(size)}) from {src}\n"
             f"  through a compressed day (1 s = {speed / 60:.0f} min) beside a local "
             f"production service;\n  rate budget {format_rate(_OPEN_RATE)}, peak hours capped "
             "at 1 MB/s, a blackout for the ceremony,\n  production busy 18:00-21:00.\n\n"
