@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 import wedguard as wg
 
 
@@ -56,3 +58,30 @@ def test_import_needs_only_core_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_import_loads_nothing_heavy() -> None:
+    """`import wedguard` loads none of sqlite3, subprocess, psutil, asyncio or an extra
+    until a name that needs them is used (the package's names are imported lazily)."""
+    heavy = ("sqlite3", "subprocess", "psutil", "asyncio", "threading", "ssl", "email",
+             "matplotlib", "redis", "psycopg", "wedguard.guard")  # fmt: skip
+    code = (
+        "import sys, wedguard; wedguard.parse_rate('10MB/s'); wedguard.ConfigError;"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    used = subprocess.run(
+        [sys.executable, "-c", "import sys, wedguard; wedguard.Guard; print('wedguard.guard' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert used.stdout.strip() == "True"
+
+
+def test_every_public_name_is_listed_and_lazy() -> None:
+    """The lazy table and __all__ name the same things; an unknown name is an
+    AttributeError, as for any module."""
+    assert set(wg._WHERE) | {"__version__"} == set(wg.__all__)
+    assert "Guard" in dir(wg)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        wg.Nope  # noqa: B018

@@ -15,78 +15,206 @@ Example::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from wedguard.alerts import (
-    Alert,
-    AlertDispatcher,
-    AlertPolicy,
-    InhibitRule,
-    Matcher,
-    Notification,
-    Route,
-    Severity,
-    Silence,
-)
-from wedguard.clock import Clock, SystemClock
-from wedguard.config import Config, load_config
-from wedguard.control import ControlServer
-from wedguard.decision import Decision
-from wedguard.errors import (
-    CircuitOpenError,
-    ConfigError,
-    EmergencyStop,
-    ThrottleTimeout,
-    WedguardError,
-)
-from wedguard.fileobj import GuardedFile
-from wedguard.guard import Guard
-from wedguard.history import (
-    HistoryError,
-    HistorySink,
-    MetricsStore,
-    RecommendedWindow,
-    recommend_windows,
-)
-from wedguard.levels import Level, Verdict
-from wedguard.policy.breaker import (
-    BreakerEvent,
-    BreakerRecord,
-    BreakerState,
-    BreakerStorage,
-    CircuitBreaker,
-    MemoryBreakerStorage,
-)
-from wedguard.policy.calendar import PeakHourCalendar, Rule, Season, Window
-from wedguard.policy.control import AIMDController, LedbatController, RateController
-from wedguard.policy.impact import Assessment, Baseline, ImpactAnalyzer, Thresholds
-from wedguard.policy.throttle import TokenBucketThrottler
-from wedguard.process import DutyCycle, GuardedProcess, ProcessReport
-from wedguard.protocols import Event, Sink, Source, Throttler
-from wedguard.session import (
-    Cutoff,
-    CutoffMode,
-    CutoffReached,
-    DeadlineError,
-    Pause,
-    Session,
-    SessionReport,
-    SlotTimeout,
-    TimelinePoint,
-)
-from wedguard.units import (
-    format_duration,
-    format_rate,
-    format_size,
-    parse_duration,
-    parse_rate,
-    parse_size,
-)
+if TYPE_CHECKING:
+    __version__: str
+    from wedguard.alerts import (
+        Alert,
+        AlertDispatcher,
+        AlertPolicy,
+        InhibitRule,
+        Matcher,
+        Notification,
+        Route,
+        Severity,
+        Silence,
+    )
+    from wedguard.clock import (
+        Clock,
+        SystemClock,
+    )
+    from wedguard.config import (
+        Config,
+        load_config,
+    )
+    from wedguard.control import ControlServer
+    from wedguard.decision import Decision
+    from wedguard.errors import (
+        CircuitOpenError,
+        ConfigError,
+        EmergencyStop,
+        ThrottleTimeout,
+        WedguardError,
+    )
+    from wedguard.fileobj import GuardedFile
+    from wedguard.guard import Guard
+    from wedguard.history import (
+        HistoryError,
+        HistorySink,
+        MetricsStore,
+        RecommendedWindow,
+        recommend_windows,
+    )
+    from wedguard.levels import (
+        Level,
+        Verdict,
+    )
+    from wedguard.policy.breaker import (
+        BreakerEvent,
+        BreakerRecord,
+        BreakerState,
+        BreakerStorage,
+        CircuitBreaker,
+        MemoryBreakerStorage,
+    )
+    from wedguard.policy.calendar import (
+        PeakHourCalendar,
+        Rule,
+        Season,
+        Window,
+    )
+    from wedguard.policy.control import (
+        AIMDController,
+        LedbatController,
+        RateController,
+    )
+    from wedguard.policy.impact import (
+        Assessment,
+        Baseline,
+        ImpactAnalyzer,
+        Thresholds,
+    )
+    from wedguard.policy.throttle import TokenBucketThrottler
+    from wedguard.process import (
+        DutyCycle,
+        GuardedProcess,
+        ProcessReport,
+    )
+    from wedguard.protocols import (
+        Event,
+        Sink,
+        Source,
+        Throttler,
+    )
+    from wedguard.session import (
+        Cutoff,
+        CutoffMode,
+        CutoffReached,
+        DeadlineError,
+        Pause,
+        Session,
+        SessionReport,
+        SlotTimeout,
+        TimelinePoint,
+    )
+    from wedguard.units import (
+        format_duration,
+        format_rate,
+        format_size,
+        parse_duration,
+        parse_rate,
+        parse_size,
+    )
 
-try:
-    __version__ = version("wedguard")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+# Every public name and the module that holds it. Nothing is imported until a name is
+# first used (PEP 562), so `import wedguard` loads neither sqlite3, subprocess, psutil
+# nor any optional dependency: a host that only parses a rate pays for nothing else.
+_WHERE: dict[str, str] = {
+    "AIMDController": "wedguard.policy.control",
+    "Alert": "wedguard.alerts",
+    "AlertDispatcher": "wedguard.alerts",
+    "AlertPolicy": "wedguard.alerts",
+    "Assessment": "wedguard.policy.impact",
+    "Baseline": "wedguard.policy.impact",
+    "BreakerEvent": "wedguard.policy.breaker",
+    "BreakerRecord": "wedguard.policy.breaker",
+    "BreakerState": "wedguard.policy.breaker",
+    "BreakerStorage": "wedguard.policy.breaker",
+    "CircuitBreaker": "wedguard.policy.breaker",
+    "CircuitOpenError": "wedguard.errors",
+    "Clock": "wedguard.clock",
+    "Config": "wedguard.config",
+    "ConfigError": "wedguard.errors",
+    "ControlServer": "wedguard.control",
+    "Cutoff": "wedguard.session",
+    "CutoffMode": "wedguard.session",
+    "CutoffReached": "wedguard.session",
+    "DeadlineError": "wedguard.session",
+    "Decision": "wedguard.decision",
+    "DutyCycle": "wedguard.process",
+    "EmergencyStop": "wedguard.errors",
+    "Event": "wedguard.protocols",
+    "Guard": "wedguard.guard",
+    "GuardedFile": "wedguard.fileobj",
+    "GuardedProcess": "wedguard.process",
+    "HistoryError": "wedguard.history",
+    "HistorySink": "wedguard.history",
+    "ImpactAnalyzer": "wedguard.policy.impact",
+    "InhibitRule": "wedguard.alerts",
+    "LedbatController": "wedguard.policy.control",
+    "Level": "wedguard.levels",
+    "Matcher": "wedguard.alerts",
+    "MemoryBreakerStorage": "wedguard.policy.breaker",
+    "MetricsStore": "wedguard.history",
+    "Notification": "wedguard.alerts",
+    "Pause": "wedguard.session",
+    "PeakHourCalendar": "wedguard.policy.calendar",
+    "ProcessReport": "wedguard.process",
+    "RateController": "wedguard.policy.control",
+    "RecommendedWindow": "wedguard.history",
+    "Route": "wedguard.alerts",
+    "Rule": "wedguard.policy.calendar",
+    "Season": "wedguard.policy.calendar",
+    "Session": "wedguard.session",
+    "SessionReport": "wedguard.session",
+    "Severity": "wedguard.alerts",
+    "Silence": "wedguard.alerts",
+    "Sink": "wedguard.protocols",
+    "SlotTimeout": "wedguard.session",
+    "Source": "wedguard.protocols",
+    "SystemClock": "wedguard.clock",
+    "Thresholds": "wedguard.policy.impact",
+    "ThrottleTimeout": "wedguard.errors",
+    "Throttler": "wedguard.protocols",
+    "TimelinePoint": "wedguard.session",
+    "TokenBucketThrottler": "wedguard.policy.throttle",
+    "Verdict": "wedguard.levels",
+    "WedguardError": "wedguard.errors",
+    "Window": "wedguard.policy.calendar",
+    "format_duration": "wedguard.units",
+    "format_rate": "wedguard.units",
+    "format_size": "wedguard.units",
+    "load_config": "wedguard.config",
+    "parse_duration": "wedguard.units",
+    "parse_rate": "wedguard.units",
+    "parse_size": "wedguard.units",
+    "recommend_windows": "wedguard.history",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value: Any = version("wedguard")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            value = "0+unknown"
+    else:
+        module = _WHERE.get(name)
+        if module is None:
+            raise AttributeError(f"module 'wedguard' has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AIMDController",

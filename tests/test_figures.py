@@ -1,0 +1,58 @@
+"""Every measured figure the README and the docs quote is the one its results file holds.
+
+Pages mark figures with ``<!-- fig FILE KEY FORMAT -->value<!-- /fig -->``;
+``benchmarks/figures.py`` writes them from the results files the benchmark scripts
+write. This test fails when a page and its results disagree.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+TOP = Path(__file__).resolve().parent.parent
+
+
+def _figures() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "bench_figures", TOP / "benchmarks" / "figures.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pages_agree_with_their_results_files() -> None:
+    figures = _figures()
+    wrong = [
+        f"{page.name}: {m.group(2)} shows {m.group(4)!r}, results say {want!r}"
+        for page in figures.pages()
+        if page.exists()
+        for m, want in figures.figures(page)
+        if m.group(4) != want
+    ]
+    assert wrong == []
+
+
+def test_the_import_figures_are_marked() -> None:
+    """The README quotes the import time from benchmarks/results/import.json."""
+    figures = _figures()
+    marked = [m.group(1) for m, _ in figures.figures(TOP / "README.md")]
+    assert "results/import.json" in marked
+
+
+def test_a_changed_figure_is_caught(tmp_path: Path) -> None:
+    """The check is not vacuous: a figure edited by hand is reported."""
+    figures = _figures()
+    page = TOP / "README.md"
+    m, want = next(iter(figures.figures(page)))
+    edited = m.group(0).replace(f"-->{m.group(4)}<!--", f"-->{want}0<!--")
+    fake = tmp_path / "page.md"
+    fake.write_text(edited)
+    [(m2, want2)] = list(figures.figures(fake))
+    assert m2.group(4) != want2
