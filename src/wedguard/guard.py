@@ -1720,6 +1720,17 @@ class Guard:
 
         return pipe_guarded(self, src, dst, **kwargs)
 
+    def stream(self, argv: Any, dst: Any, **kwargs: Any) -> int:
+        """Run a command and stream its standard output through the guard into ``dst``
+        (a path, written atomically, or a file object); see
+        :func:`wedguard.stream.stream_command`. The safe form of a ``pg_dump`` pipe::
+
+            guard.stream(["pg_dump", "-Fc", "app"], "/backup/app.dump")
+        """
+        from wedguard.stream import stream_command
+
+        return stream_command(self, argv, dst, **kwargs)
+
     def set_rate(self, rate: float | str) -> None:
         """Change the configured byte budget live (``"off"`` for unlimited)."""
         value = parse_rate(rate, field="rate")
