@@ -360,12 +360,27 @@ class TokenBucketThrottler:
             ConfigError: ``n`` or ``timeout`` is not valid.
             ThrottleTimeout: the units could not be had within ``timeout``.
         """
-        if self._unlimited and timeout is None:  # the copy loop's fast path
-            try:
-                if 0 <= n <= _FLOAT_MAX and n is not True and n is not False:
-                    return 0.0
-            except TypeError:
-                pass
+        if timeout is None:
+            if self._unlimited:  # the copy loop's fast path
+                try:
+                    if 0 <= n <= _FLOAT_MAX and n is not True and n is not False:
+                        return 0.0
+                except TypeError:
+                    pass
+            else:  # the units are there: take them as try_acquire would, no queue place
+                try:
+                    with self._lock:
+                        now = self._now()
+                        consumed = self._consumed
+                        available = self._c0 + self._slope * (now - self._t0) - consumed
+                        if available >= n >= 0 and n is not True and n is not False:
+                            if available >= self._burst:
+                                self._c0 = consumed + self._burst
+                                self._t0 = now
+                            self._consumed = consumed + n
+                            return 0.0
+                except TypeError:
+                    pass
         n = _check_n(n)
         _check_timeout(timeout)
         if self._unlimited:
