@@ -38,8 +38,11 @@ def lookup(data: Any, key: str) -> Any:
 
 
 def render(file: str, key: str, spec: str | None) -> str:
-    data = json.loads((TOP / "benchmarks" / file).read_text(encoding="utf-8"))
-    value = lookup(data, key)
+    try:
+        data = json.loads((TOP / "benchmarks" / file).read_text(encoding="utf-8"))
+        value = lookup(data, key)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        return f"<no {key} in {file}: {type(exc).__name__}>"
     return format(value, spec) if spec else str(value)
 
 

@@ -28,8 +28,8 @@ SETUP = {
     "bucket": "import wedguard as wg; b = wg.TokenBucketThrottler(1e15, burst=1e14)",
 }
 CASES = {  # name: (setup, statement)
-    "bucket.try_acquire": ("bucket", "b.try_acquire(1000)"),
-    "bucket.acquire": ("bucket", "b.acquire(1000)"),
+    "bucket_try_acquire": ("bucket", "b.try_acquire(1000)"),
+    "bucket_acquire": ("bucket", "b.acquire(1000)"),
 }
 RUNNER = """
 import timeit
@@ -91,7 +91,7 @@ def main() -> None:
             for t, cases in times.items()
         },
         "acquire_over_try_acquire": {
-            t: round(ns[t]["bucket.acquire"] / ns[t]["bucket.try_acquire"], 2) for t in ns
+            t: round(ns[t]["bucket_acquire"] / ns[t]["bucket_try_acquire"], 2) for t in ns
         },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
