@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 
 from wedguard.clock import Clock, check_clock, clock_wait
 from wedguard.errors import ConfigError, WedguardError
+from wedguard.redact import redact_text
 
 __all__ = ["AsyncDelivery", "DeliveryError", "backoff_delay", "redact"]
 
@@ -67,11 +68,16 @@ def backoff_delay(
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """``text`` with every non-empty secret replaced by ``***``.
+
+    The same as :func:`wedguard.redact.redact_text`: each secret is hidden in every
+    form it may take in a message (percent-encoded, escaped, the parts of a URL), and
+    recognisable secrets (URL passwords, ``password=...``) are hidden too.
+
+    >>> redact("POST /hooks/T0KEN failed", ["https://example.org/hooks/T0KEN"])
+    'POST *** failed'
+    """
+    return redact_text(text, secrets)
 
 
 class _Entry(Generic[T]):

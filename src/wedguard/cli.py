@@ -56,6 +56,7 @@ from wedguard.config import Built, Config, load_config
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
 from wedguard.guard import Guard
 from wedguard.levels import Level
+from wedguard.redact import redact_arg, redact_argv, redact_text
 from wedguard.session import Session
 from wedguard.units import format_duration, format_rate, format_size, parse_rate
 
@@ -133,7 +134,7 @@ class _StatusFile:
 
     def __init__(self, guard: Guard, command: str, session: Session | None = None) -> None:
         self.guard = guard
-        self.command = command
+        self.command = redact_text(command)  # status files are read by anyone in the group
         self.session = session
         self.started = datetime.now().astimezone()
         self.path = _status_dir() / f"{os.getpid()}.json"
@@ -598,11 +599,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args.config)
     with _assemble(args, config) as built:
         guard = built.guard
-        with _StatusFile(guard, "run " + " ".join(argv)):
+        with _StatusFile(guard, "run " + " ".join(redact_argv(argv))):
             try:
                 done = guard.run(argv, name=os.path.basename(argv[0]))
             except (FileNotFoundError, PermissionError) as exc:
-                raise UsageError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+                shown = redact_arg(argv[0])
+                raise UsageError(f"cannot run {shown!r}: {exc.strerror or exc}") from None
     report = done.report
     if args.report:
         print(str(report), file=sys.stderr)

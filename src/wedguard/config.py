@@ -63,6 +63,7 @@ from wedguard.policy.control import AIMDController, LedbatController
 from wedguard.policy.impact import ImpactAnalyzer, Thresholds
 from wedguard.priority import check_nice
 from wedguard.protocols import Sink, Source
+from wedguard.redact import redact_url, url_has_secret
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -546,7 +547,7 @@ def _redis(ctx: _Ctx, table: Mapping[str, Any], *, env: bool) -> dict[str, Any]:
     if ("url" in options) == ("url_env" in options):
         raise ctx.error("redis.url", None, "exactly one of url or url_env")
     url = options.get("url")
-    if url is not None and urllib.parse.urlsplit(url).password:
+    if url is not None and url_has_secret(url):
         raise ctx.error("redis.url", _redact_url(url), "a URL without a password (use url_env)")
     if url is None and env:
         url = _environment(ctx, "redis.url_env", options["url_env"])
@@ -567,7 +568,7 @@ def _redis(ctx: _Ctx, table: Mapping[str, Any], *, env: bool) -> dict[str, Any]:
 def _url(ctx: _Ctx, value: object, path: str) -> str:
     if not isinstance(value, str) or urllib.parse.urlsplit(value).scheme not in ("http", "https"):
         raise ctx.error(path, value, "an http:// or https:// URL")
-    if urllib.parse.urlsplit(value).password:
+    if url_has_secret(value):
         raise ctx.error(path, _redact_url(value), "a URL without a password in it")
     return value
 
@@ -636,16 +637,8 @@ _REQUIRED: dict[str, tuple[str, ...]] = {"http": ("url",), "service_latency": ("
 
 
 def _redact_url(url: str) -> str:
-    """``scheme://user:***@host/db``: the password hidden, the rest kept."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<invalid>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """The URL or DSN with its secrets hidden (:func:`wedguard.redact.redact_url`)."""
+    return redact_url(url)
 
 
 _DRIVERS = {
@@ -672,7 +665,7 @@ def _database_source(ctx: _Ctx, index: int, options: Mapping[str, Any], *, env: 
         raise ctx.error(f"{where}.dsn", None, "exactly one of dsn or dsn_env")
     if "dsn" in options:
         dsn = options["dsn"]
-        if urllib.parse.urlsplit(dsn).password:
+        if url_has_secret(dsn):
             raise ctx.error(
                 f"{where}.dsn",
                 _redact_url(dsn),

@@ -71,6 +71,7 @@ from wedguard.alerts import Alert, Severity
 from wedguard.errors import ConfigError, EmergencyStop, WedguardError
 from wedguard.levels import Level, Verdict
 from wedguard.priority import check_nice
+from wedguard.redact import redact_argv, redact_text
 from wedguard.units import format_duration, format_rate, parse_duration, parse_rate, parse_size
 
 if TYPE_CHECKING:
@@ -212,7 +213,8 @@ class ProcessReport:
     Attributes:
         name: the child's name (the program's base name unless given).
         pid: its process id.
-        argv: the command line.
+        argv: the command line, its secrets hidden (see
+            :func:`wedguard.redact.redact_argv`): the report is logged, stored and sent.
         returncode: its exit status (negative: killed by that signal); None while it runs.
         started_at: when it started (aware datetime).
         duration: seconds from start to exit (or to now while it runs).
@@ -299,7 +301,10 @@ class ProcessReport:
 
 
 class GuardedCompletedProcess(subprocess.CompletedProcess[Any]):
-    """A :class:`subprocess.CompletedProcess` that also carries the :class:`ProcessReport`."""
+    """A :class:`subprocess.CompletedProcess` that also carries the :class:`ProcessReport`.
+
+    ``args`` is the command as given; the repr shows it with its secrets hidden.
+    """
 
     report: ProcessReport
 
@@ -314,6 +319,17 @@ class GuardedCompletedProcess(subprocess.CompletedProcess[Any]):
     ) -> None:
         super().__init__(args, returncode, stdout, stderr)
         self.report = report
+
+    def __repr__(self) -> str:
+        args = redact_argv(self.args) if isinstance(self.args, (list, tuple)) else self.args
+        if isinstance(args, (str, bytes)):
+            args = redact_text(args)
+        parts = [f"args={args!r}", f"returncode={self.returncode!r}"]
+        if self.stdout is not None:
+            parts.append(f"stdout={self.stdout!r}")
+        if self.stderr is not None:
+            parts.append(f"stderr={self.stderr!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
 
 # -- how a child is paused ------------------------------------------------------------------
@@ -624,7 +640,8 @@ class GuardedProcess:
         if not callable(getattr(guard, "decision", None)):
             raise ConfigError("guard", guard, "a wedguard.Guard")
         if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence) or not argv:
-            raise ConfigError("argv", argv, "a non-empty list of program and arguments")
+            shown = redact_text(argv) if isinstance(argv, (str, bytes)) else argv
+            raise ConfigError("argv", shown, "a non-empty list of program and arguments")
         self._argv = tuple(os.fspath(a) for a in argv)
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigError("name", name, "a non-empty string")
@@ -1058,7 +1075,7 @@ class GuardedProcess:
             return ProcessReport(
                 name=self.name,
                 pid=self.pid,
-                argv=self._argv,
+                argv=redact_argv(self._argv),
                 returncode=self.popen.poll(),
                 started_at=self._started_at,
                 duration=now - self._t0,

@@ -20,6 +20,7 @@ from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Sink
+from wedguard.redact import redact_text, redact_url
 
 try:
     import redis
@@ -55,6 +56,13 @@ def _check_seconds(field: str, value: float, *, allow_zero: bool = False) -> flo
             field, value, "a finite number of seconds " + (">= 0" if allow_zero else "> 0")
         )
     return float(value)
+
+
+def _client_secrets(client: Any) -> tuple[str, ...]:
+    """The password a redis-py client connects with (hidden from messages), if any."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    password = kwargs.get("password") if isinstance(kwargs, dict) else None
+    return (password,) if isinstance(password, str) and password else ()
 
 
 # the fallback of a call whose caller reads None as "Redis did not answer"
@@ -185,10 +193,14 @@ class RedisLink:
                     socket_connect_timeout=self.timeout,
                     retry=Retry(NoBackoff(), 0),
                 )
-            except ValueError as exc:
-                raise ConfigError("url", client, "a redis:// or rediss:// URL") from exc
+            except ValueError:
+                # not chained: redis-py's message may quote the URL, password and all
+                raise ConfigError(
+                    "url", redact_url(client), "a redis://, rediss:// or unix:// URL"
+                ) from None
         elif client is None or not hasattr(client, "register_script"):
-            raise ConfigError("client", client, "a redis.Redis client or a redis:// URL")
+            shown = redact_text(client) if isinstance(client, bytes) else client
+            raise ConfigError("client", shown, "a redis.Redis client or a redis:// URL")
         else:
             client = bounded_client(client, self.timeout)
         self.client: Any = client
@@ -269,7 +281,7 @@ class RedisLink:
             "Redis %s is unreachable (%s: %s); using the local fallback budget",
             self.name,
             type(exc).__name__,
-            exc,
+            redact_text(exc, _client_secrets(self.client)),
         )
         self._tell(False, exc)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -95,22 +97,50 @@ def resolve_secret(
 
 
 def url_hint(url: str) -> str:
-    """Scheme and host of ``url`` only: safe to show (paths and queries hold tokens)."""
+    """Scheme and host of ``url`` only: safe to show (paths and queries hold tokens).
+
+    Never raises: a URL that cannot be parsed gives ``<invalid url>``.
+
+    >>> url_hint("https://user:pw@hooks.example.org:8443/T0KEN?sig=x")
+    'https://hooks.example.org:8443/***'
+    >>> url_hint("http://[::1")
+    '<invalid url>'
+    """
     try:
         parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
     except ValueError:
         return "<invalid url>"
-    host = parts.hostname or "?"
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    if port:
+        host = f"{host}:{port}"
     return f"{parts.scheme}://{host}/***"
 
 
+_UNSAFE_URL_CHARS = re.compile(r"[^\x21-\x7e]")
+
+
 def check_url(secret: Secret, field: str) -> None:
+    """An ``http://`` or ``https://`` URL of printable ASCII, with a valid host and port.
+
+    The :class:`~wedguard.errors.ConfigError` shows only :func:`url_hint` of it (the URL
+    may hold a token): a URL that ``urllib`` would refuse only when posting (a space, a
+    control character, a bad port) is refused here, where its error cannot leak it.
+    """
     url = secret.reveal()
+    hint = url_hint(url)
+    if hint == "<invalid url>":
+        raise ConfigError(field, hint, "an http:// or https:// URL")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(field, url_hint(url), "an http:// or https:// URL")
+        raise ConfigError(field, hint, "an http:// or https:// URL")
+    if _UNSAFE_URL_CHARS.search(url):
+        raise ConfigError(
+            field,
+            hint,
+            "a URL of printable ASCII characters (no spaces or control characters;"
+            " percent-encode the others)",
+        )
 
 
 def number(value: object) -> float | None:
@@ -249,7 +279,8 @@ def post(
             retry_after=retry_after if code in (429, 503) else None,
             permanent=permanent,
         ) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # http.client.InvalidURL (an HTTPException) quotes the URL's path: redact it too
         reason = getattr(exc, "reason", exc)
         text = redact(str(reason), (url.reveal(),))
         raise DeliveryError(

@@ -27,41 +27,111 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
+import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
 from wedguard.sinks._common import NetworkSink, Secret, check_url, dumps, post, resolve_secret
 from wedguard.sinks._common import url_hint as _url_hint
+from wedguard.units import parse_duration
 
-__all__ = ["WebhookSink", "sign_headers", "verify_signature"]
+__all__ = ["WebhookSink", "sign_headers", "signing_keys", "verify_signature"]
 
 _USER_AGENT = "wedguard-webhook/1"
 
 
-def _key(secret: str | Secret) -> bytes:
+_MAX_STAMP_DIGITS = 15  # Unix seconds need 11 digits until the year 5138
+_MAX_SIGNATURES = 64  # a header with more candidates is refused (bounded work per request)
+_STAMP = re.compile(rf"[0-9]{{1,{_MAX_STAMP_DIGITS}}}", re.ASCII)
+
+SecretLike: TypeAlias = "str | bytes | Secret"
+"""One signing secret: text (``whsec_<base64>`` is decoded), raw key bytes, or a Secret."""
+
+
+def _key(secret: str | bytes | bytearray | Secret) -> bytes:
+    if isinstance(secret, (bytes, bytearray)):
+        return bytes(secret)
     text = secret.reveal() if isinstance(secret, Secret) else secret
     if text.startswith("whsec_"):
         try:
             return base64.b64decode(text[len("whsec_") :], validate=True)
         except (binascii.Error, ValueError):
             pass
-    return text.encode("utf-8")
+    return text.encode("utf-8", "surrogatepass")
+
+
+def signing_keys(
+    secret: SecretLike | Sequence[SecretLike] | None, field: str = "secret"
+) -> list[bytes]:
+    """The HMAC keys of one secret or several; :class:`~wedguard.errors.ConfigError` for
+    none, an empty one (an empty key lets anyone forge a signature) or a wrong type.
+
+    The error never shows a secret's value.
+
+    >>> len(signing_keys(["whsec_c2VjcmV0", b"raw key bytes"]))
+    2
+    >>> signing_keys("whsec_")
+    Traceback (most recent call last):
+    ...
+    wedguard.errors.ConfigError: secret: '***' is not valid; expected a non-empty signing secret (str, bytes or Secret; whsec_ must be followed by base64 of at least one byte)
+    """
+    items: list[object]
+    if isinstance(secret, (str, bytes, bytearray, Secret)):
+        items = [secret]
+    elif isinstance(secret, (list, tuple)):
+        items = list(secret)
+        if not items:
+            raise ConfigError(field, "[]", "at least one signing secret")
+    else:
+        shown = "***" if secret is not None else None
+        raise ConfigError(field, shown, "a signing secret (str, bytes or Secret) or a list of them")
+    keys = []
+    for item in items:
+        if not isinstance(item, (str, bytes, bytearray, Secret)):
+            raise ConfigError(
+                field,
+                type(item).__name__,
+                "a signing secret (str, bytes or Secret) or a list of them",
+            )
+        key = _key(item)
+        if not key:
+            raise ConfigError(
+                field,
+                "***",
+                "a non-empty signing secret (str, bytes or Secret; whsec_ must be followed"
+                " by base64 of at least one byte)",
+            )
+        keys.append(key)
+    return keys
 
 
 def _signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    signed = msg_id.encode("utf-8") + b"." + str(timestamp).encode("ascii") + b"." + body
+    signed = (
+        msg_id.encode("utf-8", "surrogatepass")
+        + b"."
+        + str(timestamp).encode("ascii")
+        + b"."
+        + body
+    )
     return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode("ascii")
 
 
 def sign_headers(
-    body: bytes, secrets: Iterable[str | Secret], *, msg_id: str, timestamp: int
+    body: bytes, secrets: Iterable[SecretLike], *, msg_id: str, timestamp: int
 ) -> dict[str, str]:
-    """The ``webhook-*`` headers for ``body`` signed with every secret."""
-    signatures = " ".join(f"v1,{_signature(_key(s), msg_id, timestamp, body)}" for s in secrets)
+    """The ``webhook-*`` headers for ``body`` signed with every secret.
+
+    Raises:
+        ConfigError: no secret, or an empty one.
+    """
+    keys = signing_keys(list(secrets), "secrets")
+    signatures = " ".join(f"v1,{_signature(k, msg_id, timestamp, body)}" for k in keys)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
@@ -69,28 +139,108 @@ def sign_headers(
     }
 
 
+def _tolerance(value: object) -> float:
+    if isinstance(value, str):
+        seconds = parse_duration(value, field="tolerance")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError("tolerance", value, "a finite number of seconds >= 0, or '5m'")
+    else:
+        seconds = float(value)
+    if not 0 <= seconds < math.inf:
+        raise ConfigError("tolerance", value, "a finite number of seconds >= 0, or '5m'")
+    return seconds
+
+
+def _now(value: object) -> float:
+    if value is None:
+        return time.time()
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ConfigError("now", value, "an aware datetime or Unix seconds")
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError("now", value, "an aware datetime or Unix seconds")
+    current = float(value)
+    if not math.isfinite(current):
+        raise ConfigError("now", value, "a finite number of Unix seconds")
+    return current
+
+
+def _text(value: object) -> str:
+    """A header name or value as text: bytes are Latin-1, as HTTP defines them."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("latin-1")
+    return value if isinstance(value, str) else str(value)
+
+
+def _header_items(headers: object) -> list[tuple[object, object]]:
+    items = getattr(headers, "items", None)
+    pairs: Any = items() if callable(items) else headers
+    return [(k, v) for k, v in pairs]
+
+
+def _check(body: bytes, headers: object, keys: list[bytes], tolerance: float, now: float) -> bool:
+    lower: dict[str, str] = {}
+    for k, v in _header_items(headers):
+        lower[_text(k).strip().lower()] = _text(v)
+    msg_id = lower.get("webhook-id")
+    stamp = lower.get("webhook-timestamp", "").strip()
+    signature_header = lower.get("webhook-signature")
+    if not msg_id or not signature_header or _STAMP.fullmatch(stamp) is None:
+        return False
+    timestamp = int(stamp)
+    if not abs(now - timestamp) <= tolerance:
+        return False
+    given = [
+        part.split(",", 1)[1].encode("ascii", "replace")
+        for part in signature_header.split()
+        if part.startswith("v1,")
+    ]
+    if not given or len(given) > _MAX_SIGNATURES:
+        return False
+    ok = False
+    for key in keys:
+        expected = _signature(key, msg_id, timestamp, body).encode("ascii")
+        for candidate in given:
+            # no early exit: every comparison runs, each in constant time
+            ok |= hmac.compare_digest(expected, candidate)
+    return ok
+
+
 def verify_signature(
     body: bytes | str,
     headers: Mapping[str, str] | Any,
-    secret: str | Secret | Sequence[str | Secret] | None = None,
+    secret: SecretLike | Sequence[SecretLike] | None = None,
     *,
-    tolerance: float = 300,
+    tolerance: float | str = 300,
     now: float | datetime | None = None,
-    secret_or_secrets: str | Secret | Sequence[str | Secret] | None = None,
+    secret_or_secrets: SecretLike | Sequence[SecretLike] | None = None,
 ) -> bool:
     """True when ``headers`` carry a valid signature of exactly ``body``.
 
     Args:
         body: the raw request body, as received (bytes; str is UTF-8 encoded).
-        headers: the request headers (any mapping; names are matched case-insensitively).
-        secret: one secret or several (during a rotation any may match).
+        headers: the request headers: any mapping, or a list of ``(name, value)``
+            pairs; names are matched case-insensitively, bytes are read as Latin-1.
+        secret: one secret or several (during a rotation any may match). A str
+            (``whsec_<base64>`` is base64-decoded, any other text is used as UTF-8),
+            raw key bytes, or a :class:`~wedguard.sinks.Secret`.
         secret_or_secrets: the same, by its older keyword name.
-        tolerance: the replay window in seconds: a timestamp further than this from
-            ``now``, in the past or the future, is refused (default 5 minutes).
+        tolerance: the replay window, in seconds or as a duration such as ``"5m"``: a
+            timestamp further than this from ``now``, in the past or the future, is
+            refused (default 5 minutes).
         now: Unix seconds or an aware datetime (default: the system clock).
 
-    Every signature is compared in constant time. Missing or malformed headers give
-    False, never an exception.
+    Returns False, and never raises, for anything in ``headers`` or ``body``: missing,
+    malformed, huge or non-ASCII headers, a mapping that fails while it is read. Every
+    signature is compared in constant time.
+
+    Raises:
+        ConfigError: the *arguments* are wrong, which is a programming error, not a
+            forged request: no secret or an empty one (an empty key would let anyone
+            sign), a tolerance that is negative, infinite, NaN or not a number, a
+            ``now`` that is NaN, infinite or a naive datetime, a body that is neither
+            bytes nor str. The message never shows a secret.
 
     Example::
 
@@ -101,56 +251,36 @@ def verify_signature(
         ...                        timestamp=int(time.time()))
         >>> verify_signature(body, headers, "whsec_c2VjcmV0")
         True
+        >>> verify_signature(body, headers, b"secret", tolerance="5m")   # the same key
+        True
         >>> verify_signature(body + b" ", headers, secret="whsec_c2VjcmV0")
+        False
+        >>> verify_signature(body, {"webhook-timestamp": "9" * 400}, "whsec_c2VjcmV0")
         False
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       Never raises for header content; bytes secrets and duration tolerances are
+       accepted; empty secrets and bad tolerances are a ConfigError.
     """
     if secret is None:
         secret = secret_or_secrets
     elif secret_or_secrets is not None:
-        raise ConfigError("secret_or_secrets", "<hidden>", "only one of secret, secret_or_secrets")
-    if secret is None:
-        raise ConfigError("secret", None, "a signing secret or a list of them")
-    try:
-        lower = {str(k).lower(): str(v) for k, v in headers.items()}
-    except AttributeError:
-        return False
-    msg_id = lower.get("webhook-id")
-    stamp = lower.get("webhook-timestamp")
-    signature_header = lower.get("webhook-signature")
-    if not msg_id or not stamp or not signature_header:
-        return False
-    try:
-        timestamp = int(stamp)
-    except ValueError:
-        return False
-    if now is None:
-        import time
-
-        current = time.time()
-    elif isinstance(now, datetime):
-        current = now.timestamp()
+        raise ConfigError("secret_or_secrets", "***", "only one of secret, secret_or_secrets")
+    keys = signing_keys(secret)
+    window = _tolerance(tolerance)
+    current = _now(now)
+    raw: object = body
+    if isinstance(raw, str):
+        data = raw.encode("utf-8", "surrogatepass")
+    elif isinstance(raw, (bytes, bytearray, memoryview)):
+        data = bytes(raw)
     else:
-        current = float(now)
-    if abs(current - timestamp) > tolerance:
+        raise ConfigError("body", type(raw).__name__, "the raw request body (bytes or str)")
+    try:
+        return _check(data, headers, keys, window, current)
+    except Exception:  # whatever a request holds, the answer is "not verified"
         return False
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    secrets: Sequence[str | Secret]
-    secrets = [secret] if isinstance(secret, (str, Secret)) else list(secret)
-    given = [
-        part.split(",", 1)[1].encode("ascii", "replace")
-        for part in signature_header.split()
-        if part.startswith("v1,")
-    ]
-    ok = False
-    for one in secrets:
-        expected = _signature(_key(one), msg_id, timestamp, body).encode("ascii")
-        for candidate in given:
-            # no early exit: every comparison runs, each in constant time
-            ok |= hmac.compare_digest(expected, candidate)
-    return ok
 
 
 class WebhookSink(NetworkSink):
@@ -160,7 +290,8 @@ class WebhookSink(NetworkSink):
         url: the endpoint (treated as a secret: it may hold a token).
         url_env: or the environment variable holding it.
         secret: a signing secret, or a list of them (rotation: all sign each body).
-            Without a secret nothing is signed.
+            Without a secret nothing is signed. An empty secret (``""``,
+            ``Secret("")``, ``"whsec_"``) is a ConfigError: it would let anyone sign.
         secret_env: or the environment variable holding one secret.
         headers: extra request headers (not secret: they may be logged).
         timeout: seconds for each attempt (connect and read).
@@ -217,6 +348,8 @@ class WebhookSink(NetworkSink):
             one = resolve_secret(secret, secret_env, field="secret", env_field="secret_env")  # type: ignore[arg-type]
             if one is not None:
                 secrets.append(one)
+        if secrets:
+            signing_keys(secrets)  # an empty key (Secret(""), "whsec_") signs for anyone
         self._signing = secrets
         self._headers = {str(k): str(v) for k, v in (headers or {}).items()}
         super().__init__(
