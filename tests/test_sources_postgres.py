@@ -68,7 +68,9 @@ def wait_until(check: Any, timeout: float = 10.0) -> None:
 
 
 def stat_database(server: PostgresServer, column: str) -> int:
-    with server.admin() as conn:
+    """A counter of the test database, read from another database (so that reading it
+    adds no commit to the test database)."""
+    with server.admin("postgres") as conn:
         row = conn.execute(
             f"SELECT {column} FROM pg_stat_database WHERE datname = %s", (DATABASE,)
         ).fetchone()
@@ -567,4 +569,32 @@ def test_the_how_to_configuration_builds(
     with config.assemble(sinks=[]) as built:
         (db,) = (s for s in built.guard._sources if isinstance(s, PostgresSource))
         assert "db.connections_waiting" in db.sample()
+        db.close()
+
+
+def test_a_config_file_takes_the_password_from_the_environment(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dsn in the file, password_env in the environment: checked without the
+    environment (``env=False``), connected with it."""
+    table = {
+        "calendar": {"preset": "none"},
+        "sources": [
+            {
+                "type": "postgres",
+                "dsn": postgres_server.dsn(password=None),
+                "password_env": "WEDDING_DB_PASSWORD",
+                "name": "wed",
+            }
+        ],
+    }
+    monkeypatch.delenv("WEDDING_DB_PASSWORD", raising=False)
+    Config.from_dict(table, env=False)  # nothing read from the environment
+    with pytest.raises(wg.ConfigError, match="WEDDING_DB_PASSWORD"):
+        Config.from_dict(table)
+    monkeypatch.setenv("WEDDING_DB_PASSWORD", APP_PASSWORD)
+    with Config.from_dict(table).assemble(sinks=[]) as built:
+        (db,) = (s for s in built.guard._sources if isinstance(s, PostgresSource))
+        assert "wed.latency_s" in db.sample()
+        assert APP_PASSWORD not in repr(db)
         db.close()

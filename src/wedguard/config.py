@@ -1005,7 +1005,9 @@ def _dry_run(
     when the file is read. None of them does I/O before it is used (network sinks
     start their thread on the first event; no HTTP server is started here)."""
     for source in sources:
-        if env or (source.type != "database" and "dsn_env" not in source.options):
+        if env or (
+            source.type != "database" and not any(k.endswith("_env") for k in source.options)
+        ):
             _build_source(ctx, source)
     for sink_spec in sinks:
         if not env and any(k.endswith("_env") for k in sink_spec.options):
