@@ -75,6 +75,7 @@ def bench(session: nox.Session) -> None:
         "history",
         "process",
         "distributed",
+        "postgres",
     ]
     for name in names:
         script = f"benchmarks/{name}.py"

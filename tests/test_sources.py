@@ -308,6 +308,7 @@ def test_sources_package_imports_on_its_own() -> None:
         [
             "CallableProbe",
             "HttpProbe",
+            "PostgresSource",
             "PressureSource",
             "ProcessSource",
             "ServiceLatencySource",

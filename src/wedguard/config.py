@@ -632,6 +632,17 @@ _SOURCE_SCHEMAS: dict[str, dict[str, Check]] = {
         "timeout": _timeout,
         "query": _str,
     },
+    "postgres": {
+        "dsn": _str,
+        "dsn_env": _env_name,
+        "password_env": _env_name,
+        "query": _str,
+        "timeout": _timeout,
+        "name": _str,
+        "statements": _bool,
+        "backoff": _positive_duration,
+        "backoff_max": _positive_duration,
+    },
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {"http": ("url",), "service_latency": ("url",)}
 
@@ -691,6 +702,22 @@ def _database_source(ctx: _Ctx, index: int, options: Mapping[str, Any], *, env: 
         _environment(ctx, f"{where}.password_env", options["password_env"])
 
 
+def _postgres_source(ctx: _Ctx, index: int, options: Mapping[str, Any]) -> None:
+    """Check a PostgreSQL source: one DSN, and no password written in the file."""
+    from wedguard.sources.postgres import redact_dsn
+
+    where = f"sources[{index}]"
+    if ("dsn" in options) == ("dsn_env" in options):
+        raise ctx.error(f"{where}.dsn", None, "exactly one of dsn or dsn_env")
+    dsn = options.get("dsn")
+    if dsn is not None and redact_dsn(dsn) != dsn:
+        raise ctx.error(
+            f"{where}.dsn",
+            redact_dsn(dsn),
+            "a DSN without a password (put it in password_env, or the DSN in dsn_env)",
+        )
+
+
 def _environment(ctx: _Ctx, path: str, name: str) -> str:
     value = os.environ.get(name)
     if not value:
@@ -741,6 +768,8 @@ def _sources(ctx: _Ctx, value: object, *, env: bool) -> tuple[SourceSpec, ...]:
     ):
         if kind == "database":
             _database_source(ctx, i, options, env=env)
+        elif kind == "postgres":
+            _postgres_source(ctx, i, options)
         specs.append(SourceSpec(kind, options, i))
     return tuple(specs)
 
@@ -823,6 +852,16 @@ def _build_source(ctx: _Ctx, spec: SourceSpec) -> Source:
             if "resources" in opts:
                 opts["resources"] = tuple(opts["resources"])
             return src.PressureSource(**opts)
+        if spec.type == "postgres":
+            where = f"sources[{spec.index}]"
+            dsn = opts.pop("dsn", None) or _environment(
+                ctx, f"{where}.dsn_env", opts.pop("dsn_env")
+            )
+            if "password_env" in opts:
+                opts["password"] = _environment(
+                    ctx, f"{where}.password_env", opts.pop("password_env")
+                )
+            return src.PostgresSource(dsn, **opts)
         # database
         dsn = opts.get("dsn") or _environment(
             ctx, f"sources[{spec.index}].dsn_env", opts["dsn_env"]
@@ -959,7 +998,9 @@ def _dry_run(
     when the file is read. None of them does I/O before it is used (network sinks
     start their thread on the first event; no HTTP server is started here)."""
     for source in sources:
-        if env or source.type != "database":
+        if env or (
+            source.type != "database" and not any(k.endswith("_env") for k in source.options)
+        ):
             _build_source(ctx, source)
     for sink_spec in sinks:
         if not env and any(k.endswith("_env") for k in sink_spec.options):

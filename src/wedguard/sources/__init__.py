@@ -11,6 +11,8 @@ is reported as ``"<metric>.error": 1.0`` (and no value), never as zero or an exc
 * :class:`ServiceLatencySource`: production's own latency percentiles, from its
   Prometheus histogram.
 * :class:`PressureSource`: Linux pressure-stall information, system-wide and per cgroup.
+* :class:`PostgresSource`: a PostgreSQL server's latency, connections, lock waits and
+  activity (extra ``postgres``: psycopg, imported when a source is built).
 
 This package imports only the standard library and psutil.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from wedguard.sources.callable_probe import CallableProbe
 from wedguard.sources.http_probe import HttpProbe
+from wedguard.sources.postgres import PostgresSource
 from wedguard.sources.pressure import PressureSource
 from wedguard.sources.process import ProcessSource
 from wedguard.sources.service import ServiceLatencySource
@@ -27,6 +30,7 @@ from wedguard.sources.system import SystemSource
 __all__ = [
     "CallableProbe",
     "HttpProbe",
+    "PostgresSource",
     "PressureSource",
     "ProcessSource",
     "ServiceLatencySource",

@@ -1,0 +1,441 @@
+"""PostgresSource: a PostgreSQL server's latency and load, on one persistent connection.
+
+psycopg (3.1 or later, the ``postgres`` extra) is imported when a source is built, never
+when :mod:`wedguard` or :mod:`wedguard.sources` is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from wedguard.errors import ConfigError
+from wedguard.sources._util import TimedCall, check_timeout
+
+__all__ = ["PostgresSource", "redact_dsn"]
+
+log = logging.getLogger("wedguard.sources.postgres")
+
+_MASK: Final = "***"
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+# pg_stat_database counters reported as per-second rates: column -> metric suffix
+_RATES: Final = (
+    ("xact_commit", "commits_per_s"),
+    ("blks_read", "blks_read_per_s"),
+    ("deadlocks", "deadlocks_per_s"),
+    ("temp_bytes", "temp_bytes_per_s"),
+)
+
+_STATS_SQL: Final = """\
+SELECT a.active, a.waiting, a.backends, current_setting('max_connections')::float8,
+       d.xact_commit, d.blks_read, d.deadlocks, d.temp_bytes{stmt_cols}
+FROM (SELECT count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active'
+                              AND pid <> pg_backend_pid()) AS active,
+             count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting,
+             count(*) FILTER (WHERE backend_type = 'client backend') AS backends
+      FROM pg_stat_activity) a
+CROSS JOIN pg_stat_database d{stmt_join}
+WHERE d.datname = current_database()"""
+
+_STMT_COLS: Final = ", s.calls, s.ms"
+_STMT_JOIN: Final = """
+CROSS JOIN LATERAL (SELECT coalesce(sum(calls), 0)::float8 AS calls,
+                           coalesce(sum({column}), 0)::float8 AS ms
+                    FROM {schema}.pg_stat_statements(false) WHERE dbid = d.datid) s"""
+
+_PLAIN_STATS_SQL: Final = _STATS_SQL.format(stmt_cols="", stmt_join="")
+_FIND_STATEMENTS: Final = (
+    "SELECT n.nspname, e.extversion FROM pg_extension e "
+    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'"
+)
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with its password replaced by ``***``, for reprs, errors and logs.
+
+    Both forms libpq accepts are handled: URLs (``postgresql://user:pw@host/db``, and a
+    ``password=`` query parameter) and ``key=value`` strings.
+
+        >>> redact_dsn("postgresql://app:s3cret@db.example:5432/wed")
+        'postgresql://app:***@db.example:5432/wed'
+        >>> redact_dsn("host=db user=app password='s3 cret' dbname=wed")
+        'host=db user=app password=*** dbname=wed'
+        >>> redact_dsn("postgresql:///wed?host=/run/pg&password=s3cret")
+        'postgresql:///wed?host=/run/pg&password=***'
+    """
+    if "://" in dsn:
+        text = _URL_PASSWORD.sub(lambda m: m.group(1) + _MASK, dsn)
+        scheme, _, rest = text.partition("://")
+        netloc, sep, tail = rest.partition("/")
+        if "@" in netloc:
+            userinfo, _, hosts = netloc.rpartition("@")
+            if ":" in userinfo:
+                userinfo = userinfo.split(":", 1)[0] + ":" + _MASK
+            netloc = f"{userinfo}@{hosts}"
+        return f"{scheme}://{netloc}{sep}{tail}"
+    return _KV_PASSWORD.sub(lambda m: m.group(1) + _MASK, dsn)
+
+
+def _masked_invalid(dsn: str) -> str:
+    """A DSN that libpq could not parse, with every value hidden (where the password
+    is cannot be told): the URL's scheme and host, or the string's keys."""
+    if "://" in dsn:
+        scheme, _, rest = dsn.partition("://")
+        hosts = rest.partition("/")[0].rpartition("@")[2]
+        return f"{scheme}://{_MASK}@{hosts}/{_MASK}" if "@" in rest else f"{scheme}://{_MASK}"
+    return " ".join(f"{key}={_MASK}" for key in re.findall(r"(\w+)\s*=", dsn)) or _MASK
+
+
+def _reset_delta(prev: float, cur: float) -> float:
+    """How far a 64-bit statistics counter advanced; after a reset (the counter went
+    back) what it counts now is what happened since."""
+    return cur - prev if cur >= prev else cur
+
+
+def _load_psycopg() -> Any:
+    try:
+        return importlib.import_module("psycopg")
+    except ImportError:
+        raise ConfigError(
+            "PostgresSource",
+            "psycopg",
+            "psycopg 3.1 or later installed (pip install 'wedguard[postgres]')",
+        ) from None
+
+
+class PostgresSource:
+    """A PostgreSQL server's latency and load, read on one persistent connection.
+
+    Each ``sample()`` times ``query`` (the probe: ``SELECT 1`` by default) and reads, in
+    one more round trip, what the server says about its load. With the default
+    ``name="db"`` the metrics are:
+
+    ===============================  ==========================================================
+    ``db.latency_s``                 the probe's round trip, seconds (judged by
+                                     :class:`~wedguard.Thresholds` ``db_latency``: +20 %)
+    ``db.connections_active``        other client backends running a statement now
+    ``db.connections_waiting``       backends waiting on a lock (``wait_event_type = 'Lock'``)
+    ``db.connections_used_ratio``    client backends over ``max_connections``
+    ``db.commits_per_s``             commits in this database per second
+    ``db.blks_read_per_s``           blocks read from outside shared buffers per second
+    ``db.deadlocks_per_s``           deadlocks detected per second
+    ``db.temp_bytes_per_s``          bytes written to temporary files per second
+    ``db.statement_mean_s``          mean execution time of the statements that finished
+                                     since the last sample (``pg_stat_statements``, when
+                                     the extension is installed in the database)
+    ===============================  ==========================================================
+
+    The rates need two samples; the statement mean needs statements in the interval
+    (an interval without any gives ``db.statement_mean_s.idle``). The counts come from
+    ``pg_stat_activity``, which shows other roles' sessions only to superusers and
+    members of ``pg_monitor`` (or ``pg_read_all_stats``): grant the monitoring role one.
+
+    A probe that fails, times out or cannot connect is reported as
+    ``{"db.latency_s.error": 1.0}`` (with ``.error`` for every other metric the source
+    had reported), never as a value, so the :class:`~wedguard.ImpactAnalyzer` never
+    reads it as OK. :attr:`last_error` says why, with the password removed.
+
+    The connection is opened on the first sample, in autocommit mode with
+    ``statement_timeout`` and ``lock_timeout`` set to ``timeout``. After a connection
+    failure the source waits ``backoff`` seconds before the next attempt, doubling up
+    to ``backoff_max`` while attempts keep failing; samples in between fail at once. A
+    probe whose query failed on a healthy connection (a statement timeout) keeps the
+    connection.
+
+    ``sample()`` never raises and returns within ``timeout``: the round trips run in a
+    worker thread; one that overruns is left to finish (the server cancels it at
+    ``statement_timeout``; a connection attempt ends at libpq's ``connect_timeout``,
+    ``timeout`` rounded up, at least 2 s) and, while it runs, samples fail at once.
+
+    The password (in the DSN, ``password=`` or the environment) never appears in the
+    repr, :attr:`last_error` or the log.
+
+    Args:
+        dsn: a libpq connection string, ``"host=db dbname=wed user=monitor"``, or URL,
+            ``"postgresql://monitor@db/wed"``.
+        query: the probe statement (default ``"SELECT 1"``).
+        timeout: seconds a sample may take (default 2).
+        name: the metrics' prefix (default ``"db"``: ``db.latency_s``...).
+        password: a password kept out of the DSN (libpq's ``PGPASSWORD`` and
+            ``.pgpass`` work too).
+        statements: read ``pg_stat_statements`` when it is installed (default True).
+        backoff: seconds before the first reconnection attempt after a failure.
+        backoff_max: the longest wait between attempts.
+        monotonic: the time source for rates and backoff (default
+            :func:`time.monotonic`).
+
+    Example::
+
+        db = PostgresSource("host=/run/postgresql dbname=wed user=monitor", timeout=1)
+        db.sample()  # {'db.latency_s': 0.0003, 'db.connections_active': 4.0, ...}
+                     # or {'db.latency_s.error': 1.0} while the server is down
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_call",
+        "_cause",
+        "_closing",
+        "_conn",
+        "_dsn",
+        "_failures",
+        "_kwargs",
+        "_monotonic",
+        "_prev",
+        "_psycopg",
+        "_reported",
+        "_retry_at",
+        "_secrets",
+        "_stats_sql",
+        "attempts",
+        "backoff",
+        "backoff_max",
+        "last_error",
+        "name",
+        "query",
+        "statements",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        query: str = "SELECT 1",
+        timeout: float = 2.0,
+        name: str = "db",
+        password: str | None = None,
+        statements: bool = True,
+        backoff: float = 1.0,
+        backoff_max: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(dsn, str):
+            raise ConfigError("dsn", type(dsn).__name__, "a libpq connection string or URL")
+        if password is not None and (not isinstance(password, str) or not password):
+            raise ConfigError("password", _MASK, "a non-empty string or None")
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError("query", query, "an SQL statement such as 'SELECT 1'")
+        if not isinstance(name, str) or not name or name != name.strip(". "):
+            raise ConfigError("name", name, "a metric prefix such as 'db'")
+        self.timeout = check_timeout(timeout)
+        self.backoff = check_timeout(backoff, "backoff")
+        self.backoff_max = check_timeout(backoff_max, "backoff_max")
+        if self.backoff_max < self.backoff:
+            raise ConfigError("backoff_max", backoff_max, f"seconds >= backoff ({backoff:g})")
+        if not callable(monotonic):
+            raise ConfigError("monotonic", monotonic, "a callable returning seconds")
+        self._psycopg = _load_psycopg()
+        try:
+            params = self._psycopg.conninfo.conninfo_to_dict(dsn)
+        except self._psycopg.Error as exc:
+            # libpq's message may quote any part of the string, the password included:
+            # only the one naming an unknown key is passed on
+            why = str(exc) if str(exc).startswith("invalid connection option") else ""
+            raise ConfigError(
+                "dsn",
+                _masked_invalid(dsn),
+                "a libpq connection string or postgresql:// URL" + (f" ({why})" if why else ""),
+            ) from None
+        self._secrets = tuple(
+            s for s in (params.get("password"), password) if isinstance(s, str) and s
+        )
+        self._dsn = dsn
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(self.timeout)),
+        }
+        if "application_name" not in params:
+            kwargs["application_name"] = "wedguard"
+        if password is not None:
+            kwargs["password"] = password
+        self._kwargs = kwargs
+        self.query = query
+        self.name = name
+        self.statements = bool(statements)
+        self._monotonic = monotonic
+        self._conn: Any = None
+        self._stats_sql = ""
+        self._prev: tuple[float, tuple[float, ...]] | None = None
+        self._reported: tuple[str, ...] = ()
+        self._failures = 0
+        self._retry_at = -math.inf
+        self._closing = False
+        self._cause = ""
+        self.attempts = 0
+        """Connection attempts made so far."""
+        self.last_error: str | None = None
+        """Why the last sample failed (password removed); None after a success."""
+        self._call = TimedCall(self._probe, self.timeout, f"wedguard-postgres-{name}")
+
+    # ---------------------------------------------------------------- public
+
+    @property
+    def connected(self) -> bool:
+        """Whether the source holds an open connection."""
+        conn = self._conn
+        return conn is not None and not conn.closed
+
+    def sample(self) -> Mapping[str, float]:
+        """The metrics, or ``{name + ".latency_s.error": 1.0, ...}`` when the probe failed."""
+        try:
+            if self._closing:
+                return self._failed("the source is closed")
+            if self._conn is None and self._monotonic() < self._retry_at:
+                wait = self._retry_at - self._monotonic()
+                return self._failed(f"reconnecting in {wait:.1f} s; {self._cause}", cause=False)
+            ok, result, _ = self._call.run()
+            if ok:
+                if self.last_error is not None:
+                    log.info("%s: the probe answers again", self)
+                    self.last_error = None
+                return result  # type: ignore[no-any-return]
+            return self._failed(self._describe(result))
+        except Exception as exc:  # pragma: no cover - defensive: sample() never raises
+            return self._failed(self._describe(exc))
+
+    def close(self) -> None:
+        """Close the connection (a probe still running closes it when it ends)."""
+        self._closing = True
+        pending = self._call._pending
+        if pending is None or pending.is_set():
+            self._drop()
+
+    def __enter__(self) -> PostgresSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresSource({redact_dsn(self._dsn)!r}, query={self.query!r}, "
+            f"timeout={self.timeout:g}, name={self.name!r})"
+        )
+
+    # ---------------------------------------------------------------- worker
+
+    def _probe(self) -> dict[str, float]:
+        """One sample's round trips; runs in the worker thread, raises on failure."""
+        conn = self._conn if self._conn is not None else self._connect()
+        try:
+            t0 = time.perf_counter()
+            cur = conn.execute(self.query)
+            if cur.description is not None:
+                cur.fetchall()
+            latency = time.perf_counter() - t0
+            try:
+                row = conn.execute(self._stats_sql).fetchone()
+            except self._psycopg.errors.ObjectNotInPrerequisiteState:
+                if self._stats_sql == _PLAIN_STATS_SQL:
+                    raise
+                # pg_stat_statements is installed but not preloaded: do without it
+                log.info("%s: pg_stat_statements cannot be read; no statement times", self)
+                self._stats_sql = _PLAIN_STATS_SQL
+                row = conn.execute(self._stats_sql).fetchone()
+        except BaseException:
+            if conn.closed or conn.broken:
+                self._drop()
+                self._retry_at = -math.inf  # a lost connection is tried again at once
+            raise
+        finally:
+            if self._closing:
+                self._drop()
+        return self._metrics(latency, row)
+
+    def _connect(self) -> Any:
+        self.attempts += 1
+        conn: Any = None
+        try:
+            conn = self._psycopg.connect(self._dsn, **self._kwargs)
+            ms = max(1, round(self.timeout * 1000))
+            conn.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")
+            self._stats_sql = self._find_stats_sql(conn)
+        except BaseException:
+            self._failures += 1
+            delay = min(self.backoff_max, self.backoff * 2 ** (self._failures - 1))
+            self._retry_at = self._monotonic() + delay
+            if conn is not None:
+                conn.close()
+            raise
+        if self._failures:
+            log.info("%s: connected again after %d failed attempts", self, self._failures)
+        self._failures = 0
+        self._conn = conn
+        return conn
+
+    def _find_stats_sql(self, conn: Any) -> str:
+        if self.statements:
+            found = conn.execute(_FIND_STATEMENTS).fetchone()
+            if found is not None:
+                schema, version = found
+                major_minor = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
+                column = "total_exec_time" if major_minor >= (1, 8) else "total_time"
+                ident = self._psycopg.sql.Identifier(schema).as_string(conn)
+                join = _STMT_JOIN.format(column=column, schema=ident)
+                return _STATS_SQL.format(stmt_cols=_STMT_COLS, stmt_join=join)
+        return _PLAIN_STATS_SQL
+
+    def _metrics(self, latency: float, row: tuple[Any, ...] | None) -> dict[str, float]:
+        p = self.name + "."
+        out = {p + "latency_s": latency}
+        if row is not None:
+            active, waiting, backends, max_conn = (float(x) for x in row[:4])
+            out[p + "connections_active"] = active
+            out[p + "connections_waiting"] = waiting
+            out[p + "connections_used_ratio"] = backends / max_conn if max_conn > 0 else 0.0
+            counters = tuple(float(x or 0) for x in row[4:])
+            now = self._monotonic()
+            prev = self._prev
+            self._prev = (now, counters)
+            if prev is not None and len(prev[1]) == len(counters) and now > prev[0]:
+                dt = now - prev[0]
+                for i, (_col, metric) in enumerate(_RATES):
+                    out[p + metric] = _reset_delta(prev[1][i], counters[i]) / dt
+                if len(counters) > len(_RATES):
+                    calls = _reset_delta(prev[1][-2], counters[-2])
+                    ms = _reset_delta(prev[1][-1], counters[-1])
+                    if calls > 0:
+                        out[p + "statement_mean_s"] = ms / calls / 1000.0
+                    else:
+                        out[p + "statement_mean_s.idle"] = 1.0
+        self._reported = tuple(k for k in out if not k.endswith(".idle"))
+        return out
+
+    # ---------------------------------------------------------------- helpers
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                conn.close()
+
+    def _describe(self, exc: object) -> str:
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return self._scrub(text)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _MASK)
+        return text
+
+    def _failed(self, why: str, *, cause: bool = True) -> dict[str, float]:
+        first = self.last_error is None
+        self.last_error = why
+        if cause:
+            self._cause = why
+        if first:
+            log.warning("%s: probe failed: %s", self, why)
+        p = self.name + "."
+        names = dict.fromkeys((p + "latency_s", *self._reported))
+        return {k + ".error": 1.0 for k in names}
