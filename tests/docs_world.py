@@ -140,7 +140,7 @@ def names(tmp: Path, *, http: str, s3: Any, redis_url: str, redis_port: int) -> 
         """Somewhere a stream is written to: a directory standing in for a store."""
 
         def open(self, name: str, mode: str = "wb") -> Any:
-            return open(tmp / "uploaded" / name, mode)  # noqa: SIM115
+            return open(tmp / "uploaded" / name, mode)
 
     (tmp / "uploaded").mkdir()
     (tmp / "copies").mkdir()

@@ -933,3 +933,27 @@ def test_controllers_start_from_the_observed_rate_when_uncapped() -> None:
         told.reset()
         told.update(ok, ceiling=math.inf, now=200.0)
         assert told.update(throttle, ceiling=math.inf, now=300.0) <= 1.0
+
+
+def test_close_closes_the_sources_that_hold_something_open() -> None:
+    """guard.close() closes its sources' connections and files (those with close());
+    a source that fails to close does not stop the others."""
+
+    class Holding(ScriptedSource):
+        def __init__(self, fail: bool = False) -> None:
+            super().__init__([{"cpu.percent": 1.0}])
+            self.closed = 0
+            self.fail = fail
+
+        def close(self) -> None:
+            self.closed += 1
+            if self.fail:
+                raise OSError("already gone")
+
+    failing, holding = Holding(fail=True), Holding()
+    guard = wg.Guard(
+        rate="1MB/s", calendar=None, sources=[failing, holding, ScriptedSource([{}])], sinks=[]
+    )
+    guard.close()
+    assert failing.closed == 1
+    assert holding.closed == 1

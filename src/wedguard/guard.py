@@ -1671,7 +1671,9 @@ class Guard:
             return copy_throttled(s, src, dst, length)
 
     def close(self) -> None:
-        """Stop the background threads and restore signal handlers (sessions end first)."""
+        """Stop the background threads and restore signal handlers (sessions end first),
+        and close the sources that hold something open (``close()``: a
+        :class:`~wedguard.sources.PostgresSource`'s connection)."""
         with self._cond:
             self._stop_sampler()
             sampler = self._sampler
@@ -1680,6 +1682,11 @@ class Guard:
         self._close_control()
         self.uninstall_signal_handlers()
         self.flush(timeout=1.0)
+        for src in self._sources:
+            close = getattr(src, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
 
     def __enter__(self) -> Guard:
         return self
