@@ -18,7 +18,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from conftest_redis import _free_port
 
 REQUIRE = os.environ.get("WEDGUARD_REQUIRE_POSTGRES") == "1"
 PROGRAMS = ("initdb", "pg_ctl", "postgres")
@@ -39,12 +40,6 @@ def _missing(reason: str) -> None:
     if REQUIRE:
         pytest.fail(f"{reason} (WEDGUARD_REQUIRE_POSTGRES=1 makes this a failure)", pytrace=False)
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _has_programs(bindir: str) -> bool:

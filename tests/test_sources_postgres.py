@@ -95,6 +95,23 @@ def test_a_sample_reports_latency_and_connection_figures(
     assert db.last_error is None
 
 
+def test_the_default_thresholds_judge_its_latency_at_peak(
+    postgres_server: PostgresServer, sources: list[PostgresSource]
+) -> None:
+    """What the source reports as latency is what the default thresholds judge at PEAK
+    (+20 % over the baseline): ten quiet samples, then a probe ten times slower."""
+    (rule,) = (r for r in wg.Thresholds().rules(wg.Level.PEAK) if r.metric == "db.latency_s")
+    assert (rule.kind, rule.limit) == ("relative", 0.2)
+    db = source(sources, postgres_server.dsn())
+    analyzer = wg.ImpactAnalyzer(min_samples=3)
+    for _ in range(10):
+        analyzer.observe_baseline(db.sample())
+    slow = source(sources, postgres_server.dsn(), query="SELECT pg_sleep(0.05)")
+    verdicts = [analyzer.assess(slow.sample(), wg.Level.PEAK) for _ in range(4)]
+    assert verdicts[-1].verdict != wg.Verdict.OK
+    assert any("db.latency_s" in r for r in verdicts[-1].reasons)
+
+
 def test_used_ratio_counts_client_connections_over_max_connections(
     postgres_server: PostgresServer, sources: list[PostgresSource]
 ) -> None:
