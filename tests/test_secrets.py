@@ -160,6 +160,25 @@ def test_no_secret_in_any_output_of_the_command_line(tmp_path: Path) -> None:
     assert_clean(outputs, "the command line's output")
 
 
+def test_a_cli_error_that_quotes_a_dsn_hides_its_password(tmp_path: Path) -> None:
+    """A DSN typed where a path belongs: the error names it, without the password."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEDGUARD_")}
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["WEDGUARD_RUN_DIR"] = str(tmp_path / "run")
+    for source in (f"host=db password={DSN_PW}", f"postgresql://u:{DSN_PW}@db/app"):
+        done = subprocess.run(
+            [sys.executable, "-m", "wedguard", "copy", source, str(tmp_path / "dst")],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert "host=db" in done.stderr or "db/app" in done.stderr, done.stderr
+        assert_clean([done.stdout, done.stderr], "a command line error")
+
+
 def test_no_secret_in_reprs_logs_or_errors_of_a_built_guard(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
