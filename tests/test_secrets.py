@@ -14,15 +14,18 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conftest_redis import RedisServer, own_redis_server
 from wedguard.alerts import Alert, Severity
 from wedguard.config import load_config
 from wedguard.errors import ConfigError
 from wedguard.sinks import DeliveryError, SlackSink, SmtpSink, WebhookSink
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
+__all__ = ["own_redis_server"]  # a fixture, imported for its use below
 
 REDIS_PW = "RedisPw7f3kQ2"
 HOOK_TOKEN = "HookTok4b8Zr1Lm"
@@ -328,3 +331,48 @@ def test_a_command_line_given_as_one_string_is_refused_without_its_password() ->
         assert DSN_PW not in str(caught.value)
     finally:
         guard.close()
+
+
+def test_a_password_protected_redis_shows_no_password(
+    own_redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Redis asking for a password: a wrong one is logged as refused, the right one
+    works; wedguard status talks to it; neither password appears anywhere."""
+    from wedguard.distributed.link import RedisLink
+
+    wrong = "WrongPw5k2Lx9"
+    admin: Any = own_redis_server.client()
+    admin.config_set("requirepass", REDIS_PW)
+    admin.close()
+    port = own_redis_server.port
+    caplog.set_level(logging.DEBUG)
+    refused = RedisLink(f"redis://:{wrong}@127.0.0.1:{port}/0", timeout=1.0)
+    assert refused.call(lambda c: c.ping(), lambda: "fallback") == "fallback"
+    accepted = RedisLink(f"redis://127.0.0.1:{port}/0?password={REDIS_PW}", timeout=1.0)
+    assert accepted.call(lambda c: c.ping(), lambda: "fallback") is True
+    shown = [repr(refused), repr(accepted), str(refused.last_error)]
+    refused.close()
+    accepted.close()
+    config = tmp_path / "wedguard.toml"
+    config.write_text('sources = []\n[redis]\nurl_env = "WG_T_REDIS_URL"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEDGUARD_")}
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["WEDGUARD_RUN_DIR"] = str(tmp_path / "run")
+    env["WG_T_REDIS_URL"] = f"redis://:{REDIS_PW}@127.0.0.1:{port}/0"
+    for args in (("status",), ("status", "--json"), ("config", "check", str(config))):
+        extra = () if args[0] == "config" else ("-c", str(config))
+        done = subprocess.run(
+            [sys.executable, "-m", "wedguard", *args, *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        shown += [done.stdout, done.stderr]
+    assert any("fleet stop flag wedguard:stop: lowered" in text for text in shown)
+    shown += [r.getMessage() for r in caplog.records]
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+    for text in shown:
+        assert wrong not in text
+    assert_clean(shown, "the output around a password-protected Redis")
