@@ -22,7 +22,7 @@ from conftest_redis import RedisServer, own_redis_server
 from wedguard.alerts import Alert, Severity
 from wedguard.config import load_config
 from wedguard.errors import ConfigError
-from wedguard.sinks import DeliveryError, SlackSink, SmtpSink, WebhookSink
+from wedguard.sinks import DeliveryError, Secret, SlackSink, SmtpSink, WebhookSink
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 __all__ = ["own_redis_server"]  # a fixture, imported for its use below
@@ -312,7 +312,7 @@ def test_a_webhook_url_with_a_bad_character_is_refused_without_its_token(bad: st
 def test_post_failures_never_quote_the_url_path() -> None:
     """http.client refuses a path with a control character and quotes the path; the
     DeliveryError and its log line hide it (a URL built past the construction check)."""
-    from wedguard.sinks._common import Secret, post
+    from wedguard.sinks._common import post
 
     url = Secret(f"http://127.0.0.1:{_closed_port()}/hooks/{HOOK_TOKEN}\nx")
     with pytest.raises(DeliveryError) as caught:
@@ -376,3 +376,11 @@ def test_a_password_protected_redis_shows_no_password(
     for text in shown:
         assert wrong not in text
     assert_clean(shown, "the output around a password-protected Redis")
+
+
+@pytest.mark.parametrize("password", [Secret(""), ""])
+def test_an_empty_smtp_password_is_refused_at_construction(password: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^password: '\*\*\*' is not valid"):
+        SmtpSink(
+            sender="a@example.org", recipients="b@example.org", username="u", password=password
+        )
