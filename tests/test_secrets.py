@@ -384,3 +384,34 @@ def test_an_empty_smtp_password_is_refused_at_construction(password: Any) -> Non
         SmtpSink(
             sender="a@example.org", recipients="b@example.org", username="u", password=password
         )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://probe:{ARG_PW}@api.example.org/health",
+        f"https://api.example.org/health?token={ARG_PW}",
+    ],
+)
+def test_probe_reprs_hide_the_url_secrets(url: str) -> None:
+    from wedguard.sources import HttpProbe, ServiceLatencySource
+
+    shown = [repr(HttpProbe(url)), repr(ServiceLatencySource(url))]
+    assert_clean(shown, "a probe's repr")
+    assert all("api.example.org" in text for text in shown)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://probe:{ARG_PW}@api.example.org:99999/health",  # a bad port
+        f"https://probe:{ARG_PW}@[::1/health",  # urllib cannot parse it
+        f"ftp://probe:{ARG_PW}@api.example.org/health",  # not http
+    ],
+)
+def test_probe_url_errors_hide_the_url_secrets(url: str) -> None:
+    from wedguard.sources import HttpProbe
+
+    with pytest.raises(ConfigError, match="url") as caught:
+        HttpProbe(url)
+    assert_clean([str(caught.value)], "a probe's ConfigError")
