@@ -209,3 +209,10 @@ def test_redact_argv_keeps_ordinary_arguments() -> None:
 )
 def test_sensitive_names(name: str, sensitive: bool) -> None:
     assert is_sensitive_name(name) is sensitive
+
+
+@given(password=secrets)
+def test_a_url_whose_slashes_a_path_collapsed_still_hides_its_password(password: str) -> None:
+    """Path(...) turns ``postgresql://u:pw@db`` into ``postgresql:/u:pw@db``."""
+    for text in (f"postgresql:/u:{password}@db/app: no such file", f"x redis:/:{password}@cache"):
+        assert password not in redact_text(text)

@@ -14,15 +14,18 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conftest_redis import RedisServer, own_redis_server
 from wedguard.alerts import Alert, Severity
 from wedguard.config import load_config
 from wedguard.errors import ConfigError
-from wedguard.sinks import DeliveryError, SlackSink, SmtpSink, WebhookSink
+from wedguard.sinks import DeliveryError, Secret, SlackSink, SmtpSink, WebhookSink
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
+__all__ = ["own_redis_server"]  # a fixture, imported for its use below
 
 REDIS_PW = "RedisPw7f3kQ2"
 HOOK_TOKEN = "HookTok4b8Zr1Lm"
@@ -160,6 +163,25 @@ def test_no_secret_in_any_output_of_the_command_line(tmp_path: Path) -> None:
     assert_clean(outputs, "the command line's output")
 
 
+def test_a_cli_error_that_quotes_a_dsn_hides_its_password(tmp_path: Path) -> None:
+    """A DSN typed where a path belongs: the error names it, without the password."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEDGUARD_")}
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["WEDGUARD_RUN_DIR"] = str(tmp_path / "run")
+    for source in (f"host=db password={DSN_PW}", f"postgresql://u:{DSN_PW}@db/app"):
+        done = subprocess.run(
+            [sys.executable, "-m", "wedguard", "copy", source, str(tmp_path / "dst")],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert "host=db" in done.stderr or "db/app" in done.stderr, done.stderr
+        assert_clean([done.stdout, done.stderr], "a command line error")
+
+
 def test_no_secret_in_reprs_logs_or_errors_of_a_built_guard(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -290,7 +312,7 @@ def test_a_webhook_url_with_a_bad_character_is_refused_without_its_token(bad: st
 def test_post_failures_never_quote_the_url_path() -> None:
     """http.client refuses a path with a control character and quotes the path; the
     DeliveryError and its log line hide it (a URL built past the construction check)."""
-    from wedguard.sinks._common import Secret, post
+    from wedguard.sinks._common import post
 
     url = Secret(f"http://127.0.0.1:{_closed_port()}/hooks/{HOOK_TOKEN}\nx")
     with pytest.raises(DeliveryError) as caught:
@@ -309,3 +331,87 @@ def test_a_command_line_given_as_one_string_is_refused_without_its_password() ->
         assert DSN_PW not in str(caught.value)
     finally:
         guard.close()
+
+
+def test_a_password_protected_redis_shows_no_password(
+    own_redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Redis asking for a password: a wrong one is logged as refused, the right one
+    works; wedguard status talks to it; neither password appears anywhere."""
+    from wedguard.distributed.link import RedisLink
+
+    wrong = "WrongPw5k2Lx9"
+    admin: Any = own_redis_server.client()
+    admin.config_set("requirepass", REDIS_PW)
+    admin.close()
+    port = own_redis_server.port
+    caplog.set_level(logging.DEBUG)
+    refused = RedisLink(f"redis://:{wrong}@127.0.0.1:{port}/0", timeout=1.0)
+    assert refused.call(lambda c: c.ping(), lambda: "fallback") == "fallback"
+    accepted = RedisLink(f"redis://127.0.0.1:{port}/0?password={REDIS_PW}", timeout=1.0)
+    assert accepted.call(lambda c: c.ping(), lambda: "fallback") is True
+    shown = [repr(refused), repr(accepted), str(refused.last_error)]
+    refused.close()
+    accepted.close()
+    config = tmp_path / "wedguard.toml"
+    config.write_text('sources = []\n[redis]\nurl_env = "WG_T_REDIS_URL"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEDGUARD_")}
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["WEDGUARD_RUN_DIR"] = str(tmp_path / "run")
+    env["WG_T_REDIS_URL"] = f"redis://:{REDIS_PW}@127.0.0.1:{port}/0"
+    for args in (("status",), ("status", "--json"), ("config", "check", str(config))):
+        extra = () if args[0] == "config" else ("-c", str(config))
+        done = subprocess.run(
+            [sys.executable, "-m", "wedguard", *args, *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        shown += [done.stdout, done.stderr]
+    assert any("fleet stop flag wedguard:stop: lowered" in text for text in shown)
+    shown += [r.getMessage() for r in caplog.records]
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+    for text in shown:
+        assert wrong not in text
+    assert_clean(shown, "the output around a password-protected Redis")
+
+
+@pytest.mark.parametrize("password", [Secret(""), ""])
+def test_an_empty_smtp_password_is_refused_at_construction(password: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^password: '\*\*\*' is not valid"):
+        SmtpSink(
+            sender="a@example.org", recipients="b@example.org", username="u", password=password
+        )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://probe:{ARG_PW}@api.example.org/health",
+        f"https://api.example.org/health?token={ARG_PW}",
+    ],
+)
+def test_probe_reprs_hide_the_url_secrets(url: str) -> None:
+    from wedguard.sources import HttpProbe, ServiceLatencySource
+
+    shown = [repr(HttpProbe(url)), repr(ServiceLatencySource(url))]
+    assert_clean(shown, "a probe's repr")
+    assert all("api.example.org" in text for text in shown)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://probe:{ARG_PW}@api.example.org:99999/health",  # a bad port
+        f"https://probe:{ARG_PW}@[::1/health",  # urllib cannot parse it
+        f"ftp://probe:{ARG_PW}@api.example.org/health",  # not http
+    ],
+)
+def test_probe_url_errors_hide_the_url_secrets(url: str) -> None:
+    from wedguard.sources import HttpProbe
+
+    with pytest.raises(ConfigError, match="url") as caught:
+        HttpProbe(url)
+    assert_clean([str(caught.value)], "a probe's ConfigError")

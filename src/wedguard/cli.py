@@ -1192,7 +1192,8 @@ def _describe(exc: BaseException) -> str:
         return "terminated"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    return str(exc) or type(exc).__name__
+    # the last net: a message that quotes a URL, a DSN or name=value shows no password
+    return redact_text(str(exc)) or type(exc).__name__
 
 
 def _fail(code: int, exc: BaseException, debug: bool) -> int:

@@ -94,6 +94,10 @@ _URL: Final = re.compile(
 )
 # a URL inside free text: up to whitespace or a quote
 _URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+# user:password@ after a scheme, also where a path normalisation collapsed "//" to "/"
+_USERINFO_IN_TEXT: Final = re.compile(
+    r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]*:/{1,2})(?P<user>[^\s/@:'\"]*):[^\s/@'\"]+@"
+)
 # name=value (libpq DSNs, env assignments, query strings, log lines)
 _PAIR: Final = re.compile(
     r"(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>\s*=\s*)"
@@ -243,6 +247,7 @@ def _hide_pair(match: re.Match[str]) -> str:
 
 def _scrub(text: str) -> str:
     """Hide the patterns: URLs, sensitive ``name=value`` pairs, credential headers."""
+    text = _USERINFO_IN_TEXT.sub(lambda m: f"{m['pre']}{m['user']}:{MASK}@", text)
     text = _URL_IN_TEXT.sub(lambda m: redact_url(m[0]), text)
     text = _PAIR.sub(_hide_pair, text)
     text = _HEADER.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text)

@@ -81,6 +81,8 @@ def resolve_secret(
     if value is not None and env is not None:
         raise ConfigError(field, "***", f"either {field} or {env_field}, not both")
     if isinstance(value, Secret):
+        if not isinstance(value.reveal(), str) or not value.reveal():
+            raise ConfigError(field, "***", "a non-empty secret")
         return value
     if value is not None:
         if not isinstance(value, str) or not value:

@@ -57,7 +57,11 @@ SecretLike: TypeAlias = "str | bytes | Secret"
 def _key(secret: str | bytes | bytearray | Secret) -> bytes:
     if isinstance(secret, (bytes, bytearray)):
         return bytes(secret)
-    text = secret.reveal() if isinstance(secret, Secret) else secret
+    text: object = secret.reveal() if isinstance(secret, Secret) else secret
+    if isinstance(text, (bytes, bytearray)):
+        return bytes(text)
+    if not isinstance(text, str):
+        return b""  # refused by signing_keys as no usable key
     if text.startswith("whsec_"):
         try:
             return base64.b64decode(text[len("whsec_") :], validate=True)
@@ -89,7 +93,7 @@ def signing_keys(
         if not items:
             raise ConfigError(field, "[]", "at least one signing secret")
     else:
-        shown = "***" if secret is not None else None
+        shown = None if secret is None else type(secret).__name__
         raise ConfigError(field, shown, "a signing secret (str, bytes or Secret) or a list of them")
     keys = []
     for item in items:

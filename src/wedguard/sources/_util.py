@@ -13,6 +13,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from wedguard.errors import ConfigError
+from wedguard.redact import redact_url
 
 __all__ = ["TimedCall", "counter_delta", "http_request", "own_cgroup", "percentile"]
 
@@ -158,13 +159,18 @@ def http_request(
 
 
 def check_url(url: object, field: str = "url") -> str:
+    """``url`` when it is an http(s) URL with a host and a valid port; the
+    :class:`ConfigError` shows it with its secrets hidden (:func:`~wedguard.redact.redact_url`)."""
     if not isinstance(url, str):
         raise ConfigError(field, url, "an http:// or https:// URL")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(field, redact_url(url), "an http:// or https:// URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(field, url, "an http:// or https:// URL")
+        raise ConfigError(field, redact_url(url), "an http:// or https:// URL")
     try:
         parts.port  # noqa: B018 - validates the port
     except ValueError:
-        raise ConfigError(field, url, "a URL with a valid port") from None
+        raise ConfigError(field, redact_url(url), "a URL with a valid port") from None
     return url

@@ -6,6 +6,7 @@ import ssl
 from collections.abc import Container, Mapping
 
 from wedguard.errors import ConfigError
+from wedguard.redact import redact_url
 from wedguard.sources._util import (
     TimedCall,
     check_quantile,
@@ -130,6 +131,6 @@ class HttpProbe:
 
     def __repr__(self) -> str:
         return (
-            f"HttpProbe({self.url!r}, timeout={self.timeout:g}, method={self.method!r}, "
+            f"HttpProbe({redact_url(self.url)!r}, timeout={self.timeout:g}, method={self.method!r}, "
             f"metric={self.metric!r}, burst={self.burst})"
         )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from wedguard.errors import ConfigError
+from wedguard.redact import redact_url
 from wedguard.sources._util import (
     TimedCall,
     check_quantile,
@@ -216,7 +217,8 @@ class ServiceLatencySource:
         context: ssl.SSLContext | None = None,
     ) -> None:
         if (url is None) == (callback is None):
-            raise ConfigError("url", url, "exactly one of url or callback")
+            shown = redact_url(url) if isinstance(url, str) else url
+            raise ConfigError("url", shown, "exactly one of url or callback")
         if url is not None:
             check_url(url)
         if callback is not None and not callable(callback):
@@ -320,7 +322,7 @@ class ServiceLatencySource:
         return out
 
     def __repr__(self) -> str:
-        where = repr(self.url) if self.url is not None else "callback"
+        where = repr(redact_url(self.url)) if self.url is not None else "callback"
         return (
             f"ServiceLatencySource({where}, histogram={self.histogram!r}, metric={self.metric!r})"
         )
