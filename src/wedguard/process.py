@@ -16,9 +16,11 @@ loops. :func:`run_guarded` (``guard.run``) starts one under the guard:
   by ``io_rate``. At PEAK its CPU time is capped the same way (``cpu_share``);
 * it is **never left stopped**: it is resumed in ``finally``, at interpreter exit and
   when the guarding process receives a termination signal (SIGTERM, SIGINT, SIGHUP,
-  SIGQUIT), which is then forwarded to the child's process group. Only a ``SIGKILL`` of
-  the guarding process cannot be covered from inside it: see the systemd unit in the
-  "Processes" guide;
+  SIGQUIT), which is then forwarded to the child's process group. What no code in the
+  guarding process can cover (a ``SIGKILL``, the OOM killer) a small watchdog process
+  covers: it sees the guard's end of a pipe close and resumes the child, or ends it
+  (``on_guard_death``; by default it ends a child that holds a slot shared by many
+  hosts, since that slot's lease lapses with the guard);
 * after ``max_pause`` (30 minutes) in one pause it alerts the guard's sinks and, with
   ``on_max_pause="abort"``, ends the child: a paused ``pg_dump`` holds its snapshot and
   locks, which hurts production more than the backup does.
@@ -231,6 +233,8 @@ class ProcessReport:
         notes: what the OS did not allow and other remarks, one line each.
         signals: the termination signals forwarded to it, by name.
         aborted: why the guard ended it (max pause, panic, timeout), or "".
+        on_guard_death: what the watchdog does to it if the guarding process dies:
+            ``"resume"``, ``"terminate"`` or ``"off"`` (no watchdog).
 
     .. versionadded:: 0.1.0
     """
@@ -253,6 +257,7 @@ class ProcessReport:
     notes: tuple[str, ...]
     signals: tuple[str, ...]
     aborted: str
+    on_guard_death: str = "off"
 
     @property
     def kind(self) -> str:
@@ -283,6 +288,7 @@ class ProcessReport:
             "notes": list(self.notes),
             "signals": list(self.signals),
             "aborted": self.aborted,
+            "on_guard_death": self.on_guard_death,
         }
 
     def __str__(self) -> str:
@@ -353,44 +359,184 @@ class _SignalFreezer:
         self.thaw()
 
 
-_WATCHDOG = r"""
-import os, signal, sys
-pgid, freeze = int(sys.argv[1]), sys.argv[2]
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-signal.signal(signal.SIGHUP, signal.SIG_IGN)
-if sys.stdin.buffer.read() != b"done":
-    if freeze:
+# The watchdog: a tiny interpreter (``python -I -S``) started before the child. It reads
+# from a pipe whose write end only the guarding process holds: "pid N" (the child's
+# process group), "cgroup PATH" (its freezer, if any), "done" (the guard ended normally:
+# exit quietly). End of file without "done" means the guarding process died, however it
+# died (SIGKILL, the OOM killer): the kernel closed the pipe. A parent that is no longer
+# the guard (a fork of the guard may hold the pipe open) is checked once a second.
+# Then it thaws the cgroup, sends SIGCONT to the group and to every descendant of it,
+# and with "terminate" also SIGTERM, then SIGKILL after the grace period.
+_WATCHDOG: Final = r"""
+import os, select, signal, sys, time
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    signal.signal(s, signal.SIG_IGN)
+mode, grace, guard = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+buf = b""
+while True:
+    ready = select.select([0], [], [], 1.0)[0]
+    if not ready:
+        if os.getppid() != guard:
+            break
+        continue
+    data = os.read(0, 4096)
+    if not data:
+        break
+    buf += data
+    if buf.endswith(b"done\n"):
+        sys.exit(0)
+lines = buf.decode("utf-8", "replace").splitlines()
+if "done" in lines:
+    sys.exit(0)
+pgid, cgroup = 0, ""
+for line in lines:
+    key, _, value = line.partition(" ")
+    if key == "pid":
+        pgid = int(value)
+    elif key == "cgroup":
+        cgroup = value
+if pgid <= 0:
+    sys.exit(0)
+
+def tree():
+    # the group's members and every descendant of them (some leave the group)
+    parents, members = {}, set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return members
+    for name in names:
+        if not name.isdigit():
+            continue
         try:
-            with open(freeze, "w") as f:
+            with open("/proc/" + name + "/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        pid = int(name)
+        if fields[0] == b"Z":
+            continue
+        parents[pid] = int(fields[1])
+        if int(fields[2]) == pgid:
+            members.add(pid)
+    grown = True
+    while grown:
+        grown = False
+        for pid, ppid in parents.items():
+            if ppid in members and pid not in members:
+                members.add(pid)
+                grown = True
+    return members
+
+def send(sig):
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass
+    for pid in tree():
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+def thaw():
+    if cgroup:
+        try:
+            with open(os.path.join(cgroup, "cgroup.freeze"), "w") as f:
                 f.write("0")
         except OSError:
             pass
+    send(signal.SIGCONT)
+
+def alive():
+    if tree():
+        return True
     try:
-        os.killpg(pgid, signal.SIGCONT)
+        os.killpg(pgid, 0)
+    except OSError:
+        return False
+    return not os.path.isdir("/proc")
+
+thaw()
+if mode == "terminate":
+    send(signal.SIGTERM)
+    send(signal.SIGCONT)
+    end = time.monotonic() + grace
+    while alive() and time.monotonic() < end:
+        time.sleep(0.02)
+    if alive():
+        send(signal.SIGKILL)
+if cgroup:
+    # give the child back to the guard's cgroup, so the empty one can go
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            pids = f.read().split()
+        for pid in pids:
+            with open(os.path.join(os.path.dirname(cgroup), "cgroup.procs"), "w") as f:
+                f.write(pid)
     except OSError:
         pass
+    for _ in range(50):
+        try:
+            os.rmdir(cgroup)
+            break
+        except FileNotFoundError:
+            break
+        except OSError:
+            time.sleep(0.02)
 """
 
+WATCHDOG_MODES: Final = ("resume", "terminate")
 
-def _start_watchdog(pgid: int, freeze_file: str) -> tuple[subprocess.Popen[bytes], int]:
-    """A helper that resumes the child if the guarding process dies, even by SIGKILL:
-    it waits for the end of a pipe only we hold open."""
-    r, w = os.pipe()
-    try:
-        helper = subprocess.Popen(
-            [sys.executable, "-I", "-c", _WATCHDOG, str(pgid), freeze_file],
-            stdin=r,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except BaseException:
+
+class _Watchdog:
+    """The guarding process's side of the watchdog: the helper and the pipe's write end.
+
+    Cost: one small interpreter per child (started with ``-I -S``: no site packages,
+    about 10 ms of CPU and 8-10 MB of memory), asleep in ``select`` with one wake-up a
+    second; nothing is left behind after :meth:`close`.
+    """
+
+    __slots__ = ("_w", "helper", "mode")
+
+    def __init__(self, mode: str, grace: float) -> None:
+        r, w = os.pipe()
+        try:
+            self.helper = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, mode, repr(grace), str(os.getpid())],
+                stdin=r,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(w)
+            raise
+        finally:
+            os.close(r)
+        self.mode = mode
+        self._w: int | None = w
+
+    def tell(self, line: str) -> None:
+        """Pass one line to the helper (``pid N``, ``cgroup PATH``)."""
+        if self._w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._w, (line + "\n").encode())
+
+    def close(self, timeout: float = 2.0) -> None:
+        """The guard ends normally: the helper exits without touching the child."""
+        w, self._w = self._w, None
+        if w is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(w, b"done\n")
         os.close(w)
-        raise
-    finally:
-        os.close(r)
-    return helper, w
+        try:
+            self.helper.wait(timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a helper that hangs
+            self.helper.kill()
+            self.helper.wait()
 
 
 class _CgroupFreezer:
@@ -544,6 +690,19 @@ def _guard_pause_cause(d: Decision) -> str | None:
     return None
 
 
+def _check_on_guard_death(value: object, watchdog: object) -> str:
+    """``on_guard_death`` checked against the older ``watchdog`` flag."""
+    if not isinstance(value, str) or value not in ("auto", *WATCHDOG_MODES, "off"):
+        raise ConfigError("on_guard_death", value, "'auto', 'resume', 'terminate' or 'off'")
+    if watchdog is not None and not isinstance(watchdog, bool):
+        raise ConfigError("watchdog", watchdog, "True, False or None")
+    if watchdog is False:
+        if value in WATCHDOG_MODES:
+            raise ConfigError("watchdog", watchdog, f"not False with on_guard_death={value!r}")
+        return "off"
+    return value
+
+
 def _check_seconds(field: str, value: object, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
@@ -583,9 +742,14 @@ class GuardedProcess:
         kill_grace: seconds between SIGTERM and SIGKILL when the child is ended.
         forward_signals: forward the guarding process's termination signals to the
             child (default True; needs the main thread).
-        watchdog: start a small helper process that resumes the child if the guarding
-            process dies without running its handlers (``SIGKILL``, the OOM killer):
-            it waits on a pipe only the guarding process holds open (default False).
+        on_guard_death: what happens to the child if the guarding process dies without
+            running its handlers (``SIGKILL``, the OOM killer): ``"resume"`` (it is
+            resumed and runs on), ``"terminate"`` (it is resumed and ended: SIGTERM,
+            SIGKILL after ``kill_grace``), ``"auto"`` (the default: ``"terminate"``
+            when the child holds a slot shared by many hosts, whose lease lapses with
+            the guard, else ``"resume"``) or ``"off"``. A small watchdog process does
+            it: it waits on a pipe only the guarding process holds open.
+        watchdog: ``False`` is ``on_guard_death="off"`` (kept for older code).
         session: take a guard session (a concurrency slot) for the child's life
             (default True): it counts toward ``max_concurrent`` and keeps the guard's
             sampler running.
@@ -617,7 +781,8 @@ class GuardedProcess:
         interval: float = 0.05,
         kill_grace: float | str = 5.0,
         forward_signals: bool = True,
-        watchdog: bool = False,
+        on_guard_death: Literal["auto", "resume", "terminate", "off"] = "auto",
+        watchdog: bool | None = None,
         session: bool = True,
         **popen: Any,
     ) -> None:
@@ -650,6 +815,7 @@ class GuardedProcess:
             raise ConfigError("interval", interval, "seconds in [0.01, 5]")
         grace = _check_seconds("kill_grace", kill_grace)
         assert grace is not None
+        death = _check_on_guard_death(on_guard_death, watchdog)
         for key in ("start_new_session", "preexec_fn", "process_group", "args"):
             if key in popen:
                 raise ConfigError(key, popen[key], "not set: wedguard starts the child itself")
@@ -689,9 +855,22 @@ class GuardedProcess:
         self._applied_nice: int | None = None
         self._applied_ionice: str | None = None
 
+        if death == "auto":
+            shared = session and getattr(guard, "_fleet_slots", None) is not None
+            death = "terminate" if shared else "resume"
+        self.on_guard_death: str = death
         if session:
             self._session = guard.session(self.name)
             self._session.__enter__()
+        # the watchdog starts first, so that it covers the child from its first instant
+        self._watchdog: _Watchdog | None = None
+        self._watchdog_started = False
+        if death != "off":
+            try:
+                self._watchdog = _Watchdog(death, grace)
+                self._watchdog_started = True
+            except OSError as exc:
+                self._note(f"no watchdog ({exc}): a SIGKILL of the guard would not be covered")
         try:
             self._started_at = datetime.now(timezone.utc)
             self._t0 = time.monotonic()
@@ -699,23 +878,19 @@ class GuardedProcess:
                 self._argv, start_new_session=True, **popen
             )
         except BaseException as exc:
+            self._stop_watchdog()
             self._end_session(exc)
             raise
         self.pid = self.popen.pid
+        if self._watchdog is not None:
+            self._watchdog.tell(f"pid {self.pid}")
         self._freezer: _SignalFreezer | _CgroupFreezer = self._make_freezer(freeze)
+        if self._watchdog is not None and isinstance(self._freezer, _CgroupFreezer):
+            self._watchdog.tell(f"cgroup {os.fspath(self._freezer.path)}")
         self._lower_priority()
         self._procs: dict[int, psutil.Process] = {}
         self._last_tree = 0.0
         self._bases: dict[str, float] = {}
-        self._watchdog: tuple[subprocess.Popen[bytes], int] | None = None
-        if watchdog:
-            freeze_file = ""
-            if isinstance(self._freezer, _CgroupFreezer):
-                freeze_file = os.fspath(self._freezer.path / "cgroup.freeze")
-            try:
-                self._watchdog = _start_watchdog(self.pid, freeze_file)
-            except OSError as exc:
-                self._note(f"no watchdog: {exc}")
         _register(self)
         self._step()  # a paused guard stops the child before it gets going
         self._monitor = threading.Thread(
@@ -737,6 +912,7 @@ class GuardedProcess:
             except OSError as exc:
                 if mode == "cgroup":
                     self._kill_now()
+                    self._stop_watchdog()
                     self._end_session(None)
                     raise ConfigError("freeze", mode, f"a cgroup v2 freezer ({exc})") from exc
                 self._note(f"cgroup freezer unavailable ({exc}); pausing with SIGSTOP/SIGCONT")
@@ -1016,12 +1192,7 @@ class GuardedProcess:
     def _stop_watchdog(self) -> None:
         dog, self._watchdog = self._watchdog, None
         if dog is not None:
-            helper, w = dog
-            with contextlib.suppress(OSError):
-                os.write(w, b"done")
-            os.close(w)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                helper.wait(2.0)
+            dog.close()
 
     # -- Popen-like surface ----------------------------------------------------------------
 
@@ -1074,6 +1245,7 @@ class GuardedProcess:
                 notes=tuple(self._notes),
                 signals=tuple(self._signals),
                 aborted=self._aborted,
+                on_guard_death=self.on_guard_death if self._watchdog_started else "off",
             )
 
     def reasons(self) -> tuple[str, ...]:
@@ -1151,7 +1323,8 @@ def run_guarded(
     """Run ``argv`` under ``guard`` and wait for it, as :func:`subprocess.run` does.
 
     Keyword arguments are those of :class:`GuardedProcess` (``name``, ``nice``,
-    ``io_rate``, ``cpu_share``, ``max_pause``, ``on_max_pause``...) and of
+    ``io_rate``, ``cpu_share``, ``max_pause``, ``on_max_pause``, ``on_guard_death``...)
+    and of
     :class:`subprocess.Popen` (``stdout``, ``stderr``, ``cwd``, ``env``, ``text``...).
 
     Returns:
