@@ -87,6 +87,7 @@ __all__ = [
     "GuardedProcess",
     "ProcessReport",
     "children_of",
+    "descendant_pids",
     "pipe_guarded",
     "pipe_main",
     "run_guarded",
@@ -325,8 +326,57 @@ class GuardedCompletedProcess(subprocess.CompletedProcess[Any]):
 # -- how a child is paused ------------------------------------------------------------------
 
 
+def _has_children_files() -> bool:
+    try:
+        return os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return False
+
+
+_CHILDREN_FILES: Final = _has_children_files()
+"""Linux's ``/proc/<pid>/task/<tid>/children``: a process's children without reading
+every process on the machine (which psutil does, a few milliseconds with 100 processes
+and tens with a thousand)."""
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """The pids of the live descendants of ``pid``, parents before their children
+    (empty when it is gone). Reads only the tree's own ``/proc`` files where Linux has
+    them, else asks psutil."""
+    if not _CHILDREN_FILES:
+        return [c.pid for c in children_of(pid)]
+    out: list[int] = []
+    todo = [pid]
+    seen = {pid}
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            for word in data.split():
+                child = int(word)
+                if child not in seen:
+                    seen.add(child)
+                    out.append(child)
+                    todo.append(child)
+    return out
+
+
 def children_of(pid: int) -> list[psutil.Process]:
     """The live descendants of ``pid`` (empty when it is gone)."""
+    if _CHILDREN_FILES:
+        procs = []
+        for child in descendant_pids(pid):
+            with contextlib.suppress(psutil.Error, OSError):
+                procs.append(psutil.Process(child))
+        return procs
     try:
         return psutil.Process(pid).children(recursive=True)
     except (psutil.Error, OSError):
@@ -340,14 +390,22 @@ class _SignalFreezer:
 
     def __init__(self, pid: int) -> None:
         self._pid = pid
+        # descendants outside the group that were stopped: resumed even if they have
+        # been reparented since (they are then no longer descendants)
+        self._outside: set[int] = set()
 
     def _send(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pid, sig)
-        for child in children_of(self._pid):
-            with contextlib.suppress(psutil.Error, OSError):
-                if os.getpgid(child.pid) != self._pid:
-                    child.send_signal(sig)
+        outside = set(self._outside)
+        for child in descendant_pids(self._pid):
+            with contextlib.suppress(OSError):
+                if os.getpgid(child) != self._pid:
+                    outside.add(child)
+        for child in outside:
+            with contextlib.suppress(OSError):
+                os.kill(child, sig)
+        self._outside = outside if sig == signal.SIGSTOP else set()
 
     def freeze(self) -> None:
         self._send(signal.SIGSTOP)
@@ -678,6 +736,10 @@ def guarded_children(guard: Guard) -> list[GuardedProcess]:
 
 
 _CAUSE_ORDER: Final = ("stop", "calendar", "impact", "cpu", "rate")
+_DUTY_PERIOD: Final = 0.2
+"""Seconds' worth of budget a child stopped for its rate (or CPU share) gets before it
+runs again: it then runs and stops a few times a second (see ``_resume_credit``)."""
+_MAX_STOPPED_TICK: Final = 0.5
 
 
 def _guard_pause_cause(d: Decision) -> str | None:
@@ -843,11 +905,11 @@ class GuardedProcess:
         self._io_used = 0.0
         self._cpu_used = 0.0
         self._counter = "chars"
-        self._io = DutyCycle(_INF, burst_seconds=0.1)
+        self._io = DutyCycle(_INF, burst_seconds=_DUTY_PERIOD * 1.25)
         self._speed = 0.0
         self._last_step = 0.0
         self._last_cpu = -_INF
-        self._cpu = DutyCycle(_INF, burst_seconds=0.2)
+        self._cpu = DutyCycle(_INF, burst_seconds=_DUTY_PERIOD * 1.25)
         self._ncpu = os.cpu_count() or 1
         self._done = threading.Event()
         self._closed = threading.Event()
@@ -947,8 +1009,13 @@ class GuardedProcess:
             try:
                 root = procs.get(self.pid) or psutil.Process(self.pid)
                 fresh = {self.pid: root}
-                for c in root.children(recursive=True):
-                    fresh[c.pid] = procs.get(c.pid, c)
+                for pid in descendant_pids(self.pid):
+                    known = procs.get(pid)
+                    if known is None:
+                        with contextlib.suppress(psutil.Error, OSError):
+                            known = psutil.Process(pid)
+                    if known is not None:
+                        fresh[pid] = known
                 self._procs = fresh
             except (psutil.Error, OSError):
                 pass
@@ -1010,14 +1077,14 @@ class GuardedProcess:
             rate = min(d.rate, self._io_cap)
             if rate != self._io.rate:
                 self._io.set_rate(rate if rate > 0 else _INF)
-            wait_io = self._io.update(now, self._io_used)
+            wait_io = self._resume_credit(self._io, "rate", self._io.update(now, self._io_used))
             share = d.cpu_share
             if share is None and d.level >= Level.PEAK:
                 share = self._cpu_share
             cpu_rate = _INF if share is None else share * self._ncpu
             if cpu_rate != self._cpu.rate:
                 self._cpu.set_rate(cpu_rate)
-            wait_cpu = self._cpu.update(now, self._cpu_used)
+            wait_cpu = self._resume_credit(self._cpu, "cpu", self._cpu.update(now, self._cpu_used))
             cause = _guard_pause_cause(d)
             wait = 0.0
             if cause is None and wait_cpu > 0:
@@ -1030,12 +1097,24 @@ class GuardedProcess:
             limiting = cause is not None or rate < _INF or cpu_rate < _INF
             tick = self._interval if limiting else self._interval * 5
             if cause in ("rate", "cpu"):
-                tick = min(max(wait, 0.002), tick)
+                # stopped for a known time: nothing to read until then (a new decision
+                # wakes the monitor sooner)
+                tick = min(max(wait, 0.002), _MAX_STOPPED_TICK)
             elif cause is None and rate < _INF:
                 # run until the credit is likely spent, then look again
                 spend = self._io.tokens / self._speed if self._speed > 0 else self._interval / 5
                 tick = min(max(spend, 0.002), tick)
             return tick
+
+    def _resume_credit(self, cycle: DutyCycle, cause: str, wait: float) -> float:
+        """Hysteresis: a child stopped for its budget stays stopped until it has
+        ``_DUTY_PERIOD`` seconds' worth of credit, so that it runs and stops a few times
+        a second instead of at every reading (each stop and resume costs the guarding
+        process signals and readings; the long-run rate is the same)."""
+        if wait > 0 or self._stopped_by != cause or not 0 < cycle.rate < _INF:
+            return wait
+        missing = cycle.rate * _DUTY_PERIOD - cycle.tokens
+        return missing / cycle.rate if missing > 1e-9 * cycle.rate else 0.0
 
     def _set_stopped(self, cause: str | None, now: float) -> None:
         """Stop or resume the child (lock held) and keep the pause books."""
