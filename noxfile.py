@@ -75,6 +75,8 @@ def bench(session: nox.Session) -> None:
         "history",
         "process",
         "distributed",
+        "pacing",
+        "guard_death",
     ]
     for name in names:
         script = f"benchmarks/{name}.py"
