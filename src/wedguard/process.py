@@ -818,6 +818,10 @@ class GuardedProcess:
         **popen: passed to :class:`subprocess.Popen` (``stdin``, ``stdout``,
             ``stderr``, ``cwd``, ``env``, ``text``...).
 
+    Attributes:
+        on_guard_death: what the watchdog does if the guarding process dies
+            (``"resume"``, ``"terminate"`` or ``"off"``; ``"auto"`` resolved).
+
     Example::
 
         with GuardedProcess(guard, ["pg_dump", "-Fc", "-f", "db.dump", "app"]) as child:
