@@ -76,6 +76,8 @@ def bench(session: nox.Session) -> None:
         "process",
         "distributed",
         "postgres",
+        "pacing",
+        "guard_death",
     ]
     for name in names:
         script = f"benchmarks/{name}.py"

@@ -551,7 +551,7 @@ def test_watchdog_ends_quietly_with_the_child(writer: Path) -> None:
         [sys.executable, str(writer), "3"], stdout=subprocess.DEVNULL, watchdog=True
     ) as child:
         assert child._watchdog is not None
-        helper = child._watchdog[0]
+        helper = child._watchdog.helper
         child.wait(10)
     assert helper.returncode == 0
     assert child._watchdog is None

@@ -601,7 +601,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         guard = built.guard
         with _StatusFile(guard, "run " + " ".join(redact_argv(argv))):
             try:
-                done = guard.run(argv, name=os.path.basename(argv[0]))
+                death = args.on_guard_death or config.run.on_guard_death
+                done = guard.run(argv, name=os.path.basename(argv[0]), on_guard_death=death)
             except (FileNotFoundError, PermissionError) as exc:
                 shown = redact_arg(argv[0])
                 raise UsageError(f"cannot run {shown!r}: {exc.strerror or exc}") from None
@@ -1089,6 +1090,14 @@ def _parser() -> argparse.ArgumentParser:
     config_opt(p)
     p.add_argument("--rate", help="the rate budget (overrides guard.rate)")
     p.add_argument("--report", action="store_true", help="print the child's report on stderr")
+    p.add_argument(
+        "--on-guard-death",
+        choices=("auto", "resume", "terminate", "off"),
+        default=None,
+        help="if this process is killed (even by SIGKILL), a watchdog resumes the command "
+        "(resume), ends it (terminate), or nothing is done (off); default: run.on_guard_death "
+        "of the configuration, else auto (terminate with a Redis slot, else resume)",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     p.set_defaults(func=cmd_run)
 

@@ -82,6 +82,7 @@ __all__ = [
     "Built",
     "Config",
     "GuardSettings",
+    "RunSettings",
     "SinkSpec",
     "SourceSpec",
     "load",
@@ -102,6 +103,7 @@ _SECTIONS = (
     "history",
     "breaker",
     "redis",
+    "run",
 )
 _SEVERITIES = {s.name.lower(): s for s in Severity}
 
@@ -270,6 +272,29 @@ class GuardSettings:
     control_socket: str | None = None
     nice: int = 0
     ionice: bool = False
+
+
+@attrs.frozen(slots=True)
+class RunSettings:
+    """The ``[run]`` table: commands run under the guard (``wedguard run``).
+
+    Attributes:
+        on_guard_death: what a watchdog does to the command if the guarding process
+            dies, even by ``SIGKILL``: ``"resume"`` it, ``"terminate"`` it, ``"off"``
+            (no watchdog), or ``"auto"`` (terminate when it holds a Redis slot, whose
+            lease lapses with the guard; else resume).
+    """
+
+    on_guard_death: str = "auto"
+
+
+def _on_guard_death(ctx: _Ctx, value: object, path: str) -> str:
+    if value not in ("auto", "resume", "terminate", "off"):
+        raise ctx.error(path, value, "'auto', 'resume', 'terminate' or 'off'")
+    return str(value)
+
+
+_RUN_SCHEMA: dict[str, Check] = {"on_guard_death": _on_guard_death}
 
 
 @attrs.frozen(slots=True)
@@ -1087,6 +1112,7 @@ class Config:
         history: the ``[history]`` settings, or None.
         breaker: the circuit breaker's settings.
         redis: the ``[redis]`` settings (many hosts, one budget), or None.
+        run: the ``[run]`` settings (commands run under the guard).
         sinks_given: False when the file has no ``sinks`` (the logging sink is then
             the default, which the command line leaves out: it shows events itself).
 
@@ -1111,6 +1137,7 @@ class Config:
     breaker: Mapping[str, Any]
     redis: Mapping[str, Any] | None = None
     sinks_given: bool = True
+    run: RunSettings = RunSettings()
 
     @classmethod
     def from_dict(
@@ -1177,6 +1204,9 @@ class Config:
             breaker=breaker,
             redis=redis,
             sinks_given="sinks" in data,
+            run=RunSettings(
+                **_take(ctx, _table(ctx, data.get("run", {}), "run"), "run", _RUN_SCHEMA)
+            ),
         )
 
     # -- building the guard ---------------------------------------------------------------
@@ -1399,6 +1429,7 @@ class Config:
         }
         if self.redis is not None:
             out["redis"] = _redacted(self.redis)
+        out["run"] = {"on_guard_death": self.run.on_guard_death}
         if self.history is not None:
             out["history"] = {
                 k: format_duration(v) if isinstance(v, float) else v

@@ -16,9 +16,11 @@ loops. :func:`run_guarded` (``guard.run``) starts one under the guard:
   by ``io_rate``. At PEAK its CPU time is capped the same way (``cpu_share``);
 * it is **never left stopped**: it is resumed in ``finally``, at interpreter exit and
   when the guarding process receives a termination signal (SIGTERM, SIGINT, SIGHUP,
-  SIGQUIT), which is then forwarded to the child's process group. Only a ``SIGKILL`` of
-  the guarding process cannot be covered from inside it: see the systemd unit in the
-  "Processes" guide;
+  SIGQUIT), which is then forwarded to the child's process group. What no code in the
+  guarding process can cover (a ``SIGKILL``, the OOM killer) a small watchdog process
+  covers: it sees the guard's end of a pipe close and resumes the child, or ends it
+  (``on_guard_death``; by default it ends a child that holds a slot shared by many
+  hosts, since that slot's lease lapses with the guard);
 * after ``max_pause`` (30 minutes) in one pause it alerts the guard's sinks and, with
   ``on_max_pause="abort"``, ends the child: a paused ``pg_dump`` holds its snapshot and
   locks, which hurts production more than the backup does.
@@ -86,6 +88,7 @@ __all__ = [
     "GuardedProcess",
     "ProcessReport",
     "children_of",
+    "descendant_pids",
     "pipe_guarded",
     "pipe_main",
     "run_guarded",
@@ -233,6 +236,8 @@ class ProcessReport:
         notes: what the OS did not allow and other remarks, one line each.
         signals: the termination signals forwarded to it, by name.
         aborted: why the guard ended it (max pause, panic, timeout), or "".
+        on_guard_death: what the watchdog does to it if the guarding process dies:
+            ``"resume"``, ``"terminate"`` or ``"off"`` (no watchdog).
 
     .. versionadded:: 0.1.0
     """
@@ -255,6 +260,7 @@ class ProcessReport:
     notes: tuple[str, ...]
     signals: tuple[str, ...]
     aborted: str
+    on_guard_death: str = "off"
 
     @property
     def kind(self) -> str:
@@ -285,6 +291,7 @@ class ProcessReport:
             "notes": list(self.notes),
             "signals": list(self.signals),
             "aborted": self.aborted,
+            "on_guard_death": self.on_guard_death,
         }
 
     def __str__(self) -> str:
@@ -335,8 +342,57 @@ class GuardedCompletedProcess(subprocess.CompletedProcess[Any]):
 # -- how a child is paused ------------------------------------------------------------------
 
 
+def _has_children_files() -> bool:
+    try:
+        return os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return False
+
+
+_CHILDREN_FILES: Final = _has_children_files()
+"""Linux's ``/proc/<pid>/task/<tid>/children``: a process's children without reading
+every process on the machine (which psutil does, a few milliseconds with 100 processes
+and tens with a thousand)."""
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """The pids of the live descendants of ``pid``, parents before their children
+    (empty when it is gone). Reads only the tree's own ``/proc`` files where Linux has
+    them, else asks psutil."""
+    if not _CHILDREN_FILES:
+        return [c.pid for c in children_of(pid)]
+    out: list[int] = []
+    todo = [pid]
+    seen = {pid}
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            for word in data.split():
+                child = int(word)
+                if child not in seen:
+                    seen.add(child)
+                    out.append(child)
+                    todo.append(child)
+    return out
+
+
 def children_of(pid: int) -> list[psutil.Process]:
     """The live descendants of ``pid`` (empty when it is gone)."""
+    if _CHILDREN_FILES:
+        procs = []
+        for child in descendant_pids(pid):
+            with contextlib.suppress(psutil.Error, OSError):
+                procs.append(psutil.Process(child))
+        return procs
     try:
         return psutil.Process(pid).children(recursive=True)
     except (psutil.Error, OSError):
@@ -350,14 +406,22 @@ class _SignalFreezer:
 
     def __init__(self, pid: int) -> None:
         self._pid = pid
+        # descendants outside the group that were stopped: resumed even if they have
+        # been reparented since (they are then no longer descendants)
+        self._outside: set[int] = set()
 
     def _send(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pid, sig)
-        for child in children_of(self._pid):
-            with contextlib.suppress(psutil.Error, OSError):
-                if os.getpgid(child.pid) != self._pid:
-                    child.send_signal(sig)
+        outside = set(self._outside)
+        for child in descendant_pids(self._pid):
+            with contextlib.suppress(OSError):
+                if os.getpgid(child) != self._pid:
+                    outside.add(child)
+        for child in outside:
+            with contextlib.suppress(OSError):
+                os.kill(child, sig)
+        self._outside = outside if sig == signal.SIGSTOP else set()
 
     def freeze(self) -> None:
         self._send(signal.SIGSTOP)
@@ -369,44 +433,184 @@ class _SignalFreezer:
         self.thaw()
 
 
-_WATCHDOG = r"""
-import os, signal, sys
-pgid, freeze = int(sys.argv[1]), sys.argv[2]
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-signal.signal(signal.SIGHUP, signal.SIG_IGN)
-if sys.stdin.buffer.read() != b"done":
-    if freeze:
+# The watchdog: a tiny interpreter (``python -I -S``) started before the child. It reads
+# from a pipe whose write end only the guarding process holds: "pid N" (the child's
+# process group), "cgroup PATH" (its freezer, if any), "done" (the guard ended normally:
+# exit quietly). End of file without "done" means the guarding process died, however it
+# died (SIGKILL, the OOM killer): the kernel closed the pipe. A parent that is no longer
+# the guard (a fork of the guard may hold the pipe open) is checked once a second.
+# Then it thaws the cgroup, sends SIGCONT to the group and to every descendant of it,
+# and with "terminate" also SIGTERM, then SIGKILL after the grace period.
+_WATCHDOG: Final = r"""
+import os, select, signal, sys, time
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    signal.signal(s, signal.SIG_IGN)
+mode, grace, guard = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+buf = b""
+while True:
+    ready = select.select([0], [], [], 1.0)[0]
+    if not ready:
+        if os.getppid() != guard:
+            break
+        continue
+    data = os.read(0, 4096)
+    if not data:
+        break
+    buf += data
+    if buf.endswith(b"done\n"):
+        sys.exit(0)
+lines = buf.decode("utf-8", "replace").splitlines()
+if "done" in lines:
+    sys.exit(0)
+pgid, cgroup = 0, ""
+for line in lines:
+    key, _, value = line.partition(" ")
+    if key == "pid":
+        pgid = int(value)
+    elif key == "cgroup":
+        cgroup = value
+if pgid <= 0:
+    sys.exit(0)
+
+def tree():
+    # the group's members and every descendant of them (some leave the group)
+    parents, members = {}, set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return members
+    for name in names:
+        if not name.isdigit():
+            continue
         try:
-            with open(freeze, "w") as f:
+            with open("/proc/" + name + "/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        pid = int(name)
+        if fields[0] == b"Z":
+            continue
+        parents[pid] = int(fields[1])
+        if int(fields[2]) == pgid:
+            members.add(pid)
+    grown = True
+    while grown:
+        grown = False
+        for pid, ppid in parents.items():
+            if ppid in members and pid not in members:
+                members.add(pid)
+                grown = True
+    return members
+
+def send(sig):
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass
+    for pid in tree():
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+def thaw():
+    if cgroup:
+        try:
+            with open(os.path.join(cgroup, "cgroup.freeze"), "w") as f:
                 f.write("0")
         except OSError:
             pass
+    send(signal.SIGCONT)
+
+def alive():
+    if tree():
+        return True
     try:
-        os.killpg(pgid, signal.SIGCONT)
+        os.killpg(pgid, 0)
+    except OSError:
+        return False
+    return not os.path.isdir("/proc")
+
+thaw()
+if mode == "terminate":
+    send(signal.SIGTERM)
+    send(signal.SIGCONT)
+    end = time.monotonic() + grace
+    while alive() and time.monotonic() < end:
+        time.sleep(0.02)
+    if alive():
+        send(signal.SIGKILL)
+if cgroup:
+    # give the child back to the guard's cgroup, so the empty one can go
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            pids = f.read().split()
+        for pid in pids:
+            with open(os.path.join(os.path.dirname(cgroup), "cgroup.procs"), "w") as f:
+                f.write(pid)
     except OSError:
         pass
+    for _ in range(50):
+        try:
+            os.rmdir(cgroup)
+            break
+        except FileNotFoundError:
+            break
+        except OSError:
+            time.sleep(0.02)
 """
 
+WATCHDOG_MODES: Final = ("resume", "terminate")
 
-def _start_watchdog(pgid: int, freeze_file: str) -> tuple[subprocess.Popen[bytes], int]:
-    """A helper that resumes the child if the guarding process dies, even by SIGKILL:
-    it waits for the end of a pipe only we hold open."""
-    r, w = os.pipe()
-    try:
-        helper = subprocess.Popen(
-            [sys.executable, "-I", "-c", _WATCHDOG, str(pgid), freeze_file],
-            stdin=r,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except BaseException:
+
+class _Watchdog:
+    """The guarding process's side of the watchdog: the helper and the pipe's write end.
+
+    Cost: one small interpreter per child (started with ``-I -S``: no site packages,
+    about 10 ms of CPU and 8-10 MB of memory), asleep in ``select`` with one wake-up a
+    second; nothing is left behind after :meth:`close`.
+    """
+
+    __slots__ = ("_w", "helper", "mode")
+
+    def __init__(self, mode: str, grace: float) -> None:
+        r, w = os.pipe()
+        try:
+            self.helper = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, mode, repr(grace), str(os.getpid())],
+                stdin=r,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(w)
+            raise
+        finally:
+            os.close(r)
+        self.mode = mode
+        self._w: int | None = w
+
+    def tell(self, line: str) -> None:
+        """Pass one line to the helper (``pid N``, ``cgroup PATH``)."""
+        if self._w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._w, (line + "\n").encode())
+
+    def close(self, timeout: float = 2.0) -> None:
+        """The guard ends normally: the helper exits without touching the child."""
+        w, self._w = self._w, None
+        if w is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(w, b"done\n")
         os.close(w)
-        raise
-    finally:
-        os.close(r)
-    return helper, w
+        try:
+            self.helper.wait(timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a helper that hangs
+            self.helper.kill()
+            self.helper.wait()
 
 
 class _CgroupFreezer:
@@ -548,6 +752,10 @@ def guarded_children(guard: Guard) -> list[GuardedProcess]:
 
 
 _CAUSE_ORDER: Final = ("stop", "calendar", "impact", "cpu", "rate")
+_DUTY_PERIOD: Final = 0.2
+"""Seconds' worth of budget a child stopped for its rate (or CPU share) gets before it
+runs again: it then runs and stops a few times a second (see ``_resume_credit``)."""
+_MAX_STOPPED_TICK: Final = 0.5
 
 
 def _guard_pause_cause(d: Decision) -> str | None:
@@ -558,6 +766,19 @@ def _guard_pause_cause(d: Decision) -> str | None:
     if d.verdict is Verdict.HALT or d.rate <= 0:
         return "impact" if d.verdict is not Verdict.OK else "calendar"
     return None
+
+
+def _check_on_guard_death(value: object, watchdog: object) -> str:
+    """``on_guard_death`` checked against the older ``watchdog`` flag."""
+    if not isinstance(value, str) or value not in ("auto", *WATCHDOG_MODES, "off"):
+        raise ConfigError("on_guard_death", value, "'auto', 'resume', 'terminate' or 'off'")
+    if watchdog is not None and not isinstance(watchdog, bool):
+        raise ConfigError("watchdog", watchdog, "True, False or None")
+    if watchdog is False:
+        if value in WATCHDOG_MODES:
+            raise ConfigError("watchdog", watchdog, f"not False with on_guard_death={value!r}")
+        return "off"
+    return value
 
 
 def _check_seconds(field: str, value: object, *, allow_none: bool = False) -> float | None:
@@ -599,14 +820,23 @@ class GuardedProcess:
         kill_grace: seconds between SIGTERM and SIGKILL when the child is ended.
         forward_signals: forward the guarding process's termination signals to the
             child (default True; needs the main thread).
-        watchdog: start a small helper process that resumes the child if the guarding
-            process dies without running its handlers (``SIGKILL``, the OOM killer):
-            it waits on a pipe only the guarding process holds open (default False).
+        on_guard_death: what happens to the child if the guarding process dies without
+            running its handlers (``SIGKILL``, the OOM killer): ``"resume"`` (it is
+            resumed and runs on), ``"terminate"`` (it is resumed and ended: SIGTERM,
+            SIGKILL after ``kill_grace``), ``"auto"`` (the default: ``"terminate"``
+            when the child holds a slot shared by many hosts, whose lease lapses with
+            the guard, else ``"resume"``) or ``"off"``. A small watchdog process does
+            it: it waits on a pipe only the guarding process holds open.
+        watchdog: ``False`` is ``on_guard_death="off"`` (kept for older code).
         session: take a guard session (a concurrency slot) for the child's life
             (default True): it counts toward ``max_concurrent`` and keeps the guard's
             sampler running.
         **popen: passed to :class:`subprocess.Popen` (``stdin``, ``stdout``,
             ``stderr``, ``cwd``, ``env``, ``text``...).
+
+    Attributes:
+        on_guard_death: what the watchdog does if the guarding process dies
+            (``"resume"``, ``"terminate"`` or ``"off"``; ``"auto"`` resolved).
 
     Example::
 
@@ -633,7 +863,8 @@ class GuardedProcess:
         interval: float = 0.05,
         kill_grace: float | str = 5.0,
         forward_signals: bool = True,
-        watchdog: bool = False,
+        on_guard_death: Literal["auto", "resume", "terminate", "off"] = "auto",
+        watchdog: bool | None = None,
         session: bool = True,
         **popen: Any,
     ) -> None:
@@ -667,6 +898,7 @@ class GuardedProcess:
             raise ConfigError("interval", interval, "seconds in [0.01, 5]")
         grace = _check_seconds("kill_grace", kill_grace)
         assert grace is not None
+        death = _check_on_guard_death(on_guard_death, watchdog)
         for key in ("start_new_session", "preexec_fn", "process_group", "args"):
             if key in popen:
                 raise ConfigError(key, popen[key], "not set: wedguard starts the child itself")
@@ -694,11 +926,11 @@ class GuardedProcess:
         self._io_used = 0.0
         self._cpu_used = 0.0
         self._counter = "chars"
-        self._io = DutyCycle(_INF, burst_seconds=0.1)
+        self._io = DutyCycle(_INF, burst_seconds=_DUTY_PERIOD * 1.25)
         self._speed = 0.0
         self._last_step = 0.0
         self._last_cpu = -_INF
-        self._cpu = DutyCycle(_INF, burst_seconds=0.2)
+        self._cpu = DutyCycle(_INF, burst_seconds=_DUTY_PERIOD * 1.25)
         self._ncpu = os.cpu_count() or 1
         self._done = threading.Event()
         self._closed = threading.Event()
@@ -706,9 +938,22 @@ class GuardedProcess:
         self._applied_nice: int | None = None
         self._applied_ionice: str | None = None
 
+        if death == "auto":
+            shared = session and getattr(guard, "_fleet_slots", None) is not None
+            death = "terminate" if shared else "resume"
+        self.on_guard_death: str = death
         if session:
             self._session = guard.session(self.name)
             self._session.__enter__()
+        # the watchdog starts first, so that it covers the child from its first instant
+        self._watchdog: _Watchdog | None = None
+        self._watchdog_started = False
+        if death != "off":
+            try:
+                self._watchdog = _Watchdog(death, grace)
+                self._watchdog_started = True
+            except OSError as exc:
+                self._note(f"no watchdog ({exc}): a SIGKILL of the guard would not be covered")
         try:
             self._started_at = datetime.now(timezone.utc)
             self._t0 = time.monotonic()
@@ -716,23 +961,19 @@ class GuardedProcess:
                 self._argv, start_new_session=True, **popen
             )
         except BaseException as exc:
+            self._stop_watchdog()
             self._end_session(exc)
             raise
         self.pid = self.popen.pid
+        if self._watchdog is not None:
+            self._watchdog.tell(f"pid {self.pid}")
         self._freezer: _SignalFreezer | _CgroupFreezer = self._make_freezer(freeze)
+        if self._watchdog is not None and isinstance(self._freezer, _CgroupFreezer):
+            self._watchdog.tell(f"cgroup {os.fspath(self._freezer.path)}")
         self._lower_priority()
         self._procs: dict[int, psutil.Process] = {}
         self._last_tree = 0.0
         self._bases: dict[str, float] = {}
-        self._watchdog: tuple[subprocess.Popen[bytes], int] | None = None
-        if watchdog:
-            freeze_file = ""
-            if isinstance(self._freezer, _CgroupFreezer):
-                freeze_file = os.fspath(self._freezer.path / "cgroup.freeze")
-            try:
-                self._watchdog = _start_watchdog(self.pid, freeze_file)
-            except OSError as exc:
-                self._note(f"no watchdog: {exc}")
         _register(self)
         self._step()  # a paused guard stops the child before it gets going
         self._monitor = threading.Thread(
@@ -754,6 +995,7 @@ class GuardedProcess:
             except OSError as exc:
                 if mode == "cgroup":
                     self._kill_now()
+                    self._stop_watchdog()
                     self._end_session(None)
                     raise ConfigError("freeze", mode, f"a cgroup v2 freezer ({exc})") from exc
                 self._note(f"cgroup freezer unavailable ({exc}); pausing with SIGSTOP/SIGCONT")
@@ -788,8 +1030,13 @@ class GuardedProcess:
             try:
                 root = procs.get(self.pid) or psutil.Process(self.pid)
                 fresh = {self.pid: root}
-                for c in root.children(recursive=True):
-                    fresh[c.pid] = procs.get(c.pid, c)
+                for pid in descendant_pids(self.pid):
+                    known = procs.get(pid)
+                    if known is None:
+                        with contextlib.suppress(psutil.Error, OSError):
+                            known = psutil.Process(pid)
+                    if known is not None:
+                        fresh[pid] = known
                 self._procs = fresh
             except (psutil.Error, OSError):
                 pass
@@ -851,14 +1098,14 @@ class GuardedProcess:
             rate = min(d.rate, self._io_cap)
             if rate != self._io.rate:
                 self._io.set_rate(rate if rate > 0 else _INF)
-            wait_io = self._io.update(now, self._io_used)
+            wait_io = self._resume_credit(self._io, "rate", self._io.update(now, self._io_used))
             share = d.cpu_share
             if share is None and d.level >= Level.PEAK:
                 share = self._cpu_share
             cpu_rate = _INF if share is None else share * self._ncpu
             if cpu_rate != self._cpu.rate:
                 self._cpu.set_rate(cpu_rate)
-            wait_cpu = self._cpu.update(now, self._cpu_used)
+            wait_cpu = self._resume_credit(self._cpu, "cpu", self._cpu.update(now, self._cpu_used))
             cause = _guard_pause_cause(d)
             wait = 0.0
             if cause is None and wait_cpu > 0:
@@ -871,12 +1118,24 @@ class GuardedProcess:
             limiting = cause is not None or rate < _INF or cpu_rate < _INF
             tick = self._interval if limiting else self._interval * 5
             if cause in ("rate", "cpu"):
-                tick = min(max(wait, 0.002), tick)
+                # stopped for a known time: nothing to read until then (a new decision
+                # wakes the monitor sooner)
+                tick = min(max(wait, 0.002), _MAX_STOPPED_TICK)
             elif cause is None and rate < _INF:
                 # run until the credit is likely spent, then look again
                 spend = self._io.tokens / self._speed if self._speed > 0 else self._interval / 5
                 tick = min(max(spend, 0.002), tick)
             return tick
+
+    def _resume_credit(self, cycle: DutyCycle, cause: str, wait: float) -> float:
+        """Hysteresis: a child stopped for its budget stays stopped until it has
+        ``_DUTY_PERIOD`` seconds' worth of credit, so that it runs and stops a few times
+        a second instead of at every reading (each stop and resume costs the guarding
+        process signals and readings; the long-run rate is the same)."""
+        if wait > 0 or self._stopped_by != cause or not 0 < cycle.rate < _INF:
+            return wait
+        missing = cycle.rate * _DUTY_PERIOD - cycle.tokens
+        return missing / cycle.rate if missing > 1e-9 * cycle.rate else 0.0
 
     def _set_stopped(self, cause: str | None, now: float) -> None:
         """Stop or resume the child (lock held) and keep the pause books."""
@@ -1033,12 +1292,7 @@ class GuardedProcess:
     def _stop_watchdog(self) -> None:
         dog, self._watchdog = self._watchdog, None
         if dog is not None:
-            helper, w = dog
-            with contextlib.suppress(OSError):
-                os.write(w, b"done")
-            os.close(w)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                helper.wait(2.0)
+            dog.close()
 
     # -- Popen-like surface ----------------------------------------------------------------
 
@@ -1091,6 +1345,7 @@ class GuardedProcess:
                 notes=tuple(self._notes),
                 signals=tuple(self._signals),
                 aborted=self._aborted,
+                on_guard_death=self.on_guard_death if self._watchdog_started else "off",
             )
 
     def reasons(self) -> tuple[str, ...]:
@@ -1168,7 +1423,8 @@ def run_guarded(
     """Run ``argv`` under ``guard`` and wait for it, as :func:`subprocess.run` does.
 
     Keyword arguments are those of :class:`GuardedProcess` (``name``, ``nice``,
-    ``io_rate``, ``cpu_share``, ``max_pause``, ``on_max_pause``...) and of
+    ``io_rate``, ``cpu_share``, ``max_pause``, ``on_max_pause``, ``on_guard_death``...)
+    and of
     :class:`subprocess.Popen` (``stdout``, ``stderr``, ``cwd``, ``env``, ``text``...).
 
     Returns:
