@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from wedguard.errors import ConfigError
+from wedguard.redact import redact_dsn
 from wedguard.sources._util import TimedCall, check_timeout
 
 __all__ = ["PostgresSource", "redact_dsn"]
@@ -23,8 +24,6 @@ __all__ = ["PostgresSource", "redact_dsn"]
 log = logging.getLogger("wedguard.sources.postgres")
 
 _MASK: Final = "***"
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 # pg_stat_database counters reported as per-second rates: column -> metric suffix
 _RATES: Final = (
@@ -56,32 +55,6 @@ _FIND_STATEMENTS: Final = (
     "SELECT n.nspname, e.extversion FROM pg_extension e "
     "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'"
 )
-
-
-def redact_dsn(dsn: str) -> str:
-    """``dsn`` with its password replaced by ``***``, for reprs, errors and logs.
-
-    Both forms libpq accepts are handled: URLs (``postgresql://user:pw@host/db``, and a
-    ``password=`` query parameter) and ``key=value`` strings.
-
-        >>> redact_dsn("postgresql://app:s3cret@db.example:5432/wed")
-        'postgresql://app:***@db.example:5432/wed'
-        >>> redact_dsn("host=db user=app password='s3 cret' dbname=wed")
-        'host=db user=app password=*** dbname=wed'
-        >>> redact_dsn("postgresql:///wed?host=/run/pg&password=s3cret")
-        'postgresql:///wed?host=/run/pg&password=***'
-    """
-    if "://" in dsn:
-        text = _URL_PASSWORD.sub(lambda m: m.group(1) + _MASK, dsn)
-        scheme, _, rest = text.partition("://")
-        netloc, sep, tail = rest.partition("/")
-        if "@" in netloc:
-            userinfo, _, hosts = netloc.rpartition("@")
-            if ":" in userinfo:
-                userinfo = userinfo.split(":", 1)[0] + ":" + _MASK
-            netloc = f"{userinfo}@{hosts}"
-        return f"{scheme}://{netloc}{sep}{tail}"
-    return _KV_PASSWORD.sub(lambda m: m.group(1) + _MASK, dsn)
 
 
 def _masked_invalid(dsn: str) -> str:
