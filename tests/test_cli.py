@@ -243,7 +243,8 @@ def test_an_interrupted_copy_stops_with_exit_3_and_resumes_where_it_was(
     """Stop a running copy with `wedguard stop`; see it in `status`; `resume`; the
     second run skips what the first finished and copies the rest."""
     src, dst = tmp_path / "src", tmp_path / "dst"
-    contents = make_tree(src, files=8, size=250_000)
+    # 8 MB at 400 kB/s: still copying when the slowest machine gets to `stop`
+    contents = make_tree(src, files=8, size=1_000_000)
     config = quiet_config(tmp_path, '[guard]\nrate = "400kB/s"\n')
     proc = start(env, "copy", str(src), str(dst), "-c", str(config), "--json")
     try:
@@ -261,6 +262,7 @@ def test_an_interrupted_copy_stops_with_exit_3_and_resumes_where_it_was(
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
+        proc.communicate()
     assert proc.returncode == 3, err
     assert "wedguard: stopped: " in err
     first = json.loads(out)
@@ -398,7 +400,8 @@ def test_run_pauses_the_command_in_a_blackout_and_panic_ends_it(
 
 def test_throttle_changes_a_running_guards_rate(env: dict[str, str], tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
-    make_tree(src, files=8, size=250_000)
+    # 8 MB at 300 kB/s: still copying when the slowest machine gets to `stop`
+    make_tree(src, files=8, size=1_000_000)
     config = quiet_config(tmp_path, '[guard]\nrate = "300kB/s"\n')
     proc = start(env, "copy", str(src), str(dst), "-c", str(config))
     try:
@@ -412,6 +415,7 @@ def test_throttle_changes_a_running_guards_rate(env: dict[str, str], tmp_path: P
         _out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
+        proc.communicate()
     assert proc.returncode == 3, err
     other = wedguard(env, "throttle", "1MB/s", "--socket", str(tmp_path / "nobody.sock"))
     assert other.returncode == 1
