@@ -11,7 +11,10 @@ from __future__ import annotations
 import doctest
 import logging
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import pytest
 
 import wedguard as wg
 import wedguard._fs as fs
+import wedguard.control as control
 from wedguard.testing import FakeClock, RecordingSink
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -59,6 +63,44 @@ def run_for(guard: wg.Guard, clock: FakeClock, seconds: float = 1.0) -> None:
 
 def stop_alerts(sink: RecordingSink) -> list[Any]:
     return [e for e in sink.of_kind("alert") if getattr(e, "key", "") == "wedguard/stop-file"]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[wg.Guard, Path]]:
+    base = Path(tempfile.mkdtemp(prefix="wg"))
+    path = base / "wg.sock"
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], control_socket=path)
+    try:
+        yield guard, path
+    finally:
+        guard.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_send_command_talks_only_to_a_server_of_the_expected_user(
+    served: tuple[wg.Guard, Path],
+) -> None:
+    guard, path = served
+    me = os.geteuid()
+    other = me + 1
+    with pytest.raises(control.UntrustedPeerError) as caught:
+        control.send_command(path, "stop", peer_uid=other)
+    assert caught.value.uid == me
+    assert caught.value.expected == other
+    assert isinstance(caught.value, PermissionError)
+    assert f"served by uid {me}" in str(caught.value)
+    assert not guard.decision().stopped  # nothing was sent
+    assert control.send_command(path, "stop", peer_uid=me) == "ok: stopped"
+    assert guard.decision().stopped
+    with pytest.raises(wg.ConfigError, match="peer_uid"):
+        control.send_command(path, "status", peer_uid="root")  # type: ignore[arg-type]
+
+
+def test_check_peer_compares_user_ids() -> None:
+    control.check_peer("/x.sock", 1000, 1000)
+    control.check_peer("/x.sock", None, 1000)  # unknown: nothing to compare
+    with pytest.raises(control.UntrustedPeerError, match="uid 0"):
+        control.check_peer("/x.sock", 0, 1000)  # root's server is not the user's guard
 
 
 @as_root
@@ -249,7 +291,7 @@ def test_a_write_that_fails_leaves_no_temporary_file(
     assert list(d.iterdir()) == []
 
 
-@pytest.mark.parametrize("module", [fs])
+@pytest.mark.parametrize("module", [fs, control])
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0
