@@ -474,6 +474,12 @@ def test_calendar_refuses_a_local_time_that_never_happens(env: dict[str, str]) -
 def test_stop_resume_and_status_on_a_given_stop_file(env: dict[str, str], tmp_path: Path) -> None:
     stop = tmp_path / "x" / "wedguard.stop"
     assert "absent" in wedguard(env, "status", "--stop-file", str(stop)).stdout
+    # the stop file's directory is not created: a typo must not go unnoticed
+    missing = wedguard(env, "stop", "--stop-file", str(stop))
+    assert missing.returncode == 2
+    assert f"the directory {stop.parent} does not exist" in one_line(missing.stderr)
+    assert not stop.parent.exists()
+    stop.parent.mkdir(mode=0o700)
     assert (
         wedguard(env, "stop", "--stop-file", str(stop), "--reason", "incident 42").returncode == 0
     )

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,16 +37,17 @@ def sampler_threads(guard: wg.Guard) -> list[threading.Thread]:
 
 
 def count_stats(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[float]:
-    """Record the time of every ``os.stat`` of ``path`` from now on."""
-    real_stat = os.stat
+    """Record the time of every ``os.stat`` or ``os.lstat`` of ``path`` from now on."""
     calls: list[float] = []
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
 
-    def stat(p: object, *args: object, **kwargs: object) -> os.stat_result:
-        if os.fspath(p) == str(path):  # type: ignore[call-overload]
-            calls.append(time.monotonic())
-        return real_stat(p, *args, **kwargs)  # type: ignore[arg-type]
+        def counted(p: object, *args: object, _real: Any = real, **kwargs: object) -> Any:
+            if os.fspath(p) == str(path):  # type: ignore[call-overload]
+                calls.append(time.monotonic())
+            return _real(p, *args, **kwargs)
 
-    monkeypatch.setattr(os, "stat", stat)
+        monkeypatch.setattr(os, name, counted)
     return calls
 
 

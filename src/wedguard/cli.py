@@ -20,7 +20,10 @@ Guards started by this command (``copy``, ``run``, ``demo``) share a run directo
 (``$WEDGUARD_RUN_DIR``, else ``$XDG_RUNTIME_DIR/wedguard``, else
 ``<tmp>/wedguard-<uid>``): the default stop file lives there, and each guard keeps a
 status file and serves its control socket (:mod:`wedguard.control`) there, which
-``status``, ``stop``, ``resume`` and ``throttle`` use.
+``status``, ``stop``, ``resume`` and ``throttle`` use. The run directory is created
+mode 0700; one that exists must be the user's own and private (mode 0700, not a link),
+else the command refuses it (exit code 2). Files in it are never opened through a
+symbolic link, and are written atomically with mode 0600.
 
 Example::
 
@@ -52,6 +55,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from wedguard import _fs
 from wedguard.config import Built, Config, load_config
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
 from wedguard.guard import Guard
@@ -111,12 +115,28 @@ def _default_stop_file() -> Path:
 
 
 def _status_dir(create: bool = False) -> Path:
-    """``<run dir>/guards``; with ``create``, made private to this user (mode 0700)."""
+    """``<run dir>/guards``; with ``create``, made (or found) private to this user:
+    mode 0700, else :class:`ConfigError` naming the directory."""
     path = run_dir() / "guards"
     if create:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.mkdir(mode=0o700, exist_ok=True)
+        _fs.private_dir(path.parent, create=True)
+        _fs.private_dir(path, create=True)
     return path
+
+
+@contextlib.contextmanager
+def _open_status_dir() -> Iterator[int | None]:
+    """The status directory, opened (a descriptor) once it is checked to be private;
+    None when there is none yet. Someone else's run directory is a ConfigError."""
+    path = _status_dir()
+    if not _fs.private_dir(path.parent, create=False) or not _fs.private_dir(path, create=False):
+        yield None
+        return
+    fd = _fs.open_dir(path, private=True)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:
@@ -152,9 +172,9 @@ class _StatusFile:
             "decision": d.to_dict(),
             "control": _control_path(self.guard),
         }
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.path)
+        # a random temporary name, mode 0600, renamed over the status file: nothing
+        # planted in the directory is followed or written through
+        _fs.write_file(self.path.parent, self.path.name, json.dumps(data).encode(), private=True)
 
     def _loop(self) -> None:
         while not self._halt.wait(1.0):
@@ -167,6 +187,9 @@ class _StatusFile:
             self.write()
         except OSError as exc:  # status is a convenience; never fail the work for it
             log.debug("cannot write the status file %s: %s", self.path, exc)
+            return self
+        except ConfigError as exc:  # someone else's run directory: not used
+            log.warning("no status file: %s", exc)
             return self
         self._thread = threading.Thread(target=self._loop, name="wedguard-status", daemon=True)
         self._thread.start()
@@ -182,22 +205,23 @@ class _StatusFile:
 
 def _running_guards() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    directory = _status_dir()
-    if not directory.is_dir():
-        return out
-    for item in sorted(directory.glob("*.json")):
-        try:
-            data = json.loads(item.read_text())
-            pid = int(data["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if not _alive(pid):  # a guard that died without cleaning up
-            with contextlib.suppress(OSError):
-                item.unlink()
-            with contextlib.suppress(OSError):
-                item.with_suffix(".sock").unlink()
-            continue
-        out.append(data)
+    with _open_status_dir() as fd:
+        if fd is None:
+            return out
+        for name in sorted(os.listdir(fd)):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                data = json.loads(_fs.read_file(name, dir_fd=fd))
+                pid = int(data["pid"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if not _alive(pid):  # a guard that died without cleaning up
+                for stale in (name, name[: -len(".json")] + ".sock"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(stale, dir_fd=fd)
+                continue
+            out.append(data)
     return out
 
 
@@ -221,6 +245,57 @@ def _stop_file(config: Config, given: str | None = None) -> Path:
     return _default_stop_file()
 
 
+def _stop_field(config: Config, given: str | None = None) -> str:
+    """What chose the stop file, for error messages ('' for the run directory's)."""
+    if given:
+        return "--stop-file"
+    if config.guard.stop_file:
+        return "guard.stop_file"
+    return ""
+
+
+def _check_stop_place(config: Config, given: str | None, *, create: bool) -> Path:
+    """The stop file, its place checked: the run directory's (private; created with
+    ``create``) or a directory that must exist and that nobody else controls."""
+    path = _stop_file(config, given)
+    field = _stop_field(config, given)
+    if not field:
+        _fs.private_dir(path.parent, create=create)
+        return path
+    missing = _fs.check_stop_location(path, field=field)
+    if missing and create:
+        raise ConfigError(
+            field,
+            str(path),
+            f"a stop file in an existing directory: the directory {path.parent} does not "
+            "exist (wedguard stop does not create it)",
+        )
+    return path
+
+
+def _write_stop_file(config: Config, given: str | None, reason: str) -> Path:
+    path = _check_stop_place(config, given, create=True)
+    field = _stop_field(config, given) or "run directory"
+    me = _fs.euid()
+    with contextlib.suppress(FileNotFoundError):
+        st = os.lstat(path)
+        if me not in (None, 0) and st.st_uid not in (me, 0):
+            raise ConfigError(
+                field,
+                str(path),
+                f"a stop file of yours: {path} is owned by {_fs.owner(st.st_uid)} "
+                "(guards ignore it); have it removed, or use another stop file",
+            )
+    _fs.write_file(
+        path.parent,
+        path.name,
+        (reason + "\n").encode(),
+        private=not _stop_field(config, given),
+        field=field,
+    )
+    return path
+
+
 def _rate_arg(text: str, field: str) -> float:
     """A rate given on the command line, its error naming the option or argument."""
     try:
@@ -230,6 +305,11 @@ def _rate_arg(text: str, field: str) -> float:
 
 
 def _assemble(args: argparse.Namespace, config: Config) -> Built:
+    if not _stop_field(config) or config.guard.control_socket is None:
+        try:  # the run directory: ours alone (ConfigError otherwise), made if missing
+            _status_dir(create=True)
+        except OSError as exc:  # cannot be made: no status, no socket, the work goes on
+            log.debug("no run directory %s: %s", run_dir(), exc)
     overrides: dict[str, Any] = {"stop_file": str(_stop_file(config))}
     if not config.sinks_given:
         # the command shows decisions itself (progress, summary, status): no default
@@ -728,14 +808,18 @@ def _sockets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def _tell(path: str, line: str) -> dict[str, Any]:
     """Send ``json <line>`` to a control socket; the JSON reply (``ok`` False on failure)."""
-    from wedguard.control import send_command
+    from wedguard.control import UntrustedPeerError, send_command
 
     try:
         reply = send_command(path, f"json {line}", timeout=5.0)
-        data: dict[str, Any] = json.loads(reply)
+        data: Any = json.loads(reply)
+    except UntrustedPeerError as exc:
+        return {"ok": False, "error": str(exc)}
     except (OSError, ValueError) as exc:
         return {"ok": False, "error": f"cannot reach {path}: {exc}"}
-    return data
+    if not isinstance(data, dict):
+        return {"ok": False, "error": f"{path}: not a wedguard control socket"}
+    return dict(data)
 
 
 def _tell_all(args: argparse.Namespace, line: str) -> list[tuple[str, dict[str, Any]]]:
@@ -788,15 +872,24 @@ def cmd_stop(args: argparse.Namespace) -> int:
     fleet_ok = True
     if config.redis is not None and not args.socket and not args.stop_file:
         fleet_ok = _fleet(config, "stop", reason)
+    refused: ConfigError | None = None
     if not args.socket:
-        path = _stop_file(config, args.stop_file)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(reason + "\n")
-        print(f"stop file {path} written: guards watching it stop at once")
+        try:
+            path = _write_stop_file(config, args.stop_file, reason)
+        except ConfigError as exc:
+            if args.stop_file:
+                raise
+            refused = exc  # still tell the running guards, then fail
+        else:
+            print(f"stop file {path} written: guards watching it stop at once")
     if args.stop_file and not args.socket:
         return EXIT_OK  # only the guards watching that file
     command = "panic" if args.panic else "stop"
-    ok = _print_replies(_tell_all(args, f"{command} {reason}"))
+    ok = True
+    if refused is None or _stop_field(config):  # not when the run directory was refused
+        ok = _print_replies(_tell_all(args, f"{command} {reason}"))
+    if refused is not None:
+        raise refused
     return EXIT_OK if ok and fleet_ok else EXIT_FAILED
 
 
@@ -806,9 +899,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if config.redis is not None and not args.socket and not args.stop_file:
         fleet_ok = _fleet(config, "resume")
     if not args.socket:
-        path = _stop_file(config, args.stop_file)
+        path = _check_stop_place(config, args.stop_file, create=False)
         try:
-            path.unlink()
+            path.unlink()  # removes a link itself, never what it points to
         except FileNotFoundError:
             print(f"stop file {path} absent: not stopped by it")
         else:
@@ -821,12 +914,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args.config)
-    path = _stop_file(config, args.stop_file)
-    stopped = path.exists()
+    path = _check_stop_place(config, args.stop_file, create=False)
+    watch = _fs.StopFile(path)
+    stopped = watch.present()
+    ignored = watch.problem
     reason = ""
     if stopped:
-        with contextlib.suppress(OSError):
-            reason = path.read_text().strip()
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            reason = _fs.read_file(path, limit=4096).decode().strip()
     guards = [] if args.socket else _running_guards()
     if args.socket:
         guards = [{"pid": None, "command": "?", "control": args.socket}]
@@ -840,15 +935,21 @@ def cmd_status(args: argparse.Namespace) -> int:
                 g["children"] = live.get("children", [])
             elif args.socket:
                 raise UsageError(live.get("error", f"cannot reach {args.socket}"))
+            else:
+                g["error"] = live.get("error", "no answer")
     if args.json:
         print(
             json.dumps(
-                {"stop_file": str(path), "stopped": stopped, "reason": reason, "guards": guards},
+                {"stop_file": str(path), "stopped": stopped, "reason": reason, "guards": guards}
+                | ({"ignored": ignored} if ignored else {}),
                 indent=2,
             )
         )
         return EXIT_OK
-    print(f"stop file {path}: " + (f"present ({reason})" if stopped else "absent"))
+    state = f"present ({reason})" if stopped else "absent"
+    if ignored:
+        state = f"ignored: {ignored}"
+    print(f"stop file {path}: {state}")
     if config.redis is not None and not args.socket:
         _fleet(config, "status")
     if not guards:
@@ -865,6 +966,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {d.get('level')}/{d.get('verdict')} at {shown}{state}")
         for r in g.get("reasons", d.get("reasons", [])):
             print(f"  - {r}")
+        if g.get("error"):
+            print(f"  control socket: {g['error']}")
         for c in g.get("children") or []:
             print(f"  child {c.get('name')} (pid {c.get('pid')}): {c.get('state')}")
     return EXIT_OK

@@ -2,7 +2,11 @@
 
 Opt in with ``Guard(control_socket="/run/backup/wedguard.sock")`` (or
 ``guard.serve_control(path)``). The socket is created mode 0600, so only its owner
-(and root) may connect; on Linux the peer's user id is checked as well. In the manner
+(and root) may connect, and the peers are checked on both ends: the server answers only
+clients running as its own user or root, and :func:`send_command` talks only to a
+server running as the caller's own user (on Linux by the kernel's ``SO_PEERCRED``
+credentials of the connected socket, elsewhere by the socket file's owner), so a socket
+that someone else planted cannot pretend that a guard stopped. In the manner
 of gh-ost's interactive commands, one request is one line of text::
 
     $ echo status | socat - UNIX-CONNECT:/run/backup/wedguard.sock
@@ -67,13 +71,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from wedguard._fs import owner
 from wedguard.errors import ConfigError
 from wedguard.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from wedguard.guard import Guard
 
-__all__ = ["COMMANDS", "ControlServer", "send_command"]
+__all__ = ["COMMANDS", "ControlServer", "UntrustedPeerError", "check_peer", "send_command"]
 
 COMMANDS: Final = {
     "status": "the decision, its reasons, rates, sessions and children",
@@ -88,6 +93,59 @@ COMMANDS: Final = {
 """The commands the control socket understands, with a line of help each."""
 
 _MAX_PATH: Final = 107  # sun_path holds 108 bytes with the terminating NUL
+_UCRED: Final = struct.Struct("iII")  # struct ucred: pid_t pid; uid_t uid; gid_t gid
+
+
+class UntrustedPeerError(PermissionError):
+    """The process at the other end of a control socket runs as another user.
+
+    Raised by :func:`send_command` before anything is sent: a socket planted by
+    someone else (in a shared directory, or named in a status file they wrote) must
+    not receive our commands nor answer for a guard.
+
+    Attributes:
+        path: the control socket.
+        uid: the user id the other end runs as.
+        expected: the user id it had to run as.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, path: str, uid: int, expected: int) -> None:
+        self.path = path
+        self.uid = uid
+        self.expected = expected
+        super().__init__(
+            f"{path}: the control socket is served by {owner(uid)}, not by {owner(expected)}: "
+            "not trusted, nothing was sent"
+        )
+
+
+def check_peer(path: str | os.PathLike[str], uid: int | None, expected: int | None) -> None:
+    """Refuse a control-socket peer running as ``uid`` when ``expected`` is required.
+
+    ``None`` for either means unknown (no user ids on this platform): nothing to check.
+
+    >>> check_peer("/run/wg.sock", 1000, 1000)
+    >>> check_peer("/run/wg.sock", 65534, 1000)
+    Traceback (most recent call last):
+    ...
+    wedguard.control.UntrustedPeerError: /run/wg.sock: the control socket is served by uid 65534...
+
+    Raises:
+        UntrustedPeerError: ``uid`` is not ``expected``.
+    """
+    if uid is not None and expected is not None and uid != expected:
+        raise UntrustedPeerError(os.fspath(path), uid, expected)
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    """The user id of the process at the other end (Linux ``SO_PEERCRED``), or None."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:  # pragma: no cover - not Linux
+        return None
+    _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, option, _UCRED.size))
+    return int(uid)
 
 
 def _num(value: float) -> float | str:
@@ -274,12 +332,12 @@ class ControlServer:
 
     @staticmethod
     def _peer_allowed(sock: socket.socket) -> bool:
-        option = getattr(socket, "SO_PEERCRED", None)
-        if option is None:  # pragma: no cover - not Linux: the 0600 mode guards
-            return True
+        """A client may steer the guard when it runs as our own user or as root."""
         try:
-            _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, 12))
+            uid = _peer_uid(sock)
         except OSError:  # pragma: no cover
+            return True
+        if uid is None:  # pragma: no cover - not Linux: the 0600 mode guards
             return True
         return uid in (os.geteuid(), 0)
 
@@ -527,14 +585,27 @@ class ControlServer:
         return f"ControlServer(path={os.fspath(self._path)!r}, {state})"
 
 
-def send_command(path: str | os.PathLike[str], line: str, timeout: float = 5.0) -> str:
+def send_command(
+    path: str | os.PathLike[str],
+    line: str,
+    timeout: float = 5.0,
+    *,
+    peer_uid: int | None = None,
+) -> str:
     """Send one request line to the control socket at ``path``; return the reply text.
 
     The reply is returned without its final newline (``status`` replies have several
     lines). Prefix the line with ``json`` for a JSON reply.
 
+    Only a server running as ``peer_uid`` is trusted: by default the caller's own
+    (effective) user id, also for root, since a guard is steered by the user who
+    runs it. Someone else's socket gets nothing and raises
+    :class:`UntrustedPeerError`. On Linux the server's credentials come from the
+    connected socket (``SO_PEERCRED``); elsewhere the socket file's owner stands in.
+
     Raises:
         ConfigError: ``line`` holds a newline, or ``timeout`` is not > 0.
+        UntrustedPeerError: the server runs as another user (a ``PermissionError``).
         OSError: nobody listens at ``path`` (``FileNotFoundError``,
             ``ConnectionRefusedError``), or the user may not connect.
         TimeoutError: no complete reply within ``timeout`` seconds.
@@ -547,10 +618,18 @@ def send_command(path: str | os.PathLike[str], line: str, timeout: float = 5.0) 
         raise ConfigError("line", line, "one line of text without newlines")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ConfigError("timeout", timeout, "seconds > 0")
+    if peer_uid is not None and (isinstance(peer_uid, bool) or not isinstance(peer_uid, int)):
+        raise ConfigError("peer_uid", peer_uid, "a user id, or None for your own")
+    get_euid = getattr(os, "geteuid", None)
+    expected = peer_uid if peer_uid is not None or get_euid is None else int(get_euid())
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(os.fspath(path))
+        uid = _peer_uid(sock)
+        if uid is None:  # pragma: no cover - not Linux: the socket file's owner
+            uid = os.stat(path).st_uid
+        check_peer(path, uid, expected)
         sock.sendall(line.encode() + b"\n")
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)

@@ -39,6 +39,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
+from wedguard import _fs
 from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_await, clock_wait
 from wedguard.decision import Decision
@@ -243,7 +244,11 @@ class Guard:
         max_concurrent: sessions that may run at once (others wait, FIFO); ``None``
             for no limit.
         stop_file: a path whose existence stops every session (checked at most every
-            ``stop_check_interval``, 100 ms by default, one ``stat`` each time).
+            ``stop_check_interval``, 100 ms by default, one ``lstat`` each time). Its
+            directory, and each one above, must be owned by you or root and not
+            writable by others unless sticky (sshd's StrictModes), else
+            ``ConfigError``; a stop file owned by someone else is ignored, logged and
+            alerted (``wedguard/stop-file``).
         clock: where time comes from (default: the system clock).
         controller: turns the analyser's verdicts into an allowed rate. Default:
             ``AIMDController()``.
@@ -392,6 +397,12 @@ class Guard:
             raise ConfigError("stop_file", stop_file, "a path, or None")
         # a plain string: the sampler stats it every 100 ms
         self._stop_file = None if stop_file is None else os.fspath(Path(stop_file))
+        # nobody else's hand on the switch: a stop file where others can change it is
+        # refused now; someone else's file found later is ignored and reported
+        self._stop_watch = None if self._stop_file is None else _fs.StopFile(self._stop_file)
+        self._stop_problem = ""
+        if self._stop_file is not None:
+            _fs.check_stop_location(self._stop_file, field="stop_file")
         self._interval = parse_duration(sample_interval, field="sample_interval")
         if not 0 < self._interval < _INF:
             raise ConfigError("sample_interval", sample_interval, "a duration > 0")
@@ -1126,13 +1137,31 @@ class Guard:
                 self._refresh_locked(self._now(), sampled=True)
 
     def _stop_file_present(self) -> bool:
-        """One stat of the stop file (no lock needed)."""
-        assert self._stop_file is not None
-        try:
-            os.stat(self._stop_file)
-        except (OSError, ValueError):
-            return False
-        return True
+        """One lstat of the stop file (no lock needed): True when it is there and ours
+        (or root's), in a directory nobody else controls."""
+        assert self._stop_watch is not None
+        present = self._stop_watch.present()
+        if self._stop_watch.problem != self._stop_problem:
+            self._note_stop_problem(self._stop_watch.problem)
+        return present
+
+    def _note_stop_problem(self, problem: str) -> None:
+        """A stop file that does not count appeared (or went): log it and alert."""
+        with self._cond:
+            if problem == self._stop_problem:
+                return
+            self._stop_problem = problem
+            if problem:
+                log.warning("%s: ignored", problem)
+                self._fire(
+                    "stop-file",
+                    Severity.HIGH,
+                    f"{problem}: ignored, the backup goes on",
+                    self._clock.now(),
+                    labels={"stop_file": str(self._stop_file)},
+                )
+            else:
+                self._resolve("stop-file")
 
     def _check_stop_file(self, present: bool | None = None) -> None:
         """Take in the stop file's presence (one stat unless ``present`` is known): a
