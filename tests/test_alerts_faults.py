@@ -1,0 +1,318 @@
+"""Alerts under faults: a spool that cannot be written, SIGKILL, clock jumps."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from fault_helpers import FullDisk, SpoolFault, can_mount, full_disk, remount, tmpfs
+from wedguard.alerts import SPOOL_ALERT_KEY, Alert, AlertDispatcher, Notification, Severity
+from wedguard.errors import ConfigError
+from wedguard.spool import Spool
+from wedguard.testing import FakeClock, RecordingSink
+
+__all__ = ["full_disk"]  # the fixture, imported to be used
+
+HIGH, LOW = Severity.HIGH, Severity.LOW
+
+
+def keys(sink: RecordingSink, *, firing: bool = True) -> list[str]:
+    return [
+        a.key
+        for n in sink.events
+        if isinstance(n, Notification)
+        for a in n.alerts
+        if a.firing == firing
+    ]
+
+
+def wait_for(predicate: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def replay(path: Path) -> dict[tuple[str, str], dict[str, object]]:
+    """What the spool file holds for the next process (read without opening a Spool,
+    which would compact it)."""
+    pending: dict[tuple[str, str], dict[str, object]] = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec["op"] == "add":
+            pending[(rec["id"], rec["sink"])] = rec["event"]
+        elif rec["op"] == "done":
+            pending.pop((rec["id"], rec["sink"]), None)
+    return pending
+
+
+# -------------------------------------------------------------- a failing spool
+
+
+def test_a_full_disk_starves_no_sink_and_flush_says_so(
+    full_disk: FullDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    pager, chat, log_sink = RecordingSink(), RecordingSink(), RecordingSink()
+    spool = full_disk.dir / "alerts.spool"
+    with AlertDispatcher(
+        routes={HIGH: [pager, chat], LOW: [log_sink]}, group_wait=0.05, spool=spool
+    ) as d:
+        full_disk.fill()
+        with caplog.at_level(logging.ERROR, logger="wedguard.alerts"):
+            d.fire(Alert("photos/halt", HIGH, "backup halted"))
+            d.fire(Alert("photos/slow", LOW, "backup slowed"))
+            # group_wait passes: every sink gets its alert without a flush
+            assert wait_for(
+                lambda: "photos/halt" in keys(pager) and "photos/slow" in keys(log_sink)
+            )
+            assert not d.flush(5)  # delivered, but not durable as the spool promises
+        assert "photos/halt" in keys(chat)
+        assert SPOOL_ALERT_KEY in keys(pager)
+        assert SPOOL_ALERT_KEY in keys(chat)
+        assert d.spool_error is not None
+        assert d.spool_error.errno == errno.ENOSPC
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert errors
+        assert "alert spool" in errors[0].getMessage()
+        assert "ENOSPC" in errors[0].getMessage()
+
+        full_disk.free()
+        d.fire(Alert("photos/after", HIGH, "later"))
+        assert d.flush(5)  # the spool works again: the truth is True
+        assert d.spool_error is None
+        assert SPOOL_ALERT_KEY in keys(pager, firing=False)  # resolved
+        assert "photos/after" in keys(pager)
+    assert Spool(spool).pending() == []
+
+
+@pytest.mark.parametrize(
+    "code", [errno.ENOSPC, errno.EROFS, errno.EIO, errno.EACCES], ids=errno.errorcode.get
+)
+def test_every_spool_fault_degrades_to_memory_and_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    fault = SpoolFault(monkeypatch, code)
+    down, up = RecordingSink(), RecordingSink()
+    spool = tmp_path / "alerts.spool"
+    d = AlertDispatcher(
+        routes={HIGH: [up]}, group_wait=0.05, group_interval=0.1, spool=spool, spool_retry=0.05
+    )
+    try:
+        fault.on = True
+        assert not d.fire(
+            Alert("a", HIGH, "x", labels={"session": "a"}), durable=True
+        )  # not durable: says so
+        assert not d.flush(5)
+        assert keys(up).count("a") == 1
+        assert SPOOL_ALERT_KEY in keys(up)
+        assert d.spool_error is not None
+        assert d.spool_error.errno == code
+        fault.on = False
+        # the worker tries the file again by itself, and resolves its own alert
+        assert wait_for(lambda: SPOOL_ALERT_KEY in keys(up, firing=False))
+        assert d.spool_error is None
+        assert d.fire(Alert("b", HIGH, "y", labels={"session": "b"}), durable=True)
+        assert d.flush(5)
+        assert keys(up).count("a") == 1
+        assert keys(up).count("b") == 1
+    finally:
+        d.close()
+    del down
+    assert Spool(spool).pending() == []
+
+
+def test_what_waited_in_memory_reaches_the_spool_when_it_recovers(
+    full_disk: FullDisk,
+) -> None:
+    """A notification held for a receiver that is down while the disk was full is
+    written to the spool once the disk has room, so a crash after that loses nothing."""
+
+    class Down:
+        name = "pager"
+
+        def send(self, event: object) -> None:
+            raise OSError("receiver down")
+
+    spool = full_disk.dir / "alerts.spool"
+    d = AlertDispatcher(routes={HIGH: [Down()]}, group_wait=0, spool=spool, backoff=0.05)
+    try:
+        full_disk.fill()
+        d.fire(Alert("held", HIGH, "x"))
+        assert not d.flush(0.5)
+        assert d.spool_error is not None
+        full_disk.free()
+        assert not d.flush(0.5)  # recovered, but the receiver still has nothing
+        assert d.spool_error is None
+        held = [e for (_i, sink), e in replay(spool).items() if sink == "pager"]
+        assert any(a["key"] == "held" for e in held for a in e["alerts"])  # type: ignore[attr-defined]
+    finally:
+        d.close(0)
+    got = RecordingSink()
+    got.name = "pager"  # type: ignore[attr-defined]
+    with AlertDispatcher(routes={HIGH: [got]}, group_wait=0, spool=spool) as d2:
+        assert d2.flush(5)
+    assert "held" in keys(got)
+
+
+def test_a_spool_on_read_only_media_still_delivers_what_it_holds(tmp_path: Path) -> None:
+    """Opened where nothing can be written: the pending records are read and
+    delivered, the spool says it is not durable, nothing raises."""
+    first = RecordingSink()
+    first.name = "pager"  # type: ignore[attr-defined]
+    if can_mount():
+        with tmpfs(tmp_path / "media") as media:
+            writer = Spool(media / "alerts.spool")
+            writer.add(
+                "n1", "pager", Notification("HIGH{}", "HIGH", (Alert("k", HIGH, "x"),)).to_dict()
+            )
+            writer.close()
+            remount(media, "ro")
+            with AlertDispatcher(routes={HIGH: [first]}, spool=media / "alerts.spool") as d:
+                assert d.spool_error is not None
+                assert d.spool_error.errno == errno.EROFS
+                assert not d.flush(5)
+    else:  # pragma: no cover - as a user without mount rights
+        path = tmp_path / "ro" / "alerts.spool"
+        Spool(path).add(
+            "n1", "pager", Notification("HIGH{}", "HIGH", (Alert("k", HIGH, "x"),)).to_dict()
+        )
+        os.chmod(path.parent, 0o555)
+        try:
+            with AlertDispatcher(routes={HIGH: [first]}, spool=path) as d:
+                assert d.spool_error is not None
+                assert not d.flush(5)
+        finally:
+            os.chmod(path.parent, 0o755)
+    assert "k" in keys(first)
+    assert SPOOL_ALERT_KEY in keys(first)
+
+
+def test_durable_needs_a_spool() -> None:
+    with (
+        AlertDispatcher(routes={HIGH: [RecordingSink()]}) as d,
+        pytest.raises(ConfigError, match="durable"),
+    ):
+        d.fire(Alert("a", HIGH, "x", labels={"session": "a"}), durable=True)
+    with pytest.raises(ConfigError, match="spool_retry"):
+        AlertDispatcher(routes={HIGH: [RecordingSink()]}, spool_retry=0)
+
+
+# -------------------------------------------------------------- SIGKILL
+
+KILLED_CHILD = """
+import sys
+from wedguard.alerts import Alert, AlertDispatcher, Severity
+from wedguard.testing import RecordingSink
+spool, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+d = AlertDispatcher(routes={Severity.HIGH: [RecordingSink()]}, group_wait=3600, spool=spool)
+for i in range(count):
+    assert d.fire(Alert(f"{name}/{i}", Severity.HIGH, "halted"), durable=True)
+    print(i, flush=True)  # the parent kills this process at once
+sys.stdin.read()  # never reached past the kill
+"""
+
+KILLS = 50
+PARALLEL = 10
+
+
+def test_sigkill_right_after_a_durable_fire_loses_no_alert(tmp_path: Path) -> None:
+    """50 child processes fire with durable=True and are SIGKILLed the moment fire()
+    returns (after 1 to 5 alerts); a dispatcher restarted on each spool delivers
+    every alert that fire() returned for."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    acknowledged: dict[Path, list[str]] = {}
+    lost: list[str] = []
+    for start in range(0, KILLS, PARALLEL):
+        children = []
+        for n in range(start, min(KILLS, start + PARALLEL)):
+            spool = tmp_path / f"child{n}.spool"
+            fired = 1 + n % 5
+            proc = subprocess.Popen(
+                [sys.executable, "-c", KILLED_CHILD, str(spool), f"c{n}", "1000"],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            children.append((proc, spool, n, fired))
+        for proc, spool, n, fired in children:
+            assert proc.stdout is not None
+            got = []
+            for _ in range(fired):
+                line = proc.stdout.readline()
+                assert line, f"child {n} ended early"
+                got.append(f"c{n}/{line.split()[0]}")
+            proc.send_signal(signal.SIGKILL)
+            acknowledged[spool] = got
+        for proc, _spool, _n, _fired in children:
+            assert proc.wait(30) == -signal.SIGKILL
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            proc.stdin.close()
+            proc.stdout.close()
+    for spool, fired_keys in acknowledged.items():
+        sink = RecordingSink()
+        with AlertDispatcher(routes={HIGH: [sink]}, group_wait=3600, spool=spool) as d:
+            assert d.flush(10)
+        delivered = set(keys(sink))
+        lost.extend(k for k in fired_keys if k not in delivered)
+        assert len(keys(sink)) == len(delivered)  # each alert told once
+    assert len(acknowledged) == KILLS
+    assert sum(len(v) for v in acknowledged.values()) >= KILLS
+    assert lost == []
+
+
+def test_a_durable_fire_is_on_disk_when_it_returns(tmp_path: Path) -> None:
+    spool = tmp_path / "alerts.spool"
+    d = AlertDispatcher(routes={HIGH: [RecordingSink()]}, group_wait=3600, spool=spool)
+    try:
+        assert d.fire(Alert("k", HIGH, "x"), durable=True)
+        held = replay(spool)
+        assert any(e.get("key") == "k" for e in held.values())
+    finally:
+        d.close(0)
+
+
+# -------------------------------------------------------------- clock jumps
+
+
+class JumpingClock(FakeClock):
+    """A fake clock whose wall time can jump back or forth while monotonic time,
+    as on a real host, only moves forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = timedelta(0)
+
+    def now(self):  # type: ignore[no-untyped-def]
+        return super().now() + self.offset
+
+
+def test_wall_clock_jumps_lose_and_duplicate_no_alert() -> None:
+    clock = JumpingClock()
+    sink = RecordingSink()
+    fired: list[str] = []
+    with AlertDispatcher(routes={HIGH: [sink]}, group_wait=30, clock=clock) as d:
+        for step, jump in enumerate([0, -3600, 3600, 3600, -3600, -3600, 0]):
+            clock.offset += timedelta(seconds=jump)
+            for i in range(3):
+                key = f"s{step}/{i}"
+                d.fire(Alert(key, HIGH, "x", labels={"session": f"s{step}"}))
+                fired.append(key)
+            clock.advance(31)
+            d.wake()
+        assert d.flush(5)
+    told = keys(sink)
+    assert sorted(told) == sorted(fired)  # every alert once: none lost, none twice
