@@ -26,8 +26,11 @@ def _run(*argv: str) -> bool:
 
 
 def can_mount() -> bool:
-    """True when this process may mount a tmpfs (root, and not forbidden)."""
-    if os.geteuid() != 0:
+    """True when this process may mount a tmpfs (root, and not forbidden).
+
+    ``WEDGUARD_TEST_NO_MOUNT=1`` answers False, to run the injected faults as root.
+    """
+    if os.geteuid() != 0 or os.environ.get("WEDGUARD_TEST_NO_MOUNT"):
         return False
     probe = Path(os.environ.get("TMPDIR", "/tmp")) / f"wedguard-mount-probe-{os.getpid()}"
     probe.mkdir(exist_ok=True)

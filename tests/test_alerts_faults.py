@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -166,35 +167,28 @@ def test_what_waited_in_memory_reaches_the_spool_when_it_recovers(
     assert "held" in keys(got)
 
 
-def test_a_spool_on_read_only_media_still_delivers_what_it_holds(tmp_path: Path) -> None:
-    """Opened where nothing can be written: the pending records are read and
-    delivered, the spool says it is not durable, nothing raises."""
+def test_a_spool_on_read_only_media_still_delivers_what_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opened where nothing can be written (a tmpfs remounted read-only, else EROFS
+    injected): the pending records are read and delivered, the spool says it is not
+    durable, nothing raises."""
     first = RecordingSink()
     first.name = "pager"  # type: ignore[attr-defined]
-    if can_mount():
-        with tmpfs(tmp_path / "media") as media:
-            writer = Spool(media / "alerts.spool")
-            writer.add(
-                "n1", "pager", Notification("HIGH{}", "HIGH", (Alert("k", HIGH, "x"),)).to_dict()
-            )
-            writer.close()
+    note = Notification("HIGH{}", "HIGH", (Alert("k", HIGH, "x"),))
+    with contextlib.ExitStack() as stack:
+        media = stack.enter_context(tmpfs(tmp_path / "media")) if can_mount() else tmp_path
+        writer = Spool(media / "alerts.spool")
+        writer.add("n1", "pager", note.to_dict())
+        writer.close()
+        if can_mount():
             remount(media, "ro")
-            with AlertDispatcher(routes={HIGH: [first]}, spool=media / "alerts.spool") as d:
-                assert d.spool_error is not None
-                assert d.spool_error.errno == errno.EROFS
-                assert not d.flush(5)
-    else:  # pragma: no cover - as a user without mount rights
-        path = tmp_path / "ro" / "alerts.spool"
-        Spool(path).add(
-            "n1", "pager", Notification("HIGH{}", "HIGH", (Alert("k", HIGH, "x"),)).to_dict()
-        )
-        os.chmod(path.parent, 0o555)
-        try:
-            with AlertDispatcher(routes={HIGH: [first]}, spool=path) as d:
-                assert d.spool_error is not None
-                assert not d.flush(5)
-        finally:
-            os.chmod(path.parent, 0o755)
+        else:
+            SpoolFault(monkeypatch, errno.EROFS).on = True
+        with AlertDispatcher(routes={HIGH: [first]}, spool=media / "alerts.spool") as d:
+            assert d.spool_error is not None
+            assert d.spool_error.errno == errno.EROFS
+            assert not d.flush(5)
     assert "k" in keys(first)
     assert SPOOL_ALERT_KEY in keys(first)
 
@@ -211,16 +205,35 @@ def test_durable_needs_a_spool() -> None:
 
 # -------------------------------------------------------------- SIGKILL
 
-KILLED_CHILD = """
-import sys
+# A parent that imports wedguard once and forks the children (it has no thread of its
+# own, so forking is safe): each child opens a dispatcher on its own spool, fires
+# alerts with durable=True and writes "fired N KEY" the moment fire() returns; the test
+# SIGKILLs it as soon as it has read that line for 1 to 5 alerts.
+FORKER = """
+import os, sys
 from wedguard.alerts import Alert, AlertDispatcher, Severity
 from wedguard.testing import RecordingSink
-spool, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-d = AlertDispatcher(routes={Severity.HIGH: [RecordingSink()]}, group_wait=3600, spool=spool)
-for i in range(count):
-    assert d.fire(Alert(f"{name}/{i}", Severity.HIGH, "halted"), durable=True)
-    print(i, flush=True)  # the parent kills this process at once
-sys.stdin.read()  # never reached past the kill
+
+def child(n, spool):
+    d = AlertDispatcher(routes={Severity.HIGH: [RecordingSink()]}, group_wait=3600,
+                        spool=spool)
+    for i in range(1000):
+        key = f"c{n}/{i}"
+        if d.fire(Alert(key, Severity.HIGH, "halted"), durable=True):
+            os.write(1, f"fired {n} {os.getpid()} {key}\\n".encode())
+    os._exit(3)
+
+for line in sys.stdin:
+    batch = [item.split("=", 1) for item in line.split()]
+    pids = {}
+    for n, spool in batch:
+        pid = os.fork()
+        if pid == 0:
+            child(n, spool)
+        pids[pid] = n
+    for pid, n in pids.items():
+        _, status = os.waitpid(pid, 0)
+        os.write(1, f"exit {n} {status}\\n".encode())
 """
 
 KILLS = 50
@@ -229,48 +242,50 @@ PARALLEL = 10
 
 def test_sigkill_right_after_a_durable_fire_loses_no_alert(tmp_path: Path) -> None:
     """50 child processes fire with durable=True and are SIGKILLed the moment fire()
-    returns (after 1 to 5 alerts); a dispatcher restarted on each spool delivers
-    every alert that fire() returned for."""
+    returns (after 1 to 5 alerts, 10 children at a time); a dispatcher restarted on
+    each child's spool delivers every alert that fire() returned for, once."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    acknowledged: dict[Path, list[str]] = {}
+    forker = subprocess.Popen(
+        [sys.executable, "-c", FORKER], env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert forker.stdin is not None
+    assert forker.stdout is not None
+    acknowledged: dict[str, list[str]] = {}
+    statuses: dict[str, int] = {}
+    try:
+        for start in range(0, KILLS, PARALLEL):
+            names = [str(n) for n in range(start, min(KILLS, start + PARALLEL))]
+            wanted = {name: 1 + int(name) % 5 for name in names}
+            forker.stdin.write(" ".join(f"{n}={tmp_path / n}.spool" for n in names) + "\n")
+            forker.stdin.flush()
+            while len(statuses) < int(names[-1]) + 1:
+                what, name, *rest = forker.stdout.readline().split()
+                if what == "exit":
+                    statuses[name] = int(rest[0])
+                    continue
+                got = acknowledged.setdefault(name, [])
+                if len(got) < wanted[name]:  # past that, the kill is on its way
+                    got.append(rest[1])
+                    if len(got) == wanted[name]:
+                        os.kill(int(rest[0]), signal.SIGKILL)
+    finally:
+        forker.stdin.close()
+        forker.wait(30)
+        forker.stdout.close()
+    assert len(statuses) == KILLS
+    assert all(os.WIFSIGNALED(s) and os.WTERMSIG(s) == signal.SIGKILL for s in statuses.values())
     lost: list[str] = []
-    for start in range(0, KILLS, PARALLEL):
-        children = []
-        for n in range(start, min(KILLS, start + PARALLEL)):
-            spool = tmp_path / f"child{n}.spool"
-            fired = 1 + n % 5
-            proc = subprocess.Popen(
-                [sys.executable, "-c", KILLED_CHILD, str(spool), f"c{n}", "1000"],
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            children.append((proc, spool, n, fired))
-        for proc, spool, n, fired in children:
-            assert proc.stdout is not None
-            got = []
-            for _ in range(fired):
-                line = proc.stdout.readline()
-                assert line, f"child {n} ended early"
-                got.append(f"c{n}/{line.split()[0]}")
-            proc.send_signal(signal.SIGKILL)
-            acknowledged[spool] = got
-        for proc, _spool, _n, _fired in children:
-            assert proc.wait(30) == -signal.SIGKILL
-            assert proc.stdin is not None
-            assert proc.stdout is not None
-            proc.stdin.close()
-            proc.stdout.close()
-    for spool, fired_keys in acknowledged.items():
+    for name, fired_keys in acknowledged.items():
         sink = RecordingSink()
-        with AlertDispatcher(routes={HIGH: [sink]}, group_wait=3600, spool=spool) as d:
+        with AlertDispatcher(
+            routes={HIGH: [sink]}, group_wait=3600, spool=tmp_path / f"{name}.spool"
+        ) as d:
             assert d.flush(10)
-        delivered = set(keys(sink))
-        lost.extend(k for k in fired_keys if k not in delivered)
-        assert len(keys(sink)) == len(delivered)  # each alert told once
-    assert len(acknowledged) == KILLS
-    assert sum(len(v) for v in acknowledged.values()) >= KILLS
+        told = keys(sink)
+        assert len(told) == len(set(told))  # each alert told once
+        lost.extend(k for k in fired_keys if k not in told)
+    assert sum(len(v) for v in acknowledged.values()) == sum(1 + n % 5 for n in range(KILLS))
     assert lost == []
 
 
