@@ -27,8 +27,10 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,8 @@ class Spool:
     A spool never raises because of its file. When a write fails (a full disk, a
     file system remounted read-only, an I/O error, a permission taken away) the
     record is still kept in memory, :attr:`error` holds the cause, an ERROR is
-    logged, and :attr:`durable` turns False. Every later record, and
-    :meth:`recover`, tries the file again: once a write works, the whole pending set
+    logged, and :attr:`durable` turns False. Later records (at most once a second)
+    and :meth:`recover` try the file again: once a write works, the whole pending set
     is rewritten (atomically) and the spool is durable again.
     """
 
@@ -83,6 +85,7 @@ class Spool:
         self.error: OSError | None = None
         self.faults = 0
         self.on_fault = on_fault
+        self._tried = -math.inf
         try:
             self._pending: dict[tuple[str, str], dict[str, Any]] = self._read()
         except OSError as exc:  # unreadable: start empty, in memory
@@ -188,7 +191,13 @@ class Spool:
                 self._pending[key] = event
             if self.error is not None:
                 # the file failed before: this record is in _pending, and a working
-                # rewrite carries it with everything else
+                # rewrite carries it with everything else (tried at most once a
+                # second, so a burst of alerts on a full disk is not a burst of
+                # rewrites)
+                now = time.monotonic()
+                if now - self._tried < _RETRY_EVERY:
+                    return False
+                self._tried = now
                 return self._recover_locked()
             try:
                 assert self._fd is not None
@@ -291,6 +300,7 @@ _os_write = os.write
 _fsync = os.fsync
 
 
+_RETRY_EVERY = 1.0  # seconds between rewrites tried by add/done while the file fails
 _PROBE = b'{"op":"probe"}\n'  # skipped when read back (no id)
 
 
