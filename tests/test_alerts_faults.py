@@ -331,3 +331,31 @@ def test_wall_clock_jumps_lose_and_duplicate_no_alert() -> None:
         assert d.flush(5)
     told = keys(sink)
     assert sorted(told) == sorted(fired)  # every alert once: none lost, none twice
+
+
+def test_a_spool_unreadable_at_open_keeps_its_records_when_it_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool file that cannot be read at open is never replaced by the records
+    of this process alone: once it can be read and written, both are kept."""
+    path = tmp_path / "alerts.spool"
+    old = Spool(path)
+    old.add("old", "pager", {"n": 1})
+    old.close()
+    real_open = open
+
+    def unreadable(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) == str(path):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", unreadable)
+    spool = Spool(path)
+    assert not spool.durable
+    assert spool.error is not None
+    assert spool.error.errno == errno.EACCES
+    spool.add("new", "pager", {"n": 2})
+    monkeypatch.undo()
+    assert spool.recover()
+    spool.close()
+    assert sorted(i for i, _s, _e in Spool(path).pending()) == ["new", "old"]

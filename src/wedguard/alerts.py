@@ -1352,7 +1352,9 @@ class AlertDispatcher:
         """Send everything pending, also what ``group_wait``/``group_interval`` still
         hold, and wait until the sinks have it (True) or ``timeout`` seconds of real
         time pass (False). Also False when a notification was given up meanwhile
-        (``max_attempts`` reached, or a permanent error such as HTTP 404)."""
+        (``max_attempts`` reached, or a permanent error such as HTTP 404), and when
+        the spool failed during the flush or still cannot be written (what the
+        dispatcher holds would not survive a crash; it tries the spool again first)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         failed = self.failed
         spool = self._spool

@@ -86,10 +86,12 @@ class Spool:
         self.faults = 0
         self.on_fault = on_fault
         self._tried = -math.inf
+        self._unread = False  # the file could not be read at open: read it before a rewrite
         try:
             self._pending: dict[tuple[str, str], dict[str, Any]] = self._read()
         except OSError as exc:  # unreadable: start empty, in memory
             self._pending = {}
+            self._unread = True
             self._broken(exc)
             return
         try:
@@ -223,6 +225,11 @@ class Spool:
 
     def _recover_locked(self) -> bool:
         try:
+            if self._unread:  # never replace records this spool has not read
+                found = self._read()
+                found.update(self._pending)
+                self._pending = found
+                self._unread = False
             self._reopen()
             # an empty rewrite needs no room: prove the file takes a record again
             assert self._fd is not None
