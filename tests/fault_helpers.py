@@ -115,6 +115,10 @@ class FullDisk:
     def real(self) -> bool:
         return self._fault is None
 
+    @property
+    def full(self) -> bool:
+        return self._filler is not None or (self._fault is not None and self._fault.on)
+
     def fill(self) -> None:
         if self._fault is not None:
             self._fault.on = True

@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -359,3 +360,50 @@ def test_a_spool_unreadable_at_open_keeps_its_records_when_it_recovers(
     assert spool.recover()
     spool.close()
     assert sorted(i for i, _s, _e in Spool(path).pending()) == ["new", "old"]
+
+
+def test_a_jsonl_sink_on_a_full_disk_is_retried_not_torn(
+    full_disk: FullDisk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alerts to a JSON Lines file on a full disk: flush says they are not there, the
+    dispatcher retries, and once there is room every notification is in the file,
+    one whole JSON object per line."""
+    from wedguard.sinks import JsonlSink
+
+    if not full_disk.real:  # the same fault for the sink's file: a torn line, then ENOSPC
+        real_open = JsonlSink._open
+
+        class Full:
+            def __init__(self, f: Any) -> None:
+                self.f = f
+
+            def write(self, data: bytes) -> int:
+                if full_disk.full:
+                    self.f.write(data[: len(data) // 2])
+                    self.f.flush()
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return int(self.f.write(data))
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.f, name)
+
+        monkeypatch.setattr(JsonlSink, "_open", lambda self: Full(real_open(self)))
+    path = full_disk.dir / "alerts.jsonl"
+    sink = JsonlSink(path)
+    with AlertDispatcher(
+        routes={HIGH: [sink]},
+        group_wait=0,
+        spool=full_disk.dir / "alerts.spool",
+        backoff=0.02,
+        backoff_max=0.05,
+    ) as d:
+        full_disk.fill()
+        d.fire(Alert("during", HIGH, "x", labels={"session": "a"}))
+        assert not d.flush(0.5)
+        assert sink.errors > 0
+        full_disk.free()
+        assert d.flush(5)
+    sink.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]  # none torn
+    told = [a["key"] for r in records if r.get("kind") == "notification" for a in r["alerts"]]
+    assert "during" in told
