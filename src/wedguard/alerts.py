@@ -46,6 +46,7 @@ from wedguard.units import parse_duration
 
 __all__ = [
     "DEFAULT_INHIBIT_RULES",
+    "SPOOL_ALERT_KEY",
     "Alert",
     "AlertDispatcher",
     "AlertPolicy",
@@ -938,6 +939,10 @@ class AlertPolicy:
 
 _UNSENT = "@unsent"  # the spool's "sink" for alerts still waiting for a notification
 _ALERT_PREFIX = "alert:"
+_DURABLE_PREFIX = "fired:"  # an alert written by fire(durable=True), not yet seen
+
+SPOOL_ALERT_KEY = "wedguard/alert-spool"
+"""The key of the dispatcher's own alert: its spool cannot be written."""
 
 _FIRE, _RESOLVE, _ACK, _FLUSH = 0, 1, 2, 3
 _COMMAND_PRIORITY = int(Severity.CRITICAL) + 1  # resolve/ack outrank every alert
@@ -974,7 +979,11 @@ class AlertDispatcher:
             for their group's first notification, are kept there (JSON Lines, fsync'ed,
             mode 0600); the next dispatcher opened on it delivers the notifications and
             fires the alerts again (they wait ``group_wait`` anew; at least once: a
-            crash between the two writes can tell an alert twice).
+            crash between the two writes can tell an alert twice). A spool that
+            cannot be written (a full disk, a read-only file system, an I/O error, a
+            permission) never stops delivery: the dispatcher logs an ERROR, goes on
+            from memory, fires its own HIGH alert :data:`SPOOL_ALERT_KEY` ("alert
+            spool unavailable") and resolves it once the spool takes records again.
         queue_size: the bound of the input queue and of each sink's delivery queue.
         max_attempts: give a notification up after this many failed sends to one sink
             (default None: keep retrying; the spool keeps it meanwhile).
@@ -984,6 +993,8 @@ class AlertDispatcher:
         forward: sinks that receive, unchanged, the non-alert events given to
             :meth:`emit` (default: such events are ignored).
         clock: where time comes from (default :class:`~wedguard.SystemClock`).
+        spool_retry: seconds (real time) between attempts to write to a failed spool
+            again (default 5; every new record and every :meth:`flush` also tries).
 
     ``fire``, ``resolve`` and ``acknowledge`` only append to a bounded queue (about a
     microsecond; they never wait for the network). A worker thread feeds the
@@ -1034,6 +1045,7 @@ class AlertDispatcher:
         backoff_max: float = 300.0,
         forward: Sequence[Sink] = (),
         clock: Clock | None = None,
+        spool_retry: float = 5.0,
     ) -> None:
         routes = {} if routes is None else routes
         if not isinstance(routes, Mapping):
@@ -1071,9 +1083,19 @@ class AlertDispatcher:
             for s in sinks:
                 if id(s) not in self._lanes:
                     self._add_lane(s, max_attempts, backoff, backoff_max)
+        if isinstance(spool_retry, bool) or not (
+            isinstance(spool_retry, (int, float)) and 0 < spool_retry < math.inf
+        ):
+            raise ConfigError("spool_retry", spool_retry, "a finite number of seconds > 0")
+        self._spool_retry = float(spool_retry)
+        self._spool_tried = -math.inf
         self._spool: Spool | None = None
         if spool is not None:
             self._spool = spool if isinstance(spool, Spool) else Spool(spool)
+        # the spool's own health, told as an alert: appended from any thread, read by
+        # the worker (deque appends and pops are atomic)
+        self._spool_news: deque[OSError | None] = deque()
+        self._spool_alerting = False
         self._inbox: list[deque[tuple[int, int, Any]]] = [
             deque() for _ in range(_COMMAND_PRIORITY + 1)
         ]
@@ -1090,6 +1112,9 @@ class AlertDispatcher:
         self._spooled_alerts: dict[str, tuple[Any, ...]] = {}
         if self._spool is not None:
             self._restore(self._spool)
+            self._spool.on_fault = self._spool_fault
+            if self._spool.error is not None:
+                self._spool_news.append(self._spool.error)
         self._thread = threading.Thread(target=self._run, name="wedguard-alerts", daemon=True)
         self._thread.start()
 
@@ -1136,6 +1161,9 @@ class AlertDispatcher:
                 except (KeyError, ValueError, TypeError, ConfigError):
                     spool.done(nid, sink)
                     continue
+                if nid != _ALERT_PREFIX + alert.key:  # written by fire(durable=True)
+                    spool.add(_ALERT_PREFIX + alert.key, _UNSENT, data)
+                    spool.done(nid, sink)
                 self._core.fire(alert)
                 self._spooled_alerts[alert.key] = _sig(alert)
                 refired += 1
@@ -1190,11 +1218,34 @@ class AlertDispatcher:
                 self._input_dropped,
             )
 
-    def fire(self, alert: Alert) -> bool:
-        """Queue ``alert`` (never blocks); False if it was dropped on overflow."""
+    def fire(self, alert: Alert, *, durable: bool = False) -> bool:
+        """Queue ``alert``; False if it was dropped on overflow.
+
+        By default this never blocks (about a microsecond): the alert reaches the
+        spool when the worker has seen it, a few milliseconds later, so a process
+        killed in between loses it.
+
+        With ``durable=True`` (a dispatcher with a ``spool`` only) the alert is in the
+        spool, written and fsync'ed, when ``fire`` returns: a process killed at any
+        point after that has it delivered by the next dispatcher opened on the same
+        spool. That costs one fsync (see the reliability page for figures). The
+        result is then False also when the spool could not be written (the alert
+        still goes out from memory, and the spool's own alert says why).
+        """
         if not isinstance(alert, Alert):
             raise ConfigError("alert", alert, "an Alert")
-        return self._put(_FIRE, int(alert.severity), alert)
+        if not durable:
+            return self._put(_FIRE, int(alert.severity), (alert, None))
+        if self._spool is None:
+            raise ConfigError("durable", durable, "a dispatcher with a spool")
+        record = f"{_DURABLE_PREFIX}{uuid.uuid4().hex}"
+        stored = self._spool.add(record, _UNSENT, alert.to_dict())
+        queued = self._put(_FIRE, int(alert.severity), (alert, record))
+        return queued and stored
+
+    def fire_durable(self, alert: Alert) -> bool:
+        """``fire(alert, durable=True)``: the alert is in the spool when this returns."""
+        return self.fire(alert, durable=True)
 
     def resolve(self, key: str) -> bool:
         """Queue the resolution of ``key`` (never blocks)."""
@@ -1301,9 +1352,15 @@ class AlertDispatcher:
         """Send everything pending, also what ``group_wait``/``group_interval`` still
         hold, and wait until the sinks have it (True) or ``timeout`` seconds of real
         time pass (False). Also False when a notification was given up meanwhile
-        (``max_attempts`` reached, or a permanent error such as HTTP 404)."""
+        (``max_attempts`` reached, or a permanent error such as HTTP 404), and when
+        the spool failed during the flush or still cannot be written (what the
+        dispatcher holds would not survive a crash; it tries the spool again first)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         failed = self.failed
+        spool = self._spool
+        if spool is not None and not spool.durable:
+            spool.recover()
+        faults = 0 if spool is None else spool.faults
         marker = threading.Event()
         with self._cond:
             if self._closed:
@@ -1314,7 +1371,19 @@ class AlertDispatcher:
         if not marker.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
             return False
         # False too when a notification was given up meanwhile: its sinks do not have it
-        return self._lanes_flushed(deadline) and self.failed == failed
+        delivered = self._lanes_flushed(deadline) and self.failed == failed
+        # and when the spool failed meanwhile: what it held was not safe from a crash
+        return delivered and (spool is None or (spool.durable and spool.faults == faults))
+
+    @property
+    def spool_error(self) -> OSError | None:
+        """Why the spool cannot be written now (None: it can, or there is none)."""
+        return None if self._spool is None else self._spool.error
+
+    def _spool_fault(self, error: OSError | None) -> None:
+        """The spool failed (``error``) or works again (None): tell the worker."""
+        self._spool_news.append(error)
+        self._wake()
 
     def _lanes_flushed(self, deadline: float | None) -> bool:
         for lane in self._lanes.values():
@@ -1362,15 +1431,23 @@ class AlertDispatcher:
 
     def _run(self) -> None:
         while True:
+            spool = self._spool
+            degraded = spool is not None and not spool.durable
+            if degraded and not self._spool_news:
+                now = time.monotonic()
+                if now - self._spool_tried >= self._spool_retry:
+                    self._spool_tried = now
+                    spool.recover()  # type: ignore[union-attr]
             with self._cond:
-                if not self._inbox_len and not self._closing:
+                if not self._inbox_len and not self._closing and not self._spool_news:
                     wake = self._next_wakeup
+                    limit = self._spool_retry if degraded else math.inf
                     if wake is None:
-                        self._cond.wait()
+                        self._cond.wait(None if math.isinf(limit) else limit)
                     else:
                         remaining = wake - self._clock.monotonic()
                         if remaining > 0:
-                            self._cond.wait(min(remaining, self._tick))
+                            self._cond.wait(min(remaining, self._tick, limit))
                 batch = [item for q in self._inbox for item in q]
                 for q in self._inbox:
                     q.clear()
@@ -1389,26 +1466,62 @@ class AlertDispatcher:
 
     def _step(self, batch: list[tuple[int, int, Any]]) -> None:
         markers: list[threading.Event] = []
+        durable: list[str] = []
         with self._core_lock:
             core = self._core
             for _seq, op, payload in batch:
                 if op == _FIRE:
-                    core.fire(payload)
+                    alert, record = payload
+                    core.fire(alert)
+                    if record is not None:
+                        durable.append(record)
                 elif op == _RESOLVE:
                     core.resolve(payload[0], at=payload[1])
                 elif op == _ACK:
                     core.acknowledge(payload)
                 else:
                     markers.append(payload)
+            self._spool_health(core)
             notes = core.flush() if markers else core.poll()
             self._next_wakeup = core.next_wakeup()
-            unsent = core.unsent() if self._spool is not None else []
         for note in notes:
             self._deliver(note)
+        if self._spool_news:
+            # the spool failed (or recovered) while these were delivered: its own
+            # alert goes out in the same round, so a flush waits for it too
+            with self._core_lock:
+                self._spool_health(core)
+                notes = core.flush() if markers else core.poll()
+                self._next_wakeup = core.next_wakeup()
+            for note in notes:
+                self._deliver(note)
         if self._spool is not None:
+            with self._core_lock:
+                unsent = core.unsent()
             self._spool_unsent(self._spool, unsent)
+            for record in durable:  # now held by a notification or the unsent record
+                self._spool.done(record, _UNSENT)
         for marker in markers:
             marker.set()
+
+    def _spool_health(self, core: AlertPolicy) -> None:
+        """Fire (or resolve) the dispatcher's own alert about its spool."""
+        while self._spool_news:
+            error = self._spool_news.popleft()
+            if error is not None and not self._spool_alerting:
+                self._spool_alerting = True
+                core.fire(
+                    Alert(
+                        SPOOL_ALERT_KEY,
+                        Severity.HIGH,
+                        "alert spool unavailable: alerts are delivered from memory only",
+                        details=f"{self._spool.path if self._spool else ''}: {error}",
+                        labels={"component": "alerts"},
+                    )
+                )
+            elif error is None and self._spool_alerting:
+                self._spool_alerting = False
+                core.resolve(SPOOL_ALERT_KEY)
 
     def _spool_unsent(self, spool: Spool, unsent: list[Alert]) -> None:
         """Keep the alerts no notification has told yet in the spool (after the

@@ -1007,7 +1007,8 @@ def _store(args: argparse.Namespace) -> Any:
     retention = "7d"
     if config is not None and config.history is not None:
         retention = config.history.get("retention", retention)
-    return MetricsStore(path, retention=retention)
+    # a reader: nothing is written, so a database on read-only media opens too
+    return MetricsStore(path, retention=retention, read_only=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -37,11 +37,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
+import os
 import re
 import sqlite3
 import threading
+import time as _time
+import urllib.parse
 import weakref
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, time, timedelta, timezone, tzinfo
 from os import PathLike, fspath
@@ -51,6 +56,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from wedguard._delivery import backoff_delay
 from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, check_clock
 from wedguard.errors import ConfigError, WedguardError
@@ -76,6 +82,8 @@ __all__ = [
     "recommend_windows",
     "windows_to_rules",
 ]
+
+log = logging.getLogger("wedguard.history")
 
 HOURS_PER_WEEK = 168
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -172,11 +180,15 @@ class HistoryError(WedguardError):
     Attributes:
         path: the database file (``":memory:"`` for an in-memory store).
         reason: what went wrong, in words.
+        transient: True when trying again later may work (a lock held by another
+            process, a full disk, an I/O error); False for a closed store or a file
+            that is not a store.
     """
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str, *, transient: bool = False) -> None:
         self.path = path
         self.reason = reason
+        self.transient = transient
         super().__init__(f"metrics store {path!r}: {reason}")
 
 
@@ -186,6 +198,21 @@ class StoreCorruptError(HistoryError):
 
 class StoreLockedError(HistoryError):
     """Another process holds the file locked for longer than the store's ``timeout``."""
+
+    def __init__(self, path: str, reason: str, *, transient: bool = True) -> None:
+        super().__init__(path, reason, transient=transient)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already done so.
+
+    On a full disk or an I/O error SQLite rolls the transaction back by itself; a
+    second ROLLBACK would then fail with "cannot rollback - no transaction is active"
+    and hide the real cause.
+    """
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 # ---------------------------------------------------------------------- value types
@@ -611,6 +638,13 @@ class MetricsStore:
         verify: also run SQLite's ``quick_check`` at open, which finds damaged pages
             inside an otherwise valid file (it reads the whole file, so it is off by
             default; a file that is not a database at all is always refused).
+        read_only: open an existing file for reading only (``file:...?mode=ro``):
+            nothing is created, pruned or written (writes raise
+            :class:`HistoryError`). Where SQLite cannot create the ``-shm`` file a
+            WAL database needs (read-only media, a directory the user cannot
+            write), the file is opened ``immutable=1`` instead; that reading does
+            not see rows still in a ``-wal`` file (a warning says so when one is
+            there). ``wedguard report`` and ``wedguard windows`` open it this way.
 
     Raises:
         ConfigError: a bad argument.
@@ -643,6 +677,7 @@ class MetricsStore:
         prune_every: int = 1000,
         timeout: float = 5.0,
         verify: bool = False,
+        read_only: bool = False,
     ) -> None:
         try:
             self._path = fspath(path)
@@ -666,6 +701,14 @@ class MetricsStore:
         self._metric_ids: dict[str, int] = {}
         self._since_prune = 0
         self._closed = False
+        self._read_only = bool(read_only)
+        self._immutable = False
+        if self._read_only:
+            if self._memory:
+                raise ConfigError("read_only", read_only, "a database file, not ':memory:'")
+            self._writer = self._open_read_only()
+            self._finalizer = weakref.finalize(self, _close_all, self._writer, self._idle)
+            return
         self._writer = self._open_writer()
         # a store dropped without close() still closes its connections, quietly
         self._finalizer = weakref.finalize(self, _close_all, self._writer, self._idle)
@@ -693,8 +736,83 @@ class MetricsStore:
                 self._path, f"locked by another process for over {self._timeout:g} s ({text})"
             )
         if isinstance(exc, sqlite3.OperationalError):
-            return HistoryError(self._path, text)
+            return HistoryError(self._path, text, transient=not self._closed)
         return StoreCorruptError(self._path, f"not a readable SQLite database ({text})")
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A read-only connection: ``mode=ro``, else ``mode=ro&immutable=1``."""
+        if not os.path.isfile(self._path):
+            raise HistoryError(self._path, "no such database (opened read-only)")
+        base = "file:" + urllib.parse.quote(os.path.abspath(self._path))
+        last: sqlite3.Error | None = None
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(
+                    base + query,
+                    uri=True,
+                    timeout=self._timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.OperationalError as exc:
+                last = exc
+                continue
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {
+                    row[0]
+                    for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                ids = (
+                    list(conn.execute("SELECT id, name FROM metrics"))
+                    if "metrics" in tables
+                    else []
+                )
+            except sqlite3.OperationalError as exc:
+                # the -shm of a WAL database cannot be created here: try immutable
+                conn.close()
+                last = exc
+                continue
+            except sqlite3.Error as exc:
+                conn.close()
+                raise self._fail(exc) from exc
+            if tables - {"metrics", "samples", "events", "sessions"} or "metrics" not in tables:
+                conn.close()
+                raise StoreCorruptError(
+                    self._path, f"not a metrics store (tables: {', '.join(sorted(tables))})"
+                )
+            if version > _SCHEMA_VERSION:
+                conn.close()
+                raise HistoryError(
+                    self._path,
+                    f"written by a newer wedguard (schema {version}, this one reads {_SCHEMA_VERSION})",
+                )
+            self._immutable = "immutable" in query
+            if self._immutable:
+                wal = self._path + "-wal"
+                if os.path.exists(wal) and os.path.getsize(wal) > 0:
+                    log.warning(
+                        "history %s opened immutable (its -shm cannot be created here): "
+                        "rows still in %s are not read",
+                        self._path,
+                        wal,
+                    )
+            for ident, name in ids:
+                self._metric_ids[name] = ident
+            return conn
+        assert last is not None
+        raise self._fail(last) from last
+
+    def _writable(self) -> None:
+        if self._closed:
+            raise HistoryError(self._path, "the store is closed")
+        if self._read_only:
+            raise HistoryError(self._path, "opened read-only")
+
+    @property
+    def read_only(self) -> bool:
+        """True for a store opened with ``read_only=True``."""
+        return self._read_only
 
     def _open_writer(self) -> sqlite3.Connection:
         try:
@@ -730,7 +848,7 @@ class MetricsStore:
                 conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             if self._verify:
                 problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
@@ -753,7 +871,7 @@ class MetricsStore:
         thread at a time (WAL: they never wait for the writer); an in-memory store
         reads on its single connection under the lock.
         """
-        if self._memory:
+        if self._memory or self._read_only:
             with self._lock:
                 if self._closed:
                     raise HistoryError(self._path, "the store is closed")
@@ -783,8 +901,7 @@ class MetricsStore:
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
         """Run statements in one transaction on the writer; returns rows changed."""
         with self._lock:
-            if self._closed:
-                raise HistoryError(self._path, "the store is closed")
+            self._writable()
             conn = self._writer
             changed = 0
             try:
@@ -794,7 +911,7 @@ class MetricsStore:
                         changed += conn.execute(sql, params).rowcount
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
             except sqlite3.Error as exc:
                 raise self._fail(exc) from exc
@@ -881,8 +998,7 @@ class MetricsStore:
             readings.extend(self._readings(sample, ts))
             records += 1
         with self._lock:
-            if self._closed:
-                raise HistoryError(self._path, "the store is closed")
+            self._writable()
             conn = self._writer
             added: list[str] = []
             try:
@@ -894,7 +1010,7 @@ class MetricsStore:
                     )
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     for name in added:  # those ids were rolled back too
                         self._metric_ids.pop(name, None)
                     raise
@@ -902,7 +1018,12 @@ class MetricsStore:
                 raise self._fail(exc) from exc
             self._since_prune += records
             if self._since_prune >= self._prune_every:
-                self._prune(None, automatic=True)
+                try:
+                    self._prune(None, automatic=True)
+                except HistoryError as exc:
+                    # the samples are committed: a prune that fails (a lock, a full
+                    # disk) is tried again after the next prune_every records
+                    log.warning("history: automatic prune failed: %s", exc)
 
     def record_event(self, event: _HasKind | Mapping[str, Any], at: datetime | None = None) -> None:
         """Store an event (anything with ``kind`` and ``to_dict()``, or a mapping).
@@ -986,8 +1107,7 @@ class MetricsStore:
         now_ts = _ts("now", now if now is not None else self._clock.now())
         assert now_ts is not None
         with self._lock:
-            if self._closed:
-                raise HistoryError(self._path, "the store is closed")
+            self._writable()
             self._since_prune = 0
             anchor = now_ts
             if automatic:
@@ -1801,16 +1921,31 @@ class HistorySink:
     with :meth:`MetricsStore.record_event`. :meth:`source` wraps a guard's source so
     its samples are recorded too.
 
-    Nothing here ever raises into the backup. When the store cannot be opened (a
-    corrupt or locked file) or a write fails, the sink switches itself off, keeps the
-    error in :attr:`failure`, and sends exactly one :class:`~wedguard.Alert` (key
-    ``"history/unavailable"``) to ``alerts``; the backup goes on without history.
+    Nothing here ever raises into the backup, and a passing fault does not switch
+    history off. When a write fails for a reason that may pass (the file locked by
+    another process for longer than ``timeout``, a full disk, an I/O error, a store
+    that cannot be opened yet), the row is kept in a bounded in-memory **backlog**
+    (its time taken when it arrived), an ERROR names the real cause, and one
+    :class:`~wedguard.Alert` (key ``"history/unavailable"``) goes to ``alerts``. The
+    next rows try again after a backoff (``retry`` seconds, doubling up to
+    ``retry_max``); the first write that works stores the whole backlog, in order,
+    and resolves the alert. :meth:`flush` tries at once. When the backlog is full
+    the oldest rows go first (counted in :attr:`dropped`).
+
+    Only a store that can never work (a file that is not a store, a closed store)
+    switches the sink off: the error stays in :attr:`failure`, the one alert is sent,
+    and the backup goes on without history.
 
     Args:
         store: a :class:`MetricsStore`, or a path to open one at.
-        alerts: where the one alert goes: a sink (``emit``) or a callable.
+        alerts: where the alert goes: a sink (``emit``) or a callable.
+        backlog: how many rows to keep in memory while the store cannot be written
+            (default 10,000).
+        retry: the first wait in seconds (real time) before trying a failed store
+            again (default 1.0).
+        retry_max: the longest wait between tries (default 60.0).
         **options: passed to :class:`MetricsStore` when ``store`` is a path
-            (``retention``, ``clock``, ...).
+            (``retention``, ``clock``, ``timeout``, ...).
 
     Example::
 
@@ -1824,6 +1959,8 @@ class HistorySink:
         >>> broken.available, [a.key for a in alerts.events]
         (False, ['history/unavailable'])
         >>> broken.emit({"kind": "session", "name": "photos", "bytes": 10, "duration_s": 2.0})
+        >>> broken.backlog
+        1
     """
 
     def __init__(
@@ -1831,49 +1968,186 @@ class HistorySink:
         store: MetricsStore | str | PathLike[str],
         *,
         alerts: Any = None,
+        backlog: int = 10_000,
+        retry: float = 1.0,
+        retry_max: float = 60.0,
         **options: Any,
     ) -> None:
         if alerts is not None and not (callable(alerts) or callable(getattr(alerts, "emit", None))):
             raise ConfigError("alerts", alerts, "a sink (with emit) or a callable")
+        if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+            raise ConfigError("backlog", backlog, "a whole number >= 1")
+        if (
+            isinstance(retry, bool)
+            or not isinstance(retry, (int, float))
+            or not 0 <= retry < math.inf
+        ):
+            raise ConfigError("retry", retry, "a finite number of seconds >= 0")
+        if (
+            isinstance(retry_max, bool)
+            or not isinstance(retry_max, (int, float))
+            or not retry <= retry_max < math.inf
+        ):
+            raise ConfigError("retry_max", retry_max, f"a finite number of seconds >= {retry}")
         self._alerts = alerts
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._clock = check_clock(options.get("clock"))
+        self._options = options
+        self._retry = float(retry)
+        self._retry_max = float(retry_max)
+        self._backlog: deque[tuple[str, Any, datetime]] = deque()
+        self._backlog_size = backlog
+        self._attempts = 0
+        self._next_try = -math.inf
+        self._alert: Alert | None = None
+        self._off = False
+        self._drop_logged = -math.inf
+        self.dropped = 0
+        """Rows given up because the backlog was full (or the sink is off)."""
         self.failure: WedguardError | None = None
+        """The last error (kept after recovery, for the record)."""
         self.store: MetricsStore | None = None
+        self._path: str | PathLike[str] | None = None
         if isinstance(store, MetricsStore):
             self.store = store
         else:
-            try:
-                self.store = MetricsStore(store, **options)
-            except ConfigError:
-                raise  # a programming error, not a broken file
-            except WedguardError as exc:
-                self._fail(exc)
+            self._path = store
+            with self._lock:
+                self._open()
 
     @property
     def available(self) -> bool:
-        """True while history is being recorded."""
-        return self.store is not None
+        """True while history is being recorded (a store is open and nothing waits)."""
+        return self.store is not None and self._attempts == 0
+
+    @property
+    def backlog(self) -> int:
+        """Rows kept in memory, waiting for the store to take them."""
+        return len(self._backlog)
 
     @property
     def kind(self) -> str:
         return "history"
 
-    def _fail(self, exc: WedguardError) -> None:
+    # -- the backlog ------------------------------------------------------------------
+
+    def _open(self) -> bool:
+        if self.store is not None:
+            return True
+        assert self._path is not None
+        try:
+            self.store = MetricsStore(self._path, **self._options)
+        except ConfigError:
+            raise  # a programming error, not a broken file
+        except WedguardError as exc:
+            if getattr(exc, "transient", False):
+                self._trouble(exc)
+            else:
+                self._switch_off(exc)
+            return False
+        return True
+
+    def _submit(self, op: str, payload: Any, at: datetime) -> None:
         with self._lock:
-            if self.failure is not None:
+            if self._off:
+                self.dropped += 1
                 return
-            self.failure = exc
-            store, self.store = self.store, None
+            self._backlog.append((op, payload, at))
+            if len(self._backlog) > self._backlog_size:
+                self._backlog.popleft()
+                self.dropped += 1
+                now = _time.monotonic()
+                if now - self._drop_logged >= 10.0:
+                    self._drop_logged = now
+                    log.warning(
+                        "history: backlog full (%d); %d row(s) dropped so far, oldest first",
+                        self._backlog_size,
+                        self.dropped,
+                    )
+            if _time.monotonic() >= self._next_try:
+                self._drain()
+
+    def _drain(self) -> bool:
+        """Write the backlog, oldest first; True when it is empty. Lock held."""
+        if self._off or not self._open():
+            return not self._backlog
+        store = self.store
+        assert store is not None
+        while self._backlog:
+            op, payload, at = self._backlog[0]
+            try:
+                if op == "sample":
+                    store.record(payload, at)
+                elif op == "session":
+                    store.record_session(payload, at)
+                else:
+                    store.record_event(payload, at)
+            except ConfigError:
+                pass  # a malformed row is dropped, history stays on
+            except WedguardError as exc:
+                if getattr(exc, "transient", False):
+                    self._trouble(exc)
+                else:
+                    self._switch_off(exc)
+                return False
+            except (sqlite3.Error, OSError) as exc:
+                self._trouble(HistoryError(store.path, str(exc), transient=True))
+                return False
+            self._backlog.popleft()
+        if self._attempts:
+            self._recovered()
+        return True
+
+    def _trouble(self, exc: WedguardError) -> None:
+        self._attempts += 1
+        self._next_try = _time.monotonic() + backoff_delay(
+            self._attempts, base=self._retry, cap=self._retry_max
+        )
+        self.failure = exc
+        if self._alert is None:
+            log.error(
+                "history cannot be written (%s); %d row(s) kept in memory, trying again",
+                exc,
+                len(self._backlog),
+            )
+            self._alert = Alert(
+                key="history/unavailable",
+                severity=Severity.MEDIUM,
+                summary="metric history cannot be written; rows are kept in memory and retried",
+                details=str(exc),
+                labels={"component": "history"},
+            )
+            self._tell(self._alert)
+
+    def _recovered(self) -> None:
+        log.warning("history writable again after %d failed attempt(s)", self._attempts)
+        self._attempts = 0
+        self._next_try = -math.inf
+        alert, self._alert = self._alert, None
+        if alert is not None:
+            self._tell(alert.resolved(self._clock.now()))
+
+    def _switch_off(self, exc: WedguardError) -> None:
+        self.failure = exc
+        self._off = True
+        self.dropped += len(self._backlog)
+        self._backlog.clear()
+        store, self.store = self.store, None
         if store is not None:
             with contextlib.suppress(Exception):  # closing a broken store
                 store.close()
-        alert = Alert(
-            key="history/unavailable",
-            severity=Severity.MEDIUM,
-            summary="metric history unavailable; backups go on without it",
-            details=str(exc),
-            labels={"component": "history"},
-        )
+        log.error("history switched off: %s", exc)
+        if self._alert is None:
+            self._alert = Alert(
+                key="history/unavailable",
+                severity=Severity.MEDIUM,
+                summary="metric history unavailable; backups go on without it",
+                details=str(exc),
+                labels={"component": "history"},
+            )
+            self._tell(self._alert)
+
+    def _tell(self, alert: Alert) -> None:
         try:
             if callable(getattr(self._alerts, "emit", None)):
                 self._alerts.emit(alert)
@@ -1882,30 +2156,33 @@ class HistorySink:
         except Exception:  # a failing alert sink must not fail the backup either
             pass
 
-    def _guarded(self, action: Any, *args: Any) -> None:
-        store = self.store
-        if store is None:
-            return
-        try:
-            action(store, *args)
-        except ConfigError:
-            pass  # a malformed event is dropped, history stays on
-        except WedguardError as exc:
-            self._fail(exc)
-        except (sqlite3.Error, OSError) as exc:
-            self._fail(HistoryError(store.path, str(exc)))
+    # -- the sink ---------------------------------------------------------------------
 
     def emit(self, event: Any) -> None:
         """Store ``event``; never raises."""
         kind = event.get("kind") if isinstance(event, Mapping) else getattr(event, "kind", None)
+        try:
+            data = _as_dict(event, "event")
+        except ConfigError:
+            return  # not an event: dropped
         if kind == "session":
-            self._guarded(MetricsStore.record_session, event)
+            own = _first(data, "ended_at", "finished_at", "end", "started_at", "start")
+            self._submit("session", event, _instant(own) or self._clock.now())
         else:
-            self._guarded(MetricsStore.record_event, event)
+            self._submit(
+                "event",
+                event,
+                _instant(_first(data, "at", "time", "started_at")) or self._clock.now(),
+            )
 
     def record(self, sample: Mapping[str, float], at: datetime | None = None) -> None:
         """Store a sample; never raises."""
-        self._guarded(MetricsStore.record, sample, at)
+        self._submit("sample", sample, at if at is not None else self._clock.now())
+
+    def flush(self) -> bool:
+        """Try to write the backlog now (whatever the backoff says); True when empty."""
+        with self._lock:
+            return self._drain()
 
     def source(self, source: Any) -> _RecordingSource:
         """Wrap a :class:`~wedguard.Source` so every sample it takes is recorded."""
@@ -1914,13 +2191,20 @@ class HistorySink:
         return _RecordingSource(source, self)
 
     def close(self) -> None:
-        store, self.store = self.store, None
+        """Write what the backlog holds if the store takes it, then close the store."""
+        with self._lock:
+            if self._backlog:
+                self._drain()
+            store, self.store = self.store, None
+            if self._backlog:
+                log.error("history: %d row(s) not written at close", len(self._backlog))
         if store is not None:
             store.close()
 
     def __repr__(self) -> str:
         state = "off" if self.store is None else repr(self.store)
-        return f"HistorySink({state})"
+        waiting = f", backlog={len(self._backlog)}" if self._backlog else ""
+        return f"HistorySink({state}{waiting})"
 
 
 class _RecordingSource:

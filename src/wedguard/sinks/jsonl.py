@@ -16,12 +16,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 from pathlib import Path
 from typing import IO
 
+from wedguard._delivery import DeliveryError
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
 from wedguard.units import parse_size
@@ -97,14 +99,38 @@ class JsonlSink:
         self._file = self._open()
 
     def emit(self, event: Event) -> None:
+        """Append ``event``; a write error (a full disk, ...) is logged and counted
+        in :attr:`errors`, never raised."""
+        try:
+            self._write(event)
+        except OSError:
+            import logging
+
+            self.errors += 1
+            logging.getLogger("wedguard.sinks").exception("jsonl: cannot write %s", self.path)
+
+    def send(self, event: Event) -> None:
+        """Append ``event`` or raise :class:`~wedguard.alerts.DeliveryError`.
+
+        The alert dispatcher calls this one, so a line that could not be written (a
+        full disk) is retried, kept in its spool meanwhile, and ``flush()`` says so.
+        """
+        try:
+            self._write(event)
+        except OSError as exc:
+            self.errors += 1
+            raise DeliveryError(f"cannot write {self.path}: {exc}") from exc
+
+    def _write(self, event: Event) -> None:
         line = (
             json.dumps(event.to_dict(), separators=(",", ":"), default=str, ensure_ascii=False)
             + "\n"
         ).encode("utf-8")
-        try:
-            with self._lock:
+        with self._lock:
+            try:
                 if self._file is None:
                     self._file = self._open()
+                    self._mend()
                 if self._size > 0 and self._size + len(line) > self.max_bytes:
                     self._rotate()
                 f = self._file
@@ -114,11 +140,36 @@ class JsonlSink:
                 if self.fsync:
                     os.fsync(f.fileno())
                 self._size += len(line)
-        except OSError:
-            import logging
+            except OSError:
+                # drop the file object and what its buffer still holds: the next
+                # write opens the file again and starts on a fresh line
+                broken, self._file = self._file, None
+                if broken is not None:
+                    with contextlib.suppress(OSError):
+                        broken.close()
+                raise
 
-            self.errors += 1
-            logging.getLogger("wedguard.sinks").exception("jsonl: cannot write %s", self.path)
+    def _mend(self) -> None:
+        """Cut off a line torn by a failed write (a full disk can take half a line):
+        that event was not delivered and comes again whole."""
+        if self._size == 0:
+            return
+        with open(self.path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos = end
+            while pos > 0:
+                step = min(pos, 1 << 16)
+                pos -= step
+                f.seek(pos)
+                chunk = f.read(step)
+                if pos + len(chunk) == end and chunk.endswith(b"\n"):
+                    return  # the last line is whole
+                cut = chunk.rfind(b"\n")
+                if cut >= 0:
+                    pos += cut + 1
+                    break
+        os.truncate(self.path, pos)
+        self._size = pos
 
     def files(self) -> list[Path]:
         """The current file and the rotated ones that exist, newest first."""
