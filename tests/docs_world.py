@@ -179,6 +179,7 @@ def names(tmp: Path, *, http: str, s3: Any, redis_url: str, redis_port: int) -> 
         "do_the_work": lambda: None,
         "sink": RecordingSink(),
         "slack_sink": JsonlSink(tmp / "slack.jsonl"),
+        "pager": JsonlSink(tmp / "pager.jsonl"),
         "calendar": wg.PeakHourCalendar.default(tz="Europe/London"),
         "clock": clock,
         "throttler": wg.TokenBucketThrottler("50MB/s", clock=clock),

@@ -117,8 +117,8 @@ _SPLIT: Final = re.compile(r"[\s\x00-\x1f\x7f]+")
 def is_sensitive_name(name: str) -> bool:
     """True when a parameter, option or variable called ``name`` holds a secret.
 
-    >>> [is_sensitive_name(n) for n in ("PGPASSWORD", "api_key", "sig", "db", "monkey")]
-    [True, True, True, False, False]
+    >>> tuple(is_sensitive_name(n) for n in ("PGPASSWORD", "api_key", "sig", "db", "monkey"))
+    (True, True, True, False, False)
     """
     low = str(name).lower()
     squashed = re.sub(r"[^a-z0-9]", "", low)
