@@ -150,7 +150,7 @@ def test_python_snippets_run(
             owned.extend([value, *value._sinks, *value._sources])
         elif type(value).__module__.startswith("wedguard"):
             owned.append(value)
-    for value in owned:
+    for value in reversed(owned):  # the last made first: they may deliver to the earlier
         close = getattr(value, "close", None)
         if callable(close):
             close()
