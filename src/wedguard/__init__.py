@@ -36,6 +36,7 @@ from wedguard.errors import (
     CircuitOpenError,
     ConfigError,
     EmergencyStop,
+    HoldTimeout,
     ThrottleTimeout,
     WedguardError,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "GuardedProcess",
     "HistoryError",
     "HistorySink",
+    "HoldTimeout",
     "ImpactAnalyzer",
     "InhibitRule",
     "LedbatController",

@@ -233,6 +233,9 @@ def _assemble(args: argparse.Namespace, config: Config) -> Built:
         # the command shows decisions itself (progress, summary, status): no default
         # logging sink repeating them on stderr
         overrides["sinks"] = []
+        overrides["log_events"] = False
+    # a latency source without a stored baseline: learn one (5 s) before the first byte
+    overrides["baseline_warmup"] = "5s"
     if getattr(args, "rate", None) is not None:
         overrides["rate"] = _rate_arg(args.rate, "--rate")
     built = config.assemble(**overrides)
