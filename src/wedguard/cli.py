@@ -501,6 +501,10 @@ def cmd_copy(args: argparse.Namespace) -> int:
             outcome, error = EXIT_STOPPED, exc
         except CircuitOpenError as exc:
             outcome, error = EXIT_CIRCUIT_OPEN, exc
+        except KeyboardInterrupt:
+            if entered:  # Ctrl-C: what was done so far (as at the end), then "interrupted"
+                print(_summary(job, session.report()), flush=True)
+            raise
         report = session.report()
     if outcome == EXIT_OK and job.failed:
         outcome = EXIT_FAILED
