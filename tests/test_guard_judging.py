@@ -337,3 +337,23 @@ def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_the_cli_progress_line_names_what_is_not_judged() -> None:
+    import io
+
+    from wedguard.cli import _Progress
+
+    clock = FakeClock()
+    guard = wg.Guard(
+        rate="10MB/s",
+        calendar=None,
+        sources=[latency(rise_at=0)],
+        analyzer=wg.ImpactAnalyzer(clock=clock),
+        sinks=[],
+        clock=clock,
+    )
+    with guard.session("photos") as s:
+        run_for(s, clock, 3)
+        line = _Progress(io.StringIO(), guard, lambda: s.bytes).line()
+    assert line.endswith("  not judged: api.latency_s")

@@ -420,6 +420,9 @@ class _Progress:
             text += f"  waiting: {why}"
         elif why and current >= 0.8 * d.rate:
             text += f"  limited by {why}"
+        unjudged = [r.partition(":")[0] for r in d.reasons if r.endswith("not judged")]
+        if unjudged:  # a limit the guard cannot judge is never silently passed
+            text += f"  not judged: {', '.join(unjudged)}"
         return text
 
     def _draw(self, text: str) -> None:
