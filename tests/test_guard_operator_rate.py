@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import wedguard as wg
 from guard_helpers import KeyAnalyzer
@@ -123,3 +125,26 @@ def test_controllers_start_from_an_operators_rate() -> None:
     assert ledbat.update(wg.Assessment(wg.Verdict.OK, load=0.9), ceiling=10 * MB, now=23) == 8 * MB
     with pytest.raises(wg.ConfigError):
         aimd.start_from(-1, now=0)
+
+
+@given(
+    verdicts=st.lists(st.sampled_from(list(wg.Verdict)), max_size=30),
+    rate=st.floats(min_value=1.0, max_value=1e9),
+    ceiling=st.floats(min_value=1.0, max_value=1e9),
+    ledbat=st.booleans(),
+)
+def test_after_start_from_an_ok_keeps_the_operators_rate(
+    verdicts: list[wg.Verdict], rate: float, ceiling: float, ledbat: bool
+) -> None:
+    """Whatever the controller went through, an OK right after start_from(rate) allows
+    the operator's rate (within the ceiling and above the floor)."""
+    c: wg.AIMDController | wg.LedbatController = (
+        wg.LedbatController(min_dwell=20) if ledbat else wg.AIMDController(min_dwell=20)
+    )
+    now = 0.0
+    for v in verdicts:
+        c.update(wg.Assessment(v, load=2.0 if v else 0.5), ceiling=ceiling, now=now)
+        now += 7.0
+    c.start_from(rate, now=now)
+    got = c.update(wg.Assessment(wg.Verdict.OK, load=0.9), ceiling=ceiling, now=now + 1)
+    assert got == pytest.approx(max(min(rate, ceiling), c.floor) if ceiling > c.floor else ceiling)

@@ -202,3 +202,16 @@ def test_the_breaker_pages_example_reason() -> None:
         287.5,
         "3 consecutive failures (last: ConnectionError)",
     )
+
+
+def test_a_wrapped_file_in_a_protected_call_still_refuses_bad_amounts() -> None:
+    clock = FakeClock()
+    guard = make_guard(clock, breaker=None)
+
+    @guard.protect(cost=MB)
+    def write_weird() -> None:
+        body = guard.wrap(io.BytesIO())
+        body.session.throttle(-5)
+
+    with pytest.raises(wg.ConfigError):
+        write_weird()

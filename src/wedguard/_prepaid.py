@@ -9,6 +9,7 @@ only I/O beyond the cost is throttled again, by the call's session.
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 from typing import Any
 
@@ -31,6 +32,8 @@ class Prepaid:
 
     def throttle(self, n: float, ops: int = 0, *, size: float | None = None) -> float:
         """Spend what was paid first; throttle the rest through the session."""
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < math.inf:
+            return float(self.session.throttle(n, ops, size=size))  # it says what is wrong
         with self._lock:
             take = min(max(float(n), 0.0), self.left)
             self.left -= take
