@@ -90,7 +90,7 @@ SPAWNER = textwrap.dedent(
         def __init__(self, inner):
             self.inner = inner
         def emit(self, event):
-            time.sleep(0.005)
+            time.sleep(0.002)
             self.inner.emit(event)
 
     def work(path, mode):
@@ -125,7 +125,7 @@ SPAWNER = textwrap.dedent(
 )
 
 
-def _run_children(tmp_path: Path, count: int, mode: str, parallel: int = 10) -> list[Path]:
+def _run_children(tmp_path: Path, count: int, mode: str, parallel: int = 20) -> list[Path]:
     script = tmp_path / "spawner.py"
     script.write_text(SPAWNER.format(src=SRC))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
@@ -164,3 +164,16 @@ def test_the_breaker_alert_survives_an_exit_right_after_it(tmp_path: Path, mode:
     (path,) = _run_children(tmp_path, 1, mode)
     kinds = [(e.get("kind"), e.get("key")) for e in _events(path)]
     assert ("alert", "wedguard/breaker/uploads") in kinds
+
+
+def test_a_guard_used_again_after_close_is_closed_at_exit_again() -> None:
+    from wedguard import _atexit
+
+    guard = busy_guard(RecordingSink())
+    assert guard in _atexit._open
+    guard.close()
+    assert guard not in _atexit._open
+    with guard.session("again"):
+        pass
+    assert guard in _atexit._open
+    guard.close()

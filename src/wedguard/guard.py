@@ -826,6 +826,9 @@ class Guard:
             self._free = False
             self._expires = -_INF
             self._held_since = None
+            if self._closed:  # used again after close(): closed again at exit
+                self._closed = False
+                _atexit.remember(self)
             if self._maybe_learn and self._analyzer is not None:
                 # the backup waits for the first sample: it may have to learn a baseline
                 self._learning = "learning the baseline: waiting for the first sample"
