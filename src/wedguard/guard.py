@@ -530,7 +530,7 @@ class Guard:
         self._delivering = False
         self._dropped = 0
         self._signals_installed: dict[int, Any] = {}
-        # what the guard says on its own (wedguard.judging): baseline warm-up, limits
+        # what the guard says on its own: the baseline warm-up, limits
         # it cannot judge, failing probes, the breaker, how long it has held back
         self._learning = ""  # why the backup waits for the baseline ("" when not)
         self._learn_left = 0  # samples still to learn (-1: the first sample decides)
