@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         CircuitOpenError,
         ConfigError,
         EmergencyStop,
+        HoldTimeout,
         ThrottleTimeout,
         WedguardError,
     )
@@ -150,6 +151,7 @@ _WHERE: dict[str, str] = {
     "GuardedProcess": "wedguard.process",
     "HistoryError": "wedguard.history",
     "HistorySink": "wedguard.history",
+    "HoldTimeout": "wedguard.errors",
     "ImpactAnalyzer": "wedguard.policy.impact",
     "InhibitRule": "wedguard.alerts",
     "LedbatController": "wedguard.policy.control",
@@ -246,6 +248,7 @@ __all__ = [
     "GuardedProcess",
     "HistoryError",
     "HistorySink",
+    "HoldTimeout",
     "ImpactAnalyzer",
     "InhibitRule",
     "LedbatController",

@@ -315,6 +315,9 @@ def _assemble(args: argparse.Namespace, config: Config) -> Built:
         # the command shows decisions itself (progress, summary, status): no default
         # logging sink repeating them on stderr
         overrides["sinks"] = []
+        overrides["log_events"] = False
+    # a latency source without a stored baseline: learn one (5 s) before the first byte
+    overrides["baseline_warmup"] = "5s"
     if getattr(args, "rate", None) is not None:
         overrides["rate"] = _rate_arg(args.rate, "--rate")
     built = config.assemble(**overrides)
@@ -528,6 +531,9 @@ class _Progress:
             text += f"  waiting: {why}"
         elif why:
             text += f"  {why}"
+        unjudged = [r.partition(":")[0] for r in d.reasons if r.endswith("not judged")]
+        if unjudged:  # a limit the guard cannot judge is never silently passed
+            text += f"  not judged: {', '.join(unjudged)}"
         return text
 
     def _draw(self, text: str) -> None:
@@ -639,6 +645,10 @@ def cmd_copy(args: argparse.Namespace) -> int:
             outcome, error = EXIT_STOPPED, exc
         except CircuitOpenError as exc:
             outcome, error = EXIT_CIRCUIT_OPEN, exc
+        except KeyboardInterrupt:
+            if entered:  # Ctrl-C: what was done so far (as at the end), then "interrupted"
+                print(_summary(job, session.report()), flush=True)
+            raise
         report = session.report()
     if outcome == EXIT_OK and job.failed:
         outcome = EXIT_FAILED

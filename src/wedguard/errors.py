@@ -11,6 +11,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "EmergencyStop",
+    "HoldTimeout",
     "ThrottleTimeout",
     "WedguardError",
 ]
@@ -126,3 +127,23 @@ class EmergencyStop(WedguardError):
     def __init__(self, reason: str = "") -> None:
         self.reason = reason
         super().__init__(f"emergency stop: {reason}" if reason else "emergency stop")
+
+
+class HoldTimeout(WedguardError, TimeoutError):
+    """The guard held the backup back longer than its ``max_hold``; the session ends.
+
+    Raised inside the protected work (by ``throttle()``) instead of waiting forever
+    for production to recover, or for a probe that never answers.
+
+    Attributes:
+        held: seconds the guard had held the backup back.
+        cause: why: the decision's reason, e.g. ``"impact: HALT (api.latency_s probe
+            failed 5 times in a row ...)"``.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, held: float, cause: str) -> None:
+        self.held = held
+        self.cause = cause
+        super().__init__(f"held back for {held:.0f} s (max_hold), giving up: {cause or 'impact'}")

@@ -32,6 +32,7 @@ import math
 import os
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
@@ -39,7 +40,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
-from wedguard import _fs
+from wedguard import _atexit, _fs
+from wedguard._prepaid import Prepaid
+from wedguard._prepaid import current as current_prepaid
+from wedguard._watch import ProbeWatch
 from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_await, clock_wait
 from wedguard.decision import Decision
@@ -214,6 +218,16 @@ def _default_sinks() -> list[Sink]:
     return [cast("Sink", module.LoggingSink())]
 
 
+def _with_logging(sinks: list[Sink], keep: bool) -> list[Sink]:
+    """The sinks given plus the default logging sink (first), unless one is there
+    already or ``keep`` is False."""
+    module = _optional("wedguard.sinks")
+    kinds: tuple[type, ...] = (_LogSink,) if module is None else (_LogSink, module.LoggingSink)
+    if not keep or any(isinstance(s, kinds) for s in sinks):
+        return sinks
+    return _default_sinks() + sinks
+
+
 class _Slot:
     """A held concurrency slot; released once."""
 
@@ -276,6 +290,28 @@ class Guard:
             the event loop's); 0, the default, leaves threads alone. See
             :mod:`wedguard.priority`.
         ionice: put a thread running a session in the idle I/O class.
+        log_events: keep the logging sink (the ``wedguard.events`` logger) beside the
+            ``sinks`` given (default True): ``sinks=[...]`` adds to it, so alerts reach
+            the console whatever else hears them. ``False`` removes it.
+        max_hold: the longest the guard holds a session back for production's sake
+            (an impact HALT, a probe that never answers, the baseline warm-up) before
+            ``throttle()`` gives up with :class:`~wedguard.HoldTimeout` (default 30
+            minutes; ``None``: wait forever). Stops, holds and BLACKOUT windows are
+            not counted: they end by themselves or by an operator.
+        baseline_warmup: a latency limit ("+5 % over the baseline") can only be
+            judged against a baseline. When the analyser has none for a latency a
+            source reports, the first session waits this long (at least 3 samples)
+            before its first byte while the guard learns one from production at
+            rest. Default: ``"5s"`` when the guard builds its own analyser; none
+            for an analyser you pass (give it a baseline, or pass this). ``None``:
+            never. A latency left without a baseline is named in the decision's
+            reasons ("api.latency_s: no baseline yet, not judged") and logged.
+            Samples taken with :meth:`tick` while no session runs add to the
+            baseline too.
+
+    Use the guard as a context manager (or call :meth:`close`): events still queued
+    reach the sinks before it ends. A guard that was never closed is closed at
+    interpreter exit.
 
     Example::
 
@@ -326,6 +362,9 @@ class Guard:
         name: str = "guard",
         nice: int = 0,
         ionice: bool = False,
+        log_events: bool = True,
+        max_hold: float | str | None = "30m",
+        baseline_warmup: float | str | _Default | None = DEFAULT,
     ) -> None:
         self._clock: Clock = check_clock(clock)
         for method in ("monotonic", "now", "sleep"):
@@ -349,6 +388,7 @@ class Guard:
         for src in self._sources:
             if not callable(getattr(src, "sample", None)):
                 raise ConfigError("sources", src, "objects with sample() -> Mapping[str, float]")
+        own_analyzer = analyzer is DEFAULT
         if analyzer is DEFAULT:
             analyzer = _default_analyzer(self._clock) if self._sources else None
         elif analyzer is not None and not callable(getattr(analyzer, "assess", None)):
@@ -382,10 +422,13 @@ class Guard:
         elif breaker is not None and not callable(getattr(breaker, "allow", None)):
             raise ConfigError("breaker", breaker, "a circuit breaker with allow()")
         self._breaker: BreakerLike | None = breaker
-        self._sinks: tuple[Sink, ...] = tuple(_default_sinks() if sinks is None else sinks)
-        for sink in self._sinks:
+        given = list(sinks) if sinks is not None else []
+        for sink in given:
             if not callable(getattr(sink, "emit", None)):
                 raise ConfigError("sinks", sink, "objects with emit(event)")
+        if not isinstance(log_events, bool):
+            raise ConfigError("log_events", log_events, "True or False")
+        self._sinks: tuple[Sink, ...] = tuple(_with_logging(given, log_events))
         if max_concurrent is not None and (
             isinstance(max_concurrent, bool)
             or not isinstance(max_concurrent, int)
@@ -412,6 +455,19 @@ class Guard:
         self._slot_timeout = (
             None if slot_timeout is None else parse_duration(slot_timeout, field="slot_timeout")
         )
+        self._max_hold = _INF if max_hold is None else parse_duration(max_hold, field="max_hold")
+        if not self._max_hold > 0:
+            raise ConfigError("max_hold", max_hold, "a duration > 0, or None")
+        if baseline_warmup is DEFAULT:  # the guard's own analyser learns by itself
+            baseline_warmup = "5s" if own_analyzer else None
+        warmup = (
+            0.0
+            if baseline_warmup is None
+            else parse_duration(baseline_warmup, field="baseline_warmup")
+        )
+        if not 0 <= warmup < _INF:
+            raise ConfigError("baseline_warmup", baseline_warmup, "a duration >= 0, or None")
+        self._warmup_n = 0 if warmup == 0 else max(3, math.ceil(warmup / self._interval))
         if background is None:
             background = isinstance(self._clock, SystemClock)
         self._background = bool(background)
@@ -484,6 +540,20 @@ class Guard:
         self._delivering = False
         self._dropped = 0
         self._signals_installed: dict[int, Any] = {}
+        # what the guard says on its own: the baseline warm-up, limits
+        # it cannot judge, failing probes, the breaker, how long it has held back
+        self._learning = ""  # why the backup waits for the baseline ("" when not)
+        self._learn_left = 0  # samples still to learn (-1: the first sample decides)
+        self._learn_metrics = ""
+        self._maybe_learn = bool(self._warmup_n) and callable(
+            getattr(self._analyzer, "baseline_needed", None)
+        )
+        self._unjudged: tuple[str, ...] = ()
+        self._probes = ProbeWatch()
+        self._held_since: float | None = None
+        self._circuit = ""  # the breaker's state line while it is not closed
+        self._circuit_due = _INF  # when an open breaker may try again (monotonic)
+        self._closed = False
 
         self._window: Any = None  # the calendar window in force (cached until it ends)
         self._decision = self._make_decision(self._now(), self._clock.now())
@@ -495,6 +565,7 @@ class Guard:
         self._control: ControlServer | None = None
         if control_socket is not None:
             self.serve_control(control_socket)
+        _atexit.remember(self)
 
     # -- public properties ----------------------------------------------------------------
 
@@ -764,6 +835,14 @@ class Guard:
             self._next_stop_check = now
             self._free = False
             self._expires = -_INF
+            self._held_since = None
+            if self._closed:  # used again after close(): closed again at exit
+                self._closed = False
+                _atexit.remember(self)
+            if self._maybe_learn and self._analyzer is not None:
+                # the backup waits for the first sample: it may have to learn a baseline
+                self._learning = "learning the baseline: waiting for the first sample"
+                self._learn_left = -1
             if self._stop_file is not None:
                 self._check_stop_file()
             if self._background:
@@ -790,6 +869,9 @@ class Guard:
                 return
             slot.released = True
             self._active.pop(slot, None)
+            if not self._active and self._learning:
+                self._learning = ""
+                self._refresh_locked(self._now(), sampled=True)
             self._notify()
         if slot.shared:
             # no Redis fault reaches here (a lost Redis frees the slot by its lease);
@@ -840,6 +922,10 @@ class Guard:
         (5000000.0, ('rate limit 5 MB/s',))
         """
         self._fleet_idle_check()
+        if self._circuit and self._now() >= self._circuit_due and self._breaker is not None:
+            # an open breaker moves to HALF_OPEN when looked at (its listener tells us)
+            with contextlib.suppress(Exception):
+                getattr(self._breaker, "state", None)
         with self._cond:
             now = self._now()
             if now >= self._expires:
@@ -856,7 +942,8 @@ class Guard:
 
         Call it while no backup runs (at start-up, or from a scheduler between runs);
         without ``sample`` the guard reads its sources once. Does nothing without an
-        analyser that learns a baseline.
+        analyser that learns a baseline. (The guard also learns one by itself: see
+        ``baseline_warmup``.)
         """
         observe = getattr(self._analyzer, "observe_baseline", None)
         if observe is None:
@@ -901,7 +988,11 @@ class Guard:
         return sample
 
     def _assess_locked(self, sample: Mapping[str, float], now: float) -> None:
+        for level_no, line in self._probes.update(sample, now):
+            log.log(level_no, "%s", line)
         if self._analyzer is None:
+            return
+        if self._learn(sample):
             return
         level = self._decision.level
         try:
@@ -912,6 +1003,12 @@ class Guard:
         self._assessment = assessment
         self._verdict = Verdict(assessment.verdict)
         self._impact_reasons = tuple(str(r) for r in getattr(assessment, "reasons", ()))
+        unjudged = tuple(str(r) for r in getattr(assessment, "unjudged", ()))
+        for line in set(unjudged) - set(self._unjudged):
+            log.warning(
+                "%s (learn one: Guard(baseline_warmup=...) or guard.observe_baseline())", line
+            )
+        self._unjudged = unjudged
         ceiling = min(self._rate, self._calendar_cap())
         allowed = _INF
         observe = getattr(self._controller, "observe", None)
@@ -930,6 +1027,46 @@ class Guard:
             allowed = 0.0
         self._allowed = allowed
         self._allowed_free = allowed >= ceiling
+
+    def _learn(self, sample: Mapping[str, float]) -> bool:
+        """The baseline warm-up (lock held): True when ``sample`` was learnt from.
+
+        With no session running every sample is production at rest and adds to the
+        baseline. A session's first sample decides whether there is a latency
+        without a baseline; if so the backup waits ``baseline_warmup`` while the
+        guard learns one, before the session's first byte.
+        """
+        analyzer = self._analyzer
+        observe = getattr(analyzer, "observe_baseline", None)
+        if observe is None or not self._warmup_n:
+            return False
+        if not self._active:
+            observe(sample)
+            return False
+        if not self._learning:
+            return False
+        if self._learn_left < 0:
+            need = analyzer.baseline_needed(sample)  # type: ignore[union-attr]
+            if not need:
+                self._learning = ""
+                # nothing to learn; look again next time only if a probe failed
+                self._maybe_learn = any(k.endswith(".error") for k in sample)
+                return False
+            self._learn_left = self._warmup_n
+            self._learn_metrics = ", ".join(need)
+        observe(sample)
+        self._learn_left -= 1
+        done = self._warmup_n - self._learn_left
+        if self._learn_left <= 0:
+            self._learning = ""
+            self._maybe_learn = False
+            log.info("baseline learnt for %s from %d samples", self._learn_metrics, done)
+        else:
+            self._learning = (
+                f"learning the baseline of {self._learn_metrics}: {done} of "
+                f"{self._warmup_n} samples of production at rest (the backup waits)"
+            )
+        return True
 
     def _make_decision(self, now: float, now_dt: datetime) -> Decision:
         """Compose the policies' answers into a Decision (lock held; no I/O).
@@ -959,6 +1096,8 @@ class Guard:
             reasons.append(f"emergency stop: {stop_reason}")
         if self._held:
             reasons.append(f"on hold: {self._held}")
+        if self._learning:
+            reasons.append(self._learning)
         end = None if window is None else window.end
         until = "" if end is None else f" until {end.isoformat()}"
         why = "" if window is None or not window.reason else f" ({window.reason})"
@@ -978,6 +1117,10 @@ class Guard:
             limits.append((allowed, 1, text + (f" ({detail})" if detail else "")))
         limits.sort()
         reasons.extend(text for _, _, text in limits)
+        if self._circuit:
+            reasons.append(self._circuit)
+        if not self._learning:
+            reasons.extend(self._unjudged)
         if self._fleet_offline:
             share = float(getattr(self._fleet, "fallback_share", 1.0))
             reasons.append(
@@ -985,7 +1128,13 @@ class Guard:
                 f"{format_rate(self._fleet_rate * share)}"
             )
         rate = min(ceiling, allowed)
-        paused = self._stopped or bool(self._held) or level is Level.BLACKOUT or rate <= 0
+        paused = (
+            self._stopped
+            or bool(self._held)
+            or bool(self._learning)
+            or level is Level.BLACKOUT
+            or rate <= 0
+        )
         if verdict is Verdict.HALT:
             paused = True
         needed = [s._needed for s in self._sessions() if s._needed is not None]
@@ -1035,6 +1184,17 @@ class Guard:
         self._free = go and d.rate == _INF and expires == _INF
         if self._fleet_bytes is not None:
             self._set_fleet_rate()
+        holding = (
+            not go
+            and not d.stopped
+            and not d.on_hold
+            and d.level is not Level.BLACKOUT
+            and self._calendar_cap() > 0
+        )
+        if not holding:
+            self._held_since = None
+        elif self._held_since is None and self._active:
+            self._held_since = now
         if d.same_as(old):
             return
         self._notify()
@@ -1405,7 +1565,25 @@ class Guard:
         new = str(getattr(event.new, "name", event.new)).upper()
         name = str(getattr(event, "breaker", getattr(self._breaker, "name", "breaker")))
         key = f"breaker/{name}"
+        why = getattr(event, "reason", "") or ""
+        retry = 0.0
+        if new == "OPEN":
+            with contextlib.suppress(Exception):
+                retry = float(getattr(self._breaker, "retry_after", 0.0))
         with self._cond:
+            if new == "OPEN":
+                self._circuit = (
+                    f"circuit {name!r} is open ({why or 'failures'}): protected calls fail "
+                    "until it tries again"
+                )
+                self._circuit_due = self._now() + retry
+            elif new == "HALF_OPEN":
+                self._circuit = f"circuit {name!r} is half-open: a trial call decides"
+                self._circuit_due = _INF
+            else:
+                self._circuit = ""
+                self._circuit_due = _INF
+            self._refresh_locked(self._now(), sampled=True)
             if new == "OPEN" and key not in self._firing:
                 reason = getattr(event, "reason", "") or "failures"
                 self._fire(key, Severity.HIGH, f"circuit {name!r} opened: {reason}", event.at)
@@ -1428,10 +1606,15 @@ class Guard:
                     )
             self._events.append(event)
             if self._deliverer is None:
-                self._deliverer = threading.Thread(
+                deliverer = threading.Thread(
                     target=self._delivery_loop, name="wedguard-events", daemon=True
                 )
-                self._deliverer.start()
+                try:
+                    deliverer.start()
+                except RuntimeError:  # the interpreter is shutting down: flush() delivers
+                    pass
+                else:
+                    self._deliverer = deliverer
             self._ev_cond.notify_all()
 
     def _deliver(self, event: Event) -> None:
@@ -1460,11 +1643,22 @@ class Guard:
                     self._ev_cond.notify_all()
 
     def flush(self, timeout: float | None = 5.0) -> bool:
-        """Wait (real time) until every queued event reached the sinks; False on timeout."""
+        """Wait (real time) until every queued event reached the sinks; False on timeout.
+
+        Events left with no delivery thread to take them (one could not be started as
+        the interpreter shuts down) are delivered by the caller.
+        """
         with self._ev_cond:
-            return self._ev_cond.wait_for(
-                lambda: not self._events and not self._delivering, timeout
-            )
+            alive = self._deliverer is not None and self._deliverer.is_alive()
+            if alive or self._delivering:
+                return self._ev_cond.wait_for(
+                    lambda: not self._events and not self._delivering, timeout
+                )
+            pending = list(self._events)
+            self._events.clear()
+        for event in pending:
+            self._deliver(event)
+        return True
 
     # -- decorator and file objects ---------------------------------------------------------
 
@@ -1499,8 +1693,22 @@ class Guard:
 
         Each call runs as a session named after the function (taking a concurrency
         slot) or, when called inside an active session of this guard, as part of that
-        session (no second slot). It takes ``cost(*args, **kwargs)`` bytes and ``ops`` operations from the
-        budgets, then calls the function under the circuit breaker.
+        session (no second slot). It takes ``cost(*args, **kwargs)`` bytes and ``ops``
+        operations from the budgets, then calls the function under the circuit
+        breaker.
+
+        What ``cost`` paces: the *start* of calls, not the bytes on the wire. A call
+        waits until the budget has room for its cost and then runs at whatever speed
+        the function sends; over many calls the byte rate holds, but one large call
+        goes at line speed (and the next waits for it). To pace the wire, hand the
+        function a file object wrapped with :meth:`wrap` (or boto3's
+        ``Callback=`` a session's ``throttle``) and leave ``cost`` out: the wrapped
+        I/O is then charged as it goes, to the call's session. With both, the wrapped
+        I/O spends the cost first and is not charged twice.
+
+        A breaker that is open raises :class:`~wedguard.CircuitOpenError` with the
+        breaker's reason (``exc.reason``); while it is open :meth:`decision` says so
+        in its reasons.
 
         Args:
             cost: bytes the call moves: a function of the call's arguments or a number.
@@ -1599,12 +1807,18 @@ class Guard:
     ) -> R:
         self._gate(b, wait_on_open)
         s.throttle(n, ops=ops)
+        prepaid = Prepaid(s, n)
+        token = prepaid.enter()
+        bound = _bind_files(self, prepaid, args, kwargs)
         try:
             result = func(*args, **kwargs)
         except Exception as exc:
             if b is not None:
                 b.record_failure(exc)
             raise
+        finally:
+            _unbind_files(bound)
+            Prepaid.leave(token)
         if b is not None:
             b.record_success()
         return result
@@ -1622,12 +1836,18 @@ class Guard:
     ) -> Any:
         await self._agate(b, wait_on_open)
         await s.athrottle(n, ops=ops)
+        prepaid = Prepaid(s, n)
+        token = prepaid.enter()
+        bound = _bind_files(self, prepaid, args, kwargs)
         try:
             result = await func(*args, **kwargs)
         except Exception as exc:
             if b is not None:
                 b.record_failure(exc)
             raise
+        finally:
+            _unbind_files(bound)
+            Prepaid.leave(token)
         if b is not None:
             b.record_success()
         return result
@@ -1638,7 +1858,7 @@ class Guard:
         while not b.allow():
             retry = float(b.retry_after)
             if not wait_on_open:
-                raise CircuitOpenError(b.name, retry)
+                raise _open_error(b, retry)
             with self._cond:
                 if self._stopped:
                     raise EmergencyStop(self._decision.stop_reason)
@@ -1652,7 +1872,7 @@ class Guard:
         while not b.allow():
             retry = float(b.retry_after)
             if not wait_on_open:
-                raise CircuitOpenError(b.name, retry)
+                raise _open_error(b, retry)
             if self._stopped:
                 raise EmergencyStop(self._decision.stop_reason)
             await clock_asleep(self._clock, max(retry, 0.01))
@@ -1667,11 +1887,19 @@ class Guard:
         ``tell``, ``name``...) is passed through. Without ``session`` the wrapper joins
         the session the caller is inside, or runs its own (opened on first I/O, ended
         by ``close()`` or ``with``).
+
+        Inside a call protected with ``@guard.protect(cost=...)`` (a wrapper made
+        there, or one handed to the call as an argument) the I/O first spends the
+        call's cost, which was paid before the call: the same bytes are never
+        charged twice, and only I/O beyond the cost is throttled again.
         """
         from wedguard.fileobj import GuardedFile
 
         if session is None:
             session = self._joinable()
+            prepaid = current_prepaid()
+            if session is not None and prepaid is not None and prepaid.session is session:
+                session = cast("Session", prepaid)  # inside a protected call: paid for
         return GuardedFile(self, fileobj, session=session, name=name)
 
     def copyfileobj(
@@ -1699,23 +1927,64 @@ class Guard:
         with self.session(name) as s:
             return copy_throttled(s, src, dst, length)
 
-    def close(self) -> None:
-        """Stop the background threads and restore signal handlers (sessions end first),
-        and close the sources that hold something open (``close()``: a
-        :class:`~wedguard.sources.PostgresSource`'s connection)."""
+    def close(self, timeout: float | None = 5.0) -> bool:
+        """Stop the background threads, restore signal handlers, and deliver what is
+        queued: the guard's events reach the sinks, and each sink with a ``flush``
+        method is flushed, within ``timeout`` seconds in all (real time; ``None``:
+        no limit). Returns False when something was still undelivered then. The
+        sources that hold something open are closed (``close()``: a
+        :class:`~wedguard.sources.PostgresSource`'s connection).
+
+        Called by ``with Guard(...) as guard:`` on leaving, and at interpreter exit
+        for a guard still open. Sessions end first; the guard may be used again.
+
+        .. versionchanged:: 0.2.0 sinks are flushed; sources closed; the bounded wait;
+           the result.
+        """
         with self._cond:
             self._stop_sampler()
             sampler = self._sampler
         if sampler is not None and sampler is not threading.current_thread():
             sampler.join(timeout=1.0)
         self._close_control()
-        self.uninstall_signal_handlers()
-        self.flush(timeout=1.0)
+        with contextlib.suppress(ValueError):  # not the main thread: nothing installed
+            self.uninstall_signal_handlers()
+        done = self._flush_all(timeout)
         for src in self._sources:
             close = getattr(src, "close", None)
             if callable(close):
                 with contextlib.suppress(Exception):
                     close()
+        self._closed = True
+        _atexit.forget(self)
+        return done
+
+    def _flush_all(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        done = self.flush(left())
+        for sink in self._sinks:
+            flush = getattr(sink, "flush", None)
+            if not callable(flush):
+                continue
+            try:
+                if flush(timeout=left()) is False:
+                    done = False
+            except TypeError:  # a flush() without a timeout
+                flush()
+            except Exception:
+                log.exception("sink %r failed to flush", sink)
+                done = False
+        if not done:
+            log.warning("events were still undelivered when the guard closed")
+        return done
+
+    def _close_at_exit(self) -> None:
+        """Interpreter exit: deliver what is queued, within 5 s."""
+        self.close(timeout=5.0)
 
     def __enter__(self) -> Guard:
         return self
@@ -1768,13 +2037,29 @@ class Guard:
         return stream_command(self, argv, dst, **kwargs)
 
     def set_rate(self, rate: float | str) -> None:
-        """Change the configured byte budget live (``"off"`` for unlimited)."""
+        """Change the configured byte budget live (``"off"`` for unlimited).
+
+        The new rate holds at once, also as the rate the impact controller works
+        from (it had slowed down or was climbing back: it now starts from the new
+        rate, or the calendar's cap when lower, and cuts from there if production
+        suffers). A HALT still pauses. ``wedguard throttle RATE`` and the control
+        socket's ``rate=`` call this.
+        """
         value = parse_rate(rate, field="rate")
         if not value > 0:
             raise ConfigError("rate", rate, "a rate > 0 ('off' for unlimited)")
         with self._cond:
             self._rate = value
-            self._refresh_locked(self._now(), sampled=True)
+            # an operator's rate holds at once: the controller starts from it
+            now = self._now()
+            ceiling = min(value, self._calendar_cap())
+            start = getattr(self._controller, "start_from", None)
+            if callable(start):
+                start(ceiling, now)
+            elif self._controller is not None:
+                self._controller.reset()
+            self._allowed, self._allowed_free = ceiling, True
+            self._refresh_locked(now, sampled=True)
 
     def release_hold(self) -> None:
         """Lift :meth:`hold` only (a :meth:`stop` stays in force)."""
@@ -1795,6 +2080,36 @@ class Guard:
         server, self._control = getattr(self, "_control", None), None
         if server is not None:
             server.close()
+
+
+def _open_error(b: BreakerLike, retry: float) -> CircuitOpenError:
+    """The breaker's own CircuitOpenError (with its reason), or one built here."""
+    make = getattr(b, "_open_error", None)
+    if callable(make):
+        with contextlib.suppress(Exception):
+            exc = make()
+            if isinstance(exc, CircuitOpenError):
+                return exc
+    record = getattr(b, "record", None)
+    return CircuitOpenError(b.name, retry, str(getattr(record, "reason", "") or ""))
+
+
+def _bind_files(guard: Guard, prepaid: Prepaid, args: Any, kwargs: Any) -> list[Any]:
+    """Let this guard's wrapped files among a protected call's arguments spend what
+    the call paid for (the call's session, not one of their own); returns them."""
+    from wedguard.fileobj import GuardedFile
+
+    bound = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, GuardedFile) and value._guard is guard and value._session is None:
+            value._session = cast("Session", prepaid)
+            bound.append(value)
+    return bound
+
+
+def _unbind_files(bound: list[Any]) -> None:
+    for value in bound:
+        value._session = None
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

@@ -37,7 +37,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import attrs
 
 from wedguard import priority as _priority
-from wedguard.errors import ConfigError, EmergencyStop, ThrottleTimeout, WedguardError
+from wedguard.errors import (
+    ConfigError,
+    EmergencyStop,
+    HoldTimeout,
+    ThrottleTimeout,
+    WedguardError,
+)
 from wedguard.levels import Level, Verdict
 from wedguard.policy.throttle import TokenBucketThrottler
 from wedguard.protocols import Throttler
@@ -943,7 +949,14 @@ class Session:
             if cause == "calendar" and p.cause != "calendar":
                 self._check_blackout_deadline()
             p.reason = d.reasons[0] if d.reasons else ""
-            return min(g._expires, hard_limit) - now, cause
+            until = min(g._expires, hard_limit)
+            since = g._held_since
+            if cause == "impact" and since is not None and g._max_hold < _INF:
+                # held back for production's sake: not forever (max_hold)
+                if now >= since + g._max_hold:
+                    raise HoldTimeout(now - since, p.reason)
+                until = min(until, since + g._max_hold)
+            return until - now, cause
         if not p.reserved:
             if self._has_cutoffs:
                 self._check_cutoffs(p, now)

@@ -134,6 +134,27 @@ class _Base:
         self._halted = False
         self._observed = None
 
+    def start_from(self, rate: float, now: float) -> None:
+        """Take ``rate`` as the current rate at ``now``, as an operator set it.
+
+        The next update works from it (an OK verdict keeps it, a THROTTLE cuts from
+        it) instead of climbing back from wherever the controller was; a HALT in
+        progress resumes at it. The dwell time starts again at ``now``.
+
+        >>> c = AIMDController(increase=100, min_dwell=20)
+        >>> from wedguard import Assessment, Verdict
+        >>> c.update(Assessment(Verdict.THROTTLE), ceiling=1000, now=0)
+        500.0
+        >>> c.start_from(1000, now=1)
+        >>> c.update(Assessment(Verdict.OK), ceiling=1000, now=2)
+        1000.0
+
+        .. versionadded:: 0.2.0
+        """
+        _check_update(rate, now)
+        self._rate = float(rate)
+        self._last_change = now
+
     def observe(self, rate: float) -> None:
         """Tell the controller the rate the backup actually achieved (units/s).
 

@@ -493,6 +493,11 @@ class Assessment:
         level: the calendar level the limits were taken from.
         missing: metrics a source should have produced but did not.
         at: the clock's monotonic time of the assessment.
+        unjudged: limits that were measured but could not be judged, one line each
+            naming the metric and why (``"api.latency_s: no baseline yet, not
+            judged"``). The verdict says nothing about these metrics.
+
+    .. versionchanged:: 0.2.0 ``unjudged``.
     """
 
     verdict: Verdict
@@ -503,6 +508,7 @@ class Assessment:
     level: Level = Level.PEAK
     missing: tuple[str, ...] = ()
     at: float = 0.0
+    unjudged: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -514,6 +520,7 @@ class Assessment:
             "level": self.level.name,
             "missing": list(self.missing),
             "at": self.at,
+            "unjudged": list(self.unjudged),
         }
 
 
@@ -713,6 +720,40 @@ class ImpactAnalyzer:
         self.observe_baseline(b)
         return b
 
+    def baseline_needed(
+        self, sample: Mapping[str, float], count: int | None = None
+    ) -> tuple[str, ...]:
+        """The metrics of ``sample`` judged against a baseline that has fewer than
+        ``count`` samples (default ``min_baseline``): what a guard must learn first.
+
+        Only metrics with a finite value in ``sample`` and a relative rule at some
+        level count; a failed probe teaches nothing.
+
+        >>> a = ImpactAnalyzer()
+        >>> a.baseline_needed({"api.latency_s": 0.2, "cpu.percent": 40.0})
+        ('api.latency_s',)
+        >>> a.observe_baseline({"api.latency_s": 0.2})
+        >>> a.baseline_needed({"api.latency_s": 0.2}), a.baseline_needed({"api.latency_s": 0.2}, 5)
+        ((), ('api.latency_s',))
+
+        .. versionadded:: 0.2.0
+        """
+        need = self.min_baseline if count is None else count
+        relative: set[str] = set()
+        for level in Level:
+            relative.update(r.metric for r in self.thresholds.rules(level) if r.kind == "relative")
+        with self._lock:
+            baseline = self.baseline
+        out = []
+        for m in sorted(relative):
+            value = sample.get(m)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            stats = baseline.get(m)
+            if stats is None or stats.count < need:
+                out.append(m)
+        return tuple(out)
+
     def reset(self) -> None:
         """Forget the recent samples, streaks and failures (keeps the baseline)."""
         self._tracks.clear()
@@ -738,6 +779,7 @@ class ImpactAnalyzer:
         reasons: list[str] = []
         metrics: dict[str, float] = {}
         missing: list[str] = []
+        unjudged: list[str] = []
         excess = 0.0
         load = 0.0
         for rule in self.thresholds.rules(level):
@@ -773,7 +815,15 @@ class ImpactAnalyzer:
             track.seen = True
             track.failures = 0
             track.values.append(float(value))
-            v, why, smoothed, ex, ld = self._judge(rule, track, baseline.get(m), level)
+            stats = baseline.get(m)
+            if rule.kind == "relative" and (stats is None or stats.count < self.min_baseline):
+                have = 0 if stats is None else stats.count
+                unjudged.append(
+                    f"{m}: no baseline yet, not judged"
+                    if not have
+                    else f"{m}: baseline of {have} sample(s), {self.min_baseline} needed; not judged"
+                )
+            v, why, smoothed, ex, ld = self._judge(rule, track, stats, level)
             if smoothed is not None:
                 metrics[m] = smoothed
                 load = max(load, ld)
@@ -790,6 +840,7 @@ class ImpactAnalyzer:
             level,
             tuple(missing),
             self._clock.monotonic(),
+            tuple(unjudged),
         )
 
     def _missing(self, rule: Rule, track: _Track, how: str) -> tuple[Verdict, str]:

@@ -190,8 +190,10 @@ def event_title(event: Event) -> str:
         return f"[{status}] {severity} {getattr(event, 'summary', '')}".strip()
     data = event.to_dict()
     if kind == "breaker":
+        reason = data.get("reason") or ""
         return (
             f"breaker {data.get('breaker', '')}: {data.get('old', '?')} -> {data.get('new', '?')}"
+            + (f" ({reason})" if reason else "")
         )
     return f"wedguard {kind}"
 

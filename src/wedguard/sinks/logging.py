@@ -41,7 +41,8 @@ class LoggingSink:
 
     Default levels: firing alerts and notifications by severity (LOW INFO, MEDIUM
     WARNING, HIGH ERROR, CRITICAL CRITICAL); resolved ones INFO; breaker events
-    opening WARNING; everything else INFO (decisions DEBUG, they are frequent).
+    opening and closing again WARNING (a console that showed the one shows the
+    other), half-open INFO; everything else INFO (decisions DEBUG, they are frequent).
 
     .. versionadded:: 0.1.0
     """
@@ -77,8 +78,13 @@ class LoggingSink:
         if kind == "decision":
             return logging.DEBUG
         if kind == "breaker":
-            new = str(event.to_dict().get("new", "")).lower()
-            return logging.WARNING if "open" in new and "half" not in new else logging.INFO
+            data = event.to_dict()
+            new = str(data.get("new", "")).lower()
+            old = str(data.get("old", "")).lower()
+            if "open" in new and "half" not in new:
+                return logging.WARNING
+            # closed again after being open: as visible as the opening was
+            return logging.WARNING if "closed" in new and "open" in old else logging.INFO
         return logging.INFO
 
     def emit(self, event: Event) -> None:
