@@ -147,6 +147,7 @@ def names(tmp: Path, *, http: str, s3: Any, redis_url: str, redis_port: int) -> 
     (tmp / "dump.sql").write_bytes(os.urandom(100_000))
     (tmp / "backup").mkdir(exist_ok=True)
     (tmp / "backup" / "app.dump").write_bytes(os.urandom(300_000))
+    (tmp / "backup" / "photos.tar").write_bytes(os.urandom(300_000))
     (tmp / "backup.src").write_bytes(os.urandom(300_000))
     (tmp / "rules.txt").write_text('Mon-Sun 06:00-22:00 peak 10Mbit/s name="peak hours"\n')
 

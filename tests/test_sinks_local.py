@@ -274,3 +274,18 @@ def test_otel_metrics_and_span_events() -> None:
     (span,) = exporter.get_finished_spans()
     assert [e.name for e in span.events] == ["wedguard.breaker", "wedguard.alert"]
     assert span.events[1].attributes["wedguard.key"] == "a"  # type: ignore[index]
+
+
+def test_a_dropped_jsonl_sink_closes_its_file(tmp_path: Path) -> None:
+    """A sink dropped without close() (its guard replaced) closes its file when it is
+    collected: no file left open, no ResourceWarning (an error in this suite)."""
+    import gc
+
+    sink = JsonlSink(tmp_path / "events.jsonl")
+    sink.emit(Alert("k", Severity.LOW, "one"))
+    fd_dir = Path("/proc/self/fd")
+    path = str(tmp_path / "events.jsonl")
+    assert any(os.path.realpath(p) == path for p in fd_dir.iterdir())
+    del sink
+    gc.collect()
+    assert not any(os.path.realpath(p) == path for p in fd_dir.iterdir())

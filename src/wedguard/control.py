@@ -50,7 +50,8 @@ Example::
     'ok: stopped (maintenance)'
     >>> guard.decision().stopped
     True
-    >>> guard.close()
+    >>> guard.close()  # True: every event reached the sinks
+    True
 
 .. versionadded:: 0.1.0
 """

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import IO
 
@@ -72,6 +73,7 @@ class JsonlSink:
         self.errors = 0
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
+        self._closer = weakref.finalize(self, lambda: None)
         self._size = 0
 
     def _open(self) -> IO[bytes]:
@@ -79,6 +81,9 @@ class JsonlSink:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
         f = os.fdopen(fd, "ab")
         self._size = os.fstat(fd).st_size
+        # a sink dropped unclosed (its guard replaced) closes its file when collected
+        self._closer.detach()
+        self._closer = weakref.finalize(self, f.close)
         return f
 
     def _rotate(self) -> None:
