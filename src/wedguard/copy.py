@@ -5,12 +5,13 @@ pipe`` filter), ``wedguard copy`` and :class:`~wedguard.fileobj.GuardedFile`'s
 ``write`` share it, so they share its promises:
 
 * **Everything is written.** A ``write()`` that takes part of a chunk (raw files,
-  pipes, sockets return how much they took) is called again with the rest until the
-  chunk is written.
+  pipes, sockets return how much they took) is called again with the rest (a
+  memoryview of the chunk) until the chunk is written.
 * **No buffer changes under a destination.** A destination may keep the object it is
-  given (an upload queue, a list of parts): it is handed immutable ``bytes``. A buffer
-  is reused (``readinto``) only for destinations known to copy what they are given
-  before ``write()`` returns: ``io.BytesIO``, ``io.FileIO`` and a ``BufferedWriter`` or
+  given (an upload queue, a list of parts): it is handed immutable ``bytes`` (and,
+  after a short write, a read-only view of them). A buffer is reused (``readinto``)
+  only for destinations known to copy what they are given before ``write()``
+  returns: ``io.BytesIO``, ``io.FileIO`` and a ``BufferedWriter`` or
   ``BufferedRandom`` over an ``io.FileIO`` (``open(path, "wb")``, ``sys.stdout.buffer``).
 * **The count is exact.** The return value, and the bytes the session reports, are the
   bytes the destination took. When the copy ends with an exception (an
@@ -242,13 +243,14 @@ def complete_write(
 ) -> None:
     """Finish writing ``data`` (``k`` bytes) after its first ``write()`` returned ``w``.
 
+    The rest is handed on as a memoryview of ``data`` (no copy per retry; read-only
+    when ``data`` is ``bytes``, so a destination keeping it still sees its chunk).
     ``partial[0]`` holds the bytes of ``data`` written so far while this runs (for the
     caller's accounting when it raises) and is 0 again when it returns.
     """
-    if type(data) is not bytes:
-        data = memoryview(data)
-        if data.ndim != 1 or data.itemsize != 1:
-            data = data.cast("B")
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
     done = 0
     idle = 0
     while True:
@@ -272,7 +274,7 @@ def complete_write(
         if done >= k:
             partial[0] = 0
             return
-        w = write(data[done:])
+        w = write(view[done:])
 
 
 def _settle(s: Session, exc: BaseException, total: int, counted: int, partial: int) -> None:
