@@ -827,3 +827,21 @@ def test_the_reliability_page_quotes_this_suite() -> None:
     assert GENERATED_CASES in figures
     assert "0 corrupted" in section
     assert "tests/test_copy_loop.py" in section
+
+
+def test_the_benchmark_page_quotes_the_copy_results() -> None:
+    """benchmarks/README.md shows the copy figures benchmarks/guard.py wrote."""
+    import json
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "guard.json").read_text("utf-8"))
+    page = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    section = page.split("## Guard (`benchmarks/guard.py`)", 1)[1].split("<!-- section:", 1)[0]
+    tables = results["copy"]["tables"]
+    assert len(tables) == 3
+    for table in tables:
+        for row in table["rows"]:
+            line = (
+                f"| {row['what']} | {row['gib_per_s']:.2f} | {row['vs_shutil'] * 100:.1f} % "
+                f"| {row['cpu_vs_shutil'] * 100:.1f} % |"
+            )
+            assert line in section, line
