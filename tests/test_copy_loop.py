@@ -586,6 +586,17 @@ def test_pipe_inside_a_session_joins_it_instead_of_taking_a_second_slot() -> Non
     assert len(errors) == 1
 
 
+async def test_pipe_inside_an_async_session_joins_it() -> None:
+    """The task's session (async with) is joined the same way, without a second slot."""
+    guard = quiet_guard(max_concurrent=1, slot_timeout=0.5)
+    out = io.BytesIO()
+    async with guard.session("upload") as s:
+        assert guard.pipe(io.BytesIO(b"x" * 3000), out, chunk_size=1000) == 3000
+        assert guard.copyfileobj(io.BytesIO(b"y" * 30), out, 7) == 30
+        assert s.report().bytes == 3030
+    assert out.getvalue() == b"x" * 3000 + b"y" * 30
+
+
 def test_a_guarded_file_writes_everything_and_counts_it_once() -> None:
     """GuardedFile.write over a raw object that takes 3 bytes at a time: it used to pass
     the short count back (the caller wrote the rest again, counted twice)."""
