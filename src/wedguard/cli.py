@@ -451,24 +451,20 @@ class _CopyJob:
         self.copied += 1
 
     def _copy_data(self, src: Path, tmp: Path, st: os.stat_result) -> None:
-        throttle = self.session.throttle
+        from wedguard.copy import copy_stream
+
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            first = True
-            while True:
-                chunk = fin.read(self.chunk)
-                if not chunk:
-                    break
-                # one operation per file, counted with its first chunk
-                throttle(len(chunk), 1 if first else 0, size=st.st_size if first else None)
-                first = False
-                fout.write(chunk)
-                self.bytes += len(chunk)
-            if first:
-                throttle(0, 1, size=0)
+            # one operation per file, counted with its first chunk
+            copy_stream(
+                self.session, fin, fout, self.chunk, ops=1, size=st.st_size, progress=self._count
+            )
             fout.flush()
             os.fsync(fout.fileno())
         os.chmod(tmp, st.st_mode & 0o7777)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def _count(self, n: int) -> None:
+        self.bytes += n
 
 
 class _Progress:

@@ -8,7 +8,10 @@ boto3's ``upload_fileobj`` work unchanged.
 
 Reads are throttled by what was actually read (after the read); writes before the
 write, so an :class:`~wedguard.EmergencyStop` leaves the destination holding exactly
-what was written before it.
+what was written before it. ``write`` writes everything it is given (it calls the
+wrapped ``write()`` again after a short write) and returns the length, so the session
+counts exactly what the wrapped object took; copies go through the one copy loop,
+:func:`wedguard.copy.copy_stream`.
 
 Example::
 
@@ -31,7 +34,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from wedguard.errors import ConfigError
+from wedguard.copy import check_chunk_size, complete_write, copy_stream, refund
 
 if TYPE_CHECKING:
     from wedguard.guard import Guard
@@ -41,51 +44,17 @@ __all__ = ["GuardedFile", "copy_throttled"]
 
 
 def copy_throttled(session: Session, src: Any, dst: Any, length: int) -> int:
-    """Copy ``src`` to ``dst`` in chunks of ``length`` bytes, throttled by ``session``
-    before each write; returns the bytes copied.
+    """Copy ``src`` to ``dst`` in chunks of ``length`` bytes through ``session``; return
+    the bytes written.
 
-    A source with ``readinto`` is read into one reused buffer (no allocation per
-    chunk). While nothing limits the session a chunk is only counted (the shortcut at
-    the top of :meth:`Session.throttle`, taken here without the call: at memory speed
-    the call alone costs about 3 % of a 1 MiB chunk).
+    .. deprecated:: 0.2.0
+       The name of :func:`wedguard.copy.copy_stream` before every copy used it; kept
+       for callers of the old name.
 
     Raises:
         ConfigError: ``length`` is not a whole number of bytes > 0.
     """
-    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-        raise ConfigError("length", length, "a chunk size in bytes > 0")
-    s = session
-    throttle = s.throttle
-    total = 0
-    readinto = getattr(src, "readinto", None)
-    write = dst.write
-    if readinto is not None:
-        buf = bytearray(length)
-        view = memoryview(buf)
-        while True:
-            k = readinto(view)
-            if not k:
-                break
-            if s._guard._free and s._lean:
-                s._bytes += k
-            else:
-                throttle(k)
-            write(view if k == length else view[:k])
-            total += k
-        return total
-    read = src.read
-    while True:
-        chunk = read(length)
-        if not chunk:
-            break
-        k = len(chunk)
-        if s._guard._free and s._lean:
-            s._bytes += k
-        else:
-            throttle(k)
-        write(chunk)
-        total += k
-    return total
+    return copy_stream(session, src, dst, check_chunk_size(length, "length"))
 
 
 def _end_session(session: Session) -> None:
@@ -187,11 +156,37 @@ class GuardedFile:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, data: Any) -> int:
+        """Throttle, then write all of ``data`` (calling the wrapped ``write()`` again
+        after a short write, as a buffered file does); return its length.
+
+        Raises:
+            BlockingIOError: the wrapped object is non-blocking and took nothing more;
+                ``characters_written`` says how much of ``data`` it took.
+        """
         n = memoryview(data).nbytes
-        if n:
-            self._throttle(n)
-        written: int | None = self._raw.write(data)
-        return n if written is None else written
+        raw_write = self._raw.write
+        if not n:
+            raw_write(data)
+            return 0
+        self._throttle(n)
+        partial = [0]
+        try:
+            w = raw_write(data)
+            if w != n:
+                complete_write(raw_write, data, n, w, self._raw, partial)
+        except BaseException as exc:
+            written = partial[0]
+            if isinstance(exc, BlockingIOError):
+                try:
+                    took = exc.characters_written
+                except AttributeError:
+                    took = 0
+                written = min(n, written + max(0, took))
+                exc.characters_written = written
+            if self._session is not None and written < n:
+                refund(self._session, n - written)
+            raise
+        return n
 
     def writelines(self, lines: Any) -> None:
         for line in lines:

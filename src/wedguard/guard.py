@@ -1913,19 +1913,23 @@ class Guard:
     ) -> int:
         """Copy ``src`` to ``dst`` like :func:`shutil.copyfileobj`, throttled.
 
-        Returns the bytes copied. Each chunk is throttled before it is written, so an
-        :class:`~wedguard.EmergencyStop` leaves ``dst`` holding whole chunks only.
+        Returns the bytes written. Joins the session the caller is inside (no second
+        slot), else runs a session named ``name``. Each chunk is throttled before it
+        is written and then written in full (again after a short write); a
+        destination is never handed a buffer that changes after ``write()`` returned;
+        an :class:`~wedguard.EmergencyStop` leaves ``dst`` holding whole chunks only,
+        exactly what the session reports. See :func:`wedguard.copy.copy_stream`.
         """
-        from wedguard.fileobj import copy_throttled
+        from wedguard.copy import check_chunk_size, check_ends, copy_stream
 
-        if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-            raise ConfigError("length", length, "a chunk size in bytes > 0")  # before a slot
+        check_chunk_size(length, "length")  # before a slot is taken
+        check_ends(src, dst)
         if session is None:
             session = self._joinable()
         if session is not None:
-            return copy_throttled(session, src, dst, length)
+            return copy_stream(session, src, dst, length)
         with self.session(name) as s:
-            return copy_throttled(s, src, dst, length)
+            return copy_stream(s, src, dst, length)
 
     def close(self, timeout: float | None = 5.0) -> bool:
         """Stop the background threads, restore signal handlers, and deliver what is
@@ -2020,7 +2024,8 @@ class Guard:
         return GuardedProcess(self, argv, **kwargs)
 
     def pipe(self, src: Any, dst: Any, **kwargs: Any) -> int:
-        """Copy a stream through the guard's budget; see :func:`wedguard.process.pipe_guarded`."""
+        """Copy a stream through the guard's budget, in the caller's session when it is
+        inside one; see :func:`wedguard.process.pipe_guarded`."""
         from wedguard.process import pipe_guarded
 
         return pipe_guarded(self, src, dst, **kwargs)

@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -1492,13 +1492,16 @@ def pipe_guarded(
     chunk_size: int | str = 64 * 1024,
     flush: bool = True,
 ) -> int:
-    """Copy the stream ``src`` to ``dst`` through a guard session; return the bytes copied.
+    """Copy the stream ``src`` to ``dst`` through a guard session; return the bytes written.
 
     Reads what is available (``read1``/``readinto1`` when the stream has them, so a
     slow producer is forwarded as it produces), throttles each chunk before writing it,
-    and flushes ``dst`` after each chunk (``flush=False`` to leave that to ``dst``).
-    Nothing is dropped or reordered; an :class:`~wedguard.EmergencyStop` leaves ``dst``
-    holding whole chunks only.
+    writes it in full (again after a short write) and flushes ``dst`` after each chunk
+    (``flush=False`` to leave that to ``dst``). Inside a session of this guard (``with
+    guard.session(...)``) the pipe runs in that session, without a second slot;
+    otherwise in a session named ``name``. Nothing is dropped or reordered; an
+    :class:`~wedguard.EmergencyStop` leaves ``dst`` holding whole chunks only. The loop
+    is :func:`wedguard.copy.copy_stream`, shared with ``guard.copyfileobj``.
 
     Example::
 
@@ -1512,52 +1515,17 @@ def pipe_guarded(
         >>> round(guard.clock.monotonic(), 1)   # 3 MB at 1 MB/s after a 0.2 s burst
         2.8
     """
+    from wedguard.copy import check_ends, copy_stream
+
     size = chunk_size if isinstance(chunk_size, int) else parse_size(chunk_size, field="chunk_size")
     if isinstance(size, bool) or size <= 0:
         raise ConfigError("chunk_size", chunk_size, "a size in bytes > 0")
-    for obj, field, method in ((src, "src", "read"), (dst, "dst", "write")):
-        if not callable(getattr(obj, method, None)):
-            raise ConfigError(field, obj, f"a binary file object with {method}()")
-    readinto = getattr(src, "readinto1", None) or getattr(src, "readinto", None)
-    read = getattr(src, "read1", None) or src.read
-    write = dst.write
-    do_flush = getattr(dst, "flush", None) if flush else None
-    total = 0
+    check_ends(src, dst)
+    outer = guard._joinable()
+    if outer is not None:
+        return copy_stream(outer, src, dst, size, available=True, flush=flush)
     with guard.session(name) as s:
-        throttle = s.throttle
-        if readinto is not None:
-            buf = bytearray(size)
-            view = memoryview(buf)
-            while True:
-                k = readinto(view)
-                if not k:
-                    break
-                throttle(k)
-                _write_all(write, view[:k])
-                total += k
-                if do_flush is not None:
-                    do_flush()
-        else:
-            while True:
-                chunk = read(size)
-                if not chunk:
-                    break
-                throttle(len(chunk))
-                _write_all(write, chunk)
-                total += len(chunk)
-                if do_flush is not None:
-                    do_flush()
-    return total
-
-
-def _write_all(write: Callable[[Any], Any], data: Any) -> None:
-    """Write all of ``data`` (raw file objects may write less than asked)."""
-    view = memoryview(data)
-    while len(view):
-        n = write(view)
-        if n is None:
-            return
-        view = view[n:]
+        return copy_stream(s, src, dst, size, available=True, flush=flush)
 
 
 def pipe_main(

@@ -1071,10 +1071,11 @@ class Session:
         )
 
     def copyfileobj(self, src: Any, dst: Any, length: int = 1 << 20) -> int:
-        """Copy ``src`` to ``dst`` in chunks of ``length``, throttled; return bytes copied."""
-        from wedguard.fileobj import copy_throttled
+        """Copy ``src`` to ``dst`` in chunks of ``length``, throttled; return the bytes
+        written (see :func:`wedguard.copy.copy_stream`)."""
+        from wedguard.copy import check_chunk_size, copy_stream
 
-        return copy_throttled(self, src, dst, length)
+        return copy_stream(self, src, dst, check_chunk_size(length, "length"))
 
     def __repr__(self) -> str:
         state = "active" if self.active else ("ended" if self._closed else "new")
