@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from wedguard import _checks
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
@@ -218,7 +219,8 @@ class WebhookSink(NetworkSink):
             if one is not None:
                 secrets.append(one)
         self._signing = secrets
-        self._headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        given = _checks.mapping(headers or {}, "headers", "a mapping of header names to values")
+        self._headers = {str(k): str(v) for k, v in given.items()}
         super().__init__(
             name=name,
             timeout=timeout,
