@@ -161,6 +161,7 @@ def test_any_arguments_exit_0_or_2_without_a_traceback(argv: list[str]) -> None:
         (["throttle", "1e-300"], "RATE: '1e-300'"),
         (["windows", "--rules", "Mon blackout"], "--rules: 'Mon blackout'"),
         (["stop", "--stop-file", "a\x00b"], "--stop-file"),
+        (["resume", "--stop-file", "x" * 300], "255 per name"),
         (["stop", "--stop-file", str(_RUN / "s"), "--reason", "\udcff"], "--reason"),
         (["status", "--socket", str(_TMP / ("s" * 120))], "107 bytes"),
         (["report", "--last", "-3", "--history", str(_TMP / "h.db")], "--last"),

@@ -368,6 +368,7 @@ def test_any_bytes_are_loaded_or_refused_with_the_files_name(data: bytes) -> Non
 def _files() -> Iterator[tuple[str, str, str]]:
     long_socket = "/tmp/" + "s" * 120
     yield "guard.stop_file", '[guard]\nstop_file = "/run/a\\u0000b"\n', "NUL"
+    yield "history.path", f'[history]\npath = "/tmp/{"h" * 256}"\n', "255 per name"
     yield "guard.control_socket", f'[guard]\ncontrol_socket = "{long_socket}"\n', "107 bytes"
     yield "guard.stop_check_interval", "[guard]\nstop_check_interval = 1e-300\n", "1ms"
     yield "guard.sample_interval", '[guard]\nsample_interval = "2d"\n', "1 day"

@@ -24,6 +24,8 @@ from wedguard.errors import ConfigError
 
 __all__ = [
     "MAX_TIMEOUT",
+    "NAME_MAX",
+    "PATH_MAX",
     "SOCKET_PATH_MAX",
     "bounded",
     "items",
@@ -37,6 +39,11 @@ __all__ = [
 #: the longest Unix socket path, in bytes, that ``bind()`` takes on Linux (sun_path
 #: holds 108 bytes with the closing NUL); other systems allow less (macOS: 103).
 SOCKET_PATH_MAX = 107
+
+#: the longest file name (one path component) and path, in bytes, most file systems
+#: take (NAME_MAX and PATH_MAX on Linux)
+NAME_MAX = 255
+PATH_MAX = 4095
 
 #: the longest timeout or retry delay a network sink or probe takes: a day (sockets
 #: and thread waits refuse values beyond what the platform's time_t holds)
@@ -55,7 +62,7 @@ def real(value: object, field: str, expected: str) -> float:
 
 def path(value: object, field: str, expected: str = "a file path") -> str:
     """A file path: a non-empty ``str`` or ``os.PathLike`` without NUL characters that
-    the file system can encode."""
+    the file system can encode, no name in it over 255 bytes, at most 4095 in all."""
     if not isinstance(value, (str, os.PathLike)):
         raise ConfigError(field, value, expected)
     try:
@@ -67,9 +74,13 @@ def path(value: object, field: str, expected: str = "a file path") -> str:
     if "\x00" in text:
         raise ConfigError(field, value, f"{expected} without NUL characters")
     try:
-        os.fsencode(text)
+        raw = os.fsencode(text)
     except UnicodeError:
         raise ConfigError(field, value, f"{expected} the file system can encode") from None
+    if len(raw) > PATH_MAX or any(len(name) > NAME_MAX for name in raw.split(b"/")):
+        raise ConfigError(
+            field, value, f"{expected} of at most {PATH_MAX} bytes, {NAME_MAX} per name"
+        )
     return text
 
 
