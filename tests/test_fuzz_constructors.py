@@ -272,6 +272,11 @@ SOURCES: list[tuple[Callable[..., Any], dict[str, Any], dict[str, st.SearchStrat
     (sources.HttpProbe, {}, {"url": st.just("http://127.0.0.1:9/"),
                              "timeout": st.sampled_from([1, 0.5]),
                              "percentile": st.sampled_from([0.5, 95])}),
+    (sources.PressureSource, {}, {"cgroup": st.sampled_from([None, "self"]),
+                                  "resources": st.sampled_from([("cpu",), ["io", "memory"]]),
+                                  "system": st.just(True),
+                                  "proc_root": st.just("/proc/pressure"),
+                                  "prefix": st.just("pressure")}),
     (sources.CallableProbe, {}, {"fn": st.just(lambda: None),
                                  "name": st.sampled_from(["db.latency_s"]),
                                  "timeout": st.sampled_from([1, 0.5])}),
@@ -428,6 +433,8 @@ FINDINGS: list[tuple[Callable[[], Any], str, object, str]] = [
     (lambda: sinks.LoggingSink(levels=5), "levels", 5, "a mapping"),
     (lambda: sources.ProcessSource(pid=2**31), "pid", 2**31, "process id"),
     (lambda: sources.SystemSource(procfs="a\x00b"), "procfs", "a\x00b", "NUL"),
+    (lambda: sources.PressureSource(resources=5), "resources", 5, "subset"),
+    (lambda: sources.PressureSource(cgroup=5), "cgroup", 5, "cgroup path"),
 ]
 
 
