@@ -10,10 +10,12 @@ The example count is the constant below; ``docs/reliability.md`` quotes it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ ARGV = 300
 ROOT = Path(__file__).resolve().parent.parent
 SRC = str(ROOT / "src")
 _TMP = Path(tempfile.mkdtemp(prefix="wedguard-fuzz-cli-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 _RUN = _TMP / "run"
 
 CONFIGS = {

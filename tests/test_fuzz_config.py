@@ -13,9 +13,11 @@ The example counts are the constants below; ``docs/reliability.md`` quotes them
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ FILES = 150
 BYTES = 150
 
 _TMP = Path(tempfile.mkdtemp(prefix="wedguard-fuzz-config-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 T = TypeVar("T")
 
 # -- values ------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ paths too long for a socket). The example counts are the constants below;
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import doctest
 import importlib
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -33,6 +35,7 @@ PER_CONSTRUCTOR = 150
 CALENDAR_TEXTS = 300
 
 _TMP = Path(tempfile.mkdtemp(prefix="wedguard-fuzz-ctor-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 T = TypeVar("T")
 
 WRONG = st.one_of(
