@@ -173,8 +173,9 @@ REQUIRED = {"jsonl": ("path",), "smtp": ("sender", "recipients"), "http": ("url"
 
 
 @st.composite
-def documents(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
-    """A valid document, then faults: (document, the key paths of the faults)."""
+def documents(draw: st.DrawFn) -> tuple[dict[str, Any], list[str], bool]:
+    """A valid document, then faults: (document, the key paths of the faults, whether a
+    fault that no key takes is still in the document)."""
     doc: dict[str, Any] = {}
     for section, keys in SECTIONS.items():
         if draw(st.booleans()):
@@ -196,11 +197,34 @@ def documents(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
             chosen = set(draw(st.lists(st.sampled_from(sorted(keys)), max_size=3)))
             chosen |= set(REQUIRED.get(kind, ()))
             doc["sinks"].append({"type": kind, **{k: draw(keys[k]) for k in sorted(chosen)}})
-    faults = [draw(_fault(doc)) for _ in range(draw(st.integers(0, 2)))]
-    return doc, faults
+    still: list[tuple[Callable[[], object], object]] = []
+    faults = [draw(_fault(doc, still)) for _ in range(draw(st.integers(0, 2)))]
+    return doc, faults, any(get() is value for get, value in still)
 
 
-def _fault(doc: dict[str, Any]) -> st.SearchStrategy[str]:
+#: values no key takes (a path also refuses NUL)
+def _never(key: str, value: object) -> bool:
+    if isinstance(value, float) and (math.isnan(value) or value == -math.inf):
+        return True
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**1024:
+        return True
+    return key in PATH_KEYS and isinstance(value, str) and "\x00" in value
+
+
+PATH_KEYS = {"stop_file", "control_socket", "path", "spool"}
+
+
+def _at(doc: dict[str, Any], section: str, key: str, index: int | None = None) -> object:
+    """The value at ``section.key`` (``section[index].key``) now, or None."""
+    table: object = doc.get(section)
+    if index is not None:
+        table = table[index] if isinstance(table, list) and index < len(table) else None
+    return table.get(key) if isinstance(table, dict) else None
+
+
+def _fault(
+    doc: dict[str, Any], still: list[tuple[Callable[[], object], object]]
+) -> st.SearchStrategy[str]:
     @st.composite
     def inject(draw: st.DrawFn) -> str:
         where = draw(st.sampled_from(["section", "key", "unknown", "array"]))
@@ -217,7 +241,9 @@ def _fault(doc: dict[str, Any]) -> st.SearchStrategy[str]:
             i = draw(st.integers(0, len(entries) - 1))
             known = (SOURCES if section == "sources" else SINKS).get(entries[i]["type"], {})
             key = draw(st.sampled_from([*sorted(known), "unknown_key"]))
-            entries[i][key] = draw(WRONG)
+            value = entries[i][key] = draw(WRONG)
+            if _never(key, value):
+                still.append((lambda: _at(doc, section, key, i), value))
             return f"{section}[{i}]"
         section = draw(st.sampled_from(sorted(SECTIONS)))
         if where == "section":
@@ -227,7 +253,9 @@ def _fault(doc: dict[str, Any]) -> st.SearchStrategy[str]:
         if not isinstance(table, dict):
             table = doc[section] = {"path": _tmp_path("history.db")} if section == "history" else {}
         key = draw(st.sampled_from([*sorted(SECTIONS[section]), "unknown_key"]))
-        table[key] = draw(WRONG)
+        value = table[key] = draw(WRONG)
+        if _never(key, value):
+            still.append((lambda: _at(doc, section, key), value))
         return f"{section}.{key}" if section != "calendar" else section
 
     return inject()
@@ -257,11 +285,12 @@ def _build(config: Config) -> None:
 )
 @given(documents())
 def test_a_document_is_a_working_config_or_a_config_error_naming_the_key(
-    case: tuple[dict[str, Any], list[str]],
+    case: tuple[dict[str, Any], list[str], bool],
 ) -> None:
     """Property: Config.from_dict accepts the document and the guard builds, or it
-    raises one ConfigError naming the file and the key path of a fault."""
-    doc, faults = case
+    raises one ConfigError naming the file and the key path of a fault. A value no key
+    takes (NaN, -inf, 10**400, NUL in a path) is always refused."""
+    doc, faults, never = case
     config, exc = attempt(lambda: Config.from_dict(doc, path="fuzz.toml", env=False))
     if exc is not None:
         assert exc.field.startswith("fuzz.toml"), exc
@@ -270,6 +299,7 @@ def test_a_document_is_a_working_config_or_a_config_error_naming_the_key(
         event("refused")
         return
     event("accepted")
+    assert not never, f"accepted a value no key takes: {doc!r}"
     assert config is not None
     with in_tmp():
         _build(config)
@@ -323,10 +353,12 @@ def to_toml(doc: dict[str, Any]) -> str:
 
 @settings(max_examples=FILES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents())
-def test_a_file_is_loaded_or_refused_with_its_name(case: tuple[dict[str, Any], list[str]]) -> None:
+def test_a_file_is_loaded_or_refused_with_its_name(
+    case: tuple[dict[str, Any], list[str], bool],
+) -> None:
     """Property: load_config on the TOML text returns a Config or raises a ConfigError
     whose field starts with the file's name."""
-    doc, _faults = case
+    doc, _faults, _never = case
     path = _TMP / "fuzz.toml"
     path.write_text(to_toml(doc), encoding="utf-8")
     _config, exc = attempt(lambda: load_config(path, env=False))
