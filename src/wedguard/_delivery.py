@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
+from wedguard import _checks
 from wedguard.clock import Clock, check_clock, clock_wait
 from wedguard.errors import ConfigError, WedguardError
 from wedguard.redact import redact_text
@@ -132,10 +133,13 @@ class AsyncDelivery(Generic[T]):
             not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
         ):
             raise ConfigError("max_attempts", max_attempts, "an integer >= 1 or None")
-        if not (isinstance(backoff, (int, float)) and 0 <= backoff < float("inf")):
-            raise ConfigError("backoff", backoff, "a finite number of seconds >= 0")
-        if not (isinstance(backoff_max, (int, float)) and backoff_max >= backoff):
-            raise ConfigError("backoff_max", backoff_max, f"a number of seconds >= {backoff}")
+        top = _checks.MAX_TIMEOUT
+        if not (isinstance(backoff, (int, float)) and 0 <= backoff <= top):
+            raise ConfigError("backoff", backoff, f"a number of seconds from 0 to {top:g}")
+        if not (isinstance(backoff_max, (int, float)) and backoff <= backoff_max <= top):
+            raise ConfigError(
+                "backoff_max", backoff_max, f"a number of seconds from {backoff} to {top:g}"
+            )
         self._send = send
         self.name = name
         self._size = queue_size

@@ -37,6 +37,7 @@ from typing import Any
 
 import attrs
 
+from wedguard import _checks
 from wedguard._delivery import AsyncDelivery, DeliveryError
 from wedguard.clock import SYSTEM_CLOCK, Clock, SystemClock, check_clock
 from wedguard.errors import ConfigError
@@ -597,9 +598,10 @@ class AlertPolicy:
         ]
         if not self._severity_routes and not self._label_routes:
             raise ConfigError("routes", routes, "at least one route (a severity or label route)")
-        if isinstance(group_by, str) or not all(isinstance(g, str) for g in group_by):
+        labels = _checks.items(group_by, "group_by", "a list of label names")
+        if not all(isinstance(g, str) for g in labels):
             raise ConfigError("group_by", group_by, "a list of label names")
-        self.group_by = tuple(group_by)
+        self.group_by = labels
         self.group_wait = _duration(group_wait, "group_wait", allow_zero=True)
         self.group_interval = _duration(group_interval, "group_interval", allow_zero=False)
         self.repeat_interval = _duration(repeat_interval, "repeat_interval", allow_zero=False)
@@ -1067,7 +1069,14 @@ class AlertDispatcher:
         if not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1:
             raise ConfigError("queue_size", queue_size, "an integer >= 1")
         self._queue_size = queue_size
-        self._forward = _sinks(list(forward), "forward") if forward else ()
+        self._forward = (
+            _sinks(
+                list(_checks.items(forward, "forward", "a list of sinks")),
+                "forward",
+            )
+            if forward
+            else ()
+        )
         # route name -> sinks
         self._routes: dict[str, tuple[Sink, ...]] = {}
         for key, sinks in routes.items():
@@ -1091,7 +1100,11 @@ class AlertDispatcher:
         self._spool_tried = -math.inf
         self._spool: Spool | None = None
         if spool is not None:
-            self._spool = spool if isinstance(spool, Spool) else Spool(spool)
+            self._spool = (
+                spool
+                if isinstance(spool, Spool)
+                else Spool(_checks.path(spool, "spool", "a spool file path"))
+            )
         # the spool's own health, told as an alert: appended from any thread, read by
         # the worker (deque appends and pops are atomic)
         self._spool_news: deque[OSError | None] = deque()

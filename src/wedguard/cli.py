@@ -55,10 +55,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from wedguard import _fs
+from wedguard import _checks, _fs
 from wedguard.config import Built, Config, load_config
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
-from wedguard.guard import Guard
+from wedguard.guard import MIN_RATE, Guard
 from wedguard.levels import Level
 from wedguard.redact import redact_arg, redact_argv, redact_text
 from wedguard.session import Session
@@ -239,7 +239,7 @@ def _config(path: str | None) -> Config:
 
 def _stop_file(config: Config, given: str | None = None) -> Path:
     if given:
-        return Path(given)
+        return Path(_checks.path(given, "--stop-file"))
     if config.guard.stop_file:
         return Path(config.guard.stop_file)
     return _default_stop_file()
@@ -299,9 +299,12 @@ def _write_stop_file(config: Config, given: str | None, reason: str) -> Path:
 def _rate_arg(text: str, field: str) -> float:
     """A rate given on the command line, its error naming the option or argument."""
     try:
-        return parse_rate(text, field=field)
+        rate = parse_rate(text, field=field)
     except ConfigError:
         raise ConfigError(field, text, "a rate such as '10MB/s' or 'off'") from None
+    if 0 < rate < MIN_RATE:
+        raise ConfigError(field, text, f"a rate >= {MIN_RATE:g}/s, or 'off'")
+    return rate
 
 
 def _assemble(args: argparse.Namespace, config: Config) -> Built:
@@ -765,6 +768,7 @@ def cmd_calendar(args: argparse.Namespace) -> int:
         print(f"{when.isoformat(timespec='minutes')}: OPEN (no calendar)")
         return EXIT_OK
     when = _parse_at(args.at, cal.tz)
+    _print_notes(cal.notes())
     w = cal.at(when)
     local = when.astimezone(cal.tz)
     until = "" if not w.bounded else f" until {w.end.astimezone(cal.tz):%a %Y-%m-%d %H:%M}"
@@ -803,6 +807,7 @@ def _sockets(args: argparse.Namespace) -> list[tuple[str, str]]:
     guard started by this command that serves one (``--pid`` narrows it)."""
     given = getattr(args, "socket", None)
     if given:
+        _checks.socket_path(given, "--socket")
         return [(given, given)]
     pid = getattr(args, "pid", None)
     return [
@@ -926,8 +931,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     ignored = watch.problem
     reason = ""
     if stopped:
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            reason = _fs.read_file(path, limit=4096).decode().strip()
+        with contextlib.suppress(OSError):
+            reason = _fs.read_file(path, limit=4096).decode(errors="replace").strip()
     guards = [] if args.socket else _running_guards()
     if args.socket:
         guards = [{"pid": None, "command": "?", "control": args.socket}]
@@ -1013,8 +1018,14 @@ def _store(args: argparse.Namespace) -> Any:
     retention = "7d"
     if config is not None and config.history is not None:
         retention = config.history.get("retention", retention)
-    # a reader: nothing is written, so a database on read-only media opens too
-    return MetricsStore(path, retention=retention, read_only=True)
+    from wedguard.history import StoreCorruptError
+
+    try:
+        # a reader: nothing is written, so a database on read-only media opens too
+        return MetricsStore(path, retention=retention, read_only=True)
+    except StoreCorruptError as exc:  # the path names some other file
+        where = "--history" if args.history is not None else "history.path"
+        raise ConfigError(where, path, f"a wedguard history database ({exc})") from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -1063,9 +1074,30 @@ def _draw(record: Any, png: str | None, html: str | None, store: Any) -> None:
         print(f"wrote {html}")
 
 
+def _outside_level(text: str) -> str:
+    """``--rules LEVEL``: a level and an optional cap, as a calendar rule ends."""
+    from wedguard.policy.calendar import PeakHourCalendar
+
+    what = "a level and an optional cap, such as 'blackout' or 'peak 10Mbit/s'"
+    try:
+        (rule,) = PeakHourCalendar.parse(f"Mon 00:00-01:00 {text}").rules
+    except (ConfigError, ValueError):
+        raise ConfigError("--rules", text, what) from None
+    if rule.weekdays != {0} or (rule.start, rule.end) != (0, 60) or rule.season or rule.dates:
+        raise ConfigError("--rules", text, what)
+    return text
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    for note in notes:
+        print(f"wedguard: note: {note}", file=sys.stderr)
+
+
 def cmd_windows(args: argparse.Namespace) -> int:
     from wedguard.history import recommend_windows
 
+    if args.rules is not None:
+        _outside_level(args.rules)
     config = _config(args.config) if args.config else None
     calendar = None if config is None else config.calendar
     tz = args.tz or ("UTC" if calendar is None else str(calendar.to_dict()["tz"]))
@@ -1120,12 +1152,16 @@ def cmd_windows(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     config = load_config(args.file, env=not args.no_env)
+    notes = () if config.calendar is None else config.calendar.notes()
     if args.json:
         print(json.dumps(config.to_dict(), indent=2, default=str))
+        _print_notes(notes)
     else:
         print(config.render(), end="")
         for name, present in config.secrets().items():
             print(f"# secret from ${name}: {'set' if present else 'NOT SET'} (value hidden)")
+        for note in notes:  # a TOML comment: the output stays a valid file
+            print(f"# note: {note}")
     print(f"{args.file}: OK", file=sys.stderr)
     return EXIT_OK
 
@@ -1142,6 +1178,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- the parser --------------------------------------------------------------------------
+
+
+def _path_type(what: str = "a file path") -> Any:
+    """An argparse ``type``: a path without NUL characters, not empty (exit 2)."""
+
+    def convert(text: str) -> str:
+        try:
+            return _checks.path(text, "", what)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {exc.expected}") from None
+
+    return convert
+
+
+def _socket_type(text: str) -> str:
+    try:
+        return _checks.socket_path(text, "")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {exc.expected}") from None
+
+
+def _text_type(text: str) -> str:
+    """An argparse ``type``: one line of UTF-8 text (a reason, a name)."""
+    if any(c in text for c in "\x00\r\n"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected one line of text")
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected UTF-8 text") from None
+    return text
+
+
+def _whole_type(minimum: int, maximum: int = 2**31 - 1) -> Any:
+    """An argparse ``type``: a whole number from ``minimum`` to ``maximum``."""
+
+    def convert(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = minimum - 1
+        if not minimum <= number <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected a whole number from {minimum} to {maximum}"
+            )
+        return number
+
+    return convert
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1174,6 +1257,7 @@ def _parser() -> argparse.ArgumentParser:
             "--config",
             "-c",
             metavar="FILE",
+            type=_path_type("a configuration file path"),
             help="a wedguard.toml (default: $WEDGUARD_CONFIG, else built-in defaults)",
         )
 
@@ -1182,17 +1266,25 @@ def _parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=30.0, help="how long the demo runs (default 30)"
     )
     p.add_argument(
-        "--out", metavar="DIR", help="where to write the report (default: a temporary directory)"
+        "--out",
+        metavar="DIR",
+        type=_path_type("a directory path"),
+        help="where to write the report (default: a temporary directory)",
     )
     p.set_defaults(func=cmd_demo)
 
     p = add("copy", "a guarded, resumable copy of a file or a directory tree")
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("dst", metavar="DST")
+    p.add_argument("src", metavar="SRC", type=_path_type())
+    p.add_argument("dst", metavar="DST", type=_path_type())
     p.add_argument("--rate", help="the rate budget, e.g. 20MB/s (overrides guard.rate)")
     config_opt(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--name", default="copy", help="the session's name in reports (default copy)")
+    p.add_argument(
+        "--name",
+        default="copy",
+        type=_text_type,
+        help="the session's name in reports (default copy)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_copy)
 
@@ -1233,44 +1325,75 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--stop-file",
             metavar="PATH",
+            type=_path_type(),
             help="the stop file (default: the config's, else the run directory's)",
         )
         p.add_argument(
-            "--socket", metavar="PATH", help="talk to the guard serving this control socket only"
+            "--socket",
+            metavar="PATH",
+            type=_socket_type,
+            help="talk to the guard serving this control socket only",
         )
         config_opt(p)
         if name == "stop":
-            p.add_argument("--reason", help="why (shown by status and in the guards' reasons)")
+            p.add_argument(
+                "--reason", type=_text_type, help="why (shown by status and in the guards' reasons)"
+            )
             p.add_argument(
                 "--panic", action="store_true", help="also end the guards' child processes"
             )
         if name in ("stop", "resume"):
-            p.add_argument("--pid", type=int, help="only the running guard of this process")
+            p.add_argument(
+                "--pid", type=_whole_type(1), help="only the running guard of this process"
+            )
         if name == "status":
             p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
     p = add("throttle", "set the running guards' rate (RATE or off)")
     p.add_argument("rate", metavar="RATE|off")
-    p.add_argument("--pid", type=int, help="only the running guard of this process")
-    p.add_argument("--socket", metavar="PATH", help="the guard serving this control socket")
+    p.add_argument("--pid", type=_whole_type(1), help="only the running guard of this process")
+    p.add_argument(
+        "--socket", metavar="PATH", type=_socket_type, help="the guard serving this control socket"
+    )
     p.set_defaults(func=cmd_throttle)
 
     p = add("report", "stored session reports from the history database")
-    p.add_argument("--history", metavar="DB", help="the history database (default: the config's)")
+    p.add_argument(
+        "--history",
+        metavar="DB",
+        type=_path_type(),
+        help="the history database (default: the config's)",
+    )
     config_opt(p)
-    p.add_argument("--name", help="only sessions with this name")
-    p.add_argument("--last", type=int, default=20, help="how many (default 20; 0 for all)")
+    p.add_argument("--name", type=_text_type, help="only sessions with this name")
+    p.add_argument(
+        "--last", type=_whole_type(0), default=20, help="how many (default 20; 0 for all)"
+    )
     p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="PNG", help="draw the last session's picture (matplotlib)")
-    p.add_argument("--html", metavar="FILE", help="write the last session's report as HTML")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        type=_path_type(),
+        help="draw the last session's picture (matplotlib)",
+    )
+    p.add_argument(
+        "--html", metavar="FILE", type=_path_type(), help="write the last session's report as HTML"
+    )
     p.set_defaults(func=cmd_report)
 
     p = add("windows", "recommended backup windows from the history database")
-    p.add_argument("--history", metavar="DB", help="the history database (default: the config's)")
+    p.add_argument(
+        "--history",
+        metavar="DB",
+        type=_path_type(),
+        help="the history database (default: the config's)",
+    )
     config_opt(p)
     p.add_argument("--duration", default="2h", help="how long the backup needs (default 2h)")
-    p.add_argument("--count", type=int, default=3, help="how many windows (default 3)")
+    p.add_argument(
+        "--count", type=_whole_type(1, 1000), default=3, help="how many windows (default 3)"
+    )
     p.add_argument(
         "--metric", default="cpu.percent", help="the load to avoid (default cpu.percent)"
     )
@@ -1289,7 +1412,7 @@ def _parser() -> argparse.ArgumentParser:
     c = csub.add_parser(
         "check", help="validate FILE and print the effective configuration", parents=[common]
     )
-    c.add_argument("file", metavar="FILE")
+    c.add_argument("file", metavar="FILE", type=_path_type("a configuration file path"))
     c.add_argument("--json", action="store_true", help="print it as JSON")
     c.add_argument(
         "--no-env", action="store_true", help="do not require the secrets' environment variables"
@@ -1333,6 +1456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return pipe_main(rest[1:] if rest[:1] == ["--"] else rest)
     parser = _parser()
     args = parser.parse_args(argv)
+    for word in getattr(args, "cmd", None) or ():
+        if "\x00" in word:  # no exec() takes it
+            parser.error(f"argument CMD: {word!r} has a NUL character")
     debug = bool(getattr(args, "debug", False))
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

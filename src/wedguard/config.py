@@ -52,10 +52,11 @@ from typing import Any
 
 import attrs
 
+from wedguard import _checks
 from wedguard.alerts import AlertDispatcher, Severity
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
-from wedguard.guard import Guard
+from wedguard.guard import MAX_INTERVAL, MAX_SLOT_TIMEOUT, MIN_INTERVAL, MIN_RATE, Guard
 from wedguard.levels import Level
 from wedguard.policy.breaker import CircuitBreaker
 from wedguard.policy.calendar import PeakHourCalendar
@@ -92,6 +93,9 @@ __all__ = [
 _RATE_WHAT = "a rate such as '10MB/s', '10Mbit/s', '512KiB/s' or 'off'"
 _DURATION_WHAT = "a duration such as '30s', '5m', '1h30m' or a number of seconds"
 _SIZE_WHAT = "a size such as '500MB', '512KiB' or a number of bytes"
+#: the longest duration a file may give: ten years (thread waits and sockets refuse
+#: values beyond what the platform's time_t holds)
+MAX_DURATION = 10 * 365 * 86400.0
 _SECTIONS = (
     "guard",
     "calendar",
@@ -151,19 +155,28 @@ def _bool(ctx: _Ctx, value: object, path: str) -> bool:
     return value
 
 
+_INT_MAX = 2**31 - 1
+
+
 def _int(minimum: int) -> Check:
     def check(ctx: _Ctx, value: object, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ctx.error(path, value, f"a whole number >= {minimum}")
+        if value > _INT_MAX:
+            raise ctx.error(path, value, f"a whole number from {minimum} to {_INT_MAX}")
         return value
 
     return check
 
 
 def _number(ctx: _Ctx, value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:
+        number = _checks.real(value, path, "a number")
+    except ConfigError:
+        raise ctx.error(path, value, "a number") from None
+    if not math.isfinite(number):
         raise ctx.error(path, value, "a number")
-    return float(value)
+    return number
 
 
 def _rate(ctx: _Ctx, value: object, path: str) -> float:
@@ -187,6 +200,8 @@ def _duration(ctx: _Ctx, value: object, path: str) -> float:
         raise ctx.error(path, value, _DURATION_WHAT) from None
     if not 0 <= seconds < math.inf:
         raise ctx.error(path, value, _DURATION_WHAT)
+    if seconds > MAX_DURATION:
+        raise ctx.error(path, value, "a duration of at most ten years")
     return seconds
 
 
@@ -218,7 +233,35 @@ def _env_name(ctx: _Ctx, value: object, path: str) -> str:
 def _path(ctx: _Ctx, value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
         raise ctx.error(path, value, "a file path")
-    return os.path.expanduser(value)
+    try:
+        return _checks.path(os.path.expanduser(value), path)
+    except ConfigError as exc:
+        raise ctx.error(path, value, exc.expected) from None
+
+
+def _socket_path(ctx: _Ctx, value: object, path: str) -> str:
+    full = _path(ctx, value, path)
+    try:
+        return _checks.socket_path(full, path)
+    except ConfigError as exc:
+        raise ctx.error(path, value, exc.expected) from None
+
+
+def _port(low: int) -> Check:
+    def check(ctx: _Ctx, value: object, path: str) -> int:
+        try:
+            return _checks.port(value, path, low=low)
+        except ConfigError as exc:
+            raise ctx.error(path, value, exc.expected) from None
+
+    return check
+
+
+def _host(ctx: _Ctx, value: object, path: str) -> str:
+    text = _str(ctx, value, path)
+    if any(c.isspace() or c in "\x00/@" for c in text):
+        raise ctx.error(path, value, "a host name or an IP address")
+    return text
 
 
 def _table(ctx: _Ctx, value: object, path: str) -> Mapping[str, Any]:
@@ -328,6 +371,32 @@ def _opt_rate(ctx: _Ctx, value: object, path: str) -> float | None:
     return None if rate == math.inf else rate
 
 
+def _guard_rate(ctx: _Ctx, value: object, path: str) -> float:
+    rate = _rate(ctx, value, path)
+    if rate < MIN_RATE:
+        raise ctx.error(path, value, f"a rate >= {MIN_RATE:g}/s ('off' for unlimited)")
+    return rate
+
+
+def _guard_opt_rate(ctx: _Ctx, value: object, path: str) -> float | None:
+    rate = _guard_rate(ctx, value, path)
+    return None if rate == math.inf else rate
+
+
+def _interval(ctx: _Ctx, value: object, path: str) -> float:
+    seconds = _duration(ctx, value, path)
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+        raise ctx.error(path, value, "a duration from 1ms to 1 day")
+    return seconds
+
+
+def _slot_timeout(ctx: _Ctx, value: object, path: str) -> float | None:
+    seconds = _opt_duration(ctx, value, path)
+    if seconds is not None and seconds > MAX_SLOT_TIMEOUT:
+        raise ctx.error(path, value, "a duration of at most 30 days, or 'forever'")
+    return seconds
+
+
 def _opt_duration(ctx: _Ctx, value: object, path: str) -> float | None:
     if value in ("off", "forever", "none"):
         return None
@@ -349,14 +418,14 @@ def _positive_duration(ctx: _Ctx, value: object, path: str) -> float:
 
 
 _GUARD_SCHEMA: dict[str, Check] = {
-    "rate": _rate,
+    "rate": _guard_rate,
     "max_concurrent": _max_concurrent,
     "stop_file": _path,
-    "ops_rate": _opt_rate,
-    "sample_interval": _positive_duration,
-    "stop_check_interval": _positive_duration,
-    "slot_timeout": _opt_duration,
-    "control_socket": _path,
+    "ops_rate": _guard_opt_rate,
+    "sample_interval": _interval,
+    "stop_check_interval": _interval,
+    "slot_timeout": _slot_timeout,
+    "control_socket": _socket_path,
     "nice": _nice,
     "ionice": _bool,
 }
@@ -492,7 +561,7 @@ def _parameters(cls: type[Any], skip: Sequence[str] = ()) -> list[str]:
 def _controller(ctx: _Ctx, table: Mapping[str, Any]) -> dict[str, Any]:
     data = dict(table)
     kind = data.pop("kind", "aimd")
-    if kind not in _CONTROLLERS:
+    if not isinstance(kind, str) or kind not in _CONTROLLERS:
         raise ctx.error("controller.kind", kind, "'aimd' or 'ledbat'")
     cls = _CONTROLLERS[kind]
     allowed = _parameters(cls)
@@ -548,8 +617,8 @@ def _share(ctx: _Ctx, value: object, path: str) -> float:
 
 def _timeout(ctx: _Ctx, value: object, path: str) -> float:
     seconds = _number(ctx, value, path)
-    if seconds <= 0:
-        raise ctx.error(path, value, "seconds > 0")
+    if not 0 < seconds <= _checks.MAX_TIMEOUT:
+        raise ctx.error(path, value, f"seconds > 0 and <= {_checks.MAX_TIMEOUT:g}")
     return seconds
 
 
@@ -574,24 +643,54 @@ def _redis(ctx: _Ctx, table: Mapping[str, Any], *, env: bool) -> dict[str, Any]:
     url = options.get("url")
     if url is not None and url_has_secret(url):
         raise ctx.error("redis.url", _redact_url(url), "a URL without a password (use url_env)")
+    field = "redis.url"
     if url is None and env:
         url = _environment(ctx, "redis.url_env", options["url_env"])
-    if url is not None and urllib.parse.urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise ctx.error("redis.url", _redact_url(url), "a redis://, rediss:// or unix:// URL")
+        field = "redis.url_env"
+    if url is not None and _split(url).scheme not in ("redis", "rediss", "unix"):
+        raise ctx.error(field, _redact_url(url), "a redis://, rediss:// or unix:// URL")
     try:
-        importlib.import_module("redis")
+        redis = importlib.import_module("redis")
     except ImportError:
         raise ctx.error(
             "redis", "redis", "redis-py installed (pip install 'wedguard[redis]')"
         ) from None
+    if url is not None:
+        _redis_url(ctx, field, url, redis)
     return options
+
+
+def _redis_url(ctx: _Ctx, field: str, url: str, redis: Any) -> None:
+    """What redis-py would refuse when it connects: a bad port, a malformed host, a
+    NUL in a socket path, an option it does not know the value of."""
+    shown = _redact_url(url)
+    parts = _split(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ctx.error(field, shown, "a URL with a port 1-65535") from None
+    if port == 0:
+        raise ctx.error(field, shown, "a URL with a port 1-65535")
+    if parts.scheme in ("redis", "rediss") and not parts.hostname:
+        raise ctx.error(field, shown, "a URL with a host, e.g. redis://localhost:6379/0")
+    if "\x00" in urllib.parse.unquote(url):
+        raise ctx.error(field, shown, "a URL without NUL characters")
+    if parts.scheme == "unix":
+        try:
+            _checks.socket_path(urllib.parse.unquote(parts.path), field)
+        except ConfigError as exc:
+            raise ctx.error(field, shown, exc.expected) from None
+    try:
+        redis.ConnectionPool.from_url(url)
+    except (ValueError, TypeError) as exc:
+        raise ctx.error(field, shown, f"a URL redis-py reads ({exc})") from None
 
 
 # -- sources ------------------------------------------------------------------------------
 
 
 def _url(ctx: _Ctx, value: object, path: str) -> str:
-    if not isinstance(value, str) or urllib.parse.urlsplit(value).scheme not in ("http", "https"):
+    if not isinstance(value, str) or _split(value).scheme not in ("http", "https"):
         raise ctx.error(path, value, "an http:// or https:// URL")
     if url_has_secret(value):
         raise ctx.error(path, _redact_url(value), "a URL without a password in it")
@@ -672,6 +771,14 @@ _SOURCE_SCHEMAS: dict[str, dict[str, Check]] = {
 _REQUIRED: dict[str, tuple[str, ...]] = {"http": ("url",), "service_latency": ("url",)}
 
 
+def _split(url: str) -> urllib.parse.SplitResult:
+    """``urlsplit`` that reads a malformed URL (``http://[::1``) as having no scheme."""
+    try:
+        return urllib.parse.urlsplit(url)
+    except ValueError:
+        return urllib.parse.SplitResult("", "", "", "", "")
+
+
 def _redact_url(url: str) -> str:
     """The URL or DSN with its secrets hidden (:func:`wedguard.redact.redact_url`)."""
     return redact_url(url)
@@ -711,7 +818,7 @@ def _database_source(ctx: _Ctx, index: int, options: Mapping[str, Any], *, env: 
         dsn = _environment(ctx, f"{where}.dsn_env", options["dsn_env"])
     else:
         return
-    scheme = urllib.parse.urlsplit(dsn).scheme.split("+", 1)[0]
+    scheme = _split(dsn).scheme.split("+", 1)[0]
     if scheme not in _DRIVERS:
         raise ctx.error(
             f"{where}.dsn", _redact_url(dsn), "a postgresql://, postgres:// or mysql:// DSN"
@@ -769,7 +876,7 @@ def _typed_tables(
         where = f"{section}[{i}]"
         table = dict(_table(ctx, entry, where))
         kind = table.pop("type", None)
-        if kind not in schemas:
+        if not isinstance(kind, str) or kind not in schemas:
             raise ctx.error(f"{where}.type", kind, "one of " + ", ".join(schemas))
         for key in secrets:
             if key in table:
@@ -933,8 +1040,8 @@ _SINK_SCHEMAS: dict[str, dict[str, Check]] = {
         **_DELIVERY,
     },
     "smtp": {
-        "host": _str,
-        "port": _int(1),
+        "port": _port(1),
+        "host": _host,
         "sender": _str,
         "recipients": _strings,
         "starttls": _bool,
@@ -944,7 +1051,7 @@ _SINK_SCHEMAS: dict[str, dict[str, Check]] = {
         "subject_prefix": _str,
         **_DELIVERY,
     },
-    "prometheus": {"namespace": _str, "port": _int(0), "addr": _str},
+    "prometheus": {"namespace": _str, "port": _port(0), "addr": _host},
 }
 _SINK_REQUIRED: dict[str, tuple[str, ...]] = {
     "jsonl": ("path",),
@@ -1526,7 +1633,7 @@ def _toml(data: Mapping[str, Any]) -> str:
 
 
 def _read(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
-    name = os.fspath(path)
+    name = _checks.path(path, "config", "a configuration file path")
     try:
         with open(name, "rb") as f:
             return name, tomllib.load(f)
@@ -1538,6 +1645,11 @@ def _read(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
         raise ConfigError(name, name, f"a readable file ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        raise ConfigError(
+            name, bad, f"UTF-8 text (byte {exc.start} is not: a TOML file is UTF-8)"
+        ) from None
 
 
 def load_config(path: str | os.PathLike[str], *, env: bool = True) -> Config:

@@ -40,7 +40,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
-from wedguard import _atexit, _fs
+from wedguard import _atexit, _checks, _fs
 from wedguard._prepaid import Prepaid
 from wedguard._prepaid import current as current_prepaid
 from wedguard._watch import ProbeWatch
@@ -67,6 +67,13 @@ __all__ = ["DEFAULT", "Guard"]
 log = logging.getLogger("wedguard.guard")
 
 _INF: Final = math.inf
+#: the lowest rate (units per second) a guard takes: below it one unit waits for hours
+MIN_RATE: Final = 0.001
+#: sample_interval and stop_check_interval: from 1 ms (not a busy loop) to a day
+MIN_INTERVAL: Final = 0.001
+MAX_INTERVAL: Final = 86400.0
+#: the longest slot_timeout: 30 days (None waits forever)
+MAX_SLOT_TIMEOUT: Final = 30 * 86400.0
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -245,7 +252,7 @@ class Guard:
 
     Args:
         rate: the global byte budget (``"50MB/s"``, a number of bytes/s, or
-            ``"off"``): the most the backup may ever use.
+            ``"off"``): the most the backup may ever use; at least 0.001 per second.
         calendar: a :class:`~wedguard.PeakHourCalendar` (or anything with
             ``at(when) -> Window``). Default: ``PeakHourCalendar.default(tz="UTC")``
             (06:00–22:00 PEAK with a 10 Mbit/s cap); ``None``: no calendar.
@@ -262,19 +269,24 @@ class Guard:
             directory, and each one above, must be owned by you or root and not
             writable by others unless sticky (sshd's StrictModes), else
             ``ConfigError``; a stop file owned by someone else is ignored, logged and
-            alerted (``wedguard/stop-file``).
+            alerted (``wedguard/stop-file``). Not empty, no NUL character.
         clock: where time comes from (default: the system clock).
         controller: turns the analyser's verdicts into an allowed rate. Default:
             ``AIMDController()``.
-        ops_rate: the operations budget (files, requests per second); default none.
-        sample_interval: seconds between samples (default 1 s).
-        slot_timeout: default seconds a session waits for a slot (None: forever).
+        ops_rate: the operations budget (files, requests per second, at least 0.001);
+            default none.
+        sample_interval: seconds between samples (default 1 s; 1 ms to 1 day).
+        stop_check_interval: seconds between looks at the stop file (default 0.1 s;
+            1 ms to 1 day).
+        slot_timeout: default seconds a session waits for a slot (None: forever; at
+            most 30 days).
         background: run the sampler and event delivery on threads (default: only on
             the system clock).
         signals: install SIGUSR1 (stop) and SIGUSR2 (resume) handlers; see
             :meth:`install_signal_handlers`.
         control_socket: serve the live control plane on this Unix socket path (mode
-            0600); see :class:`wedguard.control.ControlServer`.
+            0600; at most 107 bytes, what ``bind()`` takes); see
+            :class:`wedguard.control.ControlServer`.
         coordinator: a :class:`wedguard.distributed.RedisCoordinator`: many hosts, one
             budget. The byte (and operations) budget becomes a shared Redis bucket at
             ``rate`` (or the calendar's cap, when lower) for every guard on the same
@@ -372,18 +384,22 @@ class Guard:
                 raise ConfigError("clock", clock, "a Clock (monotonic, now, sleep)")
         self._now = self._clock.monotonic
         self._rate = parse_rate(rate, field="rate")
-        if not self._rate > 0:
-            raise ConfigError("rate", rate, "a rate > 0 ('off' for unlimited)")
+        if not self._rate >= MIN_RATE:
+            raise ConfigError("rate", rate, f"a rate >= {MIN_RATE:g}/s ('off' for unlimited)")
         self._ops_rate = _INF if ops_rate is None else parse_rate(ops_rate, field="ops_rate")
-        if not self._ops_rate > 0:
-            raise ConfigError("ops_rate", ops_rate, "operations per second > 0, or None")
+        if not self._ops_rate >= MIN_RATE:
+            raise ConfigError(
+                "ops_rate", ops_rate, f"operations per second >= {MIN_RATE:g}, or None"
+            )
         if calendar is DEFAULT:
             calendar = _default_calendar()
         elif calendar is not None and not callable(getattr(calendar, "at", None)):
             raise ConfigError("calendar", calendar, "a calendar with at(when) -> Window")
         self._calendar: CalendarLike | None = calendar
         self._sources: tuple[Source, ...] = tuple(
-            _default_sources() if sources is None else sources
+            _default_sources()
+            if sources is None
+            else _checks.items(sources, "sources", "a list of sources, or None")
         )
         for src in self._sources:
             if not callable(getattr(src, "sample", None)):
@@ -422,7 +438,9 @@ class Guard:
         elif breaker is not None and not callable(getattr(breaker, "allow", None)):
             raise ConfigError("breaker", breaker, "a circuit breaker with allow()")
         self._breaker: BreakerLike | None = breaker
-        given = list(sinks) if sinks is not None else []
+        given = (
+            [] if sinks is None else list(_checks.items(sinks, "sinks", "a list of sinks, or None"))
+        )
         for sink in given:
             if not callable(getattr(sink, "emit", None)):
                 raise ConfigError("sinks", sink, "objects with emit(event)")
@@ -436,8 +454,10 @@ class Guard:
         ):
             raise ConfigError("max_concurrent", max_concurrent, "a whole number >= 1, or None")
         self._max_concurrent = max_concurrent
-        if stop_file is not None and not isinstance(stop_file, (str, os.PathLike)):
-            raise ConfigError("stop_file", stop_file, "a path, or None")
+        if stop_file is not None:
+            _checks.path(stop_file, "stop_file", "a path, or None")
+        if control_socket is not None:
+            _checks.socket_path(control_socket, "control_socket")
         # a plain string: the sampler stats it every 100 ms
         self._stop_file = None if stop_file is None else os.fspath(Path(stop_file))
         # nobody else's hand on the switch: a stop file where others can change it is
@@ -447,14 +467,22 @@ class Guard:
         if self._stop_file is not None:
             _fs.check_stop_location(self._stop_file, field="stop_file")
         self._interval = parse_duration(sample_interval, field="sample_interval")
-        if not 0 < self._interval < _INF:
-            raise ConfigError("sample_interval", sample_interval, "a duration > 0")
+        _checks.bounded(
+            self._interval, "sample_interval", sample_interval, MIN_INTERVAL, MAX_INTERVAL,
+            "seconds",
+        )  # fmt: skip
         self._stop_interval = parse_duration(stop_check_interval, field="stop_check_interval")
-        if not 0 < self._stop_interval < _INF:
-            raise ConfigError("stop_check_interval", stop_check_interval, "a duration > 0")
+        _checks.bounded(
+            self._stop_interval, "stop_check_interval", stop_check_interval, MIN_INTERVAL,
+            MAX_INTERVAL, "seconds",
+        )  # fmt: skip
         self._slot_timeout = (
             None if slot_timeout is None else parse_duration(slot_timeout, field="slot_timeout")
         )
+        if self._slot_timeout is not None:
+            _checks.bounded(
+                self._slot_timeout, "slot_timeout", slot_timeout, 0.0, MAX_SLOT_TIMEOUT, "seconds"
+            )
         self._max_hold = _INF if max_hold is None else parse_duration(max_hold, field="max_hold")
         if not self._max_hold > 0:
             raise ConfigError("max_hold", max_hold, "a duration > 0, or None")

@@ -119,7 +119,10 @@ def _size_factor(unit: str, field: str, value: object, expected: str) -> float:
 def _check_real(value: object, field: str, expected: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(field, value, expected)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float: 10**400
+        raise ConfigError(field, value, expected) from None
     if math.isnan(number) or number < 0:
         raise ConfigError(field, value, expected)
     return number

@@ -966,6 +966,7 @@ class PeakHourCalendar:
         "_last",
         "_marks_today",
         "_marks_yesterday",
+        "_notes",
         "_recent",
         "_rules",
         "_shared",
@@ -994,6 +995,7 @@ class PeakHourCalendar:
             if not isinstance(rule, Rule):
                 raise ConfigError(f"rules[{i}]", rule, "a Rule")
         self._rules = rule_list
+        self._notes: tuple[str, ...] = ()
         self._tz, self._tzkey = _to_tz(tz)
         try:
             self._default = _to_level(default)
@@ -1145,9 +1147,14 @@ class PeakHourCalendar:
             rules = [Rule.from_dict(r, where=f"calendar.rules[{i}]") for i, r in enumerate(raw)]
         else:
             raise ConfigError("calendar.rules", raw, "rule lines as text, or a list of tables")
+        notes: tuple[str, ...] = ()
         if "rclone" in data:
-            rules.extend(cls.from_rclone(data["rclone"], tz=tz).rules)
-        return cls(rules, tz=tz, default=default)
+            rclone = cls.from_rclone(data["rclone"], tz=tz)
+            rules.extend(rclone.rules)
+            notes = rclone._notes
+        cal = cls(rules, tz=tz, default=default)
+        cal._notes = notes
+        return cal
 
     def to_dict(self) -> dict[str, Any]:
         """The calendar as a plain dict (TOML/JSON friendly) for :meth:`from_dict`."""
@@ -1188,7 +1195,9 @@ class PeakHourCalendar:
         """
         if not isinstance(text, str):
             raise ConfigError("bwlimit", text, "an rclone --bwlimit value")
-        return cls(_rclone_rules(text), tz=tz)
+        cal = cls(_rclone_rules(text), tz=tz)
+        cal._notes = tuple(_rclone_repeats(text))
+        return cal
 
     # -- properties -------------------------------------------------------
 
@@ -1196,6 +1205,24 @@ class PeakHourCalendar:
     def rules(self) -> tuple[Rule, ...]:
         """The rules, in the order given."""
         return self._rules
+
+    def notes(self) -> tuple[str, ...]:
+        """What is legal but worth a second look, one sentence each: rules that hold
+        at the same time (where they do, the most restrictive level wins, then the
+        lowest rate cap) and, in an rclone timetable, times given twice (the later
+        entry counts, as in rclone). ``wedguard config check`` and ``wedguard
+        calendar`` print them.
+
+        Overlaps are looked for on every day of this year and the next four, and on
+        every date a rule names.
+
+        >>> cal = PeakHourCalendar.parse("06:00-22:00 peak 10Mbit/s; Sat 08:00-12:00 blackout")
+        >>> print(cal.notes()[0])  # doctest: +ELLIPSIS
+        rules 'Mon-Sun 06:00-22:00 peak 10Mbit/s' and 'Sat 08:00-12:00 blackout' overlap ...
+        >>> cal.notes()[0].endswith("then the lowest rate cap: 'Sat 08:00-12:00 blackout'")
+        True
+        """
+        return self._notes + tuple(_overlaps(self._rules, date.today().year))
 
     @property
     def tz(self) -> tzinfo:
@@ -2240,6 +2267,87 @@ def _rclone_rules_inner(text: str) -> list[Rule]:
     for (a, b, tx, rx, label), days in pieces_out.items():
         rules.append(_rclone_rule(tx, rx, a, b, frozenset(days), label))
     return rules
+
+
+def _rclone_repeats(text: str) -> list[str]:
+    """Times an rclone timetable gives more than once (rclone takes the later one)."""
+    seen: dict[str, str] = {}
+    notes = []
+    for token in text.replace(";", " ").split():
+        when = token.split(",")[0]
+        earlier = ""
+        for key in [when.lower()] if "-" in when else [f"{d}-{when}" for d in _WEEK]:
+            day, _, hhmm = key.partition("-")
+            key = f"{_WEEK[_RCLONE_DAYS[day]].title()} {hhmm}"
+            if key in seen and not earlier:
+                earlier = seen[key]
+                at = key if "-" in when + earlier.split(",")[0] else hhmm
+            seen[key] = token
+        if earlier:
+            notes.append(
+                f"rclone entries {earlier!r} and {token!r} are both at {at}: "
+                f"the later one, {token!r}, counts (as in rclone)"
+            )
+    return notes
+
+
+_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _spans(rule: Rule, day: date) -> list[tuple[int, int]]:
+    """The minutes of ``day`` the rule holds, as [start, end) pieces."""
+    out = []
+    if rule.holds_on(day):
+        out.append((rule.start, rule.end if rule.end > rule.start else _DAY))
+    if rule.crosses_midnight and rule.holds_on(day - timedelta(days=1)):
+        out.append((0, rule.end))
+    return out
+
+
+def _winner(a: Rule, b: Rule) -> Rule:
+    """Where both hold: the more restrictive level, then the lower cap."""
+    if a.level != b.level:
+        return a if a.level > b.level else b
+    cap_a = math.inf if a.rate is None else a.rate
+    cap_b = math.inf if b.rate is None else b.rate
+    return b if cap_b < cap_a else a
+
+
+def _overlaps(rules: Sequence[Rule], year: int) -> Iterator[str]:
+    """A note for each pair of rules that hold at the same time on some day of
+    ``year`` to ``year + 4`` or a date a rule names."""
+    if len(rules) < 2:
+        return
+    days: set[date] = set()
+    for r in rules:
+        days.update(r.dates)
+        days.update(d + timedelta(days=1) for d in r.dates)
+    first = date(year, 1, 1)
+    days.update(first + timedelta(days=i) for i in range((date(year + 5, 1, 1) - first).days))
+    found: dict[tuple[int, int], tuple[date, int, int]] = {}
+    for day in sorted(days):
+        spans = [(i, _spans(r, day)) for i, r in enumerate(rules)]
+        spans = [(i, sp) for i, sp in spans if sp]
+        for x, (i, a) in enumerate(spans):
+            for j, b in spans[x + 1 :]:
+                if (i, j) in found:
+                    continue
+                for s1, e1 in a:
+                    for s2, e2 in b:
+                        if max(s1, s2) < min(e1, e2):
+                            found[(i, j)] = (day, max(s1, s2), min(e1, e2))
+                            break
+                    if (i, j) in found:
+                        break
+    for (i, j), (day, start, end) in sorted(found.items()):
+        one, other = rules[i], rules[j]
+        when = f"{day:%a}" if not (one.dates or other.dates) else f"{day:%a %Y-%m-%d}"
+        yield (
+            f"rules {one.label!r} and {other.label!r} overlap ({when} "
+            f"{_format_time(start)}-{_format_time(end)}); where both hold, the most "
+            f"restrictive level wins, then the lowest rate cap: "
+            f"{_winner(one, other).label!r}"
+        )
 
 
 def _split_span(p: int, q: int) -> list[tuple[int, int, int]]:

@@ -89,7 +89,10 @@ MissingPolicy = Literal["fail_closed", "fail_open", "halt"]
 def _positive(field: str, value: object, *, allow_inf: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(field, value, "a number > 0")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond a float: 10**400
+        raise ConfigError(field, value, "a finite number > 0") from None
     if not (v > 0 and (allow_inf or math.isfinite(v))):
         raise ConfigError(field, value, "a finite number > 0" if not allow_inf else "a number > 0")
     return v
@@ -136,7 +139,7 @@ def _metric_map(field: str, value: object) -> Mapping[str, float]:
     out: dict[str, float] = {}
     for k, v in value.items():
         if not isinstance(k, str) or not k:
-            raise ConfigError(f"{field} key", k, "a metric name")
+            raise ConfigError(f"{field}[{k!r}]", k, "a metric name as the key")
         out[k] = _positive(f"{field}[{k!r}]", v)
     return MappingProxyType(out)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from wedguard import _checks
 from wedguard._delivery import AsyncDelivery, DeliveryError, redact
 from wedguard.clock import SYSTEM_CLOCK, Clock, check_clock
 from wedguard.errors import ConfigError
@@ -337,9 +338,11 @@ class NetworkSink:
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, (int, float))
-            or not 0 < timeout < float("inf")
+            or not 0 < timeout <= _checks.MAX_TIMEOUT
         ):
-            raise ConfigError("timeout", timeout, "a finite number of seconds > 0")
+            raise ConfigError(
+                "timeout", timeout, f"a number of seconds > 0 and <= {_checks.MAX_TIMEOUT:g}"
+            )
         self.name = name
         self.timeout = float(timeout)
         self._clock = check_clock(clock)

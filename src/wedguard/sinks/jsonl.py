@@ -24,6 +24,7 @@ import weakref
 from pathlib import Path
 from typing import IO
 
+from wedguard import _checks
 from wedguard._delivery import DeliveryError
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
@@ -58,7 +59,7 @@ class JsonlSink:
         mode: int = 0o600,
         name: str = "jsonl",
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(_checks.path(path, "path"))
         if self.path.is_dir():
             raise ConfigError("path", str(path), "a file path, not a directory")
         self.max_bytes = parse_size(max_bytes, field="max_bytes")

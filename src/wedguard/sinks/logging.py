@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from wedguard import _checks
 from wedguard.alerts import Severity
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
@@ -63,7 +64,13 @@ class LoggingSink:
             raise ConfigError("level", level, "a logging level such as logging.WARNING")
         self.logger = logger
         self.level = level
-        self.levels = {**_LEVELS, **(levels or {})}
+        given: Mapping[Severity, int] = _checks.mapping(
+            levels or {}, "levels", "a mapping of Severity to a logging level"
+        )
+        for severity, number in given.items():
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise ConfigError(f"levels[{severity}]", number, "a logging level such as 30")
+        self.levels = {**_LEVELS, **given}
         self.name = name
 
     def level_for(self, event: Event) -> int:

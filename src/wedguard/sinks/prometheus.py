@@ -100,7 +100,7 @@ class PrometheusSink:
             registry = pc.CollectorRegistry()
         elif not isinstance(registry, pc.CollectorRegistry):
             raise ConfigError("registry", registry, "a prometheus_client.CollectorRegistry")
-        if not namespace.replace("_", "").isalnum():
+        if not isinstance(namespace, str) or not namespace.replace("_", "").isalnum():
             raise ConfigError("namespace", namespace, "letters, digits and underscores")
         self.registry = registry
         self.name = name

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from wedguard import _checks
 from wedguard._delivery import DeliveryError, redact
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
@@ -45,10 +46,10 @@ class SmtpSink(NetworkSink):
         port: its port (default 25; 587 for STARTTLS submission, 465 for ``ssl``).
         sender: the From address.
         recipients: one address or a list.
-        starttls: upgrade the connection with STARTTLS (default True; a server that
-            does not offer it is an error, never a silent downgrade).
-        ssl: implicit TLS from the first byte (port 465 style); takes precedence
-            over ``starttls``.
+        starttls: upgrade the connection with STARTTLS (default: True unless ``ssl``;
+            a server that does not offer it is an error, never a silent downgrade).
+        ssl: implicit TLS from the first byte (port 465 style); ``starttls=True``
+            with it is a ConfigError (one or the other).
         username: log in as this user (after TLS) when given.
         password: the password.
         password_env: or the environment variable holding it (read once, at
@@ -74,7 +75,7 @@ class SmtpSink(NetworkSink):
         *,
         sender: str,
         recipients: str | Sequence[str],
-        starttls: bool = True,
+        starttls: bool | None = None,
         ssl: bool = False,
         username: str | None = None,
         password: str | Secret | None = None,
@@ -96,12 +97,23 @@ class SmtpSink(NetworkSink):
         self.host = host
         self.port = port
         self.sender = _address(sender, "sender")
-        rcpts = [recipients] if isinstance(recipients, str) else list(recipients)
+        rcpts = (
+            [recipients]
+            if isinstance(recipients, str)
+            else list(_checks.items(recipients, "recipients", "one address or a list"))
+        )
         if not rcpts:
             raise ConfigError("recipients", recipients, "at least one e-mail address")
         self.recipients = [_address(r, "recipients") for r in rcpts]
-        self.starttls = bool(starttls)
-        self.ssl = bool(ssl)
+        for field, flag in (("starttls", starttls), ("ssl", ssl)):
+            if flag is not None and not isinstance(flag, bool):
+                raise ConfigError(field, flag, "True or False")
+        if ssl and starttls:
+            raise ConfigError(
+                "starttls", starttls, "not with ssl=True (implicit TLS already encrypts; pick one)"
+            )
+        self.starttls = not ssl if starttls is None else starttls
+        self.ssl = ssl
         if username is not None and (not isinstance(username, str) or not username):
             raise ConfigError("username", username, "a non-empty string or None")
         self.username = username

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
+from wedguard import _checks
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
 from wedguard.protocols import Event
@@ -355,7 +356,8 @@ class WebhookSink(NetworkSink):
         if secrets:
             signing_keys(secrets)  # an empty key (Secret(""), "whsec_") signs for anyone
         self._signing = secrets
-        self._headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        given = _checks.mapping(headers or {}, "headers", "a mapping of header names to values")
+        self._headers = {str(k): str(v) for k, v in given.items()}
         super().__init__(
             name=name,
             timeout=timeout,

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from wedguard import _checks
+from wedguard._checks import MAX_TIMEOUT as _MAX
 from wedguard.errors import ConfigError
 from wedguard.redact import redact_url
 
@@ -60,8 +62,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def check_timeout(value: object, field: str = "timeout") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ConfigError(field, value, "a finite number of seconds > 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= _MAX:
+        raise ConfigError(field, value, f"a number of seconds > 0 and <= {_MAX:g}")
     return float(value)
 
 
@@ -69,7 +71,7 @@ def check_quantile(value: object, field: str = "percentile") -> float:
     """A quantile as a fraction (0.95) or a percentage (95)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(field, value, "a quantile in (0, 1] or a percentage in (1, 100]")
-    q = float(value)
+    q = _checks.real(value, field, "a quantile in (0, 1] or a percentage in (1, 100]")
     if 1 < q <= 100:
         q /= 100
     if not 0 < q <= 1:

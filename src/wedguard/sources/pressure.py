@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from wedguard import _checks
 from wedguard.errors import ConfigError
 from wedguard.sources._util import counter_delta, own_cgroup
 
@@ -94,14 +95,10 @@ class PressureSource:
         prefix: str = "pressure",
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if (
-            isinstance(resources, str)
-            or not all(r in _RESOURCES for r in resources)
-            or not resources
-        ):
-            raise ConfigError(
-                "resources", resources, "a non-empty subset of ('cpu', 'io', 'memory')"
-            )
+        what = "a non-empty subset of ('cpu', 'io', 'memory')"
+        resources = _checks.items(resources, "resources", what)
+        if not all(r in _RESOURCES for r in resources) or not resources:
+            raise ConfigError("resources", resources, what)
         if not isinstance(prefix, str) or not prefix:
             raise ConfigError("prefix", prefix, "a metric name prefix")
         if not system and cgroup is None:
@@ -110,18 +107,18 @@ class PressureSource:
         self.prefix = prefix
         self._monotonic = monotonic
         files: list[tuple[str, str]] = []  # (metric stem, path)
+        if not callable(monotonic):
+            raise ConfigError("monotonic", monotonic, "a callable returning seconds")
         if system:
-            root = os.fspath(proc_root)
+            root = _checks.path(proc_root, "proc_root", "a directory")
             files.extend((f"{prefix}.{res}", os.path.join(root, res)) for res in self.resources)
         if cgroup is not None:
-            path = os.fspath(cgroup)
-            if not isinstance(path, str) or not path:
-                raise ConfigError("cgroup", cgroup, "a cgroup path or 'self'")
+            path = _checks.path(cgroup, "cgroup", "a cgroup path or 'self'")
             if path == "self":
                 own = own_cgroup()
                 path = own.lstrip("/") if own is not None else "\0unavailable"
             if not os.path.isabs(path):
-                path = os.path.join(os.fspath(cgroup_root), path)
+                path = os.path.join(_checks.path(cgroup_root, "cgroup_root", "a directory"), path)
             files.extend(
                 (f"{prefix}.cgroup.{res}", os.path.join(path, f"{res}.pressure"))
                 for res in self.resources

@@ -61,10 +61,12 @@ class ProcessSource:
     ) -> None:
         if pid is None:
             pid = os.getpid()
-        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
             raise ConfigError("pid", pid, "a process id > 0 or None")
         if not isinstance(prefix, str) or not prefix:
             raise ConfigError("prefix", prefix, "a metric prefix such as 'backup'")
+        if not callable(monotonic):
+            raise ConfigError("monotonic", monotonic, "a callable returning seconds")
         self.pid = pid
         self.include_children = bool(include_children)
         self.prefix = prefix

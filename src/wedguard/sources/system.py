@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 
+from wedguard import _checks
 from wedguard.errors import ConfigError
 from wedguard.sources._util import counter_delta, own_cgroup
 
@@ -246,13 +247,13 @@ class SystemSource:
         self.network = bool(network)
         group: _Cgroup | None = None
         if cgroup is None:
-            path = _detect_cgroup(os.fspath(cgroup_root))
+            path = _detect_cgroup(_checks.path(cgroup_root, "cgroup_root", "a directory"))
             if path is not None:
                 group = _Cgroup(path)
                 if not group.limited:
                     group = None
         elif cgroup is not False:
-            path = os.fspath(cgroup)
+            path = _checks.path(cgroup, "cgroup", "None (detect), False, or a cgroup directory")
             if not os.path.isdir(path):
                 raise ConfigError("cgroup", cgroup, "an existing cgroup v2 directory")
             group = _Cgroup(path)
@@ -263,7 +264,7 @@ class SystemSource:
             names += ("diskstats",) if self.disks else ()
             names += ("net/dev",) if self.network else ()
             try:
-                self._proc = _ProcFiles(os.fspath(procfs), names)
+                self._proc = _ProcFiles(_checks.path(procfs, "procfs", "a directory"), names)
             except OSError:
                 self._proc = None  # no procfs here (a sandbox, a chroot): psutil
         self._disk_names: dict[str, bool] = {}

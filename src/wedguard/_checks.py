@@ -1,0 +1,126 @@
+"""Small argument checks shared by the constructors: each returns the normalised value
+or raises :class:`~wedguard.errors.ConfigError` naming the field and the value.
+
+>>> path("/run/wedguard.stop", "stop_file")
+'/run/wedguard.stop'
+>>> path("a\\x00b", "stop_file")
+Traceback (most recent call last):
+...
+wedguard.errors.ConfigError: stop_file: 'a\\x00b' is not valid; expected a file path without NUL characters
+>>> port(70000, "port")
+Traceback (most recent call last):
+...
+wedguard.errors.ConfigError: port: 70000 is not valid; expected a TCP port 0-65535
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from wedguard.errors import ConfigError
+
+__all__ = [
+    "MAX_TIMEOUT",
+    "NAME_MAX",
+    "PATH_MAX",
+    "SOCKET_PATH_MAX",
+    "bounded",
+    "items",
+    "mapping",
+    "path",
+    "port",
+    "real",
+    "socket_path",
+]
+
+#: the longest Unix socket path, in bytes, that ``bind()`` takes on Linux (sun_path
+#: holds 108 bytes with the closing NUL); other systems allow less (macOS: 103).
+SOCKET_PATH_MAX = 107
+
+#: the longest file name (one path component) and path, in bytes, most file systems
+#: take (NAME_MAX and PATH_MAX on Linux)
+NAME_MAX = 255
+PATH_MAX = 4095
+
+#: the longest timeout or retry delay a network sink or probe takes: a day (sockets
+#: and thread waits refuse values beyond what the platform's time_t holds)
+MAX_TIMEOUT = 86400.0
+
+
+def real(value: object, field: str, expected: str) -> float:
+    """A number as a float (``bool`` and ints too large for a float are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(field, value, expected)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ConfigError(field, value, expected) from None
+
+
+def path(value: object, field: str, expected: str = "a file path") -> str:
+    """A file path: a non-empty ``str`` or ``os.PathLike`` without NUL characters that
+    the file system can encode, no name in it over 255 bytes, at most 4095 in all."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(field, value, expected)
+    try:
+        text = os.fspath(value)
+    except TypeError:
+        raise ConfigError(field, value, expected) from None
+    if not isinstance(text, str) or not text:
+        raise ConfigError(field, value, f"{expected} (not empty)")
+    if "\x00" in text:
+        raise ConfigError(field, value, f"{expected} without NUL characters")
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError:
+        raise ConfigError(field, value, f"{expected} the file system can encode") from None
+    if len(raw) > PATH_MAX or any(len(name) > NAME_MAX for name in raw.split(b"/")):
+        raise ConfigError(
+            field, value, f"{expected} of at most {PATH_MAX} bytes, {NAME_MAX} per name"
+        )
+    return text
+
+
+def socket_path(value: object, field: str) -> str:
+    """A Unix socket path that ``bind()`` will take (at most 107 bytes)."""
+    text = path(value, field, "a Unix socket path")
+    size = len(os.fsencode(text))
+    if size > SOCKET_PATH_MAX:
+        raise ConfigError(
+            field, value, f"a Unix socket path of at most {SOCKET_PATH_MAX} bytes (it has {size})"
+        )
+    return text
+
+
+def port(value: object, field: str, *, low: int = 0) -> int:
+    """A TCP port number, ``low``-65535 (0: any free port)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
+        raise ConfigError(field, value, f"a TCP port {low}-65535")
+    return value
+
+
+def items(value: object, field: str, expected: str) -> tuple[Any, ...]:
+    """The items of an iterable (not a string or bytes) as a tuple."""
+    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        raise ConfigError(field, value, expected)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise ConfigError(field, value, expected) from None
+
+
+def mapping(value: object, field: str, expected: str) -> Mapping[Any, Any]:
+    """A mapping, as given."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(field, value, expected)
+    return value
+
+
+def bounded(value: float, field: str, given: object, low: float, high: float, unit: str) -> float:
+    """``value`` if ``low <= value <= high``; the error states the bounds."""
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(field, given, f"{unit} from {low:g} to {high:g}")
+    return value
