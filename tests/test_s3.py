@@ -485,3 +485,30 @@ def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
         with pytest.raises(wg.ConfigError) as info:
             upload_file(guard, object(), src, **args)
         assert info.value.field == field
+
+
+def test_upload_the_server_forgot_starts_again_without_counting_a_failure(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """An upload aborted behind our back (or expired by a lifecycle rule): list_parts
+    answers NoSuchUpload, which is an answer, not a failure of the endpoint; the call
+    starts a new upload and completes it."""
+    src = tmp_path / "app.dump"
+    digest = make_file(src, 11 * MiB)
+    breaker = wg.CircuitBreaker("s3", failure_threshold=1, clock=FakeClock())
+    guard = quiet_guard(rate="off", breaker=breaker)
+    client = s3_client(proxy.endpoint, **FAIL_FAST)
+    proxy.rule = lambda r: "500" if r.part == 3 else None
+    with pytest.raises(ClientError):
+        upload_file(guard, client, src, bucket, "app.dump", part_size=5 * MiB)
+    breaker.reset()
+    state = json.loads(state_path(src, bucket, "app.dump").read_text())
+    client.abort_multipart_upload(Bucket=bucket, Key="app.dump", UploadId=state["upload_id"])
+    proxy.rule = None
+    proxy.clear()
+    result = upload_file(guard, client, src, bucket, "app.dump", part_size=5 * MiB)
+    assert breaker.state is wg.BreakerState.CLOSED  # a threshold of 1 would have opened
+    assert not result.resumed
+    assert result.upload_id != state["upload_id"]
+    assert proxy.part_puts() == [1, 2, 3]
+    assert stored_sha256(client, bucket, "app.dump") == digest

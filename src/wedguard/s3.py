@@ -59,8 +59,12 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_PARTS",
     "MIN_PART_SIZE",
+    "MTIME_KEY",
+    "S3CopyJob",
     "UploadResult",
     "abort_upload",
+    "default_client",
+    "parse_url",
     "progress",
     "state_path",
     "upload_file",
@@ -72,6 +76,7 @@ MAX_PART_SIZE: Final = 5 * 2**30
 MAX_PARTS: Final = 10_000
 """S3's largest number of parts in one upload."""
 _STATE_VERSION: Final = 1
+_NO_UPLOAD: Final = ("NoSuchUpload", "404")
 
 
 def progress(session: Session) -> Callable[[int], None]:
@@ -119,6 +124,7 @@ class UploadResult:
         upload_id: the multipart upload id (empty for an empty file, sent in one PUT).
         parts: the parts the object is made of.
         uploaded_parts: parts sent by this call.
+        sent_bytes: bytes sent by this call.
         reused_parts: parts already on the server from an earlier, interrupted call.
         resumed: whether this call continued an earlier upload.
     """
@@ -132,6 +138,7 @@ class UploadResult:
     uploaded_parts: int
     reused_parts: int
     resumed: bool
+    sent_bytes: int = 0
 
 
 def state_path(
@@ -214,6 +221,30 @@ def _read_part(f: Any, number: int, part_size: int, size: int) -> bytes:
     return data
 
 
+def _call(
+    guard: Guard,
+    s: Session,
+    fn: Callable[..., Any],
+    cost: int,
+    kwargs: dict[str, Any],
+    absent: tuple[str, ...] = (),
+) -> Any:
+    """One request as ``guard.protect`` runs it, in session ``s``: gate on the guard's
+    breaker, pace ``cost`` bytes and one operation, call, count the outcome. An error
+    whose code is in ``absent`` (the server answered: no such thing) is an answer, not
+    a failure: the call returns None."""
+
+    def request(**kw: Any) -> Any:
+        try:
+            return fn(**kw)
+        except Exception as exc:
+            if absent and _error_code(exc) in absent:
+                return None
+            raise
+
+    return guard._run_sync(s, guard.breaker, False, cost, 1, request, (), kwargs)
+
+
 @contextlib.contextmanager
 def _session(guard: Guard, session: Session | None, name: str) -> Iterator[Session]:
     if session is not None:
@@ -293,10 +324,10 @@ def upload_file(
 
     with _session(guard, session, f"s3:{key}") as s:
 
-        def call(fn: Callable[..., Any], cost: int, **kwargs: Any) -> Any:
-            # as guard.protect does, in this session: gate on the breaker, pace `cost`
-            # bytes and one request, call, count the outcome
-            return guard._run_sync(s, guard.breaker, False, cost, 1, fn, (), kwargs)
+        def call(
+            fn: Callable[..., Any], cost: int, absent: tuple[str, ...] = (), **kwargs: Any
+        ) -> Any:
+            return _call(guard, s, fn, cost, kwargs, absent)
 
         if size == 0:
             out = call(client.put_object, 0, Bucket=bucket, Key=key, Body=b"", **(extra_args or {}))
@@ -307,13 +338,11 @@ def upload_file(
         done: dict[int, str] = {}
         resumed = False
         if state is not None:
-            try:
-                done = _server_parts(call, client, state, src, psize, size)
-                resumed = True
-            except Exception as exc:
-                if _error_code(exc) not in ("NoSuchUpload", "404"):
-                    raise
+            found = _server_parts(call, client, state, src, psize, size)
+            if found is None:
                 state = None  # expired or aborted on the server: begin again
+            else:
+                done, resumed = found, True
         if state is None:
             out = call(
                 client.create_multipart_upload,
@@ -335,7 +364,7 @@ def upload_file(
         state["parts"] = {str(n): e for n, e in sorted(done.items())}
         _write_state(file, state)
 
-        sent = 0
+        sent = sent_bytes = 0
         with open(src, "rb") as f:
             for number in range(1, count + 1):
                 if number in done:
@@ -352,6 +381,7 @@ def upload_file(
                 )
                 done[number] = str(out["ETag"])
                 sent += 1
+                sent_bytes += len(body)
                 state["parts"][str(number)] = done[number]
                 _write_state(file, state)
 
@@ -368,7 +398,16 @@ def upload_file(
     with contextlib.suppress(FileNotFoundError):
         file.unlink()
     return UploadResult(
-        bucket, key, size, str(out.get("ETag", "")), upload_id, count, sent, reused, resumed
+        bucket,
+        key,
+        size,
+        str(out.get("ETag", "")),
+        upload_id,
+        count,
+        sent,
+        reused,
+        resumed,
+        sent_bytes,
     )
 
 
@@ -379,8 +418,9 @@ def _server_parts(
     src: Path,
     psize: int,
     size: int,
-) -> dict[int, str]:
-    """The parts of the state's upload that the server holds and that match the file."""
+) -> dict[int, str] | None:
+    """The parts of the state's upload that the server holds and that match the file;
+    None when the server does not know the upload."""
     recorded: dict[str, str] = dict(state.get("parts") or {})
     found: dict[int, str] = {}
     marker = 0
@@ -388,11 +428,14 @@ def _server_parts(
         page = call(
             client.list_parts,
             0,
+            _NO_UPLOAD,
             Bucket=state["bucket"],
             Key=state["key"],
             UploadId=state["upload_id"],
             PartNumberMarker=marker,
         )
+        if page is None:
+            return None
         for part in page.get("Parts", []):
             number = int(part["PartNumber"])
             found[number] = str(part["ETag"])
@@ -452,3 +495,139 @@ def abort_upload(
     with contextlib.suppress(FileNotFoundError):
         file.unlink()
     return True
+
+
+# -- a directory tree to a bucket: `wedguard copy DIR s3://bucket/prefix` ----------------
+
+MTIME_KEY: Final = "wedguard-mtime-ns"
+"""The object metadata that records the source's modification time (nanoseconds)."""
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> ``(bucket, prefix)``.
+
+    >>> parse_url("s3://backups/photos/2026")
+    ('backups', 'photos/2026')
+    >>> parse_url("s3://backups")
+    ('backups', '')
+    """
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        raise ConfigError("destination", url, "an S3 URL such as s3://bucket/prefix")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not bucket:
+        raise ConfigError("destination", url, "an S3 URL naming a bucket: s3://bucket/prefix")
+    return bucket, prefix
+
+
+def default_client() -> Any:
+    """A boto3 S3 client configured the usual boto3 way (environment, ``~/.aws``):
+    ``AWS_ENDPOINT_URL`` points it at an S3-compatible server.
+
+    Raises:
+        ImportError: boto3 is not installed (extra ``s3``).
+    """
+    import importlib
+
+    return importlib.import_module("boto3").client("s3")
+
+
+class S3CopyJob:
+    """Uploads a file or a tree to ``s3://bucket/prefix`` under one session.
+
+    The counterpart of the command's local copy, with the same counts for its report:
+    an object whose size and recorded modification time (metadata
+    ``wedguard-mtime-ns``) match the file is skipped; every other file goes up with
+    :func:`upload_file` (resumable, state files in ``state_dir``). A file that fails
+    is listed in :attr:`failed` and the copy goes on, until the guard's breaker opens
+    (:class:`~wedguard.CircuitOpenError`); symbolic links, FIFOs and devices are left
+    out (:attr:`special`).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        guard: Guard,
+        client: Any,
+        *,
+        state_dir: str | os.PathLike[str],
+        part_size: int | str = 8 * 2**20,
+    ) -> None:
+        self.session = session
+        self.guard = guard
+        self.client = client
+        self.state_dir = Path(state_dir)
+        self.part_size = part_size
+        self.copied = 0
+        self.skipped = 0
+        self.failed: list[str] = []
+        self.special: list[str] = []
+        self.bytes = 0
+        self.current = ""
+        self.bucket = ""
+
+    def plan(self, src: Path, url: str) -> Iterator[tuple[Path, str]]:
+        """(file, key) pairs: a tree's files under the prefix by their relative path;
+        one file at the prefix itself, or under it when the prefix ends in ``/``."""
+        bucket, prefix = parse_url(url)
+        self.bucket = bucket
+        if not src.is_dir():
+            yield src, (prefix + src.name if not prefix or prefix.endswith("/") else prefix)
+            return
+        base = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        for root, dirnames, filenames in os.walk(src):
+            dirnames.sort()
+            rel = Path(root).relative_to(src)
+            for name in sorted(filenames):
+                path = Path(root) / name
+                if name.endswith(".wedguard-upload.json") or name.startswith(".wedguard-tmp."):
+                    continue
+                yield path, base + (rel / name).as_posix()
+
+    def copy_file(self, src: Path, key: str) -> None:
+        """Upload one file unless the object already matches it."""
+        import stat
+
+        st = src.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            self.special.append(str(src))
+            return
+        self.current = str(src)
+        mtime = str(st.st_mtime_ns)
+        try:
+            if self._unchanged(key, st.st_size, mtime):
+                self.skipped += 1
+                return
+            result = upload_file(
+                self.guard,
+                self.client,
+                src,
+                self.bucket,
+                key,
+                part_size=self.part_size,
+                state_dir=self.state_dir,
+                session=self.session,
+                extra_args={"Metadata": {MTIME_KEY: mtime}},
+            )
+        except Exception as exc:
+            from wedguard.errors import CircuitOpenError, EmergencyStop
+
+            if isinstance(exc, (CircuitOpenError, EmergencyStop, ConfigError)):
+                raise
+            self.failed.append(f"{src}: {exc}")
+            return
+        self.copied += 1
+        self.bytes += result.sent_bytes
+
+    def _unchanged(self, key: str, size: int, mtime: str) -> bool:
+        head = _call(
+            self.guard,
+            self.session,
+            self.client.head_object,
+            0,
+            {"Bucket": self.bucket, "Key": key},
+            ("404", "NoSuchKey", "NotFound"),
+        )
+        if head is None:
+            return False
+        metadata = head.get("Metadata") or {}
+        return bool(head.get("ContentLength") == size and metadata.get(MTIME_KEY) == mtime)
