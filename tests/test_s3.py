@@ -23,6 +23,7 @@ import wedguard as wg
 from conftest_s3 import FaultProxy, Request, fault_proxy, s3_client, s3_endpoint
 from wedguard.s3 import (
     MIN_PART_SIZE,
+    SourceChangedError,
     abort_upload,
     progress,
     state_path,
@@ -512,3 +513,44 @@ def test_upload_the_server_forgot_starts_again_without_counting_a_failure(
     assert result.upload_id != state["upload_id"]
     assert proxy.part_puts() == [1, 2, 3]
     assert stored_sha256(client, bucket, "app.dump") == digest
+
+
+def test_a_file_written_to_during_its_upload_is_never_completed(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A dump still being written while part 2 goes up: the upload is aborted before
+    it completes, so no object mixes two versions; the next call sends the new file."""
+    src = tmp_path / "app.dump"
+    make_file(src, 11 * MiB)
+    client = s3_client(proxy.endpoint)
+    guard = quiet_guard(rate="off")
+
+    def append_at_part_2(r: Request) -> None:
+        if r.part == 2:
+            with open(src, "ab") as f:
+                f.write(b"more rows")
+
+    proxy.rule = append_at_part_2
+    with pytest.raises(SourceChangedError):
+        upload_file(guard, client, src, bucket, "app.dump", part_size=5 * MiB)
+    with pytest.raises(ClientError):
+        client.head_object(Bucket=bucket, Key="app.dump")
+    assert uploads_in_progress(client, bucket) == []
+    assert not state_path(src, bucket, "app.dump").exists()
+    proxy.rule = None
+    upload_file(guard, client, src, bucket, "app.dump", part_size=5 * MiB)
+    assert stored_sha256(client, bucket, "app.dump") == hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"version": 1}', '{"version": 1, "size": "x"}', "[]"])
+def test_a_damaged_state_file_starts_a_new_upload(
+    proxy: FaultProxy, bucket: str, tmp_path: Path, text: str
+) -> None:
+    src = tmp_path / "app.dump"
+    digest = make_file(src, 1000)
+    state_path(src, bucket, "k").write_text(text)
+    client = s3_client(proxy.endpoint)
+    result = upload_file(quiet_guard(rate="off"), client, src, bucket, "k")
+    assert not result.resumed
+    assert stored_sha256(client, bucket, "k") == digest
+    assert not state_path(src, bucket, "k").exists()

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from wedguard.errors import ConfigError
+from wedguard.errors import ConfigError, WedguardError
 from wedguard.session import current_session
 from wedguard.units import parse_size
 
@@ -61,6 +61,7 @@ __all__ = [
     "MIN_PART_SIZE",
     "MTIME_KEY",
     "S3CopyJob",
+    "SourceChangedError",
     "UploadResult",
     "abort_upload",
     "default_client",
@@ -110,6 +111,15 @@ def progress(session: Session) -> Callable[[int], None]:
             session.throttle(bytes_amount)
 
     return callback
+
+
+class SourceChangedError(WedguardError):
+    """The file changed while :func:`upload_file` sent it; the upload was aborted
+    (nothing was completed, no object mixes two versions of the file)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} changed while it was uploaded; the upload was aborted")
+        self.path = path
 
 
 @attrs.frozen(slots=True)
@@ -187,6 +197,11 @@ def _read_state(file: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None  # unreadable or torn by hand: start again (the old upload is orphaned)
     if not isinstance(data, dict) or data.get("version") != _STATE_VERSION:
+        return None
+    fields = {"bucket": str, "key": str, "size": int, "mtime_ns": int, "part_size": int}
+    if not all(isinstance(data.get(k), t) for k, t in fields.items()):
+        return None
+    if not isinstance(data.get("upload_id"), str) or not isinstance(data.get("parts"), dict):
         return None
     return data
 
@@ -301,6 +316,8 @@ def upload_file(
     Raises:
         ConfigError: a bad bucket, key or part size, or a file too large for 10,000
             parts of ``part_size``.
+        SourceChangedError: the file changed while it went up (the upload is
+            aborted; the next call starts again).
         CircuitOpenError: the guard's breaker is open.
         EmergencyStop: the guard was stopped (the upload can be resumed).
         FileNotFoundError: no such source.
@@ -385,6 +402,13 @@ def upload_file(
                 state["parts"][str(number)] = done[number]
                 _write_state(file, state)
 
+        now = os.stat(src)
+        if (now.st_size, now.st_mtime_ns) != (size, st.st_mtime_ns):
+            # written to while it went up: the parts may mix two versions of it
+            _abort_quietly(client, state)
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+            raise SourceChangedError(str(src))
         out = call(
             client.complete_multipart_upload,
             0,
