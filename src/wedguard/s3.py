@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from wedguard.errors import ConfigError, WedguardError
+from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
 from wedguard.session import current_session
 from wedguard.units import parse_size
 
@@ -248,16 +248,22 @@ def _call(
     breaker, pace ``cost`` bytes and one operation, call, count the outcome. An error
     whose code is in ``absent`` (the server answered: no such thing) is an answer, not
     a failure: the call returns None."""
-
-    def request(**kw: Any) -> Any:
-        try:
-            return fn(**kw)
-        except Exception as exc:
-            if absent and _error_code(exc) in absent:
-                return None
+    b = guard.breaker
+    if b is not None and not b.allow():
+        raise CircuitOpenError(b.name, float(b.retry_after))
+    s.throttle(cost, ops=1)
+    try:
+        result = fn(**kwargs)
+    except Exception as exc:
+        if absent and _error_code(exc) in absent:
+            result = None
+        else:
+            if b is not None:
+                b.record_failure(exc)
             raise
-
-    return guard._run_sync(s, guard.breaker, False, cost, 1, request, (), kwargs)
+    if b is not None:
+        b.record_success()
+    return result
 
 
 @contextlib.contextmanager
@@ -633,8 +639,6 @@ class S3CopyJob:
                 extra_args={"Metadata": {MTIME_KEY: mtime}},
             )
         except Exception as exc:
-            from wedguard.errors import CircuitOpenError, EmergencyStop
-
             if isinstance(exc, (CircuitOpenError, EmergencyStop, ConfigError)):
                 raise
             self.failed.append(f"{src}: {exc}")
