@@ -4,6 +4,7 @@ Commands::
 
     wedguard demo [--seconds N]            watch a guard throttle, pause and resume
     wedguard copy SRC DST [--rate R]       a guarded, resumable copy of a file or tree
+                                           (DST may be s3://bucket/prefix)
     wedguard run [--config F] -- CMD ...   a command under the guard (guard.run)
     wedguard pipe [--rate R]               stdin to stdout through a guard
     wedguard calendar [--at TIME] [--week] the level in force, and the week as a table
@@ -609,9 +610,22 @@ def _summary(job: _CopyJob, report: Any) -> str:
     return text
 
 
+def _s3_job(session: Session, guard: Guard, url: str) -> Any:
+    """The copy job for an ``s3://bucket/prefix`` destination (extra ``s3``)."""
+    from wedguard import s3
+
+    s3.parse_url(url)  # a bad URL is a usage error before anything starts
+    try:
+        client = s3.default_client()
+    except ImportError:
+        raise UsageError("copying to s3:// needs boto3: pip install 'wedguard[s3]'") from None
+    return s3.S3CopyJob(session, guard, client, state_dir=run_dir() / "s3-uploads")
+
+
 def cmd_copy(args: argparse.Namespace) -> int:
     src = Path(args.src)
-    dst = Path(args.dst)
+    to_s3 = args.dst.startswith("s3://")
+    dst: Any = args.dst if to_s3 else Path(args.dst)
     if not src.exists() and not src.is_symlink():
         raise UsageError(f"{src}: no such file or directory")
     config = _config(args.config)
@@ -620,7 +634,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     with _assemble(args, config) as built:
         guard = built.guard
         session = guard.session(args.name)
-        job = _CopyJob(session, guard)
+        job = _s3_job(session, guard, dst) if to_s3 else _CopyJob(session, guard)
         entered = False
         try:
             # the session ends with the error, so its report says "stopped" or "error"
@@ -629,7 +643,10 @@ def cmd_copy(args: argparse.Namespace) -> int:
                 progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
                 if sys.stderr.isatty() and not args.quiet:
                     progress = _Progress(
-                        sys.stderr, guard, lambda: job.bytes, total=_planned_bytes(src, dst)
+                        sys.stderr,
+                        guard,
+                        lambda: job.bytes,
+                        total=None if to_s3 else _planned_bytes(src, dst),
                     )
                 with _StatusFile(guard, f"copy {src} {dst}", session), progress:
                     for s, d in job.plan(src, dst):
@@ -1275,7 +1292,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("copy", "a guarded, resumable copy of a file or a directory tree")
     p.add_argument("src", metavar="SRC", type=_path_type())
-    p.add_argument("dst", metavar="DST", type=_path_type())
+    p.add_argument(
+        "dst", metavar="DST", type=_path_type(), help="a path, or s3://bucket/prefix (extra s3)"
+    )
     p.add_argument("--rate", help="the rate budget, e.g. 20MB/s (overrides guard.rate)")
     config_opt(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
