@@ -21,6 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from conftest_s3 import s3_client, s3_server
+
+__all__ = ["http_server", "names", "rewrite", "s3_client", "s3_server"]
+
 # Paths the pages use, moved under the test's directory (a trailing slash keeps the
 # rest of the path).
 PATHS = (
@@ -74,32 +78,6 @@ def http_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@contextlib.contextmanager
-def s3_server() -> Iterator[str]:
-    """An S3-compatible server (moto's) on 127.0.0.1; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-def s3_client(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def files(root: Path, count: int = 3, size: int = 200_000) -> list[Path]:
