@@ -1,7 +1,7 @@
 """pg_dump beside a live PostgreSQL load: the load's query latency with and without the guard.
 
-Run: ``PYTHONPATH=src python benchmarks/pgdump.py`` (about 8 minutes; ``--quick``: about
-2). Starts a PostgreSQL cluster of its own (the test suite's helper: initdb, a free
+Run: ``PYTHONPATH=src python benchmarks/pgdump.py`` (7 to 10 minutes: paced dumps take
+longer; ``--quick``: about one). Starts a PostgreSQL cluster of its own (the test suite's helper: initdb, a free
 loopback port, as the ``postgres`` user when run as root) in ``--cache`` and fills it
 once (``--scale`` MB of tables; later runs reuse it). Writes
 ``benchmarks/results/pgdump.json`` and prints a Markdown table.
@@ -30,7 +30,8 @@ alone (``--baseline`` seconds before the first repeat, and during every ``alone`
 window), as a host that samples between backups would. Latency percentiles are those
 of the transactions scheduled while the dump ran (``alone``: the whole window).
 Reported: each scenario's p50/p95/p99 over ``alone``'s in the same repeat (median and
-range over repeats) and the dump's duration. Every dump is checked with
+range over repeats), the dump's duration, and the median ``db.latency_s`` that a
+``PostgresSource`` read once a second in the window (what the guard judges). Every dump is checked with
 ``pg_restore --list``; the last repeat's guarded dumps are restored into a new
 database (as the superuser: the dump holds ``CREATE EXTENSION
 pg_stat_statements``) and their tables compared with the source's (row counts, and the checksum of
@@ -272,6 +273,7 @@ class Bench:
         self.learner = wg.ImpactAnalyzer(wg.Thresholds())
         self.learn_source = PostgresSource(self.dsn)
         self.window = 5.0
+        self.probed: list[float] = []  # db.latency_s seen by the 1 Hz probe, this window
 
     def argv(self, path: Path | None) -> list[str]:
         out = [] if path is None else ["-f", str(path)]
@@ -282,9 +284,19 @@ class Bench:
         end = time.monotonic() + seconds
         next_at = time.monotonic()
         while next_at < end:
-            self.learner.observe_baseline(self.learn_source.sample())
+            sample = self.learn_source.sample()
+            self.learner.observe_baseline(sample)
+            if "db.latency_s" in sample:
+                self.probed.append(sample["db.latency_s"])
             next_at += 1.0
             time.sleep(max(0.0, min(next_at, end) - time.monotonic()))
+
+    def probe(self, stop: threading.Event) -> None:
+        """What the probe reads once a second while a dump runs (not learned)."""
+        while not stop.wait(1.0):
+            sample = self.learn_source.sample()
+            if "db.latency_s" in sample:
+                self.probed.append(sample["db.latency_s"])
 
     def guard(self) -> Any:
         from wedguard.sources import PostgresSource
@@ -358,14 +370,26 @@ class Bench:
         t0 = time.monotonic()
         row: dict[str, Any] = {"repeat": repeat, "scenario": scenario}
         path = self.workdir / f"{scenario}-{repeat}.dump"
+        self.probed = []
+        stop = threading.Event()
+        prober = threading.Thread(target=self.probe, args=(stop,), daemon=True)
         try:
             if scenario.startswith("alone"):
                 self.learn(self.window)
             else:
+                prober.start()
                 row.update(self.dump(scenario, path))
         finally:
             t1 = time.monotonic()
+            stop.set()
+            if prober.is_alive():
+                prober.join()
             lat = load.stop()
+        if self.probed:
+            row["probe_ms"] = {
+                "median": round(1000 * statistics.median(self.probed), 3),
+                "max": round(1000 * max(self.probed), 3),
+            }
         row["seconds"] = round(t1 - t0, 2)
         row["errors"] = lat["errors"]
         row.update(
@@ -425,14 +449,17 @@ def summarize(runs: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
             entry[f"{q}_ratio"] = spread(ratios)
             entry[f"{q}_ms"] = spread([rows[i][f"{q}_ms"] for i in range(repeats)])
         entry["seconds"] = spread([rows[i]["seconds"] for i in range(repeats)])
+        probes = [rows[i]["probe_ms"]["median"] for i in range(repeats) if "probe_ms" in rows[i]]
+        if probes:
+            entry["probe_ms"] = spread(probes)
         out[scenario] = entry
     return out
 
 
 def table(r: dict[str, Any]) -> str:
     rows = [
-        "| scenario | p50 × | p95 × [range] | p99 × | p95 ms | dump s [range] |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | p50 × | p95 × [range] | p99 × | p95 ms | dump s [range] | probe ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in SCENARIOS:
         s = r["summary"][scenario]
@@ -447,7 +474,7 @@ def table(r: dict[str, Any]) -> str:
                 if not scenario.startswith("alone")
                 else ""
             )
-            + " |"
+            + f" | {s['probe_ms']['median']:.3f} |"
         )
     g = r["goal"]
     rows.append("")
@@ -552,6 +579,9 @@ def main() -> None:
             "load_tx_per_s": args.rate,
             "load_threads": args.threads,
             "alone_window_s": round(bench.window, 1),
+            "baseline_probe_ms": round(
+                1000 * bench.learner.baseline.stats["db.latency_s"].median, 3
+            ),
             "baseline_s": args.baseline,
             "calendar": CALENDAR,
             "guard": 'rate="off", PostgresSource, Thresholds() defaults (db.latency_s +20 %)',
