@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -295,6 +296,37 @@ def test_halt_pauses_the_child(writer: Path, tmp_path: Path, reap: list[int]) ->
         child.abort("done")
         child.wait(10)
     assert child.report().paused["impact"] > 0
+
+
+def test_a_throttle_without_a_byte_budget_slows_the_child_from_its_own_rate(
+    writer: Path, tmp_path: Path, reap: list[int]
+) -> None:
+    """With ``rate="off"`` the controller's first cut starts from the rate the backup
+    achieved. A child's I/O counts toward its session while it runs, so a THROTTLE
+    halves the child's speed instead of pacing it at a byte or so a second."""
+    out = tmp_path / "out.txt"
+    analyzer = SwitchAnalyzer()
+    guard = quiet_guard(
+        sources=[wg.testing.ScriptedSource([{"api.latency_s": 0.1}])],
+        analyzer=analyzer,
+        sample_interval=0.1,
+    )
+    argv = [sys.executable, str(writer), str(10**9), "0.001", "990"]  # about 1 MB/s
+    with out.open("wb") as f, guard.popen(argv, stdout=f) as child:
+        reap.append(child.pid)
+        wait_for(lambda: out.stat().st_size > 100_000, timeout=10)
+        time.sleep(0.5)  # a few samples see what the child achieves
+        analyzer.verdict = wg.Verdict.THROTTLE
+        wait_for(lambda: guard.decision().rate < math.inf)
+        allowed = guard.decision().rate
+        time.sleep(0.3)
+        s0, t0 = out.stat().st_size, time.monotonic()
+        time.sleep(1.5)
+        s1, t1 = out.stat().st_size, time.monotonic()
+        child.abort("done")
+        child.wait(10)
+    assert allowed > 50_000, f"allowed {allowed:.1f} B/s"
+    assert (s1 - s0) / (t1 - t0) > 25_000
 
 
 def test_a_paused_guard_stops_the_child_from_the_start(writer: Path, reap: list[int]) -> None:

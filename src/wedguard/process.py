@@ -924,6 +924,7 @@ class GuardedProcess:
         self._alerted = False
         self._pause_began = 0.0
         self._io_used = 0.0
+        self._credited = 0.0  # of _io_used, counted in the session's bytes so far
         self._cpu_used = 0.0
         self._counter = "chars"
         self._io = DutyCycle(_INF, burst_seconds=_DUTY_PERIOD * 1.25)
@@ -1090,6 +1091,7 @@ class GuardedProcess:
                 return _INF
             before = self._io_used
             self._measure(now)
+            self._credit_session()
             if self._stopped_by is None and now > self._last_step:
                 # the child's I/O speed while running, to stop it close to its budget
                 speed = (self._io_used - before) / (now - self._last_step)
@@ -1255,11 +1257,22 @@ class GuardedProcess:
         """End the child (SIGTERM, then SIGKILL after ``kill_grace``); it is not waited for."""
         self._abort(reason)
 
+    def _credit_session(self) -> None:
+        """Count the child's I/O in its session as it goes: the guard's controller
+        reads the sessions' bytes to know the rate the backup achieves (with no
+        byte budget, a THROTTLE cuts from that rate)."""
+        s = self._session
+        grown = self._io_used - self._credited
+        if s is not None and grown > 0:
+            with contextlib.suppress(Exception):
+                s._bytes += grown
+                self._credited = self._io_used
+
     def _end_session(self, exc: BaseException | None) -> None:
+        with self._lock:
+            self._credit_session()
         s, self._session = self._session, None
         if s is not None:
-            with contextlib.suppress(Exception):
-                s._bytes += self._io_used
             s.__exit__(None if exc is None else type(exc), exc, None)
 
     def close(self, exc: BaseException | None = None) -> None:

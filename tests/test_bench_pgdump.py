@@ -1,0 +1,51 @@
+"""The pg_dump benchmark's summary is what its own runs say.
+
+``benchmarks/results/pgdump.json`` holds every run (one scenario of one repeat) and the
+summary the docs quote; the summary recomputed from the runs must be the one stored, and
+the goal's verdict must follow from it, so neither can be edited apart from the other.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "pgdump.json"
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_pgdump", ROOT / "benchmarks" / "pgdump.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_summary_is_recomputed_from_the_runs() -> None:
+    bench = load_benchmark()
+    r = json.loads(RESULTS.read_text())
+    repeats = r["config"]["repeats"]
+    assert len(r["runs"]) == repeats * len(bench.SCENARIOS)
+    assert bench.summarize(r["runs"], repeats) == r["summary"]
+    goal = r["goal"]
+    s = r["summary"]
+    assert goal["guarded_run_p95"] == s["guarded_run"]["p95_ratio"]["median"]
+    assert goal["unguarded_p95"] == s["unguarded"]["p95_ratio"]["median"]
+    assert goal["aa_p95"] == s["alone_again"]["p95_ratio"]["median"]
+    assert goal["met"] == (goal["guarded_run_p95"] <= goal["p95_limit"] < goal["unguarded_p95"])
+    dumps = [run for run in r["runs"] if not run["scenario"].startswith("alone")]
+    assert r["dumps_checked"] == len(dumps)
+    assert r["dumps_corrupt"] == sum(1 for run in dumps if not run["toc_ok"])
+
+
+def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
+    bench = load_benchmark()
+    p = bench.percentiles([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert p == {"n": 100, "p50_ms": 51.0, "p95_ms": 96.0, "p99_ms": 100.0}
+    assert bench.percentiles([])["n"] == 0
