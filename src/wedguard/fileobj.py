@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
@@ -82,6 +83,12 @@ class GuardedFile:
         self._session = session
         self._name = name or str(getattr(fileobj, "name", "") or "file")
         self._finalizer: Any = None
+        # bytes read again after a seek back (a checksum pass, then the send) are not
+        # charged again: the position once the wrapper has seen a seek (None before),
+        # and the stretches of the file read so far ([start, end), merged, sorted)
+        self._pos: int | None = None
+        self._spans: list[list[int]] = []
+        self._untracked = 0  # bytes read before the first seek
 
     @property
     def raw(self) -> Any:
@@ -104,36 +111,77 @@ class GuardedFile:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _read(self, k: int) -> None:
+        """Charge ``k`` bytes just read, less what of them was read before."""
+        pos = self._pos
+        if pos is None:  # no seek seen: every read is new
+            self._untracked += k
+            self._throttle(k)
+            return
+        end = self._pos = pos + k
+        new = k - self._seen(pos, end)
+        if new > 0:
+            self._throttle(new)
+
+    def _seen(self, start: int, end: int) -> int:
+        """How much of [start, end) was read before; records it as read."""
+        spans = self._spans
+        seen = 0
+        merged = [start, end]
+        kept = []
+        for span in spans:
+            if span[1] < start or span[0] > end:
+                kept.append(span)
+                continue
+            seen += max(0, min(end, span[1]) - max(start, span[0]))
+            merged = [min(merged[0], span[0]), max(merged[1], span[1])]
+        kept.append(merged)
+        kept.sort()
+        self._spans = kept
+        return seen
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the wrapped file's position. Bytes read again after a seek back (boto3
+        reads a small object for its checksum, then again to send it) are not charged
+        again: the session counts each byte of the file once."""
+        if self._pos is None and self._untracked:
+            with contextlib.suppress(Exception):  # what was read before: up to here
+                here = int(self._raw.tell())
+                self._seen(max(0, here - self._untracked), here)
+        pos = int(self._raw.seek(offset, whence))
+        self._pos = pos
+        return pos
+
     def read(self, size: int | None = -1) -> bytes:
         data: bytes = self._raw.read() if size is None or size < 0 else self._raw.read(size)
         if data:
-            self._throttle(len(data))
+            self._read(len(data))
         return data
 
     def read1(self, size: int = -1) -> bytes:
         fn = getattr(self._raw, "read1", None)
         data: bytes = fn(size) if fn is not None else self._raw.read(size)
         if data:
-            self._throttle(len(data))
+            self._read(len(data))
         return data
 
     def readinto(self, buffer: Any) -> int | None:
         k: int | None = self._raw.readinto(buffer)
         if k:
-            self._throttle(k)
+            self._read(k)
         return k
 
     def readinto1(self, buffer: Any) -> int | None:
         fn = getattr(self._raw, "readinto1", None) or self._raw.readinto
         k: int | None = fn(buffer)
         if k:
-            self._throttle(k)
+            self._read(k)
         return k
 
     def readline(self, size: int | None = -1) -> bytes:
         data: bytes = self._raw.readline(-1 if size is None else size)
         if data:
-            self._throttle(len(data))
+            self._read(len(data))
         return data
 
     def readlines(self, hint: int = -1) -> list[bytes]:
@@ -185,7 +233,10 @@ class GuardedFile:
                 exc.characters_written = written
             if self._session is not None and written < n:
                 refund(self._session, n - written)
+            self._pos = None  # where the file stands is not known: reads count in full
             raise
+        if self._pos is not None:
+            self._pos += n
         return n
 
     def writelines(self, lines: Any) -> None:
