@@ -686,3 +686,20 @@ def test_the_example_configuration_works_without_a_shared_stop_file(tmp_path: Pa
                          env=False)  # fmt: skip
     stop = config.guard.stop_file
     assert stop is None or not stop.startswith(("/tmp/", "/var/tmp/"))
+
+
+def test_config_check_refuses_a_stop_file_in_a_directory_others_control(tmp_path: Path) -> None:
+    """What Guard(stop_file=...) refuses at run time, `config check` refuses first."""
+    from wedguard.config import load_config
+
+    shared = tmp_path / "open"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # writable by everyone, not sticky: anyone could plant a stop
+    path = tmp_path / "wedguard.toml"
+    path.write_text(f'[guard]\nstop_file = "{shared / "stop"}"\n')
+    with pytest.raises(wg.ConfigError) as caught:
+        load_config(path)
+    assert "guard.stop_file" in str(caught.value)
+    assert str(shared) in str(caught.value)
+    os.chmod(shared, 0o700)
+    assert load_config(path).guard.stop_file == str(shared / "stop")

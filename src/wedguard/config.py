@@ -52,7 +52,7 @@ from typing import Any
 
 import attrs
 
-from wedguard import _checks
+from wedguard import _checks, _fs
 from wedguard.alerts import AlertDispatcher, Severity
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
@@ -239,6 +239,18 @@ def _path(ctx: _Ctx, value: object, path: str) -> str:
         raise ctx.error(path, value, exc.expected) from None
 
 
+def _stop_file(ctx: _Ctx, value: object, path: str) -> str:
+    """A stop file's path, in a directory nobody else controls (what ``Guard`` would
+    refuse at run time, ``config check`` refuses now; a directory that does not exist
+    yet passes, as it does for the guard)."""
+    full = _path(ctx, value, path)
+    try:
+        _fs.check_stop_location(full, field=path)
+    except ConfigError as exc:
+        raise ctx.error(path, value, exc.expected) from None
+    return full
+
+
 def _socket_path(ctx: _Ctx, value: object, path: str) -> str:
     full = _path(ctx, value, path)
     try:
@@ -420,7 +432,7 @@ def _positive_duration(ctx: _Ctx, value: object, path: str) -> float:
 _GUARD_SCHEMA: dict[str, Check] = {
     "rate": _guard_rate,
     "max_concurrent": _max_concurrent,
-    "stop_file": _path,
+    "stop_file": _stop_file,
     "ops_rate": _guard_opt_rate,
     "sample_interval": _interval,
     "stop_check_interval": _interval,
