@@ -260,3 +260,53 @@ def test_leased_bucket_bad_input(redis_server: RedisServer, key: str) -> None:
         LeasedBucket(bucket, idle=-1)
     assert info.value.field == "idle"
     bucket.link.close()
+
+
+class Watching(Counting):
+    """A client that notes each command sent by a thread holding the guard's lock."""
+
+    guard: wg.Guard | None = None
+    under_lock = 0
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self.guard is not None and self.guard._cond._is_owned():  # type: ignore[attr-defined]
+            self.under_lock += 1
+        return super().execute_command(*args, **kwargs)
+
+
+def test_no_redis_call_under_the_guards_lock(
+    redis_server: RedisServer, key: str, coords: Callable[..., RedisCoordinator]
+) -> None:
+    """Chunks, decisions and a live rate change: Redis never hears from a thread that
+    holds the guard's lock, and the new rate still reaches Redis."""
+    client = Watching(port=redis_server.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    guard = host(coords(client), rate="5MB/s")
+    client.guard = guard
+    admin: Any = redis_server.client()
+    with guard.session() as s:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.5:
+            s.throttle(10_000)
+            guard.decision()
+        guard.set_rate("2MB/s")  # the shared bucket's rate changes under the lock
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.3:
+            s.throttle(10_000)
+    assert client.calls > 0
+    assert client.under_lock == 0
+    assert float(admin.hget(f"{key}:bucket:guard", "rate")) == 2e6
+
+
+async def test_async_sessions_take_leased_credit(
+    redis_server: RedisServer, key: str, coords: Callable[..., RedisCoordinator]
+) -> None:
+    client = Counting(port=redis_server.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    guard = host(coords(client), rate="20MB/s")
+    async with guard.session() as s:
+        await s.athrottle(1000)
+        calls0, t0 = client.calls, time.monotonic()
+        for _ in range(5000):
+            await s.athrottle(1000)
+        elapsed = time.monotonic() - t0
+    assert s.bytes == 5001 * 1000
+    assert client.calls - calls0 <= 10 * elapsed + 2
