@@ -10,15 +10,20 @@ trips whatever the chunk rate, one budget for all hosts, a fallback when Redis g
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import wedguard as wg
 from conftest_redis import RedisServer, key, own_redis_server, redis_server
+from wedguard.testing import FakeClock
 
 redis = pytest.importorskip("redis")
 
@@ -310,3 +315,71 @@ async def test_async_sessions_take_leased_credit(
         elapsed = time.monotonic() - t0
     assert s.bytes == 5001 * 1000
     assert client.calls - calls0 <= 10 * elapsed + 2
+
+
+class LeaseAccount(RuleBasedStateMachine):
+    """The lease's account against the shared bucket, step by step: whatever the
+    takes, refreshes, rate changes and give-backs, Redis has counted exactly the
+    units of the blocks the lease holds, and a refresh covers the caller."""
+
+    server: RedisServer
+    counter = 0
+
+    @initialize(rate=st.sampled_from([1e5, 1e6, 1e7]))
+    def start(self, rate: float) -> None:
+        type(self).counter += 1
+        self.client: Any = self.server.client()
+        self.clock = FakeClock()
+        self.key = f"lease-model:{type(self).counter}"
+        bucket = RedisTokenBucket(self.server.url, self.key, rate, clock=self.clock)
+        self.lease = LeasedBucket(bucket)
+        self.taken = 0.0
+
+    @rule(n=st.integers(0, 200_000), wait=st.booleans())
+    def take(self, n: int, wait: bool) -> None:
+        if wait:
+            assert self.lease.reserve(n) >= 0
+            self.taken += n
+        elif self.lease.try_acquire(n):
+            self.taken += n
+
+    @rule(hint=st.integers(0, 200_000))
+    def refresh(self, hint: int) -> None:
+        if self.lease.refresh(hint) and self.lease.rate < math.inf:
+            assert self.lease.credit >= hint - 1e-6
+
+    @rule(seconds=st.floats(0, 2))
+    def time_passes(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule(rate=st.sampled_from([1e5, 1e6, 1e7]))
+    def set_rate(self, rate: float) -> None:
+        self.lease.set_rate(rate)
+        assert self.lease.rate == rate
+
+    @rule()
+    def settle(self) -> None:
+        self.lease.settle()
+        assert self.lease.credit <= 1e-6
+
+    @invariant()
+    def redis_counts_the_blocks(self) -> None:
+        if not hasattr(self, "lease"):
+            return
+        lease = self.lease
+        consumed = self.client.hget(self.key, "consumed")
+        held = lease._granted + lease._pending_units
+        assert float(consumed or 0) == pytest.approx(held, abs=1e-3)
+        assert lease._taken == pytest.approx(self.taken)
+
+    def teardown(self) -> None:
+        if hasattr(self, "lease"):
+            self.lease.bucket.link.close()
+            self.client.close()
+
+
+def test_the_lease_account_matches_redis(redis_server: RedisServer) -> None:
+    LeaseAccount.server = redis_server
+    run = LeaseAccount.TestCase
+    run.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
+    run().runTest()
