@@ -75,6 +75,7 @@ def bench(session: nox.Session) -> None:
         "history",
         "process",
         "distributed",
+        "fleet",
         "postgres",
         "pacing",
         "guard_death",

@@ -516,12 +516,19 @@ class Guard:
         self._fleet_stop = ""
         self._fleet_offline = False
         self._fleet_changes: collections.deque[bool] = collections.deque()
+        # the shared buckets taken in leased blocks: Redis off the lock (see _fleet_refresh)
+        self._fleet_leases: tuple[Any, ...] = ()
         if coordinator is not None:
-            self._fleet_bytes = coordinator.bucket(self._rate, name=name)
+            # a coordinator that leases (RedisCoordinator) is asked for leases, else buckets
+            shared = getattr(coordinator, "lease", None) or coordinator.bucket
+            self._fleet_bytes = shared(self._rate, name=name)
             if self._ops_rate < _INF:
-                self._fleet_ops = coordinator.bucket(
+                self._fleet_ops = shared(
                     self._ops_rate, max(1.0, self._ops_rate * 0.2), name=f"{name}:ops"
                 )
+            self._fleet_leases = tuple(
+                b for b in (self._fleet_bytes, self._fleet_ops) if hasattr(b, "refresh")
+            )
             if max_concurrent is not None:
                 self._fleet_slots = coordinator.slots(max_concurrent, name=name)
             self._fleet_offline = not coordinator.link.online
@@ -757,6 +764,7 @@ class Guard:
         self._check_fleet()
         if self._stopped:
             raise EmergencyStop(self._decision.stop_reason)
+        self._fleet_refresh()  # a first block (and this guard's rate) before any chunk
         slots = self._fleet_slots
         if slots is None:
             return False, timeout
@@ -778,6 +786,8 @@ class Guard:
         await asyncio.to_thread(self._check_fleet)
         if self._stopped:
             raise EmergencyStop(self._decision.stop_reason)
+        if self._fleet_due():
+            await asyncio.to_thread(self._fleet_refresh)
         slots = self._fleet_slots
         if slots is None:
             return False, timeout
@@ -887,6 +897,7 @@ class Guard:
             if key in self._firing:
                 self._resolve(key)
         self._release(slot)  # without the lock: a shared slot is freed in Redis
+        self._fleet_settle()
         self._emit(session.report())
 
     def _release(self, slot: _Slot | None) -> None:
@@ -1271,8 +1282,33 @@ class Guard:
             self._held = ""
             self._refresh_locked(self._now(), sampled=True)
 
+    def _fleet_due(self, n: float = 0.0, ops: int = 0) -> bool:
+        """Whether a leased shared bucket wants a Redis call now (cheap; no lock)."""
+        return any(
+            lease.due(n if lease is self._fleet_bytes else float(ops))
+            for lease in self._fleet_leases
+        )
+
+    def _fleet_refresh(self, n: float = 0.0, ops: int = 0) -> None:
+        """The Redis calls of the leased shared buckets, when due (never with the lock).
+
+        ``n``, ``ops``: what the caller is about to take; it waits for a block in
+        flight only when its leased credit does not cover that.
+        """
+        for lease in self._fleet_leases:
+            lease.refresh(n if lease is self._fleet_bytes else float(ops))
+
+    def _fleet_settle(self) -> None:
+        """The last session ended: give leased credit back to the fleet (no lock)."""
+        if self._fleet_leases and not self._active:
+            for lease in self._fleet_leases:
+                lease.settle()
+
     def _set_fleet_rate(self) -> None:
-        """Give the shared bucket the fleet's ceiling (lock held; Redis only on a change).
+        """Give the shared bucket the fleet's ceiling (lock held; on a change only).
+
+        A leased shared bucket takes the rate locally; the session's thread or the
+        sampler writes it to Redis right after, without the lock.
 
         The fleet's ceiling is ``rate`` or, when lower, the calendar window's cap: the
         calendar is the fleet's ("all backups together at most 10 Mbit/s in peak
@@ -1449,6 +1485,7 @@ class Guard:
                                 self._check_stop_file(present)
                     if self._fleet is not None:
                         self._check_fleet()  # a Redis read: not under the lock
+                        self._fleet_refresh()  # idle credit back, a rate set here out
                 if now >= next_sample:
                     next_sample = now + self._interval
                     sample = self._collect() if self._analyzer is not None else {}

@@ -522,6 +522,7 @@ class Session:
         "_guard",
         "_has_cutoffs",
         "_lean",
+        "_lease",
         "_limit_at",
         "_limit_name",
         "_max_duration",
@@ -640,6 +641,7 @@ class Session:
         self._ops = 0
         self._units = False
         self._lean = False
+        self._lease: Any = None  # the fleet's leased bytes, when only they limit beyond the guard
         self._priority: _priority.Applied | None = None
         self._priority_tid = 0
         self._started = False
@@ -730,6 +732,14 @@ class Session:
             and not self._has_cutoffs
             and g._fleet is None  # a shared bucket is asked on every call
         )
+        if (
+            self._bucket is None
+            and self._ops_bucket is None
+            and not self._has_cutoffs
+            and g._fleet_bytes is not None
+            and g._fleet_bytes in g._fleet_leases
+        ):
+            self._lease = g._fleet_bytes  # chunks take leased credit, no Redis
         self._point(now, g._decision)
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -737,6 +747,7 @@ class Session:
         g = self._guard
         now = g._now()
         self._lean = False
+        self._lease = None
         self._closed = True
         self._end_m = now
         self._end_dt = self._at(now)
@@ -873,31 +884,82 @@ class Session:
     # -- the slow path ---------------------------------------------------------------------
 
     def _throttle_slow(self, n: float, ops: int, size: float | None) -> float:
-        _check_units(n, ops, size)
         g = self._guard
-        p = _Pending(n, ops, size)
-        with g._cond:
-            start = now = g._now()
+        lease = self._lease
+        if lease is not None and ops == 0:
+            # the fleet's shortcut (_take_leased written out: it runs on every chunk)
             try:
-                while True:
-                    timeout, cause = self._step(p, now)
-                    if timeout <= 0:
-                        break
-                    self._note(p, cause, now)
-                    g._wait(timeout)
-                    after = g._now()
-                    self._waits[cause] += after - now
-                    now = after
-            finally:
-                self._note(p, "", g._now())
-            self._bytes += n
-            self._ops += ops
-            return now - start
+                if (
+                    g._go
+                    and 0 <= n < _INF
+                    and n is not True
+                    and n is not False
+                    and g._now() < g._expires
+                    and lease.try_acquire(n)
+                ):
+                    if g._bytes.try_acquire(n):
+                        self._bytes += n
+                        return 0.0
+                    lease.untake(n)
+            except TypeError:  # n is not a number: _check_units says so
+                pass
+        _check_units(n, ops, size)
+        p = _Pending(n, ops, size)
+        leased = bool(g._fleet_leases)
+        if leased:
+            g._fleet_refresh(n, ops)  # a Redis round trip, if one is due: not under the lock
+        try:
+            with g._cond:
+                start = now = g._now()
+                try:
+                    while True:
+                        timeout, cause = self._step(p, now)
+                        if timeout <= 0:
+                            break
+                        self._note(p, cause, now)
+                        g._wait(timeout)
+                        after = g._now()
+                        self._waits[cause] += after - now
+                        now = after
+                finally:
+                    self._note(p, "", g._now())
+                self._bytes += n
+                self._ops += ops
+                return now - start
+        finally:
+            if leased:
+                g._fleet_refresh()  # e.g. a rate the step set, out to Redis (lock released)
+
+    def _take_leased(self, lease: Any, n: float) -> bool:
+        """The fleet's shortcut: nothing but the guard's bucket and the fleet's leased
+        credit limit this call, and both have the units now: count (no lock, no Redis)."""
+        g = self._guard
+        try:
+            if (
+                g._go
+                and 0 <= n < _INF
+                and n is not True
+                and n is not False
+                and g._now() < g._expires
+                and lease.try_acquire(n)
+            ):
+                if g._bytes.try_acquire(n):
+                    self._bytes += n
+                    return True
+                lease.untake(n)
+        except TypeError:  # n is not a number: the slow path says so (ConfigError)
+            pass
+        return False
 
     async def _athrottle_slow(self, n: float, ops: int, size: float | None) -> float:
+        lease = self._lease
+        if lease is not None and ops == 0 and self._take_leased(lease, n):
+            return 0.0
         _check_units(n, ops, size)
         g = self._guard
         p = _Pending(n, ops, size)
+        if g._fleet_leases and g._fleet_due(n, ops):
+            await asyncio.to_thread(g._fleet_refresh, n, ops)  # Redis: off the loop
         start = now = g._now()
         loop = asyncio.get_running_loop()
         try:
@@ -922,6 +984,8 @@ class Session:
         finally:
             with g._cond:
                 self._note(p, "", g._now())
+        if g._fleet_leases and g._fleet_due():
+            await asyncio.to_thread(g._fleet_refresh)  # e.g. a rate the step set
         return now - start
 
     def _step(self, p: _Pending, now: float) -> tuple[float, str]:

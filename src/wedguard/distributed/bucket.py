@@ -48,10 +48,13 @@ _INF: Final = math.inf
 
 # One script serves every operation, so each is a single atomic round trip.
 # KEYS[1]  the bucket's hash
+# KEYS[2]  (op 'lease' only) the sorted set of the hosts that leased lately
 # ARGV     op, x (units or a place), rate, given burst, timeout, sync
 #          rate -1 = unlimited; given burst 0 = follow the rate; timeout -1 = none;
 #          sync 1 = make the stored rate and burst this caller's (set_rate semantics)
-# returns  {status, wait, position, rate, burst, available} as strings
+#          (op 'lease': 'reserve' that also records ARGV[7], a host, and counts the
+#          hosts seen within ARGV[8] seconds)
+# returns  {status, wait, position, rate, burst, available, hosts} as strings
 BUCKET_LUA: Final = r"""
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local key, op = KEYS[1], ARGV[1]
@@ -134,7 +137,7 @@ elseif rate >= 0 then
     else
       status = 0
     end
-  elseif op == 'reserve' or op == 'place' then
+  elseif op == 'reserve' or op == 'place' or op == 'lease' then
     local c = credit()
     local need = x
     if need > burst then need = burst end
@@ -166,7 +169,16 @@ local function fmt(v)
 end
 local out_rate = rate
 if rate < 0 then out_rate = INF end
-return {tostring(status), fmt(wait), fmt(position), fmt(out_rate), fmt(burst), fmt(available)}
+-- a lease (wedguard.distributed.lease) also names its host: how many hosts leased lately
+local hosts = 0
+if op == 'lease' and KEYS[2] then
+  redis.call('ZADD', KEYS[2], now, ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[8]))
+  hosts = redis.call('ZCARD', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], 60000)
+end
+return {tostring(status), fmt(wait), fmt(position), fmt(out_rate), fmt(burst), fmt(available),
+  tostring(hosts)}
 """
 
 
@@ -362,10 +374,21 @@ class RedisTokenBucket:
     def _fallback_rate(self, rate: float) -> float:
         return rate if rate == _INF else rate * self._share
 
-    def _eval(self, client: Any, op: str, x: float, timeout: float) -> list[Any]:
+    def _eval(
+        self, client: Any, op: str, x: float, timeout: float, host: tuple[str, ...] = ()
+    ) -> list[Any]:
+        """One script call. ``host``: (hosts key, host, seconds) for op ``lease``."""
         reply: list[Any] = self._script(
-            keys=(self._key,),
-            args=(op, repr(float(x)), self._arg_rate, self._arg_given, repr(timeout), self._sync),
+            keys=(self._key, *host[:1]),
+            args=(
+                op,
+                repr(float(x)),
+                self._arg_rate,
+                self._arg_given,
+                repr(timeout),
+                self._sync,
+                *host[1:],
+            ),
             client=client,
         )
         self._sync = "0"
@@ -531,14 +554,19 @@ class RedisTokenBucket:
         Redis is unreachable the change applies to the fallback bucket and is written
         to Redis when it is back.
         """
-        value = parse_rate(rate, field="rate")
-        self._seen_rate(value, self._local_burst(value))
-        self._sync = "1"
-        self._unlimited_until = -_INF
+        self._set_rate_local(rate)
         self._call("state", 0.0, -1.0)
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+
+    def _set_rate_local(self, rate: float | str) -> float:
+        """Take a new global rate here; the next Redis call writes it (no round trip)."""
+        value = parse_rate(rate, field="rate")
+        self._seen_rate(value, self._local_burst(value))
+        self._sync = "1"
+        self._unlimited_until = -_INF
+        return value
 
     def __repr__(self) -> str:
         state = "online" if self._link.online else "offline (fallback)"
