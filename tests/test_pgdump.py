@@ -356,12 +356,13 @@ def test_wedguard_stop_panic_mid_dump_ends_pg_dump_exit_3(
 def test_a_low_guard_rate_paces_the_dump(
     postgres_server: PostgresServer,
     source_db: dict[str, tuple[int, str]],
-    guard: wg.Guard,
     restore: Callable[[Path], dict[str, Any]],
     tmp_path: Path,
 ) -> None:
     """At a rate that allows the dump's bytes in about 2 s, it takes about 2 s, where
-    unlimited it takes a fraction of that; paced, it still restores."""
+    unlimited it takes a fraction of that; paced, it still restores. (A guard with no
+    source: the rate alone paces, no latency verdict or baseline warm-up mixes in.)"""
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[])
     fast = tmp_path / "fast.dump"
     t0 = time.monotonic()
     size = guard.stream(_pg_dump(postgres_server), fast, env=_env())
@@ -387,3 +388,4 @@ def test_a_low_guard_rate_paces_the_dump(
     assert run_for >= 0.8 * size / rate
     assert done.report.paused.get("rate", 0.0) > 0.5
     assert restore(slow) == _expected(source_db)
+    guard.close()
