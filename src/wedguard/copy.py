@@ -75,6 +75,7 @@ __all__ = [
     "copy_stream",
     "keeps_nothing",
     "refund",
+    "settle",
 ]
 
 MAX_IDLE_WRITES: Final = 1000
@@ -233,7 +234,7 @@ def copy_stream(
         if ops:
             throttle(0, ops, size=size)
     except BaseException as exc:
-        _settle(s, exc, total, counted, partial[0])
+        settle(s, exc, total, counted, partial[0])
         raise
     return total
 
@@ -277,9 +278,13 @@ def complete_write(
         w = write(view[done:])
 
 
-def _settle(s: Session, exc: BaseException, total: int, counted: int, partial: int) -> None:
+def settle(s: Session, exc: BaseException, total: int, counted: int, partial: int) -> None:
     """Account for a copy ending with ``exc``: the session gives back what was counted
-    but not written; a BlockingIOError learns how much the copy wrote."""
+    but not written; a BlockingIOError learns how much the copy wrote.
+
+    ``total`` bytes were written in whole chunks, ``counted`` were counted, and
+    ``partial`` bytes of the chunk in hand were written (``complete_write``).
+    """
     written = total
     if counted > total:  # inside the write of a chunk
         written += partial
