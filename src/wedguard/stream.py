@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wedguard._fs import fsync_dir
 from wedguard.errors import ConfigError, WedguardError
 
 if TYPE_CHECKING:
@@ -170,9 +171,5 @@ def stream_command(
             raise CommandFailed(status, items, stderr=_tail(err))
     if partial is not None and path is not None:
         os.replace(partial, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path.parent)
     return int(written)
