@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 import logging
@@ -216,3 +217,47 @@ def test_a_wrapped_file_in_a_protected_call_still_refuses_bad_amounts() -> None:
 
     with pytest.raises(wg.ConfigError):
         write_weird()
+
+
+def test_an_interrupted_trial_call_gives_its_place_back() -> None:
+    """A half-open breaker's trial call ended by KeyboardInterrupt (not a failure of
+    the service) used to keep its trial place: every later call was refused."""
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("uploads", clock=clock, recovery_timeout=10)
+    guard = make_guard(clock, breaker=breaker)
+    outcomes = iter([KeyboardInterrupt(), None])
+
+    @guard.protect(cost=MB)
+    def upload() -> str:
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+        return "sent"
+
+    breaker.trip("test")
+    clock.advance(10)
+    with pytest.raises(KeyboardInterrupt):
+        upload()
+    assert breaker.state is wg.BreakerState.HALF_OPEN
+    assert upload() == "sent"
+    assert breaker.state is wg.BreakerState.CLOSED
+
+
+async def test_a_cancelled_async_trial_call_gives_its_place_back() -> None:
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("uploads", clock=clock, recovery_timeout=10)
+    guard = make_guard(clock, breaker=breaker)
+    calls = itertools.count()
+
+    @guard.protect(cost=MB)
+    async def put() -> str:
+        if next(calls) == 0:
+            raise asyncio.CancelledError
+        return "sent"
+
+    breaker.trip("test")
+    clock.advance(10)
+    with pytest.raises(asyncio.CancelledError):
+        await put()
+    assert await put() == "sent"
+    assert breaker.state is wg.BreakerState.CLOSED

@@ -553,3 +553,30 @@ def test_a_damaged_state_file_starts_a_new_upload(
     assert not result.resumed
     assert stored_sha256(client, bucket, "k") == digest
     assert not state_path(src, bucket, "k").exists()
+
+
+def test_an_interrupted_trial_request_gives_the_breakers_place_back(tmp_path: Path) -> None:
+    """upload_file's request ended by KeyboardInterrupt while the breaker is half-open
+    used to keep the trial place: every later upload was refused (CircuitOpenError)."""
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("s3", clock=clock, recovery_timeout=10)
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], breaker=breaker, clock=clock)
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+
+    class Client:  # the one request an empty file needs
+        calls = 0
+
+        def put_object(self, **kwargs: Any) -> dict[str, str]:
+            self.calls += 1
+            if self.calls == 1:
+                raise KeyboardInterrupt
+            return {"ETag": '"e"'}
+
+    client = Client()
+    breaker.trip("test")
+    clock.advance(10)
+    with pytest.raises(KeyboardInterrupt):
+        upload_file(guard, client, empty, "bucket", "key", state_dir=tmp_path)
+    assert upload_file(guard, client, empty, "bucket", "key", state_dir=tmp_path).etag == '"e"'
+    assert breaker.state is wg.BreakerState.CLOSED

@@ -1840,8 +1840,8 @@ class Guard:
         bound = _bind_files(self, prepaid, args, kwargs)
         try:
             result = func(*args, **kwargs)
-        except Exception as exc:
-            if b is not None:
+        except BaseException as exc:
+            if b is not None:  # counts an Exception; gives a trial's place back always
                 b.record_failure(exc)
             raise
         finally:
@@ -1869,8 +1869,8 @@ class Guard:
         bound = _bind_files(self, prepaid, args, kwargs)
         try:
             result = await func(*args, **kwargs)
-        except Exception as exc:
-            if b is not None:
+        except BaseException as exc:
+            if b is not None:  # counts an Exception; gives a trial's place back always
                 b.record_failure(exc)
             raise
         finally:

@@ -254,7 +254,7 @@ def _call(
     s.throttle(cost, ops=1)
     try:
         result = fn(**kwargs)
-    except Exception as exc:
+    except BaseException as exc:  # a trial call's place is given back whatever ended it
         if absent and _error_code(exc) in absent:
             result = None
         else:
