@@ -261,3 +261,42 @@ async def test_a_cancelled_async_trial_call_gives_its_place_back() -> None:
         await put()
     assert await put() == "sent"
     assert breaker.state is wg.BreakerState.CLOSED
+
+
+def test_a_trial_call_stopped_before_it_ran_gives_its_place_back() -> None:
+    """An emergency stop between the breaker's admission and the call (the call never
+    ran) used to keep the trial place: after resume() every call was refused."""
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("uploads", clock=clock, recovery_timeout=10)
+    guard = make_guard(clock, breaker=breaker)
+
+    @guard.protect(cost=MB)
+    def upload() -> str:
+        return "sent"
+
+    breaker.trip("test")
+    clock.advance(10)
+    guard.stop("maintenance")
+    with pytest.raises(wg.EmergencyStop):
+        upload()
+    guard.resume()
+    assert upload() == "sent"
+    assert breaker.state is wg.BreakerState.CLOSED
+
+
+async def test_an_async_trial_call_stopped_before_it_ran_gives_its_place_back() -> None:
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("uploads", clock=clock, recovery_timeout=10)
+    guard = make_guard(clock, breaker=breaker)
+
+    @guard.protect(cost=MB)
+    async def put() -> str:
+        return "sent"
+
+    breaker.trip("test")
+    clock.advance(10)
+    guard.stop("maintenance")
+    with pytest.raises(wg.EmergencyStop):
+        await put()
+    guard.resume()
+    assert await put() == "sent"

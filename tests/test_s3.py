@@ -580,3 +580,25 @@ def test_an_interrupted_trial_request_gives_the_breakers_place_back(tmp_path: Pa
         upload_file(guard, client, empty, "bucket", "key", state_dir=tmp_path)
     assert upload_file(guard, client, empty, "bucket", "key", state_dir=tmp_path).etag == '"e"'
     assert breaker.state is wg.BreakerState.CLOSED
+
+
+def test_a_trial_request_stopped_before_it_was_sent_gives_the_place_back(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("s3", clock=clock, recovery_timeout=10)
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], breaker=breaker, clock=clock)
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+
+    class Client:
+        def put_object(self, **kwargs: Any) -> dict[str, str]:
+            return {"ETag": '"e"'}
+
+    breaker.trip("test")
+    clock.advance(10)
+    guard.stop("maintenance")
+    with pytest.raises(wg.EmergencyStop):
+        upload_file(guard, Client(), empty, "bucket", "key", state_dir=tmp_path)
+    guard.resume()
+    assert upload_file(guard, Client(), empty, "bucket", "key", state_dir=tmp_path).etag == '"e"'

@@ -251,7 +251,13 @@ def _call(
     b = guard.breaker
     if b is not None and not b.allow():
         raise CircuitOpenError(b.name, float(b.retry_after))
-    s.throttle(cost, ops=1)
+    try:
+        s.throttle(cost, ops=1)
+    except BaseException:
+        release = getattr(b, "release", None)
+        if callable(release):
+            release()  # stopped before the request: a trial's place is given back
+        raise
     try:
         result = fn(**kwargs)
     except BaseException as exc:  # a trial call's place is given back whatever ended it
