@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import itertools
 import logging
@@ -300,3 +301,34 @@ async def test_an_async_trial_call_stopped_before_it_ran_gives_its_place_back() 
         await put()
     guard.resume()
     assert await put() == "sent"
+
+
+def test_a_failed_write_of_a_wrapped_file_in_a_protected_call_raises_its_own_error() -> None:
+    """A full disk under a wrapped file handed to a protected call used to surface as
+    AttributeError (the refund of the unwritten bytes did not know the call's budget);
+    now the OSError comes through, and the bytes not written stay paid for."""
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = make_guard(clock, breaker=None, sinks=[sink])
+    room = [0]
+
+    class Disk(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: object) -> int:
+            if not room[0]:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return len(memoryview(b))  # type: ignore[arg-type]
+
+    @guard.protect(cost=100)
+    def upload(dst: wg.GuardedFile) -> None:
+        with pytest.raises(OSError) as info:
+            dst.write(b"x" * 60)
+        assert info.value.errno == errno.ENOSPC
+        room[0] = 1
+        assert dst.write(b"x" * 100) == 100  # the 60 not written are not paid twice
+
+    with guard.wrap(Disk()) as dst:
+        upload(dst)
+    assert [r.bytes for r in sink.of_kind("session")] == [100]

@@ -62,6 +62,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from wedguard._prepaid import Prepaid
 from wedguard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -300,8 +301,12 @@ def settle(s: Session, exc: BaseException, total: int, counted: int, partial: in
         refund(s, counted - written)
 
 
-def refund(s: Session, n: int) -> None:
-    """Take ``n`` bytes that were counted but never written off ``s``'s report."""
+def refund(s: Session | Prepaid, n: int) -> None:
+    """Take ``n`` bytes that were counted but never written off ``s``'s report (inside
+    a protected call, ``s`` is what the call paid for: the bytes are paid for again)."""
+    if isinstance(s, Prepaid):
+        s.refund(n)
+        return
     with s._guard._cond:
         s._bytes -= n
 
