@@ -602,3 +602,36 @@ def test_a_trial_request_stopped_before_it_was_sent_gives_the_place_back(
         upload_file(guard, Client(), empty, "bucket", "key", state_dir=tmp_path)
     guard.resume()
     assert upload_file(guard, Client(), empty, "bucket", "key", state_dir=tmp_path).etag == '"e"'
+
+
+def test_a_cutoff_ends_the_tree_copy_instead_of_failing_every_file(tmp_path: Path) -> None:
+    """The session's cutoff inside one file's upload used to be listed as that file's
+    failure, and the copy went on to fail the next file the same way."""
+    from wedguard.s3 import S3CopyJob
+
+    class Client:  # answers as S3 does, keeps nothing
+        def head_object(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
+
+        def create_multipart_upload(self, **kwargs: Any) -> dict[str, str]:
+            return {"UploadId": "u"}
+
+        def upload_part(self, **kwargs: Any) -> dict[str, str]:
+            return {"ETag": '"p"'}
+
+        def complete_multipart_upload(self, **kwargs: Any) -> dict[str, str]:
+            return {"ETag": '"e"'}
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in "abc":
+        (tree / name).write_bytes(b"x" * 100)
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], breaker=None)
+    with guard.session("s3", max_bytes=150) as s:
+        job = S3CopyJob(s, guard, Client(), state_dir=tmp_path / "state")
+        plan = list(job.plan(tree, "s3://bucket/tree/"))
+        job.copy_file(*plan[0])
+        with pytest.raises(wg.CutoffReached):
+            job.copy_file(*plan[1])
+    assert job.copied == 1
+    assert job.failed == []
