@@ -202,10 +202,13 @@ def test_release_gives_a_trial_place_back_and_counts_nothing(clock: FakeClock) -
     assert b.allow()  # free again
     b.record_success()
     assert b.state is CLOSED
-    b.release()  # CLOSED: nothing to give back, nothing counted
     for _ in range(2):
         b.record_failure(Boom())
-    assert b.state is CLOSED  # the default threshold (3) is not reached
+    assert b.allow()
+    b.release()  # CLOSED: neither a success (which would end the run of failures)...
+    assert b.state is CLOSED
+    b.record_failure(Boom())
+    assert b.state is OPEN  # ...nor a failure: three in a row, as without it
 
 
 def test_trip_and_reset(clock: FakeClock) -> None:
