@@ -191,6 +191,26 @@ def test_half_open_trial_limit_and_success_threshold(clock: FakeClock) -> None:
     assert b.state is CLOSED
 
 
+def test_release_gives_a_trial_place_back_and_counts_nothing(clock: FakeClock) -> None:
+    """A call admitted by allow() but never made (its caller was stopped first)."""
+    b = open_breaker(clock, recovery_timeout=1)
+    clock.advance(1)
+    assert b.allow()
+    assert not b.allow()  # the one trial place is taken
+    b.release()
+    assert b.state is HALF_OPEN
+    assert b.allow()  # free again
+    b.record_success()
+    assert b.state is CLOSED
+    for _ in range(2):
+        b.record_failure(Boom())
+    assert b.allow()
+    b.release()  # CLOSED: neither a success (which would end the run of failures)...
+    assert b.state is CLOSED
+    b.record_failure(Boom())
+    assert b.state is OPEN  # ...nor a failure: three in a row, as without it
+
+
 def test_trip_and_reset(clock: FakeClock) -> None:
     b = wg.CircuitBreaker("x", clock=clock, recovery_timeout=10)
     b.trip("maintenance")

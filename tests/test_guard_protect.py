@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import io
 import itertools
 import logging
@@ -216,3 +218,117 @@ def test_a_wrapped_file_in_a_protected_call_still_refuses_bad_amounts() -> None:
 
     with pytest.raises(wg.ConfigError):
         write_weird()
+
+
+def test_an_interrupted_trial_call_gives_its_place_back() -> None:
+    """A half-open breaker's trial call ended by KeyboardInterrupt (not a failure of
+    the service) used to keep its trial place: every later call was refused."""
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("uploads", clock=clock, recovery_timeout=10)
+    guard = make_guard(clock, breaker=breaker)
+    outcomes = iter([KeyboardInterrupt(), None])
+
+    @guard.protect(cost=MB)
+    def upload() -> str:
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+        return "sent"
+
+    breaker.trip("test")
+    clock.advance(10)
+    with pytest.raises(KeyboardInterrupt):
+        upload()
+    assert breaker.state is wg.BreakerState.HALF_OPEN
+    assert upload() == "sent"
+    assert breaker.state is wg.BreakerState.CLOSED
+
+
+async def test_a_cancelled_async_trial_call_gives_its_place_back() -> None:
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("uploads", clock=clock, recovery_timeout=10)
+    guard = make_guard(clock, breaker=breaker)
+    calls = itertools.count()
+
+    @guard.protect(cost=MB)
+    async def put() -> str:
+        if next(calls) == 0:
+            raise asyncio.CancelledError
+        return "sent"
+
+    breaker.trip("test")
+    clock.advance(10)
+    with pytest.raises(asyncio.CancelledError):
+        await put()
+    assert await put() == "sent"
+    assert breaker.state is wg.BreakerState.CLOSED
+
+
+def test_a_trial_call_stopped_before_it_ran_gives_its_place_back() -> None:
+    """An emergency stop between the breaker's admission and the call (the call never
+    ran) used to keep the trial place: after resume() every call was refused."""
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("uploads", clock=clock, recovery_timeout=10)
+    guard = make_guard(clock, breaker=breaker)
+
+    @guard.protect(cost=MB)
+    def upload() -> str:
+        return "sent"
+
+    breaker.trip("test")
+    clock.advance(10)
+    guard.stop("maintenance")
+    with pytest.raises(wg.EmergencyStop):
+        upload()
+    guard.resume()
+    assert upload() == "sent"
+    assert breaker.state is wg.BreakerState.CLOSED
+
+
+async def test_an_async_trial_call_stopped_before_it_ran_gives_its_place_back() -> None:
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("uploads", clock=clock, recovery_timeout=10)
+    guard = make_guard(clock, breaker=breaker)
+
+    @guard.protect(cost=MB)
+    async def put() -> str:
+        return "sent"
+
+    breaker.trip("test")
+    clock.advance(10)
+    guard.stop("maintenance")
+    with pytest.raises(wg.EmergencyStop):
+        await put()
+    guard.resume()
+    assert await put() == "sent"
+
+
+def test_a_failed_write_of_a_wrapped_file_in_a_protected_call_raises_its_own_error() -> None:
+    """A full disk under a wrapped file handed to a protected call used to surface as
+    AttributeError (the refund of the unwritten bytes did not know the call's budget);
+    now the OSError comes through, and the bytes not written stay paid for."""
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = make_guard(clock, breaker=None, sinks=[sink])
+    room = [0]
+
+    class Disk(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: object) -> int:
+            if not room[0]:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return len(memoryview(b))  # type: ignore[arg-type]
+
+    @guard.protect(cost=100)
+    def upload(dst: wg.GuardedFile) -> None:
+        with pytest.raises(OSError) as info:
+            dst.write(b"x" * 60)
+        assert info.value.errno == errno.ENOSPC
+        room[0] = 1
+        assert dst.write(b"x" * 100) == 100  # the 60 not written are not paid twice
+
+    with guard.wrap(Disk()) as dst:
+        upload(dst)
+    assert [r.bytes for r in sink.of_kind("session")] == [100]

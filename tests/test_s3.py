@@ -553,3 +553,85 @@ def test_a_damaged_state_file_starts_a_new_upload(
     assert not result.resumed
     assert stored_sha256(client, bucket, "k") == digest
     assert not state_path(src, bucket, "k").exists()
+
+
+def test_an_interrupted_trial_request_gives_the_breakers_place_back(tmp_path: Path) -> None:
+    """upload_file's request ended by KeyboardInterrupt while the breaker is half-open
+    used to keep the trial place: every later upload was refused (CircuitOpenError)."""
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("s3", clock=clock, recovery_timeout=10)
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], breaker=breaker, clock=clock)
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+
+    class Client:  # the one request an empty file needs
+        calls = 0
+
+        def put_object(self, **kwargs: Any) -> dict[str, str]:
+            self.calls += 1
+            if self.calls == 1:
+                raise KeyboardInterrupt
+            return {"ETag": '"e"'}
+
+    client = Client()
+    breaker.trip("test")
+    clock.advance(10)
+    with pytest.raises(KeyboardInterrupt):
+        upload_file(guard, client, empty, "bucket", "key", state_dir=tmp_path)
+    assert upload_file(guard, client, empty, "bucket", "key", state_dir=tmp_path).etag == '"e"'
+    assert breaker.state is wg.BreakerState.CLOSED
+
+
+def test_a_trial_request_stopped_before_it_was_sent_gives_the_place_back(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker("s3", clock=clock, recovery_timeout=10)
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], breaker=breaker, clock=clock)
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+
+    class Client:
+        def put_object(self, **kwargs: Any) -> dict[str, str]:
+            return {"ETag": '"e"'}
+
+    breaker.trip("test")
+    clock.advance(10)
+    guard.stop("maintenance")
+    with pytest.raises(wg.EmergencyStop):
+        upload_file(guard, Client(), empty, "bucket", "key", state_dir=tmp_path)
+    guard.resume()
+    assert upload_file(guard, Client(), empty, "bucket", "key", state_dir=tmp_path).etag == '"e"'
+
+
+def test_a_cutoff_ends_the_tree_copy_instead_of_failing_every_file(tmp_path: Path) -> None:
+    """The session's cutoff inside one file's upload used to be listed as that file's
+    failure, and the copy went on to fail the next file the same way."""
+    from wedguard.s3 import S3CopyJob
+
+    class Client:  # answers as S3 does, keeps nothing
+        def head_object(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
+
+        def create_multipart_upload(self, **kwargs: Any) -> dict[str, str]:
+            return {"UploadId": "u"}
+
+        def upload_part(self, **kwargs: Any) -> dict[str, str]:
+            return {"ETag": '"p"'}
+
+        def complete_multipart_upload(self, **kwargs: Any) -> dict[str, str]:
+            return {"ETag": '"e"'}
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in "abc":
+        (tree / name).write_bytes(b"x" * 100)
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], breaker=None)
+    with guard.session("s3", max_bytes=150) as s:
+        job = S3CopyJob(s, guard, Client(), state_dir=tmp_path / "state")
+        plan = list(job.plan(tree, "s3://bucket/tree/"))
+        job.copy_file(*plan[0])
+        with pytest.raises(wg.CutoffReached):
+            job.copy_file(*plan[1])
+    assert job.copied == 1
+    assert job.failed == []

@@ -615,3 +615,24 @@ def test_a_config_file_takes_the_password_from_the_environment(
         assert "wed.latency_s" in db.sample()
         assert APP_PASSWORD not in repr(db)
         db.close()
+
+
+def test_a_driver_message_quoting_the_url_hides_the_encoded_password(
+    sources: list[PostgresSource], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL carries its password percent-encoded: a message quoting the URL used to
+    keep it (only the decoded form was replaced)."""
+    import psycopg
+
+    dsn = "postgresql://app:s3cr%40t%20pw@127.0.0.1:1/app"
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise psycopg.OperationalError(f"could not connect with {dsn} (password 's3cr@t pw')")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    db = source(sources, dsn, backoff=0.01)
+    assert db.sample() == {"db.latency_s.error": 1.0}
+    why = db.last_error or ""
+    assert why.startswith("OperationalError: could not connect with postgresql://app:")
+    for form in ("s3cr%40t", "s3cr@t", "%20pw"):
+        assert form not in why

@@ -161,3 +161,17 @@ def test_interrupting_the_copy_ends_the_command(tmp_path: Path) -> None:
         g.stream(producer(50_000_000, tmp_path / "pid"), Interrupting())
     assert gone(tmp_path / "pid")
     assert os.path.exists(tmp_path / "pid")
+
+
+def test_a_failed_command_keeps_the_password_in_its_argv_to_itself(tmp_path: Path) -> None:
+    """The error's repr showed the command line as given, a DSN's password included,
+    and its message the command's last stderr line as written."""
+    dsn = "postgresql://backup:hunter2@127.0.0.1/app"
+    script = f"import sys; sys.stderr.write('invalid connection {dsn}\\n'); sys.exit(2)"
+    with pytest.raises(CommandFailed) as info:
+        guard().stream([sys.executable, "-c", script, dsn], tmp_path / "app.dump")
+    assert info.value.cmd[-1] == dsn  # the attribute stays as given
+    for text in (repr(info.value), str(info.value)):
+        assert "hunter2" not in text
+    assert "postgresql://backup:***@127.0.0.1/app" in repr(info.value)
+    assert "invalid connection postgresql://backup:***@127.0.0.1/app" in str(info.value)

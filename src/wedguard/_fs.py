@@ -52,6 +52,7 @@ __all__ = [
     "StopFile",
     "check_stop_location",
     "euid",
+    "fsync_dir",
     "open_dir",
     "owner",
     "path_problem",
@@ -395,6 +396,21 @@ def check_stop_location(path: str | os.PathLike[str], *, field: str = "stop_file
     if problem:
         raise ConfigError(field, where, _strict_expectation(problem))
     return ""
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename or a new entry in directory ``path`` durable (fsync the directory);
+    quietly nothing where directories cannot be opened or synced."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that refuse it
+        pass
+    finally:
+        os.close(fd)
 
 
 class StopFile:

@@ -42,6 +42,12 @@ class Prepaid:
             return float(self.session.throttle(rest, ops, size=size))
         return 0.0
 
+    def refund(self, n: float) -> None:
+        """``n`` bytes charged here were never written (a failed write): they are paid
+        for again, so writing them once more does not charge them twice."""
+        with self._lock:
+            self.left += n
+
     def enter(self) -> contextvars.Token[Prepaid | None]:
         return _CURRENT.set(self)
 

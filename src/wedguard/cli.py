@@ -357,15 +357,6 @@ def _same(src: os.stat_result, dst: os.stat_result) -> bool:
     return coarse and src.st_mtime_ns // 1_000_000_000 == dst.st_mtime_ns // 1_000_000_000
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class _CopyJob:
     """Copies files under one session: temp name, fsync, rename, modes and times."""
 
@@ -451,7 +442,7 @@ class _CopyJob:
             return
         if breaker is not None:
             breaker.record_success()
-        _fsync_dir(dst.parent)
+        _fs.fsync_dir(dst.parent)
         self.copied += 1
 
     def _copy_data(self, src: Path, tmp: Path, st: os.stat_result) -> None:

@@ -72,7 +72,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from wedguard._fs import owner
+from wedguard._fs import euid, owner
 from wedguard.errors import ConfigError
 from wedguard.units import format_rate, format_size
 
@@ -621,8 +621,7 @@ def send_command(
         raise ConfigError("timeout", timeout, "seconds > 0")
     if peer_uid is not None and (isinstance(peer_uid, bool) or not isinstance(peer_uid, int)):
         raise ConfigError("peer_uid", peer_uid, "a user id, or None for your own")
-    get_euid = getattr(os, "geteuid", None)
-    expected = peer_uid if peer_uid is not None or get_euid is None else int(get_euid())
+    expected = peer_uid if peer_uid is not None else euid()
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

@@ -62,6 +62,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from wedguard._prepaid import Prepaid
 from wedguard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ __all__ = [
     "copy_stream",
     "keeps_nothing",
     "refund",
+    "settle",
 ]
 
 MAX_IDLE_WRITES: Final = 1000
@@ -233,7 +235,7 @@ def copy_stream(
         if ops:
             throttle(0, ops, size=size)
     except BaseException as exc:
-        _settle(s, exc, total, counted, partial[0])
+        settle(s, exc, total, counted, partial[0])
         raise
     return total
 
@@ -277,9 +279,13 @@ def complete_write(
         w = write(view[done:])
 
 
-def _settle(s: Session, exc: BaseException, total: int, counted: int, partial: int) -> None:
+def settle(s: Session, exc: BaseException, total: int, counted: int, partial: int) -> None:
     """Account for a copy ending with ``exc``: the session gives back what was counted
-    but not written; a BlockingIOError learns how much the copy wrote."""
+    but not written; a BlockingIOError learns how much the copy wrote.
+
+    ``total`` bytes were written in whole chunks, ``counted`` were counted, and
+    ``partial`` bytes of the chunk in hand were written (``complete_write``).
+    """
     written = total
     if counted > total:  # inside the write of a chunk
         written += partial
@@ -295,8 +301,12 @@ def _settle(s: Session, exc: BaseException, total: int, counted: int, partial: i
         refund(s, counted - written)
 
 
-def refund(s: Session, n: int) -> None:
-    """Take ``n`` bytes that were counted but never written off ``s``'s report."""
+def refund(s: Session | Prepaid, n: int) -> None:
+    """Take ``n`` bytes that were counted but never written off ``s``'s report (inside
+    a protected call, ``s`` is what the call paid for: the bytes are paid for again)."""
+    if isinstance(s, Prepaid):
+        s.refund(n)
+        return
     with s._guard._cond:
         s._bytes -= n
 

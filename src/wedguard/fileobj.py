@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from wedguard.copy import check_chunk_size, complete_write, copy_stream, refund
+from wedguard.copy import check_chunk_size, complete_write, copy_stream, settle
 
 if TYPE_CHECKING:
     from wedguard.guard import Guard
@@ -223,16 +223,8 @@ class GuardedFile:
             if w != n:
                 complete_write(raw_write, data, n, w, self._raw, partial)
         except BaseException as exc:
-            written = partial[0]
-            if isinstance(exc, BlockingIOError):
-                try:
-                    took = exc.characters_written
-                except AttributeError:
-                    took = 0
-                written = min(n, written + max(0, took))
-                exc.characters_written = written
-            if self._session is not None and written < n:
-                refund(self._session, n - written)
+            if self._session is not None:  # always, once _throttle returned
+                settle(self._session, exc, 0, n, partial[0])
             self._pos = None  # where the file stands is not known: reads count in full
             raise
         if self._pos is not None:

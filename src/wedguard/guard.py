@@ -133,6 +133,14 @@ class BreakerLike(Protocol):
     def record_failure(self, exc: BaseException | None = None) -> None: ...
 
 
+def _release(b: BreakerLike | None) -> None:
+    """Give back what ``b.allow()`` took for a call that will not be made (a breaker
+    without ``release()`` keeps it)."""
+    release = getattr(b, "release", None)
+    if callable(release):
+        release()
+
+
 class _Default(enum.Enum):
     DEFAULT = "DEFAULT"
 
@@ -1871,14 +1879,18 @@ class Guard:
         kwargs: Any,
     ) -> R:
         self._gate(b, wait_on_open)
-        s.throttle(n, ops=ops)
+        try:
+            s.throttle(n, ops=ops)
+        except BaseException:
+            _release(b)  # stopped before the call: a trial's place is given back
+            raise
         prepaid = Prepaid(s, n)
         token = prepaid.enter()
         bound = _bind_files(self, prepaid, args, kwargs)
         try:
             result = func(*args, **kwargs)
-        except Exception as exc:
-            if b is not None:
+        except BaseException as exc:
+            if b is not None:  # counts an Exception; gives a trial's place back always
                 b.record_failure(exc)
             raise
         finally:
@@ -1900,14 +1912,18 @@ class Guard:
         kwargs: Any,
     ) -> Any:
         await self._agate(b, wait_on_open)
-        await s.athrottle(n, ops=ops)
+        try:
+            await s.athrottle(n, ops=ops)
+        except BaseException:
+            _release(b)
+            raise
         prepaid = Prepaid(s, n)
         token = prepaid.enter()
         bound = _bind_files(self, prepaid, args, kwargs)
         try:
             result = await func(*args, **kwargs)
-        except Exception as exc:
-            if b is not None:
+        except BaseException as exc:
+            if b is not None:  # counts an Exception; gives a trial's place back always
                 b.record_failure(exc)
             raise
         finally:

@@ -2110,14 +2110,9 @@ class HistorySink:
                 exc,
                 len(self._backlog),
             )
-            self._alert = Alert(
-                key="history/unavailable",
-                severity=Severity.MEDIUM,
-                summary="metric history cannot be written; rows are kept in memory and retried",
-                details=str(exc),
-                labels={"component": "history"},
+            self._alarm(
+                "metric history cannot be written; rows are kept in memory and retried", exc
             )
-            self._tell(self._alert)
 
     def _recovered(self) -> None:
         log.warning("history writable again after %d failed attempt(s)", self._attempts)
@@ -2137,11 +2132,15 @@ class HistorySink:
             with contextlib.suppress(Exception):  # closing a broken store
                 store.close()
         log.error("history switched off: %s", exc)
+        self._alarm("metric history unavailable; backups go on without it", exc)
+
+    def _alarm(self, summary: str, exc: WedguardError) -> None:
+        """Fire the one ``history/unavailable`` alert, unless it is already firing."""
         if self._alert is None:
             self._alert = Alert(
                 key="history/unavailable",
                 severity=Severity.MEDIUM,
-                summary="metric history unavailable; backups go on without it",
+                summary=summary,
                 details=str(exc),
                 labels={"component": "history"},
             )

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
+from wedguard.errors import CircuitOpenError, ConfigError, WedguardError
 from wedguard.session import current_session
 from wedguard.units import parse_size
 
@@ -251,10 +251,16 @@ def _call(
     b = guard.breaker
     if b is not None and not b.allow():
         raise CircuitOpenError(b.name, float(b.retry_after))
-    s.throttle(cost, ops=1)
+    try:
+        s.throttle(cost, ops=1)
+    except BaseException:
+        release = getattr(b, "release", None)
+        if callable(release):
+            release()  # stopped before the request: a trial's place is given back
+        raise
     try:
         result = fn(**kwargs)
-    except Exception as exc:
+    except BaseException as exc:  # a trial call's place is given back whatever ended it
         if absent and _error_code(exc) in absent:
             result = None
         else:
@@ -568,9 +574,11 @@ class S3CopyJob:
     an object whose size and recorded modification time (metadata
     ``wedguard-mtime-ns``) match the file is skipped; every other file goes up with
     :func:`upload_file` (resumable, state files in ``state_dir``). A file that fails
-    is listed in :attr:`failed` and the copy goes on, until the guard's breaker opens
-    (:class:`~wedguard.CircuitOpenError`); symbolic links, FIFOs and devices are left
-    out (:attr:`special`).
+    is listed in :attr:`failed` and the copy goes on, until the guard itself ends it
+    (its breaker opens, :class:`~wedguard.CircuitOpenError`; it is stopped; the
+    session's cutoff or hold limit is reached: every :class:`~wedguard.WedguardError`
+    but :class:`SourceChangedError` ends the copy); symbolic links, FIFOs and devices
+    are left out (:attr:`special`).
     """
 
     def __init__(
@@ -639,8 +647,8 @@ class S3CopyJob:
                 extra_args={"Metadata": {MTIME_KEY: mtime}},
             )
         except Exception as exc:
-            if isinstance(exc, (CircuitOpenError, EmergencyStop, ConfigError)):
-                raise
+            if isinstance(exc, WedguardError) and not isinstance(exc, SourceChangedError):
+                raise  # the guard's answer (a stop, an open breaker, a cutoff), not the file's
             self.failed.append(f"{src}: {exc}")
             return
         self.copied += 1

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wedguard._fs import fsync_dir
 from wedguard.errors import ConfigError
 
 __all__ = ["Spool"]
@@ -159,7 +160,7 @@ class Spool:
                 os.unlink(tmp)
             raise
         if self._fsync:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def pending(self) -> list[tuple[str, str, dict[str, Any]]]:
         """``(id, sink, event dict)`` for every undelivered record, oldest first."""
@@ -313,16 +314,3 @@ _PROBE = b'{"op":"probe"}\n'  # skipped when read back (no id)
 
 def _line(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), sort_keys=True, default=str) + "\n"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)

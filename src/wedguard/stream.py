@@ -40,7 +40,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wedguard._fs import fsync_dir
 from wedguard.errors import ConfigError, WedguardError
+from wedguard.redact import redact_argv, redact_text
 
 if TYPE_CHECKING:
     from wedguard.guard import Guard
@@ -55,14 +57,19 @@ class CommandFailed(WedguardError, subprocess.CalledProcessError):
 
     Attributes:
         returncode: its exit status (negative: the signal that ended it).
-        cmd: its argv.
-        stderr: the end of what it wrote on standard error (text).
+        cmd: its argv (as given: the repr shows it with its secrets hidden).
+        stderr: the end of what it wrote on standard error (text; the message shows
+            its last line with URLs' passwords and ``password=`` values hidden).
     """
 
     def __str__(self) -> str:
         text = f"{self.cmd[0] if self.cmd else 'command'} failed with exit status {self.returncode}"
         tail = (self.stderr or "").strip().splitlines()
-        return f"{text}: {tail[-1]}" if tail else text
+        return f"{text}: {redact_text(tail[-1])}" if tail else text
+
+    def __repr__(self) -> str:
+        """The command with its secrets hidden (:func:`wedguard.redact.redact_argv`)."""
+        return f"{type(self).__name__}({self.returncode!r}, {list(redact_argv(self.cmd))!r})"
 
 
 def _argv(argv: Any) -> list[str]:
@@ -170,9 +177,5 @@ def stream_command(
             raise CommandFailed(status, items, stderr=_tail(err))
     if partial is not None and path is not None:
         os.replace(partial, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path.parent)
     return int(written)

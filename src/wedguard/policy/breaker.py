@@ -577,6 +577,14 @@ class CircuitBreaker:
         else:
             self._settle_failure(_ANY, None, exc)
 
+    def release(self) -> None:
+        """Give back the place :meth:`allow` took for a call that was never made (the
+        caller was stopped before it); nothing is counted.
+
+        .. versionadded:: 0.2.0
+        """
+        self._settle_ignored(_ANY, None)
+
     def trip(self, reason: str = "") -> None:
         """Open the breaker now, from any state, with a fresh recovery timer."""
         self._transition("trip", None, reason or "tripped by hand")

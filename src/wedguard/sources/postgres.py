@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from wedguard.errors import ConfigError
-from wedguard.redact import redact_dsn
+from wedguard.redact import redact_dsn, redact_text
 from wedguard.sources._util import TimedCall, check_timeout
 
 __all__ = ["PostgresSource", "redact_dsn"]
@@ -394,13 +394,10 @@ class PostgresSource:
                 conn.close()
 
     def _describe(self, exc: object) -> str:
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())
-        return self._scrub(text)
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _MASK)
-        return text
+        """One line naming ``exc``, with the password hidden in every form it may take
+        (:func:`wedguard.redact.redact_text`: as given, percent-encoded as in a URL,
+        repr-escaped) and with any URL or ``password=`` pair in it hidden too."""
+        return redact_text(" ".join(f"{type(exc).__name__}: {exc}".split()), self._secrets)
 
     def _failed(self, why: str, *, cause: bool = True) -> dict[str, float]:
         first = self.last_error is None
