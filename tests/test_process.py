@@ -796,3 +796,26 @@ def test_the_calendar_cap_applies_live(writer: Path, reap: list[int]) -> None:
         child.abort("done")
         child.wait(10)
     assert child.report().paused["rate"] > 0
+
+
+@pytest.mark.parametrize("call", ["run", "wait", "returncode"])
+def test_a_short_child_reports_all_of_its_io(tmp_path: Path, call: str) -> None:
+    """A child that writes and exits between two readings still reports what it
+    wrote: its last counters are read before it is reaped, whoever reaps it."""
+    target = tmp_path / "out.bin"
+    argv = [sys.executable, "-c", f"open({str(target)!r}, 'wb').write(b'x' * 3_000_000)"]
+    guard = quiet_guard()
+    if call == "run":
+        report = run_guarded(guard, argv).report
+    else:
+        child = GuardedProcess(guard, argv)
+        if call == "wait":
+            child.wait(30)
+        else:
+            deadline = time.monotonic() + 30
+            while child.returncode is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        child.close()
+        report = child.report()
+    assert report.returncode == 0
+    assert report.io_bytes >= 3_000_000

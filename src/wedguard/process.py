@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -792,6 +792,43 @@ def _check_seconds(field: str, value: object, *, allow_none: bool = False) -> fl
     return seconds
 
 
+class _Child(subprocess.Popen[Any]):
+    """A :class:`subprocess.Popen` that lets its :class:`GuardedProcess` read the
+    child's last I/O and CPU counters before the child is reaped.
+
+    A child that exits between two readings (a short ``pg_dump``) would otherwise be
+    reported with the I/O of its last reading, or none: once reaped its counters are
+    gone, while a zombie's ``/proc/<pid>/io`` still holds them. Every path that reaps
+    (``poll``, ``wait``, ``communicate``) goes through ``_try_wait`` or
+    ``_internal_poll``; both first ask ``waitid(..., WNOWAIT)`` whether the child has
+    exited, and call :attr:`before_reap` once if it has.
+    """
+
+    before_reap: Callable[[], None] | None = None
+
+    def _exited(self, block: bool) -> bool:
+        flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
+        try:
+            return os.waitid(os.P_PID, self.pid, flags) is not None
+        except (ChildProcessError, InterruptedError):
+            return False
+
+    def _last_look(self, block: bool) -> None:
+        hook = self.before_reap
+        if hook is not None and self.returncode is None and self._exited(block):
+            self.before_reap = None
+            with contextlib.suppress(Exception):
+                hook()
+
+    def _try_wait(self, wait_flags: int) -> tuple[int, int]:
+        self._last_look(block=not wait_flags & os.WNOHANG)
+        return super()._try_wait(wait_flags)  # type: ignore[misc, no-any-return]
+
+    def _internal_poll(self, *args: Any, **kwargs: Any) -> int | None:
+        self._last_look(block=False)
+        return super()._internal_poll(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
 class GuardedProcess:
     """A child process under a guard: :class:`subprocess.Popen` plus a monitor thread.
 
@@ -958,14 +995,13 @@ class GuardedProcess:
         try:
             self._started_at = datetime.now(timezone.utc)
             self._t0 = time.monotonic()
-            self.popen: subprocess.Popen[Any] = subprocess.Popen(
-                self._argv, start_new_session=True, **popen
-            )
+            self.popen: subprocess.Popen[Any] = _Child(self._argv, start_new_session=True, **popen)
         except BaseException as exc:
             self._stop_watchdog()
             self._end_session(exc)
             raise
         self.pid = self.popen.pid
+        self.popen.before_reap = self._last_reading
         if self._watchdog is not None:
             self._watchdog.tell(f"pid {self.pid}")
         self._freezer: _SignalFreezer | _CgroupFreezer = self._make_freezer(freeze)
@@ -1043,6 +1079,12 @@ class GuardedProcess:
                 pass
         return list(self._procs.values())
 
+    def _last_reading(self) -> None:
+        """The child has exited and is not reaped yet: read its final counters."""
+        with self._lock:
+            self._last_tree = -_INF  # the tree as it is now
+            self._measure(time.monotonic() + 1.0)
+
     def _measure(self, now: float) -> None:
         rb = wb = rc = wc = 0
         cpu = 0.0
@@ -1066,9 +1108,11 @@ class GuardedProcess:
         chars = float(rc + wc)
         b = self._bases
         if self._counter == "chars" and storage > 0:
-            # the storage counters move: account by them from here on
+            # the storage counters move: account by them from here on; what the
+            # character counters already counted stands for that much of them, the
+            # rest is counted now (a short child's last reading would lose it all)
             self._counter = "bytes"
-            b["bytes"] = storage
+            b["bytes"] = min(storage, self._io_used)
         if self._counter == "bytes":
             grown = storage - b.get("bytes", storage)
             b["bytes"] = max(b.get("bytes", storage), storage)
