@@ -752,3 +752,25 @@ def test_the_backup_sets_its_autogroups_nice(tmp_path: Path, big_file: Path) -> 
         assert got["autogroup"] == ""
     plain = backup_json(tmp_path, big_file, "--mode", "unguarded")
     assert plain["autogroup_nice"] == 0
+
+
+def test_blackout_lines_tell_a_chunk_in_flight_and_a_verdict_hold() -> None:
+    """One chunk granted before the BLACKOUT and read at its start is still a pause; a
+    backup that the analyser holds at 0 after it is told apart from one that ran on."""
+    mib = float(1 << 20)
+    in_flight = {"scenario": "f", "repeat": 0, "timeline": [
+        [0.0, 0.0, 1e6, 0, 0], [1.0, 5 * mib, 0.0, 0, 2], [1.5, 6 * mib, 0.0, 0, 2],
+        [2.0, 6 * mib, 0.0, 0, 2], [3.0, 9 * mib, 1e6, 0, 0],
+    ]}  # fmt: skip
+    held = {"scenario": "f", "repeat": 1, "timeline": [
+        [0.0, 0.0, 1e6, 0, 0], [1.0, 5 * mib, 0.0, 0, 2], [2.0, 5 * mib, 0.0, 2, 2],
+        [3.0, 5 * mib, 0.0, 2, 0], [4.0, 5 * mib, 0.0, 2, 0],
+    ]}  # fmt: skip
+    leaked = {"scenario": "f", "repeat": 2, "timeline": [
+        [0.0, 0.0, 1e6, 0, 0], [1.0, 5 * mib, 0.0, 0, 2], [1.5, 7 * mib, 0.0, 0, 2],
+        [2.0, 9 * mib, 0.0, 0, 2], [3.0, 12 * mib, 1e6, 0, 0],
+    ]}  # fmt: skip
+    lines = run.blackout_lines([in_flight, held, leaked])
+    assert "paused and resumed. (One chunk" in lines[2]
+    assert "the analyser's verdict held the rate at 0" in lines[3]
+    assert "**did not pause and resume**" in lines[4]

@@ -952,14 +952,20 @@ def blackout_lines(runs: list[dict[str, Any]]) -> list[str]:
             continue
         moved = blk[-1][1] - blk[0][1]
         after = tl[-1][1] - blk[-1][1]
+        rows_after = [row for row in tl if row[0] > blk[-1][0]]
+        chunk = r.get("chunk") or 1 << 20
+        paused = moved == 0 or (moved <= chunk and len(blk) > 1 and blk[1][1] == blk[-1][1])
+        if paused and after > 0:
+            verdict = "paused and resumed." + (
+                " (One chunk granted before it began was read at its start.)" if moved else ""
+            )
+        elif paused and rows_after and all(row[3] >= 2 for row in rows_after):
+            verdict = "paused; after it the analyser's verdict held the rate at 0 to the end."
+        else:
+            verdict = "**did not pause and resume**."
         line = (
             f"- Repeat {r['repeat']}: BLACKOUT from {blk[0][0]:.1f} s to {blk[-1][0]:.1f} s; "
-            f"read meanwhile {moved / 1e6:.1f} MB, after it {after / 1e6:.1f} MB: "
-            + (
-                "paused and resumed."
-                if moved == 0 and after > 0
-                else "**did not pause and resume**."
-            )
+            f"read meanwhile {moved / 1e6:.1f} MB, after it {after / 1e6:.1f} MB: " + verdict
         )
         if r.get("error"):
             line += f" The backup failed: `{r['error'].strip().splitlines()[-1]}`."
