@@ -88,9 +88,9 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(name="bench_impact")
 def bench_impact(session: nox.Session) -> None:
-    """The headline benchmark: production latency while a backup runs (about 9 min).
+    """The headline benchmark: production latency while a backup runs (about 30 min).
 
-    ``nox -s bench_impact -- --quick`` is a one-minute smoke run that reports to a
+    ``nox -s bench_impact -- --quick`` is a smoke run of a few minutes that reports to a
     temporary folder; the full run rewrites ``benchmarks/impact/RESULTS.md``.
     """
     session.install("-e", ".[plot]")

@@ -10,6 +10,7 @@ the open-loop schedule, the latency histogram production exposes (read back thro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -397,3 +399,378 @@ def test_blackout_lines_say_whether_each_run_paused_and_resumed() -> None:
     assert "paused and resumed." in lines[2]
     assert "**did not pause and resume**" in lines[3]
     assert "`RuntimeError: boom`" in lines[3]
+
+
+# -- the stand-ins: SCHED_IDLE, small chunks, a backup that only sleeps ---------------------
+
+
+def backup_json(tmp_path: Path, data: Path, *extra: str, seconds: float = 0.6) -> dict[str, Any]:
+    """Run backup.py for ``seconds`` in its own process and return what it recorded."""
+    tl = tmp_path / "tl.json"
+    start = loadgen.time.monotonic() + 0.3
+    cmd = [
+        sys.executable, str(HERE / "backup.py"),
+        "--data", str(data), "--out", str(tmp_path / "out.z"), "--timeline", str(tl),
+        "--start-at", repr(start), "--stop-at", repr(start + seconds), *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        cmd,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=40,
+        env=env,
+        start_new_session=True,  # its own session, as the benchmark starts it
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(tl.read_text())
+    return result
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(4 << 20))
+    return path
+
+
+def test_sched_idle_reaches_threads_started_before_and_after() -> None:
+    """make_sched_idle sets every existing thread by its native id, and threads started
+    afterwards inherit the policy."""
+    code = (
+        "import harness, json, threading\n"
+        "ev = threading.Event()\n"
+        "early = threading.Thread(target=ev.wait); early.start()\n"
+        "harness.make_sched_idle()\n"
+        "late = threading.Thread(target=ev.wait); late.start()\n"
+        "print(json.dumps({'ids': [early.native_id, late.native_id],"
+        " 'pol': harness.thread_policies()}))\n"
+        "ev.set()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, timeout=30
+    )
+    got = json.loads(out.stdout)
+    policies = {int(k): v for k, v in got["pol"].items()}
+    assert len(policies) >= 3
+    assert set(got["ids"]) <= set(policies)
+    assert set(policies.values()) == {harness.SCHED_IDLE}
+
+
+def test_reset_priority_undoes_an_inherited_sched_idle() -> None:
+    code = (
+        "import harness, json; harness.make_sched_idle(); "
+        "print(json.dumps(harness.reset_priority()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, timeout=30
+    )
+    got = json.loads(out.stdout)
+    if os.geteuid() == 0:
+        assert got["policy"] == os.SCHED_OTHER
+    assert got["policy"] in (os.SCHED_OTHER, harness.SCHED_IDLE)
+
+
+def test_the_backup_runs_every_thread_in_sched_idle(tmp_path: Path, big_file: Path) -> None:
+    """--sched-idle: the backup's threads (its loop and its recorder) all ran in
+    SCHED_IDLE; without it, none did."""
+    idle = backup_json(tmp_path, big_file, "--mode", "unguarded", "--sched-idle")
+    assert idle["policies"] == [harness.SCHED_IDLE]
+    assert idle["threads"] >= 2
+    assert idle["policy"] == harness.SCHED_IDLE
+    assert idle["bytes"] > 0
+    normal = backup_json(tmp_path, big_file, "--mode", "unguarded")
+    assert normal["policies"] == [os.SCHED_OTHER]
+
+
+def test_a_guarded_backup_puts_the_guards_threads_in_sched_idle(
+    tmp_path: Path, big_file: Path
+) -> None:
+    """Under a real Guard reading a real production's /metrics the sampler thread exists
+    too, and it inherits SCHED_IDLE."""
+    with production(big_file) as port:
+        idle = backup_json(
+            tmp_path, big_file, "--mode", "guard", "--port", str(port),
+            "--ceiling", "50e6", "--sample-interval", "0.1", "--sched-idle",
+        )  # fmt: skip
+    assert idle["error"] == ""
+    assert idle["bytes"] > 0
+    assert idle["threads"] >= 3  # main, recorder, the guard's sampler
+    assert idle["policies"] == [harness.SCHED_IDLE]
+
+
+@contextlib.contextmanager
+def production(data: Path) -> Iterator[int]:
+    """Production (the mixed profile) serving on a loopback port, for as long as needed."""
+    prod = service.Production(data)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), service.make_handler(prod))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        os.close(prod.fd)
+
+
+def test_small_chunks_and_their_pacing(tmp_path: Path, big_file: Path) -> None:
+    """--chunk 128 KiB reads in 128 KiB steps; a static limit still holds its rate."""
+    got = backup_json(
+        tmp_path, big_file, "--mode", "static", "--limit", "4e6", "--chunk", str(128 << 10),
+        seconds=1.0,
+    )  # fmt: skip
+    assert got["chunk"] == 128 << 10
+    assert got["bytes"] % (128 << 10) == 0
+    assert 0 < got["bytes"] <= 4e6 * 1.0 + (128 << 10)
+
+
+def test_a_chunk_that_o_direct_cannot_read_is_refused(tmp_path: Path, big_file: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable, str(HERE / "backup.py"), "--mode", "unguarded",
+            "--data", str(big_file), "--out", str(tmp_path / "o"),
+            "--timeline", str(tmp_path / "t.json"), "--start-at", "0", "--stop-at", "0",
+            "--chunk", "1000",
+        ],
+        cwd=HERE, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "--chunk 1000" in out.stderr
+
+
+def test_the_sleeping_backup_reads_nothing(tmp_path: Path, big_file: Path) -> None:
+    """z: the static schedule's wake-ups, no bytes read or written."""
+    got = backup_json(tmp_path, big_file, "--mode", "sleep", "--limit", "20e6")
+    assert got["bytes"] == 0
+    assert got["mode"] == "sleep"
+    assert not (tmp_path / "out.z").exists()
+
+
+# -- production profiles --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profile", "reads", "hashed"),
+    [("mixed", 4, 64 * 1024), ("cpu", 0, 2 << 20), ("disk", 8, 0)],
+)
+def test_production_profiles_do_what_they_say(
+    data_file: Path, monkeypatch: pytest.MonkeyPatch, profile: str, reads: int, hashed: int
+) -> None:
+    """cpu reads nothing from the disk and hashes 2 MiB; disk reads 8 blocks and
+    hashes nothing; mixed is today's production. Counted at the system calls."""
+    calls: list[int] = []
+    real_preadv = os.preadv
+
+    def preadv(fd: int, bufs: list[Any], offset: int) -> int:
+        calls.append(offset)
+        return real_preadv(fd, bufs, offset)
+
+    hashed_bytes: list[int] = []
+    real_sha = service.hashlib.sha256
+
+    def sha256(data: bytes = b"") -> Any:
+        hashed_bytes.append(len(data))
+        return real_sha(data)
+
+    prod = service.Production(data_file, profile)
+    try:
+        monkeypatch.setattr(service.os, "preadv", preadv)
+        monkeypatch.setattr(service.hashlib, "sha256", sha256)
+        for _ in range(5):
+            body = json.loads(prod.work())
+            assert body["ok"] is True
+    finally:
+        os.close(prod.fd)
+    assert len(calls) == 5 * reads
+    assert all(off % harness.BLOCK == 0 for off in calls)
+    assert sum(hashed_bytes) == 5 * hashed
+    assert (prod.reads, prod.hashed) == (5 * reads, 5 * hashed)
+
+
+def test_an_unknown_profile_is_refused(data_file: Path) -> None:
+    with pytest.raises(ValueError, match="profile='gpu'"):
+        service.Production(data_file, "gpu")
+
+
+# -- repeats, the frontier and the figures --------------------------------------------------
+
+
+def test_repeat_interval_narrows_with_repeats() -> None:
+    """The A/A interval over repeats: t-based, in logs, and how many repeats ±2 % takes."""
+    few = harness.repeat_interval([0.95, 1.05, 1.0])
+    many = harness.repeat_interval([0.95, 1.05, 1.0] * 10)
+    assert few["mean"] == pytest.approx(1.0, abs=0.01)
+    assert few["half"] > many["half"] > 0
+    assert few["needed"] > 3
+    assert many["needed"] > 3
+    # at the repeats it asks for, the interval is within ±2 %
+    n = int(few["needed"])
+    sd = few["sd"]
+    assert math.exp(harness.t95(n - 1) * sd / math.sqrt(n)) - 1 <= 0.02
+    assert math.exp(harness.t95(n - 2) * sd / math.sqrt(n - 1)) - 1 > 0.02
+    one = harness.repeat_interval([1.1])
+    assert one["mean"] == pytest.approx(1.1)
+    assert math.isnan(one["half"])
+    assert math.isnan(harness.repeat_interval([])["mean"])
+
+
+def fake_runs(repeats: int = 2, profile: str = "mixed") -> list[dict[str, Any]]:
+    """A run of every scenario: inflation grows with the backup's share."""
+    out = []
+    shares = {"b": 1.0, "c": 0.9, "i": 0.95, "k": 0.9, "ik": 0.85, "e": 0.6, "e2": 0.7}
+    for k in range(repeats):
+        for sc in run.scenarios(False, profile):
+            share = shares.get(sc["name"], sc.get("level") or 0.4)
+            if sc["family"] in ("alone", "sleep"):
+                share = 0.0
+            scale = 1.0 + 0.5 * share + (0.002 * k if sc["name"] == "a2" else 0.0)
+            r = fake_run(sc["name"], k, scale, 100.0 * share)
+            r["profile"] = profile
+            r["prod_cpu_ms"] = 0.5
+            out.append(r)
+    return out
+
+
+def test_headline_finds_the_frontier_and_the_noise() -> None:
+    scs = run.scenarios(False)
+    s = run.analyse(fake_runs(3), scs)
+    h = run.headline(s, scs)
+    # the least inflation among backups keeping >= 30 %: the static limit at 30 %
+    assert h["best_p95_share"] >= 0.30
+    assert h["best_p95"] == pytest.approx(1.15, abs=0.01)
+    assert h["best_p95_by"] in ("d", "dk", "dik")
+    assert h["sleep_p95"] == pytest.approx(1.0)
+    assert h["goal"] == "not met"
+    assert h["aa_p95_half"] > 0
+    assert h["aa_within_2pct"] == "yes"  # A/A ratios 1.000, 1.002, 1.004: within ±2 %
+    assert h["alone_cpu_ms"] == pytest.approx(0.5)
+
+
+def test_scenario_names_can_be_quoted_by_the_figures() -> None:
+    """Scenario names are keys of results.json: no dots, no spaces; the stand-ins and
+    the static curve are there, the cpu and disk profiles run the stand-ins."""
+    names = [sc["name"] for sc in run.scenarios(False)]
+    assert len(names) == len(set(names))
+    assert all("." not in n and " " not in n for n in names)
+    assert {"i", "k", "ik", "dk", "dik", "z", "d10", "d50", "d70", "g5", "g25", "g100"} <= set(
+        names
+    )
+    for profile in ("cpu", "disk"):
+        sub = [sc["name"] for sc in run.scenarios(False, profile)]
+        assert sub == [n for n in names if n in run.PROFILE_SCENARIOS]
+    idle = next(sc for sc in run.scenarios(False) if sc["name"] == "ik")
+    assert "--sched-idle" in idle["backup"]
+    assert str(run.SMALL) in idle["backup"]
+
+
+def test_every_figure_the_pages_quote_is_written_by_a_run() -> None:
+    """Each `impact/results.json` key marked in the README and the docs exists in what
+    run.py writes (built here from made-up runs, not read from the committed file)."""
+    from types import SimpleNamespace
+
+    figures = load_figures()
+    runs = fake_runs(2) + fake_runs(2, "cpu") + fake_runs(2, "disk")
+    scs_by = {p: run.scenarios(False, p) for p in run.PROFILES}
+    summaries = {
+        p: run.analyse([r for r in runs if r["profile"] == p], scs_by[p]) for p in run.PROFILES
+    }
+    heads = {p: run.headline(summaries[p], scs_by[p]) for p in run.PROFILES}
+    bench = SimpleNamespace(
+        quick=False,
+        repeats=2,
+        measure=13.0,
+        speed=80e6,
+        rate=200.0,
+        autogroups=True,
+        io_scheduler="mq-deadline",
+    )
+    started = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    doc = run.results_json(bench, summaries, heads, runs, started, 600.0, (1.0, 2.0))
+    doc = json.loads(json.dumps(doc, default=str))
+    doc["history"] = run.history_summary([{"date": "d", "repeats": 3, "scenarios": {
+        n: [0.5, 1.2, 1.3] for sc in scs_by["mixed"] for n in [sc["name"]]}}])  # fmt: skip
+    keys = [
+        m.group(2)
+        for page in figures.pages()
+        if page.exists()
+        for m, _ in figures.figures(page)
+        if m.group(1) == "impact/results.json"
+    ]
+    assert len(keys) >= 20
+    for key in keys:
+        figures.lookup(doc, key)  # KeyError / IndexError: a figure no run would write
+
+
+def load_figures() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("impact_figures", HERE.parent / "figures.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_judges_a_difference_on_the_noise() -> None:
+    s = {
+        "x": point("x", 0.3, 1.20, 1.50),
+        "y": point("y", 0.3, 1.08, 1.49),
+    }
+    line = run.compare(s, "x", "y", 0.05)
+    assert "p95 ×1.08 vs ×1.20 (lower, beyond the A/A interval)" in line
+    assert "p99 ×1.49 vs ×1.50 (within the A/A interval)" in line
+    assert "not measured" in run.compare(s, "x", "zz", 0.05)
+    assert "noise unknown" in run.compare(s, "x", "y", math.nan)
+
+
+def test_earlier_records_are_read_with_todays_names(tmp_path: Path) -> None:
+    old = {"date": "d", "repeats": 3, "measure": 13, "outside": 0.1,
+           "scenarios": {"a2": [0, 1, 1], "g0.05": [0.5, 1.2, 1.4], "g1": [0.9, 1.5, 1.6]}}  # fmt: skip
+    (tmp_path / "history.jsonl").write_text(json.dumps(old) + "\n")
+    saved = run.OUT
+    run.OUT = tmp_path
+    try:
+        [h] = run.read_history()
+    finally:
+        run.OUT = saved
+    assert set(h["scenarios"]) == {"a2", "g5", "g100"}
+
+
+def test_the_backup_sets_its_autogroups_nice(tmp_path: Path, big_file: Path) -> None:
+    """--autogroup-nice 19: the backup's session (its autogroup) runs at nice 19, which
+    is what counts against production in another session when autogroups are on."""
+    got = backup_json(tmp_path, big_file, "--mode", "nice", "--autogroup-nice", "19")
+    assert got["nice"] == 19
+    if harness.autogroup()[0]:
+        assert got["autogroup_nice"] == 19
+        assert got["autogroup"] != harness.autogroup()[0]  # its own session, not ours
+        assert harness.autogroup()[1] == 0  # ours untouched
+    else:  # a kernel without autogroups: nothing to set, and the record says so
+        assert got["autogroup"] == ""
+    plain = backup_json(tmp_path, big_file, "--mode", "unguarded")
+    assert plain["autogroup_nice"] == 0
+
+
+def test_blackout_lines_tell_a_chunk_in_flight_and_a_verdict_hold() -> None:
+    """One chunk granted before the BLACKOUT and read at its start is still a pause; a
+    backup that the analyser holds at 0 after it is told apart from one that ran on."""
+    mib = float(1 << 20)
+    in_flight = {"scenario": "f", "repeat": 0, "timeline": [
+        [0.0, 0.0, 1e6, 0, 0], [1.0, 5 * mib, 0.0, 0, 2], [1.5, 6 * mib, 0.0, 0, 2],
+        [2.0, 6 * mib, 0.0, 0, 2], [3.0, 9 * mib, 1e6, 0, 0],
+    ]}  # fmt: skip
+    held = {"scenario": "f", "repeat": 1, "timeline": [
+        [0.0, 0.0, 1e6, 0, 0], [1.0, 5 * mib, 0.0, 0, 2], [2.0, 5 * mib, 0.0, 2, 2],
+        [3.0, 5 * mib, 0.0, 2, 0], [4.0, 5 * mib, 0.0, 2, 0],
+    ]}  # fmt: skip
+    leaked = {"scenario": "f", "repeat": 2, "timeline": [
+        [0.0, 0.0, 1e6, 0, 0], [1.0, 5 * mib, 0.0, 0, 2], [1.5, 7 * mib, 0.0, 0, 2],
+        [2.0, 9 * mib, 0.0, 0, 2], [3.0, 12 * mib, 1e6, 0, 0],
+    ]}  # fmt: skip
+    lines = run.blackout_lines([in_flight, held, leaked])
+    assert "paused and resumed. (One chunk" in lines[2]
+    assert "the analyser's verdict held the rate at 0" in lines[3]
+    assert "**did not pause and resume**" in lines[4]

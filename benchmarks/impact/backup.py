@@ -1,8 +1,8 @@
 """The backup (its own process): read the data set, compress, write, fsync.
 
-It reads the data set sequentially in 1 MiB chunks, uncached (O_DIRECT where the file
-system allows it, else the pages are dropped), compresses each chunk with zlib and
-writes it out, with an fsync every 16 MiB after which the written pages are dropped
+It reads the data set sequentially in 1 MiB chunks (``--chunk``), uncached (O_DIRECT
+where the file system allows it, else the pages are dropped), compresses each chunk
+with zlib and writes it out, with an fsync every 16 MiB after which the written pages are dropped
 too, so it keeps hitting the disk. It wraps around at the end of the data set.
 
 How it is paced is the scenario:
@@ -10,11 +10,19 @@ How it is paced is the scenario:
 * ``unguarded``: as fast as it goes;
 * ``nice``: nice 19 and the idle I/O class;
 * ``static``: a fixed byte rate, slept for after each chunk as rsync's ``--bwlimit``;
+* ``sleep``: the static schedule's wake-ups with no reading, compressing or writing
+  at all (a backup that only sleeps: the cost of its mere presence);
 * ``guard``: ``s.throttle(len(chunk))`` in a :class:`wedguard.Guard` session whose
   sampler reads production's own p95 (:class:`~wedguard.sources.ServiceLatencySource`
   on ``/metrics``) into the impact analyser and the rate controller; ``--blackout``
   adds a calendar whose BLACKOUT covers part of the run, ``--nice``/``--ionice`` the
   guard's own lowering of the session thread's priority.
+
+``--autogroup-nice`` sets the nice value of the backup's autogroup (its session), the
+one that counts against production in another session when autogroups are on.
+``--sched-idle`` puts every thread of the backup (the guard's sampler included, which
+inherits it) in ``SCHED_IDLE``, whatever the mode. The policies its threads ended with
+are recorded, so the report can show that they were really applied.
 
 It starts at ``--start-at`` and stops at ``--stop-at`` (``time.monotonic()``), and
 writes its timeline (bytes read and the guard's allowed rate, every 0.25 s) as JSON.
@@ -122,7 +130,9 @@ def make_guard(args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--mode", choices=["unguarded", "nice", "static", "guard"], required=True)
+    p.add_argument(
+        "--mode", choices=["unguarded", "nice", "static", "sleep", "guard"], required=True
+    )
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="the backup's output file")
     p.add_argument("--timeline", type=Path, required=True)
@@ -130,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-at", type=float, required=True)
     p.add_argument("--limit", type=float, default=0.0, help="static: bytes/s")
     p.add_argument("--level", type=int, default=1, help="zlib level")
+    p.add_argument("--chunk", type=int, default=CHUNK, help="bytes per read (4 KiB multiple)")
+    p.add_argument("--sched-idle", action="store_true", help="every thread in SCHED_IDLE")
+    p.add_argument(
+        "--autogroup-nice", type=int, default=None, help="the nice value of its autogroup"
+    )
     # guard
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--baseline", type=Path, default=None)
@@ -144,10 +159,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice", type=int, default=0, help="guard: Guard(nice=...)")
     p.add_argument("--ionice", action="store_true", help="guard: Guard(ionice=True)")
     args = p.parse_args(argv)
+    if args.chunk <= 0 or args.chunk % harness.BLOCK:
+        p.error(f"--chunk {args.chunk}: a positive multiple of {harness.BLOCK}")
+    chunk = args.chunk
+    if args.mode == "sleep" and not args.limit > 0:
+        p.error("--mode sleep needs --limit: the byte rate whose wake-ups it keeps")
 
-    prio = harness.reset_priority()
+    prio: dict[str, Any] = dict(harness.reset_priority())
     if args.mode == "nice":
-        prio = harness.make_low_priority()
+        prio.update(harness.make_low_priority())
+    if args.sched_idle:
+        harness.make_sched_idle()
+        prio["policy"] = harness.sched_policy(0)
+    if args.autogroup_nice is not None:
+        harness.set_autogroup_nice(args.autogroup_nice)
+    prio["autogroup"], prio["autogroup_nice"] = harness.autogroup()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise Stopped
@@ -156,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     guard = make_guard(args) if args.mode == "guard" else None
     fd, direct = harness.open_uncached(args.data)
-    size = os.fstat(fd).st_size // CHUNK * CHUNK
-    buf = mmap.mmap(-1, CHUNK)
+    size = os.fstat(fd).st_size // chunk * chunk
+    buf = mmap.mmap(-1, chunk)
     out = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     done = [0]  # bytes read, updated by the loop, read by the recorder
     timeline: list[list[float]] = []
@@ -178,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
 
     recorder = threading.Thread(target=record, daemon=True)
     pos = 0
+    slept = 0  # mode sleep: the bytes it pretends to have read
     unsynced = 0
     written_since = 0
     waited = 0.0
     error = ""
+    policies: dict[int, int] = {}
     try:
         delay = args.start_at - time.monotonic()
         if delay > 0:
@@ -192,15 +220,22 @@ def main(argv: list[str] | None = None) -> int:
         if session is not None:
             session.__enter__()
         try:
+            policies = harness.thread_policies()  # every thread is running by now
             while time.monotonic() < args.stop_at:
                 if session is not None:
-                    waited += session.throttle(CHUNK)
+                    waited += session.throttle(chunk)
                     if time.monotonic() >= args.stop_at:
                         break
+                if args.mode == "sleep":
+                    slept += chunk
+                    ahead = t0 + slept / args.limit - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+                    continue
                 os.preadv(fd, [buf], pos)
                 if not direct:
-                    harness.drop_pages(fd, pos, CHUNK)
-                pos = (pos + CHUNK) % size
+                    harness.drop_pages(fd, pos, chunk)
+                pos = (pos + chunk) % size
                 data = zlib.compress(buf, args.level)
                 os.write(out, data)
                 unsynced += len(data)
@@ -209,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                     os.fsync(out)
                     harness.drop_pages(out)
                     unsynced = 0
-                done[0] += CHUNK
+                done[0] += chunk
                 if args.mode == "static" and args.limit > 0:
                     ahead = t0 + done[0] / args.limit - time.monotonic()
                     if ahead > 0:
@@ -233,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             "waited": waited,
             "timeline": timeline,
             "error": error,
+            "chunk": chunk,
+            "threads": len(policies),
+            "policies": sorted(set(policies.values())),
             **prio,
         }
         tmp = args.timeline.with_suffix(".tmp")

@@ -65,16 +65,100 @@ def get_io_class() -> int:
 
 
 def reset_priority() -> dict[str, int]:
-    """Undo an inherited nice value and I/O class: nice 0, best-effort I/O level 4.
+    """Undo an inherited nice value, I/O class and CPU policy: nice 0, best-effort I/O
+    level 4, ``SCHED_OTHER``.
 
-    A benchmark started from ``nice`` or ``ionice`` (or by a CI runner that lowers its
-    priority) would otherwise measure priorities nobody asked for. Returns what the
-    process ended with, for the record.
+    A benchmark started from ``nice``, ``ionice`` or ``chrt --idle`` (or by a CI runner
+    that lowers its priority) would otherwise measure priorities nobody asked for.
+    Returns what the process ended with, for the record.
     """
+    with contextlib.suppress(OSError, AttributeError):  # recorded below
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     with contextlib.suppress(OSError):  # unprivileged with a higher nice: recorded below
         os.setpriority(os.PRIO_PROCESS, 0, 0)
     set_io_class(IOPRIO_CLASS_BE, 4)
-    return {"nice": os.getpriority(os.PRIO_PROCESS, 0), "io_class": get_io_class()}
+    return {
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "io_class": get_io_class(),
+        "policy": sched_policy(0),
+    }
+
+
+def autogroup() -> tuple[str, int]:
+    """This process's autogroup and its nice value (``("", 0)`` where there is none).
+
+    With ``/proc/sys/kernel/sched_autogroup_enabled`` at 1 the CPU is shared between
+    autogroups (one per session, ``setsid``) first, and only then between the threads
+    inside each: a nice value lowers a process against the others of its session only.
+    Every process of this benchmark starts its own session, so each is its own
+    autogroup, as a backup started by cron or systemd would be.
+    """
+    try:
+        name, _, nice = Path("/proc/self/autogroup").read_text().split()
+    except (OSError, ValueError):
+        return ("", 0)
+    return (name, int(nice))
+
+
+def autogroup_enabled() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def set_autogroup_nice(nice: int) -> bool:
+    """Set the nice value of this process's autogroup (its whole session); False where
+    the kernel has no autogroups or refuses."""
+    try:
+        Path("/proc/self/autogroup").write_text(str(nice))
+    except OSError:
+        return False
+    return autogroup()[1] == nice
+
+
+SCHED_IDLE = getattr(os, "SCHED_IDLE", 5)
+"""Linux's idle CPU policy: the thread runs only when no normal thread wants the CPU."""
+
+
+def sched_policy(tid: int) -> int:
+    """The CPU scheduling policy of thread ``tid`` (0: the caller); -1 when unknown."""
+    try:
+        return os.sched_getscheduler(tid)
+    except (OSError, AttributeError):
+        return -1
+
+
+def threads_of(pid: int = 0) -> list[int]:
+    """The native ids of the threads of process ``pid`` (0: this one), from /proc."""
+    task = Path(f"/proc/{pid or os.getpid()}/task")
+    try:
+        return sorted(int(t.name) for t in task.iterdir())
+    except OSError:
+        return []
+
+
+def thread_policies(pid: int = 0) -> dict[int, int]:
+    """``{native thread id: CPU policy}`` for every thread of process ``pid``."""
+    return {tid: sched_policy(tid) for tid in threads_of(pid)}
+
+
+def make_sched_idle() -> dict[int, int]:
+    """Put every thread of this process in ``SCHED_IDLE`` (and so the threads it starts
+    later, which inherit their creator's policy).
+
+    ``os.sched_setscheduler(0, ...)`` sets the calling thread only; the others are set
+    by their native id. Unlike nice 19, a ``SCHED_IDLE`` thread is preempted at once by
+    any waking normal thread and keeps no sleeper's credit, and it is not weighed
+    per autogroup. Returns the policies afterwards, per thread.
+    """
+    param = os.sched_param(0)
+    os.sched_setscheduler(0, SCHED_IDLE, param)
+    for tid in threads_of():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setscheduler(tid, SCHED_IDLE, param)
+    return thread_policies()
 
 
 def make_low_priority() -> dict[str, int]:
@@ -269,3 +353,70 @@ def dominated(
     False
     """
     return any(s >= point[0] and infl <= point[1] + tolerance for s, infl in curve)
+
+
+# two-sided 95 % quantiles of Student's t by degrees of freedom (1.96 beyond the table)
+_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+        10: 2.23, 12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00}  # fmt: skip
+
+
+def t95(df: int) -> float:
+    """The two-sided 95 % quantile of Student's t with ``df`` degrees of freedom (≥ 1).
+
+    >>> t95(2), t95(11), t95(1000)
+    (4.3, 2.23, 1.96)
+    """
+    if df < 1:
+        raise ValueError(f"df={df!r}: at least 1")
+    if df > 60:
+        return 1.96
+    return _T95[max(k for k in _T95 if k <= df)]
+
+
+def repeat_interval(ratios: Sequence[float], target: float = 0.02) -> dict[str, float]:
+    """How well repeats pin down a ratio: the interval over repeats, not within runs.
+
+    ``ratios`` are one scenario's per-repeat ratios (e.g. the A/A ratio of (a2) over
+    (a) of each repeat). The logarithms are treated as a sample: ``mean`` is their
+    geometric mean, ``half`` the half-width of the 95 % t interval around it as a
+    fraction (0.02: ±2 %), ``sd`` the standard deviation of the logs, and ``needed``
+    the number of repeats at which that spread would give a half-width of ``target``.
+    With fewer than two finite ratios the spread is unknown (NaN).
+
+    >>> r = repeat_interval([1.0, 1.0, 1.0])
+    >>> r["mean"], r["half"], r["needed"]
+    (1.0, 0.0, 2.0)
+    """
+    logs = [math.log(x) for x in ratios if x > 0 and not math.isnan(x)]
+    n = len(logs)
+    nan = math.nan
+    if n == 0:
+        return {"n": 0.0, "mean": nan, "half": nan, "sd": nan, "needed": nan}
+    mean = sum(logs) / n
+    if n < 2:
+        return {"n": 1.0, "mean": math.exp(mean), "half": nan, "sd": nan, "needed": nan}
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
+    half = math.exp(t95(n - 1) * sd / math.sqrt(n)) - 1.0
+    goal = math.log1p(target)
+    needed = 2
+    while needed < 100_000 and t95(needed - 1) * sd / math.sqrt(needed) > goal:
+        needed += 1
+    return {"n": float(n), "mean": math.exp(mean), "half": half, "sd": sd, "needed": float(needed)}
+
+
+def io_scheduler(path: str | os.PathLike[str]) -> str:
+    """The block I/O scheduler of the device holding ``path`` (``""`` when unknown).
+
+    It decides whether the idle I/O class means anything: ``none`` ignores I/O
+    priorities, ``mq-deadline`` and ``bfq`` honour them.
+    """
+    st = os.stat(path)
+    dev = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+    for queue in (dev / "queue", dev.resolve().parent / "queue"):
+        try:
+            text = (queue / "scheduler").read_text()
+        except OSError:
+            continue
+        chosen = [w[1:-1] for w in text.split() if w.startswith("[")]
+        return chosen[0] if chosen else text.strip()
+    return ""

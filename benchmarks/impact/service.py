@@ -1,14 +1,22 @@
 """Production: a small HTTP service on 127.0.0.1 (its own process).
 
-Each ``GET /work`` mixes CPU work (SHA-256 over 64 KiB, a JSON round trip of about
-4 KB) with random 4 KiB reads from the data set, uncached (O_DIRECT where the file
-system allows it, else the pages are dropped after each read). ``GET /metrics``
+What each ``GET /work`` does is the production *profile* (``--profile``):
+
+* ``mixed`` (the default): CPU work (SHA-256 over 64 KiB, a JSON round trip of about
+  4 KB) and 4 random 4 KiB reads from the data set;
+* ``cpu``: SHA-256 over 2 MiB and the JSON round trip, no reads: a backup can harm
+  it only through the CPU;
+* ``disk``: 8 random 4 KiB reads and a small JSON answer, no hashing: a backup harms it
+  mostly through the disk queue.
+
+The reads are uncached (O_DIRECT where the file system allows it, else the pages are
+dropped after each read), so they really reach the disk. ``GET /metrics``
 exposes the latency of every request served as a Prometheus histogram
 (``http_request_duration_seconds``), so a backup can read production's own rolling
 p95 with :class:`wedguard.sources.ServiceLatencySource`.
 
-Run: ``python service.py --data FILE --ready FILE`` (the port is written to the ready
-file once the server listens). It serves until SIGTERM.
+Run: ``python service.py --data FILE --ready FILE [--profile cpu]`` (the port is
+written to the ready file once the server listens). It serves until SIGTERM.
 """
 
 from __future__ import annotations
@@ -31,6 +39,13 @@ import harness
 
 READS_PER_REQUEST = 4
 HASH_BYTES = 64 * 1024
+
+PROFILES: dict[str, dict[str, int]] = {
+    "mixed": {"hash": HASH_BYTES, "reads": READS_PER_REQUEST, "json": 1},
+    "cpu": {"hash": 2 << 20, "reads": 0, "json": 1},
+    "disk": {"hash": 0, "reads": 8, "json": 0},
+}
+"""Per profile: bytes hashed, random 4 KiB reads and whether the JSON round trip runs."""
 
 
 class Histogram:
@@ -73,7 +88,15 @@ class Histogram:
 class Production:
     """The work one request does; shared by the handler threads."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, profile: str = "mixed") -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"profile={profile!r}: one of {', '.join(PROFILES)}")
+        self.profile = profile
+        self.hash_bytes = PROFILES[profile]["hash"]
+        self.reads_per_request = PROFILES[profile]["reads"]
+        self.json_trip = bool(PROFILES[profile]["json"])
+        self.reads = 0  # block reads done so far
+        self.hashed = 0  # bytes hashed so far
         self.fd, self.direct = harness.open_uncached(data)
         self.blocks = os.fstat(self.fd).st_size // harness.BLOCK
         self.local = threading.local()
@@ -86,20 +109,24 @@ class Production:
                 for i in range(48)
             ],
         }
-        self.payload = os.urandom(HASH_BYTES)
+        self.payload = os.urandom(max(1, self.hash_bytes))
 
     def work(self) -> bytes:
         buf = getattr(self.local, "buf", None)
         if buf is None:
             buf = self.local.buf = mmap.mmap(-1, harness.BLOCK)
         rng = random.random
-        digest = hashlib.sha256(self.payload)
-        for _ in range(READS_PER_REQUEST):
+        digest = hashlib.sha256(self.payload if self.hash_bytes else b"")
+        self.hashed += self.hash_bytes
+        for _ in range(self.reads_per_request):
             block = int(rng() * self.blocks)
             os.preadv(self.fd, [buf], block * harness.BLOCK)
             if not self.direct:
                 harness.drop_pages(self.fd, block * harness.BLOCK, harness.BLOCK)
             digest.update(buf[:64])
+        self.reads += self.reads_per_request
+        if not self.json_trip:
+            return json.dumps({"ok": True, "digest": digest.hexdigest()}).encode()
         doc = json.loads(json.dumps(self.doc))
         doc["digest"] = digest.hexdigest()
         return json.dumps({"ok": True, "digest": doc["digest"], "n": len(doc["guests"])}).encode()
@@ -137,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--ready", required=True, type=Path)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="mixed")
     args = p.parse_args(argv)
     prio = harness.reset_priority()
-    prod = Production(args.data)
+    prod = Production(args.data, args.profile)
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(prod))
     server.daemon_threads = True
     server.request_queue_size = 256
@@ -148,7 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    info = {"port": server.server_address[1], "pid": os.getpid(), "direct": prod.direct, **prio}
+    info = {
+        "port": server.server_address[1],
+        "pid": os.getpid(),
+        "direct": prod.direct,
+        "profile": prod.profile,
+        **prio,
+    }
     tmp = args.ready.with_suffix(".tmp")
     tmp.write_text(json.dumps(info))
     tmp.replace(args.ready)
