@@ -41,6 +41,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from _previous import checkout
+
 TOP = Path(__file__).resolve().parent.parent
 SRC = str(TOP / "src")
 RATE = 40_000_000
@@ -147,14 +149,6 @@ def start_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
         except redis.RedisError:
             time.sleep(0.02)
     return proc, f"redis://127.0.0.1:{port}/0"
-
-
-def checkout(ref: str, into: str) -> str:
-    archive = subprocess.run(
-        ["git", "-C", str(TOP), "archive", ref, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
-    return str(Path(into) / "src")
 
 
 def run(code: str, src: str) -> str:

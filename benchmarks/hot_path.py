@@ -24,6 +24,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _previous import checkout
+
 SETUP = {
     "bucket": "import wedguard as wg; b = wg.TokenBucketThrottler(1e15, burst=1e14)",
 }
@@ -48,15 +50,6 @@ def once(case: str, src: str, number: int) -> float:
         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": src},
     )  # fmt: skip
     return float(out.stdout)
-
-
-def checkout(ref: str, into: str) -> str:
-    top = Path(__file__).resolve().parent.parent
-    archive = subprocess.run(
-        ["git", "-C", str(top), "archive", ref, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
-    return str(Path(into) / "src")
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _previous import checkout
+
 HEAVY = ("sqlite3", "subprocess", "psutil", "asyncio", "threading", "ssl", "email",
          "matplotlib", "redis", "psycopg")  # fmt: skip
 CASES = {  # results key: code timed
@@ -45,16 +47,6 @@ def once(code: str, src: str = SRC) -> float:
         capture_output=True, text=True, check=True, env=env,
     )  # fmt: skip
     return float(out.stdout)
-
-
-def checkout(ref: str, into: str) -> str:
-    """The ``src`` folder of commit ``ref``, unpacked under ``into``."""
-    top = Path(__file__).resolve().parent.parent
-    archive = subprocess.run(
-        ["git", "-C", str(top), "archive", ref, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
-    return str(Path(into) / "src")
 
 
 def main() -> None:
