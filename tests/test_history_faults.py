@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import wedguard as wg
 from fault_helpers import can_mount, fill, remount, tmpfs
 from wedguard.alerts import Alert
 from wedguard.history import HistoryError, HistorySink, MetricsStore
@@ -334,3 +335,25 @@ def test_wall_clock_jumps_lose_and_duplicate_no_row(tmp_path: Path) -> None:
     assert history.flush()
     history.close()
     assert sorted(stored(path)) == sorted(expected)
+
+
+def test_the_configuration_file_sets_the_backlog_and_its_retries(tmp_path: Path) -> None:
+    """[history] backlog, retry and retry_max reach the HistorySink; a retry longer
+    than its maximum is refused by the check, not at run time."""
+    from wedguard.config import load_config
+
+    path = tmp_path / "wedguard.toml"
+    db = tmp_path / "history.db"
+    path.write_text(
+        f'sources = []\n[history]\npath = "{db}"\nbacklog = 500\nretry = "2s"\nretry_max = "30s"\n'
+    )
+    with load_config(path).assemble(sinks=[]) as built:
+        history = built.history
+        assert history is not None
+        assert (history._backlog_size, history._retry, history._retry_max) == (500, 2.0, 30.0)
+    path.write_text(f'[history]\npath = "{db}"\nretry = "2m"\nretry_max = "30s"\n')
+    with pytest.raises(wg.ConfigError, match=r"history\.retry_max"):
+        load_config(path)
+    path.write_text(f'[history]\npath = "{db}"\nbacklog = 0\n')
+    with pytest.raises(wg.ConfigError, match=r"history\.backlog"):
+        load_config(path)

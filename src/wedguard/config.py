@@ -617,6 +617,9 @@ _HISTORY_SCHEMA: dict[str, Check] = {
     "path": _path,
     "retention": _positive_duration,
     "session_retention": _positive_duration,
+    "backlog": _int(1),
+    "retry": _positive_duration,
+    "retry_max": _positive_duration,
 }
 
 
@@ -1298,6 +1301,12 @@ class Config:
             )
             if "path" not in history:
                 raise ctx.error("history.path", None, "the path of the history database")
+            if history.get("retry", 1.0) > history.get("retry_max", 60.0):
+                raise ctx.error(
+                    "history.retry_max",
+                    format_duration(history.get("retry_max", 60.0)),
+                    f"at least history.retry ({format_duration(history.get('retry', 1.0))})",
+                )
         breaker: dict[str, Any] = {"failure_threshold": 3, "recovery_timeout": 300.0}
         breaker.update(
             _take(ctx, _table(ctx, data.get("breaker", {}), "breaker"), "breaker", _BREAKER_SCHEMA)
