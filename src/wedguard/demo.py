@@ -244,7 +244,10 @@ class _LatencyRecorder:
 def _picture(
     report: SessionReport, out_dir: Path, latency: list[tuple[float, float]], baseline: float
 ) -> Path:
-    """The report picture (PNG) when matplotlib is installed, else an HTML page."""
+    """The report picture (PNG) when matplotlib is installed, else an HTML page.
+
+    A session's times (its timeline and its pause log) are real seconds from its start,
+    the picture's axis: the compressed clock only moves the calendar."""
     from wedguard import report as report_module
 
     options: dict[str, Any] = {
@@ -253,9 +256,7 @@ def _picture(
         "limit": baseline * (1 + _LATENCY_LIMIT),
         "title": "wedguard demo: a compressed day",
     }
-    # the timeline marks each HALT already; the pause log's times are calendar times on
-    # the demo's compressed clock, so they are left out of the picture
-    data = {**report.to_dict(), "pause_log": []}
+    data = report.to_dict()
     try:
         figure = report_module.plot_session(data, **options)
     except report_module.PlotUnavailable:
