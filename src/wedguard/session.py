@@ -886,23 +886,8 @@ class Session:
     def _throttle_slow(self, n: float, ops: int, size: float | None) -> float:
         g = self._guard
         lease = self._lease
-        if lease is not None and ops == 0:
-            # the fleet's shortcut (_take_leased written out: it runs on every chunk)
-            try:
-                if (
-                    g._go
-                    and 0 <= n < _INF
-                    and n is not True
-                    and n is not False
-                    and g._now() < g._expires
-                    and lease.try_acquire(n)
-                ):
-                    if g._bytes.try_acquire(n):
-                        self._bytes += n
-                        return 0.0
-                    lease.untake(n)
-            except TypeError:  # n is not a number: _check_units says so
-                pass
+        if lease is not None and ops == 0 and self._take_leased(lease, n):
+            return 0.0
         _check_units(n, ops, size)
         p = _Pending(n, ops, size)
         leased = bool(g._fleet_leases)
