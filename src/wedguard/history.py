@@ -2040,12 +2040,16 @@ class HistorySink:
         except ConfigError:
             raise  # a programming error, not a broken file
         except WedguardError as exc:
-            if getattr(exc, "transient", False):
-                self._trouble(exc)
-            else:
-                self._switch_off(exc)
+            self._fault(exc)
             return False
         return True
+
+    def _fault(self, exc: WedguardError) -> None:
+        """A store error: retried later when it can pass, else history switches off."""
+        if getattr(exc, "transient", False):
+            self._trouble(exc)
+        else:
+            self._switch_off(exc)
 
     def _submit(self, op: str, payload: Any, at: datetime) -> None:
         with self._lock:
@@ -2085,10 +2089,7 @@ class HistorySink:
             except ConfigError:
                 pass  # a malformed row is dropped, history stays on
             except WedguardError as exc:
-                if getattr(exc, "transient", False):
-                    self._trouble(exc)
-                else:
-                    self._switch_off(exc)
+                self._fault(exc)
                 return False
             except (sqlite3.Error, OSError) as exc:
                 self._trouble(HistoryError(store.path, str(exc), transient=True))
