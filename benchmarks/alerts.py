@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from wedguard.alerts import Alert, AlertDispatcher, Severity
+from wedguard.runtime.alerts import Alert, AlertDispatcher, Severity
 from wedguard.sinks import WebhookSink
 from wedguard.testing import RecordingSink
 

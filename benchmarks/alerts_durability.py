@@ -26,12 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from wedguard.alerts import Alert, AlertDispatcher, Notification, Severity
+from wedguard.runtime.alerts import Alert, AlertDispatcher, Notification, Severity
 from wedguard.testing import RecordingSink
 
 CHILD = """
 import sys
-from wedguard.alerts import Alert, AlertDispatcher, Severity
+from wedguard.runtime.alerts import Alert, AlertDispatcher, Severity
 from wedguard.testing import RecordingSink
 spool, name, durable = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 d = AlertDispatcher(routes={Severity.HIGH: [RecordingSink()]}, group_wait=3600, spool=spool)

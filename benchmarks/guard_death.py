@@ -140,7 +140,7 @@ def one_kill(work: Path, i: int, mode: str, delay: float) -> dict[str, Any]:
 
 def watchdog_cost() -> dict[str, float]:
     sys.path.insert(0, str(SRC))
-    from wedguard.process import _Watchdog
+    from wedguard.io.process import _Watchdog
 
     starts, rss, uss, cpu, startup = [], [], [], [], []
     for _ in range(10):

@@ -18,7 +18,7 @@ seconds of the child's life:
   cheaper pacing that is too bursty would show.
 
 Results go to the JSON file (``--out``) and a table on stdout. To measure older code,
-put its ``wedguard/process.py`` first on ``PYTHONPATH`` and pass ``--label``.
+put its ``wedguard/io/process.py`` first on ``PYTHONPATH`` and pass ``--label``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import wedguard.spool
+import wedguard.sinks.spool
 
 
 def _run(*argv: str) -> bool:
@@ -83,7 +83,7 @@ class SpoolFault:
         self.code = code
         self.on = False
         self.raised = 0
-        real_write, real_fsync = wedguard.spool._os_write, wedguard.spool._fsync
+        real_write, real_fsync = wedguard.sinks.spool._os_write, wedguard.sinks.spool._fsync
 
         def write(fd: int, data: bytes | memoryview) -> int:
             self._check()
@@ -93,8 +93,8 @@ class SpoolFault:
             self._check()
             real_fsync(fd)
 
-        monkeypatch.setattr(wedguard.spool, "_os_write", write)
-        monkeypatch.setattr(wedguard.spool, "_fsync", fsync)
+        monkeypatch.setattr(wedguard.sinks.spool, "_os_write", write)
+        monkeypatch.setattr(wedguard.sinks.spool, "_fsync", fsync)
 
     def _check(self) -> None:
         if self.on:

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import wedguard as wg
-from wedguard.alerts import (
+from wedguard.interfaces import Event
+from wedguard.policy.alerting import (
+    DEFAULT_INHIBIT_RULES,
     Alert,
     AlertPolicy,
     InhibitRule,
@@ -19,7 +21,6 @@ from wedguard.alerts import (
     Route,
     Severity,
 )
-from wedguard.protocols import Event
 from wedguard.testing import FakeClock
 
 HIGH, CRITICAL, LOW, MEDIUM = Severity.HIGH, Severity.CRITICAL, Severity.LOW, Severity.MEDIUM
@@ -258,7 +259,7 @@ def test_inhibited_agrees_with_every_rule_against_every_firing_alert(
     ops: list[tuple[str, Severity | None, str]],
 ) -> None:
     """The inhibiting alerts are looked up once per change; the answer is the plain one."""
-    rules = [*wg.alerts.DEFAULT_INHIBIT_RULES, InhibitRule({"team": "db"}, {}, equal=())]
+    rules = [*DEFAULT_INHIBIT_RULES, InhibitRule({"team": "db"}, {}, equal=())]
     c = core(FakeClock(), inhibit_rules=rules)
     for key, sev, session in ops:
         if sev is None:

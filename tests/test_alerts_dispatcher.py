@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wedguard as wg
-from wedguard._delivery import AsyncDelivery, DeliveryError, backoff_delay
-from wedguard.alerts import Alert, AlertDispatcher, Notification, Severity
-from wedguard.spool import Spool
+from wedguard.runtime.alerts import Alert, AlertDispatcher, Notification, Severity
+from wedguard.sinks._delivery import AsyncDelivery, DeliveryError, backoff_delay
+from wedguard.sinks.spool import Spool
 from wedguard.testing import FakeClock, RecordingSink
 
 HIGH, CRITICAL, LOW, MEDIUM = Severity.HIGH, Severity.CRITICAL, Severity.LOW, Severity.MEDIUM
@@ -432,7 +432,7 @@ def test_overflow_property_lowest_severity_goes_first(severities: list[Severity]
 
 CRASHING_CHILD = """
 import os, sys, time
-from wedguard.alerts import Alert, AlertDispatcher, Severity
+from wedguard.runtime.alerts import Alert, AlertDispatcher, Severity
 from wedguard.testing import RecordingSink
 spool = sys.argv[1]
 d = AlertDispatcher(routes={Severity.HIGH: [RecordingSink()]}, group_wait=3600, spool=spool)

@@ -8,9 +8,10 @@ import importlib
 import pytest
 
 MODULES = [
-    "wedguard.alerts",
-    "wedguard.spool",
-    "wedguard._delivery",
+    "wedguard.policy.alerting",
+    "wedguard.runtime.alerts",
+    "wedguard.sinks.spool",
+    "wedguard.sinks._delivery",
     "wedguard.sinks._common",
     "wedguard.sinks.logging",
     "wedguard.sinks.jsonl",

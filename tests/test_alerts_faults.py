@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from fault_helpers import FullDisk, SpoolFault, can_mount, full_disk, remount, tmpfs
-from wedguard.alerts import SPOOL_ALERT_KEY, Alert, AlertDispatcher, Notification, Severity
 from wedguard.errors import ConfigError
-from wedguard.spool import Spool
+from wedguard.runtime.alerts import SPOOL_ALERT_KEY, Alert, AlertDispatcher, Notification, Severity
+from wedguard.sinks.spool import Spool
 from wedguard.testing import FakeClock, RecordingSink
 
 __all__ = ["full_disk"]  # the fixture, imported to be used
@@ -212,7 +212,7 @@ def test_durable_needs_a_spool() -> None:
 # SIGKILLs it as soon as it has read that line for 1 to 5 alerts.
 FORKER = """
 import os, sys
-from wedguard.alerts import Alert, AlertDispatcher, Severity
+from wedguard.runtime.alerts import Alert, AlertDispatcher, Severity
 from wedguard.testing import RecordingSink
 
 def child(n, spool):

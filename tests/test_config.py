@@ -488,7 +488,7 @@ def test_the_docstring_examples_run(name: str) -> None:
 
 
 def test_a_control_socket_from_the_file(tmp_path: Path) -> None:
-    from wedguard.control import send_command
+    from wedguard.runtime.control_socket import send_command
 
     sock = tmp_path / "wg.sock"
     config = load_config(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import wedguard as wg
-from wedguard.control import COMMANDS, ControlServer, send_command
+from wedguard.runtime.control_socket import COMMANDS, ControlServer, send_command
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets")
 

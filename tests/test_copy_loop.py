@@ -1,4 +1,4 @@
-"""The one copy loop (wedguard.copy.copy_stream) under adversarial sources and destinations.
+"""The one copy loop (wedguard.io.copy.copy_stream) under adversarial sources and destinations.
 
 Every copying path (guard.copyfileobj, Session.copyfileobj, guard.pipe, GuardedFile.write,
 wedguard copy) goes through copy_stream. The generated suite below runs
@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wedguard as wg
-import wedguard.copy
-from wedguard.copy import MAX_IDLE_WRITES, copy_stream, keeps_nothing
-from wedguard.session import SlotTimeout
+import wedguard.io.copy
+from wedguard.io.copy import MAX_IDLE_WRITES, copy_stream, keeps_nothing
+from wedguard.runtime.session import SlotTimeout
 from wedguard.testing import FakeClock, RecordingSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -825,7 +825,7 @@ def test_cli_copy_counts_one_operation_per_file_and_every_byte(tmp_path: Path) -
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(wedguard.copy, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(wedguard.io.copy, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
 

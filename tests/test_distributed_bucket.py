@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from conftest_redis import RedisServer, key, own_redis_server, redis_server
 from wedguard import ConfigError, ThrottleTimeout, TokenBucketThrottler
-from wedguard.protocols import Throttler
+from wedguard.interfaces import Throttler
 from wedguard.testing import FakeClock, RecordingSink
 
 pytest.importorskip("redis")

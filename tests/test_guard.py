@@ -839,7 +839,7 @@ def test_protect_and_wrap_join_the_session_they_run_in(clock: FakeClock) -> None
         return len(data)
 
     with guard.session("outer", slot_timeout=1) as s:
-        assert wg.session.current_session() is s
+        assert wg.current_session() is s
         assert upload(b"x" * 100) == 100
         out = io.BytesIO()
         guard.copyfileobj(io.BytesIO(b"y" * 50), out)
@@ -848,7 +848,7 @@ def test_protect_and_wrap_join_the_session_they_run_in(clock: FakeClock) -> None
             assert f.session is s
         assert s.report().bytes == 175
         assert s.report().ops == 1
-    assert wg.session.current_session() is None
+    assert wg.current_session() is None
     assert upload(b"x") == 1  # outside: a session of its own
 
 

@@ -7,13 +7,14 @@ import doctest
 import pytest
 
 import wedguard.decision
-import wedguard.fileobj
-import wedguard.guard
-import wedguard.session
+import wedguard.io.fileobj
+import wedguard.runtime.guard
+import wedguard.runtime.session
 
 
 @pytest.mark.parametrize(
-    "module", [wedguard.guard, wedguard.session, wedguard.decision, wedguard.fileobj]
+    "module",
+    [wedguard.runtime.guard, wedguard.runtime.session, wedguard.decision, wedguard.io.fileobj],
 )
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]

@@ -167,7 +167,7 @@ def test_the_breaker_alert_survives_an_exit_right_after_it(tmp_path: Path, mode:
 
 
 def test_a_guard_used_again_after_close_is_closed_at_exit_again() -> None:
-    from wedguard import _atexit
+    from wedguard.runtime import at_exit as _atexit
 
     guard = busy_guard(RecordingSink())
     assert guard in _atexit._open

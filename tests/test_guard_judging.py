@@ -328,7 +328,7 @@ def test_jsonl_events_carry_what_was_not_judged(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["wedguard._watch", "wedguard.policy.impact", "wedguard.policy.control"]
+    "name", ["wedguard.runtime.watch", "wedguard.policy.impact", "wedguard.policy.controllers"]
 )
 def test_docstring_examples(name: str) -> None:
     import doctest

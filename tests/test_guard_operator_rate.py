@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import wedguard as wg
 from guard_helpers import KeyAnalyzer
-from wedguard.control import send_command
+from wedguard.runtime.control_socket import send_command
 from wedguard.testing import FakeClock
 
 MB = 1_000_000

@@ -18,8 +18,8 @@ import pytest
 
 import wedguard as wg
 from fault_helpers import can_mount, fill, remount, tmpfs
-from wedguard.alerts import Alert
 from wedguard.history import HistoryError, HistorySink, MetricsStore
+from wedguard.policy.alerting import Alert
 from wedguard.testing import FakeClock
 
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=timezone.utc)

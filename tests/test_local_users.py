@@ -27,7 +27,7 @@ import pytest
 
 import wedguard as wg
 import wedguard._fs as fs
-import wedguard.control as control
+import wedguard.runtime.control_socket as control
 from wedguard.cli import _StatusFile, main
 from wedguard.testing import FakeClock, RecordingSink
 

@@ -64,7 +64,7 @@ def test_import_loads_nothing_heavy() -> None:
     """`import wedguard` loads none of sqlite3, subprocess, psutil, asyncio or an extra
     until a name that needs them is used (the package's names are imported lazily)."""
     heavy = ("sqlite3", "subprocess", "psutil", "asyncio", "threading", "ssl", "email",
-             "matplotlib", "redis", "psycopg", "wedguard.guard")  # fmt: skip
+             "matplotlib", "redis", "psycopg", "wedguard.runtime.guard")  # fmt: skip
     code = (
         "import sys, wedguard; wedguard.parse_rate('10MB/s'); wedguard.ConfigError;"
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
@@ -72,7 +72,7 @@ def test_import_loads_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
     used = subprocess.run(
-        [sys.executable, "-c", "import sys, wedguard; wedguard.Guard; print('wedguard.guard' in sys.modules)"],
+        [sys.executable, "-c", "import sys, wedguard; wedguard.Guard; print('wedguard.runtime.guard' in sys.modules)"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert used.stdout.strip() == "True"

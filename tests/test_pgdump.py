@@ -26,8 +26,8 @@ import pytest
 
 import wedguard as wg
 from conftest_postgres import APP_PASSWORD, APP_USER, PostgresServer, postgres_server
+from wedguard.io.stream import CommandFailed
 from wedguard.sources import PostgresSource
-from wedguard.stream import CommandFailed
 
 __all__ = ["postgres_server"]
 

@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 import wedguard as wg
+from wedguard.io.process import GuardedProcess, _CgroupFreezer, run_guarded
 from wedguard.levels import Level
-from wedguard.process import GuardedProcess, _CgroupFreezer, run_guarded
 from wedguard.testing import RecordingSink
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals")
@@ -502,7 +502,7 @@ def run():
         forward_signals=False,
     )
 threading.Thread(target=run, daemon=True).start()
-from wedguard.process import guarded_children
+from wedguard.io.process import guarded_children
 while not guarded_children(guard) or not guarded_children(guard)[0].stopped:
     time.sleep(0.01)
 print(guarded_children(guard)[0].pid, flush=True)
@@ -597,7 +597,7 @@ def test_termination_signals_are_forwarded_after_resuming(writer: Path, tmp_path
     pid: list[int] = []
 
     def later() -> None:
-        from wedguard.process import guarded_children
+        from wedguard.io.process import guarded_children
 
         wait_for(lambda: bool(guarded_children(guard)))
         child = guarded_children(guard)[0]
@@ -678,7 +678,7 @@ def test_run_rejects_conflicting_arguments() -> None:
 def test_forced_cgroup_freezer_without_cgroup_v2_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("wedguard.process.CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr("wedguard.io.process.CGROUP_ROOT", tmp_path)
 
     def unavailable(pid: int, root: Path = tmp_path) -> _CgroupFreezer:
         raise OSError("no cgroup v2 hierarchy")
@@ -740,7 +740,7 @@ def test_leaving_the_with_block_waits_for_the_child(writer: Path) -> None:
 def test_a_handler_left_behind_passes_signals_to_the_previous_one(writer: Path) -> None:
     """Children closed from another thread cannot restore the handlers; a signal then
     goes to the handler that was there before, never into a void."""
-    import wedguard.process as process
+    import wedguard.io.process as process
 
     got: list[int] = []
     previous = signal.signal(signal.SIGHUP, lambda signum, frame: got.append(signum))

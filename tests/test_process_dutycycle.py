@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from wedguard import ConfigError
-from wedguard.process import DutyCycle
+from wedguard.io.process import DutyCycle
 
 rates = st.floats(min_value=1.0, max_value=1e9, allow_nan=False)
 steps = st.lists(

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 import wedguard as wg
-from wedguard.process import _SignalFreezer, children_of, descendant_pids
+from wedguard.io.process import _SignalFreezer, children_of, descendant_pids
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals")
 

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import wedguard.redact
-from wedguard._delivery import redact
 from wedguard.redact import (
     MASK,
     is_sensitive_name,
@@ -22,6 +21,7 @@ from wedguard.redact import (
     redact_url,
     url_has_secret,
 )
+from wedguard.sinks._delivery import redact
 
 # secrets made of characters that survive in a URL unescaped, long enough to be unique
 secrets = st.text(string.ascii_letters + string.digits + "-_.~", min_size=8, max_size=40).map(

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 import wedguard as wg
 from conftest_s3 import FaultProxy, Request, fault_proxy, s3_client, s3_endpoint
-from wedguard.s3 import (
+from wedguard.io.s3 import (
     MIN_PART_SIZE,
     SourceChangedError,
     abort_upload,
@@ -255,7 +255,7 @@ def test_breaker_wrapping_upload_file_counts_whole_transfers(
     assert stored_sha256(client, bucket, "photos.tar") == digest
 
 
-# -- 3. resumable multipart uploads (wedguard.s3.upload_file) ---------------------------
+# -- 3. resumable multipart uploads (wedguard.io.s3.upload_file) ---------------------------
 
 
 def uploads_in_progress(client: Any, bucket: str) -> list[str]:
@@ -607,7 +607,7 @@ def test_a_trial_request_stopped_before_it_was_sent_gives_the_place_back(
 def test_a_cutoff_ends_the_tree_copy_instead_of_failing_every_file(tmp_path: Path) -> None:
     """The session's cutoff inside one file's upload used to be listed as that file's
     failure, and the copy went on to fail the next file the same way."""
-    from wedguard.s3 import S3CopyJob
+    from wedguard.io.s3 import S3CopyJob
 
     class Client:  # answers as S3 does, keeps nothing
         def head_object(self, **kwargs: Any) -> dict[str, Any]:

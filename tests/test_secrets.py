@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from conftest_redis import RedisServer, own_redis_server
-from wedguard.alerts import Alert, Severity
 from wedguard.config import load_config
 from wedguard.errors import ConfigError
+from wedguard.policy.alerting import Alert, Severity
 from wedguard.sinks import DeliveryError, Secret, SlackSink, SmtpSink, WebhookSink
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")

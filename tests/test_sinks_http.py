@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import wedguard as wg
-from wedguard.alerts import Alert, AlertDispatcher, Severity
+from wedguard.runtime.alerts import Alert, AlertDispatcher, Severity
 from wedguard.sinks import DeliveryError, SlackSink, WebhookSink, verify_signature
 from wedguard.sinks.webhook import sign_headers
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import wedguard as wg
-from wedguard.alerts import Alert, Notification, Severity
+from wedguard.policy.alerting import Alert, Notification, Severity
 from wedguard.sinks import JsonlSink, LoggingSink, OtelSink, PrometheusSink
 
 
@@ -44,7 +44,7 @@ BREAKER = Ev("breaker", breaker="s3", old="closed", new="open")
 
 def test_import_does_not_pull_optional_dependencies() -> None:
     code = (
-        "import sys, wedguard.sinks, wedguard.alerts;"
+        "import sys, wedguard.sinks, wedguard.runtime.alerts;"
         "print(','.join(m for m in ('prometheus_client', 'opentelemetry', 'aiosmtpd')"
         " if m in sys.modules))"
     )
@@ -266,7 +266,10 @@ def test_otel_metrics_and_span_events() -> None:
     }
     assert points["wedguard.allowed_rate"][0].value == 1_250_000.0
     assert points["wedguard.last_success"][0].value == 1_781_316_000.0
-    assert points["wedguard.alerts"][0].attributes == {"severity": "HIGH", "status": "firing"}
+    assert points["wedguard.alerts"][0].attributes == {
+        "severity": "HIGH",
+        "status": "firing",
+    }
     assert points["wedguard.breaker.transitions"][0].attributes == {
         "breaker": "s3",
         "state": "open",

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import wedguard as wg
-from wedguard.alerts import Alert, Notification, Severity
+from wedguard.policy.alerting import Alert, Notification, Severity
 from wedguard.sinks import SmtpSink
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")

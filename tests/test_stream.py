@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import wedguard as wg
-from wedguard.stream import CommandFailed
+from wedguard.io.stream import CommandFailed
 
 # A producer writing N bytes of a known pattern, in 64 KiB pieces; it records its pid.
 PRODUCER = """

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import wedguard as wg
-from wedguard.policy import throttle as throttle_module
+from wedguard.policy import bucket as throttle_module
 from wedguard.testing import FakeClock
 
 TokenBucketThrottler = wg.TokenBucketThrottler

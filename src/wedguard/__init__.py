@@ -19,17 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     __version__: str
-    from wedguard.alerts import (
-        Alert,
-        AlertDispatcher,
-        AlertPolicy,
-        InhibitRule,
-        Matcher,
-        Notification,
-        Route,
-        Severity,
-        Silence,
-    )
     from wedguard.clock import (
         Clock,
         SystemClock,
@@ -38,7 +27,6 @@ if TYPE_CHECKING:
         Config,
         load_config,
     )
-    from wedguard.control import ControlServer
     from wedguard.decision import Decision
     from wedguard.errors import (
         CircuitOpenError,
@@ -48,8 +36,6 @@ if TYPE_CHECKING:
         ThrottleTimeout,
         WedguardError,
     )
-    from wedguard.fileobj import GuardedFile
-    from wedguard.guard import Guard
     from wedguard.history import (
         HistoryError,
         HistorySink,
@@ -57,9 +43,31 @@ if TYPE_CHECKING:
         RecommendedWindow,
         recommend_windows,
     )
+    from wedguard.interfaces import (
+        Event,
+        Sink,
+        Source,
+        Throttler,
+    )
+    from wedguard.io.fileobj import GuardedFile
+    from wedguard.io.process import (
+        DutyCycle,
+        GuardedProcess,
+        ProcessReport,
+    )
     from wedguard.levels import (
         Level,
         Verdict,
+    )
+    from wedguard.policy.alerting import (
+        Alert,
+        AlertPolicy,
+        InhibitRule,
+        Matcher,
+        Notification,
+        Route,
+        Severity,
+        Silence,
     )
     from wedguard.policy.breaker import (
         BreakerEvent,
@@ -69,13 +77,14 @@ if TYPE_CHECKING:
         CircuitBreaker,
         MemoryBreakerStorage,
     )
+    from wedguard.policy.bucket import TokenBucketThrottler
     from wedguard.policy.calendar import (
         PeakHourCalendar,
         Rule,
         Season,
         Window,
     )
-    from wedguard.policy.control import (
+    from wedguard.policy.controllers import (
         AIMDController,
         LedbatController,
         RateController,
@@ -86,19 +95,10 @@ if TYPE_CHECKING:
         ImpactAnalyzer,
         Thresholds,
     )
-    from wedguard.policy.throttle import TokenBucketThrottler
-    from wedguard.process import (
-        DutyCycle,
-        GuardedProcess,
-        ProcessReport,
-    )
-    from wedguard.protocols import (
-        Event,
-        Sink,
-        Source,
-        Throttler,
-    )
-    from wedguard.session import (
+    from wedguard.runtime.alerts import AlertDispatcher
+    from wedguard.runtime.control_socket import ControlServer
+    from wedguard.runtime.guard import Guard
+    from wedguard.runtime.session import (
         Cutoff,
         CutoffMode,
         CutoffReached,
@@ -108,6 +108,7 @@ if TYPE_CHECKING:
         SessionReport,
         SlotTimeout,
         TimelinePoint,
+        current_session,
     )
     from wedguard.units import (
         format_duration,
@@ -122,10 +123,10 @@ if TYPE_CHECKING:
 # first used (PEP 562), so `import wedguard` loads neither sqlite3, subprocess, psutil
 # nor any optional dependency: a host that only parses a rate pays for nothing else.
 _WHERE: dict[str, str] = {
-    "AIMDController": "wedguard.policy.control",
-    "Alert": "wedguard.alerts",
-    "AlertDispatcher": "wedguard.alerts",
-    "AlertPolicy": "wedguard.alerts",
+    "AIMDController": "wedguard.policy.controllers",
+    "Alert": "wedguard.policy.alerting",
+    "AlertDispatcher": "wedguard.runtime.alerts",
+    "AlertPolicy": "wedguard.policy.alerting",
     "Assessment": "wedguard.policy.impact",
     "Baseline": "wedguard.policy.impact",
     "BreakerEvent": "wedguard.policy.breaker",
@@ -137,50 +138,51 @@ _WHERE: dict[str, str] = {
     "Clock": "wedguard.clock",
     "Config": "wedguard.config",
     "ConfigError": "wedguard.errors",
-    "ControlServer": "wedguard.control",
-    "Cutoff": "wedguard.session",
-    "CutoffMode": "wedguard.session",
-    "CutoffReached": "wedguard.session",
-    "DeadlineError": "wedguard.session",
+    "ControlServer": "wedguard.runtime.control_socket",
+    "Cutoff": "wedguard.runtime.session",
+    "current_session": "wedguard.runtime.session",
+    "CutoffMode": "wedguard.runtime.session",
+    "CutoffReached": "wedguard.runtime.session",
+    "DeadlineError": "wedguard.runtime.session",
     "Decision": "wedguard.decision",
-    "DutyCycle": "wedguard.process",
+    "DutyCycle": "wedguard.io.process",
     "EmergencyStop": "wedguard.errors",
-    "Event": "wedguard.protocols",
-    "Guard": "wedguard.guard",
-    "GuardedFile": "wedguard.fileobj",
-    "GuardedProcess": "wedguard.process",
+    "Event": "wedguard.interfaces",
+    "Guard": "wedguard.runtime.guard",
+    "GuardedFile": "wedguard.io.fileobj",
+    "GuardedProcess": "wedguard.io.process",
     "HistoryError": "wedguard.history",
     "HistorySink": "wedguard.history",
     "HoldTimeout": "wedguard.errors",
     "ImpactAnalyzer": "wedguard.policy.impact",
-    "InhibitRule": "wedguard.alerts",
-    "LedbatController": "wedguard.policy.control",
+    "InhibitRule": "wedguard.policy.alerting",
+    "LedbatController": "wedguard.policy.controllers",
     "Level": "wedguard.levels",
-    "Matcher": "wedguard.alerts",
+    "Matcher": "wedguard.policy.alerting",
     "MemoryBreakerStorage": "wedguard.policy.breaker",
     "MetricsStore": "wedguard.history",
-    "Notification": "wedguard.alerts",
-    "Pause": "wedguard.session",
+    "Notification": "wedguard.policy.alerting",
+    "Pause": "wedguard.runtime.session",
     "PeakHourCalendar": "wedguard.policy.calendar",
-    "ProcessReport": "wedguard.process",
-    "RateController": "wedguard.policy.control",
+    "ProcessReport": "wedguard.io.process",
+    "RateController": "wedguard.policy.controllers",
     "RecommendedWindow": "wedguard.history",
-    "Route": "wedguard.alerts",
+    "Route": "wedguard.policy.alerting",
     "Rule": "wedguard.policy.calendar",
     "Season": "wedguard.policy.calendar",
-    "Session": "wedguard.session",
-    "SessionReport": "wedguard.session",
-    "Severity": "wedguard.alerts",
-    "Silence": "wedguard.alerts",
-    "Sink": "wedguard.protocols",
-    "SlotTimeout": "wedguard.session",
-    "Source": "wedguard.protocols",
+    "Session": "wedguard.runtime.session",
+    "SessionReport": "wedguard.runtime.session",
+    "Severity": "wedguard.policy.alerting",
+    "Silence": "wedguard.policy.alerting",
+    "Sink": "wedguard.interfaces",
+    "SlotTimeout": "wedguard.runtime.session",
+    "Source": "wedguard.interfaces",
     "SystemClock": "wedguard.clock",
     "Thresholds": "wedguard.policy.impact",
     "ThrottleTimeout": "wedguard.errors",
-    "Throttler": "wedguard.protocols",
-    "TimelinePoint": "wedguard.session",
-    "TokenBucketThrottler": "wedguard.policy.throttle",
+    "Throttler": "wedguard.interfaces",
+    "TimelinePoint": "wedguard.runtime.session",
+    "TokenBucketThrottler": "wedguard.policy.bucket",
     "Verdict": "wedguard.levels",
     "WedguardError": "wedguard.errors",
     "Window": "wedguard.policy.calendar",
@@ -282,6 +284,7 @@ __all__ = [
     "WedguardError",
     "Window",
     "__version__",
+    "current_session",
     "format_duration",
     "format_rate",
     "format_size",

@@ -20,7 +20,7 @@ command's code through. Errors are one line on stderr; ``--debug`` adds the trac
 Guards started by this command (``copy``, ``run``, ``demo``) share a run directory
 (``$WEDGUARD_RUN_DIR``, else ``$XDG_RUNTIME_DIR/wedguard``, else
 ``<tmp>/wedguard-<uid>``): the default stop file lives there, and each guard keeps a
-status file and serves its control socket (:mod:`wedguard.control`) there, which
+status file and serves its control socket (:mod:`wedguard.runtime.control_socket`) there, which
 ``status``, ``stop``, ``resume`` and ``throttle`` use. The run directory is created
 mode 0700; one that exists must be the user's own and private (mode 0700, not a link),
 else the command refuses it (exit code 2). Files in it are never opened through a
@@ -59,10 +59,10 @@ from typing import IO, Any
 from wedguard import _checks, _fs
 from wedguard.config import Built, Config, load_config
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
-from wedguard.guard import MIN_RATE, Guard
 from wedguard.levels import Level
 from wedguard.redact import redact_arg, redact_argv, redact_text
-from wedguard.session import Session
+from wedguard.runtime.guard import MIN_RATE, Guard
+from wedguard.runtime.session import Session
 from wedguard.units import format_duration, format_rate, format_size, parse_rate
 
 __all__ = [
@@ -446,7 +446,7 @@ class _CopyJob:
         self.copied += 1
 
     def _copy_data(self, src: Path, tmp: Path, st: os.stat_result) -> None:
-        from wedguard.copy import copy_stream
+        from wedguard.io.copy import copy_stream
 
         with open(src, "rb") as fin, open(tmp, "wb") as fout:
             # one operation per file, counted with its first chunk
@@ -603,7 +603,7 @@ def _summary(job: _CopyJob, report: Any) -> str:
 
 def _s3_job(session: Session, guard: Guard, url: str) -> Any:
     """The copy job for an ``s3://bucket/prefix`` destination (extra ``s3``)."""
-    from wedguard import s3
+    from wedguard.io import s3
 
     s3.parse_url(url)  # a bad URL is a usage error before anything starts
     try:
@@ -827,7 +827,7 @@ def _sockets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def _tell(path: str, line: str) -> dict[str, Any]:
     """Send ``json <line>`` to a control socket; the JSON reply (``ok`` False on failure)."""
-    from wedguard.control import UntrustedPeerError, send_command
+    from wedguard.runtime.control_socket import UntrustedPeerError, send_command
 
     try:
         reply = send_command(path, f"json {line}", timeout=5.0)
@@ -1460,7 +1460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((i for i, a in enumerate(argv) if a != "--debug"), None)
     if first is not None and argv[first] == "pipe":  # the filter parses its own options
-        from wedguard.process import pipe_main
+        from wedguard.io.process import pipe_main
 
         rest = argv[first + 1 :]
         return pipe_main(rest[1:] if rest[:1] == ["--"] else rest)

@@ -53,18 +53,18 @@ from typing import Any
 import attrs
 
 from wedguard import _checks, _fs
-from wedguard.alerts import AlertDispatcher, Severity
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
-from wedguard.guard import MAX_INTERVAL, MAX_SLOT_TIMEOUT, MIN_INTERVAL, MIN_RATE, Guard
+from wedguard.interfaces import Sink, Source
 from wedguard.levels import Level
 from wedguard.policy.breaker import CircuitBreaker
 from wedguard.policy.calendar import PeakHourCalendar
-from wedguard.policy.control import AIMDController, LedbatController
+from wedguard.policy.controllers import AIMDController, LedbatController
 from wedguard.policy.impact import ImpactAnalyzer, Thresholds
-from wedguard.priority import check_nice
-from wedguard.protocols import Sink, Source
 from wedguard.redact import redact_url, url_has_secret
+from wedguard.runtime.alerts import AlertDispatcher, Severity
+from wedguard.runtime.guard import MAX_INTERVAL, MAX_SLOT_TIMEOUT, MIN_INTERVAL, MIN_RATE, Guard
+from wedguard.runtime.priority import check_nice
 from wedguard.units import (
     format_duration,
     format_rate,

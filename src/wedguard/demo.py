@@ -46,12 +46,12 @@ from typing import IO, Any
 from wedguard.cli import _CopyJob, _default_stop_file, _Progress, _status_dir, _StatusFile
 from wedguard.clock import SystemClock
 from wedguard.errors import EmergencyStop, WedguardError
-from wedguard.guard import Guard
+from wedguard.interfaces import Event
 from wedguard.policy.calendar import PeakHourCalendar
-from wedguard.policy.control import AIMDController
+from wedguard.policy.controllers import AIMDController
 from wedguard.policy.impact import ImpactAnalyzer, Thresholds
-from wedguard.protocols import Event
-from wedguard.session import SessionReport
+from wedguard.runtime.guard import Guard
+from wedguard.runtime.session import SessionReport
 from wedguard.units import format_rate, format_size
 
 __all__ = ["DEMO_RULES", "CompressedClock", "ProductionService", "run_demo"]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
 from wedguard.errors import ConfigError
-from wedguard.protocols import Event
+from wedguard.interfaces import Event
 
 __all__ = ["FakeClock", "RecordingSink", "ScriptedSource"]
 

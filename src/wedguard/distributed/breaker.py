@@ -27,8 +27,8 @@ from wedguard.distributed.link import (
     _none,
 )
 from wedguard.errors import ConfigError
+from wedguard.interfaces import Sink
 from wedguard.policy.breaker import BreakerRecord, BreakerState
-from wedguard.protocols import Sink
 
 __all__ = ["RedisBreakerStorage"]
 

@@ -29,14 +29,14 @@ from wedguard.distributed.link import (
     _none,
 )
 from wedguard.errors import ConfigError, ThrottleTimeout
-from wedguard.policy.throttle import (
+from wedguard.interfaces import Sink
+from wedguard.policy.bucket import (
     BURST_FLOOR,
     BURST_SPAN,
     TokenBucketThrottler,
     _check_n,
     _check_timeout,
 )
-from wedguard.protocols import Sink
 from wedguard.units import parse_rate
 
 __all__ = ["DEFAULT_FALLBACK_SHARE", "RedisTokenBucket"]

@@ -13,7 +13,7 @@ from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, R
 from wedguard.distributed.slots import RedisSlots
 from wedguard.distributed.stop import RedisStopFlag
 from wedguard.errors import ConfigError
-from wedguard.protocols import Sink
+from wedguard.interfaces import Sink
 
 __all__ = ["RedisCoordinator"]
 

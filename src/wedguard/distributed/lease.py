@@ -41,7 +41,7 @@ from typing import Any, Final
 from wedguard.distributed.bucket import RedisTokenBucket
 from wedguard.distributed.link import RedisLink, _check_seconds
 from wedguard.errors import ConfigError
-from wedguard.policy.throttle import _check_n
+from wedguard.policy.bucket import _check_n
 
 __all__ = ["DEFAULT_LEASE_PERIOD", "LeasedBucket"]
 

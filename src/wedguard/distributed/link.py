@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
-from wedguard.alerts import Alert, Severity
 from wedguard.clock import Clock, check_clock
 from wedguard.errors import ConfigError
-from wedguard.protocols import Sink
+from wedguard.interfaces import Sink
+from wedguard.policy.alerting import Alert, Severity
 from wedguard.redact import redact_text, redact_url
 
 try:

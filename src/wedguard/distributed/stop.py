@@ -10,7 +10,7 @@ from typing import Any
 from wedguard.clock import Clock, check_clock
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink
 from wedguard.errors import ConfigError
-from wedguard.protocols import Sink
+from wedguard.interfaces import Sink
 
 __all__ = ["RedisStopFlag"]
 

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from wedguard import _checks
-from wedguard._delivery import AsyncDelivery, DeliveryError, redact
 from wedguard.clock import SYSTEM_CLOCK, Clock, check_clock
 from wedguard.errors import ConfigError
-from wedguard.protocols import Event
+from wedguard.interfaces import Event
+from wedguard.sinks._delivery import AsyncDelivery, DeliveryError, redact
 
 __all__ = [
     "NetworkSink",

@@ -4,7 +4,7 @@
 ``.1`` becomes ``.2``, and so on) and only ``backups`` old files are kept.
 
 >>> import tempfile, os, json
->>> from wedguard.alerts import Alert, Severity
+>>> from wedguard.policy.alerting import Alert, Severity
 >>> path = os.path.join(tempfile.mkdtemp(), "events.jsonl")
 >>> sink = JsonlSink(path, max_bytes="1MiB", backups=3)
 >>> sink.emit(Alert("k", Severity.LOW, "hello"))
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import IO
 
 from wedguard import _checks
-from wedguard._delivery import DeliveryError
 from wedguard.errors import ConfigError
-from wedguard.protocols import Event
+from wedguard.interfaces import Event
+from wedguard.sinks._delivery import DeliveryError
 from wedguard.units import parse_size
 
 __all__ = ["JsonlSink"]
@@ -116,7 +116,7 @@ class JsonlSink:
             logging.getLogger("wedguard.sinks").exception("jsonl: cannot write %s", self.path)
 
     def send(self, event: Event) -> None:
-        """Append ``event`` or raise :class:`~wedguard.alerts.DeliveryError`.
+        """Append ``event`` or raise :class:`~wedguard.runtime.alerts.DeliveryError`.
 
         The alert dispatcher calls this one, so a line that could not be written (a
         full disk) is retried, kept in its spool meanwhile, and ``flush()`` says so.

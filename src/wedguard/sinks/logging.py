@@ -5,7 +5,7 @@ Each record's message is one readable line; its ``extra`` carries ``wedguard_kin
 handlers (JSON formatters, structlog's stdlib bridge) can keep every field.
 
 >>> import logging
->>> from wedguard.alerts import Alert, Severity
+>>> from wedguard.policy.alerting import Alert, Severity
 >>> sink = LoggingSink("wedguard.doc")
 >>> sink.level_for(Alert("k", Severity.HIGH, "slow")) == logging.ERROR
 True
@@ -17,9 +17,9 @@ import logging
 from collections.abc import Mapping
 
 from wedguard import _checks
-from wedguard.alerts import Severity
 from wedguard.errors import ConfigError
-from wedguard.protocols import Event
+from wedguard.interfaces import Event
+from wedguard.policy.alerting import Severity
 from wedguard.sinks._common import event_resolved, event_title
 
 __all__ = ["LoggingSink"]

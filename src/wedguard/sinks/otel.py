@@ -8,7 +8,7 @@ exporters. Instruments (created when the sink is built, never at import):
   epoch) when a session succeeded;
 * ``wedguard.allowed_rate`` (gauge, By/s) from ``decision`` events;
 * ``wedguard.breaker.transitions`` (counter; ``breaker``, ``state``);
-* ``wedguard.alerts`` (counter; ``severity``, ``status``) and
+* ``wedguard.runtime.alerts`` (counter; ``severity``, ``status``) and
   ``wedguard.notifications`` (counter; ``severity``, ``status``).
 
 Alerts, notifications and breaker transitions are also added as events to the current
@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from wedguard.errors import ConfigError
-from wedguard.protocols import Event
+from wedguard.interfaces import Event
 from wedguard.sinks._common import number as _number
 
 __all__ = ["OtelSink"]

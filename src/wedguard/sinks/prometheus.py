@@ -21,7 +21,7 @@ How events map to metrics (by ``event.kind`` and the fields of ``event.to_dict()
 ``OPEN=0, PEAK=1, BLACKOUT=2`` and ``OK=0, THROTTLE=1, HALT=2``.
 
 >>> from prometheus_client import CollectorRegistry, generate_latest
->>> from wedguard.alerts import Alert, Severity
+>>> from wedguard.policy.alerting import Alert, Severity
 >>> registry = CollectorRegistry()
 >>> sink = PrometheusSink(registry=registry)
 >>> sink.emit(Alert("k", Severity.HIGH, "slow"))
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wedguard.errors import ConfigError
+from wedguard.interfaces import Event
 from wedguard.levels import Level, Verdict
-from wedguard.protocols import Event
 from wedguard.sinks._common import number as _number
 
 if TYPE_CHECKING:  # pragma: no cover

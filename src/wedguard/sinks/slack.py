@@ -7,7 +7,7 @@ a bar coloured by severity (blue LOW, yellow MEDIUM, orange HIGH, red CRITICAL, 
 resolved, grey other events).
 
 Examples:
-    >>> from wedguard.alerts import Alert, Severity
+    >>> from wedguard.policy.alerting import Alert, Severity
     >>> sink = SlackSink("https://hooks.slack.com/services/T000/B000/XXXX")
     >>> p = sink.payload(Alert("photos/halt", Severity.CRITICAL, "backup halted"))
     >>> p["text"], p["attachments"][0]["color"]
@@ -22,7 +22,7 @@ from typing import Any
 
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
-from wedguard.protocols import Event
+from wedguard.interfaces import Event
 from wedguard.sinks._common import (
     NetworkSink,
     Secret,

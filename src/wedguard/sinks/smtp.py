@@ -16,10 +16,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from wedguard import _checks
-from wedguard._delivery import DeliveryError, redact
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
-from wedguard.protocols import Event
+from wedguard.interfaces import Event
 from wedguard.sinks._common import (
     NetworkSink,
     Secret,
@@ -28,6 +27,7 @@ from wedguard.sinks._common import (
     event_title,
     resolve_secret,
 )
+from wedguard.sinks._delivery import DeliveryError, redact
 
 __all__ = ["SmtpSink"]
 

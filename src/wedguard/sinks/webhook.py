@@ -37,7 +37,7 @@ from typing import Any, TypeAlias
 from wedguard import _checks
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
-from wedguard.protocols import Event
+from wedguard.interfaces import Event
 from wedguard.sinks._common import NetworkSink, Secret, check_url, dumps, post, resolve_secret
 from wedguard.sinks._common import url_hint as _url_hint
 from wedguard.units import parse_duration
@@ -308,7 +308,7 @@ class WebhookSink(NetworkSink):
         clock: timestamps come from it.
 
     ``emit`` queues; ``send`` posts at once and raises
-    :class:`~wedguard.alerts.DeliveryError` (behind an
+    :class:`~wedguard.runtime.alerts.DeliveryError` (behind an
     :class:`~wedguard.AlertDispatcher`, which calls ``send``).
 
     >>> sink = WebhookSink("https://example.org/hooks/T0KEN", secret="s3cret")

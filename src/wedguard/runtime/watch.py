@@ -3,7 +3,7 @@
 :class:`ProbeWatch` follows the sources' ``"<metric>.error"`` keys from sample to
 sample and says, as log lines, when a probe starts failing, while it keeps failing
 and when it answers again. It is pure: it is told each sample and the time and
-returns ``(level, message)`` pairs; the guard logs them on the ``wedguard.guard``
+returns ``(level, message)`` pairs; the guard logs them on the ``wedguard.runtime.guard``
 logger, so a failing probe shows on the console even when the events go elsewhere.
 
 >>> w = ProbeWatch(repeat=60.0)

@@ -1,0 +1,1 @@
+"""The runtime layer: the only code that blocks, sleeps or starts threads."""
