@@ -47,9 +47,15 @@ from wedguard.policy.alerting import (
     Route,
     Severity,
     Silence,
-    alert_signature,
     check_sinks,
     parse_severity,
+)
+from wedguard.runtime.alert_spool import (
+    DURABLE_PREFIX,
+    SPOOL_ALERT_KEY,
+    UNSENT,
+    SpoolKeeper,
+    check_retry,
 )
 from wedguard.sinks._delivery import AsyncDelivery, DeliveryError
 from wedguard.sinks.spool import Spool
@@ -71,11 +77,7 @@ __all__ = [
 
 log = logging.getLogger("wedguard.alerts")
 
-_UNSENT = "@unsent"  # the spool's "sink" for alerts still waiting for a notification
-_ALERT_PREFIX = "alert:"
-_DURABLE_PREFIX = "fired:"  # an alert written by fire(durable=True), not yet seen
 
-SPOOL_ALERT_KEY = "wedguard/alert-spool"
 """The key of the dispatcher's own alert: its spool cannot be written."""
 
 _FIRE, _RESOLVE, _ACK, _FLUSH = 0, 1, 2, 3
@@ -201,46 +203,10 @@ class AlertDispatcher:
         if not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1:
             raise ConfigError("queue_size", queue_size, "an integer >= 1")
         self._queue_size = queue_size
-        self._forward = (
-            check_sinks(
-                list(_checks.items(forward, "forward", "a list of sinks")),
-                "forward",
-            )
-            if forward
-            else ()
-        )
-        # route name -> sinks
-        self._routes: dict[str, tuple[Sink, ...]] = {}
-        for key, sinks in routes.items():
-            self._routes[parse_severity(key, "routes").name] = check_sinks(sinks, f"routes[{key}]")
-        for name, r in zip(
-            [n for n, _m, _c in self._core._label_routes], label_routes, strict=True
-        ):
-            self._routes[name] = r.sinks
-        # one lane per distinct sink object
-        self._lanes: dict[int, AsyncDelivery[Notification]] = {}
-        self._lane_names: dict[str, AsyncDelivery[Notification]] = {}
-        for sinks in self._routes.values():
-            for s in sinks:
-                if id(s) not in self._lanes:
-                    self._add_lane(s, max_attempts, backoff, backoff_max)
-        if isinstance(spool_retry, bool) or not (
-            isinstance(spool_retry, (int, float)) and 0 < spool_retry < math.inf
-        ):
-            raise ConfigError("spool_retry", spool_retry, "a finite number of seconds > 0")
-        self._spool_retry = float(spool_retry)
-        self._spool_tried = -math.inf
-        self._spool: Spool | None = None
-        if spool is not None:
-            self._spool = (
-                spool
-                if isinstance(spool, Spool)
-                else Spool(_checks.path(spool, "spool", "a spool file path"))
-            )
-        # the spool's own health, told as an alert: appended from any thread, read by
-        # the worker (deque appends and pops are atomic)
-        self._spool_news: deque[OSError | None] = deque()
-        self._spool_alerting = False
+        items = list(_checks.items(forward, "forward", "a list of sinks")) if forward else []
+        self._forward = check_sinks(items, "forward") if items else ()
+        self._routes = _route_table(self._core, routes, label_routes)
+        retry = check_retry(spool_retry)
         self._inbox: list[deque[tuple[int, int, Any]]] = [
             deque() for _ in range(_COMMAND_PRIORITY + 1)
         ]
@@ -249,17 +215,28 @@ class AlertDispatcher:
         self._drop_logged = -math.inf
         self._cond = threading.Condition(threading.Lock())
         self._core_lock = threading.Lock()
-        self._closing = False
-        self._closed = False
+        self._closing = self._closed = False
         self._next_wakeup: float | None = None
         self._input_dropped = 0
         self.notifications = 0
-        self._spooled_alerts: dict[str, tuple[Any, ...]] = {}
-        if self._spool is not None:
-            self._restore(self._spool)
-            self._spool.on_fault = self._spool_fault
-            if self._spool.error is not None:
-                self._spool_news.append(self._spool.error)
+        self._spool: Spool | None = None
+        self._keeper: SpoolKeeper | None = None
+        if spool is not None:
+            self._spool = (
+                spool
+                if isinstance(spool, Spool)
+                else Spool(_checks.path(spool, "spool", "a spool file path"))
+            )
+            self._keeper = SpoolKeeper(self._spool, retry, self._wake)
+        # one lane per distinct sink object
+        self._lanes: dict[int, AsyncDelivery[Notification]] = {}
+        self._lane_names: dict[str, AsyncDelivery[Notification]] = {}
+        for sinks in self._routes.values():
+            for s in sinks:
+                if id(s) not in self._lanes:
+                    self._add_lane(s, max_attempts, backoff, backoff_max)
+        if self._keeper is not None and self._keeper.restore(self._core, self._lane_names):
+            self._next_wakeup = self._core.next_wakeup()
         self._thread = threading.Thread(target=self._run, name="wedguard-alerts", daemon=True)
         self._thread.start()
 
@@ -271,63 +248,9 @@ class AlertDispatcher:
         while name in self._lane_names:
             n += 1
             name = f"{base}#{n}"
-        send = getattr(sink, "send", None)
-        deliver = send if callable(send) else sink.emit
-
-        def done(note: Notification, ok: bool, _name: str = name) -> None:
-            if self._spool is not None:
-                self._spool.done(note.id, _name)
-
-        def dropped(note: Notification) -> None:
-            done(note, False)
-
-        lane: AsyncDelivery[Notification] = AsyncDelivery(
-            deliver,
-            name=name,
-            queue_size=self._queue_size,
-            priority=_note_priority,
-            max_attempts=max_attempts,
-            backoff=backoff,
-            backoff_max=backoff_max,
-            on_done=done,
-            on_drop=dropped,
-            # retries wait real time even when the policy runs on a fake clock
-            clock=SYSTEM_CLOCK,
-        )
+        lane = _lane(sink, name, self._queue_size, self._spool, max_attempts, backoff, backoff_max)
         self._lanes[id(sink)] = lane
         self._lane_names[name] = lane
-
-    def _restore(self, spool: Spool) -> None:
-        restored = refired = 0
-        for nid, sink, data in spool.pending():
-            if sink == _UNSENT:  # an alert that was waiting for its first notification
-                try:
-                    alert = Alert.from_dict(data)
-                except (KeyError, ValueError, TypeError, ConfigError):
-                    spool.done(nid, sink)
-                    continue
-                if nid != _ALERT_PREFIX + alert.key:  # written by fire(durable=True)
-                    spool.add(_ALERT_PREFIX + alert.key, _UNSENT, data)
-                    spool.done(nid, sink)
-                self._core.fire(alert)
-                self._spooled_alerts[alert.key] = alert_signature(alert)
-                refired += 1
-                continue
-            lane = self._lane_names.get(sink)
-            if lane is None:
-                continue  # no such sink now: the record stays in the spool
-            try:
-                note = Notification.from_dict(data)
-            except (KeyError, ValueError, TypeError, ConfigError):
-                spool.done(nid, sink)
-                continue
-            lane.put(note)
-            restored += 1
-        if restored:
-            log.info("alerts: %d undelivered notification(s) restored from the spool", restored)
-        if refired:
-            log.info("alerts: %d alert(s) not yet notified restored from the spool", refired)
-            self._next_wakeup = self._core.next_wakeup()
 
     # -- the quick, non-blocking entry points ----------------------------------------
 
@@ -383,8 +306,8 @@ class AlertDispatcher:
             return self._put(_FIRE, int(alert.severity), (alert, None))
         if self._spool is None:
             raise ConfigError("durable", durable, "a dispatcher with a spool")
-        record = f"{_DURABLE_PREFIX}{uuid.uuid4().hex}"
-        stored = self._spool.add(record, _UNSENT, alert.to_dict())
+        record = f"{DURABLE_PREFIX}{uuid.uuid4().hex}"
+        stored = self._spool.add(record, UNSENT, alert.to_dict())
         queued = self._put(_FIRE, int(alert.severity), (alert, record))
         return queued and stored
 
@@ -525,11 +448,6 @@ class AlertDispatcher:
         """Why the spool cannot be written now (None: it can, or there is none)."""
         return None if self._spool is None else self._spool.error
 
-    def _spool_fault(self, error: OSError | None) -> None:
-        """The spool failed (``error``) or works again (None): tell the worker."""
-        self._spool_news.append(error)
-        self._wake()
-
     def _lanes_flushed(self, deadline: float | None) -> bool:
         for lane in self._lanes.values():
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -576,17 +494,11 @@ class AlertDispatcher:
 
     def _run(self) -> None:
         while True:
-            spool = self._spool
-            degraded = spool is not None and not spool.durable
-            if degraded and not self._spool_news:
-                now = time.monotonic()
-                if now - self._spool_tried >= self._spool_retry:
-                    self._spool_tried = now
-                    spool.recover()  # type: ignore[union-attr]
+            keeper = self._keeper
+            limit = math.inf if keeper is None else keeper.retry_limit()
             with self._cond:
-                if not self._inbox_len and not self._closing and not self._spool_news:
+                if not self._inbox_len and not self._closing and not self._has_news():
                     wake = self._next_wakeup
-                    limit = self._spool_retry if degraded else math.inf
                     if wake is None:
                         self._cond.wait(None if math.isinf(limit) else limit)
                     else:
@@ -626,60 +538,36 @@ class AlertDispatcher:
                     core.acknowledge(payload)
                 else:
                     markers.append(payload)
-            self._spool_health(core)
+            if self._keeper is not None:
+                self._keeper.tell_health(core)
             notes = core.flush() if markers else core.poll()
             self._next_wakeup = core.next_wakeup()
         for note in notes:
             self._deliver(note)
-        if self._spool_news:
+        keeper = self._keeper
+        if keeper is None:
+            for marker in markers:
+                marker.set()
+            return
+        if keeper.news:
             # the spool failed (or recovered) while these were delivered: its own
             # alert goes out in the same round, so a flush waits for it too
             with self._core_lock:
-                self._spool_health(core)
+                keeper.tell_health(core)
                 notes = core.flush() if markers else core.poll()
                 self._next_wakeup = core.next_wakeup()
             for note in notes:
                 self._deliver(note)
-        if self._spool is not None:
-            with self._core_lock:
-                unsent = core.unsent()
-            self._spool_unsent(self._spool, unsent)
-            for record in durable:  # now held by a notification or the unsent record
-                self._spool.done(record, _UNSENT)
+        with self._core_lock:
+            unsent = core.unsent()
+        keeper.keep_unsent(unsent)
+        for record in durable:  # now held by a notification or the unsent record
+            keeper.spool.done(record, UNSENT)
         for marker in markers:
             marker.set()
 
-    def _spool_health(self, core: AlertPolicy) -> None:
-        """Fire (or resolve) the dispatcher's own alert about its spool."""
-        while self._spool_news:
-            error = self._spool_news.popleft()
-            if error is not None and not self._spool_alerting:
-                self._spool_alerting = True
-                core.fire(
-                    Alert(
-                        SPOOL_ALERT_KEY,
-                        Severity.HIGH,
-                        "alert spool unavailable: alerts are delivered from memory only",
-                        details=f"{self._spool.path if self._spool else ''}: {error}",
-                        labels={"component": "alerts"},
-                    )
-                )
-            elif error is None and self._spool_alerting:
-                self._spool_alerting = False
-                core.resolve(SPOOL_ALERT_KEY)
-
-    def _spool_unsent(self, spool: Spool, unsent: list[Alert]) -> None:
-        """Keep the alerts no notification has told yet in the spool (after the
-        notifications that tell the others are spooled), so a crash loses neither."""
-        now = {a.key: alert_signature(a) for a in unsent}
-        kept = self._spooled_alerts
-        for alert in unsent:
-            if kept.get(alert.key) != now[alert.key]:
-                spool.add(_ALERT_PREFIX + alert.key, _UNSENT, alert.to_dict())
-                kept[alert.key] = now[alert.key]
-        for key in [k for k in kept if k not in now]:
-            spool.done(_ALERT_PREFIX + key, _UNSENT)
-            del kept[key]
+    def _has_news(self) -> bool:
+        return self._keeper is not None and bool(self._keeper.news)
 
     def _deliver(self, note: Notification) -> None:
         self.notifications += 1
@@ -694,3 +582,51 @@ class AlertDispatcher:
             f"AlertDispatcher(routes={sorted(self._routes)}, sinks={sorted(self._lane_names)}, "
             f"pending={self.pending}, dropped={self.dropped})"
         )
+
+
+def _route_table(
+    core: AlertPolicy, routes: Mapping[Any, object], label_routes: Sequence[Route]
+) -> dict[str, tuple[Sink, ...]]:
+    """Route name -> sinks: the severity routes, then the label routes by the names the
+    policy gave them."""
+    table: dict[str, tuple[Sink, ...]] = {}
+    for key, sinks in routes.items():
+        table[parse_severity(key, "routes").name] = check_sinks(sinks, f"routes[{key}]")
+    for name, r in zip(core.label_route_names, label_routes, strict=True):
+        table[name] = r.sinks
+    return table
+
+
+def _lane(
+    sink: Sink,
+    name: str,
+    queue_size: int,
+    spool: Spool | None,
+    max_attempts: int | None,
+    backoff: float,
+    backoff_max: float,
+) -> AsyncDelivery[Notification]:
+    """One sink's delivery lane: in order, retried, its deliveries marked in the spool."""
+    send = getattr(sink, "send", None)
+    deliver = send if callable(send) else sink.emit
+
+    def done(note: Notification, ok: bool) -> None:
+        if spool is not None:
+            spool.done(note.id, name)
+
+    def dropped(note: Notification) -> None:
+        done(note, False)
+
+    return AsyncDelivery(
+        deliver,
+        name=name,
+        queue_size=queue_size,
+        priority=_note_priority,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        backoff_max=backoff_max,
+        on_done=done,
+        on_drop=dropped,
+        # retries wait real time even when the policy runs on a fake clock
+        clock=SYSTEM_CLOCK,
+    )

@@ -104,6 +104,14 @@ class PrometheusSink:
             raise ConfigError("namespace", namespace, "letters, digits and underscores")
         self.registry = registry
         self.name = name
+        self._define_metrics(pc, namespace, registry)
+        self._firing_keys: dict[str, str] = {}
+        for severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL"):
+            self._firing.labels(severity).set(0)
+            self._alerts.labels(severity)
+
+    def _define_metrics(self, pc: Any, namespace: str, registry: CollectorRegistry) -> None:
+        """The counters and gauges this sink keeps, registered in ``registry``."""
         ns = namespace
         r = registry
         self._bytes = pc.Counter(f"{ns}_bytes", "Bytes the backup moved.", registry=r)
@@ -166,10 +174,6 @@ class PrometheusSink:
             registry=r,
         )
         self._events = pc.Counter(f"{ns}_events", "Other events, by kind.", ["kind"], registry=r)
-        self._firing_keys: dict[str, str] = {}
-        for severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL"):
-            self._firing.labels(severity).set(0)
-            self._alerts.labels(severity)
 
     def emit(self, event: Event) -> None:
         kind = event.kind
