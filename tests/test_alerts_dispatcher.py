@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import wedguard as wg
 from wedguard.runtime.alerts import Alert, AlertDispatcher, Notification, Severity
-from wedguard.sinks._delivery import AsyncDelivery, DeliveryError, backoff_delay
+from wedguard.sinks.delivery import AsyncDelivery, DeliveryError, backoff_delay
 from wedguard.sinks.spool import Spool
 from wedguard.testing import FakeClock, RecordingSink
 

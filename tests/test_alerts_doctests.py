@@ -11,7 +11,7 @@ MODULES = [
     "wedguard.policy.alerting",
     "wedguard.runtime.alerts",
     "wedguard.sinks.spool",
-    "wedguard.sinks._delivery",
+    "wedguard.sinks.delivery",
     "wedguard.sinks._common",
     "wedguard.sinks.logging",
     "wedguard.sinks.jsonl",

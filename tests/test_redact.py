@@ -21,7 +21,7 @@ from wedguard.redact import (
     redact_url,
     url_has_secret,
 )
-from wedguard.sinks._delivery import redact
+from wedguard.sinks.delivery import redact
 
 # secrets made of characters that survive in a URL unescaped, long enough to be unique
 secrets = st.text(string.ascii_letters + string.digits + "-_.~", min_size=8, max_size=40).map(

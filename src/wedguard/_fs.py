@@ -471,3 +471,17 @@ class StopFile:
             return f"stop file {self._path} lies where someone else can change it: {problem}"
         self._verified = key
         return ""
+
+
+def replace_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file beside it, renamed over it."""
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The text of ``path`` (UTF-8)."""
+    with open(path, encoding="utf-8") as f:
+        return f.read()

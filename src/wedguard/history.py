@@ -60,7 +60,7 @@ from wedguard.clock import Clock, check_clock
 from wedguard.errors import ConfigError, WedguardError
 from wedguard.levels import Level
 from wedguard.policy.alerting import Alert, Severity
-from wedguard.sinks._delivery import backoff_delay
+from wedguard.sinks.delivery import backoff_delay
 from wedguard.units import format_duration, parse_duration
 
 __all__ = [

@@ -49,6 +49,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from wedguard import _fs
 from wedguard.clock import Clock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.levels import Level, Verdict
@@ -458,17 +459,13 @@ class Baseline:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_json` to ``path`` (atomically: a temporary file renamed)."""
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json())
-        os.replace(tmp, path)
+        _fs.replace_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Baseline:
         """Read a baseline written by :meth:`save`."""
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            text = _fs.read_text(path)
         except OSError as exc:
             raise ConfigError(
                 "baseline path", os.fspath(path), f"a readable file ({exc})"

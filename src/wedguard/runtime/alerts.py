@@ -57,7 +57,7 @@ from wedguard.runtime.alert_spool import (
     SpoolKeeper,
     check_retry,
 )
-from wedguard.sinks._delivery import AsyncDelivery, DeliveryError
+from wedguard.sinks.delivery import AsyncDelivery, DeliveryError
 from wedguard.sinks.spool import Spool
 
 __all__ = [

@@ -18,7 +18,7 @@ repr, a log message or an event.
 from __future__ import annotations
 
 from wedguard.sinks._common import Secret
-from wedguard.sinks._delivery import DeliveryError
+from wedguard.sinks.delivery import DeliveryError
 from wedguard.sinks.jsonl import JsonlSink
 from wedguard.sinks.logging import LoggingSink
 from wedguard.sinks.otel import OtelSink

@@ -19,7 +19,7 @@ from wedguard import _checks
 from wedguard.clock import SYSTEM_CLOCK, Clock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.interfaces import Event
-from wedguard.sinks._delivery import AsyncDelivery, DeliveryError, redact
+from wedguard.sinks.delivery import AsyncDelivery, DeliveryError, redact
 
 __all__ = [
     "NetworkSink",

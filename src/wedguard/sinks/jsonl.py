@@ -27,7 +27,7 @@ from typing import IO
 from wedguard import _checks
 from wedguard.errors import ConfigError
 from wedguard.interfaces import Event
-from wedguard.sinks._delivery import DeliveryError
+from wedguard.sinks.delivery import DeliveryError
 from wedguard.units import parse_size
 
 __all__ = ["JsonlSink"]

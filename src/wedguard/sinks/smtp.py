@@ -27,7 +27,7 @@ from wedguard.sinks._common import (
     event_title,
     resolve_secret,
 )
-from wedguard.sinks._delivery import DeliveryError, redact
+from wedguard.sinks.delivery import DeliveryError, redact
 
 __all__ = ["SmtpSink"]
 
