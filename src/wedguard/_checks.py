@@ -34,6 +34,8 @@ __all__ = [
     "port",
     "real",
     "socket_path",
+    "timeout",
+    "units",
 ]
 
 #: the longest Unix socket path, in bytes, that ``bind()`` takes on Linux (sun_path
@@ -124,3 +126,32 @@ def bounded(value: float, field: str, given: object, low: float, high: float, un
     if not (math.isfinite(value) and low <= value <= high):
         raise ConfigError(field, given, f"{unit} from {low:g} to {high:g}")
     return value
+
+
+def units(n: object) -> float:
+    """A count of units to take (``n``): a finite number >= 0, as a float.
+
+    >>> units(3)
+    3.0
+    >>> units(float("nan"))
+    Traceback (most recent call last):
+    ...
+    wedguard.errors.ConfigError: n: nan is not valid; expected a finite number of units >= 0
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        raise ConfigError("n", n, "a finite number of units >= 0")
+    try:
+        value = float(n)
+    except OverflowError:
+        raise ConfigError("n", n, "a finite number of units >= 0") from None
+    if not 0 <= value < math.inf:
+        raise ConfigError("n", n, "a finite number of units >= 0")
+    return value
+
+
+def timeout(value: object) -> None:
+    """A wait's ``timeout``: seconds >= 0, or None (wait as long as it takes)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError("timeout", value, "seconds >= 0, or None")

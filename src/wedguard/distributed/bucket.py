@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Final
 
+from wedguard import _checks
 from wedguard.clock import Clock, check_clock, clock_asleep, clock_wait
 from wedguard.distributed.link import (
     DEFAULT_PROBE_INTERVAL,
@@ -34,8 +35,6 @@ from wedguard.policy.bucket import (
     BURST_FLOOR,
     BURST_SPAN,
     TokenBucketThrottler,
-    _check_n,
-    _check_timeout,
 )
 from wedguard.units import parse_rate
 
@@ -425,7 +424,7 @@ class RedisTokenBucket:
         While others wait their places come first, so this returns False rather than
         jumping the queue. While Redis is unreachable the fallback bucket answers.
         """
-        _check_n(n)  # a Redis round trip follows: the full check costs nothing here
+        _checks.units(n)  # a Redis round trip follows: the full check costs nothing here
         if self._free():
             return True
         reply = self._link.call(lambda client: self._eval(client, "try", n, -1.0), _none)
@@ -438,7 +437,7 @@ class RedisTokenBucket:
 
         Never sleeps (one Redis round trip); ``math.inf`` while the bucket is paused.
         """
-        _check_n(n)
+        _checks.units(n)
         if self._free():
             return 0.0
         reply = self._call("reserve", n, -1.0)
@@ -468,8 +467,8 @@ class RedisTokenBucket:
         :class:`~wedguard.ThrottleTimeout` is raised and nothing is consumed. While
         Redis is unreachable the fallback bucket serves the call with the same timeout.
         """
-        _check_n(n)
-        _check_timeout(timeout)
+        _checks.units(n)
+        _checks.timeout(timeout)
         if self._free():
             return 0.0
         clock = self._clock
@@ -512,8 +511,8 @@ class RedisTokenBucket:
 
         Cancelling the awaiting task gives the reserved units back.
         """
-        _check_n(n)
-        _check_timeout(timeout)
+        _checks.units(n)
+        _checks.timeout(timeout)
         if self._free():
             return 0.0
         clock = self._clock

@@ -38,10 +38,10 @@ import threading
 import uuid
 from typing import Any, Final
 
+from wedguard import _checks
 from wedguard.distributed.bucket import RedisTokenBucket
 from wedguard.distributed.link import RedisLink, _check_seconds
 from wedguard.errors import ConfigError
-from wedguard.policy.bucket import _check_n
 
 __all__ = ["DEFAULT_LEASE_PERIOD", "LeasedBucket"]
 
@@ -272,7 +272,7 @@ class LeasedBucket:
         beyond them wait for the next fetch and then their time at the global rate.
         ``math.inf`` while the shared rate is 0. Never calls Redis.
         """
-        n = _check_n(n)
+        n = _checks.units(n)
         if not self._link._online:
             return self._bucket.fallback.reserve(n)
         with self._lock:
