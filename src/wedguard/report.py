@@ -48,12 +48,11 @@ from wedguard.history import (
     MetricsStore,
     RecommendedWindow,
     WeeklyProfile,
-    _instant,
-    _split_days,
     default_metric,
     recommend_windows,
     windows_to_rules,
 )
+from wedguard.history.convert import aware_instant
 from wedguard.levels import Level, Verdict
 from wedguard.units import format_duration, format_rate, format_size
 
@@ -238,7 +237,7 @@ def _relative(at: Any, started: datetime | None) -> float | None:
     number = _float(at)
     if number is not None:
         return number
-    when = _instant(at)
+    when = aware_instant(at)
     if when is None or started is None:
         return None
     return (when - started).total_seconds()
@@ -414,7 +413,7 @@ def history_latency(
         page = html_report(record.data, **history_latency(store, record.data))
     """
     data = _report_dict(report)
-    started = _instant(_get(data, "started_at", "start"))
+    started = aware_instant(_get(data, "started_at", "start"))
     duration = _float(_get(data, "duration_s", "wall_time", "duration")) or 0.0
     if started is None:
         return {}
@@ -466,7 +465,7 @@ def session_series(
     """
     data = _report_dict(report)
     name = str(_get(data, "name", "session") or "session")
-    started = _instant(_get(data, "started_at", "start"))
+    started = aware_instant(_get(data, "started_at", "start"))
     raw_timeline = data.get("timeline")
     if raw_timeline is None and not isinstance(report, Mapping):
         raw_timeline = getattr(report, "timeline", None)
@@ -605,7 +604,7 @@ def _week_inputs(
 
 def _week_pieces(window: RecommendedWindow) -> list[tuple[int, float, float]]:
     """(weekday, start hour, end hour) pieces of a window, split at midnight."""
-    return [(day, lo / 60, hi / 60) for day, lo, hi in _split_days(window)]
+    return [(day, lo / 60, hi / 60) for day, lo, hi in window.day_pieces()]
 
 
 # ------------------------------------------------------------------ matplotlib
