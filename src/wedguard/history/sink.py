@@ -24,7 +24,7 @@ from wedguard.history.convert import as_dict, aware_instant, first
 from wedguard.history.errors import HistoryError
 from wedguard.history.store import MetricsStore
 from wedguard.policy.alerting import Alert, Severity
-from wedguard.sinks._delivery import backoff_delay
+from wedguard.sinks import backoff_delay
 
 __all__ = ["HistorySink"]
 
