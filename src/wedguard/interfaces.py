@@ -8,16 +8,18 @@ anything: any object with the right methods will do.
 * :class:`Event` is what every event object offers a sink.
 * :class:`Throttler` is the token-bucket interface, served locally by
   :class:`~wedguard.TokenBucketThrottler` and across hosts by the Redis bucket.
+* :class:`Calendar` says which window (level, cap) holds at an instant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from wedguard.clock import Clock
 
-__all__ = ["Clock", "Event", "Sink", "Source", "Throttler"]
+__all__ = ["Calendar", "Clock", "Event", "Sink", "Source", "Throttler"]
 
 Sample = Mapping[str, float]
 """A set of metric readings taken at one moment, e.g. ``{"cpu.percent": 41.5}``."""
@@ -88,3 +90,13 @@ class Throttler(Protocol):
     def reserve(self, n: float = 1) -> float: ...
 
     def set_rate(self, rate: float | str) -> None: ...
+
+
+@runtime_checkable
+class Calendar(Protocol):
+    """A calendar of windows: :class:`~wedguard.PeakHourCalendar`, or anything with
+    ``at(when)`` returning a window whose ``.level`` is a :class:`~wedguard.Level`
+    (and whose ``.end``, when it has one, is the next instant the answer may change).
+    """
+
+    def at(self, when: datetime) -> Any: ...

@@ -18,7 +18,7 @@ repr, a log message or an event.
 from __future__ import annotations
 
 from wedguard.sinks._common import Secret
-from wedguard.sinks.delivery import DeliveryError
+from wedguard.sinks.delivery import DeliveryError, backoff_delay
 from wedguard.sinks.jsonl import JsonlSink
 from wedguard.sinks.logging import LoggingSink
 from wedguard.sinks.otel import OtelSink
@@ -37,6 +37,7 @@ __all__ = [
     "SlackSink",
     "SmtpSink",
     "WebhookSink",
+    "backoff_delay",
     "sign_headers",
     "verify_signature",
 ]
