@@ -61,7 +61,8 @@ from wedguard.config import Built, Config, load_config
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
 from wedguard.levels import Level
 from wedguard.redact import redact_arg, redact_argv, redact_text
-from wedguard.runtime.guard import MIN_RATE, Guard
+from wedguard.runtime.defaults import MIN_RATE
+from wedguard.runtime.guard import Guard
 from wedguard.runtime.session import Session
 from wedguard.units import format_duration, format_rate, format_size, parse_rate
 

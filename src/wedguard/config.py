@@ -63,7 +63,21 @@ from wedguard.policy.controllers import AIMDController, LedbatController
 from wedguard.policy.impact import ImpactAnalyzer, Thresholds
 from wedguard.redact import redact_url, url_has_secret
 from wedguard.runtime.alerts import AlertDispatcher, Severity
-from wedguard.runtime.guard import MAX_INTERVAL, MAX_SLOT_TIMEOUT, MIN_INTERVAL, MIN_RATE, Guard
+from wedguard.runtime.defaults import (
+    BREAKER_FAILURE_THRESHOLD,
+    BREAKER_RECOVERY_TIMEOUT,
+    IONICE,
+    MAX_CONCURRENT,
+    MAX_INTERVAL,
+    MAX_SLOT_TIMEOUT,
+    MIN_INTERVAL,
+    MIN_RATE,
+    NICE,
+    RATE,
+    SAMPLE_INTERVAL,
+    STOP_CHECK_INTERVAL,
+)
+from wedguard.runtime.guard import Guard
 from wedguard.runtime.priority import check_nice
 from wedguard.units import (
     format_duration,
@@ -317,16 +331,16 @@ class GuardSettings:
         ionice: a thread running a session is in the idle I/O class.
     """
 
-    rate: float = 50e6
-    max_concurrent: int | None = 2
+    rate: float = RATE
+    max_concurrent: int | None = MAX_CONCURRENT
     stop_file: str | None = None
     ops_rate: float | None = None
-    sample_interval: float = 1.0
-    stop_check_interval: float = 0.1
+    sample_interval: float = SAMPLE_INTERVAL
+    stop_check_interval: float = STOP_CHECK_INTERVAL
     slot_timeout: float | None = None
     control_socket: str | None = None
-    nice: int = 0
-    ionice: bool = False
+    nice: int = NICE
+    ionice: bool = IONICE
 
 
 @attrs.frozen(slots=True)
@@ -1307,7 +1321,10 @@ class Config:
                     format_duration(history.get("retry_max", 60.0)),
                     f"at least history.retry ({format_duration(history.get('retry', 1.0))})",
                 )
-        breaker: dict[str, Any] = {"failure_threshold": 3, "recovery_timeout": 300.0}
+        breaker: dict[str, Any] = {
+            "failure_threshold": BREAKER_FAILURE_THRESHOLD,
+            "recovery_timeout": BREAKER_RECOVERY_TIMEOUT,
+        }
         breaker.update(
             _take(ctx, _table(ctx, data.get("breaker", {}), "breaker"), "breaker", _BREAKER_SCHEMA)
         )
