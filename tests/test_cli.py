@@ -677,7 +677,7 @@ def test_the_demo_writes_html_when_matplotlib_is_missing(
 def test_at_accepts_a_time_today_a_weekday_this_week_or_an_iso_time() -> None:
     from zoneinfo import ZoneInfo
 
-    from wedguard.cli import _parse_at
+    from wedguard.cli.calendar import parse_at as _parse_at
 
     tz = ZoneInfo("Europe/London")
     today = datetime.now(tz).date()

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import wedguard as wg
-from wedguard.cli import _CopyJob
+from wedguard.jobs import CopyJob as _CopyJob
 from wedguard.testing import FakeClock
 
 NAMES = ("a.bin", "sub/b.bin", "sub/deep/c.bin", "d.bin")

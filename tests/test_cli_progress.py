@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import wedguard as wg
-from wedguard.cli import _planned_bytes, _Progress
+from wedguard.jobs import Progress as _Progress
+from wedguard.jobs import planned_bytes as _planned_bytes
 from wedguard.testing import FakeClock
 
 

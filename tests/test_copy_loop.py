@@ -806,7 +806,7 @@ def test_only_destinations_that_copy_reuse_the_buffer(tmp_path: Path) -> None:
 
 def test_cli_copy_counts_one_operation_per_file_and_every_byte(tmp_path: Path) -> None:
     """wedguard copy goes through the same loop: every byte, one op per file."""
-    from wedguard.cli import _CopyJob
+    from wedguard.jobs import CopyJob as _CopyJob
 
     (tmp_path / "src").mkdir()
     files = {"a": os.urandom(3_000_000), "b": b"", "c": b"tiny"}

@@ -342,7 +342,7 @@ def test_docstring_examples(name: str) -> None:
 def test_the_cli_progress_line_names_what_is_not_judged() -> None:
     import io
 
-    from wedguard.cli import _Progress
+    from wedguard.jobs import Progress as _Progress
 
     clock = FakeClock()
     guard = wg.Guard(

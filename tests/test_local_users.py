@@ -28,7 +28,8 @@ import pytest
 import wedguard as wg
 import wedguard._fs as fs
 import wedguard.runtime.control_socket as control
-from wedguard.cli import _StatusFile, main
+from wedguard.cli import main
+from wedguard.jobs import StatusFile as _StatusFile
 from wedguard.testing import FakeClock, RecordingSink
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")

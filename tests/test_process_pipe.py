@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import wedguard as wg
-from wedguard.io.process import pipe_guarded, pipe_main
+from wedguard.cli.pipe import pipe_main
+from wedguard.io.process import pipe_guarded
 from wedguard.testing import FakeClock
 
 
@@ -139,7 +140,7 @@ def test_pipe_main_usage_and_configuration_errors(capsys: pytest.CaptureFixture[
 
 
 def test_pipe_main_exits_3_when_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
-    import wedguard.io.process as process
+    import wedguard.cli.pipe as process
 
     def stopped_guard(args: Any) -> wg.Guard:
         g = fake_guard()
@@ -164,9 +165,7 @@ def test_wedguard_pipe_in_a_shell_pipeline(tmp_path: Path) -> None:
     data = os.urandom(300_000)
     src = tmp_path / "in.bin"
     src.write_bytes(data)
-    code = (
-        "import sys; from wedguard.io.process import pipe_main; sys.exit(pipe_main(sys.argv[1:]))"
-    )
+    code = "import sys; from wedguard.cli.pipe import pipe_main; sys.exit(pipe_main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     with src.open("rb") as f:
         done = subprocess.run(

@@ -43,15 +43,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from wedguard.cli import _CopyJob, _default_stop_file, _Progress, _status_dir, _StatusFile
+from wedguard import report as report_module
 from wedguard.clock import SystemClock
 from wedguard.errors import EmergencyStop, WedguardError
 from wedguard.interfaces import Event
+from wedguard.jobs import CopyJob, Progress, StatusFile, default_stop_file, status_dir
 from wedguard.policy.calendar import PeakHourCalendar
 from wedguard.policy.controllers import AIMDController
 from wedguard.policy.impact import ImpactAnalyzer, Thresholds
 from wedguard.runtime.guard import Guard
 from wedguard.runtime.session import SessionReport
+from wedguard.sources import HttpProbe
 from wedguard.units import format_rate, format_size
 
 __all__ = ["DEMO_RULES", "CompressedClock", "ProductionService", "run_demo"]
@@ -248,8 +250,6 @@ def _picture(
 
     A session's times (its timeline and its pause log) are real seconds from its start,
     the picture's axis: the compressed clock only moves the calendar."""
-    from wedguard import report as report_module
-
     options: dict[str, Any] = {
         "latency": latency,
         "baseline": baseline,
@@ -289,8 +289,6 @@ def run_demo(
         )
         copied = [0.0]
         with ProductionService(lambda: copied[0]) as service:
-            from wedguard.sources import HttpProbe
-
             probe = _LatencyRecorder(HttpProbe(service.url, timeout=1.0, burst=2))
             thresholds = Thresholds(api_latency=_LATENCY_LIMIT, db_latency=None, backup_cpu=None,
                                     backup_memory=None, backup_network=None)  # fmt: skip
@@ -308,13 +306,13 @@ def run_demo(
                 controller=AIMDController(floor="64KB/s", min_dwell=0.4, increase="400KB/s"),
                 sources=[probe],
                 sinks=[narrator],
-                stop_file=str(_default_stop_file()),
+                stop_file=str(default_stop_file()),
                 clock=clock,
                 sample_interval=0.2,
                 background=True,
             )
             with contextlib.suppress(OSError, WedguardError):  # for wedguard status/throttle
-                guard.serve_control(_status_dir(create=True) / f"{os.getpid()}.sock")
+                guard.serve_control(status_dir(create=True) / f"{os.getpid()}.sock")
             narrator.emit(guard.decision())
             result = _drive(guard, service, clock, files, src, dst, narrator, copied, seconds)
             guard.close()
@@ -358,15 +356,15 @@ def _drive(
     switcher = threading.Thread(target=timetable, name="wedguard-demo-load", daemon=True)
     started = time.monotonic()
     session = guard.session("demo-copy")
-    job = _CopyJob(session, guard, chunk=128 * 1024)
+    job = CopyJob(session, guard, chunk=128 * 1024)
     service.backup_bytes = lambda: float(session.bytes)
     progress: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if narrator.tty and sys.stderr.isatty():
-        progress = _Progress(sys.stderr, guard, lambda: job.bytes, interval=0.25)
+        progress = Progress(sys.stderr, guard, lambda: job.bytes, interval=0.25)
     switcher.start()
     try:
         # the session ends with a stop, so its report says "stopped"
-        with session, _StatusFile(guard, "demo", session), progress:
+        with session, StatusFile(guard, "demo", session), progress:
             for s, d in job.plan(src, dst):
                 job.copy_file(s, d)
     except EmergencyStop as exc:

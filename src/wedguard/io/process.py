@@ -43,7 +43,7 @@ Example::
 :func:`pipe_guarded` (``guard.pipe``) is the cooperative alternative for streaming
 backups: it copies a stream through a guard session, so
 ``pg_dump | wedguard pipe --rate 10MB/s | aws s3 cp - s3://...`` is throttled by the
-guard's budget and calendar (:func:`pipe_main` is that filter's entry point).
+guard's budget and calendar.
 
 .. versionadded:: 0.1.0
 """
@@ -64,12 +64,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 import psutil
 
-from wedguard.errors import ConfigError, EmergencyStop, WedguardError
+from wedguard.errors import ConfigError
 from wedguard.levels import Level, Verdict
 from wedguard.policy.alerting import Alert, Severity
 from wedguard.redact import redact_argv, redact_text
@@ -77,8 +77,6 @@ from wedguard.runtime.priority import check_nice
 from wedguard.units import format_duration, format_rate, parse_duration, parse_rate, parse_size
 
 if TYPE_CHECKING:
-    import argparse
-
     from wedguard.decision import Decision
     from wedguard.runtime.guard import Guard
 
@@ -90,7 +88,6 @@ __all__ = [
     "children_of",
     "descendant_pids",
     "pipe_guarded",
-    "pipe_main",
     "run_guarded",
     "thaw_all",
 ]
@@ -1583,90 +1580,3 @@ def pipe_guarded(
         return copy_stream(outer, src, dst, size, available=True, flush=flush)
     with guard.session(name) as s:
         return copy_stream(s, src, dst, size, available=True, flush=flush)
-
-
-def pipe_main(
-    argv: Sequence[str] | None = None,
-    *,
-    stdin: IO[bytes] | None = None,
-    stdout: IO[bytes] | None = None,
-) -> int:
-    """``wedguard pipe``: copy stdin to stdout through a guard; the exit status.
-
-    ``pg_dump app | wedguard pipe --rate 10MB/s | aws s3 cp - s3://bucket/app.dump``
-
-    Options: ``--rate`` (default ``off``), ``--config FILE`` (a ``wedguard.toml``;
-    ``--rate`` then overrides its rate), ``--calendar``/``--no-calendar`` (the default
-    06:00-22:00 PEAK calendar; off by default without ``--config``), ``--name``,
-    ``--chunk-size``, ``--control-socket PATH``.
-
-    Exit status: 0 done, 1 an I/O error (such as a closed downstream), 2 usage or
-    configuration error, 3 stopped.
-    """
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="wedguard pipe", description="Copy stdin to stdout, throttled by a guard."
-    )
-    parser.add_argument("--rate", default=None, help="byte rate, e.g. 10MB/s (default: off)")
-    parser.add_argument("--config", default=None, help="a wedguard.toml to build the guard from")
-    parser.add_argument(
-        "--calendar",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="apply the default peak-hours calendar (06:00-22:00 UTC, 10 Mbit/s)",
-    )
-    parser.add_argument("--name", default="pipe", help="session name in reports")
-    parser.add_argument("--chunk-size", default="64KiB", help="read size (default 64KiB)")
-    parser.add_argument("--control-socket", default=None, help="serve the control socket here")
-    try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int) else 2
-    src = stdin if stdin is not None else sys.stdin.buffer
-    dst = stdout if stdout is not None else sys.stdout.buffer
-    guard: Any = None
-    try:
-        guard = _pipe_guard(args)
-        pipe_guarded(guard, src, dst, name=args.name, chunk_size=args.chunk_size)
-    except ConfigError as exc:
-        print(f"wedguard pipe: {exc}", file=sys.stderr)
-        return 2
-    except EmergencyStop as exc:
-        print(f"wedguard pipe: {exc}", file=sys.stderr)
-        return 3
-    except BrokenPipeError:
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), dst.fileno())
-        return 1
-    except (OSError, WedguardError) as exc:
-        print(f"wedguard pipe: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if guard is not None:
-            guard.close()
-    return 0
-
-
-def _pipe_guard(args: argparse.Namespace) -> Guard:
-    from wedguard.runtime.guard import DEFAULT, Guard
-
-    if args.config is not None:
-        import importlib
-
-        try:
-            config: Any = importlib.import_module("wedguard.config")
-        except ImportError as exc:  # pragma: no cover - the config module lands separately
-            raise ConfigError("--config", args.config, "a wedguard with wedguard.config") from exc
-        guard: Guard = config.load(args.config)
-        if args.rate is not None:
-            guard.set_rate(args.rate)
-        if args.control_socket is not None:
-            guard.serve_control(args.control_socket)
-        return guard
-    return Guard(
-        rate=args.rate if args.rate is not None else "off",
-        calendar=DEFAULT if args.calendar else None,
-        sources=[],
-        control_socket=args.control_socket,
-    )

@@ -49,6 +49,18 @@ from wedguard.levels import Level, Verdict
 from wedguard.policy.alerting import Alert, Severity
 from wedguard.policy.bucket import TokenBucketThrottler
 from wedguard.runtime import at_exit as _atexit
+from wedguard.runtime.defaults import (
+    IONICE,
+    MAX_CONCURRENT,
+    MAX_INTERVAL,
+    MAX_SLOT_TIMEOUT,
+    MIN_INTERVAL,
+    MIN_RATE,
+    NICE,
+    RATE,
+    SAMPLE_INTERVAL,
+    STOP_CHECK_INTERVAL,
+)
 from wedguard.runtime.prepaid import Prepaid
 from wedguard.runtime.prepaid import current as current_prepaid
 from wedguard.runtime.priority import check_nice
@@ -68,13 +80,6 @@ __all__ = ["DEFAULT", "Guard"]
 log = logging.getLogger("wedguard.guard")
 
 _INF: Final = math.inf
-#: the lowest rate (units per second) a guard takes: below it one unit waits for hours
-MIN_RATE: Final = 0.001
-#: sample_interval and stop_check_interval: from 1 ms (not a busy loop) to a day
-MIN_INTERVAL: Final = 0.001
-MAX_INTERVAL: Final = 86400.0
-#: the longest slot_timeout: 30 days (None waits forever)
-MAX_SLOT_TIMEOUT: Final = 30 * 86400.0
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -361,28 +366,28 @@ class Guard:
 
     def __init__(
         self,
-        rate: float | str = "50MB/s",
+        rate: float | str = RATE,
         calendar: CalendarLike | _Default | None = DEFAULT,
         breaker: BreakerLike | _Default | None = DEFAULT,
         analyzer: AnalyzerLike | _Default | None = DEFAULT,
         sources: Iterable[Source] | None = None,
         sinks: Iterable[Sink] | None = None,
-        max_concurrent: int | None = 2,
+        max_concurrent: int | None = MAX_CONCURRENT,
         stop_file: str | os.PathLike[str] | None = None,
         clock: Clock | None = None,
         *,
         controller: ControllerLike | _Default | None = DEFAULT,
         ops_rate: float | str | None = None,
-        sample_interval: float | str = 1.0,
-        stop_check_interval: float | str = 0.1,
+        sample_interval: float | str = SAMPLE_INTERVAL,
+        stop_check_interval: float | str = STOP_CHECK_INTERVAL,
         slot_timeout: float | str | None = None,
         background: bool | None = None,
         signals: bool = False,
         control_socket: str | os.PathLike[str] | None = None,
         coordinator: Any = None,
         name: str = "guard",
-        nice: int = 0,
-        ionice: bool = False,
+        nice: int = NICE,
+        ionice: bool = IONICE,
         log_events: bool = True,
         max_hold: float | str | None = "30m",
         baseline_warmup: float | str | _Default | None = DEFAULT,

@@ -1,0 +1,119 @@
+"""``wedguard pipe``: copy stdin to stdout through a guard.
+
+``pg_dump app | wedguard pipe --rate 10MB/s | aws s3 cp - s3://bucket/app.dump``
+
+The filter parses its own options (:func:`pipe_main`); the copy is
+:func:`wedguard.io.process.pipe_guarded` (``guard.pipe``).
+
+Example::
+
+    >>> import io
+    >>> out = io.BytesIO()
+    >>> pipe_main(["--rate", "off"], stdin=io.BytesIO(b"dump"), stdout=out), out.getvalue()
+    (0, b'dump')
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import IO, Any
+
+from wedguard.cli.args import Commands
+from wedguard.config import load
+from wedguard.errors import ConfigError, EmergencyStop, WedguardError
+from wedguard.io.process import pipe_guarded
+from wedguard.runtime.guard import DEFAULT, Guard
+
+__all__ = ["pipe_main", "register"]
+
+
+def pipe_main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+) -> int:
+    """``wedguard pipe``: copy stdin to stdout through a guard; the exit status.
+
+    ``pg_dump app | wedguard pipe --rate 10MB/s | aws s3 cp - s3://bucket/app.dump``
+
+    Options: ``--rate`` (default ``off``), ``--config FILE`` (a ``wedguard.toml``;
+    ``--rate`` then overrides its rate), ``--calendar``/``--no-calendar`` (the default
+    06:00-22:00 PEAK calendar; off by default without ``--config``), ``--name``,
+    ``--chunk-size``, ``--control-socket PATH``.
+
+    Exit status: 0 done, 1 an I/O error (such as a closed downstream), 2 usage or
+    configuration error, 3 stopped.
+    """
+    parser = argparse.ArgumentParser(
+        prog="wedguard pipe", description="Copy stdin to stdout, throttled by a guard."
+    )
+    parser.add_argument("--rate", default=None, help="byte rate, e.g. 10MB/s (default: off)")
+    parser.add_argument("--config", default=None, help="a wedguard.toml to build the guard from")
+    parser.add_argument(
+        "--calendar",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="apply the default peak-hours calendar (06:00-22:00 UTC, 10 Mbit/s)",
+    )
+    parser.add_argument("--name", default="pipe", help="session name in reports")
+    parser.add_argument("--chunk-size", default="64KiB", help="read size (default 64KiB)")
+    parser.add_argument("--control-socket", default=None, help="serve the control socket here")
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else 2
+    src = stdin if stdin is not None else sys.stdin.buffer
+    dst = stdout if stdout is not None else sys.stdout.buffer
+    guard: Any = None
+    try:
+        guard = _pipe_guard(args)
+        pipe_guarded(guard, src, dst, name=args.name, chunk_size=args.chunk_size)
+    except ConfigError as exc:
+        print(f"wedguard pipe: {exc}", file=sys.stderr)
+        return 2
+    except EmergencyStop as exc:
+        print(f"wedguard pipe: {exc}", file=sys.stderr)
+        return 3
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), dst.fileno())
+        return 1
+    except (OSError, WedguardError) as exc:
+        print(f"wedguard pipe: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if guard is not None:
+            guard.close()
+    return 0
+
+
+def _pipe_guard(args: argparse.Namespace) -> Guard:
+    """The guard of ``wedguard pipe``: from ``--config``, else from the options."""
+    if args.config is not None:
+        guard = load(args.config)
+        if args.rate is not None:
+            guard.set_rate(args.rate)
+        if args.control_socket is not None:
+            guard.serve_control(args.control_socket)
+        return guard
+    return Guard(
+        rate=args.rate if args.rate is not None else "off",
+        calendar=DEFAULT if args.calendar else None,
+        sources=[],
+        control_socket=args.control_socket,
+    )
+
+
+def register(commands: Commands) -> None:
+    """``wedguard pipe``: shown in ``wedguard --help``; :func:`pipe_main` parses its options."""
+    p = commands.add(
+        "pipe", "copy stdin to stdout through a guard: ... | wedguard pipe --rate 10MB/s | ..."
+    )
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, metavar="OPTIONS", help="see wedguard pipe --help"
+    )
