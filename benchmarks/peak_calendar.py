@@ -31,12 +31,14 @@ import random
 import sys
 import timeit
 from datetime import datetime, time, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "src"))
 
-from wedguard import PeakHourCalendar, Rule  # noqa: E402
+from wedguard import CalendarRule as Rule  # noqa: E402
+from wedguard import PeakHourCalendar  # noqa: E402
 
 RULES = """
 Mon-Fri 06:00-22:00 peak 10Mbit/s cpu=30%
@@ -97,15 +99,21 @@ def main() -> None:
     fixed = datetime(2026, 1, 6, 12, tzinfo=timezone.utc)
 
     it = iter(range(10**9))
-    window_caches = ("_recent", "_days")
-    memo_caches = ("_answers", "_fields", "_icache")
+    engine = cal._engine
+    caches: dict[str, dict[Any, Any]] = {
+        "windows": cal._recent,
+        "answers": engine._evaluator._answers,  # what each set of holding rules decides
+        "fields": engine._fields,  # a window's level, caps and reason per decision
+        "instants": engine.zone._icache,  # wall minutes turned into instants
+        "years": engine._evaluator.tables._cache,  # the per-year day tables
+    }
+    window_caches = ("windows",)
+    memo_caches = ("answers", "fields", "instants")
 
     def forget(names: tuple[str, ...]) -> None:
         cal._last = None
         for name in names:
-            cache = getattr(cal, name, None)
-            if cache is not None:
-                cache.clear()
+            caches[name].clear()
 
     def week_at() -> None:
         cal._last = None
@@ -120,7 +128,7 @@ def main() -> None:
         cal.at(instants[next(it) % len(instants)])
 
     def new_year_at() -> None:
-        forget(window_caches + memo_caches + ("_years",))
+        forget(window_caches + memo_caches + ("years",))
         cal.at(instants[next(it) % len(instants)])
 
     def cold_next() -> None:

@@ -16,7 +16,8 @@ except ModuleNotFoundError:  # Python 3.10: pytest itself depends on tomli there
 import itertools
 
 import wedguard as wg
-from wedguard import ConfigError, Level, PeakHourCalendar, Rule, Season, Window
+from wedguard import CalendarRule as Rule
+from wedguard import ConfigError, Level, PeakHourCalendar, Season, Window
 
 UTC = timezone.utc
 LONDON = ZoneInfo("Europe/London")
@@ -28,7 +29,7 @@ def at(cal: PeakHourCalendar, *args: int, tz: object = UTC) -> Window:
 
 def test_public_names() -> None:
     """The calendar's names are exported from the package."""
-    for name in ("PeakHourCalendar", "Rule", "Window", "Season", "Level"):
+    for name in ("PeakHourCalendar", "CalendarRule", "Window", "Season", "Level"):
         assert name in wg.__all__
         assert getattr(wg, name) is not None
 

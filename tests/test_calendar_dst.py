@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from test_calendar_properties import observed, reference
-from wedguard import Level, PeakHourCalendar, Rule
+from wedguard import CalendarRule as Rule
+from wedguard import Level, PeakHourCalendar
 
 UTC = timezone.utc
 SWEEP = {

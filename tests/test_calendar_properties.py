@@ -17,7 +17,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from wedguard import ConfigError, Level, PeakHourCalendar, Rule, Season, Window
+from wedguard import CalendarRule as Rule
+from wedguard import ConfigError, Level, PeakHourCalendar, Season, Window
 
 UTC = timezone.utc
 ZONES = ["UTC", "Europe/London", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]

@@ -485,7 +485,18 @@ def test_calendar_notes_name_overlaps_and_rclone_repeats() -> None:
     )
 
 
-@pytest.mark.parametrize("module", ["wedguard._checks", "wedguard.policy.calendar"])
+_CALENDAR = ("tokens", "model", "syntax", "rclone", "zone", "compiled", "evaluate", "engine",
+             "describe", "peak")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "wedguard._checks",
+        "wedguard.policy.calendar",
+        *(f"wedguard.policy.calendar.{m}" for m in _CALENDAR),
+    ],
+)
 def test_the_examples_in_the_docstrings_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -79,8 +80,8 @@ if TYPE_CHECKING:
     )
     from wedguard.policy.bucket import TokenBucketThrottler
     from wedguard.policy.calendar import (
+        CalendarRule,
         PeakHourCalendar,
-        Rule,
         Season,
         Window,
     )
@@ -133,6 +134,7 @@ _WHERE: dict[str, str] = {
     "BreakerRecord": "wedguard.policy.breaker",
     "BreakerState": "wedguard.policy.breaker",
     "BreakerStorage": "wedguard.policy.breaker",
+    "CalendarRule": "wedguard.policy.calendar",
     "CircuitBreaker": "wedguard.policy.breaker",
     "CircuitOpenError": "wedguard.errors",
     "Clock": "wedguard.clock",
@@ -168,7 +170,6 @@ _WHERE: dict[str, str] = {
     "RateController": "wedguard.policy.controllers",
     "RecommendedWindow": "wedguard.history",
     "Route": "wedguard.policy.alerting",
-    "Rule": "wedguard.policy.calendar",
     "Season": "wedguard.policy.calendar",
     "Session": "wedguard.runtime.session",
     "SessionReport": "wedguard.runtime.session",
@@ -196,6 +197,12 @@ _WHERE: dict[str, str] = {
     "recommend_windows": "wedguard.history",
 }
 
+# Former names, kept for one release: each use warns with DeprecationWarning (so they
+# are neither cached here nor listed in __all__).
+_RENAMED: dict[str, str] = {
+    "Rule": "CalendarRule",
+}
+
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
@@ -205,6 +212,12 @@ def __getattr__(name: str) -> Any:
             value: Any = version("wedguard")
         except PackageNotFoundError:  # pragma: no cover - running from a source tree
             value = "0+unknown"
+    elif name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"wedguard.{name} is deprecated; use wedguard.{new}", DeprecationWarning, stacklevel=2
+        )
+        return __getattr__(new)
     else:
         module = _WHERE.get(name)
         if module is None:
@@ -231,6 +244,7 @@ __all__ = [
     "BreakerRecord",
     "BreakerState",
     "BreakerStorage",
+    "CalendarRule",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
@@ -265,7 +279,6 @@ __all__ = [
     "RateController",
     "RecommendedWindow",
     "Route",
-    "Rule",
     "Season",
     "Session",
     "SessionReport",

@@ -41,6 +41,7 @@ import json
 import math
 import os
 import threading
+import warnings
 from collections import deque
 from collections.abc import Mapping
 from statistics import NormalDist
@@ -60,7 +61,7 @@ __all__ = [
     "Baseline",
     "ImpactAnalyzer",
     "MetricStats",
-    "Rule",
+    "ThresholdRule",
     "Thresholds",
 ]
 
@@ -162,7 +163,7 @@ def _float_map(value: Mapping[str, float]) -> Mapping[str, float]:
 
 
 @attrs.frozen
-class Rule:
+class ThresholdRule:
     """One limit on one metric, as the analyser applies it at a given level.
 
     ``kind`` is ``"relative"`` (a production latency: at most ``limit`` as a fraction
@@ -170,6 +171,9 @@ class Rule:
     ``"extra"`` (at most ``limit`` over the baseline, in the metric's unit).
     ``production`` marks a production probe: its failure is judged by the missing
     policy and, when it keeps failing, halts the backup.
+
+    Formerly ``Rule`` (a name the calendar's rules also had); ``wedguard.policy.impact.Rule``
+    still works for one release and warns with :class:`DeprecationWarning`.
     """
 
     metric: str
@@ -249,7 +253,7 @@ class Thresholds:
     absolute: Mapping[str, float] = attrs.field(factory=dict, converter=_absolute_map)
     critical: float = attrs.field(default=3.0)
     per_level: Mapping[Level, Mapping[str, float | None]] = attrs.field(factory=dict)
-    _rules: Mapping[Level, tuple[Rule, ...]] = attrs.field(
+    _rules: Mapping[Level, tuple[ThresholdRule, ...]] = attrs.field(
         init=False, repr=False, eq=False, factory=dict
     )
 
@@ -307,24 +311,24 @@ class Thresholds:
 
     def _build(
         self, level: Level, merged: Mapping[Level, Mapping[str, float | None]]
-    ) -> tuple[Rule, ...]:
+    ) -> tuple[ThresholdRule, ...]:
         over = merged.get(level, {})
-        rules: list[Rule] = []
+        rules: list[ThresholdRule] = []
         for name, (metric, kind) in FIELDS.items():
             limit = over[name] if name in over else getattr(self, name)
             if limit is not None:
-                rules.append(Rule(metric, kind, limit, kind == "relative"))
+                rules.append(ThresholdRule(metric, kind, limit, kind == "relative"))
         for metric, limit in self.relative.items():
             lim = over.get(metric, limit) if metric in over else limit
             if lim is not None:
-                rules.append(Rule(metric, "relative", lim, True))
+                rules.append(ThresholdRule(metric, "relative", lim, True))
         for metric, limit in self.absolute.items():
             lim = over.get(metric, limit) if metric in over else limit
             if lim is not None:
-                rules.append(Rule(metric, "absolute", lim, False))
+                rules.append(ThresholdRule(metric, "absolute", lim, False))
         return tuple(rules)
 
-    def rules(self, level: Level = Level.PEAK) -> tuple[Rule, ...]:
+    def rules(self, level: Level = Level.PEAK) -> tuple[ThresholdRule, ...]:
         """The rules in force at ``level``."""
         return self._rules[level]
 
@@ -843,7 +847,7 @@ class ImpactAnalyzer:
             tuple(unjudged),
         )
 
-    def _missing(self, rule: Rule, track: _Track, how: str) -> tuple[Verdict, str]:
+    def _missing(self, rule: ThresholdRule, track: _Track, how: str) -> tuple[Verdict, str]:
         m = rule.metric
         n = track.failures
         if self.on_missing == "fail_open":
@@ -856,7 +860,7 @@ class ImpactAnalyzer:
         return Verdict.THROTTLE, f"{m} is missing: {how} ({n} in a row); not read as OK"
 
     def _judge(
-        self, rule: Rule, track: _Track, stats: MetricStats | None, level: Level
+        self, rule: ThresholdRule, track: _Track, stats: MetricStats | None, level: Level
     ) -> tuple[Verdict, str, float | None, float, float]:
         vals = track.values
         n = len(vals)
@@ -958,3 +962,18 @@ class ImpactAnalyzer:
             f"confidence={self.confidence:g}, on_missing={self.on_missing!r}, "
             f"metrics={sorted(self.baseline.stats)})"
         )
+
+
+_RENAMED = {"Rule": "ThresholdRule"}
+
+
+def __getattr__(name: str) -> Any:
+    new = _RENAMED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{__name__}.{name} is deprecated; use {__name__}.{new}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new]
