@@ -228,3 +228,55 @@ def test_an_unprivileged_thread_stays_lowered_and_says_so() -> None:
     assert inside == applied == before + 5
     assert after == inside  # an unprivileged process cannot raise its priority back
     assert "stays at nice" in out.stdout
+
+
+@linux
+def test_sched_idle_entered_and_left_nesting_with_nice(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="wedguard.priority")
+
+    def body() -> tuple[int | None, int | None, int | None, int | None, priority.Applied]:
+        before = priority.scheduler_policy()
+        with priority.lowered(nice=0, ionice=False, sched_idle=True) as applied:
+            inside = priority.scheduler_policy()
+            with priority.lowered(nice=3, ionice=False):  # nested: the outer values hold
+                nested = priority.scheduler_policy()
+        return before, inside, nested, priority.scheduler_policy(), applied
+
+    before, inside, nested, after, applied = in_thread(body)
+    assert inside == nested == os.SCHED_IDLE
+    assert applied.sched_idle
+    assert applied.nice is None
+    assert after == before or "stays in SCHED_IDLE" in caplog.text
+    with pytest.raises(wg.ConfigError) as info:
+        priority.lower(nice=0, ionice=False, sched_idle="yes")  # type: ignore[arg-type]
+    assert info.value.field == "sched_idle"
+
+
+IDLE_CHILD = """
+import logging, os, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+from wedguard.runtime import priority
+os.setgid(65534)
+os.setuid(65534)
+with priority.lowered(nice=0, ionice=False, sched_idle=True) as applied:
+    inside = os.sched_getscheduler(0)
+print("RESULT", inside, os.sched_getscheduler(0), int(applied.sched_idle))
+"""
+
+
+@linux
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to drop")
+def test_an_unprivileged_thread_enters_sched_idle_and_says_when_it_stays() -> None:
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-c", IDLE_CHILD], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
+    inside, after, applied = (int(v) for v in line.split()[1:])
+    assert inside == os.SCHED_IDLE  # entering needs no privilege
+    assert applied == 1
+    # leaving needs CAP_SYS_NICE or an RLIMIT_NICE that allows it: back, or said so
+    assert after == os.SCHED_OTHER or "stays in SCHED_IDLE" in out.stdout

@@ -65,8 +65,12 @@ class Decision:
         needed_rate: the highest rate any running session with ``expected_bytes`` and
             a deadline needs to finish in time (None when no session has a deadline).
         at: when the decision was made (aware datetime), if known.
+        signals: the metrics the impact analyser judged at its last sample,
+            production's own latency first (it leads), then the fast signals (PSI,
+            run-queue wait), then the backup's own figures.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0 ``signals``.
     """
 
     level: Level = attrs.field(converter=Level)
@@ -82,6 +86,7 @@ class Decision:
     cpu_share: float | None = None
     needed_rate: float | None = None
     at: datetime | None = None
+    signals: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
 
     @property
     def kind(self) -> str:
@@ -129,6 +134,7 @@ class Decision:
             "window_end": None if self.window_end is None else self.window_end.isoformat(),
             "cpu_share": self.cpu_share,
             "needed_rate": _num(self.needed_rate),
+            "signals": list(self.signals),
         }
 
     def __str__(self) -> str:

@@ -155,7 +155,11 @@ def copy_stream(
         session: an active session; its report counts exactly the bytes written.
         src: a binary file object with ``read()`` or ``readinto()``.
         dst: a binary file object with ``write()``.
-        chunk_size: the most bytes read at a time.
+        chunk_size: the most bytes read at a time. When the guard shapes
+            (``Guard(shaping=...)``) each chunk is at most :attr:`Session.chunk_size`
+            as well, read again before every chunk: smaller while production is near
+            its limits, and at most 0.2 s of the allowed rate, so a low rate is paced
+            as many short waits rather than a long sleep and a burst.
         available: read what is available (``read1``/``readinto1`` when the source
             has them), so a slow producer is forwarded as it produces.
         flush: call ``dst.flush()`` (when it has one) after each chunk.
@@ -194,10 +198,14 @@ def copy_stream(
     counted = 0  # bytes the session counted for this copy
     partial = [0]  # bytes of the chunk in hand written so far (set on short writes only)
     chunk: Any
+    shaped = g._shaper is not None  # shaping: the session's chunk size, chunk by chunk
+    want = n
     try:
         while True:
+            if shaped:
+                want = max(1, min(n, s.chunk_size))
             if view is None:
-                chunk = read(n)  # type: ignore[misc]
+                chunk = read(want)  # type: ignore[misc]
                 if not chunk:
                     if chunk is None:
                         raise _blocked(f"{_label(src)}.read() returned None: no data yet")
@@ -206,14 +214,14 @@ def copy_stream(
                     chunk = bytes(chunk)  # a bytearray or view the source may reuse
                 k = len(chunk)
             else:
-                k = readinto(view)  # type: ignore[misc]
+                k = readinto(view if want == n else view[:want])  # type: ignore[misc]
                 if not k:
                     if k is None:
                         raise _blocked(f"{_label(src)}.readinto() returned None: no data yet")
                     break
-                if not isinstance(k, int) or not 0 < k <= n:
+                if not isinstance(k, int) or not 0 < k <= want:
                     raise OSError(
-                        errno.EIO, f"{_label(src)}.readinto() returned {k!r} for {n} bytes"
+                        errno.EIO, f"{_label(src)}.readinto() returned {k!r} for {want} bytes"
                     )
                 chunk = view if k == n else view[:k]
                 if not reuse:

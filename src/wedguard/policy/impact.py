@@ -57,6 +57,7 @@ from wedguard.levels import Level, Verdict
 from wedguard.units import format_rate, format_size, parse_rate, parse_size
 
 __all__ = [
+    "FAST_SIGNALS",
     "Assessment",
     "Baseline",
     "ImpactAnalyzer",
@@ -80,6 +81,21 @@ FIELDS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
     }
 )
 """Each built-in threshold field, the metric it judges and how."""
+
+FAST_SIGNALS: Final[Mapping[str, float]] = MappingProxyType(
+    {
+        # metric -> cap, in the metric's unit, at every calendar level
+        "pressure.cpu.some_percent": 30.0,
+        "pressure.io.some_percent": 20.0,
+        "prod.runq_ratio": 0.10,
+    }
+)
+"""The fast signals a guard judges without configuration, and their caps.
+
+Host CPU and I/O pressure (PSI, percent of the last interval in which some task
+waited) and the run-queue wait of named production processes (seconds per second).
+See :meth:`Thresholds.with_fast_signals`.
+"""
 
 _LEVEL_DEFAULTS: Final[Mapping[Level, Mapping[str, float | None]]] = MappingProxyType(
     {Level.OPEN: MappingProxyType({"backup_cpu": None, "backup_network": None})}
@@ -292,6 +308,22 @@ class Thresholds:
         object.__setattr__(
             self, "_rules", MappingProxyType({lv: self._build(lv, merged) for lv in Level})
         )
+
+    @classmethod
+    def with_fast_signals(cls, **kwargs: Any) -> Thresholds:
+        """These thresholds with caps on the :data:`FAST_SIGNALS` as well (under any
+        ``absolute`` given, which wins): what ``Guard()`` judges when you configure
+        nothing. A signal no source reports is not judged.
+
+        >>> th = Thresholds.with_fast_signals(absolute={"prod.runq_ratio": 0.05})
+        >>> th.limit("pressure.cpu.some_percent"), th.limit("prod.runq_ratio")
+        (30.0, 0.05)
+
+        .. versionadded:: 0.3.0
+        """
+        given = kwargs.pop("absolute", None)
+        absolute = {**FAST_SIGNALS, **(_absolute_map(given) if given is not None else {})}
+        return cls(absolute=absolute, **kwargs)
 
     def _convert(self, field: str, name: object, value: object) -> float | None:
         if name in FIELDS:

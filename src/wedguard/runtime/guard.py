@@ -48,6 +48,8 @@ from wedguard.interfaces import Event, Sink, Source
 from wedguard.levels import Level, Verdict
 from wedguard.policy.alerting import Alert, Severity
 from wedguard.policy.bucket import TokenBucketThrottler
+from wedguard.policy.probing import Shaper
+from wedguard.policy.shaping import ChunkPolicy, signals_used
 from wedguard.runtime import at_exit as _atexit
 from wedguard.runtime.defaults import (
     IONICE,
@@ -63,7 +65,7 @@ from wedguard.runtime.defaults import (
 )
 from wedguard.runtime.prepaid import Prepaid
 from wedguard.runtime.prepaid import current as current_prepaid
-from wedguard.runtime.priority import check_nice
+from wedguard.runtime.priority import check_nice, check_sched_idle
 from wedguard.runtime.session import (
     Cutoff,
     DeadlineSpec,
@@ -204,14 +206,18 @@ def _default_sources() -> list[Source]:
     module = _optional("wedguard.sources")
     if module is None:
         return []
-    return [cast("Source", module.SystemSource())]
+    # the host's CPU and I/O pressure: fast signals readable without setup; a kernel
+    # without PSI is said once and not judged
+    pressure = module.PressureSource(resources=("cpu", "io"), unreadable="unavailable")
+    return [cast("Source", module.SystemSource()), cast("Source", pressure)]
 
 
 def _default_analyzer(clock: Clock) -> AnalyzerLike | None:
     impact = _optional("wedguard.policy.impact")
     if impact is None:
         return None
-    return cast("AnalyzerLike", impact.ImpactAnalyzer(impact.Thresholds(), clock=clock))
+    thresholds = impact.Thresholds.with_fast_signals()
+    return cast("AnalyzerLike", impact.ImpactAnalyzer(thresholds, clock=clock))
 
 
 def _default_controller() -> ControllerLike:
@@ -237,6 +243,20 @@ def _default_sinks() -> list[Sink]:
     if module is None:
         return [_LogSink()]
     return [cast("Sink", module.LoggingSink())]
+
+
+_CHUNKS: Final = ChunkPolicy()
+
+
+def _shaper(value: object) -> Any:
+    """The ``shaping`` argument as a Shaper, or None."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Shaper()
+    if not all(callable(getattr(value, a, None)) for a in ("observe", "paused", "allowed")):
+        raise ConfigError("shaping", value, "a Shaper, True or None")
+    return value
 
 
 def _with_logging(sinks: list[Sink], keep: bool) -> list[Sink]:
@@ -272,9 +292,12 @@ class Guard:
             (06:00–22:00 PEAK with a 10 Mbit/s cap); ``None``: no calendar.
         breaker: the circuit breaker :meth:`protect` runs calls under. Default: a
             ``CircuitBreaker("guard")`` (3 failures, 5 minutes); ``None``: none.
-        analyzer: the impact analyser. Default: ``ImpactAnalyzer(Thresholds())`` when
-            there are sources; ``None``: throttle by rate and calendar alone.
-        sources: what the sampler reads. Default: ``[SystemSource()]``.
+        analyzer: the impact analyser. Default:
+            ``ImpactAnalyzer(Thresholds.with_fast_signals())`` when there are sources;
+            ``None``: throttle by rate and calendar alone.
+        sources: what the sampler reads. Default: ``[SystemSource(), PressureSource(...)]``
+            (the host's CPU and I/O pressure, judged against
+            :data:`~wedguard.policy.impact.FAST_SIGNALS`).
         sinks: who hears about decisions, sessions and alerts. Default: a logging sink.
         max_concurrent: sessions that may run at once (others wait, FIFO); ``None``
             for no limit.
@@ -316,6 +339,14 @@ class Guard:
             the event loop's); 0, the default, leaves threads alone. See
             :mod:`wedguard.runtime.priority`.
         ionice: put a thread running a session in the idle I/O class.
+        sched_idle: put a thread running a session in the ``SCHED_IDLE`` CPU policy
+            (a waking production thread preempts it at once); restored after, where
+            the system allows. Default False.
+        shaping: a :class:`~wedguard.policy.probing.Shaper` (``True``: one with its
+            defaults): the fast inner loop on the fast signals, short scheduled pauses
+            that measure production without the backup, the outer loop on
+            production's latency, and chunk sizes the copy loop follows. The sampler
+            then samples every ``Shaper.interval`` (0.2 s) at least. Default None.
         log_events: keep the logging sink (the ``wedguard.events`` logger) beside the
             ``sinks`` given (default True): ``sinks=[...]`` adds to it, so alerts reach
             the console whatever else hears them. ``False`` removes it.
@@ -391,6 +422,8 @@ class Guard:
         log_events: bool = True,
         max_hold: float | str | None = "30m",
         baseline_warmup: float | str | _Default | None = DEFAULT,
+        sched_idle: bool = False,
+        shaping: Any = None,
     ) -> None:
         self._clock: Clock = check_clock(clock)
         for method in ("monotonic", "now", "sleep"):
@@ -513,6 +546,16 @@ class Guard:
         if background is None:
             background = isinstance(self._clock, SystemClock)
         self._background = bool(background)
+
+        # -- shaping (SCHED_IDLE, fast loop, causal pauses, chunk size) -----------------
+        self._sched_idle = check_sched_idle(sched_idle)
+        self._shaper: Any = _shaper(shaping)
+        if self._shaper is not None:
+            if analyzer is None or not self._sources:
+                raise ConfigError("shaping", shaping, "sources and an analyser (the defaults)")
+            self._interval = min(self._interval, float(self._shaper.interval))
+        self._signals: tuple[str, ...] = ()
+        # -- end shaping -----------------------------------------------------------------
 
         # state shared with the sessions' hot path
         self._cond = threading.Condition(threading.RLock())
@@ -648,6 +691,27 @@ class Guard:
     def ionice(self) -> bool:
         """Whether a thread running a session is put in the idle I/O class."""
         return self._ionice
+
+    @property
+    def sched_idle(self) -> bool:
+        """Whether a thread running a session is put in the ``SCHED_IDLE`` CPU policy."""
+        return self._sched_idle
+
+    @property
+    def shaper(self) -> Any:
+        """The :class:`~wedguard.policy.probing.Shaper` (None without ``shaping``)."""
+        return self._shaper
+
+    @property
+    def chunk_size(self) -> int:
+        """The chunk size (bytes) the backup should use now: smaller while production
+        is near its limits, and at most 0.2 s of the allowed rate. The copy loop
+        follows it when the guard shapes (``shaping=``)."""
+        d = self.decision()
+        if self._shaper is not None:
+            return int(self._shaper.chunk_size(d.rate))
+        load = float(getattr(self._assessment, "load", 0.0) or 0.0)
+        return _CHUNKS.size(load=load, rate=d.rate)
 
     @property
     def name(self) -> str:
@@ -1043,8 +1107,13 @@ class Guard:
     def _assess_locked(self, sample: Mapping[str, float], now: float) -> None:
         for level_no, line in self._probes.update(sample, now):
             log.log(level_no, "%s", line)
+        if self._shaper is not None:  # shaping: the fast loop and the pauses' samples
+            self._shaper.observe(sample, now, moved=sum(s._bytes for s in self._sessions()))
         if self._analyzer is None:
             return
+        rules = getattr(getattr(self._analyzer, "thresholds", None), "rules", None)
+        if rules is not None:  # which signals judge the backup (decision().signals)
+            self._signals = signals_used(rules(self._decision.level), sample)
         if self._learn(sample):
             return
         level = self._decision.level
@@ -1170,6 +1239,11 @@ class Guard:
             limits.append((allowed, 1, text + (f" ({detail})" if detail else "")))
         limits.sort()
         reasons.extend(text for _, _, text in limits)
+        probing = False
+        if self._shaper is not None:  # shaping: the loops' share, the causal pauses
+            allowed = min(allowed, float(self._shaper.allowed(ceiling)))
+            probing = bool(self._active) and bool(self._shaper.paused(now))
+            reasons.extend(self._shaper.reasons(now))
         if self._circuit:
             reasons.append(self._circuit)
         if not self._learning:
@@ -1182,7 +1256,8 @@ class Guard:
             )
         rate = min(ceiling, allowed)
         paused = (
-            self._stopped
+            probing
+            or self._stopped
             or bool(self._held)
             or bool(self._learning)
             or level is Level.BLACKOUT
@@ -1205,6 +1280,7 @@ class Guard:
             cpu_share=None if window is None else getattr(window, "cpu_share", None),
             needed_rate=max(needed) if needed else None,
             at=now_dt,
+            signals=self._signals,
         )
 
     def _apply(self, d: Decision, now: float, *, emit: bool = True) -> None:
@@ -1233,6 +1309,8 @@ class Guard:
                 expires = min(expires, self._next_sample)
             if self._checks_stops:
                 expires = min(expires, self._next_stop_check)
+        if self._shaper is not None and self._active:  # a causal pause begins or ends
+            expires = min(expires, float(self._shaper.next_change(now)))
         self._expires = expires if expires > now else now + 1e-6
         self._free = go and d.rate == _INF and expires == _INF
         if self._fleet_bytes is not None:

@@ -1,10 +1,16 @@
 """Lowering one thread's CPU and I/O priority while it runs a backup session.
 
-A guard built with ``nice=`` or ``ionice=True`` applies them to the thread that enters
-a (sync) session, and restores the thread's own values when its last session ends,
-where the system allows: raising a priority back needs ``CAP_SYS_NICE`` or a
-``RLIMIT_NICE`` that permits it, so an unprivileged thread may stay lowered (it is a
+A guard built with ``nice=``, ``ionice=True`` or ``sched_idle=True`` applies them to the
+thread that enters a (sync) session, and restores the thread's own values when its last
+session ends, where the system allows: raising a priority back needs ``CAP_SYS_NICE`` or
+a ``RLIMIT_NICE`` that permits it, so an unprivileged thread may stay lowered (it is a
 backup thread; nothing is lost but the backup's own speed when production is busy).
+
+``SCHED_IDLE`` is the strongest of the three for the CPU: the thread's weight drops to 3
+(nice 19 is 15) and it loses the wake-up protection a normal thread has, so a production
+thread that wakes on the same CPU runs at once instead of waiting for the backup's
+slice. Entering it needs no privilege; leaving it (back to ``SCHED_OTHER``) needs
+``CAP_SYS_NICE`` or a ``RLIMIT_NICE`` that allows the thread's niceness.
 
 Linux keeps both priorities per thread, so only the calling thread changes; on other
 systems the calls would change the whole process, and nothing is done.
@@ -33,7 +39,7 @@ import attrs
 
 from wedguard.errors import ConfigError
 
-__all__ = ["Applied", "check_nice", "lower", "lowered", "restore"]
+__all__ = ["Applied", "check_nice", "lower", "lowered", "restore", "scheduler_policy"]
 
 log = logging.getLogger("wedguard.priority")
 
@@ -53,11 +59,15 @@ class Applied:
         nice: its niceness, when it was changed (else None).
         ionice: ``"idle"`` when it was put in the idle I/O class (else None).
         note: why something asked for was not done ("" when all was).
+        sched_idle: True when the thread runs in the ``SCHED_IDLE`` CPU policy.
+
+    .. versionchanged:: 0.3.0 ``sched_idle``.
     """
 
     nice: int | None = None
     ionice: str | None = None
     note: str = ""
+    sched_idle: bool = False
 
 
 @attrs.frozen
@@ -66,6 +76,7 @@ class _Saved:
     nice: int | None
     ioprio: int | None
     applied: Applied
+    policy: int | None = None  # the CPU policy before SCHED_IDLE, when it was entered
 
 
 class _Held:
@@ -92,6 +103,34 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)  # loaded once: ~9 us a time
 
 
+def scheduler_policy(thread_id: int | None = None) -> int | None:
+    """The CPU scheduling policy (``os.SCHED_*``) of the calling thread or of
+    ``thread_id``; None where it cannot be read (not Linux, the thread is gone).
+
+    >>> import os
+    >>> scheduler_policy() in (None, os.SCHED_OTHER, os.SCHED_BATCH, os.SCHED_IDLE)
+    True
+    """
+    if not _LINUX:
+        return None
+    try:
+        return os.sched_getscheduler(threading.get_native_id() if thread_id is None else thread_id)
+    except OSError:
+        return None
+
+
+def _enter_idle(tid: int, notes: list[str]) -> int | None:
+    """Put thread ``tid`` in SCHED_IDLE; its former policy, or None (with a note)."""
+    try:
+        old = os.sched_getscheduler(tid)
+        if old != os.SCHED_IDLE:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:
+        notes.append(f"not in SCHED_IDLE: {exc}")
+        return None
+    return old
+
+
 def _ioprio(table: dict[str, int], *args: int) -> int:
     nr = table.get(platform.machine())
     if nr is None:
@@ -99,8 +138,9 @@ def _ioprio(table: dict[str, int], *args: int) -> int:
     return int(_libc().syscall(nr, *args))
 
 
-def _lower_now(tid: int, nice: int, ionice: bool) -> _Saved:
+def _lower_now(tid: int, nice: int, ionice: bool, sched_idle: bool = False) -> _Saved:
     notes: list[str] = []
+    policy = _enter_idle(tid, notes) if sched_idle else None
     old_nice: int | None = None
     new_nice: int | None = None
     if nice:
@@ -122,23 +162,35 @@ def _lower_now(tid: int, nice: int, ionice: bool) -> _Saved:
             old_io, new_io = current, "idle"
         else:
             notes.append(f"not in the idle I/O class: errno {ctypes.get_errno()}")
-    return _Saved(tid, old_nice, old_io, Applied(new_nice, new_io, "; ".join(notes)))
+    applied = Applied(new_nice, new_io, "; ".join(notes), policy is not None)
+    return _Saved(tid, old_nice, old_io, applied, policy)
 
 
-def lower(nice: int = 19, ionice: bool = True) -> Applied:
+def check_sched_idle(value: object, field: str = "sched_idle") -> bool:
+    """``value`` as the ``sched_idle`` switch: True or False."""
+    if not isinstance(value, bool):
+        raise ConfigError(field, value, "True or False")
+    return value
+
+
+def lower(nice: int = 19, ionice: bool = True, sched_idle: bool = False) -> Applied:
     """Add ``nice`` to the calling thread's niceness and, with ``ionice``, put it in
-    the idle I/O class, until the matching :func:`restore`.
+    the idle I/O class, and with ``sched_idle`` in the ``SCHED_IDLE`` CPU policy, until
+    the matching :func:`restore`.
 
     Calls nest (the outermost one's values hold). Call :func:`restore` once for every
-    call that asked for something (``nice`` > 0 or ``ionice``). Never raises for what
-    the system refuses: :attr:`Applied.note` says what was not done. Outside Linux
-    nothing is changed.
+    call that asked for something (``nice`` > 0, ``ionice`` or ``sched_idle``). Never
+    raises for what the system refuses: :attr:`Applied.note` says what was not done.
+    Outside Linux nothing is changed.
 
     Raises:
-        ConfigError: ``nice`` is not 0..19.
+        ConfigError: ``nice`` is not 0..19, or ``sched_idle`` not a bool.
+
+    .. versionchanged:: 0.3.0 ``sched_idle``.
     """
     nice = check_nice(nice)
-    if not (nice or ionice):
+    sched_idle = check_sched_idle(sched_idle)
+    if not (nice or ionice or sched_idle):
         return Applied()
     if not _LINUX:
         return Applied(note="thread priorities are changed on Linux only")
@@ -148,7 +200,7 @@ def lower(nice: int = 19, ionice: bool = True) -> Applied:
         if held is not None:  # nested: the outermost call's values hold
             held.depth += 1
             return held.saved.applied
-        saved = _lower_now(tid, nice, ionice)
+        saved = _lower_now(tid, nice, ionice, sched_idle)
         _held[tid] = _Held(saved)
     if saved.applied.note:
         log.info("session thread %d: %s", tid, saved.applied.note)
@@ -173,6 +225,11 @@ def restore(thread_id: int | None = None) -> None:
             return
         del _held[tid]
     saved = held.saved
+    if saved.policy is not None and saved.policy != os.SCHED_IDLE:
+        try:
+            os.sched_setscheduler(tid, saved.policy, os.sched_param(0))
+        except OSError as exc:
+            log.info("session thread %d stays in SCHED_IDLE: %s", tid, exc)
     if saved.nice is not None and saved.applied.nice != saved.nice:
         try:
             os.setpriority(os.PRIO_PROCESS, tid, saved.nice)
@@ -186,11 +243,11 @@ def restore(thread_id: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def lowered(nice: int = 19, ionice: bool = True) -> Iterator[Applied]:
+def lowered(nice: int = 19, ionice: bool = True, sched_idle: bool = False) -> Iterator[Applied]:
     """:func:`lower` for the length of a ``with`` block."""
-    applied = lower(nice, ionice)
+    applied = lower(nice, ionice, sched_idle)
     try:
         yield applied
     finally:
-        if nice or ionice:
+        if nice or ionice or sched_idle:
             restore()

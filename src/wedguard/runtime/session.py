@@ -696,6 +696,14 @@ class Session:
         return self._needed
 
     @property
+    def chunk_size(self) -> int:
+        """The chunk size (bytes) to read and write now: :attr:`Guard.chunk_size`.
+
+        .. versionadded:: 0.3.0
+        """
+        return self._guard.chunk_size
+
+    @property
     def priority(self) -> _priority.Applied | None:
         """The CPU and I/O priority this session's thread runs at, when the guard
         lowers it (``Guard(nice=..., ionice=...)``); None otherwise."""
@@ -772,8 +780,8 @@ class Session:
     def __enter__(self) -> Session:
         g = self._guard
         g._enter(self, self._slot_timeout)
-        if g._nice or g._ionice:
-            self._priority = _priority.lower(g._nice, g._ionice)
+        if g._nice or g._ionice or g._sched_idle:
+            self._priority = _priority.lower(g._nice, g._ionice, g._sched_idle)
             self._priority_tid = threading.get_native_id()
         self._ctx = _CURRENT.set(weakref.ref(self))
         return self

@@ -13,6 +13,14 @@ logger, so a failing probe shows on the console even when the events go elsewher
 []
 >>> w.update({"api.latency_s": 0.2}, now=45.0)
 [(20, 'probe api.latency_s answers again after 45s')]
+
+A signal its source cannot read here at all (``"<metric>.unavailable"``: no PSI on this
+kernel) is said once, and not again:
+
+>>> w.update({"pressure.io.some_percent.unavailable": 1.0}, now=50.0)
+[(30, 'signal pressure.io.some_percent cannot be read on this system; the guard does not judge it')]
+>>> w.update({"pressure.io.some_percent.unavailable": 1.0}, now=120.0)
+[]
 """
 
 from __future__ import annotations
@@ -46,12 +54,13 @@ class ProbeWatch:
         repeat: seconds between reminders while a probe keeps failing.
     """
 
-    __slots__ = ("_failing", "_reminded", "repeat")
+    __slots__ = ("_failing", "_reminded", "_unavailable", "repeat")
 
     def __init__(self, repeat: float = 60.0) -> None:
         self.repeat = repeat
         self._failing: dict[str, float] = {}  # metric -> monotonic time it began failing
         self._reminded: dict[str, float] = {}
+        self._unavailable: set[str] = set()  # signals already said to be unreadable
 
     @property
     def failing(self) -> dict[str, float]:
@@ -60,6 +69,16 @@ class ProbeWatch:
 
     def update(self, sample: Mapping[str, float], now: float) -> list[tuple[int, str]]:
         lines: list[tuple[int, str]] = []
+        for key in sample:
+            if key.endswith(".unavailable") and key not in self._unavailable:
+                self._unavailable.add(key)
+                lines.append(
+                    (
+                        logging.WARNING,
+                        f"signal {key[: -len('.unavailable')]} cannot be read on this "
+                        "system; the guard does not judge it",
+                    )
+                )
         failing = set(failing_metrics(sample))
         for m in sorted(failing):
             since = self._failing.get(m)

@@ -59,9 +59,13 @@ class PressureSource:
     are reported as ``pressure.cgroup.<res>....``.
 
     Where PSI is unavailable (not Linux, an old kernel, ``psi=0``, no such cgroup) the
-    metrics are reported as unavailable (``"<name>.error": 1.0``), never as zero;
-    :attr:`available` says what was readable at the last sample. The ``*_percent``
-    figures appear from the second sample on.
+    metrics are reported as failed (``"<name>.error": 1.0``), never as zero;
+    :attr:`available` says what was readable at the last sample. With
+    ``unreadable="unavailable"`` a file that has never been readable is reported as
+    ``"<name>.unavailable": 1.0`` instead: the guard says once that it cannot read the
+    signal and does not judge it (the default guard's own source does this, so a
+    kernel without PSI is not read as harm); a file that was readable and fails later
+    is still an error. The ``*_percent`` figures appear from the second sample on.
 
     Args:
         cgroup: a cgroup v2 directory to watch as well: an absolute path, a path
@@ -72,6 +76,8 @@ class PressureSource:
         proc_root: where the system files are (default ``/proc/pressure``).
         cgroup_root: where the cgroup v2 hierarchy is mounted.
         prefix: the metric name prefix (default ``"pressure"``).
+        unreadable: how a file that was never readable is reported: ``"error"`` (the
+            default) or ``"unavailable"``.
 
     Example::
 
@@ -80,9 +86,19 @@ class PressureSource:
         1.0
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0 ``unreadable``.
     """
 
-    __slots__ = ("_files", "_monotonic", "_prev", "available", "prefix", "resources")
+    __slots__ = (
+        "_files",
+        "_monotonic",
+        "_prev",
+        "_seen",
+        "available",
+        "prefix",
+        "resources",
+        "unreadable",
+    )
 
     def __init__(
         self,
@@ -94,7 +110,12 @@ class PressureSource:
         cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
         prefix: str = "pressure",
         monotonic: Callable[[], float] = time.monotonic,
+        unreadable: str = "error",
     ) -> None:
+        if unreadable not in ("error", "unavailable"):
+            raise ConfigError("unreadable", unreadable, "'error' or 'unavailable'")
+        self.unreadable = unreadable
+        self._seen: set[str] = set()
         what = "a non-empty subset of ('cpu', 'io', 'memory')"
         resources = _checks.items(resources, "resources", what)
         if not all(r in _RESOURCES for r in resources) or not resources:
@@ -139,13 +160,15 @@ class PressureSource:
                 parsed = {}
             if not parsed:
                 self.available[stem] = False
+                how = "error" if stem in self._seen or self.unreadable == "error" else "unavailable"
                 for kind in ("some", "full"):
-                    out[f"{stem}.{kind}_avg10.error"] = 1.0
-                    out[f"{stem}.{kind}_percent.error"] = 1.0
+                    out[f"{stem}.{kind}_avg10.{how}"] = 1.0
+                    out[f"{stem}.{kind}_percent.{how}"] = 1.0
                 self._prev.pop(f"{stem}.some", None)
                 self._prev.pop(f"{stem}.full", None)
                 continue
             self.available[stem] = True
+            self._seen.add(stem)
             for kind, values in parsed.items():
                 name = f"{stem}.{kind}"
                 out[f"{name}_avg10"] = values["avg10"]
