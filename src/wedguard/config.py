@@ -56,6 +56,7 @@ from wedguard import _checks, _fs
 from wedguard.clock import Clock
 from wedguard.errors import ConfigError
 from wedguard.interfaces import Sink, Source
+from wedguard.io.priority import check_nice
 from wedguard.levels import Level
 from wedguard.policy.breaker import CircuitBreaker
 from wedguard.policy.calendar import PeakHourCalendar
@@ -64,7 +65,6 @@ from wedguard.policy.impact import ImpactAnalyzer, Thresholds
 from wedguard.redact import redact_url, url_has_secret
 from wedguard.runtime.alerts import AlertDispatcher, Severity
 from wedguard.runtime.guard import MAX_INTERVAL, MAX_SLOT_TIMEOUT, MIN_INTERVAL, MIN_RATE, Guard
-from wedguard.runtime.priority import check_nice
 from wedguard.units import (
     format_duration,
     format_rate,

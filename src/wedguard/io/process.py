@@ -70,17 +70,19 @@ import attrs
 import psutil
 
 from wedguard.errors import ConfigError, EmergencyStop, WedguardError
+from wedguard.io.copy import check_ends, copy_stream
+from wedguard.io.priority import check_nice
 from wedguard.levels import Level, Verdict
 from wedguard.policy.alerting import Alert, Severity
 from wedguard.redact import redact_argv, redact_text
-from wedguard.runtime.priority import check_nice
 from wedguard.units import format_duration, format_rate, parse_duration, parse_rate, parse_size
 
 if TYPE_CHECKING:
     import argparse
 
     from wedguard.decision import Decision
-    from wedguard.runtime.guard import Guard
+    from wedguard.interfaces import GuardLike, GuardSession
+    from wedguard.runtime.guard import Guard  # pipe_main's
 
 __all__ = [
     "DutyCycle",
@@ -742,7 +744,7 @@ def _unregister(child: GuardedProcess) -> None:
             _PREVIOUS_HANDLERS.clear()
 
 
-def guarded_children(guard: Guard) -> list[GuardedProcess]:
+def guarded_children(guard: GuardLike) -> list[GuardedProcess]:
     """The children running under ``guard`` now."""
     with _LIVE_LOCK:
         return sorted(_BY_GUARD.get(guard, ()), key=lambda c: c.pid)
@@ -886,7 +888,7 @@ class GuardedProcess:
 
     def __init__(
         self,
-        guard: Guard,
+        guard: GuardLike,
         argv: Sequence[str | os.PathLike[str]],
         *,
         name: str | None = None,
@@ -972,12 +974,13 @@ class GuardedProcess:
         self._ncpu = os.cpu_count() or 1
         self._done = threading.Event()
         self._closed = threading.Event()
-        self._session: Any = None
+        self._session: GuardSession | None = None
         self._applied_nice: int | None = None
         self._applied_ionice: str | None = None
 
         if death == "auto":
-            shared = session and getattr(guard, "_fleet_slots", None) is not None
+            # a slot shared by many hosts lapses with the guard: the child must not outlive it
+            shared = session and guard.coordinator is not None and guard.max_concurrent is not None
             death = "terminate" if shared else "resume"
         self.on_guard_death: str = death
         if session:
@@ -1228,13 +1231,10 @@ class GuardedProcess:
             self._abort(f"paused longer than max_pause {format_duration(self._max_pause)}")
 
     def _emit(self, event: Any) -> None:
-        emit = getattr(self.guard, "_emit", None)
-        if emit is not None:
-            with contextlib.suppress(Exception):  # a sink never breaks the child
-                emit(event)
+        with contextlib.suppress(Exception):  # a sink never breaks the child
+            self.guard.publish(event)
 
     def _loop(self) -> None:
-        cond: threading.Condition | None = getattr(self.guard, "_cond", None)
         while not self._done.is_set():
             try:
                 tick = self._step()
@@ -1247,12 +1247,8 @@ class GuardedProcess:
             if self.popen.poll() is not None:
                 self.close()  # the child ended: free its slot even if nobody waits for it
                 break
-            if cond is not None:
-                # a new decision (stop, resume, new rate) wakes us at once
-                with cond:
-                    cond.wait(tick)
-            else:  # pragma: no cover
-                self._done.wait(tick)
+            # a new decision (stop, resume, new rate) wakes us at once
+            self.guard.wait_for_change(tick)
 
     # -- stopping, resuming, ending ----------------------------------------------------------
 
@@ -1309,7 +1305,7 @@ class GuardedProcess:
         grown = self._io_used - self._credited
         if s is not None and grown > 0:
             with contextlib.suppress(Exception):
-                s._bytes += grown
+                s.count(grown)
                 self._credited = self._io_used
 
     def _end_session(self, exc: BaseException | None) -> None:
@@ -1468,7 +1464,7 @@ class GuardedProcess:
 
 
 def run_guarded(
-    guard: Guard,
+    guard: GuardLike,
     argv: Sequence[str | os.PathLike[str]],
     *,
     input: Any = None,
@@ -1541,7 +1537,7 @@ def run_guarded(
 
 
 def pipe_guarded(
-    guard: Guard,
+    guard: GuardLike,
     src: Any,
     dst: Any,
     *,
@@ -1572,13 +1568,11 @@ def pipe_guarded(
         >>> round(guard.clock.monotonic(), 1)   # 3 MB at 1 MB/s after a 0.2 s burst
         2.8
     """
-    from wedguard.io.copy import check_ends, copy_stream
-
     size = chunk_size if isinstance(chunk_size, int) else parse_size(chunk_size, field="chunk_size")
     if isinstance(size, bool) or size <= 0:
         raise ConfigError("chunk_size", chunk_size, "a size in bytes > 0")
     check_ends(src, dst)
-    outer = guard._joinable()
+    outer = guard.current_session()
     if outer is not None:
         return copy_stream(outer, src, dst, size, available=True, flush=flush)
     with guard.session(name) as s:

@@ -49,12 +49,10 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from wedguard.errors import CircuitOpenError, ConfigError, WedguardError
-from wedguard.runtime.session import current_session
 from wedguard.units import parse_size
 
 if TYPE_CHECKING:
-    from wedguard.runtime.guard import Guard
-    from wedguard.runtime.session import Session
+    from wedguard.interfaces import GuardLike, SessionLike
 
 __all__ = [
     "MAX_PARTS",
@@ -80,7 +78,7 @@ _STATE_VERSION: Final = 1
 _NO_UPLOAD: Final = ("NoSuchUpload", "404")
 
 
-def progress(session: Session) -> Callable[[int], None]:
+def progress(session: SessionLike) -> Callable[[int], None]:
     """A boto3 ``Callback=`` that paces a transfer through ``session``.
 
     s3transfer calls it with the bytes just sent. When a body is rewound while its
@@ -237,8 +235,8 @@ def _read_part(f: Any, number: int, part_size: int, size: int) -> bytes:
 
 
 def _call(
-    guard: Guard,
-    s: Session,
+    guard: GuardLike,
+    s: SessionLike,
     fn: Callable[..., Any],
     cost: int,
     kwargs: dict[str, Any],
@@ -273,12 +271,12 @@ def _call(
 
 
 @contextlib.contextmanager
-def _session(guard: Guard, session: Session | None, name: str) -> Iterator[Session]:
+def _session(guard: GuardLike, session: SessionLike | None, name: str) -> Iterator[SessionLike]:
     if session is not None:
         yield session
         return
-    outer = current_session()
-    if outer is not None and outer._guard is guard and outer.active:
+    outer = guard.current_session()
+    if outer is not None:
         yield outer
         return
     with guard.session(name) as s:
@@ -286,7 +284,7 @@ def _session(guard: Guard, session: Session | None, name: str) -> Iterator[Sessi
 
 
 def upload_file(
-    guard: Guard,
+    guard: GuardLike,
     client: Any,
     path: str | os.PathLike[str],
     bucket: str,
@@ -294,7 +292,7 @@ def upload_file(
     *,
     part_size: int | str = 8 * 2**20,
     state_dir: str | os.PathLike[str] | None = None,
-    session: Session | None = None,
+    session: SessionLike | None = None,
     extra_args: dict[str, Any] | None = None,
 ) -> UploadResult:
     """Upload ``path`` to ``s3://bucket/key`` in parts through ``guard``; resumable.
@@ -583,8 +581,8 @@ class S3CopyJob:
 
     def __init__(
         self,
-        session: Session,
-        guard: Guard,
+        session: SessionLike,
+        guard: GuardLike,
         client: Any,
         *,
         state_dir: str | os.PathLike[str],

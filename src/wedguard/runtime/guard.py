@@ -45,13 +45,13 @@ from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_
 from wedguard.decision import Decision
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
 from wedguard.interfaces import Event, Sink, Source
+from wedguard.io.priority import check_nice
 from wedguard.levels import Level, Verdict
 from wedguard.policy.alerting import Alert, Severity
 from wedguard.policy.bucket import TokenBucketThrottler
 from wedguard.runtime import at_exit as _atexit
 from wedguard.runtime.prepaid import Prepaid
 from wedguard.runtime.prepaid import current as current_prepaid
-from wedguard.runtime.priority import check_nice
 from wedguard.runtime.session import (
     Cutoff,
     DeadlineSpec,
@@ -309,7 +309,7 @@ class Guard:
         nice: niceness (0..19) added to a thread while it runs a session (``with``
             blocks, ``copyfileobj``, ``protect``; not ``async with``, whose thread is
             the event loop's); 0, the default, leaves threads alone. See
-            :mod:`wedguard.runtime.priority`.
+            :mod:`wedguard.io.priority`.
         ionice: put a thread running a session in the idle I/O class.
         log_events: keep the logging sink (the ``wedguard.events`` logger) beside the
             ``sinks`` given (default True): ``sinks=[...]`` adds to it, so alerts reach
@@ -2122,6 +2122,22 @@ class Guard:
         from wedguard.io.stream import stream_command
 
         return stream_command(self, argv, dst, **kwargs)
+
+    # what io asks of a guard (wedguard.interfaces.GuardLike) beyond the above
+
+    def current_session(self) -> Session | None:
+        """The active session of this guard that the caller is inside, if any."""
+        return self._joinable()
+
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to the guard's sinks, as the guard's own events go."""
+        self._emit(event)
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Wait until the decision may have changed (a new decision, a stop, a resume)
+        or ``timeout`` seconds (real time) have passed."""
+        with self._cond:
+            self._cond.wait(timeout)
 
     def set_rate(self, rate: float | str) -> None:
         """Change the configured byte budget live (``"off"`` for unlimited).

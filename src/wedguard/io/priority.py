@@ -11,7 +11,7 @@ systems the calls would change the whole process, and nothing is done.
 
 Example::
 
-    >>> from wedguard.runtime.priority import lowered
+    >>> from wedguard.io.priority import lowered
     >>> with lowered(nice=5) as applied:
     ...     applied.nice is None or applied.nice >= 5
     True
