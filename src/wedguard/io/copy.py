@@ -176,20 +176,14 @@ def copy_stream(
         EmergencyStop, CutoffReached, DeadlineError: from ``session.throttle``; the
             destination holds every chunk before, none of the chunk after.
     """
+    # the loop is written out in one function: a helper called per chunk would cost
+    # every copy a call per chunk
     n = check_chunk_size(chunk_size)
     check_ends(src, dst)
     s = session
     throttle = s.throttle
     write = dst.write
-    if available:
-        read = getattr(src, "read1", None) or getattr(src, "read", None)
-        readinto = getattr(src, "readinto1", None) or getattr(src, "readinto", None)
-    else:
-        read = getattr(src, "read", None)
-        readinto = getattr(src, "readinto", None)
-    reuse = readinto is not None and keeps_nothing(dst)
-    buffered = reuse or read is None  # else each chunk is read into a new bytes
-    view = memoryview(bytearray(n)) if buffered else None
+    read, readinto, reuse, view = _reader(src, dst, n, available)
     do_flush = getattr(dst, "flush", None) if flush else None
     total = 0  # bytes written
     counted = 0  # bytes the session counted for this copy
@@ -198,7 +192,7 @@ def copy_stream(
     try:
         while True:
             if view is None:
-                chunk = read(n)  # type: ignore[misc]
+                chunk = read(n)
                 if not chunk:
                     if chunk is None:
                         raise _blocked(f"{_label(src)}.read() returned None: no data yet")
@@ -207,7 +201,7 @@ def copy_stream(
                     chunk = bytes(chunk)  # a bytearray or view the source may reuse
                 k = len(chunk)
             else:
-                k = readinto(view)  # type: ignore[misc]
+                k = readinto(view)
                 if not k:
                     if k is None:
                         raise _blocked(f"{_label(src)}.readinto() returned None: no data yet")
@@ -236,6 +230,22 @@ def copy_stream(
         settle(s, exc, total, counted, partial[0])
         raise
     return total
+
+
+def _reader(src: Any, dst: Any, n: int, available: bool) -> tuple[Any, Any, bool, Any]:
+    """How ``src`` is read: ``read``, ``readinto``, whether one buffer is reused for
+    every chunk, and that buffer (a memoryview of ``n`` bytes, or None: each chunk is
+    read into a new bytes)."""
+    if available:
+        read = getattr(src, "read1", None) or getattr(src, "read", None)
+        readinto = getattr(src, "readinto1", None) or getattr(src, "readinto", None)
+    else:
+        read = getattr(src, "read", None)
+        readinto = getattr(src, "readinto", None)
+    reuse = readinto is not None and keeps_nothing(dst)
+    buffered = reuse or read is None
+    view = memoryview(bytearray(n)) if buffered else None
+    return read, readinto, reuse, view
 
 
 def complete_write(

@@ -337,12 +337,9 @@ def upload_file(
     size = st.st_size
     file = state_path(src, bucket, key, state_dir=state_dir)
     ident = {"bucket": bucket, "key": key, "size": size, "mtime_ns": st.st_mtime_ns}
-    state = _read_state(file)
-    if state is not None and any(state.get(k) != v for k, v in ident.items()):
-        _abort_quietly(client, state)  # the source changed: its old parts are worthless
-        state = None
+    state = _saved_state(client, file, ident)
     if state is not None:
-        psize = int(state["part_size"])
+        psize = int(state["part_size"])  # a resumed upload keeps its part size
     count = max(1, -(-size // psize))
     if count > MAX_PARTS:
         raise ConfigError(
@@ -371,64 +368,12 @@ def upload_file(
             else:
                 done, resumed = found, True
         if state is None:
-            out = call(
-                client.create_multipart_upload,
-                0,
-                Bucket=bucket,
-                Key=key,
-                **(extra_args or {}),
-            )
-            state = {
-                "version": _STATE_VERSION,
-                **ident,
-                "part_size": psize,
-                "upload_id": out["UploadId"],
-                "parts": {},
-            }
-            _write_state(file, state)
-        upload_id = str(state["upload_id"])
+            state = _begin(call, client, file, ident, psize, extra_args)
         reused = len(done)
         state["parts"] = {str(n): e for n, e in sorted(done.items())}
         _write_state(file, state)
-
-        sent = sent_bytes = 0
-        with open(src, "rb") as f:
-            for number in range(1, count + 1):
-                if number in done:
-                    continue
-                body = _read_part(f, number, psize, size)
-                out = call(
-                    client.upload_part,
-                    len(body),
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=body,
-                )
-                done[number] = str(out["ETag"])
-                sent += 1
-                sent_bytes += len(body)
-                state["parts"][str(number)] = done[number]
-                _write_state(file, state)
-
-        now = os.stat(src)
-        if (now.st_size, now.st_mtime_ns) != (size, st.st_mtime_ns):
-            # written to while it went up: the parts may mix two versions of it
-            _abort_quietly(client, state)
-            with contextlib.suppress(FileNotFoundError):
-                file.unlink()
-            raise SourceChangedError(str(src))
-        out = call(
-            client.complete_multipart_upload,
-            0,
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={
-                "Parts": [{"PartNumber": n, "ETag": done[n]} for n in range(1, count + 1)]
-            },
-        )
+        sent, sent_bytes = _send_parts(call, client, file, state, src, done, count)
+        out = _complete(call, client, file, state, src, done, count)
     with contextlib.suppress(FileNotFoundError):
         file.unlink()
     return UploadResult(
@@ -436,13 +381,117 @@ def upload_file(
         key,
         size,
         str(out.get("ETag", "")),
-        upload_id,
+        str(state["upload_id"]),
         count,
         sent,
         reused,
         resumed,
         sent_bytes,
     )
+
+
+def _saved_state(client: Any, file: Path, ident: dict[str, Any]) -> dict[str, Any] | None:
+    """The state ``file`` keeps of an earlier upload of this source to this place;
+    None when there is none, or when the source changed since (its parts are then
+    aborted: they are worthless)."""
+    state = _read_state(file)
+    if state is not None and any(state.get(k) != v for k, v in ident.items()):
+        _abort_quietly(client, state)
+        return None
+    return state
+
+
+def _complete(
+    call: Callable[..., Any],
+    client: Any,
+    file: Path,
+    state: dict[str, Any],
+    src: Path,
+    done: dict[int, str],
+    count: int,
+) -> Any:
+    """Complete the upload of ``count`` parts, unless ``src`` changed while it went up
+    (the parts may mix two versions of it): then abort it, forget it and raise
+    :class:`SourceChangedError`."""
+    now = os.stat(src)
+    if (now.st_size, now.st_mtime_ns) != (state["size"], state["mtime_ns"]):
+        _abort_quietly(client, state)
+        with contextlib.suppress(FileNotFoundError):
+            file.unlink()
+        raise SourceChangedError(str(src))
+    return call(
+        client.complete_multipart_upload,
+        0,
+        Bucket=state["bucket"],
+        Key=state["key"],
+        UploadId=str(state["upload_id"]),
+        MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": done[n]} for n in range(1, count + 1)]
+        },
+    )
+
+
+def _begin(
+    call: Callable[..., Any],
+    client: Any,
+    file: Path,
+    ident: dict[str, Any],
+    psize: int,
+    extra_args: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A new multipart upload for ``ident`` (bucket, key, size, mtime); its state,
+    written to ``file`` before a part is sent."""
+    out = call(
+        client.create_multipart_upload,
+        0,
+        Bucket=ident["bucket"],
+        Key=ident["key"],
+        **(extra_args or {}),
+    )
+    state = {
+        "version": _STATE_VERSION,
+        **ident,
+        "part_size": psize,
+        "upload_id": out["UploadId"],
+        "parts": {},
+    }
+    _write_state(file, state)
+    return state
+
+
+def _send_parts(
+    call: Callable[..., Any],
+    client: Any,
+    file: Path,
+    state: dict[str, Any],
+    src: Path,
+    done: dict[int, str],
+    count: int,
+) -> tuple[int, int]:
+    """Send the parts of ``src`` not in ``done`` (each recorded in ``done`` and the
+    state file once the server has it); the parts and bytes sent."""
+    psize, size = int(state["part_size"]), int(state["size"])
+    sent = sent_bytes = 0
+    with open(src, "rb") as f:
+        for number in range(1, count + 1):
+            if number in done:
+                continue
+            body = _read_part(f, number, psize, size)
+            out = call(
+                client.upload_part,
+                len(body),
+                Bucket=state["bucket"],
+                Key=state["key"],
+                UploadId=str(state["upload_id"]),
+                PartNumber=number,
+                Body=body,
+            )
+            done[number] = str(out["ETag"])
+            sent += 1
+            sent_bytes += len(body)
+            state["parts"][str(number)] = done[number]
+            _write_state(file, state)
+    return sent, sent_bytes
 
 
 def _server_parts(
