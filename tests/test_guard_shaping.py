@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import wedguard as wg
+from wedguard.io.priority import Applied
 from wedguard.policy.probing import PauseSchedule, Shaper
-from wedguard.runtime.priority import Applied
 from wedguard.sources.pressure import PressureSource
 from wedguard.testing import FakeClock
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import wedguard as wg
-from wedguard.runtime import priority
+from wedguard.io import priority
 from wedguard.testing import FakeClock
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread on Linux")
@@ -202,7 +202,7 @@ async def test_async_sessions_leave_the_event_loop_thread_alone() -> None:
 CHILD = """
 import logging, os, sys, threading
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-from wedguard.runtime import priority  # everything imported before the privileges go
+from wedguard.io import priority  # everything imported before the privileges go
 os.setgid(65534)
 os.setuid(65534)
 tid = threading.get_native_id()
@@ -255,7 +255,7 @@ def test_sched_idle_entered_and_left_nesting_with_nice(caplog: pytest.LogCapture
 IDLE_CHILD = """
 import logging, os, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-from wedguard.runtime import priority
+from wedguard.io import priority
 os.setgid(65534)
 os.setuid(65534)
 with priority.lowered(nice=0, ionice=False, sched_idle=True) as applied:

@@ -20,7 +20,8 @@ import psutil
 import pytest
 
 import wedguard as wg
-from wedguard.io.process import GuardedProcess, _CgroupFreezer, run_guarded
+from wedguard.io.freezing import _CgroupFreezer
+from wedguard.io.process import GuardedProcess, run_guarded
 from wedguard.levels import Level
 from wedguard.testing import RecordingSink
 
@@ -740,7 +741,7 @@ def test_leaving_the_with_block_waits_for_the_child(writer: Path) -> None:
 def test_a_handler_left_behind_passes_signals_to_the_previous_one(writer: Path) -> None:
     """Children closed from another thread cannot restore the handlers; a signal then
     goes to the handler that was there before, never into a void."""
-    import wedguard.io.process as process
+    import wedguard.io.children as process
 
     got: list[int] = []
     previous = signal.signal(signal.SIGHUP, lambda signum, frame: got.append(signum))

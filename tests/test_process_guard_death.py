@@ -412,7 +412,7 @@ def test_the_watchdog_resumes_the_group_its_descendants_and_the_cgroup(
     """The guard's end of the pipe closes without "done": the watchdog thaws the
     cgroup, gives its processes back to the parent cgroup, and sends SIGCONT to the
     child's group and to a descendant that left the group."""
-    from wedguard.io.process import _Watchdog
+    from wedguard.io.watchdog import _Watchdog
 
     child = subprocess.Popen(
         [sys.executable, "-c", FAMILY], stdout=subprocess.PIPE, start_new_session=True
@@ -445,7 +445,7 @@ def test_the_watchdog_resumes_the_group_its_descendants_and_the_cgroup(
 
 
 def test_the_watchdog_told_done_touches_nothing(tmp_path: Path, reap: list[int]) -> None:
-    from wedguard.io.process import _Watchdog
+    from wedguard.io.watchdog import _Watchdog
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     reap.append(child.pid)

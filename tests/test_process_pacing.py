@@ -16,7 +16,8 @@ import psutil
 import pytest
 
 import wedguard as wg
-from wedguard.io.process import _SignalFreezer, children_of, descendant_pids
+from wedguard.io.freezing import _SignalFreezer
+from wedguard.io.process import children_of, descendant_pids
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals")
 

@@ -23,7 +23,7 @@ MOVED: dict[str, str] = {
     "wedguard.protocols": "wedguard.interfaces",
     "wedguard.guard": "wedguard.runtime.guard",
     "wedguard.session": "wedguard.runtime.session",
-    "wedguard.priority": "wedguard.runtime.priority",
+    "wedguard.priority": "wedguard.io.priority",
     "wedguard.alerts": "wedguard.runtime.alerts",
     "wedguard.control": "wedguard.runtime.control_socket",
     "wedguard.spool": "wedguard.sinks.spool",

@@ -9,17 +9,38 @@ anything: any object with the right methods will do.
 * :class:`Throttler` is the token-bucket interface, served locally by
   :class:`~wedguard.TokenBucketThrottler` and across hosts by the Redis bucket.
 * :class:`Calendar` says which window (level, cap) holds at an instant.
+
+What the io layer (the copy loop, wrapped files, child processes, uploads) asks of the
+runtime above it is written here too, so that io never imports the runtime:
+
+* :class:`SessionLike` paces and counts the bytes a copy moves.
+* :class:`GuardSession` is a session the io layer opens itself (``with``).
+* :class:`GuardLike` is the little of a :class:`~wedguard.Guard` that io calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from wedguard.clock import Clock
 
-__all__ = ["Calendar", "Clock", "Event", "Sink", "Source", "Throttler"]
+if TYPE_CHECKING:
+    from wedguard.decision import Decision
+
+__all__ = [
+    "Calendar",
+    "Clock",
+    "Event",
+    "GuardLike",
+    "GuardSession",
+    "SessionLike",
+    "Sink",
+    "Source",
+    "Throttler",
+]
 
 Sample = Mapping[str, float]
 """A set of metric readings taken at one moment, e.g. ``{"cpu.percent": 41.5}``."""
@@ -100,3 +121,93 @@ class Calendar(Protocol):
     """
 
     def at(self, when: datetime) -> Any: ...
+
+
+# -- what the io layer asks of the runtime ---------------------------------------------
+
+
+class SessionLike(Protocol):
+    """A session as the copy loop and wrapped files use it: pace, then count exactly.
+
+    Served by :class:`~wedguard.runtime.session.Session` and, inside a call protected
+    with ``guard.protect(cost=...)``, by the budget that call paid for (its bytes are
+    spent first, so they are not charged twice).
+    """
+
+    def throttle(self, n: float, ops: int = 0, *, size: float | None = None) -> float:
+        """Wait until ``n`` bytes (and ``ops`` operations) may go; the seconds waited."""
+        ...
+
+    def refund(self, n: float) -> None:
+        """``n`` bytes that :meth:`throttle` counted were never written (a write that
+        failed): take them off the count, so the report says what the destination holds."""
+        ...
+
+
+class GuardSession(SessionLike, Protocol):
+    """A session the io layer opens itself with ``guard.session(name)``: a wrapped
+    file's own session, a child process's slot, an upload's session.
+
+    The io layer enters it (``with`` or ``__enter__``) and leaves it when its work ends.
+    """
+
+    def count(self, n: float) -> None:
+        """Count ``n`` bytes moved without :meth:`throttle` (a child process's I/O, read
+        from its counters): they show in the report and in the rate the guard sees the
+        backup achieve; nothing waits."""
+        ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class GuardLike(Protocol):
+    """The little of a :class:`~wedguard.Guard` that the io layer calls.
+
+    ``guard.run``, ``guard.popen``, ``guard.pipe``, ``guard.wrap`` and the S3 uploads
+    hand the guard itself to io as this; a host may hand its own object.
+    """
+
+    @property
+    def breaker(self) -> Any:
+        """The circuit breaker every request of an upload goes through, or None."""
+        ...
+
+    @property
+    def coordinator(self) -> Any:
+        """The fleet's coordinator (Redis), or None when the guard works alone."""
+        ...
+
+    @property
+    def max_concurrent(self) -> int | None:
+        """How many sessions may run at once (None: no limit)."""
+        ...
+
+    def decision(self) -> Decision:
+        """The guard's decision now: level, allowed rate, verdict and reasons."""
+        ...
+
+    def session(self, name: str) -> GuardSession:
+        """A new session named ``name``, to be entered."""
+        ...
+
+    def current_session(self) -> SessionLike | None:
+        """The active session of this guard that the caller is inside, if any: io
+        joins it rather than taking a second concurrency slot."""
+        ...
+
+    def publish(self, event: Event) -> None:
+        """Hand an event (a process report, an alert) to the guard's sinks; never blocks
+        on a sink."""
+        ...
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Wait until the guard's decision may have changed (a new decision, a stop, a
+        resume) or ``timeout`` seconds have passed, whichever is first."""
+        ...

@@ -1,4 +1,4 @@
-"""Deprecated: moved to :mod:`wedguard.runtime.priority` (import from :mod:`wedguard` or there)."""
+"""Deprecated: moved to :mod:`wedguard.io.priority` (import from :mod:`wedguard` or there)."""
 
 from wedguard._moved import alias
 

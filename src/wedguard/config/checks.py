@@ -24,10 +24,10 @@ from typing import Any
 
 from wedguard import _checks, _fs
 from wedguard.errors import ConfigError
+from wedguard.io.priority import check_nice
 from wedguard.redact import redact_url, url_has_secret
 from wedguard.runtime.alerts import Severity
 from wedguard.runtime.defaults import MAX_INTERVAL, MAX_SLOT_TIMEOUT, MIN_INTERVAL, MIN_RATE
-from wedguard.runtime.priority import check_nice
 from wedguard.units import (
     parse_duration,
     parse_rate,

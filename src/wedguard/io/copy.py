@@ -19,7 +19,10 @@ pipe`` filter), ``wedguard copy`` and :class:`~wedguard.io.fileobj.GuardedFile`'
   session gives back what it counted for the chunk that was not written, so its report
   still says exactly what the destination holds.
 * **No second slot.** The callers pass the session the calling thread or task is
-  inside (:func:`wedguard.runtime.session.current_session`) when there is one.
+  inside (``guard.current_session()``) when there is one.
+
+The loop asks of its session only what :class:`~wedguard.interfaces.SessionLike` says
+(``throttle`` and ``refund``): it does not import the runtime that serves it.
 
 A ``write()`` that returns ``None`` means one of two things. On a raw stream (an
 ``io.RawIOBase`` such as ``FileIO`` or a socket's file, or any object whose
@@ -63,10 +66,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from wedguard.errors import ConfigError
-from wedguard.runtime.prepaid import Prepaid
 
 if TYPE_CHECKING:
-    from wedguard.runtime.session import Session
+    from wedguard.interfaces import SessionLike
 
 __all__ = [
     "MAX_IDLE_WRITES",
@@ -134,7 +136,7 @@ def check_ends(src: Any, dst: Any) -> None:
 
 
 def copy_stream(
-    session: Session,
+    session: SessionLike,
     src: Any,
     dst: Any,
     chunk_size: int = 1 << 20,
@@ -148,8 +150,8 @@ def copy_stream(
     """Copy ``src`` to ``dst`` through ``session``; return the bytes written.
 
     Each chunk is throttled (``session.throttle``) before it is written, then written
-    in full. While nothing limits the session a chunk is only counted (the shortcut at
-    the top of :meth:`Session.throttle`, taken here without the call).
+    in full. While nothing limits the session, ``throttle`` only counts the chunk (its
+    shortcut, a few hundred nanoseconds a chunk).
 
     Args:
         session: an active session; its report counts exactly the bytes written.
@@ -178,34 +180,28 @@ def copy_stream(
         EmergencyStop, CutoffReached, DeadlineError: from ``session.throttle``; the
             destination holds every chunk before, none of the chunk after.
     """
+    # the loop is written out in one function: a helper called per chunk would cost
+    # every copy a call per chunk
     n = check_chunk_size(chunk_size)
     check_ends(src, dst)
     s = session
-    g = s._guard
     throttle = s.throttle
     write = dst.write
-    if available:
-        read = getattr(src, "read1", None) or getattr(src, "read", None)
-        readinto = getattr(src, "readinto1", None) or getattr(src, "readinto", None)
-    else:
-        read = getattr(src, "read", None)
-        readinto = getattr(src, "readinto", None)
-    reuse = readinto is not None and keeps_nothing(dst)
-    buffered = reuse or read is None  # else each chunk is read into a new bytes
-    view = memoryview(bytearray(n)) if buffered else None
+    read, readinto, reuse, view = _reader(src, dst, n, available)
     do_flush = getattr(dst, "flush", None) if flush else None
     total = 0  # bytes written
     counted = 0  # bytes the session counted for this copy
     partial = [0]  # bytes of the chunk in hand written so far (set on short writes only)
     chunk: Any
-    shaped = g._shaper is not None  # shaping: the session's chunk size, chunk by chunk
+    # shaping: the session's chunk size, read again chunk by chunk
+    shaper: Any = s if getattr(s, "shaped", False) else None
     want = n
     try:
         while True:
-            if shaped:
-                want = max(1, min(n, s.chunk_size))
+            if shaper is not None:
+                want = max(1, min(n, shaper.chunk_size))
             if view is None:
-                chunk = read(want)  # type: ignore[misc]
+                chunk = read(want)
                 if not chunk:
                     if chunk is None:
                         raise _blocked(f"{_label(src)}.read() returned None: no data yet")
@@ -214,7 +210,7 @@ def copy_stream(
                     chunk = bytes(chunk)  # a bytearray or view the source may reuse
                 k = len(chunk)
             else:
-                k = readinto(view if want == n else view[:want])  # type: ignore[misc]
+                k = readinto(view if want == n else view[:want])
                 if not k:
                     if k is None:
                         raise _blocked(f"{_label(src)}.readinto() returned None: no data yet")
@@ -226,11 +222,8 @@ def copy_stream(
                 chunk = view if k == n else view[:k]
                 if not reuse:
                     chunk = bytes(chunk)
-            if ops or not (g._free and s._lean):
-                throttle(k, ops, size=size)
-                ops, size = 0, None
-            else:
-                s._bytes += k
+            throttle(k, ops, size=size)
+            ops, size = 0, None
             counted += k
             w = write(chunk)
             if w != k:
@@ -246,6 +239,22 @@ def copy_stream(
         settle(s, exc, total, counted, partial[0])
         raise
     return total
+
+
+def _reader(src: Any, dst: Any, n: int, available: bool) -> tuple[Any, Any, bool, Any]:
+    """How ``src`` is read: ``read``, ``readinto``, whether one buffer is reused for
+    every chunk, and that buffer (a memoryview of ``n`` bytes, or None: each chunk is
+    read into a new bytes)."""
+    if available:
+        read = getattr(src, "read1", None) or getattr(src, "read", None)
+        readinto = getattr(src, "readinto1", None) or getattr(src, "readinto", None)
+    else:
+        read = getattr(src, "read", None)
+        readinto = getattr(src, "readinto", None)
+    reuse = readinto is not None and keeps_nothing(dst)
+    buffered = reuse or read is None
+    view = memoryview(bytearray(n)) if buffered else None
+    return read, readinto, reuse, view
 
 
 def complete_write(
@@ -287,7 +296,7 @@ def complete_write(
         w = write(view[done:])
 
 
-def settle(s: Session, exc: BaseException, total: int, counted: int, partial: int) -> None:
+def settle(s: SessionLike, exc: BaseException, total: int, counted: int, partial: int) -> None:
     """Account for a copy ending with ``exc``: the session gives back what was counted
     but not written; a BlockingIOError learns how much the copy wrote.
 
@@ -309,14 +318,10 @@ def settle(s: Session, exc: BaseException, total: int, counted: int, partial: in
         refund(s, counted - written)
 
 
-def refund(s: Session | Prepaid, n: int) -> None:
+def refund(s: SessionLike, n: int) -> None:
     """Take ``n`` bytes that were counted but never written off ``s``'s report (inside
     a protected call, ``s`` is what the call paid for: the bytes are paid for again)."""
-    if isinstance(s, Prepaid):
-        s.refund(n)
-        return
-    with s._guard._cond:
-        s._bytes -= n
+    s.refund(n)
 
 
 def _nonblocking(dst: Any) -> bool:

@@ -38,13 +38,12 @@ from typing import TYPE_CHECKING, Any
 from wedguard.io.copy import check_chunk_size, complete_write, copy_stream, settle
 
 if TYPE_CHECKING:
-    from wedguard.runtime.guard import Guard
-    from wedguard.runtime.session import Session
+    from wedguard.interfaces import GuardLike, GuardSession, SessionLike
 
 __all__ = ["GuardedFile", "copy_throttled"]
 
 
-def copy_throttled(session: Session, src: Any, dst: Any, length: int) -> int:
+def copy_throttled(session: SessionLike, src: Any, dst: Any, length: int) -> int:
     """Copy ``src`` to ``dst`` in chunks of ``length`` bytes through ``session``; return
     the bytes written.
 
@@ -58,7 +57,7 @@ def copy_throttled(session: Session, src: Any, dst: Any, length: int) -> int:
     return copy_stream(session, src, dst, check_chunk_size(length, "length"))
 
 
-def _end_session(session: Session) -> None:
+def _end_session(session: GuardSession) -> None:
     session.__exit__(None, None, None)
 
 
@@ -71,10 +70,10 @@ class GuardedFile:
 
     def __init__(
         self,
-        guard: Guard,
+        guard: GuardLike,
         fileobj: Any,
         *,
-        session: Session | None = None,
+        session: SessionLike | None = None,
         name: str | None = None,
     ) -> None:
         self._guard = guard
@@ -96,17 +95,17 @@ class GuardedFile:
         return self._raw
 
     @property
-    def session(self) -> Session | None:
+    def session(self) -> SessionLike | None:
         """The session that throttles this file (None until the first I/O of an own one)."""
         return self._session
 
     def _throttle(self, n: float) -> None:
         s = self._session
         if s is None:
-            s = self._guard.session(self._name)
-            s.__enter__()
-            self._session = s
-            self._finalizer = weakref.finalize(self, _end_session, s)
+            own = self._guard.session(self._name)
+            own.__enter__()
+            self._session = s = own
+            self._finalizer = weakref.finalize(self, _end_session, own)
         s.throttle(n)
 
     # -- reading ---------------------------------------------------------------------------
@@ -273,10 +272,11 @@ class GuardedFile:
         try:
             self._raw.close()
         finally:
-            if self._own and self._finalizer is not None and self._finalizer.alive:
-                self._finalizer.detach()
-                assert self._session is not None
-                self._session.__exit__(exc_type, exc, tb)
+            fin = self._finalizer if self._own else None
+            detached = fin.detach() if fin is not None else None
+            if detached is not None:  # the wrapper's own session, not ended yet
+                own: GuardSession = detached[2][0]
+                own.__exit__(exc_type, exc, tb)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)

@@ -49,12 +49,10 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from wedguard.errors import CircuitOpenError, ConfigError, WedguardError
-from wedguard.runtime.session import current_session
 from wedguard.units import parse_size
 
 if TYPE_CHECKING:
-    from wedguard.runtime.guard import Guard
-    from wedguard.runtime.session import Session
+    from wedguard.interfaces import GuardLike, SessionLike
 
 __all__ = [
     "MAX_PARTS",
@@ -80,7 +78,7 @@ _STATE_VERSION: Final = 1
 _NO_UPLOAD: Final = ("NoSuchUpload", "404")
 
 
-def progress(session: Session) -> Callable[[int], None]:
+def progress(session: SessionLike) -> Callable[[int], None]:
     """A boto3 ``Callback=`` that paces a transfer through ``session``.
 
     s3transfer calls it with the bytes just sent. When a body is rewound while its
@@ -237,8 +235,8 @@ def _read_part(f: Any, number: int, part_size: int, size: int) -> bytes:
 
 
 def _call(
-    guard: Guard,
-    s: Session,
+    guard: GuardLike,
+    s: SessionLike,
     fn: Callable[..., Any],
     cost: int,
     kwargs: dict[str, Any],
@@ -273,12 +271,12 @@ def _call(
 
 
 @contextlib.contextmanager
-def _session(guard: Guard, session: Session | None, name: str) -> Iterator[Session]:
+def _session(guard: GuardLike, session: SessionLike | None, name: str) -> Iterator[SessionLike]:
     if session is not None:
         yield session
         return
-    outer = current_session()
-    if outer is not None and outer._guard is guard and outer.active:
+    outer = guard.current_session()
+    if outer is not None:
         yield outer
         return
     with guard.session(name) as s:
@@ -286,7 +284,7 @@ def _session(guard: Guard, session: Session | None, name: str) -> Iterator[Sessi
 
 
 def upload_file(
-    guard: Guard,
+    guard: GuardLike,
     client: Any,
     path: str | os.PathLike[str],
     bucket: str,
@@ -294,7 +292,7 @@ def upload_file(
     *,
     part_size: int | str = 8 * 2**20,
     state_dir: str | os.PathLike[str] | None = None,
-    session: Session | None = None,
+    session: SessionLike | None = None,
     extra_args: dict[str, Any] | None = None,
 ) -> UploadResult:
     """Upload ``path`` to ``s3://bucket/key`` in parts through ``guard``; resumable.
@@ -339,12 +337,9 @@ def upload_file(
     size = st.st_size
     file = state_path(src, bucket, key, state_dir=state_dir)
     ident = {"bucket": bucket, "key": key, "size": size, "mtime_ns": st.st_mtime_ns}
-    state = _read_state(file)
-    if state is not None and any(state.get(k) != v for k, v in ident.items()):
-        _abort_quietly(client, state)  # the source changed: its old parts are worthless
-        state = None
+    state = _saved_state(client, file, ident)
     if state is not None:
-        psize = int(state["part_size"])
+        psize = int(state["part_size"])  # a resumed upload keeps its part size
     count = max(1, -(-size // psize))
     if count > MAX_PARTS:
         raise ConfigError(
@@ -373,64 +368,12 @@ def upload_file(
             else:
                 done, resumed = found, True
         if state is None:
-            out = call(
-                client.create_multipart_upload,
-                0,
-                Bucket=bucket,
-                Key=key,
-                **(extra_args or {}),
-            )
-            state = {
-                "version": _STATE_VERSION,
-                **ident,
-                "part_size": psize,
-                "upload_id": out["UploadId"],
-                "parts": {},
-            }
-            _write_state(file, state)
-        upload_id = str(state["upload_id"])
+            state = _begin(call, client, file, ident, psize, extra_args)
         reused = len(done)
         state["parts"] = {str(n): e for n, e in sorted(done.items())}
         _write_state(file, state)
-
-        sent = sent_bytes = 0
-        with open(src, "rb") as f:
-            for number in range(1, count + 1):
-                if number in done:
-                    continue
-                body = _read_part(f, number, psize, size)
-                out = call(
-                    client.upload_part,
-                    len(body),
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=body,
-                )
-                done[number] = str(out["ETag"])
-                sent += 1
-                sent_bytes += len(body)
-                state["parts"][str(number)] = done[number]
-                _write_state(file, state)
-
-        now = os.stat(src)
-        if (now.st_size, now.st_mtime_ns) != (size, st.st_mtime_ns):
-            # written to while it went up: the parts may mix two versions of it
-            _abort_quietly(client, state)
-            with contextlib.suppress(FileNotFoundError):
-                file.unlink()
-            raise SourceChangedError(str(src))
-        out = call(
-            client.complete_multipart_upload,
-            0,
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={
-                "Parts": [{"PartNumber": n, "ETag": done[n]} for n in range(1, count + 1)]
-            },
-        )
+        sent, sent_bytes = _send_parts(call, client, file, state, src, done, count)
+        out = _complete(call, client, file, state, src, done, count)
     with contextlib.suppress(FileNotFoundError):
         file.unlink()
     return UploadResult(
@@ -438,13 +381,117 @@ def upload_file(
         key,
         size,
         str(out.get("ETag", "")),
-        upload_id,
+        str(state["upload_id"]),
         count,
         sent,
         reused,
         resumed,
         sent_bytes,
     )
+
+
+def _saved_state(client: Any, file: Path, ident: dict[str, Any]) -> dict[str, Any] | None:
+    """The state ``file`` keeps of an earlier upload of this source to this place;
+    None when there is none, or when the source changed since (its parts are then
+    aborted: they are worthless)."""
+    state = _read_state(file)
+    if state is not None and any(state.get(k) != v for k, v in ident.items()):
+        _abort_quietly(client, state)
+        return None
+    return state
+
+
+def _complete(
+    call: Callable[..., Any],
+    client: Any,
+    file: Path,
+    state: dict[str, Any],
+    src: Path,
+    done: dict[int, str],
+    count: int,
+) -> Any:
+    """Complete the upload of ``count`` parts, unless ``src`` changed while it went up
+    (the parts may mix two versions of it): then abort it, forget it and raise
+    :class:`SourceChangedError`."""
+    now = os.stat(src)
+    if (now.st_size, now.st_mtime_ns) != (state["size"], state["mtime_ns"]):
+        _abort_quietly(client, state)
+        with contextlib.suppress(FileNotFoundError):
+            file.unlink()
+        raise SourceChangedError(str(src))
+    return call(
+        client.complete_multipart_upload,
+        0,
+        Bucket=state["bucket"],
+        Key=state["key"],
+        UploadId=str(state["upload_id"]),
+        MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": done[n]} for n in range(1, count + 1)]
+        },
+    )
+
+
+def _begin(
+    call: Callable[..., Any],
+    client: Any,
+    file: Path,
+    ident: dict[str, Any],
+    psize: int,
+    extra_args: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A new multipart upload for ``ident`` (bucket, key, size, mtime); its state,
+    written to ``file`` before a part is sent."""
+    out = call(
+        client.create_multipart_upload,
+        0,
+        Bucket=ident["bucket"],
+        Key=ident["key"],
+        **(extra_args or {}),
+    )
+    state = {
+        "version": _STATE_VERSION,
+        **ident,
+        "part_size": psize,
+        "upload_id": out["UploadId"],
+        "parts": {},
+    }
+    _write_state(file, state)
+    return state
+
+
+def _send_parts(
+    call: Callable[..., Any],
+    client: Any,
+    file: Path,
+    state: dict[str, Any],
+    src: Path,
+    done: dict[int, str],
+    count: int,
+) -> tuple[int, int]:
+    """Send the parts of ``src`` not in ``done`` (each recorded in ``done`` and the
+    state file once the server has it); the parts and bytes sent."""
+    psize, size = int(state["part_size"]), int(state["size"])
+    sent = sent_bytes = 0
+    with open(src, "rb") as f:
+        for number in range(1, count + 1):
+            if number in done:
+                continue
+            body = _read_part(f, number, psize, size)
+            out = call(
+                client.upload_part,
+                len(body),
+                Bucket=state["bucket"],
+                Key=state["key"],
+                UploadId=str(state["upload_id"]),
+                PartNumber=number,
+                Body=body,
+            )
+            done[number] = str(out["ETag"])
+            sent += 1
+            sent_bytes += len(body)
+            state["parts"][str(number)] = done[number]
+            _write_state(file, state)
+    return sent, sent_bytes
 
 
 def _server_parts(
@@ -583,8 +630,8 @@ class S3CopyJob:
 
     def __init__(
         self,
-        session: Session,
-        guard: Guard,
+        session: SessionLike,
+        guard: GuardLike,
         client: Any,
         *,
         state_dir: str | os.PathLike[str],

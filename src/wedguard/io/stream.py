@@ -45,7 +45,7 @@ from wedguard.errors import ConfigError, WedguardError
 from wedguard.redact import redact_argv, redact_text
 
 if TYPE_CHECKING:
-    from wedguard.runtime.guard import Guard
+    from wedguard.interfaces import GuardLike
 
 __all__ = ["CommandFailed", "stream_command"]
 
@@ -102,7 +102,7 @@ def _tail(err: Any) -> str:
 
 
 def stream_command(
-    guard: Guard,
+    guard: GuardLike,
     argv: Sequence[str | os.PathLike[str]],
     dst: str | os.PathLike[str] | Any,
     *,
@@ -116,7 +116,8 @@ def stream_command(
     for it; return the bytes written.
 
     Args:
-        guard: the guard whose session throttles the copy (``guard.pipe``).
+        guard: the guard whose session throttles the copy
+            (:func:`~wedguard.io.process.pipe_guarded`, as ``guard.pipe``).
         argv: the command, e.g. ``["pg_dump", "-Fc", "app"]``.
         dst: a path (written to ``<dst>.partial``, renamed over ``dst`` on success)
             or a binary file object (the caller owns it).
@@ -124,7 +125,8 @@ def stream_command(
         env: the command's environment (default: this process's).
         cwd: the command's working directory.
         grace: seconds between SIGTERM and SIGKILL when the command must end.
-        pipe_options: passed to :meth:`wedguard.Guard.pipe` (``chunk_size``...).
+        pipe_options: passed to :func:`~wedguard.io.process.pipe_guarded`
+            (``chunk_size``...).
 
     Raises:
         EmergencyStop: the guard was stopped; the command was ended.
@@ -132,6 +134,8 @@ def stream_command(
         OSError: writing ``dst`` failed; the command was ended.
         ConfigError: a bad argument.
     """
+    from wedguard.io.process import pipe_guarded  # psutil and the rest: when used
+
     items = _argv(argv)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < 3600:
         raise ConfigError("grace", grace, "seconds between 0 and 3600")
@@ -157,10 +161,12 @@ def stream_command(
         try:
             with proc.stdout:
                 if partial is None:
-                    written = guard.pipe(proc.stdout, dst, name=session, **pipe_options)
+                    written = pipe_guarded(guard, proc.stdout, dst, name=session, **pipe_options)
                 else:
                     with open(partial, "wb") as out:
-                        written = guard.pipe(proc.stdout, out, name=session, **pipe_options)
+                        written = pipe_guarded(
+                            guard, proc.stdout, out, name=session, **pipe_options
+                        )
                         out.flush()
                         os.fsync(out.fileno())
             status = proc.wait()

@@ -45,6 +45,7 @@ from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_
 from wedguard.decision import Decision
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
 from wedguard.interfaces import Event, Sink, Source
+from wedguard.io.priority import check_nice, check_sched_idle
 from wedguard.levels import Level, Verdict
 from wedguard.policy.alerting import Alert, Severity
 from wedguard.policy.bucket import TokenBucketThrottler
@@ -65,7 +66,6 @@ from wedguard.runtime.defaults import (
 )
 from wedguard.runtime.prepaid import Prepaid
 from wedguard.runtime.prepaid import current as current_prepaid
-from wedguard.runtime.priority import check_nice, check_sched_idle
 from wedguard.runtime.session import (
     Cutoff,
     DeadlineSpec,
@@ -337,7 +337,7 @@ class Guard:
         nice: niceness (0..19) added to a thread while it runs a session (``with``
             blocks, ``copyfileobj``, ``protect``; not ``async with``, whose thread is
             the event loop's); 0, the default, leaves threads alone. See
-            :mod:`wedguard.runtime.priority`.
+            :mod:`wedguard.io.priority`.
         ionice: put a thread running a session in the idle I/O class.
         sched_idle: put a thread running a session in the ``SCHED_IDLE`` CPU policy
             (a waking production thread preempts it at once); restored after, where
@@ -712,6 +712,11 @@ class Guard:
             return int(self._shaper.chunk_size(d.rate))
         load = float(getattr(self._assessment, "load", 0.0) or 0.0)
         return _CHUNKS.size(load=load, rate=d.rate)
+
+    @property
+    def shaping(self) -> Any:
+        """The :class:`~wedguard.policy.probing.Shaper` the guard runs, or None."""
+        return self._shaper
 
     @property
     def name(self) -> str:
@@ -2205,6 +2210,22 @@ class Guard:
         from wedguard.io.stream import stream_command
 
         return stream_command(self, argv, dst, **kwargs)
+
+    # what io asks of a guard (wedguard.interfaces.GuardLike) beyond the above
+
+    def current_session(self) -> Session | None:
+        """The active session of this guard that the caller is inside, if any."""
+        return self._joinable()
+
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to the guard's sinks, as the guard's own events go."""
+        self._emit(event)
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Wait until the decision may have changed (a new decision, a stop, a resume)
+        or ``timeout`` seconds (real time) have passed."""
+        with self._cond:
+            self._cond.wait(timeout)
 
     def set_rate(self, rate: float | str) -> None:
         """Change the configured byte budget live (``"off"`` for unlimited).

@@ -44,9 +44,9 @@ from wedguard.errors import (
     WedguardError,
 )
 from wedguard.interfaces import Throttler
+from wedguard.io import priority as _priority
 from wedguard.levels import Level, Verdict
 from wedguard.policy.bucket import TokenBucketThrottler
-from wedguard.runtime import priority as _priority
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -704,6 +704,12 @@ class Session:
         return self._guard.chunk_size
 
     @property
+    def shaped(self) -> bool:
+        """True when the guard shapes chunks (``Guard(shaping=...)``): a copy then reads
+        :attr:`chunk_size` again before every chunk."""
+        return self._guard.shaping is not None
+
+    @property
     def priority(self) -> _priority.Applied | None:
         """The CPU and I/O priority this session's thread runs at, when the guard
         lowers it (``Guard(nice=..., ionice=...)``); None otherwise."""
@@ -1133,6 +1139,17 @@ class Session:
         from wedguard.io.copy import check_chunk_size, copy_stream
 
         return copy_stream(self, src, dst, check_chunk_size(length, "length"))
+
+    def refund(self, n: float) -> None:
+        """``n`` bytes that :meth:`throttle` counted were never written (a write that
+        failed): they come off the count, so the report says what was written."""
+        with self._guard._cond:
+            self._bytes -= n
+
+    def count(self, n: float) -> None:
+        """Count ``n`` bytes moved without :meth:`throttle` (a guarded child's I/O, read
+        from its counters); nothing waits."""
+        self._bytes += n
 
     def __repr__(self) -> str:
         state = "active" if self.active else ("ended" if self._closed else "new")

@@ -1,4 +1,4 @@
-"""Lowering one thread's CPU and I/O priority while it runs a backup session.
+"""Lowering the CPU and I/O priority of a backup: a session's thread, a child process.
 
 A guard built with ``nice=``, ``ionice=True`` or ``sched_idle=True`` applies them to the
 thread that enters a (sync) session, and restores the thread's own values when its last
@@ -15,9 +15,11 @@ slice. Entering it needs no privilege; leaving it (back to ``SCHED_OTHER``) need
 Linux keeps both priorities per thread, so only the calling thread changes; on other
 systems the calls would change the whole process, and nothing is done.
 
+A guarded child process (``guard.run``) is lowered for good with :func:`lower_process`.
+
 Example::
 
-    >>> from wedguard.runtime.priority import lowered
+    >>> from wedguard.io.priority import lowered
     >>> with lowered(nice=5) as applied:
     ...     applied.nice is None or applied.nice >= 5
     True
@@ -39,7 +41,16 @@ import attrs
 
 from wedguard.errors import ConfigError
 
-__all__ = ["Applied", "check_nice", "lower", "lowered", "restore", "scheduler_policy"]
+__all__ = [
+    "Applied",
+    "ChildPriority",
+    "check_nice",
+    "lower",
+    "lower_process",
+    "lowered",
+    "restore",
+    "scheduler_policy",
+]
 
 log = logging.getLogger("wedguard.priority")
 
@@ -251,3 +262,49 @@ def lowered(nice: int = 19, ionice: bool = True, sched_idle: bool = False) -> It
     finally:
         if nice or ionice or sched_idle:
             restore()
+
+
+@attrs.frozen
+class ChildPriority:
+    """What a child process runs at after :func:`lower_process`.
+
+    Attributes:
+        nice: its niceness, when it was changed (else None).
+        ionice: ``"idle"`` when it was put in the idle I/O class (else None).
+        notes: what was asked for and not done, one line each.
+    """
+
+    nice: int | None = None
+    ionice: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def lower_process(pid: int, nice: int, ionice: bool) -> ChildPriority:
+    """Add ``nice`` to process ``pid``'s niceness and, with ``ionice``, put it in the
+    idle I/O class, for the rest of its life (its children inherit both).
+
+    Never raises for what the system refuses: :attr:`ChildPriority.notes` says it.
+    """
+    import psutil  # only where children are run: `import wedguard` stays light
+
+    notes: list[str] = []
+    new_nice: int | None = None
+    if nice:
+        try:
+            target = min(19, os.getpriority(os.PRIO_PROCESS, pid) + nice)
+            os.setpriority(os.PRIO_PROCESS, pid, target)
+            new_nice = target
+        except (OSError, AttributeError) as exc:
+            notes.append(f"not niced: {exc}")
+    new_io: str | None = None
+    if ionice:
+        idle = getattr(psutil, "IOPRIO_CLASS_IDLE", None)
+        if idle is None:
+            notes.append("idle I/O class not available on this platform")
+        else:
+            try:
+                psutil.Process(pid).ionice(idle)
+                new_io = "idle"
+            except (psutil.Error, OSError, ValueError) as exc:
+                notes.append(f"idle I/O class not allowed: {exc}")
+    return ChildPriority(new_nice, new_io, tuple(notes))
