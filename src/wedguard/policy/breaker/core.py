@@ -1,319 +1,42 @@
-"""A circuit breaker: closed, open, half-open; fast, thread-safe, sync and async.
-
-The breaker is a pure policy object in the sans-I/O manner: it never sleeps, never
-starts a thread and reads time only from its :class:`~wedguard.Clock`. Its core is
-three methods: :meth:`CircuitBreaker.allow` asks whether a call may be made now, and
-:meth:`~CircuitBreaker.record_success` and :meth:`~CircuitBreaker.record_failure` report
-how it went. Around that core the breaker serves as a decorator (sync and async
-functions), as ``call(fn, ...)`` and as a context manager (``with`` and ``async with``).
-
-Locks guard only state changes. The protected function always runs with no lock held,
-so callers run concurrently; on the common path (closed, no failures counted) a call
-takes no lock at all.
-
-The state lives in a :class:`BreakerStorage`: memory by default
-(:class:`MemoryBreakerStorage`). Every change is a compare-and-set of a whole
-:class:`BreakerRecord` against the version that was read, so a storage shared between
-processes (Redis) can serve the same breaker without read-modify-write races.
-
-Example::
-
-    >>> from wedguard.testing import FakeClock
-    >>> clock = FakeClock()
-    >>> breaker = CircuitBreaker("db", failure_threshold=2, recovery_timeout="5m",
-    ...                          clock=clock)
-    >>> for _ in range(2):
-    ...     breaker.record_failure(TimeoutError("slow"))
-    >>> breaker.state, breaker.allow(), breaker.retry_after
-    (<BreakerState.OPEN: 'open'>, False, 300.0)
-    >>> clock.advance(300)
-    >>> breaker.allow()           # the recovery timeout passed: one trial call
-    True
-    >>> breaker.record_success()  # the trial worked: closed again
-    >>> breaker.state
-    <BreakerState.CLOSED: 'closed'>
-"""
+"""The circuit breaker: closed, open, half-open, on a clock, over a storage."""
 
 from __future__ import annotations
 
 import collections
 import contextvars
-import enum
-import functools
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Final, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
+from typing import Any, Final, TypeVar, cast
 
 import attrs
 from typing_extensions import ParamSpec
 
 from wedguard.clock import Clock, check_clock
 from wedguard.errors import CircuitOpenError, ConfigError
+from wedguard.policy.breaker.calls import wrap_async, wrap_sync
+from wedguard.policy.breaker.state import (
+    _TRANSITIONS,
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerEvent,
+    BreakerRecord,
+    BreakerState,
+    BreakerStorage,
+    Exclusion,
+    MemoryBreakerStorage,
+)
 from wedguard.units import parse_duration
 
-__all__ = [
-    "BreakerEvent",
-    "BreakerRecord",
-    "BreakerState",
-    "BreakerStorage",
-    "CircuitBreaker",
-    "MemoryBreakerStorage",
-]
+__all__ = ["CircuitBreaker"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 logger = logging.getLogger("wedguard.breaker")
-
-Exclusion: TypeAlias = type[BaseException] | Callable[[BaseException], bool]
-"""An ``exclude=`` entry: an exception type, or a predicate that returns True for an
-exception that must not count as a failure."""
-
-
-class BreakerState(enum.Enum):
-    """Where a circuit breaker stands.
-
-    * ``CLOSED``: calls go through; failures are counted.
-    * ``OPEN``: calls are refused with :class:`~wedguard.CircuitOpenError` until the
-      recovery timeout has passed.
-    * ``HALF_OPEN``: a limited number of trial calls go through; their outcome closes
-      the breaker or opens it again.
-    """
-
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half-open"
-
-    def __str__(self) -> str:
-        return self.name
-
-
-CLOSED: Final = BreakerState.CLOSED
-OPEN: Final = BreakerState.OPEN
-HALF_OPEN: Final = BreakerState.HALF_OPEN
-
-
-# -- the transition table --------------------------------------------------------------
-#
-# The counters decide *when* an event happens; this table alone decides *where* the
-# breaker goes. Pairs that are not in the table change nothing (a failure while OPEN,
-# say, comes from a call admitted before the breaker opened and is ignored).
-#
-#   (state,      event)               -> new state   rule
-_TRANSITIONS: Final[dict[tuple[BreakerState, str], BreakerState]] = {
-    # failure_threshold consecutive failures (or, in failure-rate mode, the failure
-    # rate over the window reached the threshold with at least minimum_calls calls)
-    (CLOSED, "too_many_failures"): OPEN,
-    # recovery_timeout has passed on the clock since the breaker opened
-    (OPEN, "recovery_timeout"): HALF_OPEN,
-    # a trial call failed: open again, with a fresh recovery timer
-    (HALF_OPEN, "trial_failed"): OPEN,
-    # success_threshold consecutive trial calls succeeded
-    (HALF_OPEN, "trials_succeeded"): CLOSED,
-    # by hand: trip(reason) opens from any state (restarting the timer)
-    (CLOSED, "trip"): OPEN,
-    (OPEN, "trip"): OPEN,
-    (HALF_OPEN, "trip"): OPEN,
-    # by hand: reset() closes from any state (clearing every counter)
-    (CLOSED, "reset"): CLOSED,
-    (OPEN, "reset"): CLOSED,
-    (HALF_OPEN, "reset"): CLOSED,
-}
-
-
-# -- values ----------------------------------------------------------------------------
-
-
-@attrs.frozen(slots=True)
-class BreakerRecord:
-    """The whole state of one breaker, as a storage keeps it.
-
-    A record is never changed in place: the breaker reads one, computes the next and
-    asks the storage to :meth:`~BreakerStorage.compare_and_set` it.
-
-    Attributes:
-        state: where the breaker stands.
-        version: bumped by every write; the compare-and-set compares it.
-        generation: bumped by every change of state. A call's outcome counts only if
-            the breaker is still in the generation that admitted the call.
-        failures: consecutive failures counted while CLOSED.
-        successes: consecutive successful trial calls while HALF_OPEN.
-        trials: trial calls admitted and not yet finished while HALF_OPEN.
-        opened_at: ``clock.monotonic()`` when the breaker last opened.
-        reason: why the breaker is in its state, for people.
-
-    .. versionadded:: 0.1.0
-    """
-
-    state: BreakerState = CLOSED
-    version: int = 0
-    generation: int = 0
-    failures: int = 0
-    successes: int = 0
-    trials: int = 0
-    opened_at: float = 0.0
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable mapping, for storages that keep records as text.
-
-        >>> BreakerRecord(OPEN, version=3, opened_at=12.5).to_dict()["state"]
-        'open'
-        """
-        return {
-            "state": self.state.value,
-            "version": self.version,
-            "generation": self.generation,
-            "failures": self.failures,
-            "successes": self.successes,
-            "trials": self.trials,
-            "opened_at": self.opened_at,
-            "reason": self.reason,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BreakerRecord:
-        """The record :meth:`to_dict` gave; missing keys take their defaults.
-
-        Raises:
-            ConfigError: a value is of the wrong kind.
-        """
-        try:
-            return cls(
-                state=BreakerState(data.get("state", "closed")),
-                version=int(data.get("version", 0)),
-                generation=int(data.get("generation", 0)),
-                failures=int(data.get("failures", 0)),
-                successes=int(data.get("successes", 0)),
-                trials=int(data.get("trials", 0)),
-                opened_at=float(data.get("opened_at", 0.0)),
-                reason=str(data.get("reason", "")),
-            )
-        except (TypeError, ValueError):
-            raise ConfigError(
-                "record", dict(data), "a mapping from BreakerRecord.to_dict()"
-            ) from None
-
-
-@attrs.frozen(slots=True)
-class BreakerEvent:
-    """A breaker changed state; what listeners and sinks receive.
-
-    It satisfies the :class:`~wedguard.Event` protocol (``kind == "breaker"``,
-    :meth:`to_dict`), so it can be handed to any sink.
-
-    Attributes:
-        breaker: the breaker's name.
-        old: the state it left.
-        new: the state it entered.
-        reason: why, for people (``"3 consecutive failures (last: TimeoutError)"``).
-        at: when, as an aware datetime from the breaker's clock.
-
-    Example::
-
-        >>> from datetime import datetime, timezone
-        >>> event = BreakerEvent("db", BreakerState.CLOSED, BreakerState.OPEN,
-        ...                      "tripped by hand",
-        ...                      datetime(2026, 1, 5, tzinfo=timezone.utc))
-        >>> event.kind, event.to_dict()["new"]
-        ('breaker', 'OPEN')
-
-    .. versionadded:: 0.1.0
-    """
-
-    breaker: str
-    old: BreakerState
-    new: BreakerState
-    reason: str
-    at: datetime
-
-    @property
-    def kind(self) -> str:
-        """Always ``"breaker"``."""
-        return "breaker"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable mapping of the event."""
-        return {
-            "kind": "breaker",
-            "breaker": self.breaker,
-            "old": self.old.name,
-            "new": self.new.name,
-            "reason": self.reason,
-            "at": self.at.isoformat(),
-        }
-
-
-# -- storage ---------------------------------------------------------------------------
-
-
-@runtime_checkable
-class BreakerStorage(Protocol):
-    """Where a breaker's :class:`BreakerRecord` lives.
-
-    ``load()`` returns the current record; it is called on every guarded call, so it
-    must be quick (a shared storage may serve it from a short-lived local copy).
-    ``compare_and_set(expected_version, new)`` stores ``new`` only if the stored record's
-    version is still ``expected_version`` and says whether it did; it must be atomic.
-    A record that was never written reads as ``BreakerRecord()`` (closed, version 0).
-
-    ``opened_at`` is a reading of the breaker's clock, so breakers sharing a storage
-    must share a clock too.
-
-    Example::
-
-        >>> storage = MemoryBreakerStorage()
-        >>> record = storage.load()
-        >>> storage.compare_and_set(record.version, BreakerRecord(version=1))
-        True
-        >>> storage.compare_and_set(record.version, BreakerRecord(version=1))
-        False
-
-    .. versionadded:: 0.1.0
-    """
-
-    def load(self) -> BreakerRecord: ...
-
-    def compare_and_set(self, expected_version: int, new: BreakerRecord) -> bool: ...
-
-
-class MemoryBreakerStorage:
-    """The default storage: one record in this process's memory.
-
-    ``load()`` is a plain attribute read; ``compare_and_set`` takes a short lock.
-
-    Args:
-        record: the starting record (default: closed, version 0).
-
-    .. versionadded:: 0.1.0
-    """
-
-    __slots__ = ("_lock", "_record")
-
-    def __init__(self, record: BreakerRecord | None = None) -> None:
-        if record is not None and not isinstance(record, BreakerRecord):
-            raise ConfigError("record", record, "a BreakerRecord or None")
-        self._record = BreakerRecord() if record is None else record
-        self._lock = threading.Lock()
-
-    def load(self) -> BreakerRecord:
-        """The current record."""
-        return self._record
-
-    def compare_and_set(self, expected_version: int, new: BreakerRecord) -> bool:
-        """Store ``new`` if the stored version is ``expected_version``."""
-        with self._lock:
-            if self._record.version != expected_version:
-                return False
-            self._record = new
-            return True
-
-    def __repr__(self) -> str:
-        return f"MemoryBreakerStorage({self._record!r})"
 
 
 # -- the breaker -----------------------------------------------------------------------
@@ -663,8 +386,8 @@ class CircuitBreaker:
         (:func:`functools.wraps`), and type checkers keep its parameter types.
         """
         if inspect.iscoroutinefunction(fn):
-            return cast(Callable[P, R], self._wrap_async(cast(Callable[P, Awaitable[Any]], fn)))
-        return self._wrap_sync(fn)
+            return cast(Callable[P, R], wrap_async(self, cast(Callable[P, Awaitable[Any]], fn)))
+        return wrap_sync(self, fn)
 
     def __enter__(self) -> CircuitBreaker:
         generation, trial = self._enter()
@@ -701,77 +424,6 @@ class CircuitBreaker:
                 _entered.set(stack[:i] + stack[i + 1 :])
                 return stack[i][1], stack[i][2]
         raise RuntimeError(f"circuit {self._name!r}: __exit__ without __enter__")
-
-    def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
-        load = self._load
-        # the default storage is read as an attribute: no call on the hot path
-        mem = self._storage if type(self._storage) is MemoryBreakerStorage else None
-        enter = self._enter
-        exit_with = self._exit_with
-        settle_success = self._settle_success
-        counting = self._window is not None
-        closed = CLOSED
-
-        @functools.wraps(fn)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            record = load() if mem is None else mem._record
-            if record.state is closed:
-                # the hot path: one read to admit, one to see whether a reset is due
-                generation = record.generation
-                try:
-                    result = fn(*args, **kwargs)
-                except Exception as exc:
-                    exit_with(generation, False, exc)
-                    raise
-                done = load() if mem is None else mem._record
-                if done.failures or counting:
-                    settle_success(generation, False)
-                return result
-            generation, trial = enter(record)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                exit_with(generation, trial, exc)
-                raise
-            settle_success(generation, trial)
-            return result
-
-        return guarded
-
-    def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        load = self._load
-        # the default storage is read as an attribute: no call on the hot path
-        mem = self._storage if type(self._storage) is MemoryBreakerStorage else None
-        enter = self._enter
-        exit_with = self._exit_with
-        settle_success = self._settle_success
-        counting = self._window is not None
-        closed = CLOSED
-
-        @functools.wraps(fn)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            record = load() if mem is None else mem._record
-            if record.state is closed:
-                generation = record.generation
-                try:
-                    result = await fn(*args, **kwargs)
-                except Exception as exc:
-                    exit_with(generation, False, exc)
-                    raise
-                done = load() if mem is None else mem._record
-                if done.failures or counting:
-                    settle_success(generation, False)
-                return result
-            generation, trial = enter(record)
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                exit_with(generation, trial, exc)
-                raise
-            settle_success(generation, trial)
-            return result
-
-        return guarded
 
     # -- admission and outcomes ------------------------------------------------------
 
