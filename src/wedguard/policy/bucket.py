@@ -222,15 +222,29 @@ class TokenBucketThrottler:
         Raises:
             ConfigError: ``n`` is negative, not finite or not a number.
         """
+        return self.try_acquire_at(n, self._now())
+
+    def try_acquire_at(self, n: float, now: float) -> bool:
+        """:meth:`try_acquire` at a reading of this bucket's clock the caller already took
+        (a caller that checks other limits at the same instant reads the clock once).
+
+        >>> from wedguard.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> bucket = TokenBucketThrottler(10, burst=5, clock=clock)
+        >>> bucket.try_acquire_at(5, clock.monotonic()), bucket.try_acquire_at(1, 0.1)
+        (True, True)
+
+        Raises:
+            ConfigError: ``n`` is negative, not finite or not a number.
+        """
         # The hot path: one lock, one clock read, and validation folded into the
         # comparisons (a bad n never passes the first test; the slow path rejects it).
         try:
             with self._lock:
-                now = self._now()
                 consumed = self._consumed
                 available = self._c0 + self._slope * (now - self._t0) - consumed
                 if available >= n >= 0 and n is not True and n is not False:
-                    if available >= self._burst:  # full: re-anchor at the cap
+                    if available >= self._burst and now > self._t0:  # full: re-anchor
                         self._c0 = consumed + self._burst
                         self._t0 = now
                     self._consumed = consumed + n
@@ -246,6 +260,23 @@ class TokenBucketThrottler:
         except TypeError:  # n is not a number at all
             _check_n(n)
             raise
+
+    def untake(self, n: float) -> None:
+        """Give back ``n`` units just taken by :meth:`try_acquire` (or
+        :meth:`try_acquire_at`) and not used after all, as if never taken.
+
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler(10, burst=5, clock=FakeClock())
+        >>> bucket.try_acquire(5), bucket.try_acquire(1)
+        (True, False)
+        >>> bucket.untake(5)
+        >>> bucket.try_acquire(5)
+        True
+        """
+        n = _check_n(n)
+        with self._lock:
+            if not self._unlimited:
+                self._consumed -= n
 
     def reserve(self, n: float = 1) -> float:
         """Take ``n`` units now and return how many seconds the caller must wait.
