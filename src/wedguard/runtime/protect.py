@@ -126,14 +126,12 @@ class _Protected:
 
     # -- the gate: one flow, waited through by threads or by asyncio ------------------------
 
-    def gate(self) -> Generator[float, None, None]:
-        """Yields how long to wait while the breaker is open (with ``wait_on_open``);
-        raises CircuitOpenError (without it) or EmergencyStop (the guard stopped)."""
-        b = self.breaker
+    def gate(self, b: BreakerLike) -> Generator[float, None, None]:
+        """The breaker refused a call: yields how long to wait until it asks again (with
+        ``wait_on_open``); raises CircuitOpenError (without it) or EmergencyStop (the
+        guard stopped). Returns once the breaker allows the call."""
         port = self.port
-        if b is None:
-            return
-        while not b.allow():
+        while True:
             retry = float(b.retry_after)
             if not self.wait_on_open:
                 raise _open_error(b, retry)
@@ -142,17 +140,25 @@ class _Protected:
             yield max(retry, 0.01)
             if port.stopped:
                 raise EmergencyStop(port.decision.stop_reason)
+            if b.allow():
+                return
 
     def pass_gate(self) -> None:
+        b = self.breaker
+        if b is None or b.allow():
+            return
         port = self.port
-        for wait in self.gate():
+        for wait in self.gate(b):
             with port.cond:
                 if port.stopped:
                     raise EmergencyStop(port.decision.stop_reason)
                 port.wait(wait)
 
     async def pass_gate_async(self) -> None:
-        for wait in self.gate():
+        b = self.breaker
+        if b is None or b.allow():
+            return
+        for wait in self.gate(b):
             await clock_asleep(self.port.clock, wait)
 
     # -- the call: inside a session (joined or its own), or on the light lane ----------------
@@ -282,7 +288,10 @@ def _has_files(args: Any, kwargs: Any) -> bool:
         from wedguard.io.fileobj import GuardedFile
 
         _GUARDED_FILE = GuardedFile
-    return any(isinstance(v, _GUARDED_FILE) for v in (*args, *kwargs.values()))
+    for v in args:
+        if isinstance(v, _GUARDED_FILE):
+            return True
+    return bool(kwargs) and any(isinstance(v, _GUARDED_FILE) for v in kwargs.values())
 
 
 def _bind_files(guard: Guard, prepaid: Prepaid, args: Any, kwargs: Any) -> list[Any]:
