@@ -170,7 +170,8 @@ def test_the_reports_sums_are_what_was_counted(events: list[tuple[str, object, o
             assert isinstance(b, float)
             ledger.waited(a, b)
             waits[a] += b
-    report = ledger.report(50.0, started=True, ended=True, decision=None, outcome="done")
+    ledger.end(50.0, None)
+    report = ledger.report(50.0, started=True, decision=None)
     assert report.bytes == pytest.approx(total)
     assert report.ops == ops
     assert dict(report.wait_seconds) == pytest.approx(waits)

@@ -212,8 +212,13 @@ def __getattr__(name: str) -> Any:
         from importlib import import_module
 
         value = getattr(import_module(module), name)
+        if name in _DEPRECATED:
+            return value  # not kept: a deprecated alias warns on every use
     globals()[name] = value
     return value
+
+
+_DEPRECATED: frozenset[str] = frozenset({"CutoffMode"})
 
 
 def __dir__() -> list[str]:

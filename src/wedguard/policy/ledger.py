@@ -33,17 +33,27 @@ from __future__ import annotations
 import enum
 import math
 import warnings
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Any, Final
 
-import attrs
-
-from wedguard.errors import ConfigError, WedguardError
+from wedguard.clock import Clock
+from wedguard.errors import ConfigError, EmergencyStop, WedguardError
 from wedguard.interfaces import Throttler
 from wedguard.levels import Level, Verdict
-from wedguard.units import format_duration, format_rate, format_size, parse_duration, parse_size
+from wedguard.policy.bucket import TokenBucketThrottler
+from wedguard.policy.session_report import (
+    CAUSES,
+    PEAK_WINDOW,
+    Pause,
+    SessionReport,
+    TimelinePoint,
+    peak_rate,
+)
+from wedguard.units import (
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 __all__ = [
     "CAUSES",
@@ -51,19 +61,18 @@ __all__ = [
     "Cutoff",
     "CutoffReached",
     "DeadlineError",
+    "DeadlineSpec",
     "Ledger",
     "Pause",
     "Reservation",
     "SessionReport",
     "TimelinePoint",
     "check_units",
+    "parse_deadline",
     "peak_rate",
 ]
 
 _INF: Final = math.inf
-
-CAUSES: Final = ("rate", "calendar", "impact", "slots", "stop")
-"""The causes a session's waiting time is attributed to."""
 
 PAUSE_CAUSES: Final = frozenset({"calendar", "impact", "stop"})
 """The causes that count as a pause (a stretch in a session's ``pause_log``)."""
@@ -131,218 +140,6 @@ class CutoffReached(WedguardError):
         self.limit = limit
         self.mode = mode
         super().__init__(f"session {session!r}: {limit} cutoff reached ({mode.name})")
-
-
-# -- report value types ---------------------------------------------------------------
-
-
-@attrs.frozen(slots=True)
-class TimelinePoint:
-    """One point of a session's timeline, for plotting.
-
-    Attributes:
-        t: seconds since the session started.
-        bytes: bytes throttled so far.
-        rate: the rate allowed at that moment (bytes/s; ``inf`` unlimited; 0 paused).
-        level: the calendar level.
-        verdict: the impact verdict.
-    """
-
-    t: float
-    bytes: float
-    rate: float
-    level: Level
-    verdict: Verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "t": self.t,
-            "bytes": self.bytes,
-            "rate": "inf" if math.isinf(self.rate) else self.rate,
-            "level": self.level.name,
-            "verdict": self.verdict.name,
-        }
-
-
-@attrs.frozen(slots=True)
-class Pause:
-    """One stretch of time a session spent paused.
-
-    Attributes:
-        cause: ``"calendar"`` (blackout), ``"impact"`` (halt) or ``"stop"`` (hold).
-        started_at: when it began (aware datetime).
-        duration: how long it lasted, in seconds.
-        reason: the decision's first reason at the time.
-    """
-
-    cause: str
-    started_at: datetime
-    duration: float
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cause": self.cause,
-            "started_at": self.started_at.isoformat(),
-            "duration_s": self.duration,
-            "reason": self.reason,
-        }
-
-
-def _freeze_waits(value: Mapping[str, float]) -> Mapping[str, float]:
-    waits = dict.fromkeys(CAUSES, 0.0)
-    waits.update(value)
-    return MappingProxyType(waits)
-
-
-@attrs.frozen(slots=True)
-class SessionReport:
-    """What a session did: bytes, time, time waited and why, rates, timeline.
-
-    Also an event (``kind == "session"``): the guard sends the final report to its
-    sinks when the session ends.
-
-    Attributes:
-        name: the session's name.
-        bytes: bytes throttled (and so, by the host, written).
-        ops: operations counted (files, requests).
-        started_at: when the session started (aware datetime).
-        finished_at: when it ended; None while it runs.
-        duration: wall time in seconds (so far, while it runs).
-        wait_seconds: seconds waited by cause: ``rate``, ``calendar``, ``impact``,
-            ``slots``, ``stop``.
-        pauses: how many times the session was paused (blackout, halt, hold).
-        pause_log: those pauses, in order.
-        peak_rate: the highest mean rate over any stretch of at least 5 s (bytes/s;
-            the mean rate for shorter sessions).
-        mean_rate: bytes / duration.
-        ok: True unless the session ended with an error (a cutoff counts as ok).
-        outcome: ``"running"``, ``"done"``, ``"cutoff"``, ``"stopped"`` or ``"error"``.
-        error: the error's text, if any.
-        expected_bytes: as declared, if any.
-        deadline: the deadline (aware datetime), if any.
-        needed_rate: the rate needed to meet the deadline, at the last sample.
-        timeline: (t, bytes, allowed rate, level, verdict) points for plotting.
-
-    Example::
-
-        >>> from wedguard import Guard
-        >>> from wedguard.testing import FakeClock
-        >>> guard = Guard(rate="1MB/s", calendar=None, sources=[], sinks=[],
-        ...               clock=FakeClock())
-        >>> with guard.session("demo") as s:
-        ...     for _ in range(10):
-        ...         _ = s.throttle(500_000)
-        >>> r = s.report()
-        >>> r.bytes, r.duration, r.wait_seconds["rate"]
-        (5000000.0, 4.5, 4.5)
-
-    .. versionadded:: 0.1.0
-    """
-
-    name: str
-    bytes: float
-    ops: int
-    started_at: datetime
-    finished_at: datetime | None
-    duration: float
-    wait_seconds: Mapping[str, float] = attrs.field(converter=_freeze_waits)
-    pauses: int
-    pause_log: tuple[Pause, ...]
-    peak_rate: float
-    mean_rate: float
-    ok: bool
-    outcome: str
-    error: str = ""
-    expected_bytes: float | None = None
-    deadline: datetime | None = None
-    needed_rate: float | None = None
-    timeline: tuple[TimelinePoint, ...] = ()
-
-    @property
-    def kind(self) -> str:
-        return "session"
-
-    @property
-    def wall_time(self) -> float:
-        """The session's wall time in seconds: deprecated, use :attr:`duration`.
-
-        .. deprecated:: 0.2.0
-           ``wall_time`` and ``duration`` were two names for one figure.
-        """
-        warnings.warn(
-            "SessionReport.wall_time is deprecated: use SessionReport.duration",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.duration
-
-    @property
-    def waited(self) -> float:
-        """Total seconds waited, all causes together."""
-        return sum(self.wait_seconds.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form (rates ``"inf"`` when unlimited)."""
-
-        def num(v: float | None) -> float | str | None:
-            return "inf" if v is not None and math.isinf(v) else v
-
-        return {
-            "kind": "session",
-            "name": self.name,
-            "bytes": self.bytes,
-            "ops": self.ops,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
-            "duration_s": self.duration,
-            "wait_seconds": dict(self.wait_seconds),
-            "pauses": self.pauses,
-            "pause_log": [p.to_dict() for p in self.pause_log],
-            "peak_rate": num(self.peak_rate),
-            "mean_rate": num(self.mean_rate),
-            "ok": self.ok,
-            "outcome": self.outcome,
-            "error": self.error,
-            "expected_bytes": self.expected_bytes,
-            "deadline": None if self.deadline is None else self.deadline.isoformat(),
-            "needed_rate": num(self.needed_rate),
-            "timeline": [p.to_dict() for p in self.timeline],
-        }
-
-    def __str__(self) -> str:
-        waits = ", ".join(
-            f"{k} {format_duration(v)}" for k, v in self.wait_seconds.items() if v > 0
-        )
-        return (
-            f"{self.name}: {format_size(self.bytes)} in {format_duration(self.duration)} "
-            f"(mean {format_rate(self.mean_rate)}, peak {format_rate(self.peak_rate)}); "
-            f"waited {format_duration(self.waited)}"
-            + (f" ({waits})" if waits else "")
-            + f"; {self.outcome}"
-        )
-
-
-PEAK_WINDOW: Final = 5.0
-"""Seconds: the peak rate is the highest mean rate over any stretch at least this long.
-
-Bytes are counted a call at a time, so over shorter stretches a single large chunk
-would read as a burst the bucket never allowed."""
-
-
-def peak_rate(timeline: list[TimelinePoint], window: float) -> float:
-    """The highest mean rate over stretches of at least ``window`` seconds."""
-    peak = 0.0
-    i = 0
-    for j in range(1, len(timeline)):
-        tj = timeline[j].t
-        # the latest anchor still at least a window before point j
-        while i + 1 < j and tj - timeline[i + 1].t >= window:
-            i += 1
-        dt = tj - timeline[i].t
-        if dt >= window:
-            peak = max(peak, (timeline[j].bytes - timeline[i].bytes) / dt)
-    return peak
 
 
 def check_units(n: object, ops: object, size: object) -> None:
@@ -431,6 +228,59 @@ class Reservation:
         return worst
 
 
+# -- a session's arguments -------------------------------------------------------------
+
+DeadlineSpec = datetime | float | str | None
+"""A deadline as given: an aware datetime, seconds from the start, ``"window"`` (the
+end of the calendar's window) or None."""
+
+
+def parse_deadline(deadline: object, has_calendar: bool) -> DeadlineSpec:
+    """A session's ``deadline`` argument checked: an aware datetime, seconds (a number
+    or a duration such as ``"2h"``) from the start, ``"window"`` or None.
+
+    >>> parse_deadline("90m", has_calendar=False)
+    5400.0
+
+    Raises:
+        ConfigError: naming the field ``deadline``.
+    """
+    if deadline is None or isinstance(deadline, datetime):
+        return None if deadline is None else _aware("deadline", deadline)
+    if isinstance(deadline, str) and deadline.strip().lower() == "window":
+        if not has_calendar:
+            raise ConfigError("deadline", deadline, "a datetime or duration (no calendar)")
+        return "window"
+    if isinstance(deadline, (int, float, str)) and not isinstance(deadline, bool):
+        seconds = parse_duration(deadline, field="deadline")
+        if not seconds > 0:
+            raise ConfigError("deadline", deadline, "a duration > 0")
+        return seconds
+    raise ConfigError("deadline", deadline, "an aware datetime, a duration, 'window' or None")
+
+
+def _aware(field: str, value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigError(field, value, "an aware datetime (with tzinfo)")
+    return value
+
+
+def _cap(
+    value: float | str | None, field: str, what: str, clock: Clock | None, ops: bool = False
+) -> TokenBucketThrottler | None:
+    """A session's own cap (bytes/s, or operations/s with a burst of a second's worth)."""
+    if value is None:
+        return None
+    rate = parse_rate(value, field=field)
+    if not rate > 0:
+        raise ConfigError(field, value, f"{what} > 0, or None")
+    if rate == _INF:
+        return None
+    if ops:
+        return TokenBucketThrottler(rate, burst=max(1.0, rate), clock=clock)
+    return TokenBucketThrottler(rate, clock=clock)
+
+
 # -- the ledger -----------------------------------------------------------------------------
 
 
@@ -452,8 +302,10 @@ class Ledger:
     __slots__ = (
         "byte_limit",
         "bytes",
+        "cap",
         "deadline",
         "ended",
+        "error",
         "expected",
         "limit_at",
         "limit_name",
@@ -462,6 +314,8 @@ class Ledger:
         "name",
         "needed",
         "ops",
+        "ops_cap",
+        "outcome",
         "pauses",
         "start_dt",
         "start_m",
@@ -488,6 +342,8 @@ class Ledger:
         if not max_duration > 0:
             raise ConfigError("max_duration", max_duration, "a duration > 0, or None")
         self.name = name
+        self.cap: TokenBucketThrottler | None = None  # the session's own bytes/s
+        self.ops_cap: TokenBucketThrottler | None = None  # and operations/s
         self.byte_limit = float(max_bytes)
         self.max_duration = float(max_duration)
         self.stop_at = stop_at
@@ -506,6 +362,8 @@ class Ledger:
         self.start_m = 0.0
         self.start_dt: datetime | None = None
         self.ended: float | None = None  # the clock reading the session ended at
+        self.outcome = "running"
+        self.error = ""
 
     @classmethod
     def build(
@@ -518,10 +376,14 @@ class Ledger:
         stop_at: datetime | None = None,
         cutoff: Cutoff | str = Cutoff.HARD,
         field: str = "cutoff",
+        rate: float | str | None = None,
+        ops_rate: float | str | None = None,
+        clock: Clock | None = None,
     ) -> Ledger:
         """A ledger from a session's arguments as a user gives them (sizes and durations
         as numbers or text, None for none, the cutoff mode by name); ``field`` names
-        the cutoff argument in errors.
+        the cutoff argument in errors. ``rate`` and ``ops_rate`` cap the session below
+        its guard (token buckets on ``clock``).
 
         >>> Ledger.build("photos", max_bytes="2GB", cutoff="soft").byte_limit
         2000000000.0
@@ -551,7 +413,9 @@ class Ledger:
             mode = cutoff if isinstance(cutoff, Cutoff) else Cutoff[str(cutoff).upper()]
         except KeyError:
             raise ConfigError(field, cutoff, "HARD, SOFT or CAUTIOUS") from None
-        return cls(
+        cap = _cap(rate, "rate", "a rate", clock)
+        ops_cap = _cap(ops_rate, "ops_rate", "operations per second", clock, ops=True)
+        ledger = cls(
             name,
             max_bytes=limit,
             max_duration=duration,
@@ -559,6 +423,8 @@ class Ledger:
             mode=mode,
             expected_bytes=expected,
         )
+        ledger.cap, ledger.ops_cap = cap, ops_cap
+        return ledger
 
     @property
     def has_cutoffs(self) -> bool:
@@ -683,6 +549,19 @@ class Ledger:
         due = self.start_m + (self.bytes + n) / rate
         return max(0.0, due - now)
 
+    def end(self, now: float, exc: BaseException | None) -> None:
+        """The session ended at ``now``, with ``exc`` if it raised: its outcome."""
+        self.ended = now
+        if exc is None:
+            self.outcome = "done"
+        elif isinstance(exc, CutoffReached):
+            self.outcome, self.error = "cutoff", str(exc)
+        elif isinstance(exc, EmergencyStop):
+            self.outcome, self.error = "stopped", str(exc)
+        else:
+            self.outcome = "error"
+            self.error = f"{type(exc).__name__}: {exc}"
+
     # -- the report ---------------------------------------------------------------------
 
     def report(
@@ -690,13 +569,12 @@ class Ledger:
         now: float,
         *,
         started: bool,
-        ended: bool,
         decision: Any,
-        outcome: str,
-        error: str = "",
     ) -> SessionReport:
         """A :class:`SessionReport` as of clock reading ``now`` (the end, once ended);
         ``decision`` (rate, level, verdict) gives a running session's last point."""
+        ended = self.ended is not None
+        outcome = self.outcome
         duration = max(0.0, now - self.start_m) if started else 0.0
         timeline = list(self.timeline)
         if not ended and started:
@@ -718,7 +596,7 @@ class Ledger:
             mean_rate=mean,
             ok=outcome in ("running", "done", "cutoff"),
             outcome=outcome,
-            error=error,
+            error=self.error,
             expected_bytes=self.expected,
             deadline=self.deadline,
             needed_rate=self.needed,

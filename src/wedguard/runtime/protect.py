@@ -28,8 +28,14 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
 from wedguard.clock import clock_asleep
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
+from wedguard.runtime.guard_port import GuardPort
 from wedguard.runtime.prepaid import Prepaid
-from wedguard.runtime.session import GuardPort, Session, current_session, enter_lazy
+from wedguard.runtime.session import (
+    Session,
+    current_session,
+    enter_current,
+    leave_current,
+)
 
 if TYPE_CHECKING:
     from wedguard.runtime.guard import BreakerLike, Guard
@@ -228,7 +234,7 @@ class _Around:
         self.call = call
         self.lazy: Any = None
         if s is None:  # the light lane: no session unless the function asks for one
-            self.lazy = enter_lazy(call.guard, call.label, n, call.ops)
+            self.lazy = _Lazy(call.guard, call.label, n, call.ops)
             self.bound: list[Any] = []
             self.token: Any = None
         else:
@@ -254,6 +260,42 @@ class _Around:
                 Prepaid.leave(self.token)
             if self.lazy is not None:
                 self.lazy.close(exc)
+
+
+class _Lazy:
+    """A protected call's session, opened only if the call asks for it (through
+    :func:`current_session`): with the call's cost counted and prepaid already."""
+
+    __slots__ = ("guard", "n", "name", "ops", "prepaid", "session", "token")
+
+    def __init__(self, guard: Guard, name: str, n: float, ops: int) -> None:
+        self.guard = guard
+        self.name = name
+        self.n = n
+        self.ops = ops
+        self.session: Session | None = None
+        self.prepaid: Any = None
+        self.token = enter_current(self)
+
+    def __call__(self) -> Session | None:
+        s = self.session
+        if s is None:
+            s = self.session = self.guard.session(self.name)
+            s.__enter__()
+            s.ledger.count(self.n, self.ops)  # taken from the budgets before the call
+            self.prepaid = Prepaid(s, self.n).enter()
+        return s
+
+    def close(self, exc: BaseException | None) -> None:
+        """The call ended (with ``exc``, if it raised): end its session, if opened."""
+        s = self.session
+        try:
+            if s is not None:
+                with contextlib.suppress(ValueError):  # left from another context
+                    Prepaid.leave(self.prepaid)
+                s.__exit__(None if exc is None else type(exc), exc, None)
+        finally:
+            leave_current(self.token)
 
 
 def _release(b: BreakerLike | None) -> None:

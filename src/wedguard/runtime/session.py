@@ -41,23 +41,24 @@ from wedguard.errors import (
     ThrottleTimeout,
     WedguardError,
 )
-from wedguard.policy.bucket import TokenBucketThrottler
 from wedguard.policy.ledger import (
     CAUSES,
     PEAK_WINDOW,
     Cutoff,
     CutoffReached,
     DeadlineError,
+    DeadlineSpec,
     Ledger,
     Pause,
     Reservation,
     SessionReport,
     TimelinePoint,
     check_units,
+    parse_deadline,
 )
 from wedguard.runtime import priority as _priority
-from wedguard.runtime.prepaid import Prepaid
-from wedguard.units import parse_duration, parse_rate
+from wedguard.runtime.guard_port import GuardPort
+from wedguard.units import parse_duration
 
 if TYPE_CHECKING:
     from wedguard.decision import Decision
@@ -69,6 +70,7 @@ __all__ = [
     "Cutoff",
     "CutoffReached",
     "DeadlineError",
+    "DeadlineSpec",
     "Pause",
     "Session",
     "SessionReport",
@@ -95,6 +97,17 @@ def current_session() -> Session | None:
     """
     ref = _CURRENT.get()
     return None if ref is None else ref()
+
+
+def enter_current(ref: Callable[[], Session | None]) -> contextvars.Token[Any]:
+    """Make ``ref()`` what :func:`current_session` says in the calling context (a
+    protected call's session, opened when first asked for); undo with the token."""
+    return _CURRENT.set(ref)
+
+
+def leave_current(token: contextvars.Token[Any]) -> None:
+    with contextlib.suppress(ValueError):  # left from another context: nothing to restore
+        _CURRENT.reset(token)
 
 
 def __getattr__(name: str) -> Any:
@@ -131,241 +144,19 @@ class SlotTimeout(ThrottleTimeout):
         )
 
 
-# -- the guard, as a session sees it --------------------------------------------------------
-
-
-class GuardPort:
-    """Every part of a :class:`~wedguard.Guard` that sessions and protected calls use.
-
-    Built once per session; nothing else in this module (or in ``protect``) reaches
-    into the guard. The hot path of :meth:`Session.throttle` reads five of the
-    guard's fields itself, for speed: ``_free``, ``_go``, ``_expires`` (the current
-    decision's shortcut flags), ``_now`` (the clock) and ``_bytes`` (the byte bucket).
-    """
-
-    __slots__ = ("clock", "cond", "guard", "now")
-
-    def __init__(self, guard: Guard) -> None:
-        self.guard = guard
-        self.clock = guard.clock
-        self.now: Callable[[], float] = guard._now
-        self.cond = guard._cond
-
-    # the decision in force (lock held for a consistent view)
-    @property
-    def go(self) -> bool:
-        return self.guard._go
-
-    @property
-    def free(self) -> bool:
-        return self.guard._free
-
-    @property
-    def expires(self) -> float:
-        return self.guard._expires
-
-    @property
-    def stopped(self) -> bool:
-        return self.guard._stopped
-
-    @property
-    def decision(self) -> Decision:
-        return self.guard._decision
-
-    def refresh(self, now: float) -> None:
-        self.guard._refresh_locked(now)
-
-    def pause_cause(self) -> str:
-        return self.guard._pause_cause()
-
-    def hold(self) -> tuple[float | None, float]:
-        """(since when the impact analyser holds the guard, ``max_hold``)."""
-        return self.guard._held_since, self.guard._max_hold
-
-    # protected calls outside a session
-    def light(self) -> bool:
-        """True when a call outside a session would need no session of its own: the
-        guard keeps no sinks (nobody gets its report), takes no slots, is no fleet's
-        member, samples nothing, watches no stop file and lowers no priority."""
-        g = self.guard
-        return not (
-            g._sinks
-            or g._max_concurrent is not None
-            or g._fleet is not None
-            or g._sources
-            or g._stop_file is not None
-            or g._nice
-            or g._ionice
-            or g._closed
-        )
-
-    def take(self, n: float, ops: int) -> bool:
-        """Take ``n`` bytes and ``ops`` operations from the guard's budgets if the
-        decision in force lets them go now (one clock read); False takes nothing."""
-        g = self.guard
-        if not g._go:
-            return False
-        now = g._now()
-        if now >= g._expires:
-            return False
-        paid = n > 0 and not g._free
-        if paid and not g._bytes.try_acquire_at(n, now):
-            return False
-        if ops and g._ops is not None and not g._ops.try_acquire_at(ops, now):
-            if paid:
-                g._bytes.untake(n)
-            return False
-        return True
-
-    # budgets: (the guard's bytes, its operations, the fleet's bytes and operations)
-    def budgets(self) -> tuple[Any, Any, Any, Any]:
-        g = self.guard
-        return g._bytes, g._ops, g._fleet_bytes, g._fleet_ops
-
-    def lease(self) -> Any:
-        """The fleet's leased byte credit, when the fleet shares bytes through leases."""
-        g = self.guard
-        fb = g._fleet_bytes
-        return fb if fb is not None and fb in g._fleet_leases else None
-
-    @property
-    def fleet(self) -> bool:
-        return self.guard._fleet is not None
-
-    @property
-    def leased(self) -> bool:
-        return bool(self.guard._fleet_leases)
-
-    def fleet_due(self, n: float = 0.0, ops: int = 0) -> bool:
-        return self.guard._fleet_due(n, ops)
-
-    def fleet_refresh(self, n: float = 0.0, ops: int = 0) -> None:
-        self.guard._fleet_refresh(n, ops)
-
-    # waiting (lock held)
-    def wait(self, timeout: float) -> None:
-        self.guard._wait(timeout)
-
-    def waiter(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, asyncio.Future[None]]:
-        """A future the guard completes when anything changes (lock held)."""
-        entry = (loop, loop.create_future())
-        self.guard._async_waiters.add(entry)
-        return entry
-
-    def unwait(self, entry: tuple[Any, asyncio.Future[None]]) -> None:
-        self.guard._async_waiters.discard(entry)
-
-    async def wait_async(self, fut: asyncio.Future[None], timeout: float) -> None:
-        await self.guard._await(fut, timeout)
-
-    # the calendar
-    def window_deadline(self, now_dt: datetime) -> datetime | None:
-        return self.guard._window_deadline(now_dt)
-
-    def blackout_end(self, now_dt: datetime) -> datetime | None:
-        return self.guard._blackout_end(now_dt)
-
-    # slots and priority
-    def enter(self, s: Session, timeout: float | None) -> None:
-        self.guard._enter(s, timeout)
-
-    async def enter_async(self, s: Session, timeout: float | None) -> None:
-        await self.guard._aenter(s, timeout)
-
-    def exit(self, s: Session, exc: BaseException | None) -> None:
-        self.guard._exit(s, exc)
-
-    def priority(self) -> tuple[int, bool]:
-        return self.guard._nice, self.guard._ionice
-
-
-class _Lazy:
-    """A protected call's session, opened only if the call asks for it (through
-    :func:`current_session`): with the call's cost counted and prepaid already."""
-
-    __slots__ = ("guard", "n", "name", "ops", "prepaid", "session", "token")
-
-    def __init__(self, guard: Guard, name: str, n: float, ops: int) -> None:
-        self.guard = guard
-        self.name = name
-        self.n = n
-        self.ops = ops
-        self.session: Session | None = None
-        self.prepaid: Any = None
-        self.token = _CURRENT.set(self)
-
-    def __call__(self) -> Session | None:
-        s = self.session
-        if s is None:
-            s = self.session = self.guard.session(self.name)
-            s.__enter__()
-            s._led.count(self.n, self.ops)  # taken from the budgets before the call
-            self.prepaid = Prepaid(s, self.n).enter()
-        return s
-
-    def close(self, exc: BaseException | None) -> None:
-        """The call ended (with ``exc``, if it raised): end its session, if opened."""
-        s = self.session
-        try:
-            if s is not None:
-                with contextlib.suppress(ValueError):  # left from another context
-                    Prepaid.leave(self.prepaid)
-                s.__exit__(None if exc is None else type(exc), exc, None)
-        finally:
-            with contextlib.suppress(ValueError):
-                _CURRENT.reset(self.token)
-
-
-def enter_lazy(guard: Guard, name: str, n: float, ops: int) -> _Lazy:
-    """Make the calling context a protected call's, whose session (named ``name``,
-    ``n`` bytes and ``ops`` operations already taken) opens only if asked for; end it
-    with ``close(exc)``."""
-    return _Lazy(guard, name, n, ops)
-
-
-# -- building a session ---------------------------------------------------------------------
-
-
-def _aware(field: str, value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ConfigError(field, value, "an aware datetime (with tzinfo)")
-    return value
-
-
-DeadlineSpec = datetime | float | str | None
-
-
-def _deadline_spec(deadline: object, has_calendar: bool) -> DeadlineSpec:
-    if deadline is None or isinstance(deadline, datetime):
-        return None if deadline is None else _aware("deadline", deadline)
-    if isinstance(deadline, str) and deadline.strip().lower() == "window":
-        if not has_calendar:
-            raise ConfigError("deadline", deadline, "a datetime or duration (no calendar)")
-        return "window"
-    if isinstance(deadline, (int, float, str)) and not isinstance(deadline, bool):
-        seconds = parse_duration(deadline, field="deadline")
-        if not seconds > 0:
-            raise ConfigError("deadline", deadline, "a duration > 0")
-        return seconds
-    raise ConfigError("deadline", deadline, "an aware datetime, a duration, 'window' or None")
-
-
-def _cap(
-    value: float | str | None, field: str, what: str, clock: Any, ops: bool = False
-) -> TokenBucketThrottler | None:
-    if value is None:
-        return None
-    rate = parse_rate(value, field=field)
-    if not rate > 0:
-        raise ConfigError(field, value, f"{what} > 0, or None")
-    if rate == _INF:
-        return None
-    if ops:
-        return TokenBucketThrottler(rate, burst=max(1.0, rate), clock=clock)
-    return TokenBucketThrottler(rate, clock=clock)
-
-
 # -- the session --------------------------------------------------------------------------
+
+
+def _figure(name: str, settable: bool = False) -> Any:
+    """A property reading (and writing) the ledger's field ``name``."""
+
+    def get(self: Session) -> Any:
+        return getattr(self._led, name)
+
+    def put(self: Session, value: Any) -> None:
+        setattr(self._led, name, value)
+
+    return property(get, put if settable else None, doc=f"The ledger's ``{name}``.")
 
 
 class Session:
@@ -398,14 +189,12 @@ class Session:
         "_closed",
         "_ctx",
         "_deadline_spec",
-        "_error",
         "_guard",
         "_lean",
         "_lease",
         "_led",
         "_on_deadline",
         "_ops_bucket",
-        "_outcome",
         "_port",
         "_priority",
         "_priority_tid",
@@ -439,9 +228,7 @@ class Session:
         self._guard = guard
         self._port = GuardPort(guard)
         clock = guard.clock
-        self._deadline_spec = _deadline_spec(deadline, guard.calendar is not None)
-        self._bucket = _cap(rate, "rate", "a rate", clock)
-        self._ops_bucket = _cap(ops_rate, "ops_rate", "operations per second", clock, ops=True)
+        self._deadline_spec = parse_deadline(deadline, guard.calendar is not None)
         self._led = Ledger.build(
             name,
             expected_bytes=expected_bytes,
@@ -450,7 +237,12 @@ class Session:
             stop_at=stop_at,
             cutoff=cutoff if cutoff_mode is None else cutoff_mode,
             field="cutoff" if cutoff_mode is None else "cutoff_mode",
+            rate=rate,
+            ops_rate=ops_rate,
+            clock=clock,
         )
+        self._bucket = self._led.cap  # the session's own caps (read on the hot path)
+        self._ops_bucket = self._led.ops_cap
         self._led.start_dt = clock.now()
         if on_deadline not in ("raise", "wait"):
             raise ConfigError("on_deadline", on_deadline, "'raise' or 'wait'")
@@ -469,42 +261,21 @@ class Session:
         self._closed = False
         self._slot: Any = None
         self._ctx: contextvars.Token[Callable[[], Session | None] | None] | None = None
-        self._error = ""
-        self._outcome = "running"
 
     # -- the ledger's figures, under the names the guard and the copy loop read ----------
 
-    @property
-    def _bytes(self) -> float:
-        return self._led.bytes
-
-    @_bytes.setter
-    def _bytes(self, value: float) -> None:
-        self._led.bytes = value
-
-    @property
-    def _ops(self) -> int:
-        return self._led.ops
+    _bytes = _figure("bytes", settable=True)
+    _ops = _figure("ops")
+    _waits = _figure("waits")
+    _deadline = _figure("deadline")
+    _expected = _figure("expected")
+    _needed = _figure("needed", settable=True)
 
     @property
-    def _waits(self) -> dict[str, float]:
-        return self._led.waits
-
-    @property
-    def _deadline(self) -> datetime | None:
-        return self._led.deadline
-
-    @property
-    def _expected(self) -> float | None:
-        return self._led.expected
-
-    @property
-    def _needed(self) -> float | None:
-        return self._led.needed
-
-    @_needed.setter
-    def _needed(self, value: float | None) -> None:
-        self._led.needed = value
+    def ledger(self) -> Ledger:
+        """The session's ledger: its cutoffs, caps and accounts (read it under the
+        guard's lock, or from the session's own thread)."""
+        return self._led
 
     # -- properties ---------------------------------------------------------------------
 
@@ -580,16 +351,7 @@ class Session:
         self._lean = self._quick = False
         self._lease = None
         self._closed = True
-        self._led.ended = now
-        if exc is None:
-            self._outcome = "done"
-        elif isinstance(exc, CutoffReached):
-            self._outcome, self._error = "cutoff", str(exc)
-        elif isinstance(exc, EmergencyStop):
-            self._outcome, self._error = "stopped", str(exc)
-        else:
-            self._outcome = "error"
-            self._error = f"{type(exc).__name__}: {exc}"
+        self._led.end(now, exc)
         self._point(now, self._port.decision)
 
     def _leave_context(self) -> None:
@@ -734,7 +496,8 @@ class Session:
 
     def _throttle_slow(self, n: float, ops: int, size: float | None) -> float:
         lease = self._lease
-        if lease is not None and ops == 0 and self._take_leased(lease, n):
+        if lease is not None and ops == 0 and self._port.take_leased(lease, n):
+            self._led.bytes += n
             return 0.0
         check_units(n, ops, size)
         port = self._port
@@ -761,7 +524,8 @@ class Session:
 
     async def _throttle_slow_async(self, n: float, ops: int, size: float | None) -> float:
         lease = self._lease
-        if lease is not None and ops == 0 and self._take_leased(lease, n):
+        if lease is not None and ops == 0 and self._port.take_leased(lease, n):
+            self._led.bytes += n
             return 0.0
         check_units(n, ops, size)
         port = self._port
@@ -790,27 +554,6 @@ class Session:
         if port.leased and port.fleet_due():
             await asyncio.to_thread(port.fleet_refresh)  # e.g. a rate the step set
         return waited
-
-    def _take_leased(self, lease: Any, n: float) -> bool:
-        """The fleet's shortcut: nothing but the guard's bucket and the fleet's leased
-        credit limit this call, and both have the units now: count (no lock, no Redis)."""
-        g = self._guard  # the hot fields (see GuardPort)
-        try:
-            if (
-                g._go
-                and 0 <= n < _INF
-                and n is not True
-                and n is not False
-                and g._now() < g._expires
-                and lease.try_acquire(n)
-            ):
-                if g._bytes.try_acquire(n):
-                    self._led.bytes += n
-                    return True
-                lease.untake(n)
-        except TypeError:  # n is not a number: the slow path says so (ConfigError)
-            pass
-        return False
 
     def _step(self, r: Reservation, now: float) -> tuple[float, str]:
         """Decide (guard lock held) whether the call may go: (0, "") or (wait, cause)."""
@@ -899,16 +642,8 @@ class Session:
         port = self._port
         led = self._led
         with port.cond:
-            ended = led.ended is not None
             now = port.now() if led.ended is None else led.ended
-            return led.report(
-                now,
-                started=self._started,
-                ended=ended,
-                decision=port.decision,
-                outcome=self._outcome,
-                error=self._error,
-            )
+            return led.report(now, started=self._started, decision=port.decision)
 
     def copyfileobj(self, src: Any, dst: Any, length: int = 1 << 20) -> int:
         """Copy ``src`` to ``dst`` in chunks of ``length``, throttled; return the bytes
