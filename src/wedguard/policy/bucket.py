@@ -18,6 +18,7 @@ import contextlib
 import math
 import sys
 import threading
+from collections.abc import Generator
 from typing import Final
 
 from wedguard.clock import Clock, check_clock, clock_await, clock_wait
@@ -368,6 +369,30 @@ class TokenBucketThrottler:
             return list(self._async_waiters)
         return []
 
+    def _serve(self, n: float, timeout: float | None) -> Generator[float, None, float]:
+        """One blocking request, for threads and asyncio alike (run with the lock held):
+        places ``n`` and yields how long to wait until the credit may reach its place;
+        the driver waits (and is woken by :meth:`set_rate`) and resumes it. Returns the
+        seconds waited. Closed or failing before it is served, it gives the place back,
+        as if never placed."""
+        start = now = self._now()
+        ticket, wait = self._place(n, timeout, now)
+        if ticket is None:
+            return 0.0
+        deadline = _INF if timeout is None else start + timeout
+        try:
+            while True:
+                yield wait
+                now = self._now()
+                wait = self._remaining(ticket, now)
+                if wait <= 0:
+                    return now - start
+                if now + wait > deadline + _SLACK:
+                    raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
+        except BaseException:
+            _wake_all(self._give_back(ticket))
+            raise
+
     def acquire(self, n: float = 1, *, timeout: float | None = None) -> float:
         """Take ``n`` units, waiting for them if need be; returns the seconds waited.
 
@@ -417,24 +442,18 @@ class TokenBucketThrottler:
         if self._unlimited:
             return 0.0
         with self._cond:
-            start = now = self._now()
-            ticket, wait = self._place(n, timeout, now)
-            if ticket is None:
-                return 0.0
-            deadline = _INF if timeout is None else start + timeout
+            flow = self._serve(n, timeout)
             try:
+                wait = next(flow)
                 while True:
-                    clock_wait(self._clock, self._cond, None if wait == _INF else wait)
-                    now = self._now()
-                    wait = self._remaining(ticket, now)
-                    if wait <= 0:
-                        return now - start
-                    if now + wait > deadline + _SLACK:
-                        raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
-            except BaseException:
-                waiters = self._give_back(ticket)  # nothing consumed: give the place back
-                _wake_all(waiters)
-                raise
+                    try:
+                        clock_wait(self._clock, self._cond, None if wait == _INF else wait)
+                    except BaseException:
+                        flow.close()  # nothing consumed: the place is given back
+                        raise
+                    wait = flow.send(None)
+            except StopIteration as done:
+                return float(done.value)
 
     async def acquire_async(self, n: float = 1, *, timeout: float | None = None) -> float:
         """The asyncio form of :meth:`acquire`: waits without blocking the loop.
@@ -466,34 +485,30 @@ class TokenBucketThrottler:
             return 0.0
         loop = asyncio.get_running_loop()
         with self._lock:
-            start = now = self._now()
-            ticket, wait = self._place(n, timeout, now)
-            if ticket is None:
-                return 0.0
+            flow = self._serve(n, timeout)
+            try:
+                wait = next(flow)
+            except StopIteration as done:
+                return float(done.value)
             # Registered under the same lock that computed the wait: a set_rate()
             # between the two cannot be missed.
             entry = (loop, loop.create_future())
             self._async_waiters.add(entry)
-        deadline = _INF if timeout is None else start + timeout
         try:
             while True:
                 # a set_rate() completes the future and wakes us, whatever the clock
                 await clock_await(self._clock, entry[1], wait)
                 with self._lock:
                     self._async_waiters.discard(entry)
-                    now = self._now()
-                    wait = self._remaining(ticket, now)
-                    if wait <= 0:
-                        return now - start
-                    if now + wait > deadline + _SLACK:
-                        raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
+                    wait = flow.send(None)
                     entry = (loop, loop.create_future())
                     self._async_waiters.add(entry)
+        except StopIteration as done:
+            return float(done.value)
         except BaseException:
             with self._lock:
                 self._async_waiters.discard(entry)
-                waiters = self._give_back(ticket)
-            _wake_all(waiters)
+                flow.close()  # nothing consumed: the place is given back
             raise
 
     # -- control -----------------------------------------------------------------------
