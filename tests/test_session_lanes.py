@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import timedelta
 
 import pytest
 
@@ -280,3 +281,27 @@ def test_try_acquire_at_reads_no_clock() -> None:
     assert not bucket.try_acquire(1)
     with pytest.raises(wg.ConfigError):
         bucket.try_acquire_at(-1, 0.0)
+
+
+class CountingClock(FakeClock):
+    """A fake clock that counts how often it is read."""
+
+    reads = 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        return super().monotonic()
+
+
+@pytest.mark.parametrize("kw", [{}, {"rate": "2MB/s"}, {"max_bytes": "1GB"}, {"stop_at": None}])
+def test_one_clock_read_per_chunk_when_nothing_binds(kw: dict[str, object]) -> None:
+    clock = CountingClock()
+    guard = light_guard(clock, rate="1GB/s")
+    if "stop_at" in kw:
+        kw = {"stop_at": clock.now() + timedelta(hours=1)}
+    with guard.session("s", **kw) as s:  # type: ignore[arg-type]
+        s.throttle(1000)  # the first call may refresh the decision
+        before = clock.reads
+        for _ in range(100):
+            s.throttle(1000)
+        assert clock.reads - before == 100
