@@ -2,7 +2,8 @@
 
 Each case runs in a fresh interpreter per round (the rounds alternate the trees, so a
 busy machine's drift falls on both); a case's figure is the median over rounds of the
-best of five timeit repeats. Writes ``benchmarks/results/hot_path.json``.
+best of five timeit repeats (``ns``), and the best over rounds too (``best_ns``: on a busy
+machine the steadier figure). Writes ``benchmarks/results/hot_path.json``.
 
     python benchmarks/hot_path.py [--rounds 7] [--previous REF]
 
@@ -101,12 +102,14 @@ def main() -> None:
         t: {c: round(statistics.median(v), 1) for c, v in cases.items()}
         for t, cases in times.items()
     }
+    best = {t: {c: round(min(v), 1) for c, v in cases.items()} for t, cases in times.items()}
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "rounds": args.rounds,
         "previous": args.previous,
         "ns": ns,
+        "best_ns": best,
         "spread_ns": {
             t: {c: [round(min(v), 1), round(max(v), 1)] for c, v in cases.items()}
             for t, cases in times.items()
@@ -114,12 +117,22 @@ def main() -> None:
         "acquire_over_try_acquire": {
             t: round(ns[t]["bucket_acquire"] / ns[t]["bucket_try_acquire"], 2) for t in ns
         },
+        "best_acquire_over_try_acquire": {
+            t: round(best[t]["bucket_acquire"] / best[t]["bucket_try_acquire"], 2) for t in best
+        },
         "protect_added_ns": {
             t: {
                 "light": round(ns[t]["protect_light"] - ns[t]["call"], 1),
                 "session": round(ns[t]["protect_session"] - ns[t]["call"], 1),
             }
             for t in ns
+        },
+        "best_protect_added_ns": {
+            t: {
+                "light": round(best[t]["protect_light"] - best[t]["call"], 1),
+                "session": round(best[t]["protect_session"] - best[t]["call"], 1),
+            }
+            for t in best
         },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

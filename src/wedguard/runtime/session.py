@@ -106,8 +106,11 @@ def enter_current(ref: Callable[[], Session | None]) -> contextvars.Token[Any]:
 
 
 def leave_current(token: contextvars.Token[Any]) -> None:
-    with contextlib.suppress(ValueError):  # left from another context: nothing to restore
+    # (not contextlib.suppress: this runs once per protected call)
+    try:  # noqa: SIM105
         _CURRENT.reset(token)
+    except ValueError:  # left from another context: nothing to restore
+        pass
 
 
 def __getattr__(name: str) -> Any:
