@@ -73,7 +73,7 @@ def test_system_clock_wait_times_out_and_wakes() -> None:
 
 
 async def test_system_clock_asleep() -> None:
-    await wg.SystemClock().asleep(0)
+    await wg.SystemClock().sleep_async(0)
 
 
 # -- FakeClock --------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_sleep_from_several_threads(clock: FakeClock) -> None:
 
 async def test_asleep_from_several_tasks(clock: FakeClock) -> None:
     async def sleeper(seconds: float) -> float:
-        await clock.asleep(seconds)
+        await clock.sleep_async(seconds)
         return clock.monotonic()
 
     results = await asyncio.wait_for(asyncio.gather(*(sleeper(600) for _ in range(6))), 5)
@@ -193,7 +193,7 @@ async def test_asleep_yields_to_the_loop(clock: FakeClock) -> None:
         ran.append(1)
 
     task = asyncio.ensure_future(other())
-    await clock.asleep(0)
+    await clock.sleep_async(0)
     assert ran == [1]
     await task
 

@@ -677,7 +677,7 @@ async def test_guard_async_session(clock: FakeClock) -> None:
     async with guard.session("db") as s:
         for _ in range(3):
             s.throttle(1_000_000)
-        await s.athrottle(1_000_000)
+        await s.throttle_async(1_000_000)
     r = s.report()
     assert r.bytes == 4_000_000
     assert r.duration == pytest.approx(3.0, rel=0.05)

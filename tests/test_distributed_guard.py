@@ -249,7 +249,7 @@ async def test_async_sessions_take_a_shared_slot(coords: Callable[..., RedisCoor
     guard = host(coord, rate="1MB/s", max_concurrent=1)
     other = host(coords(), rate="1MB/s", max_concurrent=1)
     async with guard.session("async") as s:
-        await s.athrottle(1000)
+        await s.throttle_async(1000)
         assert coord.slots(1, name="guard").in_use == 1
         with pytest.raises(wg.SlotTimeout):
             async with other.session("blocked", slot_timeout=0.1):

@@ -308,10 +308,10 @@ async def test_async_sessions_take_leased_credit(
     client = Counting(port=redis_server.port, socket_timeout=0.5, socket_connect_timeout=0.5)
     guard = host(coords(client), rate="20MB/s")
     async with guard.session() as s:
-        await s.athrottle(1000)
+        await s.throttle_async(1000)
         calls0, t0 = client.calls, time.monotonic()
         for _ in range(5000):
-            await s.athrottle(1000)
+            await s.throttle_async(1000)
         elapsed = time.monotonic() - t0
     assert s.bytes == 5001 * 1000
     assert client.calls - calls0 <= 10 * elapsed + 2

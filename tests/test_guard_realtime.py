@@ -143,7 +143,7 @@ async def test_nothing_limiting_still_refuses_what_is_not_a_size(bad: object) ->
                 s.throttle(bad)  # type: ignore[arg-type]
             assert info.value.field == "n"
             with pytest.raises(wg.ConfigError):
-                await s.athrottle(bad)  # type: ignore[arg-type]
+                await s.throttle_async(bad)  # type: ignore[arg-type]
             assert s.bytes == 10
     finally:
         guard.close()
@@ -394,7 +394,7 @@ async def test_async_sessions_wait_for_slots_in_order() -> None:
     async def job(name: str, hold: float) -> None:
         async with guard.session(name) as s:
             order.append(name)
-            await s.athrottle(1)
+            await s.throttle_async(1)
             await asyncio.sleep(hold)
 
     await asyncio.gather(job("a", 0.05), job("b", 0.0), job("c", 0.0))
@@ -408,8 +408,8 @@ async def test_async_stop_wakes_a_waiting_task() -> None:
 
     async def slow() -> None:
         async with guard.session("slow") as s:
-            await s.athrottle(200)
-            await s.athrottle(50_000)
+            await s.throttle_async(200)
+            await s.throttle_async(50_000)
 
     task = asyncio.create_task(slow())
     await asyncio.sleep(0.1)

@@ -193,7 +193,7 @@ async def test_async_sessions_leave_the_event_loop_thread_alone() -> None:
     guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], nice=10, ionice=True)
     before = my_nice()
     async with guard.session("upload") as s:
-        await s.athrottle(1000)
+        await s.throttle_async(1000)
         assert my_nice() == before
     assert s.priority is None
     guard.close()

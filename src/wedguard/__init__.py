@@ -101,7 +101,6 @@ if TYPE_CHECKING:
     from wedguard.runtime.guard import Guard
     from wedguard.runtime.session import (
         Cutoff,
-        CutoffMode,
         CutoffReached,
         DeadlineError,
         Pause,
@@ -143,7 +142,6 @@ _WHERE: dict[str, str] = {
     "ControlServer": "wedguard.runtime.control_socket",
     "Cutoff": "wedguard.runtime.session",
     "current_session": "wedguard.runtime.session",
-    "CutoffMode": "wedguard.runtime.session",
     "CutoffReached": "wedguard.runtime.session",
     "DeadlineError": "wedguard.runtime.session",
     "Decision": "wedguard.decision",
@@ -221,12 +219,20 @@ def __getattr__(name: str) -> Any:
     else:
         module = _WHERE.get(name)
         if module is None:
-            raise AttributeError(f"module 'wedguard' has no attribute {name!r}")
+            module = _DEPRECATED.get(name)
+            if module is None:
+                raise AttributeError(f"module 'wedguard' has no attribute {name!r}")
         from importlib import import_module
 
         value = getattr(import_module(module), name)
+        if name in _DEPRECATED:
+            return value  # not kept: a deprecated alias warns on every use
     globals()[name] = value
     return value
+
+
+# names kept for one release, outside __all__; each warns when used
+_DEPRECATED: dict[str, str] = {"CutoffMode": "wedguard.policy.ledger"}
 
 
 def __dir__() -> list[str]:
@@ -252,7 +258,6 @@ __all__ = [
     "ConfigError",
     "ControlServer",
     "Cutoff",
-    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
     "Decision",

@@ -8,7 +8,7 @@ microsecond.
 
 A clock may also offer ``wait(cond, timeout)`` (wait on a held
 :class:`threading.Condition` until notified or until ``timeout`` seconds of *its* time
-have passed) and ``async asleep(seconds)``. The helpers :func:`clock_wait` and
+have passed) and ``async sleep_async(seconds)`` (``asleep``, its old name, still works). The helpers :func:`clock_wait` and
 :func:`clock_asleep` use them when present and fall back to ``sleep`` and
 :func:`asyncio.sleep` otherwise, so a host's own clock needs only the three
 protocol methods.
@@ -20,6 +20,7 @@ import asyncio
 import math
 import threading
 import time
+import warnings
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
@@ -76,8 +77,16 @@ class SystemClock:
             timeout = threading.TIMEOUT_MAX
         return cond.wait(timeout)
 
-    async def asleep(self, seconds: float) -> None:
+    async def sleep_async(self, seconds: float) -> None:
+        """The asyncio form of :meth:`sleep`."""
         await asyncio.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        """Deprecated: use :meth:`sleep_async` (the same)."""
+        deprecated_alias("SystemClock.asleep", "SystemClock.sleep_async")
+        await self.sleep_async(seconds)
+
+    asleep.deprecated_alias = True  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -145,9 +154,17 @@ async def clock_await(clock: Clock, fut: asyncio.Future[None], timeout: float) -
 
 
 async def clock_asleep(clock: Clock, seconds: float) -> None:
-    """Sleep ``seconds`` of ``clock``'s time without blocking the event loop."""
-    asleep = getattr(clock, "asleep", None)
-    if asleep is not None:
-        await asleep(seconds)
+    """Sleep ``seconds`` of ``clock``'s time without blocking the event loop: through the
+    clock's own ``sleep_async`` (or the older name ``asleep``), else :func:`asyncio.sleep`."""
+    sleep_async = getattr(clock, "asleep", None)  # a clock written for the older name
+    if sleep_async is None or getattr(sleep_async, "deprecated_alias", False):
+        sleep_async = getattr(clock, "sleep_async", None)
+    if sleep_async is not None:
+        await sleep_async(seconds)
     else:
         await asyncio.sleep(seconds)
+
+
+def deprecated_alias(old: str, new: str) -> None:
+    """Warn that ``old`` (a name kept for one release) is deprecated in favour of ``new``."""
+    warnings.warn(f"{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)

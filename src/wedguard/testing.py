@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
+from wedguard.clock import deprecated_alias
 from wedguard.errors import ConfigError
 from wedguard.interfaces import Event
 
@@ -97,9 +98,18 @@ class FakeClock:
         self.sleep(timeout)
         return False
 
-    async def asleep(self, seconds: float) -> None:
+    async def sleep_async(self, seconds: float) -> None:
+        """The asyncio form of :meth:`sleep`: advances time at once, then yields to
+        the event loop."""
         self.sleep(seconds)
         await asyncio.sleep(0)
+
+    async def asleep(self, seconds: float) -> None:
+        """Deprecated: use :meth:`sleep_async` (the same)."""
+        deprecated_alias("FakeClock.asleep", "FakeClock.sleep_async")
+        await self.sleep_async(seconds)
+
+    asleep.deprecated_alias = True  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self.now().isoformat()}, monotonic={self.monotonic():g})"

@@ -18,6 +18,7 @@ import contextlib
 import math
 import sys
 import threading
+from collections.abc import Generator
 from typing import Final
 
 from wedguard.clock import Clock, check_clock, clock_await, clock_wait
@@ -222,30 +223,82 @@ class TokenBucketThrottler:
         Raises:
             ConfigError: ``n`` is negative, not finite or not a number.
         """
-        # The hot path: one lock, one clock read, and validation folded into the
-        # comparisons (a bad n never passes the first test; the slow path rejects it).
+        # try_acquire_at's first test, written out again: the call would cost the hot
+        # path a third of its time
         try:
             with self._lock:
                 now = self._now()
                 consumed = self._consumed
                 available = self._c0 + self._slope * (now - self._t0) - consumed
                 if available >= n >= 0 and n is not True and n is not False:
-                    if available >= self._burst:  # full: re-anchor at the cap
+                    if available >= self._burst and now > self._t0:  # full: re-anchor
                         self._c0 = consumed + self._burst
                         self._t0 = now
                     self._consumed = consumed + n
                     return True
-                n = _check_n(n)  # raises for NaN, inf, negatives, bools, huge ints
-                burst = self._burst
-                if available >= burst:  # n > burst: served from a full bucket, into debt
-                    self._c0 = consumed + burst
-                    self._t0 = now
-                    self._consumed = consumed + n
-                    return True
-                return False
+                return self._take_beyond(n, now, available)
         except TypeError:  # n is not a number at all
             _check_n(n)
             raise
+
+    def try_acquire_at(self, n: float, now: float) -> bool:
+        """:meth:`try_acquire` at a reading of this bucket's clock the caller already took
+        (a caller that checks other limits at the same instant reads the clock once).
+
+        >>> from wedguard.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> bucket = TokenBucketThrottler(10, burst=5, clock=clock)
+        >>> bucket.try_acquire_at(5, clock.monotonic()), bucket.try_acquire_at(1, 0.1)
+        (True, True)
+
+        Raises:
+            ConfigError: ``n`` is negative, not finite or not a number.
+        """
+        # The hot path: one lock, one clock read, and validation folded into the
+        # comparisons (a bad n never passes the first test; the slow path rejects it).
+        try:
+            with self._lock:
+                consumed = self._consumed
+                available = self._c0 + self._slope * (now - self._t0) - consumed
+                if available >= n >= 0 and n is not True and n is not False:
+                    if available >= self._burst and now > self._t0:  # full: re-anchor
+                        self._c0 = consumed + self._burst
+                        self._t0 = now
+                    self._consumed = consumed + n
+                    return True
+                return self._take_beyond(n, now, available)
+        except TypeError:  # n is not a number at all
+            _check_n(n)
+            raise
+
+    def _take_beyond(self, n: float, now: float, available: float) -> bool:
+        """The units are not there (or ``n`` is no size): a request beyond the burst
+        is served from a full bucket, into debt (lock held)."""
+        n = _check_n(n)  # raises for NaN, inf, negatives, bools, huge ints
+        burst = self._burst
+        if available >= burst:  # n > burst: served from a full bucket, into debt
+            self._c0 = self._consumed + burst
+            self._t0 = now
+            self._consumed += n
+            return True
+        return False
+
+    def untake(self, n: float) -> None:
+        """Give back ``n`` units just taken by :meth:`try_acquire` (or
+        :meth:`try_acquire_at`) and not used after all, as if never taken.
+
+        >>> from wedguard.testing import FakeClock
+        >>> bucket = TokenBucketThrottler(10, burst=5, clock=FakeClock())
+        >>> bucket.try_acquire(5), bucket.try_acquire(1)
+        (True, False)
+        >>> bucket.untake(5)
+        >>> bucket.try_acquire(5)
+        True
+        """
+        n = _check_n(n)
+        with self._lock:
+            if not self._unlimited:
+                self._consumed -= n
 
     def reserve(self, n: float = 1) -> float:
         """Take ``n`` units now and return how many seconds the caller must wait.
@@ -337,6 +390,30 @@ class TokenBucketThrottler:
             return list(self._async_waiters)
         return []
 
+    def _serve(self, n: float, timeout: float | None) -> Generator[float, None, float]:
+        """One blocking request, for threads and asyncio alike (run with the lock held):
+        places ``n`` and yields how long to wait until the credit may reach its place;
+        the driver waits (and is woken by :meth:`set_rate`) and resumes it. Returns the
+        seconds waited. Closed or failing before it is served, it gives the place back,
+        as if never placed."""
+        start = now = self._now()
+        ticket, wait = self._place(n, timeout, now)
+        if ticket is None:
+            return 0.0
+        deadline = _INF if timeout is None else start + timeout
+        try:
+            while True:
+                yield wait
+                now = self._now()
+                wait = self._remaining(ticket, now)
+                if wait <= 0:
+                    return now - start
+                if now + wait > deadline + _SLACK:
+                    raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
+        except BaseException:
+            _wake_all(self._give_back(ticket))
+            raise
+
     def acquire(self, n: float = 1, *, timeout: float | None = None) -> float:
         """Take ``n`` units, waiting for them if need be; returns the seconds waited.
 
@@ -386,24 +463,18 @@ class TokenBucketThrottler:
         if self._unlimited:
             return 0.0
         with self._cond:
-            start = now = self._now()
-            ticket, wait = self._place(n, timeout, now)
-            if ticket is None:
-                return 0.0
-            deadline = _INF if timeout is None else start + timeout
+            flow = self._serve(n, timeout)
             try:
+                wait = next(flow)
                 while True:
-                    clock_wait(self._clock, self._cond, None if wait == _INF else wait)
-                    now = self._now()
-                    wait = self._remaining(ticket, now)
-                    if wait <= 0:
-                        return now - start
-                    if now + wait > deadline + _SLACK:
-                        raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
-            except BaseException:
-                waiters = self._give_back(ticket)  # nothing consumed: give the place back
-                _wake_all(waiters)
-                raise
+                    try:
+                        clock_wait(self._clock, self._cond, None if wait == _INF else wait)
+                    except BaseException:
+                        flow.close()  # nothing consumed: the place is given back
+                        raise
+                    wait = flow.send(None)
+            except StopIteration as done:
+                return float(done.value)
 
     async def acquire_async(self, n: float = 1, *, timeout: float | None = None) -> float:
         """The asyncio form of :meth:`acquire`: waits without blocking the loop.
@@ -435,34 +506,30 @@ class TokenBucketThrottler:
             return 0.0
         loop = asyncio.get_running_loop()
         with self._lock:
-            start = now = self._now()
-            ticket, wait = self._place(n, timeout, now)
-            if ticket is None:
-                return 0.0
+            flow = self._serve(n, timeout)
+            try:
+                wait = next(flow)
+            except StopIteration as done:
+                return float(done.value)
             # Registered under the same lock that computed the wait: a set_rate()
             # between the two cannot be missed.
             entry = (loop, loop.create_future())
             self._async_waiters.add(entry)
-        deadline = _INF if timeout is None else start + timeout
         try:
             while True:
                 # a set_rate() completes the future and wakes us, whatever the clock
                 await clock_await(self._clock, entry[1], wait)
                 with self._lock:
                     self._async_waiters.discard(entry)
-                    now = self._now()
-                    wait = self._remaining(ticket, now)
-                    if wait <= 0:
-                        return now - start
-                    if now + wait > deadline + _SLACK:
-                        raise ThrottleTimeout(n, timeout or 0.0, now + wait - start)
+                    wait = flow.send(None)
                     entry = (loop, loop.create_future())
                     self._async_waiters.add(entry)
+        except StopIteration as done:
+            return float(done.value)
         except BaseException:
             with self._lock:
                 self._async_waiters.discard(entry)
-                waiters = self._give_back(ticket)
-            _wake_all(waiters)
+                flow.close()  # nothing consumed: the place is given back
             raise
 
     # -- control -----------------------------------------------------------------------

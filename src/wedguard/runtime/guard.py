@@ -24,9 +24,7 @@ import asyncio
 import collections
 import contextlib
 import enum
-import functools
 import importlib
-import inspect
 import logging
 import math
 import os
@@ -34,16 +32,16 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from wedguard import _checks, _fs
-from wedguard.clock import Clock, SystemClock, check_clock, clock_asleep, clock_await, clock_wait
+from wedguard.clock import Clock, SystemClock, check_clock, clock_await, clock_wait
 from wedguard.decision import Decision
-from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
+from wedguard.errors import ConfigError, EmergencyStop
 from wedguard.interfaces import Event, Sink, Source
 from wedguard.io.priority import check_nice, check_sched_idle
 from wedguard.levels import Level, Verdict
@@ -52,6 +50,7 @@ from wedguard.policy.bucket import TokenBucketThrottler
 from wedguard.policy.probing import Shaper
 from wedguard.policy.shaping import ChunkPolicy, signals_used
 from wedguard.runtime import at_exit as _atexit
+from wedguard.runtime import protect as _protect
 from wedguard.runtime.defaults import (
     IONICE,
     MAX_CONCURRENT,
@@ -72,7 +71,6 @@ from wedguard.runtime.session import (
     Session,
     SlotTimeout,
     _release_slot,
-    current_session,
 )
 from wedguard.runtime.watch import ProbeWatch
 from wedguard.units import format_rate, parse_duration, parse_rate
@@ -139,14 +137,6 @@ class BreakerLike(Protocol):
     def allow(self) -> bool: ...
     def record_success(self) -> None: ...
     def record_failure(self, exc: BaseException | None = None) -> None: ...
-
-
-def _release(b: BreakerLike | None) -> None:
-    """Give back what ``b.allow()`` took for a call that will not be made (a breaker
-    without ``release()`` keeps it)."""
-    release = getattr(b, "release", None)
-    if callable(release):
-        release()
 
 
 class _Default(enum.Enum):
@@ -1889,165 +1879,14 @@ class Guard:
             @guard.protect(cost=lambda key, data: len(data), wait_on_open=True)
             async def put(key: str, data: bytes) -> None: ...
         """
-        if isinstance(ops, bool) or not isinstance(ops, int) or ops < 0:
-            raise ConfigError("ops", ops, "a whole number of operations >= 0")
-        if (
-            cost is not None
-            and not callable(cost)
-            and (
-                isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < _INF
-            )
-        ):
-            raise ConfigError("cost", cost, "a function of the call's arguments or bytes >= 0")
         b = self._breaker if breaker is DEFAULT else breaker
-
-        def decorate(func: Callable[P, R]) -> Callable[P, R]:
-            label = name or getattr(func, "__qualname__", None) or "protected"
-
-            def units(args: Any, kwargs: Any) -> float:
-                if cost is None:
-                    return 0.0
-                value = cost(*args, **kwargs) if callable(cost) else cost
-                if (
-                    isinstance(value, bool)
-                    or not isinstance(value, (int, float))
-                    or not 0 <= value < _INF
-                ):
-                    raise ConfigError("cost", value, "bytes >= 0 returned by the cost function")
-                return float(value)
-
-            if inspect.iscoroutinefunction(func):
-                afunc = cast("Callable[P, Awaitable[Any]]", func)
-
-                @functools.wraps(func)
-                async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    n = units(args, kwargs)
-                    outer = self._joinable()
-                    if outer is not None:
-                        return await self._run_async(
-                            outer, b, wait_on_open, n, ops, afunc, args, kwargs
-                        )
-                    async with self.session(label) as s:
-                        return await self._run_async(
-                            s, b, wait_on_open, n, ops, afunc, args, kwargs
-                        )
-
-                return cast("Callable[P, R]", awrapper)
-
-            @functools.wraps(func)
-            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                n = units(args, kwargs)
-                outer = self._joinable()
-                if outer is not None:
-                    return self._run_sync(outer, b, wait_on_open, n, ops, func, args, kwargs)
-                with self.session(label) as s:
-                    return self._run_sync(s, b, wait_on_open, n, ops, func, args, kwargs)
-
-            return wrapper
-
-        if fn is not None:
-            return decorate(fn)
-        return decorate
+        return _protect.protect(
+            self, fn, cost=cost, ops=ops, name=name, wait_on_open=wait_on_open, breaker=b
+        )
 
     def _joinable(self) -> Session | None:
         """The active session of this guard the caller is inside, if any."""
-        s = current_session()
-        if s is not None and s._guard is self and s.active:
-            return s
-        return None
-
-    def _run_sync(
-        self,
-        s: Session,
-        b: BreakerLike | None,
-        wait_on_open: bool,
-        n: float,
-        ops: int,
-        func: Callable[..., R],
-        args: Any,
-        kwargs: Any,
-    ) -> R:
-        self._gate(b, wait_on_open)
-        try:
-            s.throttle(n, ops=ops)
-        except BaseException:
-            _release(b)  # stopped before the call: a trial's place is given back
-            raise
-        prepaid = Prepaid(s, n)
-        token = prepaid.enter()
-        bound = _bind_files(self, prepaid, args, kwargs)
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            if b is not None:  # counts an Exception; gives a trial's place back always
-                b.record_failure(exc)
-            raise
-        finally:
-            _unbind_files(bound)
-            Prepaid.leave(token)
-        if b is not None:
-            b.record_success()
-        return result
-
-    async def _run_async(
-        self,
-        s: Session,
-        b: BreakerLike | None,
-        wait_on_open: bool,
-        n: float,
-        ops: int,
-        func: Callable[..., Awaitable[Any]],
-        args: Any,
-        kwargs: Any,
-    ) -> Any:
-        await self._agate(b, wait_on_open)
-        try:
-            await s.athrottle(n, ops=ops)
-        except BaseException:
-            _release(b)
-            raise
-        prepaid = Prepaid(s, n)
-        token = prepaid.enter()
-        bound = _bind_files(self, prepaid, args, kwargs)
-        try:
-            result = await func(*args, **kwargs)
-        except BaseException as exc:
-            if b is not None:  # counts an Exception; gives a trial's place back always
-                b.record_failure(exc)
-            raise
-        finally:
-            _unbind_files(bound)
-            Prepaid.leave(token)
-        if b is not None:
-            b.record_success()
-        return result
-
-    def _gate(self, b: BreakerLike | None, wait_on_open: bool) -> None:
-        if b is None:
-            return
-        while not b.allow():
-            retry = float(b.retry_after)
-            if not wait_on_open:
-                raise _open_error(b, retry)
-            with self._cond:
-                if self._stopped:
-                    raise EmergencyStop(self._decision.stop_reason)
-                self._wait(max(retry, 0.01))
-            if self._stopped:
-                raise EmergencyStop(self._decision.stop_reason)
-
-    async def _agate(self, b: BreakerLike | None, wait_on_open: bool) -> None:
-        if b is None:
-            return
-        while not b.allow():
-            retry = float(b.retry_after)
-            if not wait_on_open:
-                raise _open_error(b, retry)
-            if self._stopped:
-                raise EmergencyStop(self._decision.stop_reason)
-            await clock_asleep(self._clock, max(retry, 0.01))
-            if self._stopped:
-                raise EmergencyStop(self._decision.stop_reason)
+        return _protect.joinable(self)
 
     def wrap(self, fileobj: Any, *, session: Session | None = None, name: str | None = None) -> Any:
         """A file object whose ``read``/``readinto``/``write`` are throttled.
@@ -2271,36 +2110,6 @@ class Guard:
         server, self._control = getattr(self, "_control", None), None
         if server is not None:
             server.close()
-
-
-def _open_error(b: BreakerLike, retry: float) -> CircuitOpenError:
-    """The breaker's own CircuitOpenError (with its reason), or one built here."""
-    make = getattr(b, "_open_error", None)
-    if callable(make):
-        with contextlib.suppress(Exception):
-            exc = make()
-            if isinstance(exc, CircuitOpenError):
-                return exc
-    record = getattr(b, "record", None)
-    return CircuitOpenError(b.name, retry, str(getattr(record, "reason", "") or ""))
-
-
-def _bind_files(guard: Guard, prepaid: Prepaid, args: Any, kwargs: Any) -> list[Any]:
-    """Let this guard's wrapped files among a protected call's arguments spend what
-    the call paid for (the call's session, not one of their own); returns them."""
-    from wedguard.io.fileobj import GuardedFile
-
-    bound = []
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, GuardedFile) and value._guard is guard and value._session is None:
-            value._session = cast("Session", prepaid)
-            bound.append(value)
-    return bound
-
-
-def _unbind_files(bound: list[Any]) -> None:
-    for value in bound:
-        value._session = None
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

@@ -25,17 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import enum
 import math
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import attrs
-
+from wedguard.clock import deprecated_alias
 from wedguard.errors import (
     ConfigError,
     EmergencyStop,
@@ -43,28 +41,36 @@ from wedguard.errors import (
     ThrottleTimeout,
     WedguardError,
 )
-from wedguard.interfaces import Throttler
-from wedguard.io import priority as _priority
-from wedguard.levels import Level, Verdict
-from wedguard.policy.bucket import TokenBucketThrottler
-from wedguard.units import (
-    format_duration,
-    format_rate,
-    format_size,
-    parse_duration,
-    parse_rate,
-    parse_size,
+from wedguard.policy.ledger import (
+    CAUSES,
+    PEAK_WINDOW,
+    Cutoff,
+    CutoffReached,
+    DeadlineError,
+    DeadlineSpec,
+    Ledger,
+    Pause,
+    Reservation,
+    SessionReport,
+    TimelinePoint,
+    check_units,
+    parse_deadline,
 )
+from wedguard.io import priority as _priority
+from wedguard.runtime.guard_port import GuardPort
+from wedguard.units import parse_duration
 
 if TYPE_CHECKING:
+    from wedguard.decision import Decision
     from wedguard.runtime.guard import Guard
 
 __all__ = [
     "CAUSES",
+    "PEAK_WINDOW",
     "Cutoff",
-    "CutoffMode",
     "CutoffReached",
     "DeadlineError",
+    "DeadlineSpec",
     "Pause",
     "Session",
     "SessionReport",
@@ -75,14 +81,10 @@ __all__ = [
 
 _INF: Final = math.inf
 
-CAUSES: Final = ("rate", "calendar", "impact", "slots", "stop")
-"""The causes a session's waiting time is attributed to."""
-
-_PAUSE_CAUSES: Final = frozenset({"calendar", "impact", "stop"})
-
 # a weak reference, so that a session entered and then abandoned can still be
 # collected (and its slot freed)
-_CURRENT: contextvars.ContextVar[weakref.ref[Session] | None] = contextvars.ContextVar(
+# (or a protected call's session, opened when first asked for: see enter_lazy)
+_CURRENT: contextvars.ContextVar[Callable[[], Session | None] | None] = contextvars.ContextVar(
     "wedguard_session", default=None
 )
 
@@ -97,72 +99,26 @@ def current_session() -> Session | None:
     return None if ref is None else ref()
 
 
-_MAX_TIMELINE: Final = 20_000
+def enter_current(ref: Callable[[], Session | None]) -> contextvars.Token[Any]:
+    """Make ``ref()`` what :func:`current_session` says in the calling context (a
+    protected call's session, opened when first asked for); undo with the token."""
+    return _CURRENT.set(ref)
 
 
-# -- errors ---------------------------------------------------------------------------
+def leave_current(token: contextvars.Token[Any]) -> None:
+    # (not contextlib.suppress: this runs once per protected call)
+    try:  # noqa: SIM105
+        _CURRENT.reset(token)
+    except ValueError:  # left from another context: nothing to restore
+        pass
 
 
-class DeadlineError(WedguardError):
-    """The session cannot meet its deadline: a BLACKOUT window covers it.
+def __getattr__(name: str) -> Any:
+    if name == "CutoffMode":  # the deprecated alias lives with the enum
+        from wedguard.policy import ledger
 
-    Raised inside ``throttle()`` when the session's ``on_deadline`` is ``"raise"``
-    (the default). With ``on_deadline="wait"`` the session sleeps through the blackout
-    instead and the deadline-risk alert tells people.
-
-    Attributes:
-        session: the session's name.
-        deadline: the deadline (aware datetime).
-        reason: what makes it unreachable.
-    """
-
-    def __init__(self, session: str, deadline: datetime, reason: str) -> None:
-        self.session = session
-        self.deadline = deadline
-        self.reason = reason
-        super().__init__(f"session {session!r} cannot finish by {deadline.isoformat()}: {reason}")
-
-
-class Cutoff(enum.Enum):
-    """How a cutoff (``max_duration``, ``max_bytes``, ``stop_at``) ends a session.
-
-    As rclone's ``--cutoff-mode``:
-
-    * ``HARD``: stop now: the call that would cross the limit raises.
-    * ``SOFT``: finish the current unit, start no new one.
-    * ``CAUTIOUS``: do not start a unit that would cross the limit.
-
-    A *unit* starts with a call ``throttle(n, ops=1)`` (a file, a request); a session
-    that never counts operations treats every ``throttle()`` call as a unit. Give the
-    whole unit's size with ``throttle(n, ops=1, size=...)`` so CAUTIOUS can judge it.
-    """
-
-    HARD = "hard"
-    SOFT = "soft"
-    CAUTIOUS = "cautious"
-
-    def __str__(self) -> str:
-        return self.name
-
-
-CutoffMode = Cutoff
-"""Another name for :class:`Cutoff`, after rclone's ``--cutoff-mode``."""
-
-
-class CutoffReached(WedguardError):
-    """A session's cutoff ended it. Everything before the cutoff was delivered.
-
-    Attributes:
-        session: the session's name.
-        limit: ``"max_bytes"``, ``"max_duration"`` or ``"stop_at"``.
-        mode: the :class:`Cutoff` mode that applied.
-    """
-
-    def __init__(self, session: str, limit: str, mode: Cutoff) -> None:
-        self.session = session
-        self.limit = limit
-        self.mode = mode
-        super().__init__(f"session {session!r}: {limit} cutoff reached ({mode.name})")
+        return ledger.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SlotTimeout(ThrottleTimeout):
@@ -191,294 +147,19 @@ class SlotTimeout(ThrottleTimeout):
         )
 
 
-# -- report value types ---------------------------------------------------------------
-
-
-@attrs.frozen(slots=True)
-class TimelinePoint:
-    """One point of a session's timeline, for plotting.
-
-    Attributes:
-        t: seconds since the session started.
-        bytes: bytes throttled so far.
-        rate: the rate allowed at that moment (bytes/s; ``inf`` unlimited; 0 paused).
-        level: the calendar level.
-        verdict: the impact verdict.
-    """
-
-    t: float
-    bytes: float
-    rate: float
-    level: Level
-    verdict: Verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "t": self.t,
-            "bytes": self.bytes,
-            "rate": "inf" if math.isinf(self.rate) else self.rate,
-            "level": self.level.name,
-            "verdict": self.verdict.name,
-        }
-
-
-@attrs.frozen(slots=True)
-class Pause:
-    """One stretch of time a session spent paused.
-
-    Attributes:
-        cause: ``"calendar"`` (blackout), ``"impact"`` (halt) or ``"stop"`` (hold).
-        started_at: when it began (aware datetime).
-        duration: how long it lasted, in seconds.
-        reason: the decision's first reason at the time.
-    """
-
-    cause: str
-    started_at: datetime
-    duration: float
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cause": self.cause,
-            "started_at": self.started_at.isoformat(),
-            "duration_s": self.duration,
-            "reason": self.reason,
-        }
-
-
-def _freeze_waits(value: Mapping[str, float]) -> Mapping[str, float]:
-    waits = dict.fromkeys(CAUSES, 0.0)
-    waits.update(value)
-    return MappingProxyType(waits)
-
-
-@attrs.frozen(slots=True)
-class SessionReport:
-    """What a session did: bytes, time, time waited and why, rates, timeline.
-
-    Also an event (``kind == "session"``): the guard sends the final report to its
-    sinks when the session ends.
-
-    Attributes:
-        name: the session's name.
-        bytes: bytes throttled (and so, by the host, written).
-        ops: operations counted (files, requests).
-        started_at: when the session started (aware datetime).
-        finished_at: when it ended; None while it runs.
-        duration: wall time in seconds (so far, while it runs).
-        wait_seconds: seconds waited by cause: ``rate``, ``calendar``, ``impact``,
-            ``slots``, ``stop``.
-        pauses: how many times the session was paused (blackout, halt, hold).
-        pause_log: those pauses, in order.
-        peak_rate: the highest mean rate over any stretch of at least 5 s (bytes/s;
-            the mean rate for shorter sessions).
-        mean_rate: bytes / duration.
-        ok: True unless the session ended with an error (a cutoff counts as ok).
-        outcome: ``"running"``, ``"done"``, ``"cutoff"``, ``"stopped"`` or ``"error"``.
-        error: the error's text, if any.
-        expected_bytes: as declared, if any.
-        deadline: the deadline (aware datetime), if any.
-        needed_rate: the rate needed to meet the deadline, at the last sample.
-        timeline: (t, bytes, allowed rate, level, verdict) points for plotting.
-
-    Example::
-
-        >>> from wedguard import Guard
-        >>> from wedguard.testing import FakeClock
-        >>> guard = Guard(rate="1MB/s", calendar=None, sources=[], sinks=[],
-        ...               clock=FakeClock())
-        >>> with guard.session("demo") as s:
-        ...     for _ in range(10):
-        ...         _ = s.throttle(500_000)
-        >>> r = s.report()
-        >>> r.bytes, r.duration, r.wait_seconds["rate"]
-        (5000000.0, 4.5, 4.5)
-
-    .. versionadded:: 0.1.0
-    """
-
-    name: str
-    bytes: float
-    ops: int
-    started_at: datetime
-    finished_at: datetime | None
-    duration: float
-    wait_seconds: Mapping[str, float] = attrs.field(converter=_freeze_waits)
-    pauses: int
-    pause_log: tuple[Pause, ...]
-    peak_rate: float
-    mean_rate: float
-    ok: bool
-    outcome: str
-    error: str = ""
-    expected_bytes: float | None = None
-    deadline: datetime | None = None
-    needed_rate: float | None = None
-    timeline: tuple[TimelinePoint, ...] = ()
-
-    @property
-    def kind(self) -> str:
-        return "session"
-
-    @property
-    def wall_time(self) -> float:
-        """The session's wall time in seconds (same as :attr:`duration`)."""
-        return self.duration
-
-    @property
-    def waited(self) -> float:
-        """Total seconds waited, all causes together."""
-        return sum(self.wait_seconds.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form (rates ``"inf"`` when unlimited)."""
-
-        def num(v: float | None) -> float | str | None:
-            return "inf" if v is not None and math.isinf(v) else v
-
-        return {
-            "kind": "session",
-            "name": self.name,
-            "bytes": self.bytes,
-            "ops": self.ops,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
-            "duration_s": self.duration,
-            "wait_seconds": dict(self.wait_seconds),
-            "pauses": self.pauses,
-            "pause_log": [p.to_dict() for p in self.pause_log],
-            "peak_rate": num(self.peak_rate),
-            "mean_rate": num(self.mean_rate),
-            "ok": self.ok,
-            "outcome": self.outcome,
-            "error": self.error,
-            "expected_bytes": self.expected_bytes,
-            "deadline": None if self.deadline is None else self.deadline.isoformat(),
-            "needed_rate": num(self.needed_rate),
-            "timeline": [p.to_dict() for p in self.timeline],
-        }
-
-    def __str__(self) -> str:
-        waits = ", ".join(
-            f"{k} {format_duration(v)}" for k, v in self.wait_seconds.items() if v > 0
-        )
-        return (
-            f"{self.name}: {format_size(self.bytes)} in {format_duration(self.duration)} "
-            f"(mean {format_rate(self.mean_rate)}, peak {format_rate(self.peak_rate)}); "
-            f"waited {format_duration(self.waited)}"
-            + (f" ({waits})" if waits else "")
-            + f"; {self.outcome}"
-        )
-
-
 # -- the session --------------------------------------------------------------------------
 
 
-class _Pending:
-    """One throttle call on the slow path: its reservations and its current wait."""
+def _figure(name: str, settable: bool = False) -> Any:
+    """A property reading (and writing) the ledger's field ``name``."""
 
-    __slots__ = (
-        "cause",
-        "entries",
-        "mark",
-        "n",
-        "ops",
-        "pause_start",
-        "reason",
-        "reserved",
-        "size",
-    )
+    def get(self: Session) -> Any:
+        return getattr(self._led, name)
 
-    def __init__(self, n: float, ops: int, size: float | None) -> None:
-        self.n = n
-        self.ops = ops
-        self.size = size
-        self.reserved = False
-        # each entry: [bucket, units still short of the bucket's credit, rate since the
-        # mark, whether it is one of the guard's (shared) buckets]
-        self.entries: list[list[Any]] = []
-        self.mark = 0.0
-        self.cause = ""
-        self.pause_start = 0.0
-        self.reason = ""
+    def put(self: Session, value: Any) -> None:
+        setattr(self._led, name, value)
 
-    def reserve(self, now: float, items: list[tuple[Throttler | None, float, bool]]) -> None:
-        for bucket, amount, shared in items:
-            if bucket is None or amount <= 0:
-                continue
-            wait = bucket.reserve(amount)
-            rate = bucket.rate
-            if wait > 0 and rate < _INF:
-                self.entries.append([bucket, wait * rate if rate > 0 else amount, rate, shared])
-        self.reserved = True
-        self.mark = now
-
-    def advance(self, now: float) -> None:
-        """Count the credit the buckets earned since the last mark (lock held)."""
-        elapsed = now - self.mark
-        self.mark = now
-        if elapsed > 0:
-            for e in self.entries:
-                if e[1] > 0:
-                    e[1] -= e[2] * elapsed
-
-    def rerate(self, paused: bool) -> None:
-        """Note the rates in force from now on; the guard's buckets earn nothing while
-        the guard is paused (lock held)."""
-        for e in self.entries:
-            e[2] = 0.0 if paused and e[3] else e[0].rate
-
-    def remaining(self) -> float:
-        worst = 0.0
-        for e in self.entries:
-            short, rate = e[1], e[2]
-            if short > 1e-9:
-                wait = _INF if rate <= 0 else (0.0 if rate == _INF else short / rate)
-                worst = max(worst, wait)
-        return worst
-
-
-PEAK_WINDOW: Final = 5.0
-"""Seconds: the peak rate is the highest mean rate over any stretch at least this long.
-
-Bytes are counted a call at a time, so over shorter stretches a single large chunk
-would read as a burst the bucket never allowed."""
-
-
-def _peak_rate(timeline: list[TimelinePoint], window: float) -> float:
-    """The highest mean rate over stretches of at least ``window`` seconds."""
-    peak = 0.0
-    i = 0
-    for j in range(1, len(timeline)):
-        tj = timeline[j].t
-        # the latest anchor still at least a window before point j
-        while i + 1 < j and tj - timeline[i + 1].t >= window:
-            i += 1
-        dt = tj - timeline[i].t
-        if dt >= window:
-            peak = max(peak, (timeline[j].bytes - timeline[i].bytes) / dt)
-    return peak
-
-
-def _check_units(n: object, ops: object, size: object) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 <= n < _INF:
-        raise ConfigError("n", n, "a finite number of bytes >= 0")
-    if isinstance(ops, bool) or not isinstance(ops, int) or ops < 0:
-        raise ConfigError("ops", ops, "a whole number of operations >= 0")
-    if size is not None and (
-        isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 <= size < _INF
-    ):
-        raise ConfigError("size", size, "a finite number of bytes >= 0, or None")
-
-
-def _aware(field: str, value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ConfigError(field, value, "an aware datetime (with tzinfo)")
-    return value
-
-
-DeadlineSpec = datetime | float | str | None
+    return property(get, put if settable else None, doc=f"The ledger's ``{name}``.")
 
 
 class Session:
@@ -507,42 +188,23 @@ class Session:
     __slots__ = (
         "__weakref__",
         "_bucket",
-        "_byte_limit",
-        "_bytes",
+        "_clear",
         "_closed",
         "_ctx",
-        "_cutoff",
-        "_deadline",
-        "_deadline_alert",
         "_deadline_spec",
-        "_end_dt",
-        "_end_m",
-        "_error",
-        "_expected",
         "_guard",
-        "_has_cutoffs",
         "_lean",
         "_lease",
-        "_limit_at",
-        "_limit_name",
-        "_max_duration",
-        "_needed",
+        "_led",
         "_on_deadline",
-        "_ops",
         "_ops_bucket",
-        "_outcome",
-        "_pauses",
+        "_port",
         "_priority",
         "_priority_tid",
+        "_quick",
         "_slot",
         "_slot_timeout",
-        "_start_dt",
-        "_start_m",
         "_started",
-        "_stop_at",
-        "_timeline",
-        "_units",
-        "_waits",
         "name",
     )
 
@@ -567,101 +229,56 @@ class Session:
             raise ConfigError("name", name, "a non-empty string")
         self.name = name
         self._guard = guard
+        self._port = GuardPort(guard)
         clock = guard.clock
-        # deadline
-        if deadline is None or isinstance(deadline, datetime):
-            self._deadline_spec: DeadlineSpec = (
-                None if deadline is None else _aware("deadline", deadline)
-            )
-        elif isinstance(deadline, str) and deadline.strip().lower() == "window":
-            if guard.calendar is None:
-                raise ConfigError("deadline", deadline, "a datetime or duration (no calendar)")
-            self._deadline_spec = "window"
-        elif isinstance(deadline, (int, float, str)) and not isinstance(deadline, bool):
-            seconds = parse_duration(deadline, field="deadline")
-            if not seconds > 0:
-                raise ConfigError("deadline", deadline, "a duration > 0")
-            self._deadline_spec = seconds
-        else:
-            raise ConfigError(
-                "deadline", deadline, "an aware datetime, a duration, 'window' or None"
-            )
-        if expected_bytes is None:
-            self._expected: float | None = None
-        else:
-            self._expected = float(parse_size(expected_bytes, field="expected_bytes"))
-        # caps under the guard's budgets
-        self._bucket: TokenBucketThrottler | None = None
-        self._ops_bucket: TokenBucketThrottler | None = None
-        if rate is not None:
-            value = parse_rate(rate, field="rate")
-            if not value > 0:
-                raise ConfigError("rate", rate, "a rate > 0, or None")
-            if value < _INF:
-                self._bucket = TokenBucketThrottler(value, clock=clock)
-        if ops_rate is not None:
-            value = parse_rate(ops_rate, field="ops_rate")
-            if not value > 0:
-                raise ConfigError("ops_rate", ops_rate, "operations per second > 0, or None")
-            if value < _INF:
-                self._ops_bucket = TokenBucketThrottler(value, burst=max(1.0, value), clock=clock)
-        # cutoffs
-        self._max_duration = _INF
-        if max_duration is not None:
-            self._max_duration = parse_duration(max_duration, field="max_duration")
-            if not self._max_duration > 0:
-                raise ConfigError("max_duration", max_duration, "a duration > 0, or None")
-        self._byte_limit = _INF
-        if max_bytes is not None:
-            self._byte_limit = float(parse_size(max_bytes, field="max_bytes"))
-            if not self._byte_limit > 0:
-                raise ConfigError("max_bytes", max_bytes, "a size > 0, or None")
-        if stop_at is not None and not isinstance(stop_at, datetime):
-            raise ConfigError("stop_at", stop_at, "an aware datetime, or None")
-        self._stop_at = None if stop_at is None else _aware("stop_at", stop_at)
-        field = "cutoff"
-        if cutoff_mode is not None:  # rclone's name for it
-            cutoff, field = cutoff_mode, "cutoff_mode"
-        try:
-            self._cutoff = cutoff if isinstance(cutoff, Cutoff) else Cutoff[str(cutoff).upper()]
-        except KeyError:
-            raise ConfigError(field, cutoff, "HARD, SOFT or CAUTIOUS") from None
+        self._deadline_spec = parse_deadline(deadline, guard.calendar is not None)
+        self._led = Ledger.build(
+            name,
+            expected_bytes=expected_bytes,
+            max_duration=max_duration,
+            max_bytes=max_bytes,
+            stop_at=stop_at,
+            cutoff=cutoff if cutoff_mode is None else cutoff_mode,
+            field="cutoff" if cutoff_mode is None else "cutoff_mode",
+            rate=rate,
+            ops_rate=ops_rate,
+            clock=clock,
+        )
+        self._bucket = self._led.cap  # the session's own caps (read on the hot path)
+        self._ops_bucket = self._led.ops_cap
+        self._led.start_dt = clock.now()
         if on_deadline not in ("raise", "wait"):
             raise ConfigError("on_deadline", on_deadline, "'raise' or 'wait'")
         self._on_deadline = on_deadline
-        if slot_timeout is None:
-            self._slot_timeout: float | None = None
-        else:
-            self._slot_timeout = parse_duration(slot_timeout, field="slot_timeout")
-        self._has_cutoffs = (
-            self._max_duration < _INF or self._byte_limit < _INF or self._stop_at is not None
+        self._slot_timeout = (
+            None if slot_timeout is None else parse_duration(slot_timeout, field="slot_timeout")
         )
-        # state
-        self._bytes = 0.0
-        self._ops = 0
-        self._units = False
-        self._lean = False
+        # the lanes of the hot path (set when the session starts)
+        self._lean = False  # nothing but the guard limits: count
+        self._quick = False  # the session's cap and cutoffs too, checked inline
+        self._clear = -_INF  # before this clock reading no time cutoff can end a call
         self._lease: Any = None  # the fleet's leased bytes, when only they limit beyond the guard
         self._priority: _priority.Applied | None = None
         self._priority_tid = 0
         self._started = False
         self._closed = False
         self._slot: Any = None
-        self._ctx: contextvars.Token[weakref.ref[Session] | None] | None = None
-        self._waits = dict.fromkeys(CAUSES, 0.0)
-        self._pauses: list[Pause] = []
-        self._timeline: list[TimelinePoint] = []
-        self._error = ""
-        self._outcome = "running"
-        self._needed: float | None = None
-        self._deadline: datetime | None = None
-        self._deadline_alert: Any = None
-        self._limit_at = _INF
-        self._limit_name = ""
-        self._start_m = 0.0
-        self._end_m: float | None = None
-        self._start_dt = clock.now()
-        self._end_dt: datetime | None = None
+        self._ctx: contextvars.Token[Callable[[], Session | None] | None] | None = None
+
+    # -- the ledger's figures, under the names the guard and the copy loop read ----------
+
+    _bytes = _figure("bytes", settable=True)
+    _ops = _figure("ops")
+    _waits = _figure("waits")
+    _deadline = _figure("deadline")
+    _expected = _figure("expected")
+    _needed = _figure("needed", settable=True)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The session's ledger: its cutoffs, caps and accounts (read it under the
+        guard's lock, or from the session's own thread)."""
+        return self._led
 
     # -- properties ---------------------------------------------------------------------
 
@@ -673,27 +290,27 @@ class Session:
     @property
     def bytes(self) -> float:
         """Bytes throttled so far."""
-        return self._bytes
+        return self._led.bytes
 
     @property
     def ops(self) -> int:
         """Operations counted so far."""
-        return self._ops
+        return self._led.ops
 
     @property
     def deadline(self) -> datetime | None:
         """The session's deadline as an aware datetime (known once it started)."""
-        return self._deadline
+        return self._led.deadline
 
     @property
     def expected_bytes(self) -> float | None:
-        return self._expected
+        return self._led.expected
 
     @property
     def needed_rate(self) -> float | None:
         """Bytes/s needed to finish ``expected_bytes`` by the deadline, counting only
         the time the calendar allows (updated by the sampler; None without both)."""
-        return self._needed
+        return self._led.needed
 
     @property
     def chunk_size(self) -> int:
@@ -724,57 +341,35 @@ class Session:
 
     def _begin(self, now: float) -> None:
         """Called by the guard once the slot is held (guard lock held)."""
-        g = self._guard
-        self._start_m = now
-        self._start_dt = g.clock.now()
-        if self._deadline_spec == "window":
-            self._deadline = g._window_deadline(self._start_dt)
-        elif isinstance(self._deadline_spec, float):
-            self._deadline = self._start_dt + timedelta(seconds=self._deadline_spec)
-        elif isinstance(self._deadline_spec, datetime):
-            self._deadline = self._deadline_spec
-        limit_at, limit_name = now + self._max_duration, "max_duration"
-        if self._stop_at is not None:
-            at = now + (self._stop_at - self._start_dt).total_seconds()
-            if at < limit_at:
-                limit_at, limit_name = at, "stop_at"
-        self._limit_at, self._limit_name = limit_at, limit_name
+        port = self._port
+        start_dt = port.clock.now()
+        spec = self._deadline_spec
+        deadline: datetime | None = None
+        if spec == "window":
+            deadline = port.window_deadline(start_dt)
+        elif isinstance(spec, float):
+            deadline = start_dt + timedelta(seconds=spec)
+        elif isinstance(spec, datetime):
+            deadline = spec
+        led = self._led
+        led.start(now, start_dt, deadline)
         self._started = True
-        self._lean = (
-            self._bucket is None
-            and self._ops_bucket is None
-            and not self._has_cutoffs
-            and g._fleet is None  # a shared bucket is asked on every call
-        )
-        if (
-            self._bucket is None
-            and self._ops_bucket is None
-            and not self._has_cutoffs
-            and g._fleet_bytes is not None
-            and g._fleet_bytes in g._fleet_leases
-        ):
-            self._lease = g._fleet_bytes  # chunks take leased credit, no Redis
-        self._point(now, g._decision)
+        uncapped = self._bucket is None and self._ops_bucket is None and not led.has_cutoffs
+        self._lean = uncapped and not port.fleet  # a shared bucket is asked on every call
+        self._quick = not uncapped and not port.fleet
+        self._clear = led.clear_until
+        if uncapped:
+            self._lease = port.lease()  # chunks take leased credit, no Redis
+        self._point(now, port.decision)
 
     def _finish(self, exc: BaseException | None) -> None:
         """Mark the session ended (before the guard frees the slot)."""
-        g = self._guard
-        now = g._now()
-        self._lean = False
+        now = self._port.now()
+        self._lean = self._quick = False
         self._lease = None
         self._closed = True
-        self._end_m = now
-        self._end_dt = self._at(now)
-        if exc is None:
-            self._outcome = "done"
-        elif isinstance(exc, CutoffReached):
-            self._outcome, self._error = "cutoff", str(exc)
-        elif isinstance(exc, EmergencyStop):
-            self._outcome, self._error = "stopped", str(exc)
-        else:
-            self._outcome = "error"
-            self._error = f"{type(exc).__name__}: {exc}"
-        self._point(now, g._decision)
+        self._led.end(now, exc)
+        self._point(now, self._port.decision)
 
     def _leave_context(self) -> None:
         token, self._ctx = self._ctx, None
@@ -784,10 +379,11 @@ class Session:
                 _CURRENT.reset(token)
 
     def __enter__(self) -> Session:
-        g = self._guard
-        g._enter(self, self._slot_timeout)
-        if g._nice or g._ionice or g._sched_idle:
-            self._priority = _priority.lower(g._nice, g._ionice, g._sched_idle)
+        port = self._port
+        port.enter(self, self._slot_timeout)
+        nice, ionice, sched_idle = port.priority()
+        if nice or ionice or sched_idle:
+            self._priority = _priority.lower(nice, ionice, sched_idle)
             self._priority_tid = threading.get_native_id()
         self._ctx = _CURRENT.set(weakref.ref(self))
         return self
@@ -800,14 +396,14 @@ class Session:
     ) -> None:
         try:
             self._leave_context()
-            self._guard._exit(self, exc)
+            self._port.exit(self, exc)
         finally:
             tid, self._priority_tid = self._priority_tid, 0  # once, however often left
             if tid:
                 _priority.restore(tid)
 
     async def __aenter__(self) -> Session:
-        await self._guard._aenter(self, self._slot_timeout)
+        await self._port.enter_async(self, self._slot_timeout)
         self._ctx = _CURRENT.set(weakref.ref(self))
         return self
 
@@ -818,7 +414,7 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self._leave_context()
-        self._guard._exit(self, exc)
+        self._port.exit(self, exc)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -837,301 +433,234 @@ class Session:
             CutoffReached: a cutoff ends the session.
             DeadlineError: a BLACKOUT covers the deadline (``on_deadline="raise"``).
         """
-        g = self._guard
-        try:
-            # nothing limits and nothing can change before a new decision: count
-            if (
-                g._free
-                and ops == 0
-                and self._lean
-                and 0 <= n < _INF
-                and n is not True
-                and n is not False
-            ):
-                self._bytes += n
-                return 0.0
-            if (
-                ops == 0
-                and self._lean
-                and g._go
-                and 0 <= n < _INF
-                and g._now() < g._expires
-                and g._bytes.try_acquire(n)
-            ):
-                self._bytes += n
-                return 0.0
-        except TypeError:  # n is not a number: the slow path says so (ConfigError)
-            pass
+        if ops == 0 and self._fast(n):
+            return 0.0
         return self._throttle_slow(n, ops, size)
 
-    async def athrottle(self, n: float, ops: int = 0, *, size: float | None = None) -> float:
-        """The asyncio form of :meth:`throttle`: waits without blocking the loop."""
-        # throttle()'s two shortcuts, written out again: a shared helper would add a
-        # call to every chunk of both
-        g = self._guard
-        try:
-            # nothing limits and nothing can change before a new decision: count
-            if (
-                g._free
-                and ops == 0
-                and self._lean
-                and 0 <= n < _INF
-                and n is not True
-                and n is not False
-            ):
-                self._bytes += n
-                return 0.0
-            if (
-                ops == 0
-                and self._lean
-                and g._go
-                and 0 <= n < _INF
-                and g._now() < g._expires
-                and g._bytes.try_acquire(n)
-            ):
-                self._bytes += n
-                return 0.0
-        except TypeError:  # n is not a number: the slow path says so (ConfigError)
-            pass
-        return await self._athrottle_slow(n, ops, size)
+    async def throttle_async(self, n: float, ops: int = 0, *, size: float | None = None) -> float:
+        """The asyncio form of :meth:`throttle`: waits without blocking the loop.
 
-    # -- the slow path ---------------------------------------------------------------------
-
-    def _throttle_slow(self, n: float, ops: int, size: float | None) -> float:
-        g = self._guard
-        lease = self._lease
-        if lease is not None and ops == 0 and self._take_leased(lease, n):
+        .. versionadded:: 0.2.0
+           the name ``athrottle`` is deprecated.
+        """
+        if ops == 0 and self._fast(n):
             return 0.0
-        _check_units(n, ops, size)
-        p = _Pending(n, ops, size)
-        leased = bool(g._fleet_leases)
-        if leased:
-            g._fleet_refresh(n, ops)  # a Redis round trip, if one is due: not under the lock
-        try:
-            with g._cond:
-                start = now = g._now()
-                try:
-                    while True:
-                        timeout, cause = self._step(p, now)
-                        if timeout <= 0:
-                            break
-                        self._note(p, cause, now)
-                        g._wait(timeout)
-                        after = g._now()
-                        self._waits[cause] += after - now
-                        now = after
-                finally:
-                    self._note(p, "", g._now())
-                self._bytes += n
-                self._ops += ops
-                return now - start
-        finally:
-            if leased:
-                g._fleet_refresh()  # e.g. a rate the step set, out to Redis (lock released)
+        return await self._throttle_slow_async(n, ops, size)
 
-    def _take_leased(self, lease: Any, n: float) -> bool:
-        """The fleet's shortcut: nothing but the guard's bucket and the fleet's leased
-        credit limit this call, and both have the units now: count (no lock, no Redis)."""
-        g = self._guard
+    async def athrottle(self, n: float, ops: int = 0, *, size: float | None = None) -> float:
+        """Deprecated: use :meth:`throttle_async` (the same)."""
+        deprecated_alias("Session.athrottle", "Session.throttle_async")
+        return await self.throttle_async(n, ops, size=size)
+
+    def _fast(self, n: float) -> bool:
+        """The fast lanes of a call without operations: when nothing binds, count ``n``
+        and say True; else False (the slow path decides). One clock read at most."""
+        g = self._guard  # the five hot fields (see GuardPort)
         try:
-            if (
-                g._go
-                and 0 <= n < _INF
-                and n is not True
-                and n is not False
-                and g._now() < g._expires
-                and lease.try_acquire(n)
-            ):
-                if g._bytes.try_acquire(n):
-                    self._bytes += n
-                    return True
-                lease.untake(n)
+            if 0 <= n < _INF and n is not True and n is not False:
+                if self._lean:
+                    # nothing limits beyond the guard, and nothing can change before a
+                    # new decision: take from the guard's bucket, or just count
+                    if g._free:
+                        self._led.bytes += n
+                        return True
+                    if g._go:
+                        now = g._now()
+                        if now < g._expires and g._bytes.try_acquire_at(n, now):
+                            self._led.bytes += n
+                            return True
+                elif self._quick and g._go:
+                    # the session's own cap and cutoffs, checked inline
+                    led = self._led
+                    now = g._now()
+                    if now < g._expires and now < self._clear and led.bytes + n < led.byte_limit:
+                        cap = self._bucket
+                        if cap is None or cap.try_acquire_at(n, now):
+                            if g._free or g._bytes.try_acquire_at(n, now):
+                                led.bytes += n
+                                return True
+                            if cap is not None:
+                                cap.untake(n)  # the guard's budget binds: the slow path waits
         except TypeError:  # n is not a number: the slow path says so (ConfigError)
             pass
         return False
 
-    async def _athrottle_slow(self, n: float, ops: int, size: float | None) -> float:
-        lease = self._lease
-        if lease is not None and ops == 0 and self._take_leased(lease, n):
-            return 0.0
-        _check_units(n, ops, size)
-        g = self._guard
-        p = _Pending(n, ops, size)
-        if g._fleet_leases and g._fleet_due(n, ops):
-            await asyncio.to_thread(g._fleet_refresh, n, ops)  # Redis: off the loop
-        start = now = g._now()
-        loop = asyncio.get_running_loop()
+    # -- the slow path: one core, a driver for threads and one for asyncio ------------------
+
+    def _flow(self, r: Reservation) -> Generator[float, None, float]:
+        """The slow path's decisions, run with the guard's lock held: yields how long to
+        wait (the driver waits, lock released or not, and resumes it with the lock
+        held); returns the seconds waited in all once the call may go."""
+        now_of = self._port.now
+        led = self._led
+        start = now = now_of()
         try:
             while True:
-                with g._cond:
-                    now = g._now()
-                    timeout, cause = self._step(p, now)
-                    if timeout <= 0:
-                        self._bytes += n
-                        self._ops += ops
-                        break
-                    self._note(p, cause, now)
-                    fut: asyncio.Future[None] = loop.create_future()
-                    entry = (loop, fut)
-                    g._async_waiters.add(entry)
+                timeout, cause = self._step(r, now)
+                if timeout <= 0:
+                    break
+                led.note(r, cause, now)
                 try:
-                    await g._await(fut, timeout)
+                    yield timeout
                 finally:
-                    with g._cond:
-                        g._async_waiters.discard(entry)
-                        self._waits[cause] += g._now() - now
+                    after = now_of()
+                    led.waited(cause, after - now)
+                    now = after
         finally:
-            with g._cond:
-                self._note(p, "", g._now())
-        if g._fleet_leases and g._fleet_due():
-            await asyncio.to_thread(g._fleet_refresh)  # e.g. a rate the step set
+            led.note(r, "", now_of())
+        led.count(r.n, r.ops)
         return now - start
 
-    def _step(self, p: _Pending, now: float) -> tuple[float, str]:
+    def _throttle_slow(self, n: float, ops: int, size: float | None) -> float:
+        lease = self._lease
+        if lease is not None and ops == 0 and self._port.take_leased(lease, n):
+            self._led.bytes += n
+            return 0.0
+        check_units(n, ops, size)
+        port = self._port
+        flow = self._flow(Reservation(n, ops, size))
+        leased = port.leased
+        if leased:
+            port.fleet_refresh(n, ops)  # a Redis round trip, if one is due: not under the lock
+        try:
+            with port.cond:
+                try:
+                    timeout = next(flow)
+                    while True:
+                        try:
+                            port.wait(timeout)
+                        except BaseException:
+                            flow.close()
+                            raise
+                        timeout = flow.send(None)
+                except StopIteration as done:
+                    return float(done.value)
+        finally:
+            if leased:
+                port.fleet_refresh()  # e.g. a rate the step set, out to Redis (lock released)
+
+    async def _throttle_slow_async(self, n: float, ops: int, size: float | None) -> float:
+        lease = self._lease
+        if lease is not None and ops == 0 and self._port.take_leased(lease, n):
+            self._led.bytes += n
+            return 0.0
+        check_units(n, ops, size)
+        port = self._port
+        if port.leased and port.fleet_due(n, ops):
+            await asyncio.to_thread(port.fleet_refresh, n, ops)  # Redis: off the loop
+        flow = self._flow(Reservation(n, ops, size))
+        loop = asyncio.get_running_loop()
+        try:
+            with port.cond:
+                timeout = next(flow)
+                entry = port.waiter(loop)
+            while True:
+                try:
+                    await port.wait_async(entry[1], timeout)
+                except BaseException:
+                    with port.cond:
+                        port.unwait(entry)
+                        flow.close()
+                    raise
+                with port.cond:
+                    port.unwait(entry)
+                    timeout = flow.send(None)
+                    entry = port.waiter(loop)
+        except StopIteration as done:
+            waited = float(done.value)
+        if port.leased and port.fleet_due():
+            await asyncio.to_thread(port.fleet_refresh)  # e.g. a rate the step set
+        return waited
+
+    def _step(self, r: Reservation, now: float) -> tuple[float, str]:
         """Decide (guard lock held) whether the call may go: (0, "") or (wait, cause)."""
-        g = self._guard
-        if p.reserved:
-            p.advance(now)
-        if now >= g._expires:
-            g._refresh_locked(now)
-        if p.reserved:
-            p.rerate(not g._go)
+        port = self._port
+        if r.reserved:
+            r.advance(now)
+        if now >= port.expires:
+            port.refresh(now)
+        if r.reserved:
+            r.rerate(not port.go)
         if self._closed or not self._started:
             raise WedguardError(
                 f"session {self.name!r} is not active: use it inside 'with guard.session(...)'"
             )
-        if g._stopped:
-            raise EmergencyStop(g._decision.stop_reason)
+        d = port.decision
+        if port.stopped:
+            raise EmergencyStop(d.stop_reason)
+        led = self._led
         # a HARD time cutoff ends the session also while it waits
-        hard_limit = self._limit_at if self._cutoff is Cutoff.HARD else _INF
+        hard_limit = led.hard_limit
         if now >= hard_limit:
-            raise CutoffReached(self.name, self._limit_name, self._cutoff)
-        d = g._decision
-        if not g._go:
-            cause = g._pause_cause()
-            if cause == "calendar" and p.cause != "calendar":
-                self._check_blackout_deadline()
-            p.reason = d.reasons[0] if d.reasons else ""
-            until = min(g._expires, hard_limit)
-            since = g._held_since
-            if cause == "impact" and since is not None and g._max_hold < _INF:
-                # held back for production's sake: not forever (max_hold)
-                if now >= since + g._max_hold:
-                    raise HoldTimeout(now - since, p.reason)
-                until = min(until, since + g._max_hold)
-            return until - now, cause
-        if not p.reserved:
-            if self._has_cutoffs:
-                self._check_cutoffs(p, now)
-            if p.ops:
-                self._units = True
-            p.reserve(
+            raise CutoffReached(self.name, led.limit_name, led.mode)
+        if not port.go:
+            return self._paused(r, now, d, hard_limit)
+        if not r.reserved:
+            if led.has_cutoffs:
+                rate = d.rate if self._bucket is None else min(d.rate, self._bucket.rate)
+                led.check(r.n, r.ops, r.size, now, rate)
+            if r.ops:
+                led.units = True
+            g_bytes, g_ops, f_bytes, f_ops = port.budgets()
+            r.reserve(
                 now,
                 [
-                    (g._bytes, p.n, True),
-                    (g._ops, p.ops, True),
-                    (self._bucket, p.n, False),
-                    (self._ops_bucket, p.ops, False),
+                    (g_bytes, r.n, True),
+                    (g_ops, r.ops, True),
+                    (self._bucket, r.n, False),
+                    (self._ops_bucket, r.ops, False),
                     # the fleet's shared budgets (Redis); they keep earning while this
                     # host pauses, as the other hosts go on
-                    (g._fleet_bytes, p.n, False),
-                    (g._fleet_ops, p.ops, False),
+                    (f_bytes, r.n, False),
+                    (f_ops, r.ops, False),
                 ],
             )
-        wait = p.remaining()
+        wait = r.remaining()
         if wait <= 1e-9:  # below the clock's resolution: done
             return 0.0, ""
-        return min(wait, g._expires - now, hard_limit - now), "rate"
+        return min(wait, port.expires - now, hard_limit - now), "rate"
 
-    def _note(self, p: _Pending, cause: str, now: float) -> None:
-        """Track pause episodes: a change of cause closes the running one."""
-        if cause == p.cause:
-            return
-        if p.cause in _PAUSE_CAUSES:
-            self._pauses.append(
-                Pause(p.cause, self._at(p.pause_start), now - p.pause_start, p.reason)
-            )
-        p.cause = cause
-        if cause in _PAUSE_CAUSES:
-            p.pause_start = now
+    def _paused(
+        self, r: Reservation, now: float, d: Decision, hard_limit: float
+    ) -> tuple[float, str]:
+        """The guard pauses (blackout, halt, hold): how long, and why."""
+        port = self._port
+        cause = port.pause_cause()
+        if cause == "calendar" and r.cause != "calendar":
+            self._check_blackout_deadline()
+        r.reason = d.reasons[0] if d.reasons else ""
+        until = min(port.expires, hard_limit)
+        since, max_hold = port.hold()
+        if cause == "impact" and since is not None and max_hold < _INF:
+            # held back for production's sake: not forever (max_hold)
+            if now >= since + max_hold:
+                raise HoldTimeout(now - since, r.reason)
+            until = min(until, since + max_hold)
+        return until - now, cause
 
     def _check_blackout_deadline(self) -> None:
-        if self._deadline is None or self._on_deadline != "raise":
+        deadline = self._led.deadline
+        if deadline is None or self._on_deadline != "raise":
             return
-        end = self._guard._blackout_end(self._guard.clock.now())
-        if end is None or self._deadline <= end:
+        port = self._port
+        end = port.blackout_end(port.clock.now())
+        if end is None or deadline <= end:
             until = "indefinitely" if end is None else f"until {end.isoformat()}"
-            raise DeadlineError(self.name, self._deadline, f"the calendar is BLACKOUT {until}")
-
-    def _check_cutoffs(self, p: _Pending, now: float) -> None:
-        unit_start = p.ops > 0 or not self._units
-        mode = self._cutoff
-        amount = p.n if p.size is None else p.size
-        if now >= self._limit_at:
-            if mode is Cutoff.HARD or unit_start:
-                raise CutoffReached(self.name, self._limit_name, mode)
-        elif mode is Cutoff.CAUTIOUS and unit_start and self._limit_at < _INF:
-            rate = self._guard._decision.rate
-            if self._bucket is not None:
-                rate = min(rate, self._bucket.rate)
-            if rate < _INF and now + amount / rate > self._limit_at:
-                raise CutoffReached(self.name, self._limit_name, mode)
-        if self._byte_limit < _INF:
-            if mode is Cutoff.HARD:
-                crossed = self._bytes + p.n > self._byte_limit
-            elif mode is Cutoff.SOFT:
-                crossed = unit_start and self._bytes >= self._byte_limit
-            else:
-                crossed = unit_start and self._bytes + amount > self._byte_limit
-            if crossed:
-                raise CutoffReached(self.name, "max_bytes", mode)
+            raise DeadlineError(self.name, deadline, f"the calendar is BLACKOUT {until}")
 
     # -- bookkeeping --------------------------------------------------------------------------
 
-    def _at(self, m: float) -> datetime:
-        return self._start_dt + timedelta(seconds=m - self._start_m)
-
     def _point(self, now: float, d: Any) -> None:
         """Append a timeline point (guard lock held or session thread)."""
-        tl = self._timeline
-        if len(tl) >= _MAX_TIMELINE:
-            del tl[1:-1:2]  # halve the resolution, keep the ends
-        tl.append(TimelinePoint(now - self._start_m, self._bytes, d.rate, d.level, d.verdict))
+        self._led.point(now, d.rate, d.level, d.verdict)
 
     def report(self) -> SessionReport:
         """What the session did so far (or in all, once it ended)."""
-        g = self._guard
-        with g._cond:
-            now = g._now() if self._end_m is None else self._end_m
-            duration = max(0.0, now - self._start_m) if self._started else 0.0
-            timeline = list(self._timeline)
-            if self._end_m is None and self._started:
-                d = g._decision
-                timeline.append(TimelinePoint(duration, self._bytes, d.rate, d.level, d.verdict))
-            pauses = tuple(self._pauses)
-            waits = dict(self._waits)
-        mean = self._bytes / duration if duration > 0 else 0.0
-        peak = max(mean, _peak_rate(timeline, PEAK_WINDOW))
-        return SessionReport(
-            name=self.name,
-            bytes=self._bytes,
-            ops=self._ops,
-            started_at=self._start_dt,
-            finished_at=self._end_dt,
-            duration=duration,
-            wait_seconds=waits,
-            pauses=len(pauses),
-            pause_log=pauses,
-            peak_rate=peak,
-            mean_rate=mean,
-            ok=self._outcome in ("running", "done", "cutoff"),
-            outcome=self._outcome,
-            error=self._error,
-            expected_bytes=self._expected,
-            deadline=self._deadline,
-            needed_rate=self._needed,
-            timeline=tuple(timeline),
-        )
+        port = self._port
+        led = self._led
+        with port.cond:
+            now = port.now() if led.ended is None else led.ended
+            return led.report(now, started=self._started, decision=port.decision)
 
     def copyfileobj(self, src: Any, dst: Any, length: int = 1 << 20) -> int:
         """Copy ``src`` to ``dst`` in chunks of ``length``, throttled; return the bytes
@@ -1153,7 +682,7 @@ class Session:
 
     def __repr__(self) -> str:
         state = "active" if self.active else ("ended" if self._closed else "new")
-        return f"Session({self.name!r}, {state}, bytes={self._bytes:g})"
+        return f"Session({self.name!r}, {state}, bytes={self._led.bytes:g})"
 
 
 def _release_slot(guard_ref: weakref.ref[Guard], token: Any) -> None:

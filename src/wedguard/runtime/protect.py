@@ -1,0 +1,349 @@
+"""``@guard.protect``: a function's calls run under the guard, one way for sync and async.
+
+A protected call passes the breaker's gate, takes its cost from the budgets, then runs
+with that cost prepaid for the file objects it wraps, and tells the breaker how it
+went. Inside an active session of the guard it joins that session; outside one it
+runs as a session of its own, named after the function.
+
+That session is made only when something needs it. When nothing can observe it (the
+guard keeps no sinks for its report, takes no concurrency slots, samples nothing and
+lowers no priority) and the budgets have the call's cost now, the call runs on a light
+lane: a couple of microseconds instead of a whole session and report. Should the
+function ask for its session after all (``guard.wrap``, ``guard.copyfileobj``,
+:func:`~wedguard.current_session`), the session is opened there and then, with the cost
+already counted and prepaid, and ended with the call.
+
+The gate and the surroundings of the call are written once; the thread and asyncio
+forms differ only in how they wait and how they call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import math
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
+
+from wedguard.clock import clock_asleep
+from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
+from wedguard.runtime.guard_port import GuardPort
+from wedguard.runtime.prepaid import Prepaid
+from wedguard.runtime.session import (
+    Session,
+    current_session,
+    enter_current,
+    leave_current,
+)
+
+if TYPE_CHECKING:
+    from wedguard.runtime.guard import BreakerLike, Guard
+
+__all__ = ["joinable", "protect"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_INF: Final = math.inf
+
+
+def joinable(guard: Guard) -> Session | None:
+    """The active session of ``guard`` the caller is inside, if any."""
+    s = current_session()
+    if s is not None and s.guard is guard and s.active:
+        return s
+    return None
+
+
+def protect(
+    guard: Guard,
+    fn: Callable[P, R] | None,
+    *,
+    cost: Callable[..., float] | float | None,
+    ops: int,
+    name: str | None,
+    wait_on_open: bool,
+    breaker: BreakerLike | None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """What :meth:`Guard.protect` returns (the breaker already chosen); see there."""
+    if isinstance(ops, bool) or not isinstance(ops, int) or ops < 0:
+        raise ConfigError("ops", ops, "a whole number of operations >= 0")
+    if (
+        cost is not None
+        and not callable(cost)
+        and (isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < _INF)
+    ):
+        raise ConfigError("cost", cost, "a function of the call's arguments or bytes >= 0")
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        call = _Protected(guard, func, cost, ops, name, wait_on_open, breaker)
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await call.run_async(args, kwargs)
+
+            return cast("Callable[P, R]", awrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return cast("R", call.run(args, kwargs))
+
+        return wrapper
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+class _Protected:
+    """One protected function: its settings, and its calls driven for threads or asyncio."""
+
+    __slots__ = ("breaker", "cost", "func", "guard", "label", "ops", "port", "wait_on_open")
+
+    def __init__(
+        self,
+        guard: Guard,
+        func: Callable[..., Any],
+        cost: Callable[..., float] | float | None,
+        ops: int,
+        name: str | None,
+        wait_on_open: bool,
+        breaker: BreakerLike | None,
+    ) -> None:
+        self.guard = guard
+        self.port = GuardPort(guard)
+        self.func = func
+        self.cost = cost
+        self.ops = ops
+        self.label = name or getattr(func, "__qualname__", None) or "protected"
+        self.wait_on_open = wait_on_open
+        self.breaker = breaker
+
+    def units(self, args: Any, kwargs: Any) -> float:
+        cost = self.cost
+        if cost is None:
+            return 0.0
+        value = cost(*args, **kwargs) if callable(cost) else cost
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _INF:
+            raise ConfigError("cost", value, "bytes >= 0 returned by the cost function")
+        return float(value)
+
+    # -- the gate: one flow, waited through by threads or by asyncio ------------------------
+
+    def gate(self, b: BreakerLike) -> Generator[float, None, None]:
+        """The breaker refused a call: yields how long to wait until it asks again (with
+        ``wait_on_open``); raises CircuitOpenError (without it) or EmergencyStop (the
+        guard stopped). Returns once the breaker allows the call."""
+        port = self.port
+        while True:
+            retry = float(b.retry_after)
+            if not self.wait_on_open:
+                raise _open_error(b, retry)
+            if port.stopped:
+                raise EmergencyStop(port.decision.stop_reason)
+            yield max(retry, 0.01)
+            if port.stopped:
+                raise EmergencyStop(port.decision.stop_reason)
+            if b.allow():
+                return
+
+    def pass_gate(self) -> None:
+        b = self.breaker
+        if b is None or b.allow():
+            return
+        port = self.port
+        for wait in self.gate(b):
+            with port.cond:
+                if port.stopped:
+                    raise EmergencyStop(port.decision.stop_reason)
+                port.wait(wait)
+
+    async def pass_gate_async(self) -> None:
+        b = self.breaker
+        if b is None or b.allow():
+            return
+        for wait in self.gate(b):
+            await clock_asleep(self.port.clock, wait)
+
+    # -- the call: inside a session (joined or its own), or on the light lane ----------------
+
+    def run(self, args: Any, kwargs: Any) -> Any:
+        n = self.units(args, kwargs)
+        outer = joinable(self.guard)
+        if outer is not None:
+            return self.inside(outer, n, args, kwargs)
+        if self.port.light() and not _has_files(args, kwargs):
+            self.pass_gate()
+            if self.port.take(n, self.ops):
+                with _Around(self, None, n, args, kwargs):
+                    return self.func(*args, **kwargs)
+            with self.guard.session(self.label) as s:
+                return self.inside(s, n, args, kwargs, gated=True)
+        with self.guard.session(self.label) as s:
+            return self.inside(s, n, args, kwargs)
+
+    def inside(self, s: Session, n: float, args: Any, kwargs: Any, gated: bool = False) -> Any:
+        if not gated:
+            self.pass_gate()
+        try:
+            s.throttle(n, ops=self.ops)
+        except BaseException:
+            _release(self.breaker)  # stopped before the call: a trial's place is given back
+            raise
+        with _Around(self, s, n, args, kwargs):
+            return self.func(*args, **kwargs)
+
+    async def run_async(self, args: Any, kwargs: Any) -> Any:
+        n = self.units(args, kwargs)
+        outer = joinable(self.guard)
+        if outer is not None:
+            return await self.inside_async(outer, n, args, kwargs)
+        if self.port.light() and not _has_files(args, kwargs):
+            await self.pass_gate_async()
+            if self.port.take(n, self.ops):
+                with _Around(self, None, n, args, kwargs):
+                    return await self.func(*args, **kwargs)
+            async with self.guard.session(self.label) as s:
+                return await self.inside_async(s, n, args, kwargs, gated=True)
+        async with self.guard.session(self.label) as s:
+            return await self.inside_async(s, n, args, kwargs)
+
+    async def inside_async(
+        self, s: Session, n: float, args: Any, kwargs: Any, gated: bool = False
+    ) -> Any:
+        if not gated:
+            await self.pass_gate_async()
+        try:
+            await s.throttle_async(n, ops=self.ops)
+        except BaseException:
+            _release(self.breaker)  # stopped before the call: a trial's place is given back
+            raise
+        with _Around(self, s, n, args, kwargs):
+            return await self.func(*args, **kwargs)
+
+
+class _Around:
+    """The surroundings of one protected call: its cost prepaid for the files it wraps,
+    the breaker told how it went; on the light lane, its session opened on demand."""
+
+    __slots__ = ("bound", "call", "lazy", "token")
+
+    def __init__(self, call: _Protected, s: Session | None, n: float, args: Any, kwargs: Any):
+        self.call = call
+        self.lazy: Any = None
+        if s is None:  # the light lane: no session unless the function asks for one
+            self.lazy = _Lazy(call.guard, call.label, n, call.ops)
+            self.bound: list[Any] = []
+            self.token: Any = None
+        else:
+            prepaid = Prepaid(s, n)
+            self.token = prepaid.enter()
+            self.bound = _bind_files(call.guard, prepaid, args, kwargs)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        b = self.call.breaker
+        try:
+            if b is not None:
+                if exc is None:
+                    b.record_success()
+                else:  # counts an Exception; gives a trial's place back always
+                    b.record_failure(exc)
+        finally:
+            for value in self.bound:
+                value._session = None
+            if self.token is not None:
+                Prepaid.leave(self.token)
+            if self.lazy is not None:
+                self.lazy.close(exc)
+
+
+class _Lazy:
+    """A protected call's session, opened only if the call asks for it (through
+    :func:`current_session`): with the call's cost counted and prepaid already."""
+
+    __slots__ = ("guard", "n", "name", "ops", "prepaid", "session", "token")
+
+    def __init__(self, guard: Guard, name: str, n: float, ops: int) -> None:
+        self.guard = guard
+        self.name = name
+        self.n = n
+        self.ops = ops
+        self.session: Session | None = None
+        self.prepaid: Any = None
+        self.token = enter_current(self)
+
+    def __call__(self) -> Session | None:
+        s = self.session
+        if s is None:
+            s = self.session = self.guard.session(self.name)
+            s.__enter__()
+            s.ledger.count(self.n, self.ops)  # taken from the budgets before the call
+            self.prepaid = Prepaid(s, self.n).enter()
+        return s
+
+    def close(self, exc: BaseException | None) -> None:
+        """The call ended (with ``exc``, if it raised): end its session, if opened."""
+        s = self.session
+        try:
+            if s is not None:
+                with contextlib.suppress(ValueError):  # left from another context
+                    Prepaid.leave(self.prepaid)
+                s.__exit__(None if exc is None else type(exc), exc, None)
+        finally:
+            leave_current(self.token)
+
+
+def _release(b: BreakerLike | None) -> None:
+    """Give back what ``b.allow()`` took for a call that will not be made (a breaker
+    without ``release()`` keeps it)."""
+    release = getattr(b, "release", None)
+    if callable(release):
+        release()
+
+
+def _open_error(b: BreakerLike, retry: float) -> CircuitOpenError:
+    """The breaker's own CircuitOpenError (with its reason), or one built here."""
+    make = getattr(b, "_open_error", None)
+    if callable(make):
+        with contextlib.suppress(Exception):
+            exc = make()
+            if isinstance(exc, CircuitOpenError):
+                return exc
+    record = getattr(b, "record", None)
+    return CircuitOpenError(b.name, retry, str(getattr(record, "reason", "") or ""))
+
+
+_GUARDED_FILE: Any = None
+
+
+def _has_files(args: Any, kwargs: Any) -> bool:
+    """Whether a wrapped file is among a call's arguments (it spends the call's cost)."""
+    global _GUARDED_FILE
+    if not args and not kwargs:
+        return False
+    if _GUARDED_FILE is None:
+        from wedguard.io.fileobj import GuardedFile
+
+        _GUARDED_FILE = GuardedFile
+    for v in args:
+        if isinstance(v, _GUARDED_FILE):
+            return True
+    return bool(kwargs) and any(isinstance(v, _GUARDED_FILE) for v in kwargs.values())
+
+
+def _bind_files(guard: Guard, prepaid: Prepaid, args: Any, kwargs: Any) -> list[Any]:
+    """Let this guard's wrapped files among a protected call's arguments spend what
+    the call paid for (the call's session, not one of their own); returns them."""
+    from wedguard.io.fileobj import GuardedFile
+
+    bound = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, GuardedFile) and value._guard is guard and value._session is None:
+            value._session = cast("Session", prepaid)
+            bound.append(value)
+    return bound

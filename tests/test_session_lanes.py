@@ -1,0 +1,307 @@
+"""A session's lanes: what the fast lanes count, the light lane of ``@guard.protect``
+outside a session, and the async names (``throttle_async``, ``sleep_async``) with the
+old ones still working and warning."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import timedelta
+
+import pytest
+
+import wedguard as wg
+from wedguard.testing import FakeClock, RecordingSink
+
+MB = 1_000_000
+
+
+def light_guard(clock: FakeClock, **kw: object) -> wg.Guard:
+    """A guard nothing observes a session of: no sinks, no slots, no sources."""
+    kw.setdefault("rate", "1MB/s")
+    return wg.Guard(
+        clock=clock,
+        calendar=None,
+        sources=[],
+        sinks=[],
+        log_events=False,
+        max_concurrent=None,
+        breaker=None,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# -- the fast lanes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"rate": "2MB/s"}, {"max_bytes": "1GB"}, {"max_duration": "1h"}, {"ops_rate": 10}],
+)
+def test_a_capped_session_waits_exactly_as_the_budgets_say(kw: dict[str, object]) -> None:
+    """Small chunks on the fast lane, a large one on the slow lane: the same arithmetic."""
+    clock = FakeClock()
+    guard = light_guard(clock)
+    with guard.session("s", **kw) as s:  # type: ignore[arg-type]
+        waited = sum(s.throttle(10_000) for _ in range(20))  # 0.2 MB: the guard's burst
+        assert waited == 0.0
+        # past the burst: waits for the first 0.2 MB and leaves a debt of the rest
+        assert s.throttle(500_000) == pytest.approx(0.2)
+        assert s.throttle(10_000) == pytest.approx(0.31)  # the debt repaid first
+    r = s.report()
+    assert r.bytes == 710_000
+    assert r.wait_seconds["rate"] == pytest.approx(0.51)
+
+
+def test_the_session_cap_binds_below_the_guard() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock, rate="10MB/s")
+    with guard.session("s", rate="100kB/s") as s:
+        for _ in range(10):
+            s.throttle(10_000)
+    # the cap's burst is 20 kB; 100 kB at 100 kB/s takes 0.8 s after it
+    assert clock.monotonic() == pytest.approx(0.8)
+    assert s.report().bytes == 100_000
+
+
+def test_the_guard_binding_gives_the_session_cap_its_units_back() -> None:
+    """The guard's budget is short while the session's cap has the units: the call
+    waits for the guard only, and the cap is not charged twice."""
+    clock = FakeClock()
+    guard = light_guard(clock, rate="100kB/s")  # burst 20 kB
+    with guard.session("s", rate="1MB/s") as s:  # burst 200 kB
+        assert s.throttle(20_000) == 0.0
+        assert s.throttle(20_000) == pytest.approx(0.2)  # the guard binds
+        clock.advance(10)
+        assert s.throttle(100_000) == 0.0  # from full buckets (the guard's into debt)
+        assert s.throttle(100_000) == pytest.approx(1.0)  # the guard's debt binds
+    assert s.report().bytes == 240_000
+
+
+def run_until_cut(guard: wg.Guard, clock: FakeClock, step: float, **kw: object) -> wg.Session:
+    """Throttle 100 bytes at a time (``step`` seconds apart) until a cutoff ends it."""
+    s = guard.session("s", **kw)  # type: ignore[arg-type]
+    with s:
+        for _ in range(1000):
+            s.throttle(100)
+            clock.advance(step)
+    return s
+
+
+def test_a_hard_byte_cutoff_on_the_fast_lane() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock, rate="off")
+    with pytest.raises(wg.CutoffReached) as info:
+        run_until_cut(guard, clock, 0, max_bytes=1000)
+    assert info.value.limit == "max_bytes"
+    assert clock.monotonic() == 0
+
+
+def test_a_time_cutoff_on_the_fast_lane() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock, rate="off")
+    with pytest.raises(wg.CutoffReached) as info:
+        run_until_cut(guard, clock, 1, max_duration=10)
+    assert info.value.limit == "max_duration"
+    assert clock.monotonic() == 10  # t = 0 .. 9 went, t = 10 was cut
+
+
+def test_what_went_before_a_cutoff_is_reported() -> None:
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = wg.Guard(clock=clock, rate="off", calendar=None, sources=[], sinks=[sink])
+    with pytest.raises(wg.CutoffReached):
+        run_until_cut(guard, clock, 0, max_bytes=1000)
+    [report] = sink.of_kind("session")
+    assert report.bytes == 1000  # type: ignore[attr-defined]
+    assert report.outcome == "cutoff"  # type: ignore[attr-defined]
+
+
+# -- protect outside a session -------------------------------------------------------------
+
+
+def test_a_light_call_takes_its_cost_from_the_budget() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock)
+
+    @guard.protect(cost=lambda size: size)
+    def upload(size: int) -> int:
+        return size
+
+    assert [upload(n) for n in (200_000, 1_000_000, 1_000_000)] == [200_000, MB, MB]
+    assert clock.monotonic() == pytest.approx(1.2)  # as with a session per call
+    assert guard.active_sessions == 0
+
+
+def test_a_light_call_opens_its_session_when_asked() -> None:
+    """current_session() inside a call: the call's session, its cost already counted."""
+    clock = FakeClock()
+    guard = light_guard(clock)
+    seen: list[wg.Session | None] = []
+
+    @guard.protect(cost=500)
+    def upload() -> None:
+        seen.append(wg.current_session())
+        seen.append(wg.current_session())
+
+    upload()
+    first, again = seen
+    assert first is not None
+    assert first is again
+    assert first.name == upload.__wrapped__.__qualname__  # type: ignore[attr-defined]
+    r = first.report()
+    assert (r.bytes, r.ops, r.outcome) == (500, 1, "done")
+    assert wg.current_session() is None
+    assert guard.active_sessions == 0
+
+
+def test_a_file_wrapped_in_a_light_call_spends_the_cost_once() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock, rate="5MB/s")
+
+    @guard.protect(cost=lambda data: len(data))
+    def upload(data: bytes) -> int:
+        with guard.wrap(io.BytesIO(data)) as body:
+            return len(body.read())
+
+    start = clock.monotonic()
+    for _ in range(10):
+        assert upload(b"x" * (5 * MB)) == 5 * MB
+    rate = 50 * MB / (clock.monotonic() - start)
+    assert rate == pytest.approx(5 * MB, rel=0.15)  # charged twice: about 2.5 MB/s
+
+
+def test_a_light_call_that_fails_counts_for_the_breaker_and_ends_its_session() -> None:
+    clock = FakeClock()
+    breaker = wg.CircuitBreaker(failure_threshold=2, recovery_timeout=30, clock=clock)
+    guard = wg.Guard(
+        clock=clock, calendar=None, sources=[], sinks=[], log_events=False,
+        max_concurrent=None, breaker=breaker,
+    )  # fmt: skip
+    sessions: list[wg.Session | None] = []
+
+    @guard.protect
+    def upload() -> None:
+        sessions.append(wg.current_session())
+        raise OSError("s3 down")
+
+    for _ in range(2):
+        with pytest.raises(OSError):
+            upload()
+    with pytest.raises(wg.CircuitOpenError):
+        upload()
+    assert len(sessions) == 2
+    assert [None if s is None else s.report().outcome for s in sessions] == ["error"] * 2
+
+
+def test_a_stopped_guard_refuses_a_light_call() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock)
+    ran: list[int] = []
+
+    @guard.protect(cost=1)
+    def upload() -> None:
+        ran.append(1)
+
+    upload()
+    guard.stop("operator")
+    with pytest.raises(wg.EmergencyStop):
+        upload()
+    assert ran == [1]
+
+
+def test_with_sinks_every_call_still_reports() -> None:
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = wg.Guard(
+        clock=clock, calendar=None, sources=[], sinks=[sink], log_events=False,
+        max_concurrent=None, breaker=None,
+    )  # fmt: skip
+
+    @guard.protect(cost=10)
+    def upload() -> None:
+        pass
+
+    for _ in range(3):
+        upload()
+    assert [r.bytes for r in sink.of_kind("session")] == [10, 10, 10]  # type: ignore[attr-defined]
+
+
+async def test_a_light_async_call() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock)
+
+    @guard.protect(cost=lambda data: len(data))
+    async def put(data: bytes) -> wg.Session | None:
+        await asyncio.sleep(0)
+        return wg.current_session()
+
+    s = await put(b"x" * 1000)
+    assert s is not None
+    assert s.report().bytes == 1000
+    assert await put(b"y" * 199_000) is not None  # the rest of the burst: no wait
+    assert clock.monotonic() == 0.0
+    assert await put(b"z" * 100_000) is not None  # the budget is short: a session waits
+    assert clock.monotonic() == pytest.approx(0.1)
+
+
+# -- async names --------------------------------------------------------------------------
+
+
+async def test_throttle_async_and_its_old_name() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock)
+    async with guard.session("s") as s:
+        assert await s.throttle_async(200_000) == 0.0
+        with pytest.warns(DeprecationWarning, match="throttle_async"):
+            assert await s.athrottle(100_000) == pytest.approx(0.1)
+    assert s.report().bytes == 300_000
+
+
+async def test_sleep_async_and_its_old_name() -> None:
+    clock = FakeClock()
+    await clock.sleep_async(2)
+    with pytest.warns(DeprecationWarning, match="sleep_async"):
+        await clock.asleep(3)
+    assert clock.monotonic() == 5
+    await wg.SystemClock().sleep_async(0)
+    with pytest.warns(DeprecationWarning, match="sleep_async"):
+        await wg.SystemClock().asleep(0)
+
+
+def test_try_acquire_at_reads_no_clock() -> None:
+    clock = FakeClock()
+    bucket = wg.TokenBucketThrottler(10, burst=10, clock=clock)
+    assert bucket.try_acquire_at(10, 0.0)
+    assert not bucket.try_acquire_at(5, 0.0)
+    clock.advance(0.5)
+    assert bucket.try_acquire_at(5, clock.monotonic())  # the caller's reading
+    bucket.untake(5)  # not used after all: there again
+    assert bucket.try_acquire(5)
+    assert not bucket.try_acquire(1)
+    with pytest.raises(wg.ConfigError):
+        bucket.try_acquire_at(-1, 0.0)
+
+
+class CountingClock(FakeClock):
+    """A fake clock that counts how often it is read."""
+
+    reads = 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        return super().monotonic()
+
+
+@pytest.mark.parametrize("kw", [{}, {"rate": "2MB/s"}, {"max_bytes": "1GB"}, {"stop_at": None}])
+def test_one_clock_read_per_chunk_when_nothing_binds(kw: dict[str, object]) -> None:
+    clock = CountingClock()
+    guard = light_guard(clock, rate="1GB/s")
+    if "stop_at" in kw:
+        kw = {"stop_at": clock.now() + timedelta(hours=1)}
+    with guard.session("s", **kw) as s:  # type: ignore[arg-type]
+        s.throttle(1000)  # the first call may refresh the decision
+        before = clock.reads
+        for _ in range(100):
+            s.throttle(1000)
+        assert clock.reads - before == 100
