@@ -41,6 +41,7 @@ from wedguard.errors import (
     ThrottleTimeout,
     WedguardError,
 )
+from wedguard.io import priority as _priority
 from wedguard.policy.ledger import (
     CAUSES,
     PEAK_WINDOW,
@@ -56,7 +57,6 @@ from wedguard.policy.ledger import (
     check_units,
     parse_deadline,
 )
-from wedguard.io import priority as _priority
 from wedguard.runtime.guard_port import GuardPort
 from wedguard.units import parse_duration
 
