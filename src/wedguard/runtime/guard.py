@@ -63,7 +63,6 @@ from wedguard.runtime.defaults import (
     SAMPLE_INTERVAL,
     STOP_CHECK_INTERVAL,
 )
-from wedguard.runtime.prepaid import Prepaid
 from wedguard.runtime.prepaid import current as current_prepaid
 from wedguard.runtime.session import (
     Cutoff,
