@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         ConfigError,
         EmergencyStop,
         HoldTimeout,
+        SlotTimeout,
         ThrottleTimeout,
         WedguardError,
     )
@@ -106,7 +107,6 @@ if TYPE_CHECKING:
         Pause,
         Session,
         SessionReport,
-        SlotTimeout,
         TimelinePoint,
         current_session,
     )
@@ -174,7 +174,7 @@ _WHERE: dict[str, str] = {
     "Severity": "wedguard.policy.alerting",
     "Silence": "wedguard.policy.alerting",
     "Sink": "wedguard.interfaces",
-    "SlotTimeout": "wedguard.runtime.session",
+    "SlotTimeout": "wedguard.errors",
     "Source": "wedguard.interfaces",
     "SystemClock": "wedguard.clock",
     "Thresholds": "wedguard.policy.impact",

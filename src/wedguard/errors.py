@@ -7,11 +7,14 @@ only in its message.
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "EmergencyStop",
     "HoldTimeout",
+    "SlotTimeout",
     "ThrottleTimeout",
     "WedguardError",
 ]
@@ -94,6 +97,32 @@ class ThrottleTimeout(WedguardError, TimeoutError):
         self.wait = wait
         super().__init__(
             f"could not acquire {requested:g} within {timeout:g} s (would wait {wait:g} s)"
+        )
+
+
+class SlotTimeout(ThrottleTimeout):
+    """No concurrency slot came free within the timeout; the session did not start.
+
+    A :class:`~wedguard.ThrottleTimeout` (and so a :class:`TimeoutError`): nothing is
+    held. ``wedguard.distributed.SlotTimeout`` (the slots shared through Redis) is a
+    subclass, so ``except wedguard.SlotTimeout`` catches both.
+
+    Attributes:
+        session: the session's name.
+        timeout: the timeout, in seconds.
+        limit: the guard's ``max_concurrent``.
+        key: the Redis key of the shared slots, when those were full (else None).
+    """
+
+    def __init__(self, session: str, timeout: float, limit: int, *, key: str | None = None) -> None:
+        super().__init__(1, timeout, math.inf)
+        self.session = session
+        self.limit = limit
+        self.key = key
+        where = "" if key is None else f" in {key!r}"
+        self.args = (
+            f"session {session!r}: no slot free{where} within {timeout:g} s "
+            f"(at most {limit} sessions at once)",
         )
 
 

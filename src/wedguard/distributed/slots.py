@@ -24,8 +24,8 @@ from typing import Any, Final
 from wedguard.clock import Clock, check_clock, clock_asleep
 from wedguard.distributed.link import DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, RedisLink, _none
 from wedguard.errors import ConfigError
+from wedguard.errors import SlotTimeout as GuardSlotTimeout
 from wedguard.interfaces import Sink
-from wedguard.runtime.session import SlotTimeout as GuardSlotTimeout
 
 __all__ = ["RedisSlots", "SlotTimeout"]
 

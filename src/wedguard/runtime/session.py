@@ -38,7 +38,7 @@ from wedguard.errors import (
     ConfigError,
     EmergencyStop,
     HoldTimeout,
-    ThrottleTimeout,
+    SlotTimeout,
     WedguardError,
 )
 from wedguard.io import priority as _priority
@@ -119,32 +119,6 @@ def __getattr__(name: str) -> Any:
 
         return ledger.__getattr__(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class SlotTimeout(ThrottleTimeout):
-    """No concurrency slot came free within the timeout; the session did not start.
-
-    A :class:`~wedguard.ThrottleTimeout` (and so a :class:`TimeoutError`): nothing is
-    held. ``wedguard.distributed.SlotTimeout`` (the slots shared through Redis) is a
-    subclass, so ``except wedguard.SlotTimeout`` catches both.
-
-    Attributes:
-        session: the session's name.
-        timeout: the timeout, in seconds.
-        limit: the guard's ``max_concurrent``.
-        key: the Redis key of the shared slots, when those were full (else None).
-    """
-
-    def __init__(self, session: str, timeout: float, limit: int, *, key: str | None = None) -> None:
-        super().__init__(1, timeout, _INF)
-        self.session = session
-        self.limit = limit
-        self.key = key
-        where = "" if key is None else f" in {key!r}"
-        self.args = (
-            f"session {session!r}: no slot free{where} within {timeout:g} s "
-            f"(at most {limit} sessions at once)",
-        )
 
 
 # -- the session --------------------------------------------------------------------------
