@@ -2,9 +2,10 @@
 
 Sessions talk to their guard through :class:`~wedguard.interfaces.SessionHost`
 (``guard.host``). Until every caller does, :class:`GuardAliases` keeps the guard's
-former private attributes (``guard._go``, ``guard._enter``, ...) as read-through
-properties of that host, and of the guard's event queue and settings. Nothing new
-should use them.
+former private attributes (``guard._go``, ``guard._enter``, ...) working: those that
+never change are plain attributes bound once by :func:`bind` (the hot path reads
+them at the cost of an attribute), those that change with every decision read
+through to the host. Nothing new should use them.
 """
 
 from __future__ import annotations
@@ -24,24 +25,47 @@ if TYPE_CHECKING:
     from wedguard.runtime.core import GuardCore
     from wedguard.runtime.session import Session
 
-__all__ = ["GuardAliases"]
+__all__ = ["GuardAliases", "bind"]
 
 
 class GuardAliases:
     """A guard's former private attributes, read from its :class:`GuardCore`."""
 
-    __slots__ = ()
     _host: GuardCore
+    # bound once by bind(): they never change
+    _cond: threading.Condition
+    _now: Callable[[], float]
+    _max_hold: float
+    _bytes: TokenBucketThrottler
+    _ops: TokenBucketThrottler | None
+    _nice: int
+    _ionice: bool
+    _async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]
+    _fleet: Any
+    _fleet_bytes: Any
+    _fleet_ops: Any
+    _fleet_leases: tuple[Any, ...]
+    _clock: Clock
+    _breaker: Breaker | None
+    _sources: tuple[Source, ...]
+    _analyzer: Analyzer | None
+    _sinks: tuple[Sink, ...]
+    _emit: Callable[[Event], None]
+    _sessions: Callable[[], list[Session]]
+    _enter: Any
+    _aenter: Any
+    _exit: Any
+    _release: Any
+    _wait: Callable[[float], None]
+    _await: Any
+    _refresh_locked: Any
+    _pause_cause: Callable[[], str]
+    _window_deadline: Any
+    _blackout_end: Any
+    _fleet_due: Callable[..., bool]
+    _fleet_refresh: Callable[..., None]
 
-    # the hot path's state
-    @property
-    def _cond(self) -> threading.Condition:
-        return self._host.lock
-
-    @property
-    def _now(self) -> Callable[[], float]:
-        return self._host.now
-
+    # read through: they change with every decision
     @property
     def _decision(self) -> Decision:
         return self._host.decision
@@ -67,71 +91,9 @@ class GuardAliases:
         return self._host.held_since
 
     @property
-    def _max_hold(self) -> float:
-        return self._host.max_hold
-
-    @property
-    def _bytes(self) -> TokenBucketThrottler:
-        return self._host.bytes
-
-    @property
-    def _ops(self) -> TokenBucketThrottler | None:
-        return self._host.ops
-
-    @property
-    def _nice(self) -> int:
-        return self._host.nice
-
-    @property
-    def _ionice(self) -> bool:
-        return self._host.ionice
-
-    @property
-    def _async_waiters(self) -> set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]:
-        return self._host.async_waiters
-
-    # the fleet
-    @property
-    def _fleet(self) -> Any:
-        return self._host.fleet
-
-    @property
-    def _fleet_bytes(self) -> Any:
-        return self._host.fleet_bytes
-
-    @property
-    def _fleet_ops(self) -> Any:
-        return self._host.fleet_ops
-
-    @property
     def _fleet_slots(self) -> Any:
         link = self._host.fleet_link
         return None if link is None else link.slots
-
-    @property
-    def _fleet_leases(self) -> tuple[Any, ...]:
-        return self._host.fleet_leases
-
-    # what the guard was given
-    @property
-    def _clock(self) -> Clock:
-        return self._host.clock
-
-    @property
-    def _breaker(self) -> Breaker | None:
-        return self._host.breaker
-
-    @property
-    def _sources(self) -> tuple[Source, ...]:
-        return self._host.settings.sources
-
-    @property
-    def _analyzer(self) -> Analyzer | None:
-        return self._host.settings.analyzer
-
-    @property
-    def _sinks(self) -> tuple[Sink, ...]:
-        return self._host.events.sinks
 
     @property
     def _events(self) -> collections.deque[Event]:
@@ -141,59 +103,47 @@ class GuardAliases:
     def _events(self, queue: collections.deque[Event]) -> None:
         self._host.events.events = queue
 
-    # the host's methods under their former names
-    @property
-    def _emit(self) -> Callable[[Event], None]:
-        return self._host.events.emit
 
-    @property
-    def _sessions(self) -> Callable[[], list[Session]]:
-        return self._host.slots.sessions
+#: former name -> where on the host it lives now (attributes that never change)
+_BOUND: dict[str, str] = {
+    "_cond": "lock",
+    "_now": "now",
+    "_max_hold": "max_hold",
+    "_bytes": "bytes",
+    "_ops": "ops",
+    "_nice": "nice",
+    "_ionice": "ionice",
+    "_async_waiters": "async_waiters",
+    "_fleet": "fleet",
+    "_fleet_bytes": "fleet_bytes",
+    "_fleet_ops": "fleet_ops",
+    "_fleet_leases": "fleet_leases",
+    "_clock": "clock",
+    "_breaker": "breaker",
+    "_sources": "settings.sources",
+    "_analyzer": "settings.analyzer",
+    "_sinks": "events.sinks",
+    "_emit": "events.emit",
+    "_sessions": "slots.sessions",
+    "_enter": "enter",
+    "_aenter": "enter_async",
+    "_exit": "exit",
+    "_release": "release",
+    "_wait": "wait",
+    "_await": "wait_async",
+    "_refresh_locked": "refresh",
+    "_pause_cause": "pause_cause",
+    "_window_deadline": "window_deadline",
+    "_blackout_end": "blackout_end",
+    "_fleet_due": "fleet_due",
+    "_fleet_refresh": "fleet_refresh",
+}
 
-    @property
-    def _enter(self) -> Any:
-        return self._host.enter
 
-    @property
-    def _aenter(self) -> Any:
-        return self._host.enter_async
-
-    @property
-    def _exit(self) -> Any:
-        return self._host.exit
-
-    @property
-    def _release(self) -> Any:
-        return self._host.release
-
-    @property
-    def _wait(self) -> Callable[[float], None]:
-        return self._host.wait
-
-    @property
-    def _await(self) -> Any:
-        return self._host.wait_async
-
-    @property
-    def _refresh_locked(self) -> Any:
-        return self._host.refresh
-
-    @property
-    def _pause_cause(self) -> Callable[[], str]:
-        return self._host.pause_cause
-
-    @property
-    def _window_deadline(self) -> Any:
-        return self._host.window_deadline
-
-    @property
-    def _blackout_end(self) -> Any:
-        return self._host.blackout_end
-
-    @property
-    def _fleet_due(self) -> Callable[..., bool]:
-        return self._host.fleet_due
-
-    @property
-    def _fleet_refresh(self) -> Callable[..., None]:
-        return self._host.fleet_refresh
+def bind(guard: GuardAliases, host: GuardCore) -> None:
+    """Give ``guard`` the former names of ``host``'s attributes that never change."""
+    for old, path in _BOUND.items():
+        value: Any = host
+        for part in path.split("."):
+            value = getattr(value, part)
+        setattr(guard, old, value)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from wedguard.clock import clock_wait
 from wedguard.errors import ConfigError, EmergencyStop
+from wedguard.policy.decision import Stop
 from wedguard.runtime.session import Session, SlotTimeout
 
 if TYPE_CHECKING:
@@ -59,10 +60,11 @@ class Slots:
         return self.queue[0] is ticket and (self.limit is None or len(self.active) < self.limit)
 
     def _check(self, session: Session, start: float, now: float, timeout: float | None) -> float:
-        """Time left to wait for a slot (lock held); raises on a stop or a timeout."""
-        core = self.core
-        if core.stopped:
-            raise EmergencyStop(core.decision.stop_reason)
+        """Time left to wait for a slot (lock held); raises on a stop (the engine's
+        :class:`~wedguard.policy.decision.Stop`) or a timeout."""
+        action = self.core.action(now)
+        if isinstance(action, Stop):
+            raise EmergencyStop(action.reason)
         left = _INF if timeout is None else start + timeout - now
         if left <= 0:
             raise SlotTimeout(session.name, timeout or 0.0, self.limit or 0)
