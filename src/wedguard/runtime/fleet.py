@@ -102,7 +102,9 @@ class Fleet:
 
         A leased shared bucket (what a :class:`~wedguard.distributed.RedisCoordinator`
         gives) takes the rate locally; :meth:`refresh`, called right after by the
-        session's thread or the sampler without the lock, writes it to Redis.
+        session's thread or the sampler without the lock, writes it to Redis. A
+        coordinator without ``lease()`` hands out plain buckets, whose ``set_rate`` is
+        called here: such a bucket must take the rate without a round trip.
 
         The fleet's ceiling is ``rate`` or, when lower, the calendar window's cap: the
         calendar is the fleet's ("all backups together at most 10 Mbit/s in peak
