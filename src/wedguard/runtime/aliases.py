@@ -36,6 +36,7 @@ class GuardAliases:
     _cond: threading.Condition
     _now: Callable[[], float]
     _max_hold: float
+    _slot_timeout: float | None
     _bytes: TokenBucketThrottler
     _ops: TokenBucketThrottler | None
     _nice: int
@@ -109,6 +110,7 @@ _BOUND: dict[str, str] = {
     "_cond": "lock",
     "_now": "now",
     "_max_hold": "max_hold",
+    "_slot_timeout": "settings.slot_timeout",
     "_bytes": "bytes",
     "_ops": "ops",
     "_nice": "nice",

@@ -100,6 +100,34 @@ class GuardCore:
         if self.breaker is not None and callable(getattr(self.breaker, "add_listener", None)):
             self.breaker.add_listener(self.on_breaker)  # type: ignore[attr-defined]
 
+    def describe(self) -> str:
+        """The guard's state in one line (its repr)."""
+        d = self.decision
+        return (
+            f"rate={format_rate(self.rate)}, level={d.level.name}, "
+            f"verdict={d.verdict.name}, allowed={format_rate(d.rate)}, "
+            f"sessions={len(self.slots.active)}/{self.settings.max_concurrent or 'unlimited'}"
+            + (", stopped" if self.stopped else "")
+        )
+
+    def stop_sampler(self) -> None:
+        """Let the sampler thread end, and wait (1 s at most) until it has (no lock)."""
+        with self.lock:
+            thread = self.sampler.stop()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1.0)
+
+    def shutdown(self, timeout: float | None) -> bool:
+        """Deliver what is queued (within ``timeout``) and close the sources that hold
+        something open; False when something was still undelivered."""
+        done = self.events.flush_all(timeout)
+        for src in self.settings.sources:
+            close = getattr(src, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+        return done
+
     # -- the fleet's side of SessionHost ----------------------------------------------
 
     @property

@@ -1,25 +1,15 @@
 """The guard: where the policies meet the host's copy loops.
 
-:class:`Guard` is wiring. It checks its arguments (:mod:`wedguard.runtime.settings`)
-and builds its core (:class:`~wedguard.runtime.core.GuardCore`), which drives the pure
-decision engine (:mod:`wedguard.policy.decision`) from the calendar, the impact judge
-(:mod:`wedguard.runtime.judge`), the stops (:mod:`wedguard.runtime.signals`) and the
-fleet (:mod:`wedguard.runtime.fleet`); the core owns the concurrency slots
-(:mod:`wedguard.runtime.slots`), the background sampler
-(:mod:`wedguard.runtime.sampler`) and the one event queue
-(:mod:`wedguard.runtime.events`). The guard's methods delegate to it.
-
-The background sampler (every ``sample_interval``, 1 s by default) runs while at
-least one session is active: sources → analyser → controller → a new immutable
-:class:`~wedguard.Decision`. The hot path (``s.throttle(n)``) only reads the current
-decision, compares the clock with the decision's expiry (the calendar window's end)
-and asks the token bucket; it never samples and never does I/O.
+:class:`Guard` is wiring: it checks its arguments (:mod:`wedguard.runtime.settings`)
+and builds its :class:`~wedguard.runtime.core.GuardCore`, which drives the pure
+decision engine (:mod:`wedguard.policy.decision`) and owns the slots, the sampler, the
+event queue, the stops and the fleet. The hot path (``s.throttle(n)``) only reads the
+decision in force and asks the token bucket; it never samples and never does I/O.
 
 On a clock other than :class:`~wedguard.SystemClock` (such as
 :class:`wedguard.testing.FakeClock`) there is no thread: the guard samples inline, at
-most once per ``sample_interval`` of that clock's time, on the slow path of
-``throttle()``, and delivers events to sinks synchronously. Tests are deterministic and
-an hour passes in a microsecond. Pass ``background=True`` or ``False`` to choose.
+most once per ``sample_interval`` of that clock's time, and delivers events to sinks
+synchronously (``background=True`` or ``False`` chooses).
 """
 
 from __future__ import annotations
@@ -28,20 +18,23 @@ import contextlib
 import functools
 import inspect
 import os
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, ParamSpec, TypeVar, cast, overload
 
 from wedguard.clock import Clock, clock_asleep
 from wedguard.decision import Decision
-from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
+from wedguard.errors import ConfigError, EmergencyStop
 from wedguard.interfaces import Analyzer, Breaker, Calendar, Controller, SessionHost, Sink, Source
 from wedguard.runtime import at_exit as _atexit
 from wedguard.runtime.aliases import GuardAliases, bind
 from wedguard.runtime.core import GuardCore
 from wedguard.runtime.prepaid import Prepaid
 from wedguard.runtime.prepaid import current as current_prepaid
+from wedguard.runtime.protected import bind_files as _bind_files
+from wedguard.runtime.protected import give_back as _release
+from wedguard.runtime.protected import open_error as _open_error
+from wedguard.runtime.protected import unbind_files as _unbind_files
 from wedguard.runtime.session import Cutoff, DeadlineSpec, Session, current_session
 from wedguard.runtime.settings import (
     DEFAULT,
@@ -53,28 +46,18 @@ from wedguard.runtime.settings import (
     guard_settings,
 )
 from wedguard.runtime.signals import SignalSwitch
-from wedguard.units import format_rate, parse_rate
+from wedguard.units import parse_rate
 
 __all__ = ["DEFAULT", "MAX_INTERVAL", "MAX_SLOT_TIMEOUT", "MIN_INTERVAL", "MIN_RATE", "Guard"]
 
 _INF: Final = float("inf")
 P = ParamSpec("P")
 R = TypeVar("R")
-#: the breaker type the protected-call helpers name (:class:`wedguard.interfaces.Breaker`)
-BreakerLike = Breaker
+BreakerLike = Breaker  #: the name protect() and its helpers give the breaker type
 
 
-def _release(b: BreakerLike | None) -> None:
-    """Give back what ``b.allow()`` took for a call that will not be made (a breaker
-    without ``release()`` keeps it)."""
-    release = getattr(b, "release", None)
-    if callable(release):
-        release()
-
-
-# The class runs past ~500 lines by its documentation: of its ~750 lines about 270 are
-# docstrings (the arguments' reference among them), and ~210 are protect() with the
-# helpers that run a protected call; the rest delegates to the core.
+# Past ~500 lines by its documentation: of ~730 lines ~260 are docstrings (the arguments'
+# reference) and ~210 protect() with its helpers; the rest delegates to the core.
 class Guard(GuardAliases):
     """Lets backup code run beside production: sessions, budgets, windows, stop.
 
@@ -234,11 +217,8 @@ class Guard(GuardAliases):
 
     @property
     def host(self) -> SessionHost:
-        """The guard's core, as its sessions see it (:class:`~wedguard.interfaces.SessionHost`).
-
-        Internal: what :class:`~wedguard.Session` and the file wrappers talk to. Host
-        code uses the guard's own methods.
-        """
+        """Internal: the guard's core as its sessions see it
+        (:class:`~wedguard.interfaces.SessionHost`); host code uses the guard's methods."""
         return self._host
 
     @property
@@ -350,9 +330,7 @@ class Guard(GuardAliases):
             stop_at=stop_at,
             cutoff=cutoff,
             on_deadline=on_deadline,
-            slot_timeout=(
-                self._host.settings.slot_timeout if slot_timeout is DEFAULT else slot_timeout
-            ),
+            slot_timeout=self._slot_timeout if slot_timeout is DEFAULT else slot_timeout,
             cutoff_mode=cutoff_mode,
         )
 
@@ -457,20 +435,11 @@ class Guard(GuardAliases):
         .. versionchanged:: 0.2.0 sinks are flushed; sources closed; the bounded wait;
            the result.
         """
-        host = self._host
-        with host.lock:
-            sampler = host.sampler.stop()
-        if sampler is not None and sampler is not threading.current_thread():
-            sampler.join(timeout=1.0)
+        self._host.stop_sampler()
         self._close_control()
         with contextlib.suppress(ValueError):  # not the main thread: nothing installed
             self.uninstall_signal_handlers()
-        done = host.events.flush_all(timeout)
-        for src in host.settings.sources:
-            close = getattr(src, "close", None)
-            if callable(close):
-                with contextlib.suppress(Exception):
-                    close()
+        done = self._host.shutdown(timeout)
         self._closed = True
         _atexit.forget(self)
         return done
@@ -492,15 +461,7 @@ class Guard(GuardAliases):
         self.close()
 
     def __repr__(self) -> str:
-        host = self._host
-        d = host.decision
-        return (
-            f"Guard(rate={format_rate(host.rate)}, level={d.level.name}, "
-            f"verdict={d.verdict.name}, allowed={format_rate(d.rate)}, "
-            f"sessions={len(host.slots.active)}/{host.settings.max_concurrent or 'unlimited'}"
-            + (", stopped" if host.stopped else "")
-            + ")"
-        )
+        return f"Guard({self._host.describe()})"
 
     # -- decorator and file objects ---------------------------------------------------------
 
@@ -829,36 +790,6 @@ class Guard(GuardAliases):
         server, self._control = getattr(self, "_control", None), None
         if server is not None:
             server.close()
-
-
-def _open_error(b: BreakerLike, retry: float) -> CircuitOpenError:
-    """The breaker's own CircuitOpenError (with its reason), or one built here."""
-    make = getattr(b, "_open_error", None)
-    if callable(make):
-        with contextlib.suppress(Exception):
-            exc = make()
-            if isinstance(exc, CircuitOpenError):
-                return exc
-    record = getattr(b, "record", None)
-    return CircuitOpenError(b.name, retry, str(getattr(record, "reason", "") or ""))
-
-
-def _bind_files(guard: Guard, prepaid: Prepaid, args: Any, kwargs: Any) -> list[Any]:
-    """Let this guard's wrapped files among a protected call's arguments spend what
-    the call paid for (the call's session, not one of their own); returns them."""
-    from wedguard.io.fileobj import GuardedFile
-
-    bound = []
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, GuardedFile) and value._guard is guard and value._session is None:
-            value._session = cast("Session", prepaid)
-            bound.append(value)
-    return bound
-
-
-def _unbind_files(bound: list[Any]) -> None:
-    for value in bound:
-        value._session = None
 
 
 # types of the delegating methods (run, popen, serve_control): no import at run time
