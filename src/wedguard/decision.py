@@ -2,7 +2,7 @@
 
 The guard's background sampler turns the calendar, the impact analyser, the rate
 controller and the emergency stop into a new :class:`Decision` whenever anything
-changes. The hot path (``s.throttle(n)``) only reads the current one; ``guard.decision()``
+changes; the pure engine that makes it is :mod:`wedguard.policy.decision`. The hot path (``s.throttle(n)``) only reads the current one; ``guard.decision()``
 returns it to answer "why am I slow?".
 
 A :class:`Decision` is also an event (``kind == "decision"``): the guard sends it to the

@@ -8,7 +8,11 @@ anything: any object with the right methods will do.
 * :class:`Event` is what every event object offers a sink.
 * :class:`Throttler` is the token-bucket interface, served locally by
   :class:`~wedguard.TokenBucketThrottler` and across hosts by the Redis bucket.
-* :class:`Calendar` says which window (level, cap) holds at an instant.
+
+What the :class:`~wedguard.Guard` composes, satisfied by wedguard's own policy objects:
+:class:`Calendar` (and its :class:`CalendarWindow`), :class:`Analyzer` (and its
+:class:`ImpactAssessment`), :class:`Controller` and :class:`Breaker`. What a session
+asks of its guard: :class:`SessionHost`.
 
 What the io layer (the copy loop, wrapped files, child processes, uploads) asks of the
 runtime above it is written here too, so that io never imports the runtime:
@@ -26,16 +30,25 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from wedguard.clock import Clock
+from wedguard.decision import Decision
+from wedguard.levels import Level, Verdict
 
 if TYPE_CHECKING:
-    from wedguard.decision import Decision
+    import asyncio
+    import threading
 
 __all__ = [
+    "Analyzer",
+    "Breaker",
     "Calendar",
+    "CalendarWindow",
     "Clock",
+    "Controller",
     "Event",
     "GuardLike",
     "GuardSession",
+    "ImpactAssessment",
+    "SessionHost",
     "SessionLike",
     "Sink",
     "Source",
@@ -113,14 +126,189 @@ class Throttler(Protocol):
     def set_rate(self, rate: float | str) -> None: ...
 
 
+# -- what the guard composes, and what its sessions ask of it ------------------------
+#
+# wedguard's policy objects satisfy these; a host may pass its own. The guard's
+# sessions talk to the guard through :class:`SessionHost` only.
+
+
+@runtime_checkable
+class CalendarWindow(Protocol):
+    """A calendar window as the guard reads it (:class:`wedguard.Window`)."""
+
+    @property
+    def level(self) -> Level: ...
+    @property
+    def rate(self) -> float | None: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime | None: ...
+    @property
+    def reason(self) -> str: ...
+
+
 @runtime_checkable
 class Calendar(Protocol):
-    """A calendar of windows: :class:`~wedguard.PeakHourCalendar`, or anything with
-    ``at(when)`` returning a window whose ``.level`` is a :class:`~wedguard.Level`
-    (and whose ``.end``, when it has one, is the next instant the answer may change).
-    """
+    """What the guard asks of a calendar (:class:`wedguard.PeakHourCalendar`):
+    ``at(when)`` returns the :class:`CalendarWindow` in force at an aware datetime."""
 
     def at(self, when: datetime) -> Any: ...
+
+
+@runtime_checkable
+class ImpactAssessment(Protocol):
+    """An impact analyser's answer (:class:`wedguard.Assessment`)."""
+
+    @property
+    def verdict(self) -> Verdict: ...
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+
+
+@runtime_checkable
+class Analyzer(Protocol):
+    """What the guard asks of an impact analyser (:class:`wedguard.ImpactAnalyzer`).
+
+    ``assess`` returns an :class:`ImpactAssessment`. An analyser may also offer
+    ``observe_baseline(sample)`` and ``baseline_needed(sample)``: the guard then
+    learns a baseline by itself (``Guard(baseline_warmup=...)``).
+    """
+
+    def assess(self, sample: Mapping[str, float], level: Level = ...) -> Any: ...
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """What the guard asks of a rate controller (``update`` returns the allowed rate;
+    :class:`wedguard.policy.controllers.RateController` is one). A controller may also
+    offer ``observe(rate)`` (the rate the sessions moved) and ``start_from(rate, now)``
+    (an operator's new rate)."""
+
+    def update(self, assessment: Any, *, ceiling: float, now: float) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+@runtime_checkable
+class Breaker(Protocol):
+    """What the guard asks of a circuit breaker (:class:`wedguard.CircuitBreaker`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def retry_after(self) -> float: ...
+    def allow(self) -> bool: ...
+    def record_success(self) -> None: ...
+    def record_failure(self, exc: BaseException | None = None) -> None: ...
+
+
+class SessionHost(Protocol):
+    """What a :class:`~wedguard.Session` asks of its guard: the guard's core.
+
+    The hot path reads the attributes without the lock (each is replaced whole, never
+    changed in place); everything else runs with ``lock`` held unless it says
+    otherwise. The attributes are read-only to a session. ``session`` arguments are the :class:`~wedguard.Session` objects.
+
+    Attributes:
+        lock: the guard's condition; waiters wait on it through the clock.
+        clock: where time comes from; ``now()`` is its ``monotonic``.
+        decision: the :class:`~wedguard.Decision` in force.
+        go: False while the decision pauses all work.
+        free: True when nothing limits and nothing can change before the next
+            decision: ``throttle(n)`` only counts.
+        expires: monotonic time when the decision must be recomputed
+            (:meth:`refresh`).
+        stopped: True while stopped (``throttle()`` raises ``EmergencyStop``).
+        held_since: monotonic time since when production's sake holds the backup.
+        max_hold: the longest such a hold may last (seconds; ``math.inf``: no limit).
+        bytes, ops: the guard's own token buckets (``ops`` None without an ops budget).
+        nice, ionice: the priority a session's thread runs at.
+        fleet: the coordinator (None without one); ``fleet_bytes``, ``fleet_ops``:
+            its shared buckets; ``fleet_leases``: those taken in leased blocks.
+        async_waiters: ``(loop, future)`` pairs woken on every change.
+    """
+
+    @property
+    def lock(self) -> threading.Condition: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def decision(self) -> Decision: ...
+    @property
+    def go(self) -> bool: ...
+    @property
+    def free(self) -> bool: ...
+    @property
+    def expires(self) -> float: ...
+    @property
+    def stopped(self) -> bool: ...
+    @property
+    def held_since(self) -> float | None: ...
+    @property
+    def max_hold(self) -> float: ...
+    @property
+    def bytes(self) -> Throttler: ...
+    @property
+    def ops(self) -> Throttler | None: ...
+    @property
+    def nice(self) -> int: ...
+    @property
+    def ionice(self) -> bool: ...
+    @property
+    def fleet(self) -> Any: ...
+    @property
+    def fleet_bytes(self) -> Any: ...
+    @property
+    def fleet_ops(self) -> Any: ...
+    @property
+    def fleet_leases(self) -> tuple[Any, ...]: ...
+    @property
+    def async_waiters(self) -> set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]: ...
+
+    def now(self) -> float:
+        """The clock's monotonic time."""
+
+    def enter(self, session: Any, timeout: float | None) -> None:
+        """Take a concurrency slot for ``session`` (no lock held) and begin it."""
+
+    async def enter_async(self, session: Any, timeout: float | None) -> None:
+        """The asyncio form of :meth:`enter`."""
+
+    def exit(self, session: Any, exc: BaseException | None) -> None:
+        """End ``session`` (no lock held): free its slot, report it."""
+
+    def release(self, slot: Any) -> None:
+        """Free a slot whose session was never ended (no lock held)."""
+
+    def refresh(self, now: float) -> None:
+        """Recompute the decision now."""
+
+    def pause_cause(self) -> str:
+        """Why the decision pauses: ``"stop"``, ``"calendar"`` or ``"impact"``."""
+
+    def action(self, now: float) -> Any:
+        """What a driver does at ``now`` under the decision in force: a
+        :mod:`wedguard.policy.decision` action, ``Go()``, ``Wait(seconds, cause,
+        reason)`` or ``Stop(reason)``."""
+
+    def wait(self, timeout: float) -> None:
+        """Wait on ``lock`` (held) through the clock; ``math.inf``: until woken."""
+
+    async def wait_async(self, fut: asyncio.Future[None], timeout: float) -> None:
+        """Await ``fut`` (registered in ``async_waiters``) at most ``timeout``."""
+
+    def window_deadline(self, now_dt: datetime) -> datetime | None:
+        """When the calendar next becomes more restrictive (``deadline="window"``)."""
+
+    def blackout_end(self, now_dt: datetime) -> datetime | None:
+        """When the BLACKOUT in force ends."""
+
+    def fleet_due(self, n: float = 0.0, ops: int = 0) -> bool:
+        """Whether a leased shared bucket wants a Redis call now (no lock needed)."""
+
+    def fleet_refresh(self, n: float = 0.0, ops: int = 0) -> None:
+        """The leased shared buckets' Redis calls, when due (never with the lock)."""
 
 
 # -- what the io layer asks of the runtime ---------------------------------------------

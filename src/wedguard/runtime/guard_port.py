@@ -80,10 +80,10 @@ class GuardPort:
         g = self.guard
         return not (
             g._sinks
-            or g._max_concurrent is not None
+            or g.max_concurrent is not None
             or g._fleet is not None
             or g._sources
-            or g._stop_file is not None
+            or getattr(g.host, "stop_switch", None) is not None
             or g._nice
             or g._ionice
             or g._closed
@@ -172,10 +172,10 @@ class GuardPort:
 
     # the calendar
     def window_deadline(self, now_dt: datetime) -> datetime | None:
-        return self.guard._window_deadline(now_dt)
+        return self.guard.host.window_deadline(now_dt)
 
     def blackout_end(self, now_dt: datetime) -> datetime | None:
-        return self.guard._blackout_end(now_dt)
+        return self.guard.host.blackout_end(now_dt)
 
     # slots and priority
     def enter(self, s: Session, timeout: float | None) -> None:
@@ -189,4 +189,5 @@ class GuardPort:
 
     def priority(self) -> tuple[int, bool, bool]:
         """nice, ionice and sched_idle for the session's thread."""
-        return self.guard._nice, self.guard._ionice, self.guard._sched_idle
+        g = self.guard
+        return g.nice, g.ionice, g.sched_idle
