@@ -781,6 +781,7 @@ _SOURCE_SCHEMAS: dict[str, dict[str, Check]] = {
         "statements": _bool,
         "backoff": _positive_duration,
         "backoff_max": _positive_duration,
+        "lower_backends": _str,
     },
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {"http": ("url",), "service_latency": ("url",)}
