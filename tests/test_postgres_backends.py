@@ -302,14 +302,19 @@ def _as_nobody(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_without_the_right_to_lower_it_the_error_says_what_is_missing(
-    postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
+    postgres_server: PostgresServer,
+    database: str,
+    blocked_dump: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caught = caplog
     backend = blocked_dump["backend"]
     before = _priority(backend)
     dsn = _dsn(postgres_server, database)
 
     def attempt() -> dict[str, Any]:
         out: dict[str, Any] = {}
+        caught.clear()
         try:
             BackendLowerer().update([backend])
         except BackendPriorityError as exc:
@@ -318,6 +323,7 @@ def test_without_the_right_to_lower_it_the_error_says_what_is_missing(
         out["sample"] = dict(source.sample())
         out["backend_error"] = source.backend_error
         source.close()
+        out["warnings"] = [r.getMessage() for r in caught.records]
         return out
 
     got = _as_nobody(attempt)
@@ -333,4 +339,7 @@ def test_without_the_right_to_lower_it_the_error_says_what_is_missing(
     assert "db.latency_s" in got["sample"]
     assert "run the guard as root" in got["backend_error"]
     assert APP_PASSWORD not in got["backend_error"]
+    # nothing was changed, so nothing is said to stay lowered
+    assert not [w for w in got["warnings"] if "stays lowered" in w]
+    assert [w for w in got["warnings"] if "cannot lower the priority" in w]
     assert _priority(backend) == before

@@ -298,7 +298,10 @@ def _restore(saved: Saved) -> bool:
             return False  # the pid now names another process
         if os.sched_getscheduler(saved.pid) != saved.policy:
             os.sched_setscheduler(saved.pid, saved.policy, os.sched_param(0))
-        if saved.ioclass in (psutil.IOPRIO_CLASS_RT, psutil.IOPRIO_CLASS_BE):
+        io = proc.ionice()
+        if (int(io.ioclass), int(io.value)) == (saved.ioclass, saved.iovalue):
+            pass  # as it was (a change refused half-way changed nothing here)
+        elif saved.ioclass in (psutil.IOPRIO_CLASS_RT, psutil.IOPRIO_CLASS_BE):
             proc.ionice(saved.ioclass, saved.iovalue)
         else:
             proc.ionice(saved.ioclass)
