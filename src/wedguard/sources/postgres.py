@@ -376,8 +376,9 @@ class PostgresSource:
                 self._retry_at = -math.inf  # a lost connection is tried again at once
             raise
         finally:
-            if self._closing:
+            if self._closing:  # closed while this probe ran: undo what it did too
                 self._drop()
+                self.restore_backends()
         out = self._metrics(latency, row)
         if lowered is not None:
             key = self.name + ".backends_lowered"
