@@ -33,7 +33,11 @@ Scenarios, each repeat in a shuffled order:
   (``BackendPriority(sched_idle=True)``) and ``pg_dump`` run as ``chrt --idle 0
   pg_dump ...`` (both run only on a core nothing else wants);
 * ``guarded_stream`` (only when named in ``--scenarios``): ``guard.stream([pg_dump
-  -Fc], path)`` with the ``guarded_run`` guard.
+  -Fc], path)`` with the ``guarded_run`` guard;
+* ``guarded_probe`` (only when named): ``guarded_run`` whose source's probe is a
+  statement like the load's own (``query=LOAD_QUERY``, an indexed ``SELECT`` of an
+  account) instead of ``SELECT 1``, judged against a baseline of that statement,
+  learned the same way (``probe_q_ms``: what it read).
 
 The guard's baseline is learned from the source once a second while the load runs
 alone (``--baseline`` seconds before the first repeat, and during every reference
@@ -84,7 +88,9 @@ SCENARIOS = (
     "guarded_backend",
     "guarded_idle",
 )
-OPTIONAL = ("guarded_stream",)  # --scenarios: a run of its own (its dumps take minutes)
+OPTIONAL = ("guarded_stream", "guarded_probe")  # only when named in --scenarios
+# the probe of ``guarded_probe``: a statement like the load's own
+LOAD_QUERY = "SELECT balance FROM accounts WHERE id = 4242"
 STATIC_TABLES = ("photos", "messages")  # the load never writes them
 CALENDAR = "Mon-Sun 00:00-24:00 peak"
 
@@ -291,6 +297,14 @@ class Bench:
         # the baseline: learned from the source while the load runs alone
         self.learner = wg.ImpactAnalyzer(wg.Thresholds())
         self.learn_source = PostgresSource(self.dsn)
+        # guarded_probe's baseline: the load-like statement, learned the same way
+        self.learner_q = wg.ImpactAnalyzer(wg.Thresholds())
+        self.learn_q = (
+            PostgresSource(self.dsn, query=LOAD_QUERY, statements=False)
+            if "guarded_probe" in args.scenarios
+            else None
+        )
+        self.probed_q: list[float] = []
         self.window = 5.0
         self.probed: list[float] = []  # db.latency_s seen by the 1 Hz probe, this window
         self.stmt: list[float] = []  # db.statement_mean_s (pg_stat_statements), this window
@@ -308,6 +322,8 @@ class Bench:
             sample = self.learn_source.sample()
             self.learner.observe_baseline(sample)
             self.record(sample)
+            if self.learn_q is not None:
+                self.learner_q.observe_baseline(self.record_q())
             next_at += 1.0
             time.sleep(max(0.0, min(next_at, end) - time.monotonic()))
 
@@ -315,6 +331,15 @@ class Bench:
         """What the probe reads once a second while a dump runs (not learned)."""
         while not stop.wait(1.0):
             self.record(self.learn_source.sample())
+            if self.learn_q is not None:
+                self.record_q()
+
+    def record_q(self) -> Any:
+        assert self.learn_q is not None
+        sample = self.learn_q.sample()
+        if "db.latency_s" in sample:
+            self.probed_q.append(sample["db.latency_s"])
+        return sample
 
     def record(self, sample: Any) -> None:
         if "db.latency_s" in sample:
@@ -322,9 +347,10 @@ class Bench:
         if "db.statement_mean_s" in sample:
             self.stmt.append(sample["db.statement_mean_s"])
 
-    def guard(self, source: Any) -> Any:
+    def guard(self, source: Any, learner: Any = None) -> Any:
         wg = self.wg
-        analyzer = wg.ImpactAnalyzer(wg.Thresholds(), baseline=self.learner.baseline)
+        learned = (learner or self.learner).baseline
+        analyzer = wg.ImpactAnalyzer(wg.Thresholds(), baseline=learned)
         return wg.Guard(
             rate="off",
             calendar=self.calendar,
@@ -352,6 +378,18 @@ class Bench:
         if proc.wait(600) != 0:
             raise RuntimeError(f"pg_dump failed ({proc.returncode})")
 
+    @staticmethod
+    def reported(r: Any) -> dict[str, Any]:
+        """What ``guard.run``'s report says about how the dump was held back."""
+        return {
+            "paused_s": {k: round(v, 2) for k, v in r.paused.items()},
+            "pauses": r.pauses,
+            "cpu_s": round(r.cpu_seconds, 2),
+            "nice": r.nice,
+            "ionice": r.ionice,
+            "freeze": r.freeze,
+        }
+
     def dump(self, scenario: str, path: Path) -> dict[str, Any]:
         """Run one dump the scenario's way; what happened to it."""
         from wedguard.sources import PostgresSource
@@ -371,10 +409,11 @@ class Bench:
             idle = scenario == "guarded_idle"
             source = PostgresSource(
                 self.dsn,
+                query=LOAD_QUERY if scenario == "guarded_probe" else "SELECT 1",
                 lower_backends="pg_dump" if lowers else None,
                 backend_priority=BackendPriority(sched_idle=True) if idle else None,
             )
-            guard = self.guard(source)
+            guard = self.guard(source, self.learner_q if scenario == "guarded_probe" else None)
             verdicts: dict[str, int] = {}
             lowered: set[int] = set()
             done = threading.Event()
@@ -390,16 +429,15 @@ class Bench:
             try:
                 if scenario != "guarded_stream":
                     argv = self.argv(path, idle=idle)
-                    ran = guard.run(argv, env=self.env, timeout=self.args.max_dump)
-                    if ran.returncode != 0:
-                        raise RuntimeError(f"pg_dump failed ({ran.returncode})")
-                    r = ran.report
-                    info["paused_s"] = {k: round(v, 2) for k, v in r.paused.items()}
-                    info["pauses"] = r.pauses
-                    info["cpu_s"] = round(r.cpu_seconds, 2)
-                    info["nice"] = r.nice
-                    info["ionice"] = r.ionice
-                    info["freeze"] = r.freeze
+                    try:
+                        ran = guard.run(argv, env=self.env, timeout=self.args.max_dump)
+                    except subprocess.TimeoutExpired:
+                        # held back past --max-dump: the window counts, the dump is gone
+                        info["timed_out"] = True
+                    else:
+                        if ran.returncode != 0:
+                            raise RuntimeError(f"pg_dump failed ({ran.returncode})")
+                        info.update(self.reported(ran.report))
                 else:
                     guard.stream(self.argv(None), path, env=self.env)
             finally:
@@ -412,6 +450,9 @@ class Bench:
                     raise RuntimeError(source.backend_error)
             total = sum(verdicts.values()) or 1
             info["verdicts"] = {k: round(v / total, 3) for k, v in sorted(verdicts.items())}
+        if info.get("timed_out"):
+            path.unlink(missing_ok=True)
+            return info
         listed = subprocess.run(
             [self.pg_restore, "--list", str(path)], capture_output=True, text=True, timeout=60
         )
@@ -429,13 +470,13 @@ class Bench:
         path = self.workdir / f"{scenario}-{repeat}.dump"
         stop = threading.Event()
         prober = threading.Thread(target=self.probe, args=(stop,), daemon=True)
-        self.probed, self.stmt = [], []
+        self.probed, self.stmt, self.probed_q = [], [], []
         r0 = time.monotonic()
         try:
             self.learn(self.window)
             r1 = t0 = time.monotonic()
             ref_probes = self.seen()
-            self.probed, self.stmt = [], []
+            self.probed, self.stmt, self.probed_q = [], [], []
             if scenario == "alone_again":
                 self.learn(self.window)
             else:
@@ -461,7 +502,11 @@ class Bench:
     def seen(self) -> dict[str, Any]:
         """What the 1 Hz source read in the window: medians and maxima, ms."""
         out: dict[str, Any] = {}
-        for key, values in (("probe_ms", self.probed), ("stmt_ms", self.stmt)):
+        for key, values in (
+            ("probe_ms", self.probed),
+            ("stmt_ms", self.stmt),
+            ("probe_q_ms", self.probed_q),
+        ):
             if values:
                 out[key] = {
                     "median": round(1000 * statistics.median(values), 3),
@@ -526,7 +571,7 @@ def summarize(runs: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
             entry[f"{q}_ms"] = spread([rows[i][f"{q}_ms"] for i in range(repeats)])
             entry[f"ref_{q}_ms"] = spread([rows[i]["ref"][f"{q}_ms"] for i in range(repeats)])
         entry["seconds"] = spread([rows[i]["seconds"] for i in range(repeats)])
-        for key in ("probe_ms", "stmt_ms"):
+        for key in ("probe_ms", "stmt_ms", "probe_q_ms"):
             for where, name in (
                 (rows, key),
                 ({i: r["ref"] for i, r in rows.items()}, f"ref_{key}"),
@@ -621,6 +666,8 @@ def main() -> None:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wedguard-dump-")))
         bench = Bench(server, args, workdir)
         stack.callback(bench.learn_source.close)
+        if bench.learn_q is not None:
+            stack.callback(bench.learn_q.close)
         with server.admin() as conn:
             version = conn.info.server_version
             db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
@@ -652,7 +699,8 @@ def main() -> None:
         verified: dict[str, Any] = {}
         if not args.no_verify:
             for scenario in (s for s in chosen if s.startswith("guarded")):
-                verified[scenario] = bench.verify(workdir / f"{scenario}-{args.repeats - 1}.dump")
+                last = workdir / f"{scenario}-{args.repeats - 1}.dump"
+                verified[scenario] = bench.verify(last) if last.exists() else {"timed_out": True}
 
     summary = summarize(runs, args.repeats)
     limit = GOAL_P95
@@ -660,7 +708,7 @@ def main() -> None:
     g_run = p95.get("guarded_run", float("nan"))
     g_backend = p95.get("guarded_backend", float("nan"))
     unguarded = p95.get("unguarded", float("nan"))
-    dumps = [r for r in runs if not r["scenario"].startswith("alone")]
+    dumps = [r for r in runs if not r["scenario"].startswith("alone") and not r.get("timed_out")]
     results = {
         "benchmark": "pgdump",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -691,6 +739,7 @@ def main() -> None:
         "runs": runs,
         "summary": summary,
         "dumps_checked": len(dumps),
+        "dumps_timed_out": sum(1 for r in runs if r.get("timed_out")),
         "dumps_corrupt": sum(1 for r in dumps if not r.get("toc_ok")),
         "verified": verified,
         "goal": {
