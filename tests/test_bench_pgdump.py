@@ -39,6 +39,12 @@ def test_the_summary_is_recomputed_from_the_runs() -> None:
     assert goal["unguarded_p95"] == s["unguarded"]["p95_ratio"]["median"]
     assert goal["aa_p95"] == s["alone_again"]["p95_ratio"]["median"]
     assert goal["met"] == (goal["guarded_run_p95"] <= goal["p95_limit"] < goal["unguarded_p95"])
+    assert goal["backend_met"] == (
+        goal["guarded_backend_p95"] <= goal["p95_limit"] < goal["unguarded_p95"]
+    )
+    assert goal["guarded_backend_p95"] == s["guarded_backend"]["p95_ratio"]["median"]
+    # every scenario is judged against the load alone just before it, on the same load
+    assert all(run["ref"]["n"] > 0 for run in r["runs"])
     dumps = [run for run in r["runs"] if not run["scenario"].startswith("alone")]
     assert r["dumps_checked"] == len(dumps)
     assert r["dumps_corrupt"] == sum(1 for run in dumps if not run["toc_ok"])

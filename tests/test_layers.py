@@ -94,7 +94,7 @@ def layer_of(mod: str) -> int:
     head = parts[1]
     if head in LAYER_OF_PACKAGE:
         return LAYER_OF_PACKAGE[head]
-    if head in CORE or head.startswith("_") and head not in {"__init__", "__main__"}:
+    if head in CORE or (head.startswith("_") and head not in {"__init__", "__main__"}):
         return 0
     if head in APP_MODULES:
         return 5
@@ -292,26 +292,25 @@ def _docstring_lines(node: ast.AST) -> int:
     return total
 
 
+def _walk(mod: str, node: ast.AST, prefix: str) -> Iterator[tuple[str, str, str, int, int]]:
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            name = f"{prefix}{child.name}"
+            end = child.end_lineno or child.lineno
+            first = min([child.lineno, *(d.lineno for d in child.decorator_list)])
+            length = end - first + 1 - _docstring_lines(child)
+            if isinstance(child, ast.ClassDef):
+                yield mod, "class", name, length, MAX_CLASS_LINES
+            else:
+                yield mod, "function", name, length, MAX_FUNCTION_LINES
+            yield from _walk(mod, child, name + ".")
+
+
 def _sizes() -> Iterator[tuple[str, str, str, int, int]]:
     for mod, path in MODULES.items():
         text = path.read_text()
         yield mod, "module", mod, len(text.splitlines()), MAX_MODULE_LINES
-        tree = ast.parse(text)
-
-        def walk(node: ast.AST, prefix: str) -> Iterator[tuple[str, str, str, int, int]]:
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    name = f"{prefix}{child.name}"
-                    end = child.end_lineno or child.lineno
-                    first = min([child.lineno, *(d.lineno for d in child.decorator_list)])
-                    length = end - first + 1 - _docstring_lines(child)
-                    if isinstance(child, ast.ClassDef):
-                        yield mod, "class", name, length, MAX_CLASS_LINES
-                    else:
-                        yield mod, "function", name, length, MAX_FUNCTION_LINES
-                    yield from walk(child, name + ".")
-
-        yield from walk(tree, "")
+        yield from _walk(mod, ast.parse(text), "")
 
 
 @pytest.mark.parametrize("kind", ["module", "class", "function"])

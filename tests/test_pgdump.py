@@ -10,6 +10,7 @@ command line exits 3), and a low guard rate stretches the dump accordingly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -229,13 +230,14 @@ def _cli_env(postgres_server: PostgresServer, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _cli_config(tmp_path: Path, rate: str) -> Path:
+def _cli_config(tmp_path: Path, rate: str, *, lower: bool = False) -> Path:
     config = tmp_path / "wedguard.toml"
     config.write_text(
         f'[guard]\nrate = "{rate}"\n'
         '[calendar]\npreset = "none"\n'
         '[[sources]]\ntype = "postgres"\ndsn_env = "WEDGUARD_DB_DSN"\n'
         'password_env = "PGPASSWORD"\ntimeout = 2.0\n'
+        + ('lower_backends = "pg_dump"\n' if lower else "")
     )
     return config
 
@@ -263,6 +265,42 @@ def test_wedguard_run_pg_dump_with_a_postgres_source_restores_to_the_same_conten
     assert "pg_dump (pid" in done.stderr
     assert "exit 0 after" in done.stderr
     assert APP_PASSWORD not in done.stderr + done.stdout
+    assert restore(dump) == _expected(source_db)
+
+
+def test_wedguard_run_lowers_the_dumps_server_backend_and_the_dump_restores(
+    postgres_server: PostgresServer,
+    source_db: dict[str, tuple[int, str]],
+    restore: Callable[[Path], dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """``lower_backends = "pg_dump"``: while the dump runs (paced to a few seconds),
+    the server process serving it runs at nice 19 in the idle I/O class."""
+    env = _cli_env(postgres_server, tmp_path)
+    config = _cli_config(tmp_path, "1MB/s", lower=True)
+    dump = tmp_path / "wed.dump"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wedguard", "run", "-c", str(config), "--",
+         *_pg_dump(postgres_server, "-f", str(dump))],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen: set[tuple[int, int]] = set()
+
+    def lowered() -> bool:
+        for pid in _dump_backends(postgres_server):
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                seen.add((os.getpriority(os.PRIO_PROCESS, pid), psutil.Process(pid).ionice()[0]))
+        return (19, psutil.IOPRIO_CLASS_IDLE) in seen
+
+    try:
+        _wait_for(lowered, timeout=20)
+        _out, err = proc.communicate(timeout=50)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "cannot lower" not in err
     assert restore(dump) == _expected(source_db)
 
 

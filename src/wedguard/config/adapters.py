@@ -90,6 +90,7 @@ _SOURCE_SCHEMAS: dict[str, dict[str, Check]] = {
         "statements": check_bool,
         "backoff": check_positive_duration,
         "backoff_max": check_positive_duration,
+        "lower_backends": check_str,
     },
 }
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 from wedguard.errors import ConfigError
 from wedguard.redact import redact_dsn, redact_text
 from wedguard.sources._util import TimedCall, check_timeout
+from wedguard.sources.pg_backends import BackendLowerer, BackendPriority, BackendPriorityError
 
 __all__ = ["PostgresSource", "redact_dsn"]
 
@@ -51,6 +52,10 @@ CROSS JOIN LATERAL (SELECT coalesce(sum(calls), 0)::float8 AS calls,
                     FROM {schema}.pg_stat_statements(false) WHERE dbid = d.datid) s"""
 
 _PLAIN_STATS_SQL: Final = _STATS_SQL.format(stmt_cols="", stmt_join="")
+_BACKENDS_SQL: Final = (
+    "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
 _FIND_STATEMENTS: Final = (
     "SELECT n.nspname, e.extversion FROM pg_extension e "
     "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'"
@@ -84,6 +89,33 @@ def _load_psycopg() -> Any:
         ) from None
 
 
+def _check_lowering(lower_backends: object, backend_priority: object) -> None:
+    """``lower_backends``: an application_name or None; ``backend_priority`` only with it."""
+    if lower_backends is not None and (
+        not isinstance(lower_backends, str) or not lower_backends.strip()
+    ):
+        raise ConfigError(
+            "lower_backends", lower_backends, "an application_name such as 'pg_dump', or None"
+        )
+    if backend_priority is not None and lower_backends is None:
+        raise ConfigError("backend_priority", backend_priority, "None without lower_backends")
+
+
+def _dsn_params(psycopg: Any, dsn: str) -> dict[str, Any]:
+    """The DSN's parameters, as libpq reads them (ConfigError, password hidden, if not)."""
+    try:
+        return dict(psycopg.conninfo.conninfo_to_dict(dsn))
+    except psycopg.Error as exc:
+        # libpq's message may quote any part of the string, the password included:
+        # only the one naming an unknown key is passed on
+        why = str(exc) if str(exc).startswith("invalid connection option") else ""
+        raise ConfigError(
+            "dsn",
+            _masked_invalid(dsn),
+            "a libpq connection string or postgresql:// URL" + (f" ({why})" if why else ""),
+        ) from None
+
+
 class PostgresSource:
     """A PostgreSQL server's latency and load, read on one persistent connection.
 
@@ -104,6 +136,8 @@ class PostgresSource:
     ``db.statement_mean_s``          mean execution time of the statements that finished
                                      since the last sample (``pg_stat_statements``, when
                                      the extension is installed in the database)
+    ``db.backends_lowered``          with ``lower_backends``: the backends running at the
+                                     lowered priority now
     ===============================  ==========================================================
 
     The rates need two samples; the statement mean needs statements in the interval
@@ -131,6 +165,17 @@ class PostgresSource:
     The password (in the DSN, ``password=`` or the environment) never appears in the
     repr, :attr:`last_error` or the log.
 
+    With ``lower_backends="pg_dump"`` each sample also finds the server's backends
+    whose ``application_name`` is that (``pg_dump`` sets its own name) and lowers their
+    CPU and I/O priority to ``backend_priority`` (default: nice 19, the idle I/O
+    class; see :mod:`wedguard.sources.pg_backends`), so that the server process that
+    serves the dump yields the cores to production's queries; :meth:`close` (and
+    :meth:`restore_backends`) puts those still running back. The server must run on
+    this host and the guard as root or as the server's OS user (root, or
+    ``CAP_SYS_NICE``, to restore); when the system refuses, the sample reports
+    ``db.backends_lowered.error`` and :attr:`backend_error` says what is missing (and
+    the log, once), while the other metrics go on.
+
     Args:
         dsn: a libpq connection string, ``"host=db dbname=wed user=monitor"``, or URL,
             ``"postgresql://monitor@db/wed"``.
@@ -142,6 +187,10 @@ class PostgresSource:
         statements: read ``pg_stat_statements`` when it is installed (default True).
         backoff: seconds before the first reconnection attempt after a failure.
         backoff_max: the longest wait between attempts.
+        lower_backends: the ``application_name`` of the backends to lower
+            (``"pg_dump"``), or None (default: none).
+        backend_priority: what they run at (default
+            :class:`~wedguard.sources.pg_backends.BackendPriority`: nice 19, idle I/O).
         monotonic: the time source for rates and backoff (default
             :func:`time.monotonic`).
 
@@ -163,7 +212,9 @@ class PostgresSource:
         "_dsn",
         "_failures",
         "_kwargs",
+        "_lowerer",
         "_monotonic",
+        "_own_checked",
         "_prev",
         "_psycopg",
         "_reported",
@@ -171,9 +222,11 @@ class PostgresSource:
         "_secrets",
         "_stats_sql",
         "attempts",
+        "backend_error",
         "backoff",
         "backoff_max",
         "last_error",
+        "lower_backends",
         "name",
         "query",
         "statements",
@@ -191,6 +244,8 @@ class PostgresSource:
         statements: bool = True,
         backoff: float = 1.0,
         backoff_max: float = 60.0,
+        lower_backends: str | None = None,
+        backend_priority: BackendPriority | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(dsn, str):
@@ -208,18 +263,14 @@ class PostgresSource:
             raise ConfigError("backoff_max", backoff_max, f"seconds >= backoff ({backoff:g})")
         if not callable(monotonic):
             raise ConfigError("monotonic", monotonic, "a callable returning seconds")
+        _check_lowering(lower_backends, backend_priority)
+        self.lower_backends = lower_backends
+        self._lowerer = None if lower_backends is None else BackendLowerer(backend_priority)
+        self._own_checked = False
+        self.backend_error: str | None = None
+        """Why the backends could not be lowered at the last sample (None: they were)."""
         self._psycopg = _load_psycopg()
-        try:
-            params = self._psycopg.conninfo.conninfo_to_dict(dsn)
-        except self._psycopg.Error as exc:
-            # libpq's message may quote any part of the string, the password included:
-            # only the one naming an unknown key is passed on
-            why = str(exc) if str(exc).startswith("invalid connection option") else ""
-            raise ConfigError(
-                "dsn",
-                _masked_invalid(dsn),
-                "a libpq connection string or postgresql:// URL" + (f" ({why})" if why else ""),
-            ) from None
+        params = _dsn_params(self._psycopg, dsn)
         self._secrets = tuple(
             s for s in (params.get("password"), password) if isinstance(s, str) and s
         )
@@ -277,9 +328,21 @@ class PostgresSource:
         except Exception as exc:  # pragma: no cover - defensive: sample() never raises
             return self._failed(self._describe(exc))
 
+    @property
+    def backends_lowered(self) -> list[int]:
+        """The pids of the backends lowered by ``lower_backends`` and running now."""
+        return [] if self._lowerer is None else self._lowerer.lowered
+
+    def restore_backends(self) -> list[int]:
+        """Put the backends lowered so far back to their own priority (the next sample
+        lowers those still matching again); returns the pids restored."""
+        return [] if self._lowerer is None else self._lowerer.restore()
+
     def close(self) -> None:
-        """Close the connection (a probe still running closes it when it ends)."""
+        """Close the connection (a probe still running closes it when it ends) and
+        restore the backends lowered by ``lower_backends``."""
         self._closing = True
+        self.restore_backends()
         pending = self._call._pending
         if pending is None or pending.is_set():
             self._drop()
@@ -316,15 +379,42 @@ class PostgresSource:
                 log.info("%s: pg_stat_statements cannot be read; no statement times", self)
                 self._stats_sql = _PLAIN_STATS_SQL
                 row = conn.execute(self._stats_sql).fetchone()
+            lowered = None if self._lowerer is None else self._lower(conn, self._lowerer)
         except BaseException:
             if conn.closed or conn.broken:
                 self._drop()
                 self._retry_at = -math.inf  # a lost connection is tried again at once
             raise
         finally:
-            if self._closing:
+            if self._closing:  # closed while this probe ran: undo what it did too
                 self._drop()
-        return self._metrics(latency, row)
+                self.restore_backends()
+        out = self._metrics(latency, row)
+        if lowered is not None:
+            key = self.name + ".backends_lowered"
+            if lowered >= 0:
+                out[key] = float(lowered)
+            else:
+                out[key + ".error"] = 1.0
+            self._reported = (*self._reported, key)
+        return out
+
+    def _lower(self, conn: Any, lowerer: BackendLowerer) -> int:
+        """Lower the matching backends; how many are lowered now, or -1 when the
+        system refused (:attr:`backend_error` says why)."""
+        rows = conn.execute(_BACKENDS_SQL, (self.lower_backends,)).fetchall()
+        try:
+            if not self._own_checked:  # the server is local and may be reniced
+                lowerer.check(conn.info.backend_pid)
+                self._own_checked = True
+            lowerer.update(r[0] for r in rows)
+        except BackendPriorityError as exc:
+            if self.backend_error is None:
+                log.error("%s: %s", self, exc)
+            self.backend_error = str(exc)
+            return -1
+        self.backend_error = None
+        return len(lowerer.lowered)
 
     def _connect(self) -> Any:
         self.attempts += 1

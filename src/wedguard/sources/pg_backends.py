@@ -1,0 +1,320 @@
+"""Lowering the CPU and I/O priority of the PostgreSQL backends that serve a backup.
+
+A ``pg_dump`` beside a busy database harms production's queries mostly through the
+server process that serves it (its backend runs ``COPY ... TO STDOUT``: it reads every
+row and formats it as text), not through the ``pg_dump`` process, which the guard
+already runs niced. That backend is a child of the server, at the server's priority,
+out of the guard's reach, unless the guard lowers it: this module finds no backends
+itself (:class:`~wedguard.sources.PostgresSource` does, by ``application_name``, in
+``pg_stat_activity``) but changes a backend's priority and restores it.
+
+The parts:
+
+* :class:`BackendPriority` (pure): what a lowered backend runs at, checked when built;
+* :func:`split_backends` (pure): which backends are new and which are gone;
+* :class:`BackendLowerer` (the operating system's part): lowers each backend once,
+  remembers what it ran at and restores that, raising :class:`BackendPriorityError`
+  with what is missing when the system refuses.
+
+Changing another process's priority needs the right to: the same OS user as the
+server (``postgres``) lowers a backend, root (or ``CAP_SYS_NICE``) lowers and also
+restores it (raising a priority back needs the capability). The server must run on
+this host, in this process namespace: a backend's ``pid`` names a local process only
+then, which is checked (the process must be a ``postgres`` process) before anything is
+changed. Linux only.
+
+Example::
+
+    >>> BackendPriority()
+    BackendPriority(nice=19, ionice='idle', sched_idle=False)
+    >>> split_backends([7, 9], {5, 7})
+    ([9], [5])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterable
+
+import attrs
+import psutil
+
+from wedguard.errors import ConfigError, WedguardError
+
+__all__ = [
+    "BackendLowerer",
+    "BackendPriority",
+    "BackendPriorityError",
+    "Saved",
+    "split_backends",
+]
+
+log = logging.getLogger("wedguard.sources.pg_backends")
+
+_LINUX = sys.platform.startswith("linux")
+_IONICE = ("idle", None)
+
+
+def _check_nice(_inst: object, _attr: object, value: object) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19
+    ):
+        raise ConfigError("backend_priority.nice", value, "an integer from 0 to 19, or None")
+
+
+def _check_ionice(_inst: object, _attr: object, value: object) -> None:
+    if value not in _IONICE:
+        raise ConfigError("backend_priority.ionice", value, "'idle' or None")
+
+
+def _check_sched_idle(_inst: object, _attr: object, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError("backend_priority.sched_idle", value, "True or False")
+
+
+@attrs.frozen
+class BackendPriority:
+    """What a lowered backend runs at.
+
+    Attributes:
+        nice: its niceness, 0 to 19 (default 19, the lowest CPU weight; a backend
+            already nicer is left as it is), or None to leave it.
+        ionice: ``"idle"`` (default): the idle I/O class, served when no one else
+            reads the disk; None to leave it.
+        sched_idle: the ``SCHED_IDLE`` scheduling policy as well (default False): the
+            backend runs only when a core would otherwise idle. It may then hold a
+            buffer lock that a production query waits for while it does not run;
+            ``nice=19`` alone leaves it a small share instead.
+
+    >>> BackendPriority(nice=25)
+    Traceback (most recent call last):
+    ...
+    wedguard.errors.ConfigError: backend_priority.nice: 25 is not valid; expected an integer from 0 to 19, or None
+    """
+
+    nice: int | None = attrs.field(default=19, validator=_check_nice)
+    ionice: str | None = attrs.field(default="idle", validator=_check_ionice)
+    sched_idle: bool = attrs.field(default=False, validator=_check_sched_idle)
+
+
+def split_backends(current: Iterable[int], lowered: Iterable[int]) -> tuple[list[int], list[int]]:
+    """The backends seen now and not lowered yet, and the lowered ones no longer seen
+    (ended: nothing to restore), each sorted.
+
+    >>> split_backends([3, 1, 2], [2, 4])
+    ([1, 3], [4])
+    """
+    now, before = set(current), set(lowered)
+    return sorted(now - before), sorted(before - now)
+
+
+@attrs.frozen
+class Saved:
+    """A backend's priority before it was lowered (to restore it).
+
+    Attributes:
+        pid: the backend's process id.
+        started: its start time (``psutil``'s ``create_time``): a pid reused by
+            another process is never touched.
+        nice: its niceness.
+        ioclass: its I/O class (``psutil.IOPRIO_CLASS_*`` as an int) and ``iovalue``
+            its level in that class.
+        policy: its scheduling policy (``os.SCHED_*``).
+    """
+
+    pid: int
+    started: float
+    nice: int
+    ioclass: int
+    iovalue: int
+    policy: int
+
+
+class BackendPriorityError(WedguardError, PermissionError):
+    """The system refused to change a PostgreSQL backend's priority, or the backend is
+    not a process on this host.
+
+    Attributes:
+        pid: the backend's process id.
+        owner: the OS user that runs it (``""`` when unknown).
+        reason: what went wrong, in a few words.
+    """
+
+    def __init__(self, pid: int, owner: str, reason: str) -> None:
+        self.pid = pid
+        self.owner = owner
+        self.reason = reason
+        who = f" (run by the OS user {owner!r})" if owner else ""
+        fix = (
+            f"run the guard as root, as the OS user {owner!r}, or with CAP_SYS_NICE"
+            if owner
+            else "the server must run on this host, in this process namespace"
+        )
+        super().__init__(
+            f"cannot lower the priority of PostgreSQL backend {pid}{who}: {reason}; {fix}"
+        )
+
+
+def _owner(proc: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return proc.username()
+    return ""
+
+
+def _backend(pid: int) -> psutil.Process:
+    """The local process ``pid``, checked to be a PostgreSQL server process."""
+    try:
+        proc = psutil.Process(pid)
+        name = proc.name()
+    except psutil.NoSuchProcess:
+        raise BackendPriorityError(pid, "", "no such process on this host") from None
+    except psutil.AccessDenied:  # pragma: no cover - the name is readable by anyone on Linux
+        raise BackendPriorityError(pid, "", "its process cannot be read") from None
+    if not name.startswith(("postgres", "postmaster")):
+        raise BackendPriorityError(pid, "", f"process {pid} on this host is {name!r}, not postgres")
+    return proc
+
+
+class BackendLowerer:
+    """Lowers PostgreSQL backends to a :class:`BackendPriority` and restores them.
+
+    :meth:`update` takes the pids of the backends to keep lowered (found by the
+    caller in ``pg_stat_activity``), lowers the new ones and forgets those that
+    ended; :meth:`restore` puts the ones still running back to what they ran at.
+    Thread-safe.
+
+    Args:
+        priority: what a lowered backend runs at (default :class:`BackendPriority`).
+
+    Raises:
+        ConfigError: not on Linux.
+    """
+
+    def __init__(self, priority: BackendPriority | None = None) -> None:
+        if priority is None:
+            priority = BackendPriority()
+        if not isinstance(priority, BackendPriority):
+            raise ConfigError("backend_priority", priority, "a BackendPriority")
+        if not _LINUX:
+            raise ConfigError("lower_backends", sys.platform, "Linux (per-process priorities)")
+        self.priority = priority
+        self._lock = threading.Lock()
+        self._saved: dict[int, Saved] = {}
+
+    @property
+    def lowered(self) -> list[int]:
+        """The pids lowered and not yet restored or seen ended."""
+        with self._lock:
+            return sorted(self._saved)
+
+    def check(self, pid: int) -> None:
+        """Raise :class:`BackendPriorityError` unless ``pid`` is a local PostgreSQL
+        process whose priority this process may lower (its own value set again: the
+        system's permission check without a change)."""
+        proc = _backend(pid)
+        try:
+            if self.priority.nice is not None:
+                os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid))
+            if self.priority.sched_idle:
+                policy = os.sched_getscheduler(pid)
+                os.sched_setscheduler(pid, policy, os.sched_getparam(pid))
+        except PermissionError as exc:
+            raise BackendPriorityError(pid, _owner(proc), exc.strerror or "not permitted") from None
+        except ProcessLookupError:
+            raise BackendPriorityError(pid, "", "the process ended") from None
+
+    def update(self, pids: Iterable[int]) -> list[int]:
+        """Lower the backends in ``pids`` not lowered yet; forget the lowered ones
+        missing from ``pids``. Returns the pids lowered now.
+
+        Raises:
+            BackendPriorityError: the system refused (nothing is left half-changed on
+                that backend), or a pid is not a local PostgreSQL process.
+        """
+        with self._lock:
+            new, gone = split_backends(pids, self._saved)
+            for pid in gone:
+                del self._saved[pid]
+            done: list[int] = []
+            for pid in new:
+                saved = self._lower(pid)
+                if saved is not None:
+                    self._saved[pid] = saved
+                    done.append(pid)
+            return done
+
+    def restore(self) -> list[int]:
+        """Put every lowered backend still running back to its own priority; returns
+        the pids restored. A backend the system does not let this process raise
+        again (no ``CAP_SYS_NICE``) stays lowered until it ends, said in the log."""
+        with self._lock:
+            saved, self._saved = list(self._saved.values()), {}
+        return [s.pid for s in saved if _restore(s)]
+
+    def _lower(self, pid: int) -> Saved | None:
+        proc = _backend(pid)
+        try:
+            io = proc.ionice()
+            saved = Saved(
+                pid=pid,
+                started=proc.create_time(),
+                nice=os.getpriority(os.PRIO_PROCESS, pid),
+                ioclass=int(io.ioclass),
+                iovalue=int(io.value),
+                policy=os.sched_getscheduler(pid),
+            )
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            return None  # ended between the query and now
+        except (PermissionError, psutil.AccessDenied) as exc:
+            why = getattr(exc, "strerror", None) or "Operation not permitted"
+            raise BackendPriorityError(pid, _owner(proc), why) from None
+        p = self.priority
+        try:
+            if p.nice is not None and p.nice > saved.nice:
+                os.setpriority(os.PRIO_PROCESS, pid, p.nice)
+            if p.ionice == "idle":
+                proc.ionice(psutil.IOPRIO_CLASS_IDLE)
+            if p.sched_idle:
+                os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            return None
+        except (PermissionError, psutil.AccessDenied) as exc:
+            _restore(saved)
+            why = getattr(exc, "strerror", None) or "Operation not permitted"
+            raise BackendPriorityError(pid, _owner(proc), why) from None
+        log.debug("lowered PostgreSQL backend %d to %s", pid, p)
+        return saved
+
+
+def _restore(saved: Saved) -> bool:
+    """Put one backend back; False when it ended or the system refused."""
+    try:
+        proc = psutil.Process(saved.pid)
+        if proc.create_time() != saved.started:
+            return False  # the pid now names another process
+        if os.sched_getscheduler(saved.pid) != saved.policy:
+            os.sched_setscheduler(saved.pid, saved.policy, os.sched_param(0))
+        io = proc.ionice()
+        if (int(io.ioclass), int(io.value)) == (saved.ioclass, saved.iovalue):
+            pass  # as it was (a change refused half-way changed nothing here)
+        elif saved.ioclass in (psutil.IOPRIO_CLASS_RT, psutil.IOPRIO_CLASS_BE):
+            proc.ionice(saved.ioclass, saved.iovalue)
+        else:
+            proc.ionice(saved.ioclass)
+        if os.getpriority(os.PRIO_PROCESS, saved.pid) != saved.nice:
+            os.setpriority(os.PRIO_PROCESS, saved.pid, saved.nice)
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return False
+    except (PermissionError, psutil.AccessDenied) as exc:
+        log.warning(
+            "PostgreSQL backend %d stays lowered until it ends: %s (raising a priority "
+            "back needs root or CAP_SYS_NICE)",
+            saved.pid,
+            getattr(exc, "strerror", None) or exc,
+        )
+        return False
+    return True
