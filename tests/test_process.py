@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 import wedguard as wg
+from fault_helpers import kill_strays
 from wedguard.io.freezing import _CgroupFreezer
 from wedguard.io.process import GuardedProcess, run_guarded
 from wedguard.levels import Level
@@ -79,7 +80,7 @@ def is_stopped(pid: int) -> bool:
 
 
 @pytest.fixture
-def reap() -> Iterator[list[int]]:
+def reap(tmp_path: Path) -> Iterator[list[int]]:
     """Pids to kill (with their groups) after the test, whatever happened."""
     pids: list[int] = []
     yield pids
@@ -87,6 +88,7 @@ def reap() -> Iterator[list[int]]:
         for sig in (signal.SIGCONT, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
+    kill_strays(tmp_path)  # and whatever the test started but never learnt of
 
 
 # -- passing through what subprocess.run passes through -----------------------------------

@@ -26,6 +26,7 @@ import pytest
 
 import wedguard as wg
 from conftest_redis import key, redis_server
+from fault_helpers import kill_strays
 from wedguard.config import Config
 from wedguard.errors import ConfigError
 from wedguard.io.process import GuardedProcess
@@ -118,7 +119,7 @@ def scripts(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def reap() -> Iterator[list[int]]:
+def reap(tmp_path: Path) -> Iterator[list[int]]:
     """Process groups to end after the test, whatever happened."""
     pids: list[int] = []
     yield pids
@@ -128,6 +129,7 @@ def reap() -> Iterator[list[int]]:
                 os.killpg(pid, sig)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
+    kill_strays(tmp_path)  # and whatever the test started but never learnt of
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -91,7 +91,9 @@ def make_guard(args: argparse.Namespace) -> Any:
 
     baseline = wg.Baseline.from_json(args.baseline.read_text()) if args.baseline else None
     limit = args.api_limit
-    thresholds = wg.Thresholds() if limit is None else wg.Thresholds(api_latency=limit)
+    tkw: dict[str, Any] = {} if limit is None else {"api_latency": limit}
+    # shaping judges the fast signals too (the host's pressure), as Guard() does
+    thresholds = wg.Thresholds.with_fast_signals(**tkw) if args.shaping else wg.Thresholds(**tkw)
     akw: dict[str, Any] = {}
     if args.window is not None:
         akw["window"] = args.window
@@ -114,12 +116,19 @@ def make_guard(args: argparse.Namespace) -> Any:
     source = ServiceLatencySource(
         f"http://127.0.0.1:{args.port}/metrics", histogram=harness.HISTOGRAM, timeout=1.0
     )
+    sources: list[Any] = [source]
+    if args.shaping:
+        from wedguard.sources import PressureSource
+
+        sources.append(PressureSource(resources=("cpu", "io"), unreadable="unavailable"))
     return wg.Guard(
         rate=args.ceiling,
         calendar=calendar,
         breaker=None,
         analyzer=analyzer,
-        sources=[source],
+        sources=sources,
+        shaping=True if args.shaping else None,
+        sched_idle=args.guard_sched_idle,
         sinks=[],
         controller=controller,
         sample_interval=args.sample_interval,
@@ -158,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blackout", default="", help="START,END seconds after --start-at")
     p.add_argument("--nice", type=int, default=0, help="guard: Guard(nice=...)")
     p.add_argument("--ionice", action="store_true", help="guard: Guard(ionice=True)")
+    p.add_argument(
+        "--shaping", action="store_true", help="guard: Guard(shaping=True), chunks it sizes"
+    )
+    p.add_argument("--guard-sched-idle", action="store_true", help="guard: Guard(sched_idle=True)")
     args = p.parse_args(argv)
     if args.chunk <= 0 or args.chunk % harness.BLOCK:
         p.error(f"--chunk {args.chunk}: a positive multiple of {harness.BLOCK}")
@@ -222,8 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             policies = harness.thread_policies()  # every thread is running by now
             while time.monotonic() < args.stop_at:
+                n = chunk
                 if session is not None:
-                    waited += session.throttle(chunk)
+                    if args.shaping:  # the guard's chunk size, in whole blocks
+                        n = max(harness.BLOCK, min(chunk, session.chunk_size))
+                        n -= n % harness.BLOCK
+                    waited += session.throttle(n)
                     if time.monotonic() >= args.stop_at:
                         break
                 if args.mode == "sleep":
@@ -232,11 +249,12 @@ def main(argv: list[str] | None = None) -> int:
                     if ahead > 0:
                         time.sleep(ahead)
                     continue
-                os.preadv(fd, [buf], pos)
+                view = buf if n == chunk else memoryview(buf)[:n]
+                os.preadv(fd, [view], pos)
                 if not direct:
-                    harness.drop_pages(fd, pos, chunk)
-                pos = (pos + chunk) % size
-                data = zlib.compress(buf, args.level)
+                    harness.drop_pages(fd, pos, n)
+                pos = (pos + n) % size
+                data = zlib.compress(view, args.level)
                 os.write(out, data)
                 unsynced += len(data)
                 written_since += len(data)
@@ -244,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                     os.fsync(out)
                     harness.drop_pages(out)
                     unsynced = 0
-                done[0] += chunk
+                done[0] += n
                 if args.mode == "static" and args.limit > 0:
                     ahead = t0 + done[0] / args.limit - time.monotonic()
                     if ahead > 0:

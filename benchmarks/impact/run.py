@@ -14,6 +14,8 @@ d    a static byte-rate limit at 30 %; d10, d50, d70 at 10, 50, 70 % (the static
 e    wedguard, default controller and analyser
 f    e with a calendar BLACKOUT in the middle of the run (it must pause and resume)
 e2   e with the session thread lowered: Guard(nice=19, ionice=True)
+es   e shaped: Guard(shaping=True, sched_idle=True), the host's pressure judged too,
+     chunks of the guard's size (its two loops and causal pauses)
 g5, g25, g100   wedguard with a latency limit of +5, +25, +100 % (the guard's curve)
 ca   c with the backup's autogroup (its session) at nice 19
 i    SCHED_IDLE alone (every thread of the backup), unpaced; ia: with its autogroup at 19
@@ -65,7 +67,7 @@ OUTSIDE_LIMIT = 0.5
 # -- configuration ------------------------------------------------------------------------
 
 
-_GUARDED = ("e", "e2")  # wedguard's own settings besides the sweep
+_GUARDED = ("e", "e2", "es")  # wedguard's own settings besides the sweep
 
 SMALL = 128 * 1024
 """The small chunk of the stand-ins k, ik, dk, dik."""
@@ -119,6 +121,12 @@ def scenarios(quick: bool, profile: str = "mixed") -> list[dict[str, Any]]:
             "what": "wedguard defaults, session thread at nice 19 + idle I/O",
             "family": "guard",
             "backup": ["guard", "--nice", "19", "--ionice"],
+        },
+        {
+            "name": "es",
+            "what": "wedguard shaped: two loops, causal pauses, SCHED_IDLE, its chunk sizes",
+            "family": "guard",
+            "backup": ["guard", "--shaping", "--guard-sched-idle"],
         },
     ]  # fmt: skip
     out.extend(
@@ -598,7 +606,7 @@ def plot(
     profiles = list(summaries)
     fig, axes = plt.subplots(len(profiles), 2, figsize=(12, 4.8 * len(profiles)), squeeze=False)
     colors = {
-        "a2": "grey", "b": "red", "c": "orange", "e": "green", "e2": "darkgreen", "f": "teal",
+        "a2": "grey", "b": "red", "c": "orange", "e": "green", "e2": "darkgreen", "es": "olive", "f": "teal",
         "i": "magenta", "k": "saddlebrown", "ik": "crimson", "dk": "slateblue",
         "dik": "navy", "z": "black",
     }  # fmt: skip
