@@ -167,6 +167,7 @@ class Session:
         "_ctx",
         "_deadline_spec",
         "_guard",
+        "_hot",
         "_lean",
         "_lease",
         "_led",
@@ -204,6 +205,9 @@ class Session:
         self.name = name
         self._guard = guard
         self._port = GuardPort(guard)
+        # the guard's core, as sessions see it (SessionHost): the hot path reads its
+        # decision flags, its clock and its byte bucket directly
+        self._hot: Any = guard.host  # a SessionHost whose bytes is a TokenBucketThrottler
         clock = guard.clock
         self._deadline_spec = parse_deadline(deadline, guard.calendar is not None)
         self._led = Ledger.build(
@@ -429,28 +433,28 @@ class Session:
     def _fast(self, n: float) -> bool:
         """The fast lanes of a call without operations: when nothing binds, count ``n``
         and say True; else False (the slow path decides). One clock read at most."""
-        g = self._guard  # the five hot fields (see GuardPort)
+        g = self._hot  # the five hot fields of the guard's core (see SessionHost)
         try:
             if 0 <= n < _INF and n is not True and n is not False:
                 if self._lean:
                     # nothing limits beyond the guard, and nothing can change before a
                     # new decision: take from the guard's bucket, or just count
-                    if g._free:
+                    if g.free:
                         self._led.bytes += n
                         return True
-                    if g._go:
-                        now = g._now()
-                        if now < g._expires and g._bytes.try_acquire_at(n, now):
+                    if g.go:
+                        now = g.now()
+                        if now < g.expires and g.bytes.try_acquire_at(n, now):
                             self._led.bytes += n
                             return True
-                elif self._quick and g._go:
+                elif self._quick and g.go:
                     # the session's own cap and cutoffs, checked inline
                     led = self._led
-                    now = g._now()
-                    if now < g._expires and now < self._clear and led.bytes + n < led.byte_limit:
+                    now = g.now()
+                    if now < g.expires and now < self._clear and led.bytes + n < led.byte_limit:
                         cap = self._bucket
                         if cap is None or cap.try_acquire_at(n, now):
-                            if g._free or g._bytes.try_acquire_at(n, now):
+                            if g.free or g.bytes.try_acquire_at(n, now):
                                 led.bytes += n
                                 return True
                             if cap is not None:
