@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,25 +140,3 @@ def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FullD
             yield FullDisk(mounted, None)
     else:
         yield FullDisk(tmp_path, SpoolFault(monkeypatch, errno.ENOSPC))
-
-
-def kill_strays(marker: Path) -> list[int]:
-    """SIGCONT then SIGKILL every process whose command line names ``marker`` (a test's
-    own temporary directory): whatever a test started is gone after it, even when the
-    test was cut short before it learnt a pid. Returns the pids it found."""
-    needle = str(marker).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline:
-            found.append(int(entry.name))
-    for pid in found:
-        for sig in (signal.SIGCONT, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-    return found

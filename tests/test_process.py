@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
@@ -10,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import psutil
 import pytest
 
 import wedguard as wg
-from fault_helpers import kill_strays
 from wedguard.io.freezing import _CgroupFreezer
 from wedguard.io.process import GuardedProcess, run_guarded
 from wedguard.levels import Level
@@ -77,18 +75,6 @@ def is_stopped(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_STOPPED
     except psutil.NoSuchProcess:
         return False
-
-
-@pytest.fixture
-def reap(tmp_path: Path) -> Iterator[list[int]]:
-    """Pids to kill (with their groups) after the test, whatever happened."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        for sig in (signal.SIGCONT, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
-    kill_strays(tmp_path)  # and whatever the test started but never learnt of
 
 
 # -- passing through what subprocess.run passes through -----------------------------------

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ import pytest
 
 import wedguard as wg
 from conftest_redis import key, redis_server
-from fault_helpers import kill_strays
 from wedguard.config import Config
 from wedguard.errors import ConfigError
 from wedguard.io.process import GuardedProcess
@@ -116,20 +115,6 @@ def scripts(tmp_path: Path) -> tuple[Path, Path]:
     counter.write_text(COUNTER)
     guard.write_text(GUARD)
     return counter, guard
-
-
-@pytest.fixture
-def reap(tmp_path: Path) -> Iterator[list[int]]:
-    """Process groups to end after the test, whatever happened."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        for sig in (signal.SIGCONT, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-    kill_strays(tmp_path)  # and whatever the test started but never learnt of
 
 
 def env(**extra: str) -> dict[str, str]:

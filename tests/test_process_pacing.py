@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -55,16 +54,6 @@ def state(pid: int) -> str:
         return psutil.Process(pid).status()
     except psutil.NoSuchProcess:
         return ""
-
-
-@pytest.fixture
-def reap() -> Iterator[list[int]]:
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        for sig in (signal.SIGCONT, signal.SIGKILL):
-            with contextlib.suppress(OSError):
-                os.kill(pid, sig)
 
 
 def test_a_paced_child_is_stopped_a_few_times_a_second(tmp_path: Path, reap: list[int]) -> None:

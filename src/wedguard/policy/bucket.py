@@ -21,6 +21,7 @@ import threading
 from collections.abc import Generator
 from typing import Final
 
+from wedguard import _checks
 from wedguard.clock import Clock, check_clock, clock_await, clock_wait
 from wedguard.errors import ConfigError, ThrottleTimeout
 from wedguard.units import parse_rate
@@ -36,26 +37,6 @@ _INF: Final = math.inf
 _FLOAT_MAX: Final = sys.float_info.max
 _SLACK: Final = 1e-9
 """Seconds below which a remaining wait counts as served (float rounding, not policy)."""
-
-
-def _check_n(n: object) -> float:
-    """``n`` as a float, or ConfigError naming the field ``n``."""
-    if isinstance(n, bool) or not isinstance(n, (int, float)):
-        raise ConfigError("n", n, "a finite number of units >= 0")
-    try:
-        value = float(n)
-    except OverflowError:
-        raise ConfigError("n", n, "a finite number of units >= 0") from None
-    if not 0 <= value < _INF:
-        raise ConfigError("n", n, "a finite number of units >= 0")
-    return value
-
-
-def _check_timeout(timeout: object) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
-        raise ConfigError("timeout", timeout, "seconds >= 0, or None")
 
 
 class _Ticket:
@@ -238,7 +219,7 @@ class TokenBucketThrottler:
                     return True
                 return self._take_beyond(n, now, available)
         except TypeError:  # n is not a number at all
-            _check_n(n)
+            _checks.units(n)
             raise
 
     def try_acquire_at(self, n: float, now: float) -> bool:
@@ -268,13 +249,13 @@ class TokenBucketThrottler:
                     return True
                 return self._take_beyond(n, now, available)
         except TypeError:  # n is not a number at all
-            _check_n(n)
+            _checks.units(n)
             raise
 
     def _take_beyond(self, n: float, now: float, available: float) -> bool:
         """The units are not there (or ``n`` is no size): a request beyond the burst
         is served from a full bucket, into debt (lock held)."""
-        n = _check_n(n)  # raises for NaN, inf, negatives, bools, huge ints
+        n = _checks.units(n)  # raises for NaN, inf, negatives, bools, huge ints
         burst = self._burst
         if available >= burst:  # n > burst: served from a full bucket, into debt
             self._c0 = self._consumed + burst
@@ -295,7 +276,7 @@ class TokenBucketThrottler:
         >>> bucket.try_acquire(5)
         True
         """
-        n = _check_n(n)
+        n = _checks.units(n)
         with self._lock:
             if not self._unlimited:
                 self._consumed -= n
@@ -314,7 +295,7 @@ class TokenBucketThrottler:
         Raises:
             ConfigError: ``n`` is negative, not finite or not a number.
         """
-        n = _check_n(n)
+        n = _checks.units(n)
         with self._lock:
             if self._unlimited:
                 return 0.0
@@ -458,8 +439,8 @@ class TokenBucketThrottler:
                             return 0.0
                 except TypeError:
                     pass
-        n = _check_n(n)
-        _check_timeout(timeout)
+        n = _checks.units(n)
+        _checks.timeout(timeout)
         if self._unlimited:
             return 0.0
         with self._cond:
@@ -500,8 +481,8 @@ class TokenBucketThrottler:
                     return 0.0
             except TypeError:
                 pass
-        n = _check_n(n)
-        _check_timeout(timeout)
+        n = _checks.units(n)
+        _checks.timeout(timeout)
         if self._unlimited:
             return 0.0
         loop = asyncio.get_running_loop()

@@ -67,7 +67,6 @@ _CHUNKS: Final = ChunkPolicy()
 _INF: Final = float("inf")
 P = ParamSpec("P")
 R = TypeVar("R")
-BreakerLike = Breaker  #: the name protect() and its helpers give the breaker type
 
 
 # Past ~500 lines by its documentation: of ~730 lines ~260 are docstrings (the arguments'
@@ -245,11 +244,6 @@ class Guard(GuardAliases):
     @property
     def shaper(self) -> Any:
         """The :class:`~wedguard.policy.probing.Shaper` (None without ``shaping``)."""
-        return self._host.settings.shaper
-
-    @property
-    def shaping(self) -> Any:
-        """The :class:`~wedguard.policy.probing.Shaper` the guard runs, or None."""
         return self._host.settings.shaper
 
     @property
@@ -536,7 +530,7 @@ class Guard(GuardAliases):
         ops: int = 1,
         name: str | None = None,
         wait_on_open: bool = False,
-        breaker: BreakerLike | _Default | None = DEFAULT,
+        breaker: Breaker | _Default | None = DEFAULT,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def protect(
@@ -548,7 +542,7 @@ class Guard(GuardAliases):
         ops: int = 1,
         name: str | None = None,
         wait_on_open: bool = False,
-        breaker: BreakerLike | _Default | None = DEFAULT,
+        breaker: Breaker | _Default | None = DEFAULT,
     ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate an upload function (sync or async) to run under the guard.
 

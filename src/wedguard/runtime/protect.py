@@ -38,7 +38,8 @@ from wedguard.runtime.session import (
 )
 
 if TYPE_CHECKING:
-    from wedguard.runtime.guard import BreakerLike, Guard
+    from wedguard.interfaces import Breaker
+    from wedguard.runtime.guard import Guard
 
 __all__ = ["joinable", "protect"]
 
@@ -64,7 +65,7 @@ def protect(
     ops: int,
     name: str | None,
     wait_on_open: bool,
-    breaker: BreakerLike | None,
+    breaker: Breaker | None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """What :meth:`Guard.protect` returns (the breaker already chosen); see there."""
     if isinstance(ops, bool) or not isinstance(ops, int) or ops < 0:
@@ -110,7 +111,7 @@ class _Protected:
         ops: int,
         name: str | None,
         wait_on_open: bool,
-        breaker: BreakerLike | None,
+        breaker: Breaker | None,
     ) -> None:
         self.guard = guard
         self.port = GuardPort(guard)
@@ -132,7 +133,7 @@ class _Protected:
 
     # -- the gate: one flow, waited through by threads or by asyncio ------------------------
 
-    def gate(self, b: BreakerLike) -> Generator[float, None, None]:
+    def gate(self, b: Breaker) -> Generator[float, None, None]:
         """The breaker refused a call: yields how long to wait until it asks again (with
         ``wait_on_open``); raises CircuitOpenError (without it) or EmergencyStop (the
         guard stopped). Returns once the breaker allows the call."""
@@ -298,7 +299,7 @@ class _Lazy:
             leave_current(self.token)
 
 
-def _release(b: BreakerLike | None) -> None:
+def _release(b: Breaker | None) -> None:
     """Give back what ``b.allow()`` took for a call that will not be made (a breaker
     without ``release()`` keeps it)."""
     release = getattr(b, "release", None)
@@ -306,7 +307,7 @@ def _release(b: BreakerLike | None) -> None:
         release()
 
 
-def _open_error(b: BreakerLike, retry: float) -> CircuitOpenError:
+def _open_error(b: Breaker, retry: float) -> CircuitOpenError:
     """The breaker's own CircuitOpenError (with its reason), or one built here."""
     make = getattr(b, "_open_error", None)
     if callable(make):

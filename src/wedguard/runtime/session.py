@@ -302,7 +302,7 @@ class Session:
     def shaped(self) -> bool:
         """True when the guard shapes chunks (``Guard(shaping=...)``): a copy then reads
         :attr:`chunk_size` again before every chunk."""
-        return self._guard.shaping is not None
+        return self._guard.shaper is not None
 
     @property
     def priority(self) -> _priority.Applied | None:
