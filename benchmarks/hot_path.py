@@ -11,12 +11,14 @@ Cases:
   bucket.try_acquire / bucket.acquire: a bucket that has the units (the goal: acquire
       at most 1.2x try_acquire).
   session_*: ``s.throttle(100)`` when nothing binds, in a session with nothing of its
-      own, with a cap (``rate``), with ``max_bytes``, with ``max_duration`` (a cutoff),
-      with an ``ops_rate`` (the goal: at most 0.6 us with a cap or ``max_bytes``).
-  call / protect_light / protect_session: a plain function, the same under
-      ``@guard.protect(cost=100)`` outside a session on a guard nothing observes a
-      session of (no sinks, slots or sources: the light lane), and on a guard with its
-      default slots (a session per call). The goal: at most 2 us added by the light lane.
+      own (also counting one operation, ``s.throttle(100, 1)``), with a cap
+      (``rate``), with ``max_bytes``, with ``max_duration`` (a cutoff), with an
+      ``ops_rate`` (the goal: at most 0.6 us with a cap or ``max_bytes``).
+  call / protect_light / protect_watched: a plain function, the same under
+      ``@guard.protect(cost=100)`` outside a session on a guard that keeps no slots,
+      sinks or sources (nothing to take or count), and on a guard with its default
+      slots and logging sink (a slot per call and the function's account; before, a
+      session and a report per call). The goal: at most 2 us added per call.
 """
 
 from __future__ import annotations
@@ -47,19 +49,20 @@ SETUP = {
     "session_ops_rate": SESSION.format(", ops_rate=1e9"),
     "call": "f = lambda x: x",
     "protect_light": GUARD + LIGHT + PROTECT,
-    "protect_session": GUARD + ", breaker=None)" + PROTECT,
+    "protect_watched": GUARD + ", breaker=None)" + PROTECT,
 }
 CASES = {  # name: (setup, statement, calls per repeat)
     "bucket_try_acquire": ("bucket", "b.try_acquire(1000)", 100_000),
     "bucket_acquire": ("bucket", "b.acquire(1000)", 100_000),
     "session_plain": ("session", "s.throttle(100)", 100_000),
+    "session_one_op": ("session", "s.throttle(100, 1)", 100_000),
     "session_cap": ("session_cap", "s.throttle(100)", 100_000),
     "session_max_bytes": ("session_max_bytes", "s.throttle(100)", 100_000),
     "session_max_duration": ("session_max_duration", "s.throttle(100)", 100_000),
     "session_ops_rate": ("session_ops_rate", "s.throttle(100)", 100_000),
     "call": ("call", "f(1)", 100_000),
     "protect_light": ("protect_light", "p(1)", 20_000),
-    "protect_session": ("protect_session", "p(1)", 2_000),
+    "protect_watched": ("protect_watched", "p(1)", 20_000),
 }
 RUNNER = """
 import timeit
@@ -123,14 +126,14 @@ def main() -> None:
         "protect_added_ns": {
             t: {
                 "light": round(ns[t]["protect_light"] - ns[t]["call"], 1),
-                "session": round(ns[t]["protect_session"] - ns[t]["call"], 1),
+                "watched": round(ns[t]["protect_watched"] - ns[t]["call"], 1),
             }
             for t in ns
         },
         "best_protect_added_ns": {
             t: {
                 "light": round(best[t]["protect_light"] - best[t]["call"], 1),
-                "session": round(best[t]["protect_session"] - best[t]["call"], 1),
+                "watched": round(best[t]["protect_watched"] - best[t]["call"], 1),
             }
             for t in best
         },

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import wedguard as wg
 from wedguard.testing import FakeClock, RecordingSink
@@ -210,21 +213,149 @@ def test_a_stopped_guard_refuses_a_light_call() -> None:
     assert ran == [1]
 
 
-def test_with_sinks_every_call_still_reports() -> None:
-    clock = FakeClock()
-    sink = RecordingSink()
-    guard = wg.Guard(
+def watched_guard(clock: FakeClock, sink: RecordingSink, **kw: object) -> wg.Guard:
+    """A guard whose calls outside a session take slots and are reported."""
+    kw.setdefault("max_concurrent", 2)
+    return wg.Guard(
         clock=clock, calendar=None, sources=[], sinks=[sink], log_events=False,
-        max_concurrent=None, breaker=None,
+        breaker=None, rate="1MB/s", **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
-    @guard.protect(cost=10)
+
+def test_with_sinks_the_calls_are_reported_together() -> None:
+    """No session and no report per call: one report per function, at flush."""
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = watched_guard(clock, sink)
+
+    @guard.protect(cost=10, name="upload")
     def upload() -> None:
-        pass
+        assert guard.active_sessions == 1  # the call holds a slot while it runs
+        clock.advance(0.5)
 
     for _ in range(3):
         upload()
-    assert [r.bytes for r in sink.of_kind("session")] == [10, 10, 10]  # type: ignore[attr-defined]
+    assert sink.of_kind("session") == []
+    assert guard.active_sessions == 0
+    assert guard.flush()
+    (r,) = sink.of_kind("session")
+    assert (r.name, r.bytes, r.ops, r.outcome, r.ok) == ("upload", 30.0, 3, "done", True)  # type: ignore[attr-defined]
+    assert r.duration == pytest.approx(1.5)  # type: ignore[attr-defined]
+    assert guard.flush()
+    assert len(sink.of_kind("session")) == 1  # nothing new: nothing reported again
+
+
+def test_a_functions_calls_are_reported_once_a_period() -> None:
+    from wedguard.runtime.calls import CALL_PERIOD
+
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = watched_guard(clock, sink)
+
+    @guard.protect(cost=1)
+    def upload() -> None:
+        pass
+
+    upload()
+    clock.advance(CALL_PERIOD - 1)
+    upload()  # within the period: counted
+    assert sink.of_kind("session") == []
+    clock.advance(1)
+    upload()  # the period is over: its report goes out with this call counted
+    assert [r.ops for r in sink.of_kind("session")] == [3]  # type: ignore[attr-defined]
+    upload()
+    guard.close()
+    assert [r.ops for r in sink.of_kind("session")] == [3, 1]  # type: ignore[attr-defined]
+
+
+def test_failed_calls_are_named_in_the_report() -> None:
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = watched_guard(clock, sink)
+
+    @guard.protect(cost=1)
+    def upload(fail: bool) -> None:
+        if fail:
+            raise OSError("s3 down")
+
+    upload(False)
+    with pytest.raises(OSError, match="s3 down"):
+        upload(True)
+    upload(False)
+    guard.flush()
+    (r,) = sink.of_kind("session")
+    assert (r.ops, r.ok, r.outcome) == (3, False, "error")  # type: ignore[attr-defined]
+    assert r.error == "1 of 3 calls failed; the last: OSError: s3 down"  # type: ignore[attr-defined]
+
+
+def test_a_call_outside_a_session_holds_a_slot_and_waits_for_one() -> None:
+    """With max_concurrent=1 a call holds the only slot while it runs; while a session
+    holds it, a call waits for it as a session of its own (and reports as one)."""
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = watched_guard(clock, sink, max_concurrent=1, slot_timeout=1.0)
+
+    @guard.protect(cost=1, name="upload")
+    def upload() -> int:
+        return guard.active_sessions
+
+    assert upload() == 1
+    holding, done = threading.Event(), threading.Event()
+
+    def photos() -> None:
+        with guard.session("photos"):
+            holding.set()
+            done.wait(10)
+
+    t = threading.Thread(target=photos)
+    t.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(wg.SlotTimeout):  # the session holds the slot: the call waits
+            upload()
+    finally:
+        done.set()
+        t.join(10)
+    assert upload() == 1
+    guard.flush()
+    reports = {r.name: (r.ops, r.outcome) for r in sink.of_kind("session")}  # type: ignore[attr-defined]
+    # the call that timed out never ran (no slot, no report); the two that ran together
+    assert reports == {"photos": (0, "done"), "upload": (2, "done")}
+
+
+def test_a_call_that_asks_for_its_session_hands_its_slot_over() -> None:
+    """max_concurrent=1: the call's session takes the slot the call held (no deadlock),
+    and the call is reported by that session, not counted twice."""
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = watched_guard(clock, sink, max_concurrent=1, slot_timeout=1.0)
+
+    @guard.protect(cost=100, name="upload")
+    def upload() -> str:
+        s = wg.current_session()
+        assert s is not None
+        assert guard.active_sessions == 1
+        return s.name
+
+    assert upload() == "upload"
+    guard.flush()
+    (r,) = sink.of_kind("session")
+    assert (r.bytes, r.ops, r.outcome) == (100.0, 1, "done")  # type: ignore[attr-defined]
+    assert guard.active_sessions == 0
+
+
+def test_calls_outside_a_session_count_in_what_the_backup_moved() -> None:
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = watched_guard(clock, sink)
+
+    @guard.protect(cost=lambda n: n)
+    def upload(n: int) -> None:
+        pass
+
+    for n in (100, 200, 300):
+        upload(n)
+    assert guard.host.call_bytes == 600
 
 
 async def test_a_light_async_call() -> None:
@@ -305,3 +436,102 @@ def test_one_clock_read_per_chunk_when_nothing_binds(kw: dict[str, object]) -> N
         for _ in range(100):
             s.throttle(1000)
         assert clock.reads - before == 100
+
+
+# -- credit taken in blocks ----------------------------------------------------------------
+
+
+def test_lease_takes_a_block_only_while_nothing_binds() -> None:
+    clock = FakeClock()
+    bucket = wg.TokenBucketThrottler(100, burst=100, clock=clock)
+    assert bucket.lease(1, 20, 0.0) == 20  # full: a block
+    assert bucket.lease(1, 30, 0.0) == 30  # 80 there, 50 left after: a block still
+    # 50 there: a block would leave less than half the burst, so only what is asked
+    assert bucket.lease(5, 30, 0.0) == 5
+    assert bucket.lease(50, 60, 0.0) == 0  # not there: nothing taken
+    assert bucket.available == pytest.approx(45)
+    bucket.untake(20)
+    assert bucket.available == pytest.approx(65)
+    with pytest.raises(wg.ConfigError, match="n"):
+        bucket.lease(-1, 10, 0.0)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(0, 0.05),  # time passing
+            st.floats(0, 300),  # n
+            st.floats(0, 300),  # want beyond n
+            st.floats(0, 1),  # share of the lease given back
+        ),
+        max_size=60,
+    )
+)
+def test_leases_never_give_more_than_the_rate_and_the_burst(
+    steps: list[tuple[float, float, float, float]],
+) -> None:
+    """Whatever is leased and given back, what is kept never exceeds rate * t + burst."""
+    clock = FakeClock()
+    bucket = wg.TokenBucketThrottler(1000, burst=200, clock=clock)
+    kept = 0.0
+    start = clock.monotonic()
+    biggest = 200.0  # a request beyond the burst is served from a full bucket
+    for dt, n, extra, share in steps:
+        clock.advance(dt)
+        got = bucket.lease(n, n + extra, clock.monotonic())
+        assert got == 0 or got >= n
+        back = (got - n) * share if got else 0.0
+        if back:
+            bucket.untake(back)
+        kept += got - back
+        biggest = max(biggest, n if got else 0.0)
+        assert kept <= 1000 * (clock.monotonic() - start) + biggest + 1e-6
+
+
+def test_a_new_decision_ends_the_credit_at_once() -> None:
+    """Credit taken while nothing bound does not outlive the decision it was taken under:
+    a lower rate binds from the next call."""
+    clock = FakeClock()
+    guard = light_guard(clock, rate="1GB/s")
+    with guard.session("s") as s:
+        for _ in range(100):
+            assert s.throttle(1000) == 0.0  # within the credit: no lock, no wait
+        guard.set_rate("10kB/s")  # the operator lowers the rate
+        waited = sum(s.throttle(1000) for _ in range(30))
+    # the new bucket's burst goes first, then 10 kB/s: nothing of the old credit is spent
+    burst = wg.TokenBucketThrottler(10_000).burst
+    assert waited == pytest.approx(max(0.0, (30_000 - burst) / 10_000), abs=1e-6)
+    assert s.report().bytes == 130_000
+
+
+def test_unspent_credit_goes_back_to_the_guard_when_the_session_ends() -> None:
+    clock = FakeClock()
+    guard = light_guard(clock, rate="100MB/s")
+    full = guard.host.bytes.available
+    with guard.session("s") as s:
+        s.throttle(1000)  # the first call decides (the slow lane)
+        s.throttle(1000)
+        assert guard.host.bytes.available < full - 2000  # a block was taken
+    assert guard.host.bytes.available == pytest.approx(full - 2000)
+
+
+def test_two_sessions_on_a_binding_bucket_share_it_as_before() -> None:
+    """While the guard's rate binds no session holds credit the other could use."""
+    clock = FakeClock()
+    guard = light_guard(clock, rate="100kB/s")
+    a = guard.session("a").__enter__()
+    b = guard.session("b").__enter__()
+    try:
+        burst = guard.host.bytes.burst
+        while guard.host.bytes.available > 0.5 * burst:  # drain to half, alternating
+            a.throttle(1000)
+            b.throttle(1000)
+        # now binding: each call takes exactly its bytes from the bucket, no block
+        # (100 bytes: a block of 10 ms at 100 kB/s would be ten times that)
+        for s in (a, b, a, b):
+            before = guard.host.bytes.available
+            assert s.throttle(100) == 0.0
+            assert guard.host.bytes.available == pytest.approx(before - 100)
+    finally:
+        b.__exit__(None, None, None)
+        a.__exit__(None, None, None)

@@ -252,6 +252,46 @@ class TokenBucketThrottler:
             _checks.units(n)
             raise
 
+    def lease(self, n: float, want: float, now: float) -> float:
+        """Take credit for ``n`` units, or for ``want`` (``> n``) while the bucket would
+        keep at least half its burst after; return the units taken (0: none).
+
+        A caller that spends its credit itself (without a lock) asks the bucket once
+        per block instead of once per request, and gives back what it did not spend
+        with :meth:`untake`. The block is taken only while nothing binds (the bucket
+        more than half full), so a bucket that binds serves exactly what is asked, as
+        :meth:`try_acquire_at` does. An unlimited bucket gives ``want`` and counts
+        nothing.
+
+        >>> from wedguard.testing import FakeClock
+        >>> clock = FakeClock()
+        >>> bucket = TokenBucketThrottler(100, burst=100, clock=clock)
+        >>> bucket.lease(1, 20, 0.0)                # full: a block of 20
+        20.0
+        >>> bucket.untake(19); bucket.lease(1, 40, 0.0)   # 99 there: 40 (59 left)
+        40.0
+        >>> bucket.lease(1, 40, 0.0)                # 59 - 40 < 50: only what is asked
+        1.0
+
+        Raises:
+            ConfigError: ``n`` is negative, not finite or not a number.
+        """
+        n = _checks.units(n)
+        with self._lock:
+            if self._unlimited:
+                return float(max(want, n))
+            consumed = self._consumed
+            available = self._c0 + self._slope * (now - self._t0) - consumed
+            burst = self._burst
+            take = want if want > n and available - want >= burst * 0.5 else n
+            if available >= take:
+                if available >= burst and now > self._t0:  # full: re-anchor
+                    self._c0 = consumed + burst
+                    self._t0 = now
+                self._consumed = consumed + take
+                return float(take)
+            return n if self._take_beyond(n, now, available) else 0.0
+
     def _take_beyond(self, n: float, now: float, available: float) -> bool:
         """The units are not there (or ``n`` is no size): a request beyond the burst
         is served from a full bucket, into debt (lock held)."""
@@ -275,11 +315,21 @@ class TokenBucketThrottler:
         >>> bucket.untake(5)
         >>> bucket.try_acquire(5)
         True
+
+        Never more than the burst: units given back after the rate changed (credit
+        leased at a higher rate) fill the bucket at most to its burst now.
+
+        >>> bucket.untake(1000); bucket.available
+        5.0
         """
         n = _checks.units(n)
         with self._lock:
             if not self._unlimited:
                 self._consumed -= n
+                now = self._now()
+                if self._c0 + self._slope * (now - self._t0) - self._consumed > self._burst:
+                    self._c0 = self._consumed + self._burst
+                    self._t0 = now
 
     def reserve(self, n: float = 1) -> float:
         """Take ``n`` units now and return how many seconds the caller must wait.

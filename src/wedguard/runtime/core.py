@@ -41,6 +41,7 @@ from wedguard.runtime.slots import Slot, Slots
 from wedguard.units import format_rate
 
 if TYPE_CHECKING:
+    from wedguard.runtime.calls import CallAccount
     from wedguard.runtime.session import Session
     from wedguard.runtime.settings import GuardSettings
 
@@ -62,7 +63,10 @@ class GuardCore:
         s = self.settings = settings
         self.clock = s.clock
         self.now: Callable[[], float] = s.clock.monotonic
-        self.lock = threading.Condition(threading.RLock())
+        # the guard's lock, and the condition its waiters wait on (the lock itself
+        # is taken directly where every microsecond counts: protected calls)
+        self.mutex = threading.RLock()
+        self.lock = threading.Condition(self.mutex)
         self.async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self.rate = s.rate
         self.calendar = s.calendar
@@ -90,6 +94,11 @@ class GuardCore:
         self.window: Any = None  # the calendar window in force (cached until it ends)
         self.next_sample = self.next_stop_check = -_INF
         self.held_since: float | None = None
+        self.idle_since = -_INF  # when the last session ended (monotonic)
+        # protected calls outside a session: the accounts with calls not yet reported,
+        # and the bytes all such calls took (for what the backup moved)
+        self.accounts: set[CallAccount] = set()
+        self.call_bytes = 0.0
         self.stopped = False
         self.go = True
         self.expires = -_INF
@@ -118,9 +127,17 @@ class GuardCore:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1.0)
 
+    def settle_calls(self) -> None:
+        """Report the protected calls counted so far (each function's account)."""
+        with self.lock:
+            now = self.now()
+            for account in list(self.accounts):
+                account.settle(now)
+
     def shutdown(self, timeout: float | None) -> bool:
         """Deliver what is queued (within ``timeout``) and close the sources that hold
         something open; False when something was still undelivered."""
+        self.settle_calls()
         done = self.events.flush_all(timeout)
         for src in self.settings.sources:
             close = getattr(src, "close", None)
@@ -191,14 +208,30 @@ class GuardCore:
         self.slots.release(slot)
 
     def first_session(self, now: float) -> None:
-        """The first session took its slot: sample now, check the stops now."""
-        self.next_sample = self.next_stop_check = now
-        self.free = False
-        self.expires = -_INF
+        """The first session took its slot: sample now, check the stops now.
+
+        Back to back with the last one (it ended less than a sample interval ago,
+        such as one session per protected call) and with the sampler thread still
+        running, the sample, the stop check and the decision in force are fresh
+        still: nothing is redone, unless a baseline warm-up begins or the shaper's
+        pauses depend on sessions running."""
         self.held_since = None
         if self.reopen is not None:
             self.reopen()
-        self.judge.warmup.begin()
+        warmup = self.judge.warmup
+        warmup.begin()
+        settings = self.settings
+        if (
+            settings.background  # the sampler thread, still running, checks and samples
+            and self.sampler.thread is not None
+            and now - self.idle_since < settings.interval
+            and not warmup.line
+            and settings.shaper is None
+        ):
+            return
+        self.next_sample = self.next_stop_check = now
+        self.free = False
+        self.expires = -_INF
         if self.stop_switch is not None:
             self.stop_switch.check()
         if self.settings.background:
@@ -206,6 +239,7 @@ class GuardCore:
 
     def last_session(self) -> None:
         """The last session left: a baseline warm-up no longer holds anyone."""
+        self.idle_since = self.now()
         if self.judge.warmup.cancel():
             self.refresh_now()
 
@@ -303,7 +337,7 @@ class GuardCore:
             now,
             level=self.decision.level,
             ceiling=min(self.rate, self.calendar_cap()),
-            moved=sum(s._bytes for s in self.slots.sessions()),
+            moved=sum(s._bytes for s in self.slots.sessions()) + self.call_bytes,
             active=bool(self.slots.active),
         )
 
@@ -339,6 +373,8 @@ class GuardCore:
         if go and self.ops is not None and self.ops.rate != d.ops_rate:
             self.ops.set_rate(d.ops_rate)
         self.go = go
+        for s in self.slots.sessions():  # credit taken under the old decision ends here
+            s._revoke()
         expires = self._expiry(d, now)
         self.expires = expires if expires > now else now + 1e-6
         self.free = go and d.rate == _INF and expires == _INF

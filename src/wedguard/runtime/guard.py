@@ -469,8 +469,10 @@ class Guard(GuardAliases):
         """Wait (real time) until every queued event reached the sinks; False on timeout.
 
         Events left with no delivery thread to take them (one could not be started as
-        the interpreter shuts down) are delivered by the caller.
+        the interpreter shuts down) are delivered by the caller. The protected calls
+        made outside a session so far are reported first (one report per function).
         """
+        self._host.settle_calls()
         return self._host.events.flush(timeout)
 
     def close(self, timeout: float | None = 5.0) -> bool:

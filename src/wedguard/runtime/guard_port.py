@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from wedguard.decision import Decision
+    from wedguard.runtime.core import GuardCore
     from wedguard.runtime.guard import Guard
     from wedguard.runtime.session import Session
 
@@ -33,10 +34,11 @@ class GuardPort:
     decision's shortcut flags), ``_now`` (the clock) and ``_bytes`` (the byte bucket).
     """
 
-    __slots__ = ("clock", "cond", "guard", "now")
+    __slots__ = ("clock", "cond", "core", "guard", "now")
 
     def __init__(self, guard: Guard) -> None:
         self.guard = guard
+        self.core: GuardCore = guard._host
         self.clock = guard.clock
         self.now: Callable[[], float] = guard._now
         self.cond = guard._cond
@@ -73,21 +75,58 @@ class GuardPort:
         return self.guard._held_since, self.guard._max_hold
 
     # protected calls outside a session
-    def light(self) -> bool:
-        """True when a call outside a session would need no session of its own: the
-        guard keeps no sinks (nobody gets its report), takes no slots, is no fleet's
-        member, samples nothing, watches no stop file and lowers no priority."""
+    def direct(self) -> bool:
+        """True when a call outside a session may run without one (if it need not
+        wait): the guard is in no fleet and lowers no priority; see :meth:`begin_call`.
+        """
         g = self.guard
-        return not (
+        return not (g._fleet is not None or g._nice or g._ionice or g.sched_idle)
+
+    def watched(self) -> bool:
+        """True when the guard keeps slots or an account of calls outside a session:
+        it has sinks (reports go somewhere), a ``max_concurrent``, sources (the
+        sampler runs while calls do) or a stop file."""
+        g = self.guard
+        return bool(
             g._sinks
             or g.max_concurrent is not None
-            or g._fleet is not None
             or g._sources
-            or getattr(g.host, "stop_switch", None) is not None
-            or g._nice
-            or g._ionice
-            or g._closed
+            or self.core.stop_switch is not None
         )
+
+    def begin_call(self, name: str, n: float, ops: int, watched: bool) -> Any:
+        """A protected call outside a session that may go now without waiting: takes
+        its slot (``watched``: one free now, nobody waiting) and ``n`` bytes and
+        ``ops`` operations; returns ``(slot, clock reading)`` (``None`` unwatched).
+        False, and nothing taken, when it must wait (as a session)."""
+        if not watched:
+            return None if self.take(n, ops) else False
+        core = self.core
+        with core.mutex:
+            now = core.now()
+            slot = core.slots.take_call(name, now)
+            if slot is None:
+                return False
+            if now >= core.expires:
+                core.refresh(now)
+            if not self.take(n, ops):
+                core.slots.free(slot)
+                core.notify()
+                return False
+            return slot, now
+
+    def end_call(self, ticket: Any, account: Any, n: float, ops: int, exc: Any) -> None:
+        """The call of ``ticket`` ended (``exc``: what it raised): counted in
+        ``account`` (None: counted elsewhere), its slot freed."""
+        slot, started = ticket
+        core = self.core
+        with core.mutex:
+            if account is not None:
+                account.count(n, ops, exc, started)
+            slots = core.slots
+            slots.free(slot)
+            if slots.queue:  # a session waits for a slot
+                core.notify()
 
     def take(self, n: float, ops: int) -> bool:
         """Take ``n`` bytes and ``ops`` operations from the guard's budgets if the

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
 from wedguard.clock import clock_asleep
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
+from wedguard.runtime.calls import CallAccount
 from wedguard.runtime.guard_port import GuardPort
 from wedguard.runtime.prepaid import Prepaid
 from wedguard.runtime.session import (
@@ -101,7 +102,20 @@ def protect(
 class _Protected:
     """One protected function: its settings, and its calls driven for threads or asyncio."""
 
-    __slots__ = ("breaker", "cost", "func", "guard", "label", "ops", "port", "wait_on_open")
+    __slots__ = (
+        "account",
+        "breaker",
+        "cost",
+        "direct",
+        "fixed",
+        "func",
+        "guard",
+        "label",
+        "ops",
+        "port",
+        "wait_on_open",
+        "watched",
+    )
 
     def __init__(
         self,
@@ -121,8 +135,17 @@ class _Protected:
         self.label = name or getattr(func, "__qualname__", None) or "protected"
         self.wait_on_open = wait_on_open
         self.breaker = breaker
+        # what never changes: whether calls outside a session may run without one
+        # (direct), with a slot and an account (watched); a cost that is a number
+        self.direct = self.port.direct()
+        self.watched = self.port.watched()
+        self.account = CallAccount(self.port.core, self.label)
+        self.fixed = None if cost is None or callable(cost) else float(cost)
 
     def units(self, args: Any, kwargs: Any) -> float:
+        fixed = self.fixed
+        if fixed is not None:
+            return fixed
         cost = self.cost
         if cost is None:
             return 0.0
@@ -175,10 +198,11 @@ class _Protected:
         outer = joinable(self.guard)
         if outer is not None:
             return self.inside(outer, n, args, kwargs)
-        if self.port.light() and not _has_files(args, kwargs):
+        if self.direct and not self.guard._closed and not _has_files(args, kwargs):
             self.pass_gate()
-            if self.port.take(n, self.ops):
-                with _Around(self, None, n, args, kwargs):
+            ticket = self.port.begin_call(self.label, n, self.ops, self.watched)
+            if ticket is not False:
+                with _Light(self, n, ticket):
                     return self.func(*args, **kwargs)
             with self.guard.session(self.label) as s:
                 return self.inside(s, n, args, kwargs, gated=True)
@@ -201,10 +225,11 @@ class _Protected:
         outer = joinable(self.guard)
         if outer is not None:
             return await self.inside_async(outer, n, args, kwargs)
-        if self.port.light() and not _has_files(args, kwargs):
+        if self.direct and not self.guard._closed and not _has_files(args, kwargs):
             await self.pass_gate_async()
-            if self.port.take(n, self.ops):
-                with _Around(self, None, n, args, kwargs):
+            ticket = self.port.begin_call(self.label, n, self.ops, self.watched)
+            if ticket is not False:
+                with _Light(self, n, ticket):
                     return await self.func(*args, **kwargs)
             async with self.guard.session(self.label) as s:
                 return await self.inside_async(s, n, args, kwargs, gated=True)
@@ -226,54 +251,42 @@ class _Protected:
 
 
 class _Around:
-    """The surroundings of one protected call: its cost prepaid for the files it wraps,
-    the breaker told how it went; on the light lane, its session opened on demand."""
+    """The surroundings of one protected call in a session: its cost prepaid for the
+    files it wraps, the breaker told how it went."""
 
-    __slots__ = ("bound", "call", "lazy", "token")
+    __slots__ = ("bound", "call", "token")
 
-    def __init__(self, call: _Protected, s: Session | None, n: float, args: Any, kwargs: Any):
+    def __init__(self, call: _Protected, s: Session, n: float, args: Any, kwargs: Any):
         self.call = call
-        self.lazy: Any = None
-        if s is None:  # the light lane: no session unless the function asks for one
-            self.lazy = _Lazy(call.guard, call.label, n, call.ops)
-            self.bound: list[Any] = []
-            self.token: Any = None
-        else:
-            prepaid = Prepaid(s, n)
-            self.token = prepaid.enter()
-            self.bound = _bind_files(call.guard, prepaid, args, kwargs)
+        prepaid = Prepaid(s, n)
+        self.token = prepaid.enter()
+        self.bound = _bind_files(call.guard, prepaid, args, kwargs)
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        b = self.call.breaker
         try:
-            if b is not None:
-                if exc is None:
-                    b.record_success()
-                else:  # counts an Exception; gives a trial's place back always
-                    b.record_failure(exc)
+            _record(self.call.breaker, exc)
         finally:
             for value in self.bound:
                 value._session = None
-            if self.token is not None:
-                Prepaid.leave(self.token)
-            if self.lazy is not None:
-                self.lazy.close(exc)
+            Prepaid.leave(self.token)
 
 
-class _Lazy:
-    """A protected call's session, opened only if the call asks for it (through
-    :func:`current_session`): with the call's cost counted and prepaid already."""
+class _Light:
+    """A protected call outside a session, on the light lane: the breaker told how it
+    went, and the call counted in its function's account when it ends. Should the call
+    ask for its session (through :func:`current_session`), the session is opened there
+    and then, with the call's cost counted and prepaid already (the call's slot handed
+    over to it), and ended with the call."""
 
-    __slots__ = ("guard", "n", "name", "ops", "prepaid", "session", "token")
+    __slots__ = ("call", "n", "prepaid", "session", "ticket", "token")
 
-    def __init__(self, guard: Guard, name: str, n: float, ops: int) -> None:
-        self.guard = guard
-        self.name = name
+    def __init__(self, call: _Protected, n: float, ticket: Any) -> None:
+        self.call = call
         self.n = n
-        self.ops = ops
+        self.ticket = ticket  # (slot, start) on a watched guard; None: nothing held
         self.session: Session | None = None
         self.prepaid: Any = None
         self.token = enter_current(self)
@@ -281,22 +294,49 @@ class _Lazy:
     def __call__(self) -> Session | None:
         s = self.session
         if s is None:
-            s = self.session = self.guard.session(self.name)
+            call = self.call
+            self._end_ticket(None, None)  # the session takes a slot of its own
+            s = self.session = call.guard.session(call.label)
             s.__enter__()
-            s.ledger.count(self.n, self.ops)  # taken from the budgets before the call
+            s.ledger.count(self.n, call.ops)  # taken from the budgets before the call
             self.prepaid = Prepaid(s, self.n).enter()
         return s
 
-    def close(self, exc: BaseException | None) -> None:
-        """The call ended (with ``exc``, if it raised): end its session, if opened."""
-        s = self.session
+    def _end_ticket(self, account: Any, exc: BaseException | None) -> None:
+        ticket, self.ticket = self.ticket, None
+        if ticket is not None:
+            self.call.port.end_call(ticket, account, self.n, self.call.ops, exc)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        call = self.call
         try:
-            if s is not None:
-                with contextlib.suppress(ValueError):  # left from another context
-                    Prepaid.leave(self.prepaid)
-                s.__exit__(None if exc is None else type(exc), exc, None)
+            b = call.breaker
+            if b is not None:
+                _record(b, exc)
         finally:
-            leave_current(self.token)
+            s = self.session
+            try:
+                if s is not None:
+                    with contextlib.suppress(ValueError):  # left from another context
+                        Prepaid.leave(self.prepaid)
+                    s.__exit__(exc_type, exc, None)
+                elif self.ticket is not None:
+                    self._end_ticket(call.account, exc)
+            finally:
+                leave_current(self.token)
+
+
+def _record(b: Breaker | None, exc: BaseException | None) -> None:
+    """Tell the breaker how a call went (an Exception counts; a trial's place is
+    given back always)."""
+    if b is not None:
+        if exc is None:
+            b.record_success()
+        else:
+            b.record_failure(exc)
 
 
 def _release(b: Breaker | None) -> None:

@@ -80,6 +80,7 @@ __all__ = [
 ]
 
 _INF: Final = math.inf
+_LEASE_SPAN: Final = 0.01  # credit taken at once while nothing binds, in seconds of rate
 
 # a weak reference, so that a session entered and then abandoned can still be
 # collected (and its slot freed)
@@ -164,13 +165,16 @@ class Session:
         "_bucket",
         "_clear",
         "_closed",
+        "_credit",
         "_ctx",
         "_deadline_spec",
         "_guard",
         "_hot",
         "_lean",
+        "_lean_ops",
         "_lease",
         "_led",
+        "_lent",
         "_on_deadline",
         "_ops_bucket",
         "_port",
@@ -180,6 +184,7 @@ class Session:
         "_slot",
         "_slot_timeout",
         "_started",
+        "_until",
         "name",
     )
 
@@ -233,9 +238,15 @@ class Session:
         )
         # the lanes of the hot path (set when the session starts)
         self._lean = False  # nothing but the guard limits: count
+        self._lean_ops = False  # lean, and the guard has no operations budget either
         self._quick = False  # the session's cap and cutoffs too, checked inline
         self._clear = -_INF  # before this clock reading no time cutoff can end a call
         self._lease: Any = None  # the fleet's leased bytes, when only they limit beyond the guard
+        # credit taken from the buckets in blocks, spent by the hot path without a lock
+        # (see _refill); good until _until, or until the guard decides anew (revoke)
+        self._credit = 0.0
+        self._until = -_INF
+        self._lent: tuple[Any, ...] = ()  # the buckets the credit was taken from
         self._priority: _priority.Applied | None = None
         self._priority_tid = 0
         self._started = False
@@ -334,6 +345,7 @@ class Session:
         self._started = True
         uncapped = self._bucket is None and self._ops_bucket is None and not led.has_cutoffs
         self._lean = uncapped and not port.fleet  # a shared bucket is asked on every call
+        self._lean_ops = self._lean and self._hot.ops is None
         self._quick = not uncapped and not port.fleet
         self._clear = led.clear_until
         if uncapped:
@@ -343,8 +355,9 @@ class Session:
     def _finish(self, exc: BaseException | None) -> None:
         """Mark the session ended (before the guard frees the slot)."""
         now = self._port.now()
-        self._lean = self._quick = False
+        self._lean = self._lean_ops = self._quick = False
         self._lease = None
+        self._give_back()
         self._closed = True
         self._led.end(now, exc)
         self._point(now, self._port.decision)
@@ -411,7 +424,11 @@ class Session:
             CutoffReached: a cutoff ends the session.
             DeadlineError: a BLACKOUT covers the deadline (``on_deadline="raise"``).
         """
-        if ops == 0 and self._fast(n):
+        if ops == 0:
+            if self._fast(n):
+                return 0.0
+        elif self._lean_ops and ops.__class__ is int and ops > 0 and self._fast(n):
+            self._led.count(0.0, ops)  # nothing limits operations: they are counted
             return 0.0
         return self._throttle_slow(n, ops, size)
 
@@ -421,7 +438,11 @@ class Session:
         .. versionadded:: 0.2.0
            the name ``athrottle`` is deprecated.
         """
-        if ops == 0 and self._fast(n):
+        if ops == 0:
+            if self._fast(n):
+                return 0.0
+        elif self._lean_ops and ops.__class__ is int and ops > 0 and self._fast(n):
+            self._led.count(0.0, ops)
             return 0.0
         return await self._throttle_slow_async(n, ops, size)
 
@@ -432,36 +453,77 @@ class Session:
 
     def _fast(self, n: float) -> bool:
         """The fast lanes of a call without operations: when nothing binds, count ``n``
-        and say True; else False (the slow path decides). One clock read at most."""
-        g = self._hot  # the five hot fields of the guard's core (see SessionHost)
+        and say True; else False (the slow path decides). One clock read at most, and
+        no lock while the credit taken in blocks lasts."""
+        g = self._hot  # the hot fields of the guard's core (see SessionHost)
         try:
             if 0 <= n < _INF and n is not True and n is not False:
                 if self._lean:
                     # nothing limits beyond the guard, and nothing can change before a
-                    # new decision: take from the guard's bucket, or just count
+                    # new decision: spend the credit taken from its bucket, or just count
                     if g.free:
                         self._led.bytes += n
                         return True
                     if g.go:
                         now = g.now()
-                        if now < g.expires and g.bytes.try_acquire_at(n, now):
+                        if (n <= self._credit and now < self._until) or self._refill(n, now):
+                            self._credit -= n
                             self._led.bytes += n
                             return True
                 elif self._quick and g.go:
                     # the session's own cap and cutoffs, checked inline
                     led = self._led
                     now = g.now()
-                    if now < g.expires and now < self._clear and led.bytes + n < led.byte_limit:
-                        cap = self._bucket
-                        if cap is None or cap.try_acquire_at(n, now):
-                            if g.free or g.bytes.try_acquire_at(n, now):
-                                led.bytes += n
-                                return True
-                            if cap is not None:
-                                cap.untake(n)  # the guard's budget binds: the slow path waits
+                    if (
+                        now < self._clear
+                        and led.bytes + n < led.byte_limit
+                        and ((n <= self._credit and now < self._until) or self._refill(n, now))
+                    ):
+                        self._credit -= n
+                        led.bytes += n
+                        return True
         except TypeError:  # n is not a number: the slow path says so (ConfigError)
             pass
         return False
+
+    def _refill(self, n: float, now: float) -> bool:
+        """Take new credit, for ``n`` bytes at least, from the buckets that limit the
+        session now (its cap, the guard's bucket unless nothing limits); False, and
+        nothing taken, when one of them has not got ``n`` now or the decision expired.
+
+        While nothing binds a block is taken (:meth:`TokenBucketThrottler.lease`: about
+        10 ms of the slowest rate), so the hot path asks a bucket (and takes its lock)
+        once per block instead of once per chunk; while a bucket binds, exactly ``n``.
+        What is left is given back first, so credit never piles up. Taken under the
+        guard's lock, so that a new decision cannot slip between reading its expiry and
+        keeping the credit (the new decision revokes it)."""
+        with self._port.cond:
+            return self._refill_locked(n, now)
+
+    def _refill_locked(self, n: float, now: float) -> bool:
+        self._give_back()
+        g = self._hot
+        if now >= g.expires:
+            return False
+        buckets = tuple(b for b in (self._bucket, None if g.free else g.bytes) if b is not None)
+        got = _lease_block(buckets, n, now)
+        if not got:
+            return False
+        self._credit, self._lent, self._until = got, buckets, g.expires
+        return True
+
+    def _give_back(self) -> None:
+        """Return the credit not spent to the buckets it was taken from."""
+        credit, lent = self._credit, self._lent
+        self._credit, self._lent, self._until = 0.0, (), -_INF
+        if credit > 0 and credit < _INF:
+            for b in lent:
+                b.untake(credit)
+
+    def _revoke(self) -> None:
+        """The guard decided anew (guard lock held): the credit taken under the old
+        decision is not spent any more (the next call gives it back and takes anew)."""
+        self._until = -_INF
 
     # -- the slow path: one core, a driver for threads and one for asyncio ------------------
 
@@ -661,6 +723,29 @@ class Session:
     def __repr__(self) -> str:
         state = "active" if self.active else ("ended" if self._closed else "new")
         return f"Session({self.name!r}, {state}, bytes={self._led.bytes:g})"
+
+
+def _lease_block(buckets: tuple[Any, ...], n: float, now: float) -> float:
+    """One credit for ``n`` bytes at least, taken from every bucket in ``buckets``
+    (each :meth:`~wedguard.TokenBucketThrottler.lease`: a block of about 10 ms of the
+    slowest rate while nothing binds); 0, and nothing taken, when one has not got
+    ``n`` now; ``inf`` from no bucket at all."""
+    if not buckets:
+        return _INF
+    got: float = max(n, _LEASE_SPAN * min(b.rate for b in buckets))
+    taken: list[tuple[Any, float]] = []
+    for b in buckets:
+        amount: float = b.lease(n, got, now)
+        if not amount:
+            for tb, ta in taken:
+                tb.untake(ta)
+            return 0.0
+        taken.append((b, amount))
+        got = min(got, amount)
+    for b, amount in taken:  # the blocks made equal: one credit for all
+        if amount > got:
+            b.untake(amount - got)
+    return got
 
 
 def _release_slot(guard_ref: weakref.ref[Guard], token: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from wedguard.clock import clock_wait
@@ -27,15 +28,23 @@ _INF: Final = float("inf")
 
 
 class Slot:
-    """A held concurrency slot; released once."""
+    """A held concurrency slot; released once. A protected call outside a session
+    holds one without a session (:meth:`Slots.take_call`)."""
 
     __slots__ = ("__weakref__", "name", "released", "session", "shared")
 
-    def __init__(self, session: Session, shared: bool = False) -> None:
-        self.session: weakref.ref[Session] = weakref.ref(session)
-        self.name = session.name
+    def __init__(self, session: Session | None, shared: bool = False, name: str = "") -> None:
+        self.session: Callable[[], Session | None] = (
+            _nobody if session is None else weakref.ref(session)
+        )
+        self.name = name if session is None else session.name
         self.released = False
         self.shared = shared  # also holds one of the fleet's shared slots
+
+
+def _nobody() -> None:
+    """The session of a slot that a protected call holds: none."""
+    return
 
 
 class Slots:
@@ -162,6 +171,19 @@ class Slots:
             self.core.first_session(now)
         session._begin(now)
 
+    def take_call(self, name: str, now: float) -> Slot | None:
+        """A slot for a protected call outside a session, if one is free now and
+        nobody waits for one (lock held); None otherwise (the call waits as a session).
+        Never a fleet's shared slot (a guard in a fleet runs such calls as sessions)."""
+        if self.queue or (self.limit is not None and len(self.active) >= self.limit):
+            return None
+        slot = Slot(None, name=name)
+        first = not self.active
+        self.active[slot] = None
+        if first:
+            self.core.first_session(now)
+        return slot
+
     # -- leaving ----------------------------------------------------------------------
 
     def release(self, slot: Slot | None) -> None:
@@ -172,13 +194,18 @@ class Slots:
         with core.lock:
             if slot.released:
                 return
-            slot.released = True
-            self.active.pop(slot, None)
-            if not self.active:
-                core.last_session()
+            self.free(slot)
             core.notify()
         if slot.shared and core.fleet_link is not None:
             core.fleet_link.release_slot()
+
+    def free(self, slot: Slot) -> None:
+        """Free ``slot``, held (lock held); whoever waits for a slot is for the caller
+        to wake."""
+        slot.released = True
+        self.active.pop(slot, None)
+        if not self.active:
+            self.core.last_session()
 
 
 def _release_slot(slots_ref: weakref.ref[Slots], slot: Slot) -> None:
