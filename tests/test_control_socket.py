@@ -102,6 +102,19 @@ def test_status_lists_sessions_and_children(guard: wg.Guard) -> None:
         child.wait(10)
 
 
+def test_status_names_a_protected_call_running_outside_a_session(guard: wg.Guard) -> None:
+    """The call holds a slot without a session: status counts it and names it."""
+    seen: list[dict[str, Any]] = []
+
+    @guard.protect(cost=100, name="upload")
+    def upload() -> None:
+        seen.append(json.loads(ask(guard, "json status"))["sessions"])
+
+    upload()
+    assert seen == [{"active": 1, "waiting": 0, "names": ["upload"]}]
+    assert json.loads(ask(guard, "json status"))["sessions"]["active"] == 0
+
+
 def test_throttle_and_no_throttle(guard: wg.Guard) -> None:
     assert ask(guard, "throttle busy hour") == "ok: throttled (busy hour)"
     d = guard.decision()

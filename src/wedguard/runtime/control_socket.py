@@ -504,12 +504,9 @@ class ControlServer:
         reasons = list(d.reasons)
         for child in children:
             reasons.extend(child.reasons())
-        names: list[str] = []
-        cond = getattr(g, "_cond", None)
-        sessions = getattr(g, "_sessions", None)
-        if cond is not None and sessions is not None:
-            with cond:
-                names = [s.name for s in sessions()]
+        core = g._host
+        with core.lock:  # sessions, and protected calls running outside one
+            names = core.slots.names()
         return {
             "decision": d.to_dict(),
             "reasons": reasons,

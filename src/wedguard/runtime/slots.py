@@ -65,6 +65,11 @@ class Slots:
                 out.append(s)
         return out
 
+    def names(self) -> list[str]:
+        """The names of what holds a slot now: sessions, and protected calls running
+        outside one (their function's name), in the order they took it (lock held)."""
+        return [slot.name for slot in self.active]
+
     def _free(self, ticket: object) -> bool:
         return self.queue[0] is ticket and (self.limit is None or len(self.active) < self.limit)
 
