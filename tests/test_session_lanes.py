@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -535,3 +536,40 @@ def test_two_sessions_on_a_binding_bucket_share_it_as_before() -> None:
     finally:
         b.__exit__(None, None, None)
         a.__exit__(None, None, None)
+
+
+def test_calls_from_many_threads_keep_the_slot_limit_and_are_all_counted() -> None:
+    """Eight threads calling one protected function on a real clock: never more than
+    max_concurrent at once, every call counted once (in the account or a session)."""
+    sink = RecordingSink()
+    guard = wg.Guard(calendar=None, sources=[], sinks=[sink], log_events=False, breaker=None,
+                     rate="off", max_concurrent=2, slot_timeout=30)  # fmt: skip
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+
+    @guard.protect(cost=10, name="upload")
+    def upload() -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.0005)
+        with lock:
+            running[0] -= 1
+
+    def worker() -> None:
+        for _ in range(50):
+            upload()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert guard.flush()
+    assert peak[0] == 2  # the limit held (and was reached)
+    reports = [r for r in sink.of_kind("session") if r.name == "upload"]  # type: ignore[attr-defined]
+    assert sum(r.ops for r in reports) == 400  # type: ignore[attr-defined]
+    assert sum(r.bytes for r in reports) == 4000  # type: ignore[attr-defined]
+    assert guard.active_sessions == 0
+    guard.close()
