@@ -32,6 +32,7 @@ from wedguard.runtime.calls import CallAccount
 from wedguard.runtime.guard_port import GuardPort
 from wedguard.runtime.prepaid import Prepaid
 from wedguard.runtime.session import (
+    _CURRENT,
     Session,
     current_session,
     enter_current,
@@ -48,6 +49,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _INF: Final = math.inf
+_in_context = _CURRENT.get  # what current_session() reads: None outside any session
 
 
 def joinable(guard: Guard) -> Session | None:
@@ -175,8 +177,11 @@ class _Protected:
 
     def pass_gate(self) -> None:
         b = self.breaker
-        if b is None or b.allow():
-            return
+        if b is not None and not b.allow():
+            self.wait_gate(b)
+
+    def wait_gate(self, b: Breaker) -> None:
+        """The breaker refused: wait until it allows the call (or raise)."""
         port = self.port
         for wait in self.gate(b):
             with port.cond:
@@ -194,12 +199,19 @@ class _Protected:
     # -- the call: inside a session (joined or its own), or on the light lane ----------------
 
     def run(self, args: Any, kwargs: Any) -> Any:
-        n = self.units(args, kwargs)
-        outer = joinable(self.guard)
-        if outer is not None:
-            return self.inside(outer, n, args, kwargs)
+        # every call goes through here: the common case (no session around, a fixed
+        # cost, no breaker or a closed one) calls no helper it can do without
+        n = self.fixed
+        if n is None:
+            n = self.units(args, kwargs)
+        if _in_context() is not None:
+            outer = joinable(self.guard)
+            if outer is not None:
+                return self.inside(outer, n, args, kwargs)
         if self.direct and not self.guard._closed and not _has_files(args, kwargs):
-            self.pass_gate()
+            b = self.breaker
+            if b is not None and not b.allow():
+                self.wait_gate(b)
             ticket = self.port.begin_call(self.label, n, self.ops, self.watched)
             if ticket is not False:
                 with _Light(self, n, ticket):
