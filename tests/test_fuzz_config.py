@@ -459,3 +459,18 @@ def test_a_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path: Path) -> 
     assert info.value.field == str(path)
     assert info.value.value == b"\xe9"
     assert "UTF-8" in info.value.expected
+
+
+@pytest.mark.parametrize("kind", ["postgres", "database"])
+def test_an_unset_dsn_variable_is_named_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A source's environment variable that is not set: the message names the file and
+    the key once (it read ``f: sources[0].f: sources[0].dsn_env``)."""
+    monkeypatch.delenv("WG_TEST_UNSET_DSN", raising=False)
+    path = tmp_path / "wedguard.toml"
+    path.write_text(f'[[sources]]\ntype = "{kind}"\ndsn_env = "WG_TEST_UNSET_DSN"\n')
+    with pytest.raises(wg.ConfigError) as info:
+        load_config(path)
+    assert info.value.field == f"{path}: sources[0].dsn_env"
+    assert str(info.value).count(str(path)) == 1
