@@ -474,3 +474,41 @@ def test_an_unset_dsn_variable_is_named_once(
         load_config(path)
     assert info.value.field == f"{path}: sources[0].dsn_env"
     assert str(info.value).count(str(path)) == 1
+
+
+# -- what only the host can tell: `config check` (not `--no-env`) -----------------------------
+
+
+def _host_files(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    missing = tmp_path / "missing"
+    yield "guard.stop_file", f'[guard]\nstop_file = "{missing}/stop"\n'
+    yield "guard.control_socket", f'[guard]\ncontrol_socket = "{missing}/ctl.sock"\n'
+    yield "history.path", f'[history]\npath = "{missing}/history.db"\n'
+    yield "sources[0].pid", '[[sources]]\ntype = "process"\npid = 2147483646\n'
+
+
+def test_config_check_refuses_what_would_fail_on_this_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory that does not exist (``wedguard stop`` never makes one, a guard
+    refuses a socket it cannot bind, history would store nothing) and a process that
+    does not run: exit 2 and one line naming the key; ``--no-env`` (checking a file
+    away from its host) accepts them, and so does loading the file."""
+    from wedguard.cli import main
+
+    for key, text in _host_files(tmp_path):
+        path = tmp_path / "wedguard.toml"
+        path.write_text(text)
+        assert main(["config", "check", str(path)]) == 2, key
+        err = capsys.readouterr().err
+        assert err.startswith(f"wedguard: {path}: {key}: "), err
+        assert "Traceback" not in err
+        assert main(["config", "check", "--no-env", str(path)]) == 0, key
+        capsys.readouterr()
+        load_config(path)
+    (tmp_path / "missing").mkdir()
+    for key, text in list(_host_files(tmp_path))[:3]:
+        path = tmp_path / "wedguard.toml"
+        path.write_text(text)
+        assert main(["config", "check", str(path)]) == 0, (key, capsys.readouterr().err)
+        capsys.readouterr()
