@@ -680,6 +680,22 @@ def test_no_example_puts_the_stop_file_where_anyone_may_write() -> None:
     assert offenders == []
 
 
+def test_no_example_puts_any_file_where_anyone_may_write() -> None:
+    """The example configuration's event log and history live where only the user may
+    write: a name in /tmp can be created first by anyone (a link, or a file of theirs)."""
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", root / "docs" / "wedguard.example.toml",
+             *sorted((root / "docs").glob("*.md"))]  # fmt: skip
+    shared = re.compile(r"^\s*(path|spool|stop_file)\s*=\s*[\"'](/tmp|/var/tmp|/dev/shm)/")
+    offenders = [
+        f"{p.name}: {line.strip()}"
+        for p in pages
+        for line in p.read_text().splitlines()
+        if shared.search(line)
+    ]
+    assert offenders == []
+
+
 def test_the_example_configuration_works_without_a_shared_stop_file(tmp_path: Path) -> None:
     from wedguard.config import load_config
 
