@@ -720,3 +720,45 @@ def test_config_check_refuses_a_stop_file_in_a_directory_others_control(tmp_path
     assert str(shared) in str(caught.value)
     os.chmod(shared, 0o700)
     assert load_config(path).guard.stop_file == str(shared / "stop")
+
+
+# -- temporary names beside files a guard writes -------------------------------------------------
+
+
+def test_copy_never_writes_through_a_link_planted_at_its_temporary_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``wedguard copy`` into a directory others may write: a link planted at the
+    temporary name of a file (``.wedguard-tmp.<name>``) is not written through; that
+    file fails, the file the link points at keeps its bytes."""
+    from wedguard.jobs import TMP_PREFIX
+
+    monkeypatch.setenv("WEDGUARD_RUN_DIR", str(tmp_path / "run"))
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "db.dump").write_bytes(b"backup data\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep\n")
+    (dst / f"{TMP_PREFIX}db.dump").symlink_to(victim)
+    config = tmp_path / "wedguard.toml"
+    config.write_text('sources = []\nsinks = []\n[calendar]\npreset = "none"\n')
+    code = main(["copy", str(src), str(dst), "--config", str(config)])
+    capsys.readouterr()
+    assert victim.read_bytes() == b"keep\n"
+    assert code != 0
+    assert not (dst / "db.dump").exists()
+
+
+def test_a_saved_baseline_never_writes_through_a_planted_temporary_name(tmp_path: Path) -> None:
+    """``save_baseline(path)`` writes a temporary file of a random name, created
+    exclusively: a link at the name it used to take (``<path>.tmp``) is left alone."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep\n")
+    path = tmp_path / "baseline.json"
+    Path(f"{path}.tmp").symlink_to(victim)
+    analyzer = wg.ImpactAnalyzer()
+    analyzer.save_baseline(path)
+    assert victim.read_bytes() == b"keep\n"
+    assert json.loads(path.read_text()) is not None
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".baseline")] == []

@@ -326,7 +326,8 @@ class CopyJob:
         self.copied += 1
 
     def _copy_data(self, src: Path, tmp: Path, st: os.stat_result) -> None:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        # a link planted at the temporary name is not written through (ELOOP: the file fails)
+        with open(src, "rb") as fin, open(tmp, "wb", opener=_fs.no_follow) as fout:
             # one operation per file, counted with its first chunk
             copy_stream(
                 self.session, fin, fout, self.chunk, ops=1, size=st.st_size, progress=self._count
