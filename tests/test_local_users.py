@@ -762,3 +762,21 @@ def test_a_saved_baseline_never_writes_through_a_planted_temporary_name(tmp_path
     assert victim.read_bytes() == b"keep\n"
     assert json.loads(path.read_text()) is not None
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".baseline")] == []
+
+
+def test_a_new_history_database_is_0600(tmp_path: Path) -> None:
+    """The history holds command lines and session reports: a new database file and
+    its WAL files are the user's alone, whatever the umask."""
+    from wedguard.history import MetricsStore
+
+    old = os.umask(0o022)
+    try:
+        store = MetricsStore(tmp_path / "history.db")
+        store.record({"cpu": 1.0})
+        made = sorted(p for p in tmp_path.iterdir() if p.name.startswith("history.db"))
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in made}
+        store.close()
+    finally:
+        os.umask(old)
+    assert modes.get("history.db") == 0o600, modes
+    assert set(modes.values()) == {0o600}, modes
