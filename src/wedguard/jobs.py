@@ -282,6 +282,13 @@ class CopyJob:
                 dst = dst / src.name
             elif not dst.parent.exists():
                 raise UsageError(f"the directory {dst.parent} does not exist")
+            elif dst.exists() and not dst.is_file():
+                # the copy renames a new file over its destination: a device (/dev/null,
+                # a tape), a FIFO or a socket would be replaced by a regular file
+                raise UsageError(
+                    f"{dst} exists and is not a regular file (a device, a FIFO or a socket "
+                    "is never replaced; to write into one, use wedguard pipe)"
+                )
             yield src, dst
 
     def copy_file(self, src: Path, dst: Path) -> None:
