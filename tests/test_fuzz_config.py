@@ -512,3 +512,18 @@ def test_config_check_refuses_what_would_fail_on_this_host(
         path.write_text(text)
         assert main(["config", "check", str(path)]) == 0, (key, capsys.readouterr().err)
         capsys.readouterr()
+
+
+def test_a_file_that_never_ends_is_refused_not_read_for_ever(tmp_path: Path) -> None:
+    """``/dev/zero`` (or a log file given by mistake) as the configuration: refused
+    after 1 MiB, naming the file, instead of filling the memory."""
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# comment\n" * 110_000)
+    for path in (big, Path("/dev/zero")):
+        with pytest.raises(wg.ConfigError) as info:
+            load_config(path)
+        assert info.value.field == str(path)
+        assert "at most 1 MiB" in info.value.expected
+    ok = tmp_path / "ok.toml"
+    ok.write_bytes(b"# comment\n" * 100_000 + b'[guard]\nrate = "5MB/s"\n')
+    assert load_config(ok).guard.rate == 5e6
