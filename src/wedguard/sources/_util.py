@@ -25,6 +25,9 @@ _WRAP32: Final = 2**32
 #: line and this much of the body; an endless body must not hold the probe)
 MAX_BODY_BYTES: Final = 1 << 20
 
+#: the most of a body that is used (a metrics page: large servers expose megabytes)
+MAX_READ_BODY_BYTES: Final = 64 << 20
+
 
 def counter_delta(prev: float, cur: float) -> float:
     """How much a monotonic counter advanced from ``prev`` to ``cur``.
@@ -157,7 +160,8 @@ def http_request(
     try:
         conn.request(method, path, headers=dict(headers))
         resp = conn.getresponse()
-        body = resp.read(MAX_BODY_BYTES)  # an endless body must not hold the probe
+        # an endless body must not hold the probe
+        body = resp.read(MAX_READ_BODY_BYTES if read_body else MAX_BODY_BYTES)
         elapsed = time.perf_counter() - t0
         return resp.status, body if read_body else b"", elapsed
     finally:
