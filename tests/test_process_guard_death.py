@@ -289,7 +289,11 @@ def cli_pids(proc: subprocess.Popen[bytes]) -> tuple[int, int]:
         except OSError:
             return b""
 
-    assert wait_for(lambda: len(children()) == 2, 20.0), children()
+    def started() -> bool:  # both forked, and the command has exec'd (its cmdline says so)
+        found = children()
+        return len(found) == 2 and any(cmdline(p).endswith(b"counter.py\0") for p in found)
+
+    assert wait_for(started, 20.0), children()
     (child,) = [p for p in children() if cmdline(p).endswith(b"counter.py\0")]
     (dog,) = [p for p in children() if p != child]
     return child, dog
