@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -407,3 +408,37 @@ def test_a_jsonl_sink_on_a_full_disk_is_retried_not_torn(
     records = [json.loads(line) for line in path.read_text().splitlines()]  # none torn
     told = [a["key"] for r in records if r.get("kind") == "notification" for a in r["alerts"]]
     assert "during" in told
+
+
+# -------------------------------------------------------------- names planted in a shared directory
+
+
+def test_a_spool_never_writes_through_planted_names(tmp_path: Path) -> None:
+    """A spool in a directory others may write (``/tmp``): links planted at its name and
+    at the name its rewrite used to take (``<spool>.tmp``), and a FIFO, are replaced or
+    left alone, never followed: the files they point at keep their bytes and mode."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep\n")
+    os.chmod(victim, 0o644)
+    path = tmp_path / "alerts.spool"
+    (tmp_path / "alerts.spool.tmp").symlink_to(victim)
+    path.symlink_to(victim)
+    spool = Spool(path)
+    try:
+        assert spool.add("n1", "slack", {"kind": "notification"})
+        assert spool.durable
+    finally:
+        spool.close()
+    assert victim.read_bytes() == b"keep\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert not path.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Spool(path).pending() == [("n1", "slack", {"kind": "notification"})]
+    fifo = tmp_path / "fifo.spool"
+    os.mkfifo(fifo)
+    spool = Spool(fifo)  # used to block for ever in open()
+    try:
+        assert spool.add("n2", "slack", {"kind": "notification"})
+    finally:
+        spool.close()
+    assert Spool(fifo).pending() == [("n2", "slack", {"kind": "notification"})]

@@ -8,6 +8,7 @@ import pty
 import re
 import select
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -750,3 +751,20 @@ def test_report_pictures_show_production_latency_from_the_history(
     text = page.read_text()
     assert re.search(r'data-series="latency" data-x="2 4" data-y="0.08 0.09"', text)
     assert 'data-series="baseline" data-y="0.05"' in text
+
+
+def test_copy_never_replaces_a_device_fifo_or_socket_named_as_its_destination(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The copy renames a new file over its destination: given a FIFO (or, as root,
+    ``/dev/null``) it would put a regular file in its place. It refuses instead."""
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"data\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    config = quiet_config(tmp_path)
+    out = wedguard(env, "copy", str(src), str(fifo), "--config", str(config))
+    assert out.returncode == 2, out.stderr
+    assert f"{fifo} exists and is not a regular file" in one_line(out.stderr)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert not [p for p in tmp_path.iterdir() if ".wedguard-tmp." in p.name]

@@ -37,8 +37,11 @@ def error_of(tmp_path: Path, text: str) -> str:
     return str(info.value)
 
 
-def test_the_documented_example_loads_and_builds_a_guard(tmp_path: Path) -> None:
+def test_the_documented_example_loads_and_builds_a_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """docs/wedguard.example.toml is valid, and every section of it takes effect."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # its history and event log live in ~
     config = load_config(EXAMPLE)
     assert config.guard.rate == 50e6
     assert config.guard.max_concurrent == 2

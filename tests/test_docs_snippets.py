@@ -107,6 +107,7 @@ def test_python_snippets_run(
     monkeypatch.chdir(tmp_path)
     endpoint = world["s3_url"]
     for key, value in {
+        "HOME": str(tmp_path),  # the example configuration's files live in ~
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -56,3 +56,29 @@ def test_a_changed_figure_is_caught(tmp_path: Path) -> None:
     fake.write_text(edited)
     [(m2, want2)] = list(figures.figures(fake))
     assert m2.group(4) != want2
+
+
+def test_the_reliability_goals_name_tests_that_exist() -> None:
+    """docs/reliability.md's Goals cite ``file::test`` (``::test``: the same file as the
+    one before it); each names a test function of that file, and every goal is there."""
+    import re
+
+    page = (TOP / "docs" / "reliability.md").read_text(encoding="utf-8")
+    goals = page.split("\n## Goals\n", 1)[1].split("\n## ", 1)[0]
+    cited = []
+    for line in goals.splitlines():
+        current = None
+        for m in re.finditer(r"`(test_[a-z0-9_]+\.py)?::(test_[a-z0-9_]+)`", line):
+            current = m.group(1) or current
+            assert current is not None, line
+            cited.append((current, m.group(2)))
+    assert len(cited) >= 30
+    missing = [
+        (file, name)
+        for file, name in cited
+        if f"def {name}(" not in (TOP / "tests" / file).read_text(encoding="utf-8")
+    ]
+    assert missing == []
+    for goal in ("10,000 generated copies", "99 %", "50 SIGKILLs", "starved", "20 SIGKILLs",
+                 "tracebacks", "planted secret", "regression test"):  # fmt: skip
+        assert goal in goals, goal

@@ -459,3 +459,71 @@ def test_a_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path: Path) -> 
     assert info.value.field == str(path)
     assert info.value.value == b"\xe9"
     assert "UTF-8" in info.value.expected
+
+
+@pytest.mark.parametrize("kind", ["postgres", "database"])
+def test_an_unset_dsn_variable_is_named_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A source's environment variable that is not set: the message names the file and
+    the key once (it read ``f: sources[0].f: sources[0].dsn_env``)."""
+    monkeypatch.delenv("WG_TEST_UNSET_DSN", raising=False)
+    path = tmp_path / "wedguard.toml"
+    path.write_text(f'[[sources]]\ntype = "{kind}"\ndsn_env = "WG_TEST_UNSET_DSN"\n')
+    with pytest.raises(wg.ConfigError) as info:
+        load_config(path)
+    assert info.value.field == f"{path}: sources[0].dsn_env"
+    assert str(info.value).count(str(path)) == 1
+
+
+# -- what only the host can tell: `config check` (not `--no-env`) -----------------------------
+
+
+def _host_files(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    missing = tmp_path / "missing"
+    yield "guard.stop_file", f'[guard]\nstop_file = "{missing}/stop"\n'
+    yield "guard.control_socket", f'[guard]\ncontrol_socket = "{missing}/ctl.sock"\n'
+    yield "history.path", f'[history]\npath = "{missing}/history.db"\n'
+    yield "sources[0].pid", '[[sources]]\ntype = "process"\npid = 2147483646\n'
+
+
+def test_config_check_refuses_what_would_fail_on_this_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory that does not exist (``wedguard stop`` never makes one, a guard
+    refuses a socket it cannot bind, history would store nothing) and a process that
+    does not run: exit 2 and one line naming the key; ``--no-env`` (checking a file
+    away from its host) accepts them, and so does loading the file."""
+    from wedguard.cli import main
+
+    for key, text in _host_files(tmp_path):
+        path = tmp_path / "wedguard.toml"
+        path.write_text(text)
+        assert main(["config", "check", str(path)]) == 2, key
+        err = capsys.readouterr().err
+        assert err.startswith(f"wedguard: {path}: {key}: "), err
+        assert "Traceback" not in err
+        assert main(["config", "check", "--no-env", str(path)]) == 0, key
+        capsys.readouterr()
+        load_config(path)
+    (tmp_path / "missing").mkdir()
+    for key, text in list(_host_files(tmp_path))[:3]:
+        path = tmp_path / "wedguard.toml"
+        path.write_text(text)
+        assert main(["config", "check", str(path)]) == 0, (key, capsys.readouterr().err)
+        capsys.readouterr()
+
+
+def test_a_file_that_never_ends_is_refused_not_read_for_ever(tmp_path: Path) -> None:
+    """``/dev/zero`` (or a log file given by mistake) as the configuration: refused
+    after 1 MiB, naming the file, instead of filling the memory."""
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# comment\n" * 110_000)
+    for path in (big, Path("/dev/zero")):
+        with pytest.raises(wg.ConfigError) as info:
+            load_config(path)
+        assert info.value.field == str(path)
+        assert "at most 1 MiB" in info.value.expected
+    ok = tmp_path / "ok.toml"
+    ok.write_bytes(b"# comment\n" * 100_000 + b'[guard]\nrate = "5MB/s"\n')
+    assert load_config(ok).guard.rate == 5e6

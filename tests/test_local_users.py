@@ -680,6 +680,22 @@ def test_no_example_puts_the_stop_file_where_anyone_may_write() -> None:
     assert offenders == []
 
 
+def test_no_example_puts_any_file_where_anyone_may_write() -> None:
+    """The example configuration's event log and history live where only the user may
+    write: a name in /tmp can be created first by anyone (a link, or a file of theirs)."""
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", root / "docs" / "wedguard.example.toml",
+             *sorted((root / "docs").glob("*.md"))]  # fmt: skip
+    shared = re.compile(r"^\s*(path|spool|stop_file)\s*=\s*[\"'](/tmp|/var/tmp|/dev/shm)/")
+    offenders = [
+        f"{p.name}: {line.strip()}"
+        for p in pages
+        for line in p.read_text().splitlines()
+        if shared.search(line)
+    ]
+    assert offenders == []
+
+
 def test_the_example_configuration_works_without_a_shared_stop_file(tmp_path: Path) -> None:
     from wedguard.config import load_config
 
@@ -704,3 +720,63 @@ def test_config_check_refuses_a_stop_file_in_a_directory_others_control(tmp_path
     assert str(shared) in str(caught.value)
     os.chmod(shared, 0o700)
     assert load_config(path).guard.stop_file == str(shared / "stop")
+
+
+# -- temporary names beside files a guard writes -------------------------------------------------
+
+
+def test_copy_never_writes_through_a_link_planted_at_its_temporary_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``wedguard copy`` into a directory others may write: a link planted at the
+    temporary name of a file (``.wedguard-tmp.<name>``) is not written through; that
+    file fails, the file the link points at keeps its bytes."""
+    from wedguard.jobs import TMP_PREFIX
+
+    monkeypatch.setenv("WEDGUARD_RUN_DIR", str(tmp_path / "run"))
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "db.dump").write_bytes(b"backup data\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep\n")
+    (dst / f"{TMP_PREFIX}db.dump").symlink_to(victim)
+    config = tmp_path / "wedguard.toml"
+    config.write_text('sources = []\nsinks = []\n[calendar]\npreset = "none"\n')
+    code = main(["copy", str(src), str(dst), "--config", str(config)])
+    capsys.readouterr()
+    assert victim.read_bytes() == b"keep\n"
+    assert code != 0
+    assert not (dst / "db.dump").exists()
+
+
+def test_a_saved_baseline_never_writes_through_a_planted_temporary_name(tmp_path: Path) -> None:
+    """``save_baseline(path)`` writes a temporary file of a random name, created
+    exclusively: a link at the name it used to take (``<path>.tmp``) is left alone."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep\n")
+    path = tmp_path / "baseline.json"
+    Path(f"{path}.tmp").symlink_to(victim)
+    analyzer = wg.ImpactAnalyzer()
+    analyzer.save_baseline(path)
+    assert victim.read_bytes() == b"keep\n"
+    assert json.loads(path.read_text()) is not None
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".baseline")] == []
+
+
+def test_a_new_history_database_is_0600(tmp_path: Path) -> None:
+    """The history holds command lines and session reports: a new database file and
+    its WAL files are the user's alone, whatever the umask."""
+    from wedguard.history import MetricsStore
+
+    old = os.umask(0o022)
+    try:
+        store = MetricsStore(tmp_path / "history.db")
+        store.record({"cpu": 1.0})
+        made = sorted(p for p in tmp_path.iterdir() if p.name.startswith("history.db"))
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in made}
+        store.close()
+    finally:
+        os.umask(old)
+    assert modes.get("history.db") == 0o600, modes
+    assert set(modes.values()) == {0o600}, modes

@@ -289,7 +289,11 @@ def cli_pids(proc: subprocess.Popen[bytes]) -> tuple[int, int]:
         except OSError:
             return b""
 
-    assert wait_for(lambda: len(children()) == 2, 20.0), children()
+    def started() -> bool:  # both forked, and the command has exec'd (its cmdline says so)
+        found = children()
+        return len(found) == 2 and any(cmdline(p).endswith(b"counter.py\0") for p in found)
+
+    assert wait_for(started, 20.0), children()
     (child,) = [p for p in children() if cmdline(p).endswith(b"counter.py\0")]
     (dog,) = [p for p in children() if p != child]
     return child, dog
@@ -446,6 +450,45 @@ def test_the_watchdog_told_done_touches_nothing(tmp_path: Path, reap: list[int])
     assert state(child.pid) == "T"  # a stopped child stays as the guard left it
     child.kill()
     child.wait()
+
+
+# -- SIGKILL of the child ------------------------------------------------------------------------
+
+
+def test_sigkill_of_the_child_while_paced_ends_its_run_cleanly(
+    scripts: tuple[Path, Path], tmp_path: Path, reap: list[int]
+) -> None:
+    """8 children SIGKILLed at random moments while the guard paces them (the OOM
+    killer, an operator's ``kill -9``), most while stopped: ``wait()`` gives -9 at once,
+    the report says so, the watchdog exits, and the guard's only slot is free again."""
+    counter, _ = scripts
+    rng = random.Random(16)
+    guard = wg.Guard(
+        rate="20kB/s", calendar=None, sources=[], sinks=[], max_concurrent=1, slot_timeout=2
+    )
+    stopped = 0
+    for i in range(8):
+        with open(tmp_path / f"out{i}", "wb") as f:
+            child = guard.popen(
+                [sys.executable, str(counter)], stdout=f, stderr=subprocess.DEVNULL, interval=0.02
+            )
+            reap.append(child.pid)
+            assert child._watchdog is not None
+            dog = child._watchdog.helper.pid
+            reap.append(dog)
+            time.sleep(rng.uniform(0.1, 0.4))
+            stopped += state(child.pid) == "T"
+            os.kill(child.pid, signal.SIGKILL)
+            started = time.monotonic()
+            assert child.wait(timeout=10) == -signal.SIGKILL
+            assert time.monotonic() - started < 2.0
+        assert child.report().returncode == -signal.SIGKILL
+        assert wait_for(lambda d=dog: gone(d), 10.0)  # type: ignore[misc]
+    assert stopped >= 1  # the kills did land while children were stopped
+    with guard.session("after"):  # the slot was given back each time
+        pass
+    done = guard.run([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), 9)"])
+    assert done.returncode == -signal.SIGKILL
 
 
 # -- the defaults and their checks --------------------------------------------------------------

@@ -392,3 +392,39 @@ def test_secrets_stay_out_of_the_spool_and_the_logs(
     assert '"sink":"webhook"' in spool.read_text()
     assert "T0PSECRET" not in text
     assert SECRET_OLD not in text
+
+
+def test_a_receiver_that_never_ends_its_answer_does_not_hold_the_delivery() -> None:
+    """A receiver that answers 200 and then streams a body for ever (a broken proxy):
+    the timeout bounds each read only, so reading the whole answer never ended. The
+    sink reads at most 64 KiB of it: the delivery counts, and returns."""
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.end_headers()
+            chunk = b"x" * 8192
+            try:
+                for _ in range(2000):  # 16 MB over 20 s: each read gets data in time
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    time.sleep(0.01)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = WebhookSink(f"http://127.0.0.1:{server.server_port}/hook", timeout=2)
+        started = time.monotonic()
+        hook.send(Alert("k", Severity.LOW, "x"))
+        assert time.monotonic() - started < 10
+        hook.close()
+    finally:
+        server.shutdown()
+        server.server_close()

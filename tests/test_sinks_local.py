@@ -292,3 +292,20 @@ def test_a_dropped_jsonl_sink_closes_its_file(tmp_path: Path) -> None:
     del sink
     gc.collect()
     assert not any(os.path.realpath(p) == path for p in fd_dir.iterdir())
+
+
+def test_jsonl_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    """A link planted at the sink's path (in a shared directory, by another user) is
+    not followed: the file it points at is untouched, the error is counted."""
+    target = tmp_path / "precious"
+    target.write_bytes(b"keep\n")
+    path = tmp_path / "events.jsonl"
+    path.symlink_to(target)
+    sink = JsonlSink(path)
+    try:
+        sink.emit(Alert("k", Severity.LOW, "hello"))
+    finally:
+        sink.close()
+    assert target.read_bytes() == b"keep\n"
+    assert sink.errors == 1
+    assert path.is_symlink()

@@ -306,3 +306,37 @@ def test_service_latency_bad_arguments(kwargs: dict[str, object], field: str) ->
     with pytest.raises(ConfigError) as info:
         ServiceLatencySource(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_a_service_that_never_ends_its_answer_does_not_hold_the_probe() -> None:
+    """A service that streams its body for ever: the probe reads at most 1 MiB of it
+    (the timeout bounds each read only) and reports a latency."""
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            chunk = b"x" * 65536
+            try:
+                for _ in range(2000):  # 128 MB over 20 s: each read gets data in time
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    time.sleep(0.01)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        probe = HttpProbe(f"http://127.0.0.1:{server.server_port}/", timeout=2)
+        started = time.monotonic()
+        sample = probe.sample()
+        assert time.monotonic() - started < 10
+        assert "api.latency_s" in sample
+    finally:
+        server.shutdown()
+        server.server_close()

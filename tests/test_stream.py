@@ -175,3 +175,16 @@ def test_a_failed_command_keeps_the_password_in_its_argv_to_itself(tmp_path: Pat
         assert "hunter2" not in text
     assert "postgresql://backup:***@127.0.0.1/app" in repr(info.value)
     assert "invalid connection postgresql://backup:***@127.0.0.1/app" in str(info.value)
+
+
+def test_a_link_planted_at_the_partial_name_is_not_written_through(tmp_path: Path) -> None:
+    """A dump into a directory others may write: a link planted at ``<dst>.partial``
+    is not followed; the stream fails, the file the link points at keeps its bytes."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep\n")
+    out = tmp_path / "db.dump"
+    Path(f"{out}.partial").symlink_to(victim)
+    with pytest.raises(OSError):
+        guard().stream([sys.executable, "-c", "print('dump')"], out)
+    assert victim.read_bytes() == b"keep\n"
+    assert not out.exists()

@@ -53,6 +53,7 @@ __all__ = [
     "check_stop_location",
     "euid",
     "fsync_dir",
+    "no_follow",
     "open_dir",
     "owner",
     "path_problem",
@@ -473,12 +474,29 @@ class StopFile:
         return ""
 
 
+def no_follow(path: str, flags: int) -> int:
+    """``open()``'s opener that follows no link at ``path`` (``ELOOP`` instead) and
+    creates files as ``open()`` does (mode 0666 less the umask)."""
+    return os.open(path, flags | _NOFOLLOW | _CLOEXEC, 0o666)
+
+
 def replace_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file beside it, renamed over it."""
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` atomically: a temporary file beside it with a random
+    name, created exclusively (a name planted in advance is never written through),
+    renamed over it."""
+    target = os.fspath(path)
+    tmp = os.path.join(
+        os.path.dirname(target), f".{os.path.basename(target)}.{secrets.token_hex(8)}.tmp"
+    )
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_text(path: str | os.PathLike[str]) -> str:

@@ -282,6 +282,13 @@ class CopyJob:
                 dst = dst / src.name
             elif not dst.parent.exists():
                 raise UsageError(f"the directory {dst.parent} does not exist")
+            elif dst.exists() and not dst.is_file():
+                # the copy renames a new file over its destination: a device (/dev/null,
+                # a tape), a FIFO or a socket would be replaced by a regular file
+                raise UsageError(
+                    f"{dst} exists and is not a regular file (a device, a FIFO or a socket "
+                    "is never replaced; to write into one, use wedguard pipe)"
+                )
             yield src, dst
 
     def copy_file(self, src: Path, dst: Path) -> None:
@@ -326,7 +333,8 @@ class CopyJob:
         self.copied += 1
 
     def _copy_data(self, src: Path, tmp: Path, st: os.stat_result) -> None:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        # a link planted at the temporary name is not written through (ELOOP: the file fails)
+        with open(src, "rb") as fin, open(tmp, "wb", opener=_fs.no_follow) as fout:
             # one operation per file, counted with its first chunk
             copy_stream(
                 self.session, fin, fout, self.chunk, ops=1, size=st.st_size, progress=self._count

@@ -16,6 +16,8 @@ __all__ = ["cmd_config", "register"]
 def cmd_config(args: argparse.Namespace) -> int:
     """Check ``args.file``: the rendering (or ``--json``) on stdout, ``FILE: OK`` on stderr."""
     config = load_config(args.file, env=not args.no_env)
+    if not args.no_env:  # away from its host, neither its variables nor its directories
+        config.check_host()
     notes = () if config.calendar is None else config.calendar.notes()
     if args.json:
         print(json.dumps(config.to_dict(), indent=2, default=str))
@@ -45,6 +47,9 @@ def register(commands: Commands) -> None:
     c.add_argument("file", metavar="FILE", type=path_type("a configuration file path"))
     c.add_argument("--json", action="store_true", help="print it as JSON")
     c.add_argument(
-        "--no-env", action="store_true", help="do not require the secrets' environment variables"
+        "--no-env",
+        action="store_true",
+        help="check the file away from its host: do not require the secrets' "
+        "environment variables, nor the directories of its paths",
     )
     c.set_defaults(func=cmd_config)

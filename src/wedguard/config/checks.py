@@ -65,6 +65,8 @@ class Context:
     def rewrap(self, prefix: str, exc: ConfigError) -> ConfigError:
         """A library's ConfigError (field ``rate``) as ``file: prefix.rate``."""
         field = exc.field
+        if field.startswith(f"{self.file}: "):  # already ours (an environment variable's)
+            return exc
         if not exc.expected and exc.value is None:  # a free-form message
             return ConfigError(f"{self.file}: {prefix}: {exc}")
         if field.startswith(f"{prefix}.") or field == prefix:

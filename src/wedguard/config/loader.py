@@ -19,11 +19,21 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 
+#: the largest configuration file read: far more than any configuration needs, and a
+#: bound for what is not one (``/dev/zero``, a log file given by mistake)
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _read(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
     name = _checks.path(path, "config", "a configuration file path")
     try:
         with open(name, "rb") as f:
-            return name, tomllib.load(f)
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                name, f"over {MAX_CONFIG_BYTES} bytes", "a configuration file of at most 1 MiB"
+            )
+        return name, tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(name, name, "an existing configuration file") from None
     except IsADirectoryError:

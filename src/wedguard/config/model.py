@@ -225,6 +225,36 @@ class Config:
         """
         return to_toml(self.to_dict())
 
+    def check_host(self) -> None:
+        """Check what only this host can tell (``wedguard config check`` does, unless
+        ``--no-env``): a file the configuration would fail on when it runs.
+
+        * ``guard.stop_file`` and ``guard.control_socket``: their directory exists
+          (``wedguard stop`` never creates it; a guard refuses a socket it cannot bind);
+        * ``history.path``: its directory exists (else no row is ever stored);
+        * a ``process`` source's ``pid``: the process exists (else its probes fail and
+          the backup is throttled, then halted).
+
+        Raises:
+            ConfigError: the first such problem, naming the file and the key.
+        """
+        ctx = Context(self.path)
+        paths = {
+            "guard.stop_file": self.guard.stop_file,
+            "guard.control_socket": self.guard.control_socket,
+            "history.path": None if self.history is None else self.history.get("path"),
+        }
+        for key, path in paths.items():
+            if path is None:
+                continue
+            folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+            if not os.path.isdir(folder):
+                raise ctx.error(key, str(path), f"a path in an existing directory (no {folder})")
+        for spec in self.sources:
+            pid = spec.options.get("pid") if spec.type == "process" else None
+            if pid is not None and not _process_exists(int(pid)):
+                raise ctx.error(f"sources[{spec.index}].pid", pid, "a running process (none)")
+
     def secrets(self) -> dict[str, bool]:
         """The environment variables this configuration reads secrets from, and
         whether each is set now."""
@@ -237,3 +267,13 @@ class Config:
                 if key.endswith("_env"):
                     names[value] = bool(os.environ.get(value))
         return names
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's (or beyond the kernel's range)
+        return True
+    return True

@@ -268,6 +268,11 @@ class Database:
             )
 
     def _open_writer(self, verify: bool) -> sqlite3.Connection:
+        if not self.memory:
+            # a new database is the user's alone (mode 0600; SQLite gives its -wal and
+            # -shm the same mode): it holds command lines and session reports
+            with contextlib.suppress(OSError):  # exists, or cannot be made: SQLite says why
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             conn = self._connect()
         except sqlite3.Error as exc:

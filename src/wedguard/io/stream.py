@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wedguard._fs import fsync_dir
+from wedguard._fs import fsync_dir, no_follow
 from wedguard.errors import ConfigError, WedguardError
 from wedguard.redact import redact_argv, redact_text
 
@@ -163,7 +163,8 @@ def stream_command(
                 if partial is None:
                     written = pipe_guarded(guard, proc.stdout, dst, name=session, **pipe_options)
                 else:
-                    with open(partial, "wb") as out:
+                    # a link planted at <dst>.partial is not written through (ELOOP)
+                    with open(partial, "wb", opener=no_follow) as out:
                         written = pipe_guarded(
                             guard, proc.stdout, out, name=session, **pipe_options
                         )

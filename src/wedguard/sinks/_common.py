@@ -255,6 +255,10 @@ def _retry_after(value: str | None, now: datetime) -> float | None:
 
 _OPENER = urllib.request.build_opener()
 
+#: the most of a receiver's answer read: only its status counts, and a receiver that
+#: streams an endless body must not hold the delivery (a timeout bounds each read only)
+MAX_RESPONSE_BYTES = 64 * 1024
+
 
 def post(
     url: Secret,
@@ -272,7 +276,7 @@ def post(
     request = urllib.request.Request(url.reveal(), data=body, headers=dict(headers), method="POST")
     try:
         with _OPENER.open(request, timeout=timeout) as response:
-            response.read()
+            response.read(MAX_RESPONSE_BYTES)
             return int(response.status)
     except urllib.error.HTTPError as exc:
         code = exc.code

@@ -37,7 +37,9 @@ class JsonlSink:
     """Append one JSON object per event to ``path``.
 
     Args:
-        path: the file (its directory is created).
+        path: the file (its directory is created). A symbolic link at ``path`` is not
+            followed: writing fails (logged, counted in :attr:`errors`), so a link
+            planted in a shared directory cannot turn the sink on another file.
         max_bytes: rotate before a write would pass this size (bytes or ``"10MiB"``).
         backups: how many rotated files to keep (0: the file is simply restarted).
         fsync: fsync after every line (slower; for audit trails).
@@ -79,7 +81,8 @@ class JsonlSink:
 
     def _open(self) -> IO[bytes]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), self.mode)
         f = os.fdopen(fd, "ab")
         self._size = os.fstat(fd).st_size
         # a sink dropped unclosed (its guard replaced) closes its file when collected

@@ -29,6 +29,8 @@ import json
 import logging
 import math
 import os
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +39,15 @@ from typing import Any
 
 from wedguard._fs import fsync_dir
 from wedguard.errors import ConfigError
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_planted_safe(path: str, flags: int) -> int:
+    """``open()``'s opener for reading the spool: never through a link, never
+    blocking on a FIFO (what is planted at the name is not read; the rewrite replaces it)."""
+    return os.open(path, flags | _NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+
 
 __all__ = ["Spool"]
 
@@ -109,25 +120,33 @@ class Spool:
     def _read(self) -> dict[tuple[str, str], dict[str, Any]]:
         pending: dict[tuple[str, str], dict[str, Any]] = {}
         try:
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                        key = (str(rec["id"]), str(rec["sink"]))
-                        if rec["op"] == "add":
-                            pending[key] = rec["event"]
-                        elif rec["op"] == "done":
-                            pending.pop(key, None)
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a record torn by a crash
+            f = open(self.path, encoding="utf-8", errors="replace", opener=_open_planted_safe)  # noqa: SIM115
         except FileNotFoundError:
-            pass
+            return pending
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            return pending
+        with f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return pending
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                    key = (str(rec["id"]), str(rec["sink"]))
+                    if rec["op"] == "add":
+                        pending[key] = rec["event"]
+                    elif rec["op"] == "done":
+                        pending.pop(key, None)
+                except (ValueError, KeyError, TypeError):
+                    continue  # a record torn by a crash
         return pending
 
     def _reopen(self) -> None:
         """Rewrite the file with the pending records and open it for appending."""
         self._rewrite()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path, flags, 0o600)
         try:
             os.fchmod(fd, 0o600)
         except OSError:
@@ -140,8 +159,10 @@ class Spool:
         self._written = 0
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # a new file of a random name, created exclusively (mode 0600): a name planted
+        # in advance is never opened, truncated or written through
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        tmp = Path(name)
         try:
             try:
                 os.fchmod(fd, 0o600)

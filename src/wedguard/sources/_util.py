@@ -21,6 +21,13 @@ __all__ = ["TimedCall", "counter_delta", "http_request", "own_cgroup", "percenti
 
 _WRAP32: Final = 2**32
 
+#: the most of a probed service's answer read (its latency is the time to the status
+#: line and this much of the body; an endless body must not hold the probe)
+MAX_BODY_BYTES: Final = 1 << 20
+
+#: the most of a body that is used (a metrics page: large servers expose megabytes)
+MAX_READ_BODY_BYTES: Final = 64 << 20
+
 
 def counter_delta(prev: float, cur: float) -> float:
     """How much a monotonic counter advanced from ``prev`` to ``cur``.
@@ -153,7 +160,8 @@ def http_request(
     try:
         conn.request(method, path, headers=dict(headers))
         resp = conn.getresponse()
-        body = resp.read()
+        # an endless body must not hold the probe
+        body = resp.read(MAX_READ_BODY_BYTES if read_body else MAX_BODY_BYTES)
         elapsed = time.perf_counter() - t0
         return resp.status, body if read_body else b"", elapsed
     finally:
