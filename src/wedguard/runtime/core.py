@@ -127,12 +127,13 @@ class GuardCore:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1.0)
 
-    def settle_calls(self) -> None:
-        """Report the protected calls counted so far (each function's account)."""
+    def settle_calls(self, due_by: float | None = None) -> None:
+        """Report the protected calls counted so far (each function's account): all
+        of them, or those whose period ended by clock reading ``due_by``."""
         with self.lock:
-            now = self.now()
             for account in list(self.accounts):
-                account.settle(now)
+                if due_by is None or account.due <= due_by:
+                    account.settle()
 
     def shutdown(self, timeout: float | None) -> bool:
         """Deliver what is queued (within ``timeout``) and close the sources that hold

@@ -113,6 +113,7 @@ class GuardPort:
                 core.slots.free(slot)
                 core.notify()
                 return False
+            core.call_bytes += n  # what the backup moved, as the call starts
             return slot, now
 
     def end_call(self, ticket: Any, account: Any, n: float, ops: int, exc: Any) -> None:
@@ -122,7 +123,9 @@ class GuardPort:
         core = self.core
         with core.mutex:
             if account is not None:
-                account.count(n, ops, exc, started)
+                account.count(n, ops, exc, started, core.now())
+                if self.guard._closed:  # nothing would report it later
+                    account.settle()
             slots = core.slots
             slots.free(slot)
             if slots.queue:  # a session waits for a slot
@@ -219,6 +222,10 @@ class GuardPort:
     # slots and priority
     def enter(self, s: Session, timeout: float | None) -> None:
         self.guard._enter(s, timeout)
+
+    def adopt(self, s: Session, slot: Any) -> None:
+        """Begin ``s`` on ``slot``, held by a protected call outside a session."""
+        self.core.slots.adopt(s, slot)
 
     async def enter_async(self, s: Session, timeout: float | None) -> None:
         await self.guard._aenter(s, timeout)

@@ -305,13 +305,26 @@ class _Light:
 
     def __call__(self) -> Session | None:
         s = self.session
-        if s is None:
-            call = self.call
-            self._end_ticket(None, None)  # the session takes a slot of its own
-            s = self.session = call.guard.session(call.label)
-            s.__enter__()
-            s.ledger.count(self.n, call.ops)  # taken from the budgets before the call
-            self.prepaid = Prepaid(s, self.n).enter()
+        if s is not None:
+            return s
+        call = self.call
+        with call.port.core.mutex:  # threads of one call asking at once: one session
+            s = self.session
+            if s is None:
+                s = call.guard.session(call.label)
+                ticket, self.ticket = self.ticket, None
+                try:
+                    if ticket is not None:
+                        s._adopt(ticket[0])  # the call's slot, taken over: no wait
+                    else:
+                        s.__enter__()  # a guard that keeps no slots: none to wait for
+                except BaseException:
+                    if ticket is not None:
+                        call.port.end_call(ticket, None, self.n, call.ops, None)
+                    raise
+                s.ledger.count(self.n, call.ops)  # taken from the budgets before the call
+                self.prepaid = Prepaid(s, self.n).enter()
+                self.session = s
         return s
 
     def _end_ticket(self, account: Any, exc: BaseException | None) -> None:
@@ -332,8 +345,9 @@ class _Light:
             s = self.session
             try:
                 if s is not None:
-                    with contextlib.suppress(ValueError):  # left from another context
-                        Prepaid.leave(self.prepaid)
+                    if self.prepaid is not None:
+                        with contextlib.suppress(ValueError):  # left from another context
+                            Prepaid.leave(self.prepaid)
                     s.__exit__(exc_type, exc, None)
                 elif self.ticket is not None:
                     self._end_ticket(call.account, exc)

@@ -71,6 +71,8 @@ class Sampler:
                 with core.lock:
                     now = core.now()
                     end, idle_since, fresh = self._idle(now, idle_since)
+                    # protected calls' accounts: those due, and all once calls stopped
+                    core.settle_calls(None if end else now)
                     if end:
                         self.thread = None
                         return
@@ -78,7 +80,15 @@ class Sampler:
                         next_sample = next_check = now
                     self.wake.clear()
                 if idle_since is not None:
-                    self.wake.wait(max(0.0, idle_since + interval - now))
+                    # idle: no sample, but the stops are still looked at, so that a
+                    # session starting back to back (which wakes no one) meets them
+                    until = idle_since + interval
+                    if checks:
+                        if now >= next_check:
+                            next_check = now + core.settings.stop_interval
+                            core.poll_stops()
+                        until = min(until, next_check)
+                    self.wake.wait(max(0.0, until - core.now()))
                     continue
                 if checks and now >= next_check:
                     next_check = now + core.settings.stop_interval

@@ -370,8 +370,17 @@ class Session:
                 _CURRENT.reset(token)
 
     def __enter__(self) -> Session:
+        self._port.enter(self, self._slot_timeout)
+        return self._entered()
+
+    def _adopt(self, slot: Any) -> Session:
+        """Enter on ``slot``, which the protected call this session is opened for holds
+        (the session takes it over: no wait, no second slot)."""
+        self._port.adopt(self, slot)
+        return self._entered()
+
+    def _entered(self) -> Session:
         port = self._port
-        port.enter(self, self._slot_timeout)
         nice, ionice, sched_idle = port.priority()
         if nice or ionice or sched_idle:
             self._priority = _priority.lower(nice, ionice, sched_idle)
@@ -498,19 +507,14 @@ class Session:
         guard's lock, so that a new decision cannot slip between reading its expiry and
         keeping the credit (the new decision revokes it)."""
         with self._port.cond:
-            return self._refill_locked(n, now)
-
-    def _refill_locked(self, n: float, now: float) -> bool:
-        self._give_back()
-        g = self._hot
-        if now >= g.expires:
-            return False
-        buckets = tuple(b for b in (self._bucket, None if g.free else g.bytes) if b is not None)
-        got = _lease_block(buckets, n, now)
-        if not got:
-            return False
-        self._credit, self._lent, self._until = got, buckets, g.expires
-        return True
+            self._give_back()
+            g = self._hot
+            caps = (self._bucket, None if g.free else g.bytes)
+            buckets = tuple(b for b in caps if b is not None)
+            got = _lease_block(buckets, n, now) if now < g.expires else 0.0
+            if got:
+                self._credit, self._lent, self._until = got, buckets, g.expires
+            return bool(got)
 
     def _give_back(self) -> None:
         """Return the credit not spent to the buckets it was taken from."""

@@ -189,6 +189,19 @@ class Slots:
             self.core.first_session(now)
         return slot
 
+    def adopt(self, session: Session, slot: Slot) -> None:
+        """Begin ``session`` on ``slot``, which a protected call outside a session
+        holds: the call's session takes the call's slot over, without waiting."""
+        if session._started:
+            raise ConfigError("session", session.name, "a session that was not entered before")
+        core = self.core
+        with core.lock:
+            slot.session = weakref.ref(session)
+            slot.name = session.name
+            session._slot = slot
+            weakref.finalize(session, _release_slot, weakref.ref(self), slot)
+            session._begin(core.now())
+
     # -- leaving ----------------------------------------------------------------------
 
     def release(self, slot: Slot | None) -> None:

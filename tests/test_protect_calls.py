@@ -1,0 +1,146 @@
+"""Protected calls outside a session: their slot handed to the session they ask for, their accounts per period, calls ending after close, and a back-to-back session meeting the stop file."""
+
+import asyncio
+import os
+import threading
+import time
+
+import wedguard
+from wedguard import Guard
+from wedguard.errors import EmergencyStop
+from wedguard.testing import FakeClock, RecordingSink
+
+
+def test_async_light_call_asking_for_its_session_does_not_block_the_loop():
+    guard = Guard(
+        rate="100MB/s",
+        calendar=None,
+        sources=[],
+        sinks=[RecordingSink()],
+        max_concurrent=1,
+        slot_timeout=2.0,
+    )
+
+    @guard.protect(cost=1000)
+    async def upload():
+        await asyncio.sleep(0.05)
+        wedguard.current_session()  # what guard.wrap / a nested protected call does
+        return "ok"
+
+    async def backup():
+        async with guard.session("backup"):
+            await asyncio.sleep(0.01)
+        return "session ok"
+
+    async def main():
+        t = asyncio.create_task(upload())
+        await asyncio.sleep(0.01)
+        b = asyncio.create_task(backup())
+        return await asyncio.gather(t, b)
+
+    t0 = time.monotonic()
+    try:
+        assert asyncio.run(main()) == ["ok", "session ok"]
+    finally:
+        guard.close()
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_light_call_keeps_its_slot_when_it_asks_for_its_session():
+    sink = RecordingSink()
+    guard = Guard(
+        rate="100MB/s", calendar=None, sources=[], sinks=[sink], max_concurrent=1, slot_timeout=0.2
+    )
+    started = threading.Event()
+
+    @guard.protect(cost=1000)
+    def upload():
+        started.set()
+        time.sleep(0.1)
+        return wedguard.current_session()
+
+    def other():
+        started.wait()
+        with guard.session("backup"):
+            time.sleep(0.5)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        assert upload() is not None
+    finally:
+        t.join()
+        guard.close()
+    assert sum(r.name.endswith("upload") for r in sink.of_kind("session")) == 1
+
+
+def test_account_duration_is_first_call_to_last_and_periods_do_not_merge():
+    sink, clock = RecordingSink(), FakeClock()
+    guard = Guard(
+        rate="1MB/s", calendar=None, sources=[], sinks=[sink], clock=clock, background=False
+    )
+
+    @guard.protect(cost=1000)
+    def upload():
+        clock.advance(1.0)
+
+    upload()
+    clock.advance(3600)
+    upload()
+    clock.advance(3600)
+    guard.flush()
+    reports = sink.of_kind("session")
+    assert [(r.ops, r.duration) for r in reports] == [(1, 1.0), (1, 1.0)]
+
+
+def test_call_ending_after_close_is_reported():
+    sink = RecordingSink()
+    guard = Guard(rate="100MB/s", calendar=None, sources=[], sinks=[sink])
+    go = threading.Event()
+
+    @guard.protect(cost=1000)
+    def upload():
+        go.wait()
+
+    t = threading.Thread(target=upload)
+    t.start()
+    time.sleep(0.1)
+    guard.close()
+    go.set()
+    t.join()
+    deadline = time.monotonic() + 2
+    while not sink.of_kind("session") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(sink.of_kind("session")) == 1
+
+
+def test_stop_file_stops_a_back_to_back_session_within_the_check_interval(tmp_path):
+    os.chmod(tmp_path, 0o700)
+    path = tmp_path / "stop"
+    guard = Guard(
+        rate="100MB/s",
+        calendar=None,
+        sources=[],
+        sinks=[],
+        stop_file=str(path),
+        sample_interval=2.0,
+        stop_check_interval=0.1,
+    )
+    try:
+        with guard.session("one") as s:
+            s.throttle(1000)
+        time.sleep(0.3)  # the sampler has seen the guard idle
+        path.write_text("operator")
+        t0 = time.monotonic()
+        stopped = None
+        try:
+            with guard.session("two") as s:
+                while time.monotonic() - t0 < 1.5:
+                    s.throttle(1000)
+                    time.sleep(0.01)
+        except EmergencyStop:
+            stopped = time.monotonic() - t0
+    finally:
+        guard.close()
+    assert stopped is not None
+    assert stopped < 0.5
