@@ -41,3 +41,18 @@ def test_the_pages_name_loggers() -> None:
 @pytest.mark.parametrize(("page", "name"), NAMED, ids=[f"{p}:{n}" for p, n in NAMED])
 def test_a_logger_a_page_names_is_one_the_package_logs_on(page: str, name: str) -> None:
     assert name in loggers_in_the_package(), f"{page} names the {name} logger"
+
+
+NAMED_FILES = sorted(
+    {
+        (page.relative_to(ROOT).as_posix(), m.group(1))
+        for page in PAGES
+        for m in re.finditer(r"`((?:tests|benchmarks)/[\w/.-]+\.(?:py|json))`", page.read_text())
+    }
+)
+
+
+@pytest.mark.parametrize(("page", "path"), NAMED_FILES, ids=[f"{p}:{f}" for p, f in NAMED_FILES])
+def test_a_test_or_benchmark_a_page_names_exists(page: str, path: str) -> None:
+    """A figure held to a test or a benchmark names one that is there."""
+    assert (ROOT / path).is_file(), f"{page} names {path}"
