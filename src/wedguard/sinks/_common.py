@@ -196,6 +196,10 @@ def event_title(event: Event) -> str:
             f"breaker {data.get('breaker', '')}: {data.get('old', '?')} -> {data.get('new', '?')}"
             + (f" ({reason})" if reason else "")
         )
+    text = str(event) if type(event).__str__ is not object.__str__ else ""
+    if kind in ("session", "decision") and text:
+        # a session's summary, a decision's first line: what a reader of the log wants
+        return f"{kind} {text.splitlines()[0]}"
     return f"wedguard {kind}"
 
 
