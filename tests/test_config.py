@@ -673,3 +673,43 @@ def test_redis_needs_redis_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "redis", None)
     message = error_of(tmp_path, '[redis]\nurl = "redis://h/0"\n')
     assert "redis: 'redis' is not valid; expected redis-py installed" in message
+
+
+def test_a_guard_from_a_file_learns_the_baseline_of_its_latency_probe(tmp_path: Path) -> None:
+    """A guard built from a file (``wedguard.config.load``, ``wedguard pipe --config``)
+    judges the file's latency limit: it learns a baseline before the first byte, as a
+    guard that builds its own analyser does, instead of passing latency unjudged."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = tmp_path / "wedguard.toml"
+    path.write_text(
+        '[calendar]\npreset = "none"\n[[sources]]\ntype = "http"\n'
+        f'url = "http://127.0.0.1:{server.server_address[1]}/health"\n'
+        'metric = "api.latency_s"\n'
+    )
+    clock = FakeClock()
+    guard = load(path, clock=clock, sinks=[])
+    try:
+        with guard.session("photos") as s:
+            waited = s.throttle(1_000_000)  # 5 samples at 1 s before the first byte
+            decision = guard.decision()
+    finally:
+        guard.close()
+        server.shutdown()
+        server.server_close()
+    assert waited == pytest.approx(4.0)
+    assert "api.latency_s: no baseline yet, not judged" not in decision.reasons
+    assert s.report().wait_seconds["impact"] >= 4.0

@@ -168,6 +168,9 @@ def _guard_kwargs(
             CircuitBreaker("guard", clock=clock, **config.breaker) if coordinator is None else None
         ),
         "analyzer": ImpactAnalyzer(config.thresholds, clock=clock) if sources else None,
+        # the file's analyser is the guard's own: it learns a latency's baseline before
+        # the first byte, as Guard's own analyser does (else the limit is not judged)
+        "baseline_warmup": "5s" if sources else None,
         "sources": sources,
         "sinks": sinks,
         "max_concurrent": g.max_concurrent,
