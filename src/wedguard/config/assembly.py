@@ -181,6 +181,7 @@ def _guard_kwargs(
         "sample_interval": g.sample_interval,
         "stop_check_interval": g.stop_check_interval,
         "slot_timeout": g.slot_timeout,
+        "max_hold": g.max_hold,
         "control_socket": g.control_socket,
         "nice": g.nice,
         "ionice": g.ionice,
