@@ -102,12 +102,15 @@ def resolve_secret(
 def url_hint(url: str) -> str:
     """Scheme and host of ``url`` only: safe to show (paths and queries hold tokens).
 
-    Never raises: a URL that cannot be parsed gives ``<invalid url>``.
+    Never raises: a URL that cannot be parsed gives ``<invalid url>``, text with neither
+    a scheme nor a host (a placeholder copied from a page) ``<not a URL>``.
 
     >>> url_hint("https://user:pw@hooks.example.org:8443/T0KEN?sig=x")
     'https://hooks.example.org:8443/***'
     >>> url_hint("http://[::1")
     '<invalid url>'
+    >>> url_hint("...")
+    '<not a URL>'
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -115,6 +118,8 @@ def url_hint(url: str) -> str:
         port = parts.port
     except ValueError:
         return "<invalid url>"
+    if not parts.scheme and not parts.hostname:
+        return "<not a URL>"
     if port:
         host = f"{host}:{port}"
     return f"{parts.scheme}://{host}/***"
