@@ -5,7 +5,7 @@ blocks a newcomer meets first (the README's command line, the tutorial's and the
 command-line page's ``wedguard run``, ``wedguard throttle``, the calendar how-to's
 check, the alerts how-to's check), in a shell, with the page's own configuration file as ``wedguard.toml``, against
 local stand-ins: the test PostgreSQL for ``pg_dump``, an HTTP health endpoint for the
-probe, a webhook for Slack. Every command must succeed; the output a block shows
+probe, a webhook for Slack, an S3 server for ``aws s3 cp``. Every command must succeed; the output a block shows
 (except process ids) must be what the command prints. A guard runs in the background
 (``wedguard run -- sleep``) so that the commands that act on "the running guards"
 have one, as a reader's would.
@@ -50,6 +50,8 @@ RUN: dict[str, str] = {
         "docs/howto-calendar.md"
     ),
     "docs/howto-alerts.md: SLACK_WEBHOOK_URL=https://hooks": "docs/howto-alerts.md",
+    "docs/cli.md: pg_dump -Fc app | wedguard pipe": EXAMPLE,
+    "docs/processes.md: pg_dump -Fc app | wedguard pipe": EXAMPLE,
 }
 
 #: shell blocks not run here (by page and first line), and why
@@ -58,13 +60,11 @@ NOT_RUN: dict[str, str] = {
     "docs/tutorial.md: python -m pip install .": "installs the package",
     "docs/benchmark-impact.md: nox -s bench_impact": "a benchmark of half an hour",
     "docs/calendar.md: wedguard config check wedguard.toml": "its output is elided",
-    "docs/cli.md: pg_dump -Fc app | wedguard pipe": "needs the aws command line and S3",
     "docs/configuration.md: wedguard config check wedguard.toml": "the file is not shown",
     "docs/configuration.md: SLACK_WEBHOOK_URL=https://hooks": "its output is elided",
     "docs/howto-postgres.md: export WEDGUARD_DB_DSN": "the how-to's monitoring role",
     "docs/howto-redis.md: wedguard stop --config fleet.toml": "the how-to's fleet on Redis",
     "docs/howto-s3-target.md: export AWS_ENDPOINT_URL": "an S3 endpoint (see test_s3_cli)",
-    "docs/processes.md: pg_dump -Fc app | wedguard pipe": "needs the aws command line and S3",
     "docs/processes.md: echo status | socat": "needs socat and nc",
     "docs/reliability.md: PYTHONPATH=src python benchmarks/guard_death.py": "minutes of faults",
     "docs/reliability.md: PYTHONPATH=src python benchmarks/alerts_durability.py": "a benchmark",
@@ -174,11 +174,21 @@ def health() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def s3() -> Iterator[tuple[str, Any]]:
+    """An S3 server with the pages' bucket ``backups``: its endpoint and a client."""
+    with docs_world.s3_server() as endpoint:
+        client = docs_world.s3_client(endpoint)
+        client.create_bucket(Bucket="backups")
+        yield endpoint, client
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("where", sorted(RUN))
 def test_the_pages_commands_run_as_shown(
     where: str,
     health: str,
+    s3: tuple[str, Any],
     tmp_path: Path,
     postgres_server: PostgresServer,  # noqa: F811 - the fixture imported above
 ) -> None:
@@ -201,6 +211,10 @@ def test_the_pages_commands_run_as_shown(
         PGUSER="app",
         PGPASSWORD=APP_PASSWORD,
         SLACK_WEBHOOK_URL=health + "/slack",
+        AWS_ENDPOINT_URL=s3[0],
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
     )
     env.pop("XDG_RUNTIME_DIR", None)
     toml = docs_world.rewrite(
@@ -214,7 +228,7 @@ def test_the_pages_commands_run_as_shown(
         language, code = shell_blocks()[where]
         for command, shown in steps(code, console=language == "console"):
             done = subprocess.run(
-                ["bash", "-c", "set -e; " + local(command, tmp_path)],
+                ["bash", "-c", "set -e -o pipefail; " + local(command, tmp_path)],
                 cwd=tmp_path,
                 env=env,
                 capture_output=True,
@@ -226,3 +240,6 @@ def test_the_pages_commands_run_as_shown(
             for want in (line for line in shown if line != "..."):  # "...": lines left out
                 pattern = re.escape(want).replace("4242", r"\d+")
                 assert any(re.fullmatch(pattern, line) for line in got), (want, got)
+            for key in re.findall(r"s3://backups/(\S+)", command):  # the upload arrived
+                s3[1].head_object(Bucket="backups", Key=key)
+                s3[1].delete_object(Bucket="backups", Key=key)
