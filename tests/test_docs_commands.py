@@ -46,6 +46,7 @@ RUN: dict[str, str] = {
     "docs/tutorial.md: wedguard run --config wedguard.toml -- pg_dump": EXAMPLE,
     "docs/cli.md: wedguard run --config wedguard.toml -- pg_dump": EXAMPLE,
     "docs/cli.md: wedguard throttle 5MB/s": EXAMPLE,
+    "docs/cli.md: wedguard calendar --config wedguard.toml --at": EXAMPLE,
     "docs/howto-calendar.md: wedguard calendar --config wedguard.toml --at": (
         "docs/howto-calendar.md"
     ),
