@@ -5,7 +5,7 @@ blocks a newcomer meets first (the README's command line, the tutorial's and the
 command-line page's ``wedguard run``, ``wedguard throttle``, the calendar how-to's
 check, the alerts how-to's check), in a shell, with the page's own configuration file as ``wedguard.toml``, against
 local stand-ins: the test PostgreSQL for ``pg_dump``, an HTTP health endpoint for the
-probe, a webhook for Slack, an S3 server for ``aws s3 cp``. Every command must succeed; the output a block shows
+probe, a webhook for Slack, an S3 server for ``aws s3 cp``, Redis for a fleet. Every command must succeed; the output a block shows
 (except process ids) must be what the command prints. A guard runs in the background
 (``wedguard run -- sleep``) so that the commands that act on "the running guards"
 have one, as a reader's would.
@@ -32,6 +32,7 @@ import pytest
 
 import docs_world
 from conftest_postgres import APP_PASSWORD, PostgresServer, postgres_server  # noqa: F401
+from conftest_redis import RedisServer, redis_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -53,6 +54,7 @@ RUN: dict[str, str] = {
     "docs/howto-alerts.md: SLACK_WEBHOOK_URL=https://hooks": "docs/howto-alerts.md",
     "docs/cli.md: pg_dump -Fc app | wedguard pipe": EXAMPLE,
     "docs/processes.md: pg_dump -Fc app | wedguard pipe": EXAMPLE,
+    "docs/howto-redis.md: wedguard stop --config fleet.toml": "docs/howto-redis.md",
 }
 
 #: shell blocks not run here (by page and first line), and why
@@ -64,7 +66,6 @@ NOT_RUN: dict[str, str] = {
     "docs/configuration.md: wedguard config check wedguard.toml": "the file is not shown",
     "docs/configuration.md: SLACK_WEBHOOK_URL=https://hooks": "its output is elided",
     "docs/howto-postgres.md: export WEDGUARD_DB_DSN": "the how-to's monitoring role",
-    "docs/howto-redis.md: wedguard stop --config fleet.toml": "the how-to's fleet on Redis",
     "docs/howto-s3-target.md: export AWS_ENDPOINT_URL": "an S3 endpoint (see test_s3_cli)",
     "docs/processes.md: echo status | socat": "needs socat and nc",
     "docs/reliability.md: PYTHONPATH=src python benchmarks/guard_death.py": "minutes of faults",
@@ -190,6 +191,7 @@ def test_the_pages_commands_run_as_shown(
     where: str,
     health: str,
     s3: tuple[str, Any],
+    redis_server: RedisServer,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     postgres_server: PostgresServer,  # noqa: F811 - the fixture imported above
 ) -> None:
@@ -216,12 +218,14 @@ def test_the_pages_commands_run_as_shown(
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
+        WEDGUARD_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/0",
     )
     env.pop("XDG_RUNTIME_DIR", None)
     toml = docs_world.rewrite(
         configuration(RUN[where]), tmp_path, http=health, redis_url="", redis_port=0
     )
-    (tmp_path / "wedguard.toml").write_text(toml)
+    for name in ("wedguard.toml", "fleet.toml"):  # the names the pages give the file
+        (tmp_path / name).write_text(toml)
     docs_world.files(tmp_path / "srv" / "photos")
     for d in ("backup", "mnt/backup"):
         (tmp_path / d).mkdir(parents=True, exist_ok=True)
