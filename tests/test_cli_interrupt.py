@@ -58,3 +58,38 @@ def test_ctrl_c_prints_the_session_summary(tmp_path: Path) -> None:
     (summary,) = [line for line in out.splitlines() if line.strip()]
     assert summary.startswith("copied "), out
     assert "file(s)" in summary
+
+
+def test_ctrl_c_on_wedguard_run_prints_the_commands_report(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) reaches the command, whose exit code passes through; wedguard run
+    then says what the command did under the guard and that it was interrupted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEDGUARD_")}
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["WEDGUARD_RUN_DIR"] = str(tmp_path / "run")
+    env.pop("XDG_RUNTIME_DIR", None)
+    env.pop("PYTHONWARNINGS", None)
+    config = tmp_path / "wedguard.toml"
+    config.write_text('sources = []\n[calendar]\npreset = "none"\n[guard]\nrate = "1MB/s"\n')
+    child = "import sys, time\nprint('ready', flush=True)\ntime.sleep(30)\n"
+    argv = [sys.executable, "-m", "wedguard", "run", "-c", str(config), "--"]
+    proc = subprocess.Popen(
+        [*argv, sys.executable, "-c", child],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1] == "wedguard: interrupted", err
+    report = [line for line in lines if line.startswith(os.path.basename(sys.executable) + " ")]
+    assert len(report) == 1, err
+    assert "exit -2 after" in report[0]

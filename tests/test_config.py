@@ -676,3 +676,85 @@ def test_redis_needs_redis_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "redis", None)
     message = error_of(tmp_path, '[redis]\nurl = "redis://h/0"\n')
     assert "redis: 'redis' is not valid; expected redis-py installed" in message
+
+
+def test_a_guard_from_a_file_learns_the_baseline_of_its_latency_probe(tmp_path: Path) -> None:
+    """A guard built from a file (``wedguard.config.load``, ``wedguard pipe --config``)
+    judges the file's latency limit: it learns a baseline before the first byte, as a
+    guard that builds its own analyser does, instead of passing latency unjudged."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = tmp_path / "wedguard.toml"
+    path.write_text(
+        '[calendar]\npreset = "none"\n[[sources]]\ntype = "http"\n'
+        f'url = "http://127.0.0.1:{server.server_address[1]}/health"\n'
+        'metric = "api.latency_s"\n'
+    )
+    clock = FakeClock()
+    guard = load(path, clock=clock, sinks=[])
+    try:
+        with guard.session("photos") as s:
+            waited = s.throttle(1_000_000)  # 5 samples at 1 s before the first byte
+            decision = guard.decision()
+    finally:
+        guard.close()
+        server.shutdown()
+        server.server_close()
+    assert waited == pytest.approx(4.0)
+    assert "api.latency_s: no baseline yet, not judged" not in decision.reasons
+    assert s.report().wait_seconds["impact"] >= 4.0
+
+
+@pytest.mark.parametrize(("value", "held"), [("90s", 90.0), ("forever", None), (None, 1800.0)])
+def test_guard_max_hold_from_the_file(
+    tmp_path: Path, value: str | None, held: float | None
+) -> None:
+    """``[guard] max_hold``: how long a session is held back for production's sake
+    before it ends with HoldTimeout (30 min when the file says nothing, as Guard())."""
+    from wedguard.testing import ScriptedSource
+
+    text = '[calendar]\npreset = "none"\n[guard]\nrate = "10MB/s"\n'
+    if value is not None:
+        text += f'max_hold = "{value}"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.guard.max_hold == held
+    again = Config.from_dict(tomllib.loads(config.render()), path="rendered.toml")
+    assert again.guard.max_hold == held
+    if held is None:
+        return
+    clock = FakeClock()
+    guard = load(
+        tmp_path / "wedguard.toml",
+        clock=clock,
+        sinks=[],
+        sources=[ScriptedSource([{"api.latency_s.error": 1.0}])],
+    )
+
+    def backup() -> None:
+        with guard.session("photos") as s:
+            while clock.monotonic() < 4 * 3600:
+                s.throttle(100_000)
+
+    with pytest.raises(wg.HoldTimeout):
+        backup()
+    assert held <= clock.monotonic() <= held + 10
+
+
+@pytest.mark.parametrize("value", ['"soon"', '"0s"', '"40d"', "-5"])
+def test_guard_max_hold_refuses_nonsense(tmp_path: Path, value: str) -> None:
+    message = error_of(tmp_path, f"[guard]\nmax_hold = {value}\n")
+    assert "guard.max_hold" in message
+    assert value.strip('"') in message

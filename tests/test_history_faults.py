@@ -293,6 +293,15 @@ def test_a_read_only_store_writes_nothing_on_writable_media(tmp_path: Path) -> N
     assert not (tmp_path / "missing.db").exists()
 
 
+def test_a_read_only_store_opens_a_file_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    """A file name of arbitrary bytes (given as Python gives it, with surrogates) opens
+    read-only as it opens for writing, instead of failing to quote it as a URI."""
+    path = os.path.join(os.fsdecode(tmp_path), os.fsdecode(b"history-\xff.db"))
+    make_history(Path(path))
+    with MetricsStore(path, retention="1h", read_only=True, clock=FakeClock(T0)) as store:
+        assert store.count() == 24 * 7
+
+
 def test_a_read_only_store_refuses_what_is_not_a_store(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     conn = sqlite3.connect(path)

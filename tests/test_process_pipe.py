@@ -177,3 +177,50 @@ def test_wedguard_pipe_in_a_shell_pipeline(tmp_path: Path) -> None:
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout == data
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [(2, 130, "interrupted"), (15, 143, "terminated")]
+)
+def test_wedguard_pipe_interrupted_says_what_it_did(sig: int, code: int, word: str) -> None:
+    """Ctrl-C (or SIGTERM) on ``wedguard pipe``: the session's summary and one line on
+    stderr, exit code 130 (143), no traceback."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("PYTHONWARNINGS", None)
+    producer = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'x' * 50_000_000)"],
+        stdout=subprocess.PIPE,
+    )
+    assert producer.stdout is not None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wedguard", "pipe", "--rate", "1MB/s", "--chunk-size", "100kB"],
+        stdin=producer.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    producer.stdout.close()
+    try:
+        assert proc.stdout is not None
+        got = proc.stdout.read(300_000)  # the pipe is under way
+        time.sleep(0.3)
+        proc.send_signal(signal.Signals(sig))
+        rest, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        producer.kill()
+        proc.wait()
+        producer.wait()
+    assert proc.returncode == code, err
+    text = err.decode()
+    assert "Traceback" not in text
+    *report, last = [line for line in text.splitlines() if line.strip()]
+    assert last == f"wedguard pipe: {word}"
+    (summary,) = report
+    assert summary.startswith("wedguard pipe: pipe: "), text
+    assert "B in " in summary
+    assert "(mean " in summary
+    assert len(got) + len(rest) < 50_000_000

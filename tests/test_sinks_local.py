@@ -86,6 +86,27 @@ def test_logging_sink_levels_and_structured_extra(caplog: pytest.LogCaptureFixtu
     assert first.wedguard_event["labels"] == {"session": "p"}  # type: ignore[attr-defined]
 
 
+def test_logging_sink_says_what_a_session_and_a_decision_were(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A session's end and a decision are logged with what they say, not as a bare
+    "wedguard session" a reader cannot use."""
+    from wedguard.testing import FakeClock
+
+    caplog.set_level(logging.DEBUG, logger="wedguard.events")
+    guard = wg.Guard(rate="1MB/s", calendar=None, sources=[], clock=FakeClock())
+    with guard.session("photos") as s:
+        s.throttle(3_000_000)
+    report = s.report()
+    guard.flush()
+    LoggingSink().emit(guard.decision())
+    guard.close()
+    messages = {r.wedguard_kind: r.getMessage() for r in caplog.records}  # type: ignore[attr-defined]
+    assert messages["session"] == f"session {report}"
+    assert messages["session"].startswith("session photos: 3 MB in ")
+    assert messages["decision"] == "decision OPEN/OK at 1 MB/s"
+
+
 def test_logging_sink_skips_disabled_levels(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="wedguard.quiet")
     sink = LoggingSink("wedguard.quiet", level=logging.INFO)

@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import IO, Any
 
 from wedguard.cli.args import Commands
+from wedguard.cli.common import Terminated, describe, on_sigterm
 from wedguard.config import load
 from wedguard.errors import ConfigError, EmergencyStop, WedguardError
 from wedguard.io.process import pipe_guarded
@@ -47,7 +50,8 @@ def pipe_main(
     ``--chunk-size``, ``--control-socket PATH``.
 
     Exit status: 0 done, 1 an I/O error (such as a closed downstream), 2 usage or
-    configuration error, 3 stopped.
+    configuration error, 3 stopped, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM);
+    when interrupted it prints the session's summary on stderr first.
     """
     parser = argparse.ArgumentParser(
         prog="wedguard pipe", description="Copy stdin to stdout, throttled by a guard."
@@ -70,9 +74,18 @@ def pipe_main(
     src = stdin if stdin is not None else sys.stdin.buffer
     dst = stdout if stdout is not None else sys.stdout.buffer
     guard: Any = None
+    session: Any = None
+    sigterm = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if sigterm else None
     try:
         guard = _pipe_guard(args)
-        pipe_guarded(guard, src, dst, name=args.name, chunk_size=args.chunk_size)
+        with guard.session(args.name) as session:
+            pipe_guarded(guard, src, dst, chunk_size=args.chunk_size)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: what was done, on stderr (stdout is data)
+        if session is not None:
+            print(f"wedguard pipe: {session.report()}", file=sys.stderr)
+        print(f"wedguard pipe: {describe(exc)}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except ConfigError as exc:
         print(f"wedguard pipe: {exc}", file=sys.stderr)
         return 2
@@ -87,6 +100,8 @@ def pipe_main(
         print(f"wedguard pipe: {exc}", file=sys.stderr)
         return 1
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if guard is not None:
             guard.close()
     return 0

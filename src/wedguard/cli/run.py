@@ -1,7 +1,8 @@
 """``wedguard run -- CMD ...``: a command under the guard (``guard.run``).
 
 The command runs niced, is paused and paced by the guard's decision, and its exit code
-passes through.
+passes through. Ctrl-C and SIGTERM reach it too; ``wedguard run`` then prints its
+report on stderr and ``wedguard: interrupted`` (``terminated``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from wedguard.jobs import StatusFile
 from wedguard.redact import redact_arg, redact_argv
 
 __all__ = ["cmd_run", "register"]
+
+#: the signals forwarded to the command that mean the user ended it, and what is said
+INTERRUPTED = {"SIGINT": "interrupted", "SIGTERM": "terminated"}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -37,12 +41,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 shown = redact_arg(argv[0])
                 raise UsageError(f"cannot run {shown!r}: {exc.strerror or exc}") from None
     report = done.report
-    if args.report:
+    # Ctrl-C or SIGTERM reached the command too: say what it did, then why it ended
+    interrupted = next((INTERRUPTED[s] for s in report.signals if s in INTERRUPTED), None)
+    if args.report or interrupted:
         print(str(report), file=sys.stderr)
     if report.aborted:
         if "panic" in report.aborted or "stop" in report.aborted:
             raise EmergencyStop(report.aborted)
         print(f"wedguard: {report.name} ended by the guard: {report.aborted}", file=sys.stderr)
+    if interrupted:
+        print(f"wedguard: {interrupted}", file=sys.stderr)
     code = int(done.returncode)
     return code if code >= 0 else 128 - code
 

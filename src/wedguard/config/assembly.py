@@ -168,6 +168,9 @@ def _guard_kwargs(
             CircuitBreaker("guard", clock=clock, **config.breaker) if coordinator is None else None
         ),
         "analyzer": ImpactAnalyzer(config.thresholds, clock=clock) if sources else None,
+        # the file's analyser is the guard's own: it learns a latency's baseline before
+        # the first byte, as Guard's own analyser does (else the limit is not judged)
+        "baseline_warmup": "5s" if sources else None,
         "sources": sources,
         "sinks": sinks,
         "max_concurrent": g.max_concurrent,
@@ -178,6 +181,7 @@ def _guard_kwargs(
         "sample_interval": g.sample_interval,
         "stop_check_interval": g.stop_check_interval,
         "slot_timeout": g.slot_timeout,
+        "max_hold": g.max_hold,
         "control_socket": g.control_socket,
         "nice": g.nice,
         "ionice": g.ionice,

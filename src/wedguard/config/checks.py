@@ -278,6 +278,13 @@ def check_slot_timeout(ctx: Context, value: object, path: str) -> float | None:
     return seconds
 
 
+def check_max_hold(ctx: Context, value: object, path: str) -> float | None:
+    seconds = check_opt_duration(ctx, value, path)
+    if seconds is not None and not 0 < seconds <= MAX_SLOT_TIMEOUT:
+        raise ctx.error(path, value, "a duration over 0 of at most 30 days, or 'forever'")
+    return seconds
+
+
 def check_opt_duration(ctx: Context, value: object, path: str) -> float | None:
     if value in ("off", "forever", "none"):
         return None

@@ -84,6 +84,7 @@ def _guard_dict(g: GuardSettings) -> dict[str, Any]:
     guard["sample_interval"] = format_duration(g.sample_interval)
     guard["stop_check_interval"] = format_duration(g.stop_check_interval)
     guard["slot_timeout"] = "forever" if g.slot_timeout is None else format_duration(g.slot_timeout)
+    guard["max_hold"] = "forever" if g.max_hold is None else format_duration(g.max_hold)
     if g.control_socket is not None:
         guard["control_socket"] = g.control_socket
     if g.nice:

@@ -25,6 +25,7 @@ from wedguard.config.checks import (
     check_int,
     check_interval,
     check_max_concurrent,
+    check_max_hold,
     check_niceness,
     check_number,
     check_on_guard_death,
@@ -56,6 +57,7 @@ from wedguard.runtime.defaults import (
     BREAKER_RECOVERY_TIMEOUT,
     IONICE,
     MAX_CONCURRENT,
+    MAX_HOLD,
     NICE,
     RATE,
     SAMPLE_INTERVAL,
@@ -90,6 +92,9 @@ class GuardSettings:
         sample_interval: seconds between samples of the sources.
         stop_check_interval: seconds between looks at the stop file.
         slot_timeout: seconds a session waits for a slot (None: forever).
+        max_hold: seconds a session is held back for production's sake (an impact HALT,
+            a probe that never answers) before it ends with ``HoldTimeout`` (None:
+            forever).
         control_socket: serve the live control plane on this Unix socket, or None.
         nice: niceness added to a thread while it runs a session (0: none).
         ionice: a thread running a session is in the idle I/O class.
@@ -102,6 +107,7 @@ class GuardSettings:
     sample_interval: float = SAMPLE_INTERVAL
     stop_check_interval: float = STOP_CHECK_INTERVAL
     slot_timeout: float | None = None
+    max_hold: float | None = MAX_HOLD
     control_socket: str | None = None
     nice: int = NICE
     ionice: bool = IONICE
@@ -152,6 +158,7 @@ GUARD_SCHEMA: dict[str, Check] = {
     "sample_interval": check_interval,
     "stop_check_interval": check_interval,
     "slot_timeout": check_slot_timeout,
+    "max_hold": check_max_hold,
     "control_socket": check_socket_path,
     "nice": check_niceness,
     "ionice": check_bool,

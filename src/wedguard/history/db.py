@@ -212,7 +212,8 @@ class Database:
         """A read-only connection: ``mode=ro``, else ``mode=ro&immutable=1``."""
         if not os.path.isfile(self.path):
             raise HistoryError(self.path, "no such database (opened read-only)")
-        base = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        # the name's bytes, percent-encoded: a name that is not UTF-8 (surrogates) too
+        base = "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(self.path)))
         last: sqlite3.Error | None = None
         for query in ("?mode=ro", "?mode=ro&immutable=1"):
             try:

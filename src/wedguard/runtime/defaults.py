@@ -23,6 +23,7 @@ __all__ = [
     "BREAKER_RECOVERY_TIMEOUT",
     "IONICE",
     "MAX_CONCURRENT",
+    "MAX_HOLD",
     "MAX_INTERVAL",
     "MAX_SLOT_TIMEOUT",
     "MIN_INTERVAL",
@@ -43,6 +44,8 @@ MAX_CONCURRENT: Final = 2
 SAMPLE_INTERVAL: Final = 1.0
 #: seconds between looks at the stop file
 STOP_CHECK_INTERVAL: Final = 0.1
+#: seconds a session is held back for production's sake before it ends (HoldTimeout)
+MAX_HOLD: Final = 1800.0
 #: niceness added to a thread while it runs a session (0: none)
 NICE: Final = 0
 #: a thread running a session is in the idle I/O class

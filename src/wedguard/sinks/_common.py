@@ -102,12 +102,15 @@ def resolve_secret(
 def url_hint(url: str) -> str:
     """Scheme and host of ``url`` only: safe to show (paths and queries hold tokens).
 
-    Never raises: a URL that cannot be parsed gives ``<invalid url>``.
+    Never raises: a URL that cannot be parsed gives ``<invalid url>``, text with neither
+    a scheme nor a host (a placeholder copied from a page) ``<not a URL>``.
 
     >>> url_hint("https://user:pw@hooks.example.org:8443/T0KEN?sig=x")
     'https://hooks.example.org:8443/***'
     >>> url_hint("http://[::1")
     '<invalid url>'
+    >>> url_hint("...")
+    '<not a URL>'
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -115,6 +118,8 @@ def url_hint(url: str) -> str:
         port = parts.port
     except ValueError:
         return "<invalid url>"
+    if not parts.scheme and not parts.hostname:
+        return "<not a URL>"
     if port:
         host = f"{host}:{port}"
     return f"{parts.scheme}://{host}/***"
@@ -196,6 +201,10 @@ def event_title(event: Event) -> str:
             f"breaker {data.get('breaker', '')}: {data.get('old', '?')} -> {data.get('new', '?')}"
             + (f" ({reason})" if reason else "")
         )
+    text = str(event) if type(event).__str__ is not object.__str__ else ""
+    if kind in ("session", "decision") and text:
+        # a session's summary, a decision's first line: what a reader of the log wants
+        return f"{kind} {text.splitlines()[0]}"
     return f"wedguard {kind}"
 
 
