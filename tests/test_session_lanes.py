@@ -217,9 +217,10 @@ def test_a_stopped_guard_refuses_a_light_call() -> None:
 def watched_guard(clock: FakeClock, sink: RecordingSink, **kw: object) -> wg.Guard:
     """A guard whose calls outside a session take slots and are reported."""
     kw.setdefault("max_concurrent", 2)
+    kw.setdefault("rate", "1MB/s")
     return wg.Guard(
         clock=clock, calendar=None, sources=[], sinks=[sink], log_events=False,
-        breaker=None, rate="1MB/s", **kw,  # type: ignore[arg-type]
+        breaker=None, **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -574,3 +575,30 @@ def test_calls_from_many_threads_keep_the_slot_limit_and_are_all_counted() -> No
     assert sum(r.bytes for r in reports) == 4000  # type: ignore[attr-defined]
     assert guard.active_sessions == 0
     guard.close()
+
+
+def test_a_new_decision_ends_the_calls_credit_at_once() -> None:
+    """Protected calls outside a session spend credit taken in blocks too; a lower rate
+    binds from the next call, and what was not spent goes back."""
+    clock = FakeClock()
+    sink = RecordingSink()
+    guard = watched_guard(clock, sink, rate="1GB/s")
+
+    @guard.protect(cost=1000, name="upload")
+    def upload() -> None:
+        pass
+
+    full = guard.host.bytes.available
+    upload()  # a block is taken for the calls
+    assert guard.host.bytes.available < full - 1000
+    for _ in range(99):
+        upload()
+    assert clock.monotonic() == 0.0
+    guard.set_rate("10kB/s")
+    start = clock.monotonic()
+    for _ in range(30):
+        upload()
+    burst = wg.TokenBucketThrottler(10_000).burst
+    assert clock.monotonic() - start == pytest.approx((30_000 - burst) / 10_000, abs=1e-6)
+    guard.flush()
+    assert sum(r.ops for r in sink.of_kind("session")) == 130  # type: ignore[attr-defined]

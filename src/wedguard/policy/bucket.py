@@ -32,6 +32,9 @@ BURST_SPAN: Final = 0.2
 """Default burst, in seconds' worth of the current rate."""
 BURST_FLOOR: Final = 1.0
 """The smallest default burst, in units."""
+LEASE_SPAN: Final = 0.01
+"""The credit a caller that spends it without a lock takes at once while nothing binds
+(:meth:`TokenBucketThrottler.lease`), in seconds' worth of the rate."""
 
 _INF: Final = math.inf
 _FLOAT_MAX: Final = sys.float_info.max

@@ -31,7 +31,7 @@ from wedguard.decision import Decision
 from wedguard.levels import Level, Verdict
 from wedguard.policy import decision as engine
 from wedguard.policy.alerting import Severity
-from wedguard.policy.bucket import TokenBucketThrottler
+from wedguard.policy.bucket import LEASE_SPAN, TokenBucketThrottler
 from wedguard.runtime.events import AlertBook, EventQueue
 from wedguard.runtime.fleet import Fleet
 from wedguard.runtime.judge import Judge
@@ -89,6 +89,7 @@ class GuardCore:
         self.stop_switch = None if s.stop_file is None else StopFileSwitch(self, s.stop_file)
         self.checks_stops = self.stop_switch is not None or self.fleet_link is not None
         self.reopen: Callable[[], None] | None = None  # the guard's: closed, used again
+        self.closed = False  # the guard was closed (and not used again since)
         self.manual_stop = self.held = self.circuit = ""
         self.circuit_due = _INF  # when an open breaker may try again (monotonic)
         self.window: Any = None  # the calendar window in force (cached until it ends)
@@ -99,6 +100,10 @@ class GuardCore:
         # and the bytes all such calls took (for what the backup moved)
         self.accounts: set[CallAccount] = set()
         self.call_bytes = 0.0
+        # such calls' credit from the byte bucket, taken in blocks (take_for_call),
+        # good until call_until or the next decision
+        self.call_credit = 0.0
+        self.call_until = -_INF
         self.stopped = False
         self.go = True
         self.expires = -_INF
@@ -126,6 +131,37 @@ class GuardCore:
             thread = self.sampler.stop()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1.0)
+
+    def take_for_call(self, n: float, ops: int, now: float) -> bool:
+        """Take ``n`` bytes and ``ops`` operations for a protected call outside a
+        session, if the decision in force lets them go now (lock held); False takes
+        nothing. Bytes come from the calls' credit, leased from the byte bucket in
+        blocks while nothing binds (as a session's are), so most calls take no other
+        lock."""
+        if not self.go or now >= self.expires:
+            return False
+        ops_bucket = self.ops
+        if ops and ops_bucket is not None and not ops_bucket.try_acquire_at(ops, now):
+            return False
+        if n > 0 and not self.free:
+            credit = self.call_credit
+            if n > credit or now >= self.call_until:
+                self.give_back_calls()
+                bucket = self.bytes
+                credit = bucket.lease(n, max(n, LEASE_SPAN * bucket.rate), now)
+                if not credit:
+                    if ops and ops_bucket is not None:
+                        ops_bucket.untake(ops)
+                    return False
+                self.call_until = self.expires
+            self.call_credit = credit - n
+        return True
+
+    def give_back_calls(self) -> None:
+        """The calls' credit not spent goes back to the byte bucket (lock held)."""
+        credit, self.call_credit, self.call_until = self.call_credit, 0.0, -_INF
+        if 0 < credit < _INF:  # (an unlimited bucket lends without counting)
+            self.bytes.untake(credit)
 
     def settle_calls(self, due_by: float | None = None) -> None:
         """Report the protected calls counted so far (each function's account): all
@@ -217,10 +253,11 @@ class GuardCore:
         still: nothing is redone, unless a baseline warm-up begins or the shaper's
         pauses depend on sessions running."""
         self.held_since = None
-        if self.reopen is not None:
+        if self.closed and self.reopen is not None:
             self.reopen()
         warmup = self.judge.warmup
-        warmup.begin()
+        if warmup.armed:
+            warmup.begin()
         settings = self.settings
         if (
             settings.background  # the sampler thread, still running, checks and samples
@@ -376,6 +413,7 @@ class GuardCore:
         self.go = go
         for s in self.slots.sessions():  # credit taken under the old decision ends here
             s._revoke()
+        self.give_back_calls()
         expires = self._expiry(d, now)
         self.expires = expires if expires > now else now + 1e-6
         self.free = go and d.rate == _INF and expires == _INF

@@ -494,14 +494,14 @@ class Guard(GuardAliases):
         with contextlib.suppress(ValueError):  # not the main thread: nothing installed
             self.uninstall_signal_handlers()
         done = self._host.shutdown(timeout)
-        self._closed = True
+        self._closed = self._host.closed = True
         _atexit.forget(self)
         return done
 
     def _reopen(self) -> None:
         """Used again after close(): closed again at exit (the core's lock held)."""
         if self._closed:
-            self._closed = False
+            self._closed = self._host.closed = False
             _atexit.remember(self)
 
     def _close_at_exit(self) -> None:

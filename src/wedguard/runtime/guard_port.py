@@ -109,7 +109,7 @@ class GuardPort:
                 return False
             if now >= core.expires:
                 core.refresh(now)
-            if not self.take(n, ops):
+            if not core.take_for_call(n, ops, now):
                 core.slots.free(slot)
                 core.notify()
                 return False
@@ -122,14 +122,12 @@ class GuardPort:
         slot, started = ticket
         core = self.core
         with core.mutex:
+            now = core.now()
             if account is not None:
-                account.count(n, ops, exc, started, core.now())
+                account.count(n, ops, exc, started, now)
                 if self.guard._closed:  # nothing would report it later
                     account.settle()
-            slots = core.slots
-            slots.free(slot)
-            if slots.queue:  # a session waits for a slot
-                core.notify()
+            core.slots.end_call(slot, now)
 
     def take(self, n: float, ops: int) -> bool:
         """Take ``n`` bytes and ``ops`` operations from the guard's budgets if the

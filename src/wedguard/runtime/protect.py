@@ -327,11 +327,6 @@ class _Light:
                 self.session = s
         return s
 
-    def _end_ticket(self, account: Any, exc: BaseException | None) -> None:
-        ticket, self.ticket = self.ticket, None
-        if ticket is not None:
-            self.call.port.end_call(ticket, account, self.n, self.call.ops, exc)
-
     def __enter__(self) -> None:
         return None
 
@@ -350,7 +345,8 @@ class _Light:
                             Prepaid.leave(self.prepaid)
                     s.__exit__(exc_type, exc, None)
                 elif self.ticket is not None:
-                    self._end_ticket(call.account, exc)
+                    ticket, self.ticket = self.ticket, None
+                    call.port.end_call(ticket, call.account, self.n, call.ops, exc)
             finally:
                 leave_current(self.token)
 

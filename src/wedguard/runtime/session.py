@@ -42,6 +42,7 @@ from wedguard.errors import (
     WedguardError,
 )
 from wedguard.io import priority as _priority
+from wedguard.policy.bucket import LEASE_SPAN
 from wedguard.policy.ledger import (
     CAUSES,
     PEAK_WINDOW,
@@ -80,7 +81,6 @@ __all__ = [
 ]
 
 _INF: Final = math.inf
-_LEASE_SPAN: Final = 0.01  # credit taken at once while nothing binds, in seconds of rate
 
 # a weak reference, so that a session entered and then abandoned can still be
 # collected (and its slot freed)
@@ -736,7 +736,7 @@ def _lease_block(buckets: tuple[Any, ...], n: float, now: float) -> float:
     ``n`` now; ``inf`` from no bucket at all."""
     if not buckets:
         return _INF
-    got: float = max(n, _LEASE_SPAN * min(b.rate for b in buckets))
+    got: float = max(n, LEASE_SPAN * min(b.rate for b in buckets))
     taken: list[tuple[Any, float]] = []
     for b in buckets:
         amount: float = b.lease(n, got, now)

@@ -47,6 +47,18 @@ def _nobody() -> None:
     return
 
 
+class CallSlot(Slot):
+    """The slot of a protected call outside a session (made on every such call)."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str) -> None:
+        self.session = _nobody
+        self.name = name
+        self.released = False
+        self.shared = False
+
+
 class Slots:
     """The guard's concurrency slots (state under the guard's lock)."""
 
@@ -180,14 +192,28 @@ class Slots:
         """A slot for a protected call outside a session, if one is free now and
         nobody waits for one (lock held); None otherwise (the call waits as a session).
         Never a fleet's shared slot (a guard in a fleet runs such calls as sessions)."""
-        if self.queue or (self.limit is not None and len(self.active) >= self.limit):
+        active = self.active
+        if self.queue or (self.limit is not None and len(active) >= self.limit):
             return None
-        slot = Slot(None, name=name)
-        first = not self.active
-        self.active[slot] = None
-        if first:
+        slot = CallSlot(name)
+        if not active:
+            active[slot] = None
             self.core.first_session(now)
+        else:
+            active[slot] = None
         return slot
+
+    def end_call(self, slot: Slot, now: float) -> None:
+        """Free the slot of a protected call that ended (lock held), waking whoever
+        waits for one. The last one out only notes when (no baseline warm-up can
+        hold a call that ran)."""
+        slot.released = True
+        active = self.active
+        active.pop(slot, None)
+        if not active:
+            self.core.idle_since = now
+        if self.queue:
+            self.core.notify()
 
     def adopt(self, session: Session, slot: Slot) -> None:
         """Begin ``session`` on ``slot``, which a protected call outside a session
