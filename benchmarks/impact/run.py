@@ -29,7 +29,8 @@ Production has three profiles (``--profiles``): ``mixed`` (the default, every sc
 ``--max-repeats`` above ``--repeats`` it keeps repeating until the A/A interval of the
 mixed profile's p95 is within ±2 % or ``--minutes`` runs out.
 
-It writes ``RESULTS.md``, ``results.json``, ``tradeoff.png`` and ``timeline.png`` next
+It writes ``RESULTS.md``, ``results.json`` (and ``results-profiles.json`` when the run
+measured the cpu and disk profiles), ``tradeoff.png`` and ``timeline.png`` next
 to this script, appends to ``history.jsonl`` and, after a full run, rewrites the
 figures the README and the docs quote (``benchmarks/figures.py``).
 """
@@ -1347,6 +1348,8 @@ def report(state: dict[str, Any]) -> None:
     write_report(bench, summaries, heads, runs, scs_by, started, elapsed, load)
     doc = results_json(bench, summaries, heads, runs, started, elapsed, load)
     (OUT / "results.json").write_text(json.dumps(doc, indent=1, default=str))
+    if doc.get("profiles"):  # the cpu and disk profiles: the pages quote the last run of them
+        (OUT / "results-profiles.json").write_text(json.dumps(doc, indent=1, default=str))
     print((OUT / "RESULTS.md").read_text())
     if OUT == HERE and not bench.quick:
         write_figures()
