@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -776,3 +777,39 @@ def test_blackout_lines_tell_a_chunk_in_flight_and_a_verdict_hold() -> None:
     assert "paused and resumed. (One chunk" in lines[2]
     assert "the analyser's verdict held the rate at 0" in lines[3]
     assert "**did not pause and resume**" in lines[4]
+
+
+# -- the pulsed (causal) measurement ----------------------------------------------------------
+
+pulsed = load("pulsed")
+
+
+def test_pulsed_windows_pair_one_on_with_one_off_in_a_drawn_order() -> None:
+    windows = pulsed.schedule(10.0, 40.0, 2.0, random.Random(3))
+    assert [w[0] for w in windows] == [10.0 + 2 * i for i in range(20)]
+    assert all(end - start == 2.0 for start, end, _ in windows)
+    for k in range(0, 20, 2):
+        assert {windows[k][2], windows[k + 1][2]} == {True, False}
+    assert {windows[k][2] for k in range(0, 20, 2)} == {True, False}  # both orders drawn
+
+
+def test_pulsed_harm_finds_a_slowdown_of_the_on_windows_and_none_without() -> None:
+    rng = random.Random(5)
+    windows = pulsed.schedule(0.0, 120.0, 2.0, rng)
+
+    def requests(factor: float) -> list[tuple[float, float]]:
+        out = []
+        for start, end, on in windows:
+            t = start
+            while t < end:
+                out.append((t, rng.expovariate(1 / 0.003) * (factor if on else 1.0)))
+                t += 0.01
+        return out
+
+    slow = pulsed.harm(requests(1.2), windows, 0.5, rng, resamples=300)
+    assert slow["pairs"] == 30
+    assert slow["requests"]["on"] == pytest.approx(30 * 150, abs=30)  # the settle left out
+    assert slow["p95"]["ratio"] == pytest.approx(1.2, rel=0.08)
+    assert slow["p95"]["low"] > 1.05
+    same = pulsed.harm(requests(1.0), windows, 0.5, rng, resamples=300)
+    assert same["p95"]["low"] < 1.0 < same["p95"]["high"]

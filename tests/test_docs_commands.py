@@ -62,6 +62,7 @@ NOT_RUN: dict[str, str] = {
     "README.md: python -m pip install . && wedguard demo": "installs the package, runs nox",
     "docs/tutorial.md: python -m pip install .": "installs the package",
     "docs/benchmark-impact.md: nox -s bench_impact": "a benchmark of half an hour",
+    "docs/benchmark-impact.md: PYTHONPATH=src python benchmarks/impact/pulsed.py          # about 20 minutes": "a benchmark of twenty minutes",
     "docs/calendar.md: wedguard config check wedguard.toml": "its output is elided",
     "docs/configuration.md: wedguard config check wedguard.toml": "the file is not shown",
     "docs/configuration.md: SLACK_WEBHOOK_URL=https://hooks": "its output is elided",
