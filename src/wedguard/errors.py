@@ -1,4 +1,4 @@
-"""The exceptions wedguard raises.
+"""The exceptions wedguard raises, and how it warns of a renamed name.
 
 Every exception derives from :class:`WedguardError`, so a host can catch the whole
 family with one ``except``. Each carries the facts a handler needs as attributes, not
@@ -8,6 +8,9 @@ only in its message.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
 
 __all__ = [
     "CircuitOpenError",
@@ -17,6 +20,7 @@ __all__ = [
     "SlotTimeout",
     "ThrottleTimeout",
     "WedguardError",
+    "renamed",
 ]
 
 _MISSING = object()
@@ -176,3 +180,30 @@ class HoldTimeout(WedguardError, TimeoutError):
         self.held = held
         self.cause = cause
         super().__init__(f"held back for {held:.0f} s (max_hold), giving up: {cause or 'impact'}")
+
+
+def renamed(
+    module: str, names: Mapping[str, str], space: Mapping[str, Any]
+) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that gives each old name of ``names`` (old -> new) as
+    the object the new name holds in ``space`` (the module's globals), warning with
+    :class:`DeprecationWarning`; any other name is an AttributeError.
+
+    >>> import warnings
+    >>> get = renamed("m", {"Rule": "CalendarRule"}, {"CalendarRule": int})
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     get("Rule") is int, str(seen[0].message)
+    (True, 'm.Rule is deprecated; use m.CalendarRule')
+    """
+
+    def get(name: str) -> Any:
+        new = names.get(name)
+        if new is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{module}.{name} is deprecated; use {module}.{new}", DeprecationWarning, stacklevel=2
+        )
+        return space[new]
+
+    return get

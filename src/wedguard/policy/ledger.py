@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import enum
 import math
-import warnings
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from wedguard.clock import Clock
-from wedguard.errors import ConfigError, EmergencyStop, WedguardError
+from wedguard.errors import ConfigError, EmergencyStop, WedguardError, renamed
 from wedguard.interfaces import Throttler
 from wedguard.levels import Level, Verdict
 from wedguard.policy.bucket import TokenBucketThrottler
@@ -604,12 +603,4 @@ class Ledger:
         )
 
 
-def __getattr__(name: str) -> Any:
-    if name == "CutoffMode":
-        warnings.warn(
-            "CutoffMode is deprecated: use Cutoff (the same enum)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return Cutoff
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"CutoffMode": "Cutoff"}, globals())

@@ -40,6 +40,7 @@ from wedguard.errors import (
     HoldTimeout,
     SlotTimeout,
     WedguardError,
+    renamed,
 )
 from wedguard.io import priority as _priority
 from wedguard.policy.bucket import LEASE_SPAN
@@ -114,12 +115,7 @@ def leave_current(token: contextvars.Token[Any]) -> None:
         pass
 
 
-def __getattr__(name: str) -> Any:
-    if name == "CutoffMode":  # the deprecated alias lives with the enum
-        from wedguard.policy import ledger
-
-        return ledger.__getattr__(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed(__name__, {"CutoffMode": "Cutoff"}, globals())
 
 
 # -- the session --------------------------------------------------------------------------

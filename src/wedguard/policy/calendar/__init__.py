@@ -58,9 +58,7 @@ warns with :class:`DeprecationWarning`.
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
+from wedguard.errors import renamed
 from wedguard.policy.calendar.model import CalendarRule, Season, Window
 from wedguard.policy.calendar.peak import PeakHourCalendar
 
@@ -69,13 +67,4 @@ __all__ = ["CalendarRule", "PeakHourCalendar", "Season", "Window"]
 _RENAMED = {"Rule": "CalendarRule"}
 
 
-def __getattr__(name: str) -> Any:
-    new = _RENAMED.get(name)
-    if new is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{__name__}.{name} is deprecated; use {__name__}.{new}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return globals()[new]
+__getattr__ = renamed(__name__, _RENAMED, globals())

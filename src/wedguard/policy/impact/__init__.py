@@ -37,9 +37,7 @@ Example::
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
+from wedguard.errors import renamed
 from wedguard.policy.impact.analyzer import Assessment, ImpactAnalyzer
 from wedguard.policy.impact.baseline import Baseline, MetricStats
 from wedguard.policy.impact.thresholds import (
@@ -65,13 +63,4 @@ __all__ = [
 _RENAMED = {"Rule": "ThresholdRule"}
 
 
-def __getattr__(name: str) -> Any:
-    new = _RENAMED.get(name)
-    if new is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{__name__}.{name} is deprecated; use {__name__}.{new}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return globals()[new]
+__getattr__ = renamed(__name__, _RENAMED, globals())
