@@ -86,10 +86,7 @@ class CallAccount:
             self.due = started + CALL_PERIOD
             self.last_end = started
             core.accounts.add(self)
-        led.bytes += n  # (Ledger.count, written out: once per call)
-        if ops:
-            led.ops += ops
-            led.units = True
+        led.count(n, ops)
         self.calls += 1
         self.last_end = max(self.last_end, ended)
         if exc is not None:

@@ -219,7 +219,6 @@ class Guard(GuardAliases):
         self._host.reopen = self._reopen
         bind(self, self._host)
         self._host.sampler.thread_name = f"wedguard-sampler-{id(self):x}"
-        self._closed = False
         self._signals = SignalSwitch(self.stop, self.resume)
         if signals:
             self.install_signal_handlers()
@@ -494,14 +493,19 @@ class Guard(GuardAliases):
         with contextlib.suppress(ValueError):  # not the main thread: nothing installed
             self.uninstall_signal_handlers()
         done = self._host.shutdown(timeout)
-        self._closed = self._host.closed = True
+        self._host.closed = True
         _atexit.forget(self)
         return done
 
+    @property
+    def _closed(self) -> bool:
+        """Closed, and not used again since (the core keeps the flag)."""
+        return self._host.closed
+
     def _reopen(self) -> None:
         """Used again after close(): closed again at exit (the core's lock held)."""
-        if self._closed:
-            self._closed = self._host.closed = False
+        if self._host.closed:
+            self._host.closed = False
             _atexit.remember(self)
 
     def _close_at_exit(self) -> None:

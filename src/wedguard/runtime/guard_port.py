@@ -99,11 +99,13 @@ class GuardPort:
         its slot (``watched``: one free now, nobody waiting) and ``n`` bytes and
         ``ops`` operations; returns ``(slot, clock reading)`` (``None`` unwatched).
         False, and nothing taken, when it must wait (as a session)."""
-        if not watched:
-            return None if self.take(n, ops) else False
         core = self.core
         with core.mutex:
             now = core.now()
+            if not watched:  # no slot, no account: only the budgets
+                if now >= core.expires:
+                    core.refresh(now)
+                return None if core.take_for_call(n, ops, now) else False
             slot = core.slots.take_call(name, now)
             if slot is None:
                 return False
@@ -125,27 +127,9 @@ class GuardPort:
             now = core.now()
             if account is not None:
                 account.count(n, ops, exc, started, now)
-                if self.guard._closed:  # nothing would report it later
+                if core.closed:  # nothing would report it later
                     account.settle()
             core.slots.end_call(slot, now)
-
-    def take(self, n: float, ops: int) -> bool:
-        """Take ``n`` bytes and ``ops`` operations from the guard's budgets if the
-        decision in force lets them go now (one clock read); False takes nothing."""
-        g = self.guard
-        if not g._go:
-            return False
-        now = g._now()
-        if now >= g._expires:
-            return False
-        paid = n > 0 and not g._free
-        if paid and not g._bytes.try_acquire_at(n, now):
-            return False
-        if ops and g._ops is not None and not g._ops.try_acquire_at(ops, now):
-            if paid:
-                g._bytes.untake(n)
-            return False
-        return True
 
     def take_leased(self, lease: Any, n: float) -> bool:
         """The fleet's shortcut: nothing but the guard's bucket and the fleet's leased

@@ -208,7 +208,7 @@ class _Protected:
             outer = joinable(self.guard)
             if outer is not None:
                 return self.inside(outer, n, args, kwargs)
-        if self.direct and not self.guard._closed and not _has_files(args, kwargs):
+        if self.direct and not self.port.core.closed and not _has_files(args, kwargs):
             b = self.breaker
             if b is not None and not b.allow():
                 self.wait_gate(b)
@@ -237,7 +237,7 @@ class _Protected:
         outer = joinable(self.guard)
         if outer is not None:
             return await self.inside_async(outer, n, args, kwargs)
-        if self.direct and not self.guard._closed and not _has_files(args, kwargs):
+        if self.direct and not self.port.core.closed and not _has_files(args, kwargs):
             await self.pass_gate_async()
             ticket = self.port.begin_call(self.label, n, self.ops, self.watched)
             if ticket is not False:

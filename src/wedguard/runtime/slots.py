@@ -195,12 +195,11 @@ class Slots:
         active = self.active
         if self.queue or (self.limit is not None and len(active) >= self.limit):
             return None
+        first = not active
         slot = CallSlot(name)
-        if not active:
-            active[slot] = None
+        active[slot] = None
+        if first:
             self.core.first_session(now)
-        else:
-            active[slot] = None
         return slot
 
     def end_call(self, slot: Slot, now: float) -> None:
