@@ -77,7 +77,7 @@ class GuardPort:
     # protected calls outside a session
     def direct(self) -> bool:
         """True when a call outside a session may run without one (if it need not
-        wait): the guard is in no fleet and lowers no priority; see :meth:`begin_call`.
+        wait): the guard is in no fleet and lowers no priority; see :meth:`CallAccount.begin <wedguard.runtime.calls.CallAccount.begin>`.
         """
         g = self.guard
         return not (g._fleet is not None or g._nice or g._ionice or g.sched_idle)
@@ -93,43 +93,6 @@ class GuardPort:
             or g._sources
             or self.core.stop_switch is not None
         )
-
-    def begin_call(self, name: str, n: float, ops: int, watched: bool) -> Any:
-        """A protected call outside a session that may go now without waiting: takes
-        its slot (``watched``: one free now, nobody waiting) and ``n`` bytes and
-        ``ops`` operations; returns ``(slot, clock reading)`` (``None`` unwatched).
-        False, and nothing taken, when it must wait (as a session)."""
-        core = self.core
-        with core.mutex:
-            now = core.now()
-            if not watched:  # no slot, no account: only the budgets
-                if now >= core.expires:
-                    core.refresh(now)
-                return None if core.take_for_call(n, ops, now) else False
-            slot = core.slots.take_call(name, now)
-            if slot is None:
-                return False
-            if now >= core.expires:
-                core.refresh(now)
-            if not core.take_for_call(n, ops, now):
-                core.slots.free(slot)
-                core.notify()
-                return False
-            core.call_bytes += n  # what the backup moved, as the call starts
-            return slot, now
-
-    def end_call(self, ticket: Any, account: Any, n: float, ops: int, exc: Any) -> None:
-        """The call of ``ticket`` ended (``exc``: what it raised): counted in
-        ``account`` (None: counted elsewhere), its slot freed."""
-        slot, started = ticket
-        core = self.core
-        with core.mutex:
-            now = core.now()
-            if account is not None:
-                account.count(n, ops, exc, started, now)
-                if core.closed:  # nothing would report it later
-                    account.settle()
-            core.slots.end_call(slot, now)
 
     def take_leased(self, lease: Any, n: float) -> bool:
         """The fleet's shortcut: nothing but the guard's bucket and the fleet's leased

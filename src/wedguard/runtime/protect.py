@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
 from wedguard.clock import clock_asleep
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop
+from wedguard.io.fileobj import GuardedFile
 from wedguard.runtime.calls import CallAccount
 from wedguard.runtime.guard_port import GuardPort
 from wedguard.runtime.prepaid import Prepaid
@@ -35,13 +36,12 @@ from wedguard.runtime.session import (
     _CURRENT,
     Session,
     current_session,
-    enter_current,
-    leave_current,
 )
 
 if TYPE_CHECKING:
     from wedguard.interfaces import Breaker
     from wedguard.runtime.guard import Guard
+    from wedguard.runtime.slots import CallSlot
 
 __all__ = ["joinable", "protect"]
 
@@ -50,6 +50,7 @@ R = TypeVar("R")
 
 _INF: Final = math.inf
 _in_context = _CURRENT.get  # what current_session() reads: None outside any session
+_set_current = _CURRENT.set
 
 
 def joinable(guard: Guard) -> Session | None:
@@ -92,7 +93,8 @@ def protect(
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return cast("R", call.run(args, kwargs))
+            result: R = call.run(args, kwargs)  # (no cast(): a call on every call)
+            return result
 
         return wrapper
 
@@ -107,6 +109,7 @@ class _Protected:
     __slots__ = (
         "account",
         "breaker",
+        "core",
         "cost",
         "direct",
         "fixed",
@@ -131,6 +134,7 @@ class _Protected:
     ) -> None:
         self.guard = guard
         self.port = GuardPort(guard)
+        self.core = self.port.core
         self.func = func
         self.cost = cost
         self.ops = ops
@@ -208,14 +212,24 @@ class _Protected:
             outer = joinable(self.guard)
             if outer is not None:
                 return self.inside(outer, n, args, kwargs)
-        if self.direct and not self.port.core.closed and not _has_files(args, kwargs):
+        if (
+            self.direct
+            and not self.core.closed
+            and not ((args or kwargs) and _has_files(args, kwargs))
+        ):
             b = self.breaker
             if b is not None and not b.allow():
                 self.wait_gate(b)
-            ticket = self.port.begin_call(self.label, n, self.ops, self.watched)
+            ticket = self.account.begin(n, self.ops, self.watched)
             if ticket is not False:
-                with _Light(self, n, ticket):
-                    return self.func(*args, **kwargs)
+                light = _Light(self, n, ticket)
+                try:
+                    result = self.func(*args, **kwargs)
+                except BaseException as exc:
+                    light.end(exc)
+                    raise
+                light.end(None)
+                return result
             with self.guard.session(self.label) as s:
                 return self.inside(s, n, args, kwargs, gated=True)
         with self.guard.session(self.label) as s:
@@ -237,12 +251,22 @@ class _Protected:
         outer = joinable(self.guard)
         if outer is not None:
             return await self.inside_async(outer, n, args, kwargs)
-        if self.direct and not self.port.core.closed and not _has_files(args, kwargs):
+        if (
+            self.direct
+            and not self.core.closed
+            and not ((args or kwargs) and _has_files(args, kwargs))
+        ):
             await self.pass_gate_async()
-            ticket = self.port.begin_call(self.label, n, self.ops, self.watched)
+            ticket = self.account.begin(n, self.ops, self.watched)
             if ticket is not False:
-                with _Light(self, n, ticket):
-                    return await self.func(*args, **kwargs)
+                light = _Light(self, n, ticket)
+                try:
+                    result = await self.func(*args, **kwargs)
+                except BaseException as exc:
+                    light.end(exc)
+                    raise
+                light.end(None)
+                return result
             async with self.guard.session(self.label) as s:
                 return await self.inside_async(s, n, args, kwargs, gated=True)
         async with self.guard.session(self.label) as s:
@@ -288,20 +312,20 @@ class _Around:
 
 class _Light:
     """A protected call outside a session, on the light lane: the breaker told how it
-    went, and the call counted in its function's account when it ends. Should the call
-    ask for its session (through :func:`current_session`), the session is opened there
-    and then, with the call's cost counted and prepaid already (the call's slot handed
-    over to it), and ended with the call."""
+    went, and the call counted in its function's account when it ends (:meth:`end`).
+    Should the call ask for its session (through :func:`current_session`), the session
+    is opened there and then, with the call's cost counted and prepaid already (the
+    call's slot handed over to it), and ended with the call."""
 
     __slots__ = ("call", "n", "prepaid", "session", "ticket", "token")
 
-    def __init__(self, call: _Protected, n: float, ticket: Any) -> None:
+    def __init__(self, call: _Protected, n: float, ticket: CallSlot | None) -> None:
         self.call = call
         self.n = n
-        self.ticket = ticket  # (slot, start) on a watched guard; None: nothing held
+        self.ticket = ticket  # the call's slot on a watched guard; None: nothing held
         self.session: Session | None = None
         self.prepaid: Any = None
-        self.token = enter_current(self)
+        self.token = _set_current(self)  # what current_session() asks: this call
 
     def __call__(self) -> Session | None:
         s = self.session
@@ -315,40 +339,45 @@ class _Light:
                 ticket, self.ticket = self.ticket, None
                 try:
                     if ticket is not None:
-                        s._adopt(ticket[0])  # the call's slot, taken over: no wait
+                        s._adopt(ticket)  # the call's slot, taken over: no wait
                     else:
                         s.__enter__()  # a guard that keeps no slots: none to wait for
                 except BaseException:
                     if ticket is not None:
-                        call.port.end_call(ticket, None, self.n, call.ops, None)
+                        call.account.release(ticket)
                     raise
                 s.ledger.count(self.n, call.ops)  # taken from the budgets before the call
                 self.prepaid = Prepaid(s, self.n).enter()
                 self.session = s
         return s
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+    def end(self, exc: BaseException | None) -> None:
+        """The call returned (``exc`` None) or raised ``exc``."""
         call = self.call
         try:
             b = call.breaker
             if b is not None:
                 _record(b, exc)
         finally:
-            s = self.session
             try:
-                if s is not None:
-                    if self.prepaid is not None:
-                        with contextlib.suppress(ValueError):  # left from another context
-                            Prepaid.leave(self.prepaid)
-                    s.__exit__(exc_type, exc, None)
+                if self.session is not None:
+                    self.end_session(exc)
                 elif self.ticket is not None:
                     ticket, self.ticket = self.ticket, None
-                    call.port.end_call(ticket, call.account, self.n, call.ops, exc)
+                    call.account.end(ticket, self.n, call.ops, exc)
             finally:
-                leave_current(self.token)
+                try:  # noqa: SIM105 (not contextlib.suppress: this runs on every call)
+                    _CURRENT.reset(self.token)
+                except ValueError:  # left from another context: nothing to restore
+                    pass
+
+    def end_session(self, exc: BaseException | None) -> None:
+        """End the session the call asked for, with the call."""
+        s = cast("Session", self.session)
+        if self.prepaid is not None:
+            with contextlib.suppress(ValueError):  # left from another context
+                Prepaid.leave(self.prepaid)
+        s.__exit__(None if exc is None else type(exc), exc, None)
 
 
 def _record(b: Breaker | None, exc: BaseException | None) -> None:
@@ -381,29 +410,17 @@ def _open_error(b: Breaker, retry: float) -> CircuitOpenError:
     return CircuitOpenError(b.name, retry, str(getattr(record, "reason", "") or ""))
 
 
-_GUARDED_FILE: Any = None
-
-
 def _has_files(args: Any, kwargs: Any) -> bool:
     """Whether a wrapped file is among a call's arguments (it spends the call's cost)."""
-    global _GUARDED_FILE
-    if not args and not kwargs:
-        return False
-    if _GUARDED_FILE is None:
-        from wedguard.io.fileobj import GuardedFile
-
-        _GUARDED_FILE = GuardedFile
     for v in args:
-        if isinstance(v, _GUARDED_FILE):
+        if isinstance(v, GuardedFile):
             return True
-    return bool(kwargs) and any(isinstance(v, _GUARDED_FILE) for v in kwargs.values())
+    return bool(kwargs) and any(isinstance(v, GuardedFile) for v in kwargs.values())
 
 
 def _bind_files(guard: Guard, prepaid: Prepaid, args: Any, kwargs: Any) -> list[Any]:
     """Let this guard's wrapped files among a protected call's arguments spend what
     the call paid for (the call's session, not one of their own); returns them."""
-    from wedguard.io.fileobj import GuardedFile
-
     bound = []
     for value in (*args, *kwargs.values()):
         if isinstance(value, GuardedFile) and value._guard is guard and value._session is None:

@@ -101,20 +101,6 @@ def current_session() -> Session | None:
     return None if ref is None else ref()
 
 
-def enter_current(ref: Callable[[], Session | None]) -> contextvars.Token[Any]:
-    """Make ``ref()`` what :func:`current_session` says in the calling context (a
-    protected call's session, opened when first asked for); undo with the token."""
-    return _CURRENT.set(ref)
-
-
-def leave_current(token: contextvars.Token[Any]) -> None:
-    # (not contextlib.suppress: this runs once per protected call)
-    try:  # noqa: SIM105
-        _CURRENT.reset(token)
-    except ValueError:  # left from another context: nothing to restore
-        pass
-
-
 __getattr__ = renamed(__name__, {"CutoffMode": "Cutoff"}, globals())
 
 

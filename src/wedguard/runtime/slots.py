@@ -22,14 +22,15 @@ from wedguard.runtime.session import Session, SlotTimeout
 if TYPE_CHECKING:
     from wedguard.runtime.core import GuardCore
 
-__all__ = ["Slot", "Slots"]
+__all__ = ["CallSlot", "Slot", "Slots"]
 
 _INF: Final = float("inf")
 
 
 class Slot:
     """A held concurrency slot; released once. A protected call outside a session
-    holds one without a session (:meth:`Slots.take_call`)."""
+    holds one without a session (:meth:`CallAccount.begin
+    <wedguard.runtime.calls.CallAccount.begin>`)."""
 
     __slots__ = ("__weakref__", "name", "released", "session", "shared")
 
@@ -48,15 +49,18 @@ def _nobody() -> None:
 
 
 class CallSlot(Slot):
-    """The slot of a protected call outside a session (made on every such call)."""
+    """The slot of a protected call outside a session, and when the call began
+    (``start``, a clock reading). Kept for the next call of the same function once
+    the call ends (:attr:`CallAccount.spare <wedguard.runtime.calls.CallAccount>`)."""
 
-    __slots__ = ()
+    __slots__ = ("start",)
 
     def __init__(self, name: str) -> None:
         self.session = _nobody
         self.name = name
         self.released = False
         self.shared = False
+        self.start = 0.0
 
 
 class Slots:
@@ -65,6 +69,7 @@ class Slots:
     def __init__(self, core: GuardCore) -> None:
         self.core = core
         self.limit = core.settings.max_concurrent
+        self.cap: float = _INF if self.limit is None else self.limit  # the limit, as a number
         self.queue: collections.deque[object] = collections.deque()
         self.active: dict[Slot, None] = {}
 
@@ -187,32 +192,6 @@ class Slots:
         if first:
             self.core.first_session(now)
         session._begin(now)
-
-    def take_call(self, name: str, now: float) -> Slot | None:
-        """A slot for a protected call outside a session, if one is free now and
-        nobody waits for one (lock held); None otherwise (the call waits as a session).
-        Never a fleet's shared slot (a guard in a fleet runs such calls as sessions)."""
-        active = self.active
-        if self.queue or (self.limit is not None and len(active) >= self.limit):
-            return None
-        first = not active
-        slot = CallSlot(name)
-        active[slot] = None
-        if first:
-            self.core.first_session(now)
-        return slot
-
-    def end_call(self, slot: Slot, now: float) -> None:
-        """Free the slot of a protected call that ended (lock held), waking whoever
-        waits for one. The last one out only notes when (no baseline warm-up can
-        hold a call that ran)."""
-        slot.released = True
-        active = self.active
-        active.pop(slot, None)
-        if not active:
-            self.core.idle_since = now
-        if self.queue:
-            self.core.notify()
 
     def adopt(self, session: Session, slot: Slot) -> None:
         """Begin ``session`` on ``slot``, which a protected call outside a session
