@@ -77,6 +77,19 @@ def state(pid: int) -> str:
     return stat[stat.rindex(b")") + 2 :].split()[0].decode()
 
 
+def threads(pid: int) -> dict[str, str]:
+    """Each thread of ``pid``: its name, state letter and where it sleeps in the kernel."""
+    out = {}
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            name = (task / "comm").read_text().strip()
+            wchan = (task / "wchan").read_text().strip()
+        except OSError:
+            continue
+        out[f"{task.name} {name}"] = f"{state(int(task.name))} {wchan}"
+    return out
+
+
 def gone(pid: int) -> bool:
     return state(pid) in ("", "Z", "X")
 
@@ -153,7 +166,12 @@ def kill_one(
         time.sleep(rng.uniform(0.1, 0.6))
         killed = Killed(child, dog, out, state_at_kill=state(child))
         guard.send_signal(sig)
-        guard.wait(20)
+        try:
+            guard.wait(20)
+        except subprocess.TimeoutExpired:  # pragma: no cover - say where it hangs
+            raise AssertionError(
+                f"{killed}: the guarding process still runs: {threads(guard.pid)}"
+            ) from None
     finally:
         if guard.poll() is None:  # pragma: no cover - only if an assertion failed above
             guard.kill()
