@@ -118,13 +118,14 @@ class CallAccount:
             active = slots.active
             if slots.queue or len(active) >= slots.cap:
                 return False
-            if not active:
-                core.first_session(now)
+            first = not active
             spare = self.spare
             slot = spare.pop() if spare else CallSlot(self.name)
             slot.released = False
             slot.start = now
             active[slot] = None
+            if first:
+                core.first_session(now)
             if now >= core.expires:
                 core.refresh(now)
             if not core.take_for_call(n, ops, now):
