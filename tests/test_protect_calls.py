@@ -144,3 +144,88 @@ def test_stop_file_stops_a_back_to_back_session_within_the_check_interval(tmp_pa
         guard.close()
     assert stopped is not None
     assert stopped < 0.5
+
+
+def _counting_upload(guard: Guard, limit: int) -> tuple[object, dict[str, int]]:
+    """A protected function that notes how many of its calls run at once."""
+    state = {"running": 0, "most": 0, "calls": 0}
+    lock = threading.Lock()
+
+    @guard.protect(cost=100)
+    def upload(i: int) -> int:
+        with lock:
+            state["running"] += 1
+            state["calls"] += 1
+            state["most"] = max(state["most"], state["running"])
+        if i % 7 == 0:
+            time.sleep(0.0005)  # some calls overlap, some wait for a slot
+        with lock:
+            state["running"] -= 1
+        return i
+
+    return upload, state
+
+
+def test_calls_from_many_threads_are_all_reported_and_never_exceed_the_slots():
+    sink = RecordingSink()
+    guard = Guard(
+        rate="10GB/s",
+        calendar=None,
+        sources=[],
+        sinks=[sink],
+        max_concurrent=2,
+        slot_timeout=30,
+    )
+    upload, state = _counting_upload(guard, 2)
+
+    def worker(k: int) -> None:
+        for i in range(400):
+            assert upload(i) == i  # type: ignore[operator]
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert guard.flush()
+    guard.close()
+    reports = [r for r in sink.of_kind("session") if r.name.endswith("upload")]
+    assert state["calls"] == 3200
+    assert state["most"] <= 2
+    assert sum(r.ops for r in reports) == 3200
+    assert sum(r.bytes for r in reports) == 3200 * 100
+    assert all(r.ok for r in reports)
+
+
+def test_calls_running_when_the_guard_closes_are_reported_after_it():
+    sink = RecordingSink()
+    guard = Guard(rate="10GB/s", calendar=None, sources=[], sinks=[sink], max_concurrent=None)
+    upload, state = _counting_upload(guard, 0)
+    go = threading.Event()
+
+    def worker() -> None:
+        i = 0
+        while not go.is_set() or i < 50:
+            upload(i)  # type: ignore[operator]
+            i += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    guard.close()  # while the calls go on
+    go.set()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if (
+            sum(r.ops for r in sink.of_kind("session") if r.name.endswith("upload"))
+            >= state["calls"]
+        ):
+            break
+        time.sleep(0.01)
+    guard.close()
+    assert (
+        sum(r.ops for r in sink.of_kind("session") if r.name.endswith("upload")) == state["calls"]
+    )

@@ -19,19 +19,21 @@ closed is reported at once.
 A call that must wait (no slot free, the budgets short, a pause) runs as a session of
 its own, with its own report, as a session always did.
 
-Cost: the guard's lock is taken twice per call (:meth:`CallAccount.begin`, when the
-call ends :meth:`CallAccount.end`), each time with ``acquire``/``release`` rather than
-``with`` (half the cost on CPython); a call's slot is one of its function's, kept from
-calls that ended; bytes and operations go into the period's ledger when the period is
-settled (the cost measured: ``benchmarks/hot_path.py``).
+Cost: the guard's lock is taken once per call, as it begins (:meth:`CallAccount.begin`:
+its slot, its cost); as it ends (:meth:`CallAccount.end`) the call is noted in a deque
+and its slot freed without the lock, and counted in the period's ledger when the period
+is settled. A call's slot is one of its function's, kept from calls that ended (the
+cost measured: ``benchmarks/hot_path.py``).
 """
 
 from __future__ import annotations
 
+import collections
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final, Literal
 
 from wedguard.errors import EmergencyStop
+from wedguard.policy.bucket import LEASE_SPAN
 from wedguard.policy.ledger import CutoffReached, Ledger
 from wedguard.runtime.slots import CallSlot
 
@@ -71,6 +73,7 @@ class CallAccount:
         "calls",
         "core",
         "due",
+        "ended",
         "failures",
         "last",
         "last_end",
@@ -83,19 +86,20 @@ class CallAccount:
     def __init__(self, core: GuardCore, name: str) -> None:
         self.core = core
         self.name = name
-        self.led: Ledger | None = None  # the period's, once it has a call
-        self.calls = 0
-        self.bytes = 0.0  # the period's calls' bytes and operations, counted at settle
-        self.ops = 0
+        self.led: Ledger | None = None  # the open period's
+        self.due = 0.0  # when the open period ends (a clock reading)
+        self.calls = 0  # the open period's calls, failures, bytes, operations, last end
         self.failures = 0
-        self.last = ("", "")  # the last failure: (outcome, error text)
-        self.due = 0.0
+        self.bytes = 0.0
+        self.ops = 0
         self.last_end = 0.0
+        self.last = ("", "")  # the last failure: (outcome, error text)
         self.spare: list[CallSlot] = []  # slots of calls that ended, for the next ones
+        # calls that ended, not yet counted: (began, ended, bytes, operations, raised);
+        # appended without the lock, counted under it (one deque, never replaced)
+        self.ended: collections.deque[_Ended] = collections.deque()
 
-    # -- a call: begun, ended (each under the guard's lock, taken once) -------------------
-    # (the lock taken with acquire and release, not ``with``: half the cost, and these
-    # run on every call)
+    # -- a call: begun under the guard's lock, ended without it ----------------------------
 
     def begin(self, n: float, ops: int, watched: bool) -> CallSlot | Literal[False] | None:
         """A protected call outside a session that may go now without waiting: takes
@@ -103,77 +107,63 @@ class CallAccount:
         ``ops`` operations; returns the slot (``None`` unwatched: nothing held, nothing
         counted). False, and nothing taken, when it must wait (as a session)."""
         core = self.core
-        mutex = core.mutex
-        mutex.acquire()
-        try:
+        with core.mutex:  # (never acquire() then try: a Ctrl-C between leaks the lock)
             now = core.now()
-            if not watched:  # no slot, no account: only the budgets
-                if now >= core.expires:
-                    core.refresh(now)
-                return None if core.take_for_call(n, ops, now) else False
-            # a slot, if one is free now and nobody waits for one (else the call waits
-            # as a session); never a fleet's shared slot (a guard in a fleet runs such
-            # calls as sessions)
-            slots = core.slots
-            active = slots.active
-            if slots.queue or len(active) >= slots.cap:
-                return False
-            first = not active
-            spare = self.spare
-            slot = spare.pop() if spare else CallSlot(self.name)
-            slot.released = False
-            slot.start = now
-            active[slot] = None
-            if first:
-                core.first_session(now)
+            slot = None
+            if watched:
+                # a slot, if one is free now and nobody waits for one (else the call
+                # waits as a session); never a fleet's shared slot (a guard in a fleet
+                # runs such calls as sessions)
+                slots = core.slots
+                active = slots.active
+                if slots.queue or len(active) >= slots.cap:
+                    return False
+                first = not active
+                spare = self.spare
+                slot = spare.pop() if spare else CallSlot(self.name)
+                slot.released = False
+                slot.start = now
+                active[slot] = None
+                if first:
+                    core.first_session(now)
             if now >= core.expires:
                 core.refresh(now)
-            if not core.take_for_call(n, ops, now):
+            if _take(core, n, ops, now):
+                if slot is not None:
+                    core.call_bytes += n  # what the backup moved, as the call starts
+                    if now >= self.due or self.led is None:
+                        self.roll(now)
+                return slot
+            if slot is not None:
                 slots.free(slot)
                 core.notify()
                 spare.append(slot)
-                return False
-            core.call_bytes += n  # what the backup moved, as the call starts
-            return slot
-        finally:
-            mutex.release()
+            return False
 
     def end(self, slot: CallSlot, n: float, ops: int, exc: BaseException | None) -> None:
         """The call holding ``slot`` ended, raising ``exc`` if it did: its slot freed
-        (kept for the next call), the call counted (bytes and operations in the
-        period's ledger when it is settled)."""
+        (kept for the next call), the call noted to be counted in the period open then.
+
+        Without the guard's lock, unless someone waits for a slot or the guard was
+        closed: each step is one operation on a deque, a dict, a list or an attribute,
+        and whoever reads them takes the lock (the slot is freed after the call is
+        noted, so a settle that sees the slot free sees the call too)."""
         core = self.core
-        mutex = core.mutex
-        mutex.acquire()
-        try:
-            now = core.now()
-            # the slot freed (what Slots.free does for a session's, without the
-            # session's bookkeeping: no baseline warm-up can hold a call that ran)
-            slot.released = True
-            slots = core.slots
-            active = slots.active
-            del active[slot]
-            self.spare.append(slot)
-            if not active:
-                core.idle_since = now
-            if slots.queue:
-                core.notify()
-            # the call counted
-            started = slot.start
-            if self.led is None or started >= self.due:
-                self.open(started)
-            self.bytes += n
-            self.ops += ops
-            self.calls += 1
-            if now > self.last_end:
-                self.last_end = now
-            if exc is not None:
-                self.failures += 1
-                self.last = (_outcome(exc), f"{type(exc).__name__}: {exc}")
-            if core.closed:  # nothing would report it later
-                self.settle()
-        finally:
-            mutex.release()
+        now = core.now()
+        self.ended.append((slot.start, now, n, ops, exc))
+        if self.led is None:  # the period was settled while the call ran
+            core.accounts.add(self)
+        core.idle_since = now  # (read only while no slot is held)
+        slot.released = True
+        slots = core.slots
+        slots.active.pop(slot, None)
+        self.spare.append(slot)
+        if slots.queue or core.closed:
+            with core.mutex:
+                if slots.queue:
+                    core.notify()
+                if core.closed:  # nothing would report it later
+                    self.settle()
 
     def release(self, slot: CallSlot) -> None:
         """Free ``slot`` of a call not counted here (its session counts it)."""
@@ -182,37 +172,97 @@ class CallAccount:
             core.slots.free(slot)
             core.notify()
 
-    def open(self, started: float) -> Ledger:
-        """Begin a period with a call that began at clock reading ``started``, the
-        period before it reported first (lock held)."""
-        if self.led is not None:
-            self.settle()
+    # -- periods (lock held) ---------------------------------------------------------------
+
+    def roll(self, now: float) -> None:
+        """A call begins at clock reading ``now`` with no period open, or after the open
+        one's end: the calls that ended are counted, the period due is reported, and a
+        new one begins with this call if none is open."""
+        self.count()
+        if self.led is not None and now >= self.due:
+            self.report()
+        if self.led is None:
+            self.open(now)
+
+    def open(self, started: float) -> None:
+        """Begin a period with a call that began at clock reading ``started``."""
         core = self.core
         led = self.led = Ledger(self.name)
         led.start(started, core.clock.now() - _since(core, started))
         self.due = started + CALL_PERIOD
         self.last_end = started
         core.accounts.add(self)
-        return led
+
+    def count(self) -> None:
+        """Count the calls that ended, in the open period (one opened from a call's
+        start if none is: a call that ran across the end of its period)."""
+        ended = self.ended
+        while ended:
+            started, end, n, ops, exc = ended.popleft()
+            if self.led is None:
+                self.open(started)
+            self.bytes += n
+            self.ops += ops
+            self.calls += 1
+            if end > self.last_end:
+                self.last_end = end
+            if exc is not None:
+                self.failures += 1
+                self.last = (_outcome(exc), f"{type(exc).__name__}: {exc}")
 
     def settle(self) -> None:
-        """End the period: its report to the sinks (lock held); nothing without calls."""
+        """End the period: the calls that ended counted, its report to the sinks;
+        nothing without calls."""
+        self.count()
+        self.report()
+
+    def report(self) -> None:
+        """The open period's report to the sinks (if a call ended in it); the period
+        closed."""
         led, self.led = self.led, None
         core = self.core
         core.accounts.discard(self)
-        if led is None:
+        if led is None or not self.calls:
             return
         end = self.last_end
         led.count(self.bytes, self.ops)
-        self.bytes = 0.0
-        self.ops = 0
         led.end(end, None)
         if self.failures:
             led.outcome = self.last[0]
             led.error = f"{self.failures} of {self.calls} calls failed; the last: {self.last[1]}"
-        self.calls = self.failures = 0
+        self.calls = self.failures = self.ops = 0
+        self.bytes = 0.0
         self.last = ("", "")
         core.events.emit(led.report(end, started=True, decision=core.decision))
+
+
+_Ended = tuple[float, float, float, int, "BaseException | None"]
+
+
+def _take(core: GuardCore, n: float, ops: int, now: float) -> bool:
+    """Take ``n`` bytes and ``ops`` operations for a protected call, if the decision in
+    force lets them go now (the guard's lock held); False takes nothing. Bytes come from
+    the calls' credit (``core.call_credit``, good until ``core.call_until`` or the next
+    decision, which gives it back), leased from the byte bucket in blocks while nothing
+    binds (as a session's are), so most calls take no other lock."""
+    if not core.go or now >= core.expires:
+        return False
+    ops_bucket = core.ops
+    if ops and ops_bucket is not None and not ops_bucket.try_acquire_at(ops, now):
+        return False
+    if n > 0 and not core.free:
+        credit = core.call_credit
+        if n > credit or now >= core.call_until:
+            core.give_back_calls()
+            bucket = core.bytes
+            credit = bucket.lease(n, max(n, LEASE_SPAN * bucket.rate), now)
+            if not credit:
+                if ops and ops_bucket is not None:
+                    ops_bucket.untake(ops)
+                return False
+            core.call_until = core.expires
+        core.call_credit = credit - n
+    return True
 
 
 def _since(core: GuardCore, started: float) -> timedelta:

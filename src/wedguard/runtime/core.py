@@ -31,7 +31,7 @@ from wedguard.decision import Decision
 from wedguard.levels import Level, Verdict
 from wedguard.policy import decision as engine
 from wedguard.policy.alerting import Severity
-from wedguard.policy.bucket import LEASE_SPAN, TokenBucketThrottler
+from wedguard.policy.bucket import TokenBucketThrottler
 from wedguard.runtime.events import AlertBook, EventQueue
 from wedguard.runtime.fleet import Fleet
 from wedguard.runtime.judge import Judge
@@ -100,7 +100,7 @@ class GuardCore:
         # and the bytes all such calls took (for what the backup moved)
         self.accounts: set[CallAccount] = set()
         self.call_bytes = 0.0
-        # such calls' credit from the byte bucket, taken in blocks (take_for_call),
+        # such calls' credit from the byte bucket, taken in blocks (wedguard.runtime.calls),
         # good until call_until or the next decision
         self.call_credit = 0.0
         self.call_until = -_INF
@@ -131,31 +131,6 @@ class GuardCore:
             thread = self.sampler.stop()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1.0)
-
-    def take_for_call(self, n: float, ops: int, now: float) -> bool:
-        """Take ``n`` bytes and ``ops`` operations for a protected call outside a
-        session, if the decision in force lets them go now (lock held); False takes
-        nothing. Bytes come from the calls' credit, leased from the byte bucket in
-        blocks while nothing binds (as a session's are), so most calls take no other
-        lock."""
-        if not self.go or now >= self.expires:
-            return False
-        ops_bucket = self.ops
-        if ops and ops_bucket is not None and not ops_bucket.try_acquire_at(ops, now):
-            return False
-        if n > 0 and not self.free:
-            credit = self.call_credit
-            if n > credit or now >= self.call_until:
-                self.give_back_calls()
-                bucket = self.bytes
-                credit = bucket.lease(n, max(n, LEASE_SPAN * bucket.rate), now)
-                if not credit:
-                    if ops and ops_bucket is not None:
-                        ops_bucket.untake(ops)
-                    return False
-                self.call_until = self.expires
-            self.call_credit = credit - n
-        return True
 
     def give_back_calls(self) -> None:
         """The calls' credit not spent goes back to the byte bucket (lock held)."""

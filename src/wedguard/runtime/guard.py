@@ -492,8 +492,10 @@ class Guard(GuardAliases):
         self._close_control()
         with contextlib.suppress(ValueError):  # not the main thread: nothing installed
             self.uninstall_signal_handlers()
-        done = self._host.shutdown(timeout)
+        # closed before the calls are settled: a protected call ending from now on
+        # reports itself (none falls between the settle and the flag)
         self._host.closed = True
+        done = self._host.shutdown(timeout)
         _atexit.forget(self)
         return done
 
