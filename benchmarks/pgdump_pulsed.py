@@ -404,6 +404,7 @@ def one(ctx: dict[str, Any], scenario: str, rng: random.Random) -> dict[str, Any
         dumps_toc_ok=sum(1 for e in ends if e["toc_ok"]),
         bytes=moved,
         bytes_per_on_s=moved / on_s,
+        mb_per_on_s=round(moved / on_s / 1e6, 3),
         dumps_per_on_s=len(ends) / on_s,
         dump_on_s=sum(on_per_dump) / len(on_per_dump) if on_per_dump else None,
         backend=backend,
