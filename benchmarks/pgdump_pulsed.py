@@ -200,6 +200,7 @@ class Backup:
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(argv, env=env, start_new_session=True)
         self.held: list[int] = []  # the descendants this harness stopped
+        self.stopped = False
 
     def descendants(self) -> list[Any]:
         import psutil
@@ -211,9 +212,13 @@ class Backup:
 
     def stop(self) -> None:
         """The driver first (its guard can then change nothing), then every descendant
-        that is running; one the guard paused is left as it is."""
+        that is running; one the guard paused is left as it is. Held already (two OFF
+        windows in a row): nothing to do."""
         import psutil
 
+        if self.stopped:
+            return
+        self.stopped = True
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGSTOP)
         wait_stopped(self.proc.pid)
@@ -228,6 +233,7 @@ class Backup:
                 continue
 
     def cont(self) -> None:
+        self.stopped = False
         for pid in self.held:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
