@@ -2,7 +2,7 @@
 ``pg_dump`` runs, against the same load in the seconds around it while the dump is
 held stopped.
 
-Run: ``PYTHONPATH=src python benchmarks/pgdump_pulsed.py`` (about 30 minutes;
+Run: ``PYTHONPATH=src python benchmarks/pgdump_pulsed.py`` (about 25 minutes;
 ``--quick``: about two, on a small database). Writes
 ``benchmarks/results/pgdump-pulsed.json`` and prints a Markdown table.
 
@@ -494,7 +494,7 @@ def goal(scenarios: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small database, short scenarios")
-    p.add_argument("--seconds", type=float, default=None, help="per scenario (default 200)")
+    p.add_argument("--seconds", type=float, default=None, help="per scenario (default 160)")
     p.add_argument("--window", type=float, default=2.0, help="seconds per ON or OFF window")
     p.add_argument("--settle", type=float, default=0.5, help="seconds left out of each window")
     p.add_argument("--scale", type=int, default=None, help="MB of bulk data (default 120)")
@@ -522,7 +522,7 @@ def main() -> None:
     chosen = [s for s in args.scenarios.split(",") if s]
     if set(chosen) - set(SCENARIOS):
         p.error(f"--scenarios: unknown {', '.join(sorted(set(chosen) - set(SCENARIOS)))}")
-    args.seconds = args.seconds or (12.0 if args.quick else 200.0)
+    args.seconds = args.seconds or (12.0 if args.quick else 160.0)
     args.scale = args.scale or (40 if args.quick else 120)
     args.baseline = args.baseline if args.baseline is not None else (5 if args.quick else 30)
     args.learn = args.learn if args.learn is not None else (3 if args.quick else 10)
