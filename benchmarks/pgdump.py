@@ -275,6 +275,41 @@ def server_user() -> str:
     return str(helper.APP_USER)
 
 
+# -- the guard -----------------------------------------------------------------------------
+
+
+def guard_source(dsn: str, scenario: str) -> Any:
+    """The ``PostgresSource`` a guarded scenario's guard reads: ``SELECT 1`` (or, for
+    ``guarded_probe``, ``LOAD_QUERY``), lowering the dump's backend for
+    ``guarded_backend`` (nice 19, idle I/O) and ``guarded_idle`` (``SCHED_IDLE`` too)."""
+    from wedguard.sources import PostgresSource
+    from wedguard.sources.pg_backends import BackendPriority
+
+    lowers = scenario in ("guarded_backend", "guarded_idle")
+    idle = scenario == "guarded_idle"
+    return PostgresSource(
+        dsn,
+        query=LOAD_QUERY if scenario == "guarded_probe" else "SELECT 1",
+        lower_backends="pg_dump" if lowers else None,
+        backend_priority=BackendPriority(sched_idle=True) if idle else None,
+    )
+
+
+def make_guard(source: Any, baseline: Any) -> Any:
+    """The guard of every guarded scenario: ``rate="off"``, ``source`` alone, the default
+    thresholds judged against ``baseline`` (learned while the load ran alone), every
+    hour PEAK, no sinks."""
+    import wedguard as wg
+
+    return wg.Guard(
+        rate="off",
+        calendar=wg.PeakHourCalendar.parse(CALENDAR, tz="UTC"),
+        sources=[source],
+        analyzer=wg.ImpactAnalyzer(wg.Thresholds(), baseline=baseline),
+        sinks=[],
+    )
+
+
 # -- the scenarios --------------------------------------------------------------------------
 
 
@@ -348,16 +383,7 @@ class Bench:
             self.stmt.append(sample["db.statement_mean_s"])
 
     def guard(self, source: Any, learner: Any = None) -> Any:
-        wg = self.wg
-        learned = (learner or self.learner).baseline
-        analyzer = wg.ImpactAnalyzer(wg.Thresholds(), baseline=learned)
-        return wg.Guard(
-            rate="off",
-            calendar=self.calendar,
-            sources=[source],
-            analyzer=analyzer,
-            sinks=[],
-        )
+        return make_guard(source, (learner or self.learner).baseline)
 
     def niced(self, path: Path, lower: Any) -> None:
         """pg_dump at nice 19 in the idle I/O class; with ``lower``, a source sampled
@@ -403,16 +429,9 @@ class Bench:
             with PostgresSource(self.dsn, lower_backends="pg_dump") as lower:
                 self.niced(path, lower)
         else:
-            from wedguard.sources.pg_backends import BackendPriority
-
             lowers = scenario in ("guarded_backend", "guarded_idle")
             idle = scenario == "guarded_idle"
-            source = PostgresSource(
-                self.dsn,
-                query=LOAD_QUERY if scenario == "guarded_probe" else "SELECT 1",
-                lower_backends="pg_dump" if lowers else None,
-                backend_priority=BackendPriority(sched_idle=True) if idle else None,
-            )
+            source = guard_source(self.dsn, scenario)
             guard = self.guard(source, self.learner_q if scenario == "guarded_probe" else None)
             verdicts: dict[str, int] = {}
             lowered: set[int] = set()
