@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import itertools
 import json
 import math
@@ -33,6 +32,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import wedguard as wg
+from script_helpers import load_script
 from wedguard.sources import ServiceLatencySource
 from wedguard.sources.service import histogram_quantile, parse_histogram
 from wedguard.testing import FakeClock
@@ -44,13 +44,7 @@ import harness  # noqa: E402
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"impactbench_{name}", HERE / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(HERE / f"{name}.py", f"impactbench_{name}")
 
 
 service = load("service")
@@ -707,12 +701,7 @@ def test_every_figure_the_pages_quote_is_written_by_a_run() -> None:
 
 
 def load_figures() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("impact_figures", HERE.parent / "figures.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(HERE.parent / "figures.py", "impact_figures")
 
 
 def test_compare_judges_a_difference_on_the_noise() -> None:

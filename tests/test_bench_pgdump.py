@@ -7,24 +7,18 @@ the goal's verdict must follow from it, so neither can be edited apart from the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from script_helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "pgdump.json"
 
 
 def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_pgdump", ROOT / "benchmarks" / "pgdump.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "pgdump.py", "bench_pgdump")
 
 
 def test_the_summary_is_recomputed_from_the_runs() -> None:

@@ -8,34 +8,22 @@ them here, so neither can be edited apart from the other.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import psutil
+
+from script_helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "pgdump-pulsed.json"
 
 
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bench_pgdump_pulsed", ROOT / "benchmarks" / "pgdump_pulsed.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_benchmark()
+bench = load_script(ROOT / "benchmarks" / "pgdump_pulsed.py", "bench_pgdump_pulsed")
 
 
 def test_the_verdicts_and_shares_follow_from_the_scenarios() -> None:

@@ -7,13 +7,13 @@ cannot keep an old figure after a new run (or invent one).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from script_helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "postgres.json"
@@ -21,15 +21,7 @@ PAGES = [ROOT / "docs" / "howto-postgres.md", ROOT / "benchmarks" / "README.md"]
 
 
 def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bench_postgres", ROOT / "benchmarks" / "postgres.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "postgres.py", "bench_postgres")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

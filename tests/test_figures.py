@@ -7,24 +7,16 @@ write. This test fails when a page and its results disagree.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from script_helpers import load_script
 
 TOP = Path(__file__).resolve().parent.parent
 
 
 def _figures() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bench_figures", TOP / "benchmarks" / "figures.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TOP / "benchmarks" / "figures.py", "bench_figures")
 
 
 def test_pages_agree_with_their_results_files() -> None:
