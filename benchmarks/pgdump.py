@@ -349,6 +349,20 @@ class Bench:
         chrt = ["chrt", "--idle", "0"] if idle else []
         return [*chrt, self.pg_dump, "-Fc", *out, "-d", self.dump_dsn]
 
+    def warm(self) -> tuple[int, int, int, float]:
+        """The server's version and the database's size in bytes; then a dump alone (no
+        load), which warms the caches: its size in bytes and the seconds it took."""
+        with self.server.admin() as conn:
+            version = int(conn.info.server_version)
+            db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        t0 = time.monotonic()
+        warm = self.workdir / "warm.dump"
+        subprocess.run(self.argv(warm), env=self.env, check=True, timeout=600)
+        took = time.monotonic() - t0
+        dump_bytes = warm.stat().st_size
+        warm.unlink()
+        return version, int(db_bytes), dump_bytes, took
+
     def learn(self, seconds: float) -> None:
         """Baseline samples once a second (the guard's own cadence) for ``seconds``."""
         end = time.monotonic() + seconds
@@ -687,17 +701,9 @@ def main() -> None:
         stack.callback(bench.learn_source.close)
         if bench.learn_q is not None:
             stack.callback(bench.learn_q.close)
-        with server.admin() as conn:
-            version = conn.info.server_version
-            db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         # a first dump warms the caches and sets how long the load-alone windows last
-        t0 = time.monotonic()
-        warm = workdir / "warm.dump"
-        subprocess.run(bench.argv(warm), env=bench.env, check=True, timeout=600)
-        took = time.monotonic() - t0
+        version, db_bytes, dump_bytes, took = bench.warm()
         bench.window = args.window if args.window is not None else min(10.0, max(5.0, took))
-        dump_bytes = warm.stat().st_size
-        warm.unlink()
         print(f"database {db_bytes / 1e6:.0f} MB, dump {dump_bytes / 1e6:.0f} MB in "
               f"{took:.1f} s; learning the baseline", file=sys.stderr)  # fmt: skip
         load = Load(bench.dsn, args.rate, args.threads)

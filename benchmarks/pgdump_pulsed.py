@@ -539,15 +539,8 @@ def main() -> None:
         bench = pgdump.Bench(server, argparse.Namespace(scenarios=""), workdir)
         stack.callback(bench.learn_source.close)
         admin = stack.enter_context(server.admin())
-        version = admin.info.server_version
-        db_bytes = admin.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         # a dump alone (no load) warms the caches and gives the dump's size and speed
-        t0 = time.monotonic()
-        warm = workdir / "warm.dump"
-        subprocess.run(bench.argv(warm), env=bench.env, check=True, timeout=600)
-        alone_s = time.monotonic() - t0
-        dump_bytes = warm.stat().st_size
-        warm.unlink()
+        version, db_bytes, dump_bytes, alone_s = bench.warm()
         print(f"database {db_bytes / 1e6:.0f} MB, dump {dump_bytes / 1e6:.0f} MB in "
               f"{alone_s:.1f} s alone", file=sys.stderr)  # fmt: skip
         load = pgdump.Load(bench.dsn, args.rate, args.threads)

@@ -77,8 +77,8 @@ class GuardPort:
     # protected calls outside a session
     def direct(self) -> bool:
         """True when a call outside a session may run without one (if it need not
-        wait): the guard is in no fleet and lowers no priority; see :meth:`CallAccount.begin <wedguard.runtime.calls.CallAccount.begin>`.
-        """
+        wait): the guard is in no fleet and lowers no priority; see
+        :meth:`CallAccount.begin <wedguard.runtime.calls.CallAccount.begin>`."""
         g = self.guard
         return not (g._fleet is not None or g._nice or g._ionice or g.sched_idle)
 

@@ -88,7 +88,7 @@ class Slots:
         return [slot.name for slot in self.active]
 
     def _free(self, ticket: object) -> bool:
-        return self.queue[0] is ticket and (self.limit is None or len(self.active) < self.limit)
+        return self.queue[0] is ticket and len(self.active) < self.cap
 
     def _check(self, session: Session, start: float, now: float, timeout: float | None) -> float:
         """Time left to wait for a slot (lock held); raises on a stop (the engine's
