@@ -281,21 +281,27 @@ def server_user() -> str:
 def guard_source(dsn: str, scenario: str) -> Any:
     """The ``PostgresSource`` a guarded scenario's guard reads: ``SELECT 1`` (or, for
     ``guarded_probe``, ``LOAD_QUERY``), lowering the dump's backend for
-    ``guarded_backend`` (nice 19, idle I/O) and ``guarded_idle`` (``SCHED_IDLE`` too)."""
+    ``guarded_backend`` (nice 19, idle I/O) and ``guarded_idle`` (``SCHED_IDLE`` too),
+    confining it to the last core for a ``pinned`` scenario (``cpus=1``)."""
     from wedguard.sources import PostgresSource
     from wedguard.sources.pg_backends import BackendPriority
 
-    lowers = scenario in ("guarded_backend", "guarded_idle")
-    idle = scenario == "guarded_idle"
+    pinned = "pinned" in scenario
+    lowers = scenario in ("guarded_backend", "guarded_idle") or pinned
+    priority = None
+    if scenario == "guarded_idle":
+        priority = BackendPriority(sched_idle=True)
+    elif pinned:  # only confined: pg_dump's core, the last one (as Guard(cpus=1))
+        priority = BackendPriority(nice=None, ionice=None, cpus=1)
     return PostgresSource(
         dsn,
         query=LOAD_QUERY if scenario == "guarded_probe" else "SELECT 1",
         lower_backends="pg_dump" if lowers else None,
-        backend_priority=BackendPriority(sched_idle=True) if idle else None,
+        backend_priority=priority,
     )
 
 
-def make_guard(source: Any, baseline: Any) -> Any:
+def make_guard(source: Any, baseline: Any, cpus: int | None = None) -> Any:
     """The guard of every guarded scenario: ``rate="off"``, ``source`` alone, the default
     thresholds judged against ``baseline`` (learned while the load ran alone), every
     hour PEAK, no sinks."""
@@ -307,6 +313,7 @@ def make_guard(source: Any, baseline: Any) -> Any:
         sources=[source],
         analyzer=wg.ImpactAnalyzer(wg.Thresholds(), baseline=baseline),
         sinks=[],
+        cpus=cpus,
     )
 
 

@@ -54,7 +54,21 @@ Scenarios (each once per run, in a shuffled order):
   that lives for the whole scenario in the driver;
 * ``guarded_backend``: the same, its source with ``lower_backends="pg_dump"``;
 * ``guarded_idle``: the same with the backend at ``SCHED_IDLE`` and ``pg_dump`` run as
-  ``chrt --idle 0 pg_dump``.
+  ``chrt --idle 0 pg_dump``;
+* ``pinned``: no guard; ``pg_dump`` confined to the last core
+  (``lower_process(pid, 0, False, check_cpus(1))``) and its backend to the same core
+  by a ``PostgresSource(lower_backends="pg_dump",
+  backend_priority=BackendPriority(nice=None, ionice=None, cpus=1))`` the driver
+  samples once a second (a new backend runs unconfined until the next sample);
+* ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
+  confines the backend the same way, and ``cpu_share=None``: the guard pauses the
+  dump for production's sake but does not duty-cycle it on the CPU;
+* ``guarded_pinned_share``: the same with ``guard.run``'s default ``cpu_share=0.30``.
+
+Mechanism scenarios, run only when named in ``--scenarios`` (no dump; the same
+windows): ``busy_core``: one process spinning on the CPU; ``busy_cores``: two;
+``busy_cores_idle``: two at ``SCHED_IDLE``; ``busy_cores_pinned``: two confined to the
+last core.
 
 The guard's baseline (as in ``pgdump.py``): ``PostgresSource`` sampled once a second
 while the load runs alone, ``--baseline`` seconds before the first scenario and
@@ -104,7 +118,12 @@ SCENARIOS = (
     "guarded_run",
     "guarded_backend",
     "guarded_idle",
+    "pinned",
+    "guarded_pinned",
+    "guarded_pinned_share",
 )
+# what the harm is made of (run only when named in --scenarios): busy cores, no dump
+MECHANISM = ("busy_core", "busy_cores", "busy_cores_idle", "busy_cores_pinned")
 GOAL_P95 = 1.20  # issue 19: the platform's rule
 STRICT_P95 = 1.05  # issue 18: p95 at most +5 % ...
 STRICT_KEPT = 0.30  # ... keeping at least 30 % of the unguarded dump's throughput
@@ -125,18 +144,23 @@ def driver(a: argparse.Namespace) -> None:
     import psutil
 
     import wedguard as wg
+    from wedguard.io.priority import check_cpus, lower_process
 
     argv: list[str] = json.loads(a.argv)
     stop_file = Path(a.stop_file)
+    if a.scenario in MECHANISM:
+        busy(a, stop_file)
+        return
     guard = lower = None
+    pinned = "pinned" in a.scenario
     if a.scenario.startswith("guarded"):
         guard = pgdump.make_guard(
-            pgdump.guard_source(a.dsn, a.scenario), wg.Baseline.load(a.baseline_file)
+            pgdump.guard_source(a.dsn, a.scenario),
+            wg.Baseline.load(a.baseline_file),
+            cpus=1 if pinned else None,
         )
-    elif a.scenario == "nice_backend":
-        from wedguard.sources import PostgresSource
-
-        lower = PostgresSource(a.dsn, lower_backends="pg_dump")
+    elif a.scenario in ("nice_backend", "pinned"):
+        lower = pgdump.guard_source(a.dsn, a.scenario if pinned else "guarded_backend")
     log = open(a.log, "a", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
 
     def note(**event: Any) -> None:
@@ -153,12 +177,19 @@ def driver(a: argparse.Namespace) -> None:
             full = [*argv, "-f", str(path)]
             info: dict[str, Any] = {}
             if guard is not None:
-                ran = guard.run(full)
+                # guarded_pinned: confined, not duty-cycled on the CPU (the default
+                # cpu_share=0.30 stops and starts it many times a second)
+                share = {} if a.scenario != "guarded_pinned" else {"cpu_share": None}
+                ran = guard.run(full, **share)
                 rc = ran.returncode
                 info = pgdump.Bench.reported(ran.report)
             else:
                 proc = subprocess.Popen(full)
-                if a.scenario != "unguarded":
+                if a.scenario == "pinned":
+                    note_ = lower_process(proc.pid, 0, False, check_cpus(1))
+                    if note_.notes:
+                        raise RuntimeError("; ".join(note_.notes))
+                elif a.scenario != "unguarded":
                     p = psutil.Process(proc.pid)
                     p.nice(19)
                     p.ionice(psutil.IOPRIO_CLASS_IDLE)
@@ -191,6 +222,29 @@ def driver(a: argparse.Namespace) -> None:
         if lower is not None:
             lower.close()
         log.close()
+
+
+def busy(a: argparse.Namespace, stop_file: Path) -> None:
+    """A mechanism scenario: no dump, one or two processes spinning on the CPU (at
+    ``SCHED_IDLE``, or both confined to the last core) until ``stop_file`` exists."""
+    from wedguard.io.priority import check_cpus, lower_process
+
+    n = 1 if a.scenario == "busy_core" else 2
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    for proc in spin:
+        if a.scenario == "busy_cores_idle":
+            os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
+        elif a.scenario == "busy_cores_pinned":
+            lower_process(proc.pid, 0, False, check_cpus(1))
+    log = open(a.log, "a", encoding="utf-8")  # noqa: SIM115 (the harness reads it)
+    log.close()
+    try:
+        while not stop_file.exists():
+            time.sleep(0.05)
+    finally:
+        for proc in spin:
+            proc.kill()
+            proc.wait()
 
 
 class Backup:
@@ -455,7 +509,7 @@ def table(out: dict[str, Any]) -> str:
             f"| {name} | {r['p50']['ratio']:.3f} | {r['p95']['ratio']:.3f} "
             f"[{r['p95']['low']:.3f}, {r['p95']['high']:.3f}] | {r['p99']['ratio']:.3f} "
             f"[{r['p99']['low']:.3f}, {r['p99']['high']:.3f}] | "
-            f"{r['bytes_per_on_s'] / 1e6:.2f} | {r.get('kept', 0.0):.0%} | "
+            f"{r['bytes_per_on_s'] / 1e6:.2f} | {r.get('kept') or 0.0:.0%} | "
             f"{r['dumps_completed']} | {c['off_settle']:.3f} / {c['off_rest']:.3f} / "
             f"{c['on_rest']:.3f} |"
         )
@@ -520,8 +574,9 @@ def main() -> None:
         driver(args)
         return
     chosen = [s for s in args.scenarios.split(",") if s]
-    if set(chosen) - set(SCENARIOS):
-        p.error(f"--scenarios: unknown {', '.join(sorted(set(chosen) - set(SCENARIOS)))}")
+    known = {*SCENARIOS, *MECHANISM}
+    if set(chosen) - known:
+        p.error(f"--scenarios: unknown {', '.join(sorted(set(chosen) - known))}")
     args.seconds = args.seconds or (12.0 if args.quick else 160.0)
     args.scale = args.scale or (40 if args.quick else 120)
     args.baseline = args.baseline if args.baseline is not None else (5 if args.quick else 30)
@@ -570,7 +625,7 @@ def main() -> None:
             r["kept"] = r["bytes_per_on_s"] / ref if ref else None
             r["vs_alone"] = r["bytes_per_on_s"] / alone_rate
             r["on_s_per_dump"] = dump_bytes / r["bytes_per_on_s"] if r["bytes_per_on_s"] else None
-    ordered = {s: results[s] for s in SCENARIOS if s in results}
+    ordered = {s: results[s] for s in (*SCENARIOS, *MECHANISM) if s in results}
     out = {
         "benchmark": "pgdump-pulsed",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -1,9 +1,11 @@
 """The causal pg_dump benchmark: its verdicts follow from its own figures, and the
 harness holds a backup's processes stopped without undoing a pause of the guard's.
 
-``benchmarks/results/pgdump-pulsed.json`` holds per scenario the pooled ratios and the
-dump's bytes; the goal's verdicts and the shares the docs quote are recomputed from
-them here, so neither can be edited apart from the other.
+``benchmarks/results/pgdump-pulsed.json`` (priorities and the guard),
+``pgdump-pinned.json`` (the dump confined to one core) and ``pgdump-mechanism.json``
+(busy cores, no dump) hold per scenario the pooled ratios and the dump's bytes; the
+goal's verdicts and the shares the docs quote are recomputed from them here, so
+neither can be edited apart from the other.
 """
 
 from __future__ import annotations
@@ -16,21 +18,26 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from script_helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "pgdump-pulsed.json"
+RESULTS = [
+    ROOT / "benchmarks" / "results" / f"pgdump-{name}.json"
+    for name in ("pulsed", "pinned", "mechanism")
+]
 
 
 bench = load_script(ROOT / "benchmarks" / "pgdump_pulsed.py", "bench_pgdump_pulsed")
 
 
-def test_the_verdicts_and_shares_follow_from_the_scenarios() -> None:
-    r = json.loads(RESULTS.read_text())
+@pytest.mark.parametrize("results", RESULTS, ids=lambda p: p.stem)
+def test_the_verdicts_and_shares_follow_from_the_scenarios(results: Path) -> None:
+    r = json.loads(results.read_text())
     scenarios = r["scenarios"]
     assert r["goal"] == bench.goal(scenarios)
-    assert set(scenarios) == set(bench.SCENARIOS)
+    assert {"none", "unguarded"} <= set(scenarios) <= {*bench.SCENARIOS, *bench.MECHANISM}
     unguarded = scenarios["unguarded"]["bytes_per_on_s"]
     alone = r["config"]["dump_alone_bytes_per_s"]
     for name, s in scenarios.items():
@@ -48,6 +55,8 @@ def test_the_verdicts_and_shares_follow_from_the_scenarios() -> None:
         assert s["vs_alone"] == s["bytes_per_on_s"] / alone
     completed = sum(s["dumps_completed"] for s in scenarios.values())
     assert r["dumps_checked"] == completed > 0
+    for name in set(scenarios) & set(bench.MECHANISM):  # a busy core, no dump
+        assert scenarios[name]["bytes"] == scenarios[name]["dumps_completed"] == 0
     assert r["dumps_corrupt"] == 0
     assert all(
         v["restored"] and all(v["static_tables_equal"].values()) for v in r["verified"].values()

@@ -46,6 +46,7 @@ RUN: dict[str, str] = {
     "README.md: wedguard config check wedguard.toml": "README.md",
     "docs/tutorial.md: wedguard run --config wedguard.toml -- pg_dump": EXAMPLE,
     "docs/cli.md: wedguard run --config wedguard.toml -- pg_dump": EXAMPLE,
+    "docs/howto-postgres.md: wedguard run --cpus 1 --config wedguard.toml": EXAMPLE,
     "docs/cli.md: wedguard throttle 5MB/s": EXAMPLE,
     "docs/cli.md: wedguard calendar --config wedguard.toml --at": EXAMPLE,
     "docs/howto-calendar.md: wedguard calendar --config wedguard.toml --at": (

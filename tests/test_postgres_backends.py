@@ -256,6 +256,54 @@ def test_sched_idle_is_set_and_restored_when_asked(
     assert lowerer.lowered == []
 
 
+def test_cpus_confines_the_backend_to_the_dumps_cores_and_restores_it(
+    postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
+) -> None:
+    backend = blocked_dump["backend"]
+    before = os.sched_getaffinity(backend)
+    last = max(os.sched_getaffinity(0))
+    lowerer = BackendLowerer(BackendPriority(nice=None, ionice=None, cpus=1))
+    assert lowerer.update([backend]) == [backend]
+    assert os.sched_getaffinity(backend) == {last}  # as Guard(cpus=1) confines pg_dump
+    assert _priority(backend)[0] == 0  # nothing else changed
+    assert lowerer.restore() == [backend]
+    assert os.sched_getaffinity(backend) == before
+    dump, _ = blocked_dump["proc"].communicate(timeout=50)
+    assert blocked_dump["proc"].returncode == 0
+    assert _restores_to_the_same_rows(postgres_server, dump, database)
+
+
+def test_cores_the_system_refuses_leave_the_backend_as_it_was(
+    postgres_server: PostgresServer,
+    database: str,
+    blocked_dump: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    backend = blocked_dump["backend"]
+    before = _priority(backend)
+    real = os.sched_setaffinity
+
+    def outside_the_cpuset(pid: int, cpus: Any) -> None:
+        if pid == backend:  # as for a server whose cgroup allows other cores only
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(pid, cpus)
+
+    monkeypatch.setattr(os, "sched_setaffinity", outside_the_cpuset)
+    lowerer = BackendLowerer(BackendPriority(cpus=1))  # nice 19 and idle I/O first
+    with pytest.raises(BackendPriorityError, match=r"Invalid argument \(cpus \["):
+        lowerer.update([backend])
+    assert _priority(backend) == before  # the nice and I/O class put back too
+    assert lowerer.lowered == []
+
+
+@pytest.mark.parametrize("bad", [0, "1", True, [], [4096]])
+def test_a_bad_cpus_is_refused_naming_the_field(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"^backend_priority\.cpus: "):
+        BackendPriority(cpus=bad)
+
+
 def test_a_backend_whose_dump_ended_is_forgotten(
     postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
 ) -> None:

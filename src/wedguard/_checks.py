@@ -28,6 +28,7 @@ __all__ = [
     "PATH_MAX",
     "SOCKET_PATH_MAX",
     "bounded",
+    "cpus",
     "items",
     "mapping",
     "path",
@@ -155,3 +156,38 @@ def timeout(value: object) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ConfigError("timeout", value, "seconds >= 0, or None")
+
+
+def cpus(value: object, field: str, allowed: frozenset[int] | None = None) -> frozenset[int] | None:
+    """``value`` as the cores to confine a backup to: None, a count ``n`` >= 1 (the last
+    ``n`` of ``allowed``; all of them when there are no more) or CPU numbers in
+    ``allowed``. ``allowed`` defaults to the calling thread's cores (Linux only).
+
+    >>> cpus(1, "cpus", frozenset({0, 1, 2}))
+    frozenset({2})
+    >>> cpus([3], "cpus", frozenset({0, 1}))
+    Traceback (most recent call last):
+    ...
+    wedguard.errors.ConfigError: cpus: [3] is not valid; expected CPU numbers this process may use: [0, 1]
+    """
+    if value is None:
+        return None
+    expected = "a number of cores >= 1, CPU numbers, or None"
+    if isinstance(value, (bool, str, bytes, float)) or (isinstance(value, int) and value < 1):
+        raise ConfigError(field, value, expected)
+    if not isinstance(value, int):
+        try:
+            cores: frozenset[int] = frozenset(value)  # type: ignore[call-overload]
+        except TypeError:
+            raise ConfigError(field, value, expected) from None
+        if not cores or not all(isinstance(c, int) and not isinstance(c, bool) for c in cores):
+            raise ConfigError(field, value, expected)
+    if allowed is None:
+        if not hasattr(os, "sched_getaffinity"):
+            raise ConfigError(field, value, "None: confining to cores needs Linux")
+        allowed = frozenset(os.sched_getaffinity(0))
+    if isinstance(value, int):
+        return frozenset(sorted(allowed)[-value:])
+    if not cores <= allowed:
+        raise ConfigError(field, value, f"CPU numbers this process may use: {sorted(allowed)}")
+    return cores

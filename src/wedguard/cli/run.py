@@ -36,7 +36,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         with StatusFile(guard, "run " + " ".join(redact_argv(argv))):
             try:
                 death = args.on_guard_death or config.run.on_guard_death
-                done = guard.run(argv, name=os.path.basename(argv[0]), on_guard_death=death)
+                extra = {} if args.cpus is None else {"cpus": args.cpus}
+                done = guard.run(
+                    argv, name=os.path.basename(argv[0]), on_guard_death=death, **extra
+                )
             except (FileNotFoundError, PermissionError) as exc:
                 shown = redact_arg(argv[0])
                 raise UsageError(f"cannot run {shown!r}: {exc.strerror or exc}") from None
@@ -68,6 +71,14 @@ def register(commands: Commands) -> None:
         help="if this process is killed (even by SIGKILL), a watchdog resumes the command "
         "(resume), ends it (terminate), or nothing is done (off); default: run.on_guard_death "
         "of the configuration, else auto (terminate with a Redis slot, else resume)",
+    )
+    p.add_argument(
+        "--cpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="confine the command and what it starts to N cores (the last ones this "
+        "process may use), leaving the others to production",
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     p.set_defaults(func=cmd_run)

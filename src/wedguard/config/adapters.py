@@ -18,6 +18,7 @@ from wedguard.config.checks import (
     check_alerts_route,
     check_bool,
     check_cgroup,
+    check_cores,
     check_env_name,
     check_fraction,
     check_host,
@@ -42,6 +43,7 @@ from wedguard.errors import ConfigError
 from wedguard.interfaces import Sink, Source
 from wedguard.redact import redact_dsn, redact_url, url_has_secret
 from wedguard.runtime.alerts import Severity
+from wedguard.sources.pg_backends import BackendPriority
 
 _METRIC: Check = check_str
 
@@ -91,6 +93,7 @@ _SOURCE_SCHEMAS: dict[str, dict[str, Check]] = {
         "backoff": check_positive_duration,
         "backoff_max": check_positive_duration,
         "lower_backends": check_str,
+        "backend_cpus": check_cores,
     },
 }
 
@@ -153,6 +156,10 @@ def _postgres_source(ctx: Context, index: int, options: Mapping[str, Any]) -> No
     where = f"sources[{index}]"
     if ("dsn" in options) == ("dsn_env" in options):
         raise ctx.error(f"{where}.dsn", None, "exactly one of dsn or dsn_env")
+    if "backend_cpus" in options and "lower_backends" not in options:
+        raise ctx.error(
+            f"{where}.backend_cpus", options["backend_cpus"], "lower_backends set beside it"
+        )
     dsn = options.get("dsn")
     if dsn is not None and redact_dsn(dsn) != dsn:
         raise ctx.error(
@@ -294,6 +301,8 @@ def build_source(ctx: Context, spec: SourceSpec) -> Source:
                 opts["password"] = environment(
                     ctx, f"{where}.password_env", opts.pop("password_env")
                 )
+            if "backend_cpus" in opts:  # the backend on the dump's cores, as well as lowered
+                opts["backend_priority"] = BackendPriority(cpus=opts.pop("backend_cpus"))
             return src.PostgresSource(dsn, **opts)
         # database
         dsn = opts.get("dsn") or environment(ctx, f"sources[{spec.index}].dsn_env", opts["dsn_env"])

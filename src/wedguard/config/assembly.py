@@ -185,6 +185,7 @@ def _guard_kwargs(
         "control_socket": g.control_socket,
         "nice": g.nice,
         "ionice": g.ionice,
+        "cpus": g.cpus,
     }
     if coordinator is not None:
         # the breaker keeps its state in Redis, shared by the fleet

@@ -24,7 +24,7 @@ from typing import Any
 
 from wedguard import _checks, _fs
 from wedguard.errors import ConfigError
-from wedguard.io.priority import check_nice
+from wedguard.io.priority import check_cpus, check_nice
 from wedguard.redact import redact_url, url_has_secret
 from wedguard.runtime.alerts import Severity
 from wedguard.runtime.defaults import MAX_INTERVAL, MAX_SLOT_TIMEOUT, MIN_INTERVAL, MIN_RATE
@@ -289,6 +289,16 @@ def check_opt_duration(ctx: Context, value: object, path: str) -> float | None:
     if value in ("off", "forever", "none"):
         return None
     return check_duration(ctx, value, path)
+
+
+def check_cores(ctx: Context, value: object, path: str) -> int | tuple[int, ...]:
+    """``cpus``: a number of cores >= 1, or a list of CPU numbers this process may use."""
+    try:
+        check_cpus(value)
+    except ConfigError as exc:
+        expected = exc.expected.replace(", CPU numbers, or None", " or a list of CPU numbers")
+        raise ctx.error(path, value, expected) from None
+    return value if isinstance(value, int) else tuple(value)  # type: ignore[arg-type]
 
 
 def check_niceness(ctx: Context, value: object, path: str) -> int:

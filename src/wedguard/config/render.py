@@ -91,6 +91,8 @@ def _guard_dict(g: GuardSettings) -> dict[str, Any]:
         guard["nice"] = g.nice
     if g.ionice:
         guard["ionice"] = True
+    if g.cpus is not None:
+        guard["cpus"] = g.cpus if isinstance(g.cpus, int) else list(g.cpus)
     return guard
 
 

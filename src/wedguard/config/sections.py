@@ -18,6 +18,7 @@ from wedguard.config.checks import (
     Check,
     Context,
     check_bool,
+    check_cores,
     check_duration,
     check_env_name,
     check_guard_opt_rate,
@@ -98,6 +99,8 @@ class GuardSettings:
         control_socket: serve the live control plane on this Unix socket, or None.
         nice: niceness added to a thread while it runs a session (0: none).
         ionice: a thread running a session is in the idle I/O class.
+        cpus: the cores a session's thread and a ``wedguard run`` command are
+            confined to: a count or CPU numbers (None: not confined).
     """
 
     rate: float = RATE
@@ -111,6 +114,7 @@ class GuardSettings:
     control_socket: str | None = None
     nice: int = NICE
     ionice: bool = IONICE
+    cpus: int | tuple[int, ...] | None = None
 
 
 @attrs.frozen(slots=True)
@@ -162,6 +166,7 @@ GUARD_SCHEMA: dict[str, Check] = {
     "control_socket": check_socket_path,
     "nice": check_niceness,
     "ionice": check_bool,
+    "cpus": check_cores,
 }
 
 

@@ -17,10 +17,10 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import attrs
 
@@ -28,7 +28,13 @@ from wedguard.errors import ConfigError
 from wedguard.io import children
 from wedguard.io.duty_cycle import ChildPacer
 from wedguard.io.freezing import _CgroupFreezer, _SignalFreezer
-from wedguard.io.priority import ChildPriority, check_nice, lower_process
+from wedguard.io.priority import (
+    ChildPriority,
+    check_cpus,
+    check_nice,
+    lower_process,
+    starting_on,
+)
 from wedguard.io.process_report import PauseLog, ProcessReport
 from wedguard.io.proctree import TreeMeter
 from wedguard.io.watchdog import _check_on_guard_death, _Watchdog
@@ -83,6 +89,7 @@ class _Options:
     argv: tuple[str, ...]
     nice: int
     ionice: bool
+    cpus: frozenset[int] | None
     io_cap: float
     cpu_share: float | None
     max_pause: float
@@ -102,6 +109,7 @@ def _options(
     name: str | None,
     nice: int,
     ionice: bool,
+    cpus: Any,
     io_rate: float | str | None,
     cpu_share: float | None,
     max_pause: float | str,
@@ -124,6 +132,13 @@ def _options(
     if name is not None and (not isinstance(name, str) or not name):
         raise ConfigError("name", name, "a non-empty string")
     niceness = check_nice(nice)
+    if cpus == "guard":
+        cores = getattr(guard, "cpus", None)
+    else:
+        try:
+            cores = check_cpus(cpus)
+        except ConfigError as exc:
+            raise ConfigError("cpus", cpus, f"'guard', {exc.expected}") from None
     io_cap = _INF if io_rate is None else parse_rate(io_rate, field="io_rate")
     if not io_cap > 0:
         raise ConfigError("io_rate", io_rate, "a rate > 0, or None")
@@ -154,6 +169,7 @@ def _options(
         argv=items,
         nice=niceness,
         ionice=bool(ionice),
+        cpus=cores,
         io_cap=io_cap,
         cpu_share=None if cpu_share is None else float(cpu_share),
         max_pause=pause,
@@ -219,6 +235,10 @@ class GuardedProcess:
             program's base name).
         nice: niceness to add (0..19, default 10; 0 leaves it alone).
         ionice: put the child in the idle I/O class (default True).
+        cpus: the cores the child and what it starts are confined to, from its first
+            instruction: ``"guard"`` (the default: the guard's ``cpus``), a count
+            (``1``: the last core this process may use), CPU numbers, or None (not
+            confined). See :func:`wedguard.io.priority.check_cpus`.
         io_rate: a byte-rate cap of its own, under the guard's (default: the guard's).
         cpu_share: the share of the machine's CPU it may use at PEAK (default 0.30;
             None: no cap). A calendar window with a ``cpu_share`` overrides it.
@@ -266,6 +286,7 @@ class GuardedProcess:
         name: str | None = None,
         nice: int = 10,
         ionice: bool = True,
+        cpus: int | Iterable[int] | Literal["guard"] | None = "guard",
         io_rate: float | str | None = None,
         cpu_share: float | None = 0.30,
         max_pause: float | str = "30m",
@@ -286,6 +307,7 @@ class GuardedProcess:
             name=name,
             nice=nice,
             ionice=ionice,
+            cpus=cpus,
             io_rate=io_rate,
             cpu_share=cpu_share,
             max_pause=max_pause,
@@ -311,6 +333,8 @@ class GuardedProcess:
         self._session: GuardSession | None = None
         if session:
             self._session = guard.session(self.name)
+            # the child is lowered, not the thread that starts it (see Session._entered)
+            cast(Any, self._session)._priority_tid = -1
             self._session.__enter__()
         self._start(popen)
 
@@ -338,14 +362,18 @@ class GuardedProcess:
         # the watchdog starts first, so that it covers the child from its first instant
         if self.on_guard_death != "off":
             try:
-                self._watchdog = _Watchdog(self.on_guard_death, self._opts.kill_grace)
+                with starting_on(None):  # not on the session's cores: it outlives them
+                    self._watchdog = _Watchdog(self.on_guard_death, self._opts.kill_grace)
                 self._watchdog_started = True
             except OSError as exc:
                 self._note(f"no watchdog ({exc}): a SIGKILL of the guard would not be covered")
         try:
             self._started_at = datetime.now(timezone.utc)
             self._t0 = time.monotonic()
-            self.popen: subprocess.Popen[Any] = _Child(self._argv, start_new_session=True, **popen)
+            with starting_on(self._opts.cpus):  # the child inherits the cores at fork
+                self.popen: subprocess.Popen[Any] = _Child(
+                    self._argv, start_new_session=True, **popen
+                )
         except BaseException as exc:
             self._stop_watchdog()
             self._end_session(exc)
@@ -357,7 +385,9 @@ class GuardedProcess:
         self._freezer: _SignalFreezer | _CgroupFreezer = self._make_freezer(self._opts.freeze)
         if self._watchdog is not None and isinstance(self._freezer, _CgroupFreezer):
             self._watchdog.tell(f"cgroup {os.fspath(self._freezer.path)}")
-        self._priority = lower_process(self.pid, self._opts.nice, self._opts.ionice)
+        self._priority = lower_process(
+            self.pid, self._opts.nice, self._opts.ionice, self._opts.cpus
+        )
         for note in self._priority.notes:
             self._note(note)
         children.register(self)
@@ -365,7 +395,8 @@ class GuardedProcess:
         self._monitor = threading.Thread(
             target=self._loop, name=f"wedguard-child-{self.pid}", daemon=True
         )
-        self._monitor.start()
+        with starting_on(None):  # the monitor pauses the child: not behind it on its core
+            self._monitor.start()
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -619,6 +650,7 @@ class GuardedProcess:
                 freeze=self._freezer.kind,
                 nice=self._priority.nice,
                 ionice=self._priority.ionice,
+                cpus=self._priority.cpus,
                 notes=tuple(self._notes),
                 signals=tuple(self._signals),
                 aborted=self._aborted,

@@ -17,6 +17,13 @@ systems the calls would change the whole process, and nothing is done.
 
 A guarded child process (``guard.run``) is lowered for good with :func:`lower_process`.
 
+``cpus`` confines the backup to some of the machine's cores (its CPU affinity): the
+session's thread while it runs, a child process (and what it starts) for its life. On a
+machine with few cores a backup that keeps every core busy at once delays production's
+wake-ups whatever its niceness or policy, and one that leaves a core free does not
+(measured in the PostgreSQL how-to, "A core left free"). :func:`check_cpus` turns
+``cpus=1`` into the set of the last core this process may use.
+
 Example::
 
     >>> from wedguard.io.priority import lowered
@@ -35,21 +42,26 @@ import os
 import platform
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 
+from wedguard import _checks
 from wedguard.errors import ConfigError
 
 __all__ = [
     "Applied",
     "ChildPriority",
+    "check_cpus",
     "check_nice",
+    "confine",
+    "cores_before",
     "lower",
     "lower_process",
     "lowered",
     "restore",
     "scheduler_policy",
+    "starting_on",
 ]
 
 log = logging.getLogger("wedguard.priority")
@@ -71,14 +83,17 @@ class Applied:
         ionice: ``"idle"`` when it was put in the idle I/O class (else None).
         note: why something asked for was not done ("" when all was).
         sched_idle: True when the thread runs in the ``SCHED_IDLE`` CPU policy.
+        cpus: the cores the thread is confined to, when it was (else None).
 
     .. versionchanged:: 0.3.0 ``sched_idle``.
+    .. versionchanged:: 0.3.0 ``cpus``.
     """
 
     nice: int | None = None
     ionice: str | None = None
     note: str = ""
     sched_idle: bool = False
+    cpus: tuple[int, ...] | None = None
 
 
 @attrs.frozen
@@ -88,6 +103,7 @@ class _Saved:
     ioprio: int | None
     applied: Applied
     policy: int | None = None  # the CPU policy before SCHED_IDLE, when it was entered
+    affinity: frozenset[int] | None = None  # the cores before ``cpus``, when it was confined
 
 
 class _Held:
@@ -100,6 +116,82 @@ class _Held:
 
 _lock = threading.Lock()
 _held: dict[int, _Held] = {}  # thread id -> its outermost lowering and the depth
+
+
+def check_cpus(value: object, field: str = "cpus") -> frozenset[int] | None:
+    """``value`` as the cores to confine a backup to: None (no confinement), a count
+    ``n`` >= 1 (the last ``n`` cores this process may use now; all of them when it may
+    use no more) or CPU numbers this process may use. Inside a session that confined
+    the calling thread, "this process" still means the cores it had before.
+
+    >>> import os
+    >>> check_cpus(None) is None
+    True
+    >>> check_cpus(1) == {max(os.sched_getaffinity(0))}
+    True
+    >>> check_cpus(0)
+    Traceback (most recent call last):
+    ...
+    wedguard.errors.ConfigError: cpus: 0 is not valid; expected a number of cores >= 1, CPU numbers, or None
+
+    Raises:
+        ConfigError: not a count >= 1, an empty set, a CPU this process may not use,
+            or not Linux.
+    """
+    return _checks.cpus(value, field, cores_before())
+
+
+@contextlib.contextmanager
+def starting_on(cpus: frozenset[int] | None) -> Iterator[None]:
+    """The calling thread on ``cpus`` while the block starts a process (which inherits
+    them at fork) or a thread (which inherits them at creation), its own cores back
+    after. With None, a thread a session confined has its former cores back for the
+    block, so that what it starts is not the session's.
+
+    >>> import os, threading
+    >>> with starting_on(None):
+    ...     t = threading.Thread(target=lambda: None)
+    ...     t.start()
+    >>> t.join()
+    """
+    held_before = cores_before()
+    target = cpus if cpus is not None else held_before
+    changed = False
+    before: frozenset[int] = frozenset()
+    if target is not None and _LINUX:
+        try:
+            before = frozenset(os.sched_getaffinity(0))
+            if before != target:
+                os.sched_setaffinity(0, target)
+                changed = True
+        except OSError:
+            pass  # said by whoever confines the child itself (lower_process)
+    try:
+        yield
+    finally:
+        if changed:
+            # a session ended from another thread meanwhile: its former cores, not its own
+            back = before if held_before is None or cores_before() is not None else held_before
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, back)
+
+
+def confine(pid: int, cpus: frozenset[int]) -> str:
+    """Confine thread or process ``pid`` (0: the calling thread) to ``cpus``; what went
+    wrong, or ``""``. Never raises for what the system refuses."""
+    try:
+        os.sched_setaffinity(pid, cpus)
+    except (OSError, AttributeError) as exc:
+        return f"not confined to cores {sorted(cpus)}: {exc}"
+    return ""
+
+
+def cores_before() -> frozenset[int] | None:
+    """The cores the calling thread could use before a :func:`lower` confined it
+    (None: it is not confined by one): what a child it starts with ``cpus=None`` gets."""
+    with _lock:
+        held = _held.get(threading.get_native_id())
+    return None if held is None else held.saved.affinity
 
 
 def check_nice(value: object, field: str = "nice") -> int:
@@ -149,9 +241,27 @@ def _ioprio(table: dict[str, int], *args: int) -> int:
     return int(_libc().syscall(nr, *args))
 
 
-def _lower_now(tid: int, nice: int, ionice: bool, sched_idle: bool = False) -> _Saved:
+def _lower_now(
+    tid: int,
+    nice: int,
+    ionice: bool,
+    sched_idle: bool = False,
+    cpus: frozenset[int] | None = None,
+) -> _Saved:
     notes: list[str] = []
     policy = _enter_idle(tid, notes) if sched_idle else None
+    affinity: frozenset[int] | None = None
+    if cpus is not None:
+        try:
+            before = frozenset(os.sched_getaffinity(tid))
+        except OSError as exc:
+            notes.append(f"not confined to cores {sorted(cpus)}: {exc}")
+        else:
+            note = "" if before == cpus else confine(tid, cpus)
+            if note:
+                notes.append(note)
+            else:
+                affinity = before
     old_nice: int | None = None
     new_nice: int | None = None
     if nice:
@@ -173,8 +283,9 @@ def _lower_now(tid: int, nice: int, ionice: bool, sched_idle: bool = False) -> _
             old_io, new_io = current, "idle"
         else:
             notes.append(f"not in the idle I/O class: errno {ctypes.get_errno()}")
-    applied = Applied(new_nice, new_io, "; ".join(notes), policy is not None)
-    return _Saved(tid, old_nice, old_io, applied, policy)
+    shown = None if affinity is None or cpus is None else tuple(sorted(cpus))
+    applied = Applied(new_nice, new_io, "; ".join(notes), policy is not None, shown)
+    return _Saved(tid, old_nice, old_io, applied, policy, affinity)
 
 
 def check_sched_idle(value: object, field: str = "sched_idle") -> bool:
@@ -184,24 +295,33 @@ def check_sched_idle(value: object, field: str = "sched_idle") -> bool:
     return value
 
 
-def lower(nice: int = 19, ionice: bool = True, sched_idle: bool = False) -> Applied:
+def lower(
+    nice: int = 19,
+    ionice: bool = True,
+    sched_idle: bool = False,
+    cpus: frozenset[int] | int | Iterable[int] | None = None,
+) -> Applied:
     """Add ``nice`` to the calling thread's niceness and, with ``ionice``, put it in
-    the idle I/O class, and with ``sched_idle`` in the ``SCHED_IDLE`` CPU policy, until
-    the matching :func:`restore`.
+    the idle I/O class, with ``sched_idle`` in the ``SCHED_IDLE`` CPU policy, and with
+    ``cpus`` (from :func:`check_cpus`) confine it to those cores, until the matching
+    :func:`restore`.
 
     Calls nest (the outermost one's values hold). Call :func:`restore` once for every
-    call that asked for something (``nice`` > 0, ``ionice`` or ``sched_idle``). Never
-    raises for what the system refuses: :attr:`Applied.note` says what was not done.
-    Outside Linux nothing is changed.
+    call that asked for something (``nice`` > 0, ``ionice``, ``sched_idle`` or
+    ``cpus``). Never raises for what the system refuses: :attr:`Applied.note` says what
+    was not done. Outside Linux nothing is changed.
 
     Raises:
-        ConfigError: ``nice`` is not 0..19, or ``sched_idle`` not a bool.
+        ConfigError: ``nice`` is not 0..19, ``sched_idle`` not a bool, or ``cpus``
+            not what :func:`check_cpus` takes.
 
     .. versionchanged:: 0.3.0 ``sched_idle``.
+    .. versionchanged:: 0.3.0 ``cpus``.
     """
     nice = check_nice(nice)
     sched_idle = check_sched_idle(sched_idle)
-    if not (nice or ionice or sched_idle):
+    cores = cpus if isinstance(cpus, frozenset) or cpus is None else check_cpus(cpus)
+    if not (nice or ionice or sched_idle or cores is not None):
         return Applied()
     if not _LINUX:
         return Applied(note="thread priorities are changed on Linux only")
@@ -211,7 +331,7 @@ def lower(nice: int = 19, ionice: bool = True, sched_idle: bool = False) -> Appl
         if held is not None:  # nested: the outermost call's values hold
             held.depth += 1
             return held.saved.applied
-        saved = _lower_now(tid, nice, ionice, sched_idle)
+        saved = _lower_now(tid, nice, ionice, sched_idle, cores)
         _held[tid] = _Held(saved)
     if saved.applied.note:
         log.info("session thread %d: %s", tid, saved.applied.note)
@@ -236,6 +356,10 @@ def restore(thread_id: int | None = None) -> None:
             return
         del _held[tid]
     saved = held.saved
+    if saved.affinity is not None:
+        note = confine(tid, saved.affinity)
+        if note:
+            log.info("session thread %d stays confined: %s", tid, note)
     if saved.policy is not None and saved.policy != os.SCHED_IDLE:
         try:
             os.sched_setscheduler(tid, saved.policy, os.sched_param(0))
@@ -254,13 +378,18 @@ def restore(thread_id: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def lowered(nice: int = 19, ionice: bool = True, sched_idle: bool = False) -> Iterator[Applied]:
+def lowered(
+    nice: int = 19,
+    ionice: bool = True,
+    sched_idle: bool = False,
+    cpus: frozenset[int] | int | Iterable[int] | None = None,
+) -> Iterator[Applied]:
     """:func:`lower` for the length of a ``with`` block."""
-    applied = lower(nice, ionice, sched_idle)
+    applied = lower(nice, ionice, sched_idle, cpus)
     try:
         yield applied
     finally:
-        if nice or ionice or sched_idle:
+        if nice or ionice or sched_idle or cpus is not None:
             restore()
 
 
@@ -272,16 +401,24 @@ class ChildPriority:
         nice: its niceness, when it was changed (else None).
         ionice: ``"idle"`` when it was put in the idle I/O class (else None).
         notes: what was asked for and not done, one line each.
+        cpus: the cores it is confined to, when it was (else None).
+
+    .. versionchanged:: 0.3.0 ``cpus``.
     """
 
     nice: int | None = None
     ionice: str | None = None
     notes: tuple[str, ...] = ()
+    cpus: tuple[int, ...] | None = None
 
 
-def lower_process(pid: int, nice: int, ionice: bool) -> ChildPriority:
+def lower_process(
+    pid: int, nice: int, ionice: bool, cpus: frozenset[int] | int | Iterable[int] | None = None
+) -> ChildPriority:
     """Add ``nice`` to process ``pid``'s niceness and, with ``ionice``, put it in the
-    idle I/O class, for the rest of its life (its children inherit both).
+    idle I/O class, and with ``cpus`` confine it to those cores, for the rest of its
+    life (the processes it starts inherit all three; its threads started before the
+    call keep their cores: call this before it starts any).
 
     Never raises for what the system refuses: :attr:`ChildPriority.notes` says it.
     """
@@ -307,4 +444,16 @@ def lower_process(pid: int, nice: int, ionice: bool) -> ChildPriority:
                 new_io = "idle"
             except (psutil.Error, OSError, ValueError) as exc:
                 notes.append(f"idle I/O class not allowed: {exc}")
-    return ChildPriority(new_nice, new_io, tuple(notes))
+    confined: tuple[int, ...] | None = None
+    cores = cpus if isinstance(cpus, frozenset) or cpus is None else check_cpus(cpus)
+    if cores is not None:
+        note = confine(pid, cores)
+        if note:  # refused (it runs as another user now): still on them since its fork?
+            with contextlib.suppress(OSError):
+                if frozenset(os.sched_getaffinity(pid)) <= cores:
+                    note = ""
+        if note:
+            notes.append(note)
+        else:
+            confined = tuple(sorted(cores))
+    return ChildPriority(new_nice, new_io, tuple(notes), confined)

@@ -54,8 +54,10 @@ class ProcessReport:
         aborted: why the guard ended it (max pause, panic, timeout), or "".
         on_guard_death: what the watchdog does to it if the guarding process dies:
             ``"resume"``, ``"terminate"`` or ``"off"`` (no watchdog).
+        cpus: the cores it is confined to (None: not confined).
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0 ``cpus``.
     """
 
     name: str
@@ -77,6 +79,7 @@ class ProcessReport:
     signals: tuple[str, ...]
     aborted: str
     on_guard_death: str = "off"
+    cpus: tuple[int, ...] | None = None
 
     @property
     def kind(self) -> str:
@@ -108,6 +111,7 @@ class ProcessReport:
             "signals": list(self.signals),
             "aborted": self.aborted,
             "on_guard_death": self.on_guard_death,
+            "cpus": None if self.cpus is None else list(self.cpus),
         }
 
     def __str__(self) -> str:
@@ -117,6 +121,8 @@ class ProcessReport:
             f"{self.io_bytes:.0f} B I/O ({self.io_counter}), {self.cpu_seconds:.2f} s CPU, "
             f"paused {format_duration(self.paused_total)} in {self.pauses} pauses"
         ]
+        if self.cpus is not None:
+            lines.append(f"  confined to cores {', '.join(map(str, self.cpus))}")
         if self.aborted:
             lines.append(f"  aborted: {self.aborted}")
         lines.extend(f"  note: {n}" for n in self.notes)

@@ -10,6 +10,7 @@ hand-written ``Popen`` loop gets wrong, it gets right:
   command at once: it cannot hang, blocked on a full pipe nobody reads any more;
 * a command that fails raises :class:`CommandFailed` with its exit status and the
   last lines it wrote on standard error;
+* on a guard with ``cpus``, the command (and what it starts) runs on those cores;
 * with a path as ``dst`` the output goes to ``<dst>.partial`` and is renamed over
   ``dst`` only when the command succeeded and the file is on disk (fsync'ed), so a
   failed or stopped dump never looks like a finished one.
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from wedguard._fs import fsync_dir, no_follow
 from wedguard.errors import ConfigError, WedguardError
+from wedguard.io.priority import starting_on
 from wedguard.redact import redact_argv, redact_text
 
 if TYPE_CHECKING:
@@ -148,14 +150,15 @@ def stream_command(
         raise ConfigError("dst", dst, "a path or a binary file object with write()")
     session = name or Path(items[0]).name
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            items,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            env=None if env is None else dict(env),
-            cwd=cwd,
-        )
+        with starting_on(getattr(guard, "cpus", None)):  # the command on the guard's cores
+            proc = subprocess.Popen(
+                items,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=None if env is None else dict(env),
+                cwd=cwd,
+            )
         assert proc.stdout is not None
         partial = None if path is None else path.with_name(path.name + ".partial")
         try:

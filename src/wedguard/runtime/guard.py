@@ -144,6 +144,16 @@ class Guard(GuardAliases):
             reasons ("api.latency_s: no baseline yet, not judged") and logged.
             Samples taken with :meth:`tick` while no session runs add to the
             baseline too.
+        cpus: confine the backup to some cores: a count (``1``: the last core this
+            process may use) or CPU numbers. A thread running a session is confined
+            while it runs it, and a ``guard.run``/``guard.popen`` child (and what it
+            starts) for its life. None, the default, confines nothing. On a machine
+            with few cores this protects production's tail best: a backup that
+            keeps every core busy at once delays production's wake-ups, whatever its
+            niceness; one that leaves a core free does not. See
+            :func:`wedguard.io.priority.check_cpus` and the PostgreSQL how-to.
+
+    .. versionchanged:: 0.3.0 ``cpus``.
 
     Use the guard as a context manager (or call :meth:`close`): events still queued
     reach the sinks before it ends. A guard that was never closed is closed at
@@ -203,6 +213,7 @@ class Guard(GuardAliases):
         baseline_warmup: float | str | _Default | None = DEFAULT,
         sched_idle: bool = False,
         shaping: Any = None,
+        cpus: int | Iterable[int] | None = None,
     ) -> None:
         self._host = GuardCore(
             guard_settings(
@@ -214,6 +225,7 @@ class Guard(GuardAliases):
                 control_socket=control_socket, coordinator=coordinator, name=name,
                 nice=nice, ionice=ionice, log_events=log_events, max_hold=max_hold,
                 baseline_warmup=baseline_warmup, sched_idle=sched_idle, shaping=shaping,
+                cpus=cpus,
             )
         )  # fmt: skip
         self._host.reopen = self._reopen
@@ -239,6 +251,12 @@ class Guard(GuardAliases):
     def sched_idle(self) -> bool:
         """Whether a thread running a session is put in the ``SCHED_IDLE`` CPU policy."""
         return self._host.settings.sched_idle
+
+    @property
+    def cpus(self) -> frozenset[int] | None:
+        """The cores a session's thread and a ``guard.run`` child are confined to
+        (None: not confined)."""
+        return self._host.settings.cpus
 
     @property
     def shaper(self) -> Any:

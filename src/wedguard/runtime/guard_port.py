@@ -80,7 +80,9 @@ class GuardPort:
         wait): the guard is in no fleet and lowers no priority; see
         :meth:`CallAccount.begin <wedguard.runtime.calls.CallAccount.begin>`."""
         g = self.guard
-        return not (g._fleet is not None or g._nice or g._ionice or g.sched_idle)
+        return not (
+            g._fleet is not None or g._nice or g._ionice or g.sched_idle or g.cpus is not None
+        )
 
     def watched(self) -> bool:
         """True when the guard keeps slots or an account of calls outside a session:
@@ -178,7 +180,7 @@ class GuardPort:
     def exit(self, s: Session, exc: BaseException | None) -> None:
         self.guard._exit(s, exc)
 
-    def priority(self) -> tuple[int, bool, bool]:
-        """nice, ionice and sched_idle for the session's thread."""
+    def priority(self) -> tuple[int, bool, bool, frozenset[int] | None]:
+        """nice, ionice, sched_idle and cpus for the session's thread."""
         g = self.guard
-        return g.nice, g.ionice, g.sched_idle
+        return g.nice, g.ionice, g.sched_idle, g.cpus

@@ -230,7 +230,7 @@ class Session:
         self._until = -_INF
         self._lent: tuple[Any, ...] = ()  # the buckets the credit was taken from
         self._priority: _priority.Applied | None = None
-        self._priority_tid = 0
+        self._priority_tid = 0  # the lowered thread; -1: lower none (a child's session)
         self._started = False
         self._closed = False
         self._slot: Any = None
@@ -363,9 +363,9 @@ class Session:
 
     def _entered(self) -> Session:
         port = self._port
-        nice, ionice, sched_idle = port.priority()
-        if nice or ionice or sched_idle:
-            self._priority = _priority.lower(nice, ionice, sched_idle)
+        nice, ionice, sched_idle, cpus = port.priority()
+        if self._priority_tid >= 0 and (nice or ionice or sched_idle or cpus is not None):
+            self._priority = _priority.lower(nice, ionice, sched_idle, cpus)
             self._priority_tid = threading.get_native_id()
         self._ctx = _CURRENT.set(weakref.ref(self))
         return self
@@ -381,7 +381,7 @@ class Session:
             self._port.exit(self, exc)
         finally:
             tid, self._priority_tid = self._priority_tid, 0  # once, however often left
-            if tid:
+            if tid > 0:
                 _priority.restore(tid)
 
     async def __aenter__(self) -> Session:

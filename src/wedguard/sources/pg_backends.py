@@ -26,7 +26,7 @@ changed. Linux only.
 Example::
 
     >>> BackendPriority()
-    BackendPriority(nice=19, ionice='idle', sched_idle=False)
+    BackendPriority(nice=19, ionice='idle', sched_idle=False, cpus=None)
     >>> split_backends([7, 9], {5, 7})
     ([9], [5])
 """
@@ -43,6 +43,7 @@ from collections.abc import Iterable
 import attrs
 import psutil
 
+from wedguard import _checks
 from wedguard.errors import ConfigError, WedguardError
 
 __all__ = [
@@ -76,6 +77,10 @@ def _check_sched_idle(_inst: object, _attr: object, value: object) -> None:
         raise ConfigError("backend_priority.sched_idle", value, "True or False")
 
 
+def _to_cpus(value: object) -> frozenset[int] | None:
+    return _checks.cpus(value, "backend_priority.cpus")
+
+
 @attrs.frozen
 class BackendPriority:
     """What a lowered backend runs at.
@@ -89,6 +94,12 @@ class BackendPriority:
             backend runs only when a core would otherwise idle. It may then hold a
             buffer lock that a production query waits for while it does not run;
             ``nice=19`` alone leaves it a small share instead.
+        cpus: confine it to some cores (default None: not confined): a count (``1``:
+            the last core this process may use) or CPU numbers, as ``Guard(cpus=)``;
+            give both the same value and ``pg_dump`` and its backend share those
+            cores, leaving the others to production (see the PostgreSQL how-to).
+
+    .. versionchanged:: 0.3.0 ``cpus``.
 
     >>> BackendPriority(nice=25)
     Traceback (most recent call last):
@@ -99,6 +110,7 @@ class BackendPriority:
     nice: int | None = attrs.field(default=19, validator=_check_nice)
     ionice: str | None = attrs.field(default="idle", validator=_check_ionice)
     sched_idle: bool = attrs.field(default=False, validator=_check_sched_idle)
+    cpus: frozenset[int] | None = attrs.field(default=None, converter=_to_cpus)
 
 
 def split_backends(current: Iterable[int], lowered: Iterable[int]) -> tuple[list[int], list[int]]:
@@ -124,6 +136,7 @@ class Saved:
         ioclass: its I/O class (``psutil.IOPRIO_CLASS_*`` as an int) and ``iovalue``
             its level in that class.
         policy: its scheduling policy (``os.SCHED_*``).
+        affinity: the cores it could run on, when it was confined (else None).
     """
 
     pid: int
@@ -132,6 +145,7 @@ class Saved:
     ioclass: int
     iovalue: int
     policy: int
+    affinity: frozenset[int] | None = None
 
 
 class BackendPriorityError(WedguardError, PermissionError):
@@ -222,6 +236,8 @@ class BackendLowerer:
             if self.priority.sched_idle:
                 policy = os.sched_getscheduler(pid)
                 os.sched_setscheduler(pid, policy, os.sched_getparam(pid))
+            if self.priority.cpus is not None:
+                os.sched_setaffinity(pid, os.sched_getaffinity(pid))
         except PermissionError as exc:
             raise BackendPriorityError(pid, _owner(proc), exc.strerror or "not permitted") from None
         except ProcessLookupError:
@@ -266,6 +282,9 @@ class BackendLowerer:
                 ioclass=int(io.ioclass),
                 iovalue=int(io.value),
                 policy=os.sched_getscheduler(pid),
+                affinity=(
+                    None if self.priority.cpus is None else frozenset(os.sched_getaffinity(pid))
+                ),
             )
         except (psutil.NoSuchProcess, ProcessLookupError):
             return None  # ended between the query and now
@@ -280,11 +299,17 @@ class BackendLowerer:
                 proc.ionice(psutil.IOPRIO_CLASS_IDLE)
             if p.sched_idle:
                 os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+            if p.cpus is not None:
+                os.sched_setaffinity(pid, p.cpus)
         except (psutil.NoSuchProcess, ProcessLookupError):
             return None
         except (PermissionError, psutil.AccessDenied) as exc:
             _restore(saved)
             why = getattr(exc, "strerror", None) or "Operation not permitted"
+            raise BackendPriorityError(pid, _owner(proc), why) from None
+        except OSError as exc:  # e.g. cores outside the server's cpuset (EINVAL)
+            _restore(saved)
+            why = f"{exc.strerror or exc} (cpus {sorted(p.cpus or ())})"
             raise BackendPriorityError(pid, _owner(proc), why) from None
         log.debug("lowered PostgreSQL backend %d to %s", pid, p)
         return saved
@@ -296,6 +321,8 @@ def _restore(saved: Saved) -> bool:
         proc = psutil.Process(saved.pid)
         if proc.create_time() != saved.started:
             return False  # the pid now names another process
+        if saved.affinity is not None and os.sched_getaffinity(saved.pid) != saved.affinity:
+            os.sched_setaffinity(saved.pid, saved.affinity)
         if os.sched_getscheduler(saved.pid) != saved.policy:
             os.sched_setscheduler(saved.pid, saved.policy, os.sched_param(0))
         io = proc.ionice()
@@ -316,5 +343,8 @@ def _restore(saved: Saved) -> bool:
             saved.pid,
             getattr(exc, "strerror", None) or exc,
         )
+        return False
+    except OSError as exc:
+        log.warning("PostgreSQL backend %d stays lowered until it ends: %s", saved.pid, exc)
         return False
     return True
