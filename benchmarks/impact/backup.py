@@ -134,6 +134,7 @@ def make_guard(args: argparse.Namespace) -> Any:
         sample_interval=args.sample_interval,
         nice=args.nice,
         ionice=args.ionice,
+        cpus=args.guard_cpus,
     )
 
 
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         "--shaping", action="store_true", help="guard: Guard(shaping=True), chunks it sizes"
     )
     p.add_argument("--guard-sched-idle", action="store_true", help="guard: Guard(sched_idle=True)")
+    p.add_argument("--guard-cpus", type=int, default=None, help="guard: Guard(cpus=N)")
+    p.add_argument("--cpus", type=int, default=None, help="the whole backup on N cores")
     args = p.parse_args(argv)
     if args.chunk <= 0 or args.chunk % harness.BLOCK:
         p.error(f"--chunk {args.chunk}: a positive multiple of {harness.BLOCK}")
@@ -186,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         prio["policy"] = harness.sched_policy(0)
     if args.autogroup_nice is not None:
         harness.set_autogroup_nice(args.autogroup_nice)
+    if args.cpus is not None:
+        from wedguard.io.priority import check_cpus
+
+        os.sched_setaffinity(0, check_cpus(args.cpus))
+        prio["cpus"] = sorted(os.sched_getaffinity(0))
     prio["autogroup"], prio["autogroup_nice"] = harness.autogroup()
 
     def on_term(signum: int, frame: FrameType | None) -> None:

@@ -168,6 +168,10 @@ def scenarios(quick: bool, profile: str = "mixed") -> list[dict[str, Any]]:
          "family": "standin", "level": 0.3, "backup": ["static", *idle, *small]},
         {"name": "z", "what": "a backup that only sleeps (d's wake-ups, no I/O, no CPU)",
          "family": "sleep", "level": 0.3, "backup": ["sleep"]},
+        {"name": "p", "what": "confined to one core, unpaced", "family": "standin",
+         "backup": ["--mode", "unguarded", "--cpus", "1"]},
+        {"name": "ep", "what": "wedguard defaults, cpus=1", "family": "guard",
+         "backup": ["guard", "--guard-cpus", "1"]},
     ]  # fmt: skip
     if profile != "mixed":
         out = [sc for sc in out if sc["name"] in PROFILE_SCENARIOS]
