@@ -110,14 +110,10 @@ import pgdump  # noqa: E402
 import pulsed  # noqa: E402  (schedule, harm: the windows and the pooled ratios)
 
 RESULTS = HERE / "results" / "pgdump-pulsed.json"
+# pgdump.py's, its A/A row named for what it is here (no backup), and the confined ones
 SCENARIOS = (
     "none",
-    "unguarded",
-    "nice",
-    "nice_backend",
-    "guarded_run",
-    "guarded_backend",
-    "guarded_idle",
+    *(s for s in pgdump.SCENARIOS if s != "alone_again"),
     "pinned",
     "guarded_pinned",
     "guarded_pinned_share",

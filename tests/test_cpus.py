@@ -300,3 +300,22 @@ def test_the_postgres_source_table_takes_backend_cpus() -> None:
         (source,) = built.guard.host.settings.sources
         assert source._lowerer.priority.cpus == {LAST}
         assert source._lowerer.priority.nice == 19  # lowered as well
+
+
+def test_a_session_for_a_child_leaves_its_thread_alone() -> None:
+    guard = _guard(cpus=1, nice=5)
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with guard.session("pg_dump", lower_thread=False) as s:
+        assert os.sched_getaffinity(0) == ALLOWED
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+        assert s.priority is None
+    real = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], cpus=1, nice=5)
+    child = real.popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:  # guard.popen's caller goes on with its own work, at its own priority
+        assert os.sched_getaffinity(0) == ALLOWED
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    finally:
+        child.kill("the test is over")
+        child.wait()
+    real.close()
+    guard.close()

@@ -23,6 +23,7 @@ from typing import Any
 from wedguard.errors import ConfigError
 
 __all__ = [
+    "CPUS",
     "MAX_TIMEOUT",
     "NAME_MAX",
     "PATH_MAX",
@@ -158,10 +159,16 @@ def timeout(value: object) -> None:
         raise ConfigError("timeout", value, "seconds >= 0, or None")
 
 
-def cpus(value: object, field: str, allowed: frozenset[int] | None = None) -> frozenset[int] | None:
+CPUS = "a number of cores >= 1, CPU numbers, or None"
+
+
+def cpus(
+    value: object, field: str, allowed: frozenset[int] | None = None, expected: str = CPUS
+) -> frozenset[int] | None:
     """``value`` as the cores to confine a backup to: None, a count ``n`` >= 1 (the last
     ``n`` of ``allowed``; all of them when there are no more) or CPU numbers in
-    ``allowed``. ``allowed`` defaults to the calling thread's cores (Linux only).
+    ``allowed``. ``allowed`` defaults to the calling thread's cores (Linux only);
+    ``expected`` is what the error says a valid value is.
 
     >>> cpus(1, "cpus", frozenset({0, 1, 2}))
     frozenset({2})
@@ -172,7 +179,6 @@ def cpus(value: object, field: str, allowed: frozenset[int] | None = None) -> fr
     """
     if value is None:
         return None
-    expected = "a number of cores >= 1, CPU numbers, or None"
     if isinstance(value, (bool, str, bytes, float)) or (isinstance(value, int) and value < 1):
         raise ConfigError(field, value, expected)
     if not isinstance(value, int):

@@ -381,8 +381,9 @@ class GuardLike(Protocol):
         """The guard's decision now: level, allowed rate, verdict and reasons."""
         ...
 
-    def session(self, name: str) -> GuardSession:
-        """A new session named ``name``, to be entered."""
+    def session(self, name: str, *, lower_thread: bool = True) -> GuardSession:
+        """A new session named ``name``, to be entered (``lower_thread``: see
+        :meth:`wedguard.Guard.session`)."""
         ...
 
     def current_session(self) -> SessionLike | None:

@@ -36,9 +36,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         with StatusFile(guard, "run " + " ".join(redact_argv(argv))):
             try:
                 death = args.on_guard_death or config.run.on_guard_death
-                extra = {} if args.cpus is None else {"cpus": args.cpus}
                 done = guard.run(
-                    argv, name=os.path.basename(argv[0]), on_guard_death=death, **extra
+                    argv,
+                    name=os.path.basename(argv[0]),
+                    on_guard_death=death,
+                    cpus="guard" if args.cpus is None else args.cpus,
                 )
             except (FileNotFoundError, PermissionError) as exc:
                 shown = redact_arg(argv[0])

@@ -294,10 +294,9 @@ def check_opt_duration(ctx: Context, value: object, path: str) -> float | None:
 def check_cores(ctx: Context, value: object, path: str) -> int | tuple[int, ...]:
     """``cpus``: a number of cores >= 1, or a list of CPU numbers this process may use."""
     try:
-        check_cpus(value)
+        check_cpus(value, expected="a number of cores >= 1 or a list of CPU numbers")
     except ConfigError as exc:
-        expected = exc.expected.replace(", CPU numbers, or None", " or a list of CPU numbers")
-        raise ctx.error(path, value, expected) from None
+        raise ctx.error(path, value, exc.expected) from None
     return value if isinstance(value, int) else tuple(value)  # type: ignore[arg-type]
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
@@ -132,13 +132,11 @@ def _options(
     if name is not None and (not isinstance(name, str) or not name):
         raise ConfigError("name", name, "a non-empty string")
     niceness = check_nice(nice)
-    if cpus == "guard":
-        cores = getattr(guard, "cpus", None)
-    else:
-        try:
-            cores = check_cpus(cpus)
-        except ConfigError as exc:
-            raise ConfigError("cpus", cpus, f"'guard', {exc.expected}") from None
+    cores = (
+        getattr(guard, "cpus", None)
+        if cpus == "guard"
+        else check_cpus(cpus, expected="'guard', a number of cores >= 1, CPU numbers, or None")
+    )
     io_cap = _INF if io_rate is None else parse_rate(io_rate, field="io_rate")
     if not io_cap > 0:
         raise ConfigError("io_rate", io_rate, "a rate > 0, or None")
@@ -332,9 +330,8 @@ class GuardedProcess:
         self.on_guard_death: str = death
         self._session: GuardSession | None = None
         if session:
-            self._session = guard.session(self.name)
-            # the child is lowered, not the thread that starts it (see Session._entered)
-            cast(Any, self._session)._priority_tid = -1
+            # the child is lowered, not the thread that starts it
+            self._session = guard.session(self.name, lower_thread=False)
             self._session.__enter__()
         self._start(popen)
 

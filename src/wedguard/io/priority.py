@@ -118,7 +118,9 @@ _lock = threading.Lock()
 _held: dict[int, _Held] = {}  # thread id -> its outermost lowering and the depth
 
 
-def check_cpus(value: object, field: str = "cpus") -> frozenset[int] | None:
+def check_cpus(
+    value: object, field: str = "cpus", expected: str = _checks.CPUS
+) -> frozenset[int] | None:
     """``value`` as the cores to confine a backup to: None (no confinement), a count
     ``n`` >= 1 (the last ``n`` cores this process may use now; all of them when it may
     use no more) or CPU numbers this process may use. Inside a session that confined
@@ -135,10 +137,16 @@ def check_cpus(value: object, field: str = "cpus") -> frozenset[int] | None:
     wedguard.errors.ConfigError: cpus: 0 is not valid; expected a number of cores >= 1, CPU numbers, or None
 
     Raises:
-        ConfigError: not a count >= 1, an empty set, a CPU this process may not use,
-            or not Linux.
+        ConfigError: not a count >= 1, an empty set (``expected`` says what is), a CPU
+            this process may not use, or not Linux.
     """
-    return _checks.cpus(value, field, cores_before())
+    return _checks.cpus(value, field, cores_before(), expected)
+
+
+def _cores(cpus: frozenset[int] | int | Iterable[int] | None) -> frozenset[int] | None:
+    """``cpus`` as given to :func:`lower` or :func:`lower_process`: checked unless it
+    is a set :func:`check_cpus` already made."""
+    return cpus if cpus is None or isinstance(cpus, frozenset) else check_cpus(cpus)
 
 
 @contextlib.contextmanager
@@ -184,6 +192,14 @@ def confine(pid: int, cpus: frozenset[int]) -> str:
     except (OSError, AttributeError) as exc:
         return f"not confined to cores {sorted(cpus)}: {exc}"
     return ""
+
+
+def _on(pid: int, cpus: frozenset[int]) -> bool:
+    """Whether ``pid`` runs on ``cpus`` only already (False when it cannot be read)."""
+    try:
+        return frozenset(os.sched_getaffinity(pid)) <= cpus
+    except (OSError, AttributeError):
+        return False
 
 
 def cores_before() -> frozenset[int] | None:
@@ -320,7 +336,7 @@ def lower(
     """
     nice = check_nice(nice)
     sched_idle = check_sched_idle(sched_idle)
-    cores = cpus if isinstance(cpus, frozenset) or cpus is None else check_cpus(cpus)
+    cores = _cores(cpus)
     if not (nice or ionice or sched_idle or cores is not None):
         return Applied()
     if not _LINUX:
@@ -445,13 +461,10 @@ def lower_process(
             except (psutil.Error, OSError, ValueError) as exc:
                 notes.append(f"idle I/O class not allowed: {exc}")
     confined: tuple[int, ...] | None = None
-    cores = cpus if isinstance(cpus, frozenset) or cpus is None else check_cpus(cpus)
+    cores = _cores(cpus)
     if cores is not None:
-        note = confine(pid, cores)
-        if note:  # refused (it runs as another user now): still on them since its fork?
-            with contextlib.suppress(OSError):
-                if frozenset(os.sched_getaffinity(pid)) <= cores:
-                    note = ""
+        # started on them (GuardedProcess forks from a thread on them): nothing to change
+        note = "" if _on(pid, cores) else confine(pid, cores)
         if note:
             notes.append(note)
         else:

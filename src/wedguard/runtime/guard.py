@@ -351,6 +351,7 @@ class Guard(GuardAliases):
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | _Default | None = DEFAULT,
         cutoff_mode: Cutoff | str | None = None,
+        lower_thread: bool = True,
     ) -> Session:
         """A new session; use it with ``with`` or ``async with``.
 
@@ -371,6 +372,12 @@ class Guard(GuardAliases):
                 :class:`DeadlineError` or ``"wait"`` through it.
             slot_timeout: seconds to wait for a concurrency slot (default: the
                 guard's ``slot_timeout``); :class:`SlotTimeout` after that.
+            lower_thread: give the thread that enters the session the guard's
+                ``nice``, ``ionice``, ``sched_idle`` and ``cpus`` while it runs it
+                (default True). False for a session held for a child process, whose
+                thread only starts and watches it (``guard.run`` does so).
+
+        .. versionchanged:: 0.3.0 ``lower_thread``.
         """
         return Session(
             self,
@@ -386,6 +393,7 @@ class Guard(GuardAliases):
             on_deadline=on_deadline,
             slot_timeout=self._slot_timeout if slot_timeout is DEFAULT else slot_timeout,
             cutoff_mode=cutoff_mode,
+            lower_thread=lower_thread,
         )
 
     # -- the decision ---------------------------------------------------------------------

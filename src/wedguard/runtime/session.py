@@ -186,6 +186,7 @@ class Session:
         on_deadline: Literal["raise", "wait"] = "raise",
         slot_timeout: float | str | None = None,
         cutoff_mode: Cutoff | str | None = None,
+        lower_thread: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError("name", name, "a non-empty string")
@@ -230,7 +231,7 @@ class Session:
         self._until = -_INF
         self._lent: tuple[Any, ...] = ()  # the buckets the credit was taken from
         self._priority: _priority.Applied | None = None
-        self._priority_tid = 0  # the lowered thread; -1: lower none (a child's session)
+        self._priority_tid = 0 if lower_thread else -1  # the lowered thread; -1: none
         self._started = False
         self._closed = False
         self._slot: Any = None
