@@ -8,9 +8,12 @@ the change, the error names the backend, its OS user and what would allow it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,6 +32,8 @@ from wedguard.sources.pg_backends import (
     BackendLowerer,
     BackendPriority,
     BackendPriorityError,
+    ForkWatch,
+    pid_span,
     split_backends,
 )
 
@@ -76,6 +81,63 @@ def test_split_backends_lowers_each_new_backend_once_and_forgets_ended_ones(
     assert gone == sorted(gone)
 
 
+@given(
+    st.integers(2, 5000),
+    st.data(),
+    st.integers(0, 100),
+)
+def test_pid_span_lists_each_id_handed_out_once_wrapping_past_pid_max(
+    pid_max: int, data: st.DataObject, limit: int
+) -> None:
+    since = data.draw(st.integers(1, pid_max - 1))
+    last = data.draw(st.integers(1, pid_max - 1))
+    span = pid_span(since, last, pid_max=pid_max, limit=limit)
+    handed_out = (last - since) % (pid_max - 1)  # ids run 1 .. pid_max - 1, then wrap
+    if handed_out > limit:
+        assert span is None
+        return
+    assert span is not None
+    assert len(span) == len(set(span)) == handed_out
+    assert all(1 <= pid < pid_max for pid in span)
+    assert since not in span
+    if span:
+        assert span[-1] == last
+        assert span == sorted(span) or last < since  # in order, unless it wrapped
+
+
+def test_a_fork_watch_sees_its_parents_new_children_only() -> None:
+    watch = ForkWatch(os.getppid())  # another process's children: none started by us
+    mine = subprocess.Popen(["sleep", "5"])
+    try:
+        assert watch.new() == []
+        own = ForkWatch(os.getpid())
+        child = subprocess.Popen(["sleep", "5"])
+        try:
+            assert own.new() == [child.pid]
+            assert own.new() == []  # each child once
+        finally:
+            child.kill()
+            child.wait()
+    finally:
+        mine.kill()
+        mine.wait()
+
+
+def test_a_fork_watch_says_when_too_many_were_started_to_look_at() -> None:
+    watch = ForkWatch(os.getpid(), limit=1)
+    children = [subprocess.Popen(["true"]) for _ in range(3)]
+    for child in children:
+        child.wait()
+    assert watch.new() is None  # the caller asks the server for the whole list instead
+    assert watch.new() == []
+
+
+@pytest.mark.parametrize("bad", [0, -1, "fast", True, float("inf"), float("nan")])
+def test_a_bad_backend_watch_is_refused_naming_the_field(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"^backend_watch: "):
+        PostgresSource("host=/nowhere dbname=x", lower_backends="pg_dump", backend_watch=bad)  # type: ignore[arg-type]
+
+
 def test_the_source_refuses_a_bad_application_name_or_a_priority_without_one() -> None:
     with pytest.raises(ConfigError) as caught:
         PostgresSource("dbname=x", lower_backends="  ")
@@ -114,6 +176,38 @@ def test_the_configuration_key_builds_a_lowering_source(monkeypatch: pytest.Monk
     assert "lower_backends" in caught.value.field
 
 
+@pytest.mark.parametrize(("written", "watch"), [("50ms", 0.05), (0.2, 0.2), (False, None)])
+def test_the_configuration_sets_how_often_new_backends_are_looked_for(
+    monkeypatch: pytest.MonkeyPatch, written: object, watch: float | None
+) -> None:
+    monkeypatch.setenv("WEDGUARD_TEST_DSN", "host=/nowhere dbname=x")
+    source = {"type": "postgres", "dsn_env": "WEDGUARD_TEST_DSN", "lower_backends": "pg_dump"}
+    config = Config.from_dict(
+        {"calendar": {"preset": "none"}, "sources": [{**source, "backend_watch": written}]}
+    )
+    with config.assemble(sinks=[]) as built:
+        (db,) = (s for s in built.guard._sources if isinstance(s, PostgresSource))
+        assert db.backend_watch == watch
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"lower_backends": "pg_dump", "backend_watch": True}, "a duration > 0"),
+        ({"lower_backends": "pg_dump", "backend_watch": 0}, "a duration > 0"),
+        ({"backend_watch": "50ms"}, "lower_backends set beside it"),
+    ],
+)
+def test_a_bad_backend_watch_in_the_file_names_the_key(
+    options: dict[str, Any], expected: str
+) -> None:
+    source = {"type": "postgres", "dsn": "host=/nowhere dbname=x", **options}
+    with pytest.raises(ConfigError) as caught:
+        Config.from_dict({"calendar": {"preset": "none"}, "sources": [source]})
+    assert caught.value.field.endswith("sources[0].backend_watch")
+    assert expected in str(caught.value)
+
+
 # -- against the server ----------------------------------------------------------------------
 
 
@@ -147,8 +241,6 @@ def _backends(server: PostgresServer, application_name: str) -> list[int]:
 
 
 def _wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    import time
-
     deadline = time.monotonic() + timeout
     while not (found := predicate()):
         if time.monotonic() > deadline:
@@ -318,6 +410,126 @@ def test_a_backend_whose_dump_ended_is_forgotten(
         assert source.backends_lowered == []
     finally:
         source.close()
+
+
+@contextlib.contextmanager
+def _new_dump(server: PostgresServer, db: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A ``pg_dump`` started now, waiting on a pipe nobody reads: it and its backend's pid."""
+    proc = subprocess.Popen(
+        [os.path.join(server.bindir, "pg_dump"), "-Fc", "-d", _dsn(server, db)],
+        env={**os.environ, "PGPASSWORD": APP_PASSWORD}, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        (backend,) = _wait_for(lambda: _backends(server, "pg_dump"))
+        yield proc, backend
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+        _wait_for(lambda: not _backends(server, "pg_dump"))
+
+
+def _confining_source(server: PostgresServer, db: str, **kwargs: Any) -> PostgresSource:
+    return PostgresSource(
+        _dsn(server, db),
+        password=APP_PASSWORD,
+        lower_backends="pg_dump",
+        backend_priority=BackendPriority(nice=None, ionice=None, cpus=1),
+        **kwargs,
+    )
+
+
+def test_a_dump_started_between_samples_is_confined_before_the_next_sample(
+    postgres_server: PostgresServer, database: str
+) -> None:
+    last = max(os.sched_getaffinity(0))
+    source = _confining_source(postgres_server, database, backend_watch=0.05)
+    try:
+        assert source.sample()["db.backends_lowered"] == 0.0  # no dump yet; the watch starts
+        with postgres_server.app() as production:  # a production connection opened meanwhile
+            other = production.execute("SELECT pg_backend_pid()").fetchone()[0]
+            with _new_dump(postgres_server, database) as (_proc, backend):
+                started = time.monotonic()
+                _wait_for(lambda: os.sched_getaffinity(backend) == {last}, timeout=0.9)
+                waited = time.monotonic() - started  # no sample was taken in between
+                assert source.backends_lowered == [backend]
+                assert os.sched_getaffinity(other) == os.sched_getaffinity(0)  # untouched
+                assert source.sample()["db.backends_lowered"] == 1.0  # kept, not lowered twice
+            assert waited < 0.9
+    finally:
+        source.close()
+    assert not any(t.name.endswith("-watch") and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_watch_is_stopped_and_its_backend_restored_by_close(
+    postgres_server: PostgresServer, database: str
+) -> None:
+    source = _confining_source(postgres_server, database, backend_watch=0.05)
+    source.sample()
+    with _new_dump(postgres_server, database) as (proc, backend):
+        _wait_for(lambda: source.backends_lowered == [backend], timeout=0.9)
+        assert len(os.sched_getaffinity(backend)) == 1
+        source.close()
+        assert os.sched_getaffinity(backend) == os.sched_getaffinity(0)  # restored
+        assert source.backends_lowered == []
+        watch = [t for t in threading.enumerate() if t.name == "wedguard-postgres-db-watch"]
+        assert not watch
+        proc.stdout.read()  # type: ignore[union-attr]
+        assert proc.wait(timeout=50) == 0
+
+
+def test_without_a_watch_a_new_backend_waits_for_the_next_sample(
+    postgres_server: PostgresServer, database: str
+) -> None:
+    last = max(os.sched_getaffinity(0))
+    source = _confining_source(postgres_server, database, backend_watch=None)
+    try:
+        source.sample()
+        with _new_dump(postgres_server, database) as (_proc, backend):
+            time.sleep(0.5)
+            assert os.sched_getaffinity(backend) == os.sched_getaffinity(0)
+            assert source.sample()["db.backends_lowered"] == 1.0
+            assert os.sched_getaffinity(backend) == {last}
+    finally:
+        source.close()
+
+
+def test_the_watch_outlives_a_lost_connection(
+    postgres_server: PostgresServer, database: str
+) -> None:
+    """Fault injection: the source's own backend is terminated under the watch; the next
+    sample connects again and a dump started after it is still confined between samples."""
+    last = max(os.sched_getaffinity(0))
+    source = _confining_source(postgres_server, database, backend_watch=0.05)
+    try:
+        source.sample()
+        own = _wait_for(lambda: _backends(postgres_server, "wedguard"))
+        with postgres_server.admin("postgres") as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (own,))
+        with _new_dump(postgres_server, database) as (_proc, backend):
+            time.sleep(0.3)  # the watch asks on a dead connection and goes on
+            _wait_for(lambda: "db.latency_s" in source.sample(), timeout=10)  # connected again
+            assert source.backends_lowered == [backend]  # that sample lowered this one
+        with _new_dump(postgres_server, database) as (_proc, backend):
+            _wait_for(lambda: os.sched_getaffinity(backend) == {last}, timeout=0.9)
+    finally:
+        source.close()
+
+
+def test_a_backend_lowered_by_the_watch_is_kept_by_a_sample_that_read_before_it(
+    postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
+) -> None:
+    backend = blocked_dump["backend"]
+    lowerer = BackendLowerer(BackendPriority(nice=None, ionice=None, cpus=1))
+    read_before = time.monotonic()  # a sample's list, read before the backend was lowered
+    assert lowerer.add([backend]) == [backend]
+    assert lowerer.add([backend]) == []
+    assert lowerer.update([], seen_at=read_before) == []
+    assert lowerer.lowered == [backend]  # kept: the list was older than the lowering
+    assert lowerer.update([], seen_at=time.monotonic()) == []
+    assert lowerer.lowered == []  # a newer list without it: ended, forgotten
+    assert lowerer.restore() == []
+    os.sched_setaffinity(backend, os.sched_getaffinity(0))
 
 
 def _as_nobody(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:

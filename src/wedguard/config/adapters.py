@@ -19,6 +19,7 @@ from wedguard.config.checks import (
     check_bool,
     check_cgroup,
     check_cores,
+    check_duration_or_off,
     check_env_name,
     check_fraction,
     check_host,
@@ -94,6 +95,7 @@ _SOURCE_SCHEMAS: dict[str, dict[str, Check]] = {
         "backoff_max": check_positive_duration,
         "lower_backends": check_str,
         "backend_cpus": check_cores,
+        "backend_watch": check_duration_or_off,
     },
 }
 
@@ -156,10 +158,9 @@ def _postgres_source(ctx: Context, index: int, options: Mapping[str, Any]) -> No
     where = f"sources[{index}]"
     if ("dsn" in options) == ("dsn_env" in options):
         raise ctx.error(f"{where}.dsn", None, "exactly one of dsn or dsn_env")
-    if "backend_cpus" in options and "lower_backends" not in options:
-        raise ctx.error(
-            f"{where}.backend_cpus", options["backend_cpus"], "lower_backends set beside it"
-        )
+    for key in ("backend_cpus", "backend_watch"):
+        if key in options and "lower_backends" not in options:
+            raise ctx.error(f"{where}.{key}", options[key], "lower_backends set beside it")
     dsn = options.get("dsn")
     if dsn is not None and redact_dsn(dsn) != dsn:
         raise ctx.error(

@@ -314,6 +314,15 @@ def check_positive_duration(ctx: Context, value: object, path: str) -> float:
     return seconds
 
 
+def check_duration_or_off(ctx: Context, value: object, path: str) -> float | None:
+    """A duration > 0, or ``false``: off (None)."""
+    if value is False:
+        return None
+    if value is True:
+        raise ctx.error(path, value, "a duration > 0 such as '50ms', or false")
+    return check_positive_duration(ctx, value, path)
+
+
 def check_share(ctx: Context, value: object, path: str) -> float:
     number = check_number(ctx, value, path)
     if not 0 < number <= 1:

@@ -12,6 +12,10 @@ The parts:
 
 * :class:`BackendPriority` (pure): what a lowered backend runs at, checked when built;
 * :func:`split_backends` (pure): which backends are new and which are gone;
+* :func:`pid_span` (pure) and :class:`ForkWatch`: the server's new children, spotted
+  within a fraction of a second from the system's last process id, with no round trip
+  to the server while nothing new has started (:class:`~wedguard.sources.PostgresSource`
+  confines a new dump's backend this way, before it does much work);
 * :class:`BackendLowerer` (the operating system's part): lowers each backend once,
   remembers what it ran at and restores that, raising :class:`BackendPriorityError`
   with what is missing when the system refuses.
@@ -29,6 +33,8 @@ Example::
     BackendPriority(nice=19, ionice='idle', sched_idle=False, cpus=None)
     >>> split_backends([7, 9], {5, 7})
     ([9], [5])
+    >>> pid_span(100, 103, pid_max=32768)
+    [101, 102, 103]
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterable
 
 import attrs
@@ -50,7 +57,9 @@ __all__ = [
     "BackendLowerer",
     "BackendPriority",
     "BackendPriorityError",
+    "ForkWatch",
     "Saved",
+    "pid_span",
     "split_backends",
 ]
 
@@ -124,6 +133,91 @@ def split_backends(current: Iterable[int], lowered: Iterable[int]) -> tuple[list
     return sorted(now - before), sorted(before - now)
 
 
+def pid_span(since: int, last: int, *, pid_max: int, limit: int = 4096) -> list[int] | None:
+    """The process ids handed out after ``since`` up to ``last`` (the system's last one),
+    in order, wrapping past ``pid_max``; None when there are more than ``limit`` (too
+    many to look at: the caller looks another way).
+
+    >>> pid_span(7, 7, pid_max=100)
+    []
+    >>> pid_span(98, 2, pid_max=100)
+    [99, 1, 2]
+    >>> pid_span(1, 9000, pid_max=32768) is None
+    True
+    """
+    if last == since:
+        return []
+    if last > since:
+        return list(range(since + 1, last + 1)) if last - since <= limit else None
+    span = [*range(since + 1, pid_max), *range(1, last + 1)]  # wrapped past pid_max - 1
+    return span if len(span) <= limit else None
+
+
+def _last_pid() -> int:
+    """The last process id the system handed out (in this pid namespace)."""
+    with open("/proc/loadavg", "rb") as f:
+        return int(f.read().split()[-1])
+
+
+def _pid_max() -> int:
+    with contextlib.suppress(OSError, ValueError), open("/proc/sys/kernel/pid_max", "rb") as f:
+        return int(f.read())
+    return 4_194_304  # the kernel's largest
+
+
+def _parent(pid: int) -> int:
+    """``pid``'s parent process id, or 0 when it is gone (or a thread of an ended one)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2 :].split(None, 2)[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class ForkWatch:
+    """The new children of one process (a PostgreSQL server's postmaster: its new
+    backends), spotted by reading the system's last process id.
+
+    Each :meth:`new` reads ``/proc/loadavg`` (a few microseconds); only when processes
+    (or threads) were started since the last call does it read the ``stat`` of each id
+    handed out in between, keeping those whose parent is ``parent``. Not thread-safe:
+    one thread calls it.
+
+    Args:
+        parent: the process whose children to spot.
+        limit: the most ids one call looks at; beyond it :meth:`new` returns None.
+
+    >>> watch = ForkWatch(os.getpid())
+    >>> child = __import__("subprocess").Popen(["true"])
+    >>> child.pid in watch.new()
+    True
+    >>> child.wait()
+    0
+    >>> watch.new()
+    []
+    """
+
+    __slots__ = ("_last", "_pid_max", "limit", "parent")
+
+    def __init__(self, parent: int, *, limit: int = 4096) -> None:
+        self.parent = parent
+        self.limit = limit
+        self._pid_max = _pid_max()
+        self._last = _last_pid()
+
+    def new(self) -> list[int] | None:
+        """The children of :attr:`parent` started since the last call (or since this
+        watch was made) and still running; None when more than :attr:`limit` ids were
+        handed out in between."""
+        last = _last_pid()
+        span = pid_span(self._last, last, pid_max=self._pid_max, limit=self.limit)
+        self._last = last
+        if span is None:
+            return None
+        return [pid for pid in span if _parent(pid) == self.parent]
+
+
 @attrs.frozen
 class Saved:
     """A backend's priority before it was lowered (to restore it).
@@ -137,6 +231,7 @@ class Saved:
             its level in that class.
         policy: its scheduling policy (``os.SCHED_*``).
         affinity: the cores it could run on, when it was confined (else None).
+        at: when it was lowered (:func:`time.monotonic`).
     """
 
     pid: int
@@ -146,6 +241,7 @@ class Saved:
     iovalue: int
     policy: int
     affinity: frozenset[int] | None = None
+    at: float = 0.0
 
 
 class BackendPriorityError(WedguardError, PermissionError):
@@ -243,9 +339,12 @@ class BackendLowerer:
         except ProcessLookupError:
             raise BackendPriorityError(pid, "", "the process ended") from None
 
-    def update(self, pids: Iterable[int]) -> list[int]:
+    def update(self, pids: Iterable[int], *, seen_at: float | None = None) -> list[int]:
         """Lower the backends in ``pids`` not lowered yet; forget the lowered ones
-        missing from ``pids``. Returns the pids lowered now.
+        missing from ``pids`` (ended). Returns the pids lowered now.
+
+        ``seen_at`` (:func:`time.monotonic`) is when ``pids`` were read: a backend
+        lowered since (by :meth:`add`, from another thread) is kept though missing.
 
         Raises:
             BackendPriorityError: the system refused (nothing is left half-changed on
@@ -254,14 +353,28 @@ class BackendLowerer:
         with self._lock:
             new, gone = split_backends(pids, self._saved)
             for pid in gone:
-                del self._saved[pid]
-            done: list[int] = []
-            for pid in new:
-                saved = self._lower(pid)
-                if saved is not None:
-                    self._saved[pid] = saved
-                    done.append(pid)
-            return done
+                if seen_at is None or self._saved[pid].at <= seen_at:
+                    del self._saved[pid]
+            return self._lower_all(new)
+
+    def add(self, pids: Iterable[int]) -> list[int]:
+        """Lower the backends in ``pids`` not lowered yet, forgetting none (a new
+        backend spotted between two full lists). Returns the pids lowered now.
+
+        Raises:
+            BackendPriorityError: as :meth:`update`.
+        """
+        with self._lock:
+            return self._lower_all(sorted(set(pids) - set(self._saved)))
+
+    def _lower_all(self, pids: Iterable[int]) -> list[int]:
+        done: list[int] = []
+        for pid in pids:
+            saved = self._lower(pid)
+            if saved is not None:
+                self._saved[pid] = saved
+                done.append(pid)
+        return done
 
     def restore(self) -> list[int]:
         """Put every lowered backend still running back to its own priority; returns
@@ -285,6 +398,7 @@ class BackendLowerer:
                 affinity=(
                     None if self.priority.cpus is None else frozenset(os.sched_getaffinity(pid))
                 ),
+                at=time.monotonic(),
             )
         except (psutil.NoSuchProcess, ProcessLookupError):
             return None  # ended between the query and now

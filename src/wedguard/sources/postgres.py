@@ -10,15 +10,24 @@ import contextlib
 import importlib
 import logging
 import math
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import psutil
+
 from wedguard.errors import ConfigError
 from wedguard.redact import redact_dsn, redact_text
 from wedguard.sources._util import TimedCall, check_timeout
-from wedguard.sources.pg_backends import BackendLowerer, BackendPriority, BackendPriorityError
+from wedguard.sources.pg_backends import (
+    BackendLowerer,
+    BackendPriority,
+    BackendPriorityError,
+    ForkWatch,
+)
 
 __all__ = ["PostgresSource", "redact_dsn"]
 
@@ -56,6 +65,15 @@ _BACKENDS_SQL: Final = (
     "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
     "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
+# the server's new children, spotted by the watch: started and whether they match
+# (a client backend's name is known once it is named, or half a second after its start)
+_NEW_BACKENDS_SQL: Final = (
+    "SELECT pid, backend_type = 'client backend' AND application_name = %s, "
+    "backend_type <> 'client backend' OR application_name <> '' "
+    "OR backend_start < now() - interval '0.5 s' "
+    "FROM pg_stat_activity WHERE pid = ANY(%s)"
+)
+_PENDING_S: Final = 2.0  # how long a new child is looked for in pg_stat_activity
 _FIND_STATEMENTS: Final = (
     "SELECT n.nspname, e.extversion FROM pg_extension e "
     "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'"
@@ -176,6 +194,16 @@ class PostgresSource:
     ``db.backends_lowered.error`` and :attr:`backend_error` says what is missing (and
     the log, once), while the other metrics go on.
 
+    A new backend is not left to the next sample: a thread wakes every
+    ``backend_watch`` seconds (default 0.05) and reads the system's last process id
+    (``/proc/loadavg``, no round trip to the server); only when the server has started
+    a process since does it ask ``pg_stat_activity`` about that process, on the
+    source's connection, and lower it if it matches. A dump's backend is so lowered
+    (confined, with ``cpus``) within about ``backend_watch`` of its start, before it
+    does much work, where a 1 s sample would leave it a second on every core. The
+    thread starts with the first sample that lowers, and ends with :meth:`close`;
+    ``backend_watch=None`` leaves the finding to the samples.
+
     Args:
         dsn: a libpq connection string, ``"host=db dbname=wed user=monitor"``, or URL,
             ``"postgresql://monitor@db/wed"``.
@@ -191,6 +219,8 @@ class PostgresSource:
             (``"pg_dump"``), or None (default: none).
         backend_priority: what they run at (default
             :class:`~wedguard.sources.pg_backends.BackendPriority`: nice 19, idle I/O).
+        backend_watch: seconds between looks for a new backend between samples
+            (default 0.05), or None: only at each sample. Used with ``lower_backends``.
         monotonic: the time source for rates and backoff (default
             :func:`time.monotonic`).
 
@@ -201,6 +231,7 @@ class PostgresSource:
                      # or {'db.latency_s.error': 1.0} while the server is down
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0 ``backend_watch``.
     """
 
     __slots__ = (
@@ -221,8 +252,11 @@ class PostgresSource:
         "_retry_at",
         "_secrets",
         "_stats_sql",
+        "_watch",
+        "_watch_stop",
         "attempts",
         "backend_error",
+        "backend_watch",
         "backoff",
         "backoff_max",
         "last_error",
@@ -246,6 +280,7 @@ class PostgresSource:
         backoff_max: float = 60.0,
         lower_backends: str | None = None,
         backend_priority: BackendPriority | None = None,
+        backend_watch: float | None = 0.05,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(dsn, str):
@@ -266,6 +301,11 @@ class PostgresSource:
         _check_lowering(lower_backends, backend_priority)
         self.lower_backends = lower_backends
         self._lowerer = None if lower_backends is None else BackendLowerer(backend_priority)
+        self.backend_watch = (
+            None if backend_watch is None else check_timeout(backend_watch, "backend_watch")
+        )
+        self._watch: threading.Thread | None = None
+        self._watch_stop = threading.Event()
         self._own_checked = False
         self.backend_error: str | None = None
         """Why the backends could not be lowered at the last sample (None: they were)."""
@@ -342,6 +382,10 @@ class PostgresSource:
         """Close the connection (a probe still running closes it when it ends) and
         restore the backends lowered by ``lower_backends``."""
         self._closing = True
+        self._watch_stop.set()
+        watch = self._watch
+        if watch is not None and watch is not threading.current_thread():
+            watch.join(self.timeout)  # it lowers nothing after this
         self.restore_backends()
         pending = self._call._pending
         if pending is None or pending.is_set():
@@ -402,19 +446,85 @@ class PostgresSource:
     def _lower(self, conn: Any, lowerer: BackendLowerer) -> int:
         """Lower the matching backends; how many are lowered now, or -1 when the
         system refused (:attr:`backend_error` says why)."""
+        seen_at = time.monotonic()
         rows = conn.execute(_BACKENDS_SQL, (self.lower_backends,)).fetchall()
         try:
             if not self._own_checked:  # the server is local and may be reniced
-                lowerer.check(conn.info.backend_pid)
+                own = conn.info.backend_pid
+                lowerer.check(own)
                 self._own_checked = True
-            lowerer.update(r[0] for r in rows)
+                self._start_watch(own, lowerer)
+            lowerer.update((r[0] for r in rows), seen_at=seen_at)
         except BackendPriorityError as exc:
-            if self.backend_error is None:
-                log.error("%s: %s", self, exc)
-            self.backend_error = str(exc)
+            self._refused(exc)
             return -1
         self.backend_error = None
         return len(lowerer.lowered)
+
+    def _refused(self, exc: BackendPriorityError) -> None:
+        if self.backend_error is None:
+            log.error("%s: %s", self, exc)
+        self.backend_error = str(exc)
+
+    def _start_watch(self, own: int, lowerer: BackendLowerer) -> None:
+        """Start the thread that lowers a new backend between samples (the server is
+        the parent of ``own``, this source's backend)."""
+        if self.backend_watch is None or self._watch is not None or self._closing:
+            return
+        try:
+            server = psutil.Process(own).ppid()
+            forks = ForkWatch(server)
+        except (OSError, ValueError, psutil.Error) as exc:
+            log.warning("%s: new backends are found at each sample only: %s", self, exc)
+            return
+        self._watch = threading.Thread(
+            target=self._watch_loop,
+            args=(forks, lowerer, self.backend_watch),
+            name=f"wedguard-postgres-{self.name}-watch",
+            daemon=True,
+        )
+        self._watch.start()
+
+    def _watch_loop(self, forks: ForkWatch, lowerer: BackendLowerer, every: float) -> None:
+        """Every ``every`` seconds: the server's new children; those that are backends
+        with the application_name asked for are lowered. A child not yet in
+        ``pg_stat_activity`` (still starting) is asked about again, for up to 2 s."""
+        pending: dict[int, float] = {}
+        while not self._watch_stop.wait(every):
+            try:
+                found = forks.new()
+            except (OSError, ValueError) as exc:  # pragma: no cover - /proc gone away
+                log.warning("%s: new backends are found at each sample only: %s", self, exc)
+                return
+            now = time.monotonic()
+            for pid in found or ():
+                pending.setdefault(pid, now)
+            conn = self._conn
+            if (found is not None and not pending) or conn is None or self._closing:
+                continue
+            try:
+                if found is None:  # too many processes started to look at each
+                    rows = conn.execute(_BACKENDS_SQL, (self.lower_backends,)).fetchall()
+                    pending.clear()
+                    match = [r[0] for r in rows]
+                else:
+                    rows = conn.execute(
+                        _NEW_BACKENDS_SQL, (self.lower_backends, list(pending))
+                    ).fetchall()
+                    match = [pid for pid, matches, _known in rows if matches]
+                    for pid, _matches, known in rows:
+                        if known:
+                            del pending[pid]
+                for pid, since in list(pending.items()):
+                    if now - since > _PENDING_S or not os.path.exists(f"/proc/{pid}"):
+                        del pending[pid]  # never a backend, or ended
+            except Exception:  # the samples report the connection's state
+                continue
+            if match and not self._watch_stop.is_set():
+                try:
+                    lowerer.add(match)
+                except BackendPriorityError as exc:
+                    self._refused(exc)
 
     def _connect(self) -> Any:
         self.attempts += 1
