@@ -55,11 +55,18 @@ Scenarios (each once per run, in a shuffled order):
 * ``guarded_backend``: the same, its source with ``lower_backends="pg_dump"``;
 * ``guarded_idle``: the same with the backend at ``SCHED_IDLE`` and ``pg_dump`` run as
   ``chrt --idle 0 pg_dump``;
+* ``sched_idle``: no guard; ``pg_dump`` at ``SCHED_IDLE`` (``chrt --idle 0``), its
+  backend as it is: the scheduler's own answer, alone;
+* ``static``: no guard; a static limit, as ``pg_dump | pv -L``: the driver reads the
+  dump from a pipe in 64 KiB reads and sleeps after each to hold ``--static-rate``
+  bytes a second (default 9 MB/s, about the share the confined guard kept before),
+  never catching up on time it was stopped;
 * ``pinned``: no guard; ``pg_dump`` confined to the last core
   (``lower_process(pid, 0, False, check_cpus(1))``) and its backend to the same core
   by a ``PostgresSource(lower_backends="pg_dump",
   backend_priority=BackendPriority(nice=None, ionice=None, cpus=1))`` the driver
-  samples once a second (a new backend runs unconfined until the next sample);
+  samples once a second; between samples the source's watch (``backend_watch``,
+  every 50 ms) confines a new dump's backend;
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
@@ -114,6 +121,8 @@ RESULTS = HERE / "results" / "pgdump-pulsed.json"
 SCENARIOS = (
     "none",
     *(s for s in pgdump.SCENARIOS if s != "alone_again"),
+    "sched_idle",
+    "static",
     "pinned",
     "guarded_pinned",
     "guarded_pinned_share",
@@ -179,13 +188,15 @@ def driver(a: argparse.Namespace) -> None:
                 ran = guard.run(full, **share)
                 rc = ran.returncode
                 info = pgdump.Bench.reported(ran.report)
+            elif a.scenario == "static":
+                rc = paced(argv, path, a.static_rate)
             else:
-                proc = subprocess.Popen(full)
+                proc = subprocess.Popen(full)  # sched_idle: argv is chrt --idle 0 pg_dump
                 if a.scenario == "pinned":
                     note_ = lower_process(proc.pid, 0, False, check_cpus(1))
                     if note_.notes:
                         raise RuntimeError("; ".join(note_.notes))
-                elif a.scenario != "unguarded":
+                elif a.scenario not in ("unguarded", "sched_idle"):
                     p = psutil.Process(proc.pid)
                     p.nice(19)
                     p.ionice(psutil.IOPRIO_CLASS_IDLE)
@@ -218,6 +229,22 @@ def driver(a: argparse.Namespace) -> None:
         if lower is not None:
             lower.close()
         log.close()
+
+
+def paced(argv: list[str], path: Path, rate: float) -> int:
+    """``argv`` (``pg_dump`` writing to its output) read from a pipe into ``path`` at
+    most ``rate`` bytes a second: a sleep after each read of up to 64 KiB, never
+    catching up on time lost (a window it was stopped). Its exit status."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    due = time.monotonic()
+    with open(path, "wb") as out:
+        while chunk := proc.stdout.read1(65536):
+            out.write(chunk)
+            now = time.monotonic()
+            due = max(due, now) + len(chunk) / rate
+            time.sleep(due - now)
+    return proc.wait()
 
 
 def busy(a: argparse.Namespace, stop_file: Path) -> None:
@@ -417,13 +444,14 @@ def one(ctx: dict[str, Any], scenario: str, rng: random.Random) -> dict[str, Any
         start = time.monotonic() + 3.0  # the driver imports and connects meanwhile
         windows = pulsed.schedule(start, args.seconds, args.window, rng)
         if scenario != "none":
-            argv = bench.argv(None, idle=scenario == "guarded_idle")
+            argv = bench.argv(None, idle=scenario in ("guarded_idle", "sched_idle"))
             backup = Backup(
                 [sys.executable, __file__, "--driver", "--scenario", scenario,
                  "--dsn", bench.dsn, "--argv", json.dumps(argv),
                  "--pg-restore", bench.pg_restore, "--workdir", str(workdir),
                  "--log", str(log), "--stop-file", str(stop_file),
-                 "--baseline-file", str(workdir / "baseline.json"), "--start", repr(start)],
+                 "--baseline-file", str(workdir / "baseline.json"), "--start", repr(start),
+                 "--static-rate", repr(args.static_rate)],
                 bench.env,
             )  # fmt: skip
         backend = pulse(backup, windows, args.settle, ctx["meter"])
@@ -559,6 +587,7 @@ def main() -> None:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "wedguard-bench-pgdump"
     )
     p.add_argument("--no-verify", action="store_true", help="skip the restores")
+    p.add_argument("--static-rate", type=float, default=9e6, help="static: bytes/s")
     p.add_argument("--out", type=Path, default=RESULTS)
     for hidden in ("--scenario", "--dsn", "--argv", "--pg-restore", "--workdir", "--log",
                    "--stop-file", "--baseline-file"):  # fmt: skip
