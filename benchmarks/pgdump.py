@@ -301,10 +301,10 @@ def guard_source(dsn: str, scenario: str) -> Any:
     )
 
 
-def make_guard(source: Any, baseline: Any, cpus: int | None = None) -> Any:
+def make_guard(source: Any, baseline: Any, cpus: int | str | None = None) -> Any:
     """The guard of every guarded scenario: ``rate="off"``, ``source`` alone, the default
     thresholds judged against ``baseline`` (learned while the load ran alone), every
-    hour PEAK, no sinks."""
+    hour PEAK, no sinks; ``cpus=None`` (every core) unless given."""
     import wedguard as wg
 
     return wg.Guard(

@@ -70,7 +70,10 @@ Scenarios (each once per run, in a shuffled order):
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
-* ``guarded_pinned_share``: the same with ``guard.run``'s default ``cpu_share=0.30``.
+* ``guarded_pinned_share``: the same with ``guard.run``'s default ``cpu_share=0.30``;
+* ``guarded_auto``: ``guard.run`` of a guard as it comes since 0.3 (``cpus="auto"``:
+  ``pg_dump`` on every core but the first), its source not lowering the backend (the
+  other guarded scenarios pass ``cpus=None``: every core, the default before).
 
 Mechanism scenarios, run only when named in ``--scenarios`` (no dump; the same
 windows): ``busy_core``: one process spinning on the CPU; ``busy_cores``: two;
@@ -126,6 +129,7 @@ SCENARIOS = (
     "pinned",
     "guarded_pinned",
     "guarded_pinned_share",
+    "guarded_auto",
 )
 # what the harm is made of (run only when named in --scenarios): busy cores, no dump
 MECHANISM = ("busy_core", "busy_cores", "busy_cores_idle", "busy_cores_pinned")
@@ -162,7 +166,7 @@ def driver(a: argparse.Namespace) -> None:
         guard = pgdump.make_guard(
             pgdump.guard_source(a.dsn, a.scenario),
             wg.Baseline.load(a.baseline_file),
-            cpus=1 if pinned else None,
+            cpus=1 if pinned else "auto" if a.scenario == "guarded_auto" else None,
         )
     elif a.scenario in ("nice_backend", "pinned"):
         lower = pgdump.guard_source(a.dsn, a.scenario if pinned else "guarded_backend")

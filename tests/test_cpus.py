@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import wedguard as wg
+from wedguard import _checks
 from wedguard.errors import ConfigError
 from wedguard.io import priority
 from wedguard.testing import FakeClock
@@ -112,13 +113,43 @@ def test_a_protected_call_runs_confined() -> None:
     guard.close()
 
 
-def test_by_default_nothing_is_confined() -> None:
-    guard = _guard()
+SPARE = frozenset(sorted(ALLOWED)[1:]) if len(ALLOWED) > 1 else None
+"""A command's cores by default: every core but the first, where there are two or more."""
+
+
+@pytest.mark.parametrize("cpus", ["auto", None, "all"])
+def test_by_default_or_none_a_sessions_thread_stays_where_it_is(cpus: Any) -> None:
+    guard = _guard() if cpus == "auto" else _guard(cpus=cpus)
     assert guard.cpus is None
+    assert guard.child_cpus == (SPARE if cpus == "auto" else None)
     with guard.session("photos") as s:
         assert os.sched_getaffinity(0) == ALLOWED
         assert s.priority is None or s.priority.cpus is None
     guard.close()
+
+
+def test_all_but_one_confines_a_sessions_thread_too() -> None:
+    guard = _guard(cpus="all-but-one")
+    assert guard.cpus == guard.child_cpus == SPARE
+    with guard.session("photos"):
+        assert os.sched_getaffinity(0) == (SPARE or ALLOWED)
+    assert os.sched_getaffinity(0) == ALLOWED
+    guard.close()
+
+
+@pytest.mark.parametrize("bad", ["most", "auto ", 0, -1])
+def test_a_bad_guard_cpus_names_auto_among_what_it_takes(bad: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^cpus: .*expected 'auto', a number of cores >= 1"):
+        _guard(cpus=bad)
+
+
+@given(st.sets(st.integers(0, 63), min_size=1))
+def test_all_but_one_leaves_the_first_core_and_only_it(allowed: set[int]) -> None:
+    cores = _checks.cpus("all-but-one", "cpus", frozenset(allowed))
+    if len(allowed) == 1:
+        assert cores is None  # nothing to leave: not confined
+    else:
+        assert cores == frozenset(allowed) - {min(allowed)}
 
 
 def test_lower_and_restore_on_their_own() -> None:
@@ -171,8 +202,16 @@ def test_a_child_may_ask_for_other_cores_or_none() -> None:
     guard.close()
 
 
-def test_a_guard_without_cpus_leaves_a_child_on_every_core() -> None:
+def test_a_default_guard_leaves_production_a_core_from_a_childs_first_instruction() -> None:
     guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[])
+    mine, grandchild, report = _run_affinity(guard)
+    assert mine == grandchild == sorted(SPARE or ALLOWED)
+    assert report.cpus == (tuple(sorted(SPARE)) if SPARE else None)
+    guard.close()
+
+
+def test_a_guard_with_cpus_all_leaves_a_child_on_every_core() -> None:
+    guard = wg.Guard(rate="off", calendar=None, sources=[], sinks=[], cpus="all")
     mine, grandchild, report = _run_affinity(guard)
     assert mine == grandchild == sorted(ALLOWED)
     assert report.cpus is None
@@ -204,7 +243,7 @@ def test_wedguard_run_cpus_confines_the_command(tmp_path: Any) -> None:
 def test_wedguard_run_refuses_a_bad_count(tmp_path: Any) -> None:
     done = _cli("run", "--cpus", "0", "--", sys.executable, "-c", "pass", tmp_path=tmp_path)
     assert done.returncode == 2
-    assert "cpus: 0 is not valid" in done.stderr
+    assert "--cpus: '0' is not valid; expected a number of cores >= 1" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -228,6 +267,36 @@ def test_the_guard_table_takes_cpus_and_renders_it_back() -> None:
     for bad in (0, "1", [], [4096], True):
         with pytest.raises(ConfigError, match=r"^w\.toml: guard\.cpus: "):
             Config.from_dict({"sources": [], "guard": {"cpus": bad}}, path="w.toml")
+
+
+def test_a_file_without_cpus_leaves_production_a_core_and_all_turns_it_off() -> None:
+    import tomllib
+
+    from wedguard.config import Config
+
+    default = Config.from_dict({"sources": []}, path="w.toml")
+    assert default.guard.cpus == "auto"
+    with default.assemble(clock=FakeClock()) as built:
+        assert built.guard.cpus is None  # the guard Guard() builds
+        assert built.guard.child_cpus == SPARE
+    assert "cpus" not in tomllib.loads(default.render()).get("guard", {})
+    off = Config.from_dict({"sources": [], "guard": {"cpus": "all"}}, path="w.toml")
+    with off.assemble(clock=FakeClock()) as built:
+        assert built.guard.cpus is built.guard.child_cpus is None
+    rendered = tomllib.loads(off.render())
+    assert rendered["guard"]["cpus"] == "all"
+    assert Config.from_dict(rendered, path="again.toml").guard.cpus == "all"
+    with pytest.raises(ConfigError, match=r"expected 'auto', a number of cores"):
+        Config.from_dict({"sources": [], "guard": {"cpus": "most"}}, path="w.toml")
+
+
+def test_wedguard_run_cpus_all_leaves_the_command_on_every_core(tmp_path: Any) -> None:
+    done = _cli("run", "--cpus", "all", "--", sys.executable, "-c", AFFINITY, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == sorted(ALLOWED)
+    default = _cli("run", "--", sys.executable, "-c", AFFINITY, tmp_path=tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert json.loads(default.stdout) == sorted(SPARE or ALLOWED)
 
 
 # -- inside a confined session -----------------------------------------------------------------

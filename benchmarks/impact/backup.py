@@ -18,6 +18,11 @@ How it is paced is the scenario:
   adds a calendar whose BLACKOUT covers part of the run, ``--nice``/``--ionice`` the
   guard's own lowering of the session thread's priority.
 
+``--parts`` (default ``read,compress,write``) keeps only some of the backup's work, to
+take its harm apart: without ``read`` it compresses one chunk read at the start, again
+and again; without ``compress`` it writes that chunk's compressed form; without
+``write`` it writes nothing.
+
 ``--autogroup-nice`` sets the nice value of the backup's autogroup (its session), the
 one that counts against production in another session when autogroups are on.
 ``--sched-idle`` puts every thread of the backup (the guard's sampler included, which
@@ -174,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guard-sched-idle", action="store_true", help="guard: Guard(sched_idle=True)")
     p.add_argument("--guard-cpus", type=int, default=None, help="guard: Guard(cpus=N)")
     p.add_argument("--cpus", type=int, default=None, help="the whole backup on N cores")
+    p.add_argument("--parts", default="read,compress,write", help="the work kept, of these")
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"read", "compress", "write"}:
+        p.error(f"--parts {args.parts}: some of read, compress, write")
     if args.chunk <= 0 or args.chunk % harness.BLOCK:
         p.error(f"--chunk {args.chunk}: a positive multiple of {harness.BLOCK}")
     chunk = args.chunk
@@ -224,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             halt.wait(max(0.0, min(nxt - time.monotonic(), TICK)))
 
     recorder = threading.Thread(target=record, daemon=True)
+    os.preadv(fd, [buf], 0)  # the chunk a backup without reads works on
+    blob = zlib.compress(buf, args.level)  # and what it writes without compressing
+    reads, compresses, writes = ("read" in parts), ("compress" in parts), ("write" in parts)
     pos = 0
     slept = 0  # mode sleep: the bytes it pretends to have read
     unsynced = 0
@@ -258,14 +270,16 @@ def main(argv: list[str] | None = None) -> int:
                         time.sleep(ahead)
                     continue
                 view = buf if n == chunk else memoryview(buf)[:n]
-                os.preadv(fd, [view], pos)
-                if not direct:
-                    harness.drop_pages(fd, pos, n)
+                if reads:
+                    os.preadv(fd, [view], pos)
+                    if not direct:
+                        harness.drop_pages(fd, pos, n)
                 pos = (pos + n) % size
-                data = zlib.compress(view, args.level)
-                os.write(out, data)
-                unsynced += len(data)
-                written_since += len(data)
+                data = zlib.compress(view, args.level) if compresses else blob
+                if writes:
+                    os.write(out, data)
+                    unsynced += len(data)
+                    written_since += len(data)
                 if unsynced >= FSYNC_EVERY:
                     os.fsync(out)
                     harness.drop_pages(out)

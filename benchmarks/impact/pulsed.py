@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "pulsed.json")
     args = p.parse_args(argv)
     names = [x.strip() for x in args.scenarios.split(",") if x.strip()]
-    known = {sc["name"]: sc for sc in impact.scenarios(False, args.profile)}
+    known = {sc["name"]: sc for sc in (*impact.scenarios(False, args.profile), *impact.mechanism())}
     bad = [n for n in names if n != "none" and n not in known]
     if bad:
         p.error(f"--scenarios: unknown {', '.join(bad)} (known: none, {', '.join(known)})")

@@ -81,6 +81,24 @@ OLD_NAMES = {"g0.05": "g5", "g0.25": "g25", "g1": "g100", "g0.5": "g50"}
 """Scenario names of earlier records (keys with dots cannot be quoted by the figures)."""
 
 
+def mechanism() -> list[dict[str, Any]]:
+    """The backup's work taken apart (``pulsed.py --scenarios``, unguarded, unpaced):
+    each part of it alone, to see which one production feels."""
+    unpaced = ["--mode", "unguarded"]
+    return [
+        {"name": "mr", "what": "reads only (1 MiB, uncached)", "family": "mechanism",
+         "backup": [*unpaced, "--parts", "read"]},
+        {"name": "mc", "what": "compression only (one chunk, in memory)", "family": "mechanism",
+         "backup": [*unpaced, "--parts", "compress"]},
+        {"name": "mw", "what": "writes only (fsync every 16 MiB)", "family": "mechanism",
+         "backup": [*unpaced, "--parts", "write"]},
+        {"name": "mrw", "what": "reads and writes, no compression", "family": "mechanism",
+         "backup": [*unpaced, "--parts", "read,write"]},
+        {"name": "mrk", "what": "reads only, 128 KiB", "family": "mechanism",
+         "backup": [*unpaced, "--parts", "read", "--chunk", str(SMALL)]},
+    ]  # fmt: skip
+
+
 def scenarios(quick: bool, profile: str = "mixed") -> list[dict[str, Any]]:
     """Every scenario: name, what it is, its family, the backup's arguments (None: none).
 

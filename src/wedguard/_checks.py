@@ -23,7 +23,11 @@ from typing import Any
 from wedguard.errors import ConfigError
 
 __all__ = [
+    "ALL",
+    "ALL_BUT_ONE",
+    "AUTO",
     "CPUS",
+    "GUARD_CPUS",
     "MAX_TIMEOUT",
     "NAME_MAX",
     "PATH_MAX",
@@ -159,26 +163,47 @@ def timeout(value: object) -> None:
         raise ConfigError("timeout", value, "seconds >= 0, or None")
 
 
-CPUS = "a number of cores >= 1, CPU numbers, or None"
+CPUS = "a number of cores >= 1, CPU numbers, 'all-but-one', or 'all' (None)"
+ALL_BUT_ONE = "all-but-one"
+"""``cpus``: every core this process may use but the first (a core left to
+production), where it may use two or more; else not confined."""
+ALL = "all"
+"""``cpus``: not confined (as None)."""
+AUTO = "auto"
+"""A guard's ``cpus``: a session's thread not confined, a command it runs on
+:data:`ALL_BUT_ONE`."""
+GUARD_CPUS = "'auto', a number of cores >= 1, CPU numbers, 'all-but-one', or 'all' (None)"
 
 
 def cpus(
     value: object, field: str, allowed: frozenset[int] | None = None, expected: str = CPUS
 ) -> frozenset[int] | None:
-    """``value`` as the cores to confine a backup to: None, a count ``n`` >= 1 (the last
-    ``n`` of ``allowed``; all of them when there are no more) or CPU numbers in
-    ``allowed``. ``allowed`` defaults to the calling thread's cores (Linux only);
-    ``expected`` is what the error says a valid value is.
+    """``value`` as the cores to confine a backup to: None or ``"all"`` (not
+    confined), a count ``n`` >= 1 (the last ``n`` of ``allowed``; all of them when there
+    are no more), ``"all-but-one"`` (all of ``allowed`` but the first; None when that is
+    one core, or not on Linux) or CPU numbers in ``allowed``. ``allowed`` defaults to
+    the calling thread's cores (Linux only); ``expected`` is what the error says a
+    valid value is.
 
     >>> cpus(1, "cpus", frozenset({0, 1, 2}))
     frozenset({2})
+    >>> cpus("all-but-one", "cpus", frozenset({0, 1, 2}))
+    frozenset({1, 2})
+    >>> cpus("all-but-one", "cpus", frozenset({3})) is None
+    True
     >>> cpus([3], "cpus", frozenset({0, 1}))
     Traceback (most recent call last):
     ...
     wedguard.errors.ConfigError: cpus: [3] is not valid; expected CPU numbers this process may use: [0, 1]
     """
-    if value is None:
+    if value is None or value == ALL:
         return None
+    if value == ALL_BUT_ONE:
+        if allowed is None:
+            if not hasattr(os, "sched_getaffinity"):
+                return None
+            allowed = frozenset(os.sched_getaffinity(0))
+        return frozenset(sorted(allowed)[1:]) if len(allowed) > 1 else None
     if isinstance(value, (bool, str, bytes, float)) or (isinstance(value, int) and value < 1):
         raise ConfigError(field, value, expected)
     if not isinstance(value, int):

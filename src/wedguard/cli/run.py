@@ -60,6 +60,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code if code >= 0 else 128 - code
 
 
+def _cores(text: str) -> int | str:
+    """``--cpus``: a count >= 1, ``all-but-one`` or ``all``."""
+    if text in ("all-but-one", "all"):
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not valid; expected a number of cores >= 1, all-but-one or all"
+        )
+    return n
+
+
 def register(commands: Commands) -> None:
     """``wedguard run``: its arguments."""
     p = commands.add("run", "run a command under the guard: niced, paused and paced by the guard")
@@ -76,11 +91,13 @@ def register(commands: Commands) -> None:
     )
     p.add_argument(
         "--cpus",
-        type=int,
+        type=_cores,
         default=None,
-        metavar="N",
+        metavar="N|all-but-one|all",
         help="confine the command and what it starts to N cores (the last ones this "
-        "process may use), leaving the others to production",
+        "process may use), leaving the others to production; all-but-one: every core "
+        "but the first; all: not confined (default: [guard] cpus of the configuration, "
+        "else all-but-one)",
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     p.set_defaults(func=cmd_run)

@@ -291,13 +291,26 @@ def check_opt_duration(ctx: Context, value: object, path: str) -> float | None:
     return check_duration(ctx, value, path)
 
 
-def check_cores(ctx: Context, value: object, path: str) -> int | tuple[int, ...]:
-    """``cpus``: a number of cores >= 1, or a list of CPU numbers this process may use."""
+def check_cores(ctx: Context, value: object, path: str) -> int | tuple[int, ...] | str:
+    """``backend_cpus``: a number of cores >= 1, a list of CPU numbers this process may
+    use, ``"all-but-one"`` or ``"all"``."""
+    return _cores(ctx, value, path, "")
+
+
+def check_guard_cores(ctx: Context, value: object, path: str) -> int | tuple[int, ...] | str:
+    """``[guard] cpus``: as :func:`check_cores`, or ``"auto"``."""
+    return "auto" if value == "auto" else _cores(ctx, value, path, "'auto', ")
+
+
+def _cores(ctx: Context, value: object, path: str, auto: str) -> int | tuple[int, ...] | str:
+    what = "a number of cores >= 1, a list of CPU numbers, 'all-but-one' or 'all'"
     try:
-        check_cpus(value, expected="a number of cores >= 1 or a list of CPU numbers")
+        check_cpus(value, expected=auto + what)
     except ConfigError as exc:
         raise ctx.error(path, value, exc.expected) from None
-    return value if isinstance(value, int) else tuple(value)  # type: ignore[arg-type]
+    if isinstance(value, (int, str)):
+        return value
+    return tuple(value)  # type: ignore[arg-type]
 
 
 def check_niceness(ctx: Context, value: object, path: str) -> int:

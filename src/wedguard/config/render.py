@@ -13,6 +13,7 @@ from wedguard.levels import Level
 from wedguard.policy.calendar import PeakHourCalendar
 from wedguard.policy.impact import Thresholds
 from wedguard.redact import redact_url
+from wedguard.runtime.defaults import CPUS
 from wedguard.units import (
     format_duration,
     format_rate,
@@ -91,8 +92,9 @@ def _guard_dict(g: GuardSettings) -> dict[str, Any]:
         guard["nice"] = g.nice
     if g.ionice:
         guard["ionice"] = True
-    if g.cpus is not None:
-        guard["cpus"] = g.cpus if isinstance(g.cpus, int) else list(g.cpus)
+    if g.cpus != CPUS:
+        cpus = "all" if g.cpus is None else g.cpus
+        guard["cpus"] = cpus if isinstance(cpus, (int, str)) else list(cpus)
     return guard
 
 

@@ -18,9 +18,9 @@ from wedguard.config.checks import (
     Check,
     Context,
     check_bool,
-    check_cores,
     check_duration,
     check_env_name,
+    check_guard_cores,
     check_guard_opt_rate,
     check_guard_rate,
     check_int,
@@ -56,6 +56,7 @@ from wedguard.runtime.alerts import Severity
 from wedguard.runtime.defaults import (
     BREAKER_FAILURE_THRESHOLD,
     BREAKER_RECOVERY_TIMEOUT,
+    CPUS,
     IONICE,
     MAX_CONCURRENT,
     MAX_HOLD,
@@ -100,7 +101,9 @@ class GuardSettings:
         nice: niceness added to a thread while it runs a session (0: none).
         ionice: a thread running a session is in the idle I/O class.
         cpus: the cores a session's thread and a ``wedguard run`` command are
-            confined to: a count or CPU numbers (None: not confined).
+            confined to: ``"auto"`` (the default: a command on every core but the
+            first, where there are two or more; a session's thread where it is),
+            ``"all-but-one"``, a count, CPU numbers, or ``"all"`` (not confined).
     """
 
     rate: float = RATE
@@ -114,7 +117,7 @@ class GuardSettings:
     control_socket: str | None = None
     nice: int = NICE
     ionice: bool = IONICE
-    cpus: int | tuple[int, ...] | None = None
+    cpus: int | tuple[int, ...] | str | None = CPUS
 
 
 @attrs.frozen(slots=True)
@@ -166,7 +169,7 @@ GUARD_SCHEMA: dict[str, Check] = {
     "control_socket": check_socket_path,
     "nice": check_niceness,
     "ionice": check_bool,
-    "cpus": check_cores,
+    "cpus": check_guard_cores,
 }
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
+from wedguard import _checks
 from wedguard.errors import ConfigError
 from wedguard.io import children
 from wedguard.io.duty_cycle import ChildPacer
@@ -133,9 +134,9 @@ def _options(
         raise ConfigError("name", name, "a non-empty string")
     niceness = check_nice(nice)
     cores = (
-        getattr(guard, "cpus", None)
+        getattr(guard, "child_cpus", getattr(guard, "cpus", None))
         if cpus == "guard"
-        else check_cpus(cpus, expected="'guard', a number of cores >= 1, CPU numbers, or None")
+        else check_cpus(cpus, expected="'guard', " + _checks.CPUS)
     )
     io_cap = _INF if io_rate is None else parse_rate(io_rate, field="io_rate")
     if not io_cap > 0:
@@ -234,9 +235,11 @@ class GuardedProcess:
         nice: niceness to add (0..19, default 10; 0 leaves it alone).
         ionice: put the child in the idle I/O class (default True).
         cpus: the cores the child and what it starts are confined to, from its first
-            instruction: ``"guard"`` (the default: the guard's ``cpus``), a count
-            (``1``: the last core this process may use), CPU numbers, or None (not
-            confined). See :func:`wedguard.io.priority.check_cpus`.
+            instruction: ``"guard"`` (the default: the guard's
+            :attr:`~wedguard.Guard.child_cpus`, by default every core but the
+            first), a count (``1``: the last core this process may use), CPU numbers,
+            ``"all-but-one"``, or None (or ``"all"``: not confined). See
+            :func:`wedguard.io.priority.check_cpus`.
         io_rate: a byte-rate cap of its own, under the guard's (default: the guard's).
         cpu_share: the share of the machine's CPU it may use at PEAK (default 0.30;
             None: no cap). A calendar window with a ``cpu_share`` overrides it.

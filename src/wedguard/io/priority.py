@@ -121,10 +121,12 @@ _held: dict[int, _Held] = {}  # thread id -> its outermost lowering and the dept
 def check_cpus(
     value: object, field: str = "cpus", expected: str = _checks.CPUS
 ) -> frozenset[int] | None:
-    """``value`` as the cores to confine a backup to: None (no confinement), a count
-    ``n`` >= 1 (the last ``n`` cores this process may use now; all of them when it may
-    use no more) or CPU numbers this process may use. Inside a session that confined
-    the calling thread, "this process" still means the cores it had before.
+    """``value`` as the cores to confine a backup to: None or ``"all"`` (no
+    confinement), a count ``n`` >= 1 (the last ``n`` cores this process may use now;
+    all of them when it may use no more), ``"all-but-one"`` (every core it may use but
+    the first; None where it may use only one, or not on Linux) or CPU numbers this
+    process may use. Inside a session that confined the calling thread, "this process"
+    still means the cores it had before.
 
     >>> import os
     >>> check_cpus(None) is None
@@ -134,7 +136,7 @@ def check_cpus(
     >>> check_cpus(0)
     Traceback (most recent call last):
     ...
-    wedguard.errors.ConfigError: cpus: 0 is not valid; expected a number of cores >= 1, CPU numbers, or None
+    wedguard.errors.ConfigError: cpus: 0 is not valid; expected a number of cores >= 1, CPU numbers, 'all-but-one', or 'all' (None)
 
     Raises:
         ConfigError: not a count >= 1, an empty set (``expected`` says what is), a CPU

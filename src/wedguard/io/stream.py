@@ -150,7 +150,8 @@ def stream_command(
         raise ConfigError("dst", dst, "a path or a binary file object with write()")
     session = name or Path(items[0]).name
     with tempfile.TemporaryFile() as err:
-        with starting_on(getattr(guard, "cpus", None)):  # the command on the guard's cores
+        # the command on the guard's cores
+        with starting_on(getattr(guard, "child_cpus", getattr(guard, "cpus", None))):
             proc = subprocess.Popen(
                 items,
                 stdin=subprocess.DEVNULL,

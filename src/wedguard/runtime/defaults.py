@@ -21,6 +21,7 @@ from typing import Final
 __all__ = [
     "BREAKER_FAILURE_THRESHOLD",
     "BREAKER_RECOVERY_TIMEOUT",
+    "CPUS",
     "IONICE",
     "MAX_CONCURRENT",
     "MAX_HOLD",
@@ -50,6 +51,9 @@ MAX_HOLD: Final = 1800.0
 NICE: Final = 0
 #: a thread running a session is in the idle I/O class
 IONICE: Final = False
+#: the cores a session's thread and a guarded command run on: "auto", a session's thread
+#: where it is, a command on every core but the first (a core left to production)
+CPUS: Final = "auto"
 #: the guard's circuit breaker opens after this many consecutive failures...
 BREAKER_FAILURE_THRESHOLD: Final = 3
 #: ...and tries again after this many seconds

@@ -39,6 +39,7 @@ from wedguard.runtime import protect as _protect
 from wedguard.runtime.aliases import GuardAliases, bind
 from wedguard.runtime.core import GuardCore
 from wedguard.runtime.defaults import (
+    CPUS,
     IONICE,
     MAX_CONCURRENT,
     NICE,
@@ -144,16 +145,20 @@ class Guard(GuardAliases):
             reasons ("api.latency_s: no baseline yet, not judged") and logged.
             Samples taken with :meth:`tick` while no session runs add to the
             baseline too.
-        cpus: confine the backup to some cores: a count (``1``: the last core this
-            process may use) or CPU numbers. A thread running a session is confined
-            while it runs it, and a ``guard.run``/``guard.popen`` child (and what it
-            starts) for its life. None, the default, confines nothing. On a machine
-            with few cores this protects production's tail best: a backup that
-            keeps every core busy at once delays production's wake-ups, whatever its
+        cpus: confine the backup to some cores: a thread running a session while it
+            runs it, and a ``guard.run``/``guard.popen``/``guard.stream`` command (and
+            what it starts) for its life. The default, ``"auto"``, confines each
+            command to every core this process may use but the first (where it may
+            use two or more; on one core, or off Linux, nothing) and leaves a
+            session's thread where it is (one thread cannot keep two cores busy). A
+            count (``1``: the last core), CPU numbers or ``"all-but-one"`` confine
+            both to those; None (or ``"all"``) confines nothing. On a machine with
+            few cores this protects production's tail best: a backup that keeps
+            every core busy at once delays production's wake-ups, whatever its
             niceness; one that leaves a core free does not. See
             :func:`wedguard.io.priority.check_cpus` and the PostgreSQL how-to.
 
-    .. versionchanged:: 0.3.0 ``cpus``.
+    .. versionchanged:: 0.3.0 ``cpus``; by default ``"auto"``.
 
     Use the guard as a context manager (or call :meth:`close`): events still queued
     reach the sinks before it ends. A guard that was never closed is closed at
@@ -213,7 +218,7 @@ class Guard(GuardAliases):
         baseline_warmup: float | str | _Default | None = DEFAULT,
         sched_idle: bool = False,
         shaping: Any = None,
-        cpus: int | Iterable[int] | None = None,
+        cpus: int | Iterable[int] | str | None = CPUS,
     ) -> None:
         self._host = GuardCore(
             guard_settings(
@@ -254,9 +259,18 @@ class Guard(GuardAliases):
 
     @property
     def cpus(self) -> frozenset[int] | None:
-        """The cores a session's thread and a ``guard.run`` child are confined to
-        (None: not confined)."""
+        """The cores a session's thread is confined to (None: not confined)."""
         return self._host.settings.cpus
+
+    @property
+    def child_cpus(self) -> frozenset[int] | None:
+        """The cores a ``guard.run``/``guard.popen``/``guard.stream`` command, and what
+        it starts, is confined to (None: not confined). With the default
+        ``cpus="auto"``: every core this process may use but the first.
+
+        .. versionadded:: 0.3.0
+        """
+        return self._host.settings.child_cpus
 
     @property
     def shaper(self) -> Any:

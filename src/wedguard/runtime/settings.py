@@ -24,7 +24,13 @@ from wedguard.clock import Clock, SystemClock, check_clock
 from wedguard.errors import ConfigError
 from wedguard.interfaces import Analyzer, Breaker, Calendar, Controller, Sink, Source
 from wedguard.io.priority import check_cpus, check_nice, check_sched_idle
-from wedguard.runtime.defaults import MAX_INTERVAL, MAX_SLOT_TIMEOUT, MIN_INTERVAL, MIN_RATE
+from wedguard.runtime.defaults import (
+    CPUS,
+    MAX_INTERVAL,
+    MAX_SLOT_TIMEOUT,
+    MIN_INTERVAL,
+    MIN_RATE,
+)
 from wedguard.units import parse_duration, parse_rate
 
 __all__ = [
@@ -71,6 +77,7 @@ class GuardSettings:
     ionice: bool
     sched_idle: bool
     cpus: frozenset[int] | None
+    child_cpus: frozenset[int] | None
     shaper: Any
     coordinator: Any
     max_concurrent: int | None
@@ -274,7 +281,7 @@ def guard_settings(
     baseline_warmup: Any,
     sched_idle: Any = False,
     shaping: Any = None,
-    cpus: Any = None,
+    cpus: Any = CPUS,
 ) -> GuardSettings:
     """Check a guard's arguments (in the order of the signature) and fill in defaults."""
     the_clock, the_rate, the_ops = _clock_and_rates(clock, rate, ops_rate)
@@ -309,7 +316,8 @@ def guard_settings(
         nice=the_nice,
         ionice=the_ionice,
         sched_idle=check_sched_idle(sched_idle),
-        cpus=check_cpus(cpus),
+        cpus=None if cpus == _checks.AUTO else check_cpus(cpus, expected=_checks.GUARD_CPUS),
+        child_cpus=check_cpus(_checks.ALL_BUT_ONE if cpus == _checks.AUTO else cpus),
         shaper=shaper,
         coordinator=coordinator,
         max_concurrent=limit,
