@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             ),
             text,
         )
+        marks = text.count("<!-- fig ")
+        found = len(MARK.findall(text))
+        if marks != found:  # a mark the pattern does not read is never checked
+            differ += 1
+            print(f"{page.relative_to(TOP)}: {marks - found} figure mark(s) malformed")
         for m, want in figures(page):
             if want.startswith("<no "):  # a figure its results file does not hold
                 differ += 1

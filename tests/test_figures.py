@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from script_helpers import load_script
 
@@ -48,6 +49,24 @@ def test_a_changed_figure_is_caught(tmp_path: Path) -> None:
     fake.write_text(edited)
     [(m2, want2)] = list(figures.figures(fake))
     assert m2.group(4) != want2
+
+
+def test_every_mark_on_the_pages_is_read() -> None:
+    """A mark the pattern cannot read (two spaces, a missing key) would never be checked."""
+    figures = _figures()
+    for page in figures.pages():
+        if page.exists():
+            text = page.read_text(encoding="utf-8")
+            assert text.count("<!-- fig ") == len(figures.MARK.findall(text)), page.name
+
+
+def test_a_malformed_mark_fails_the_check(tmp_path: Path, monkeypatch: Any) -> None:
+    figures = _figures()
+    page = tmp_path / "page.md"
+    page.write_text("run of <!-- fig impact/pulsed-cpus.json when  -->0<!-- /fig -->\n")
+    monkeypatch.setattr(figures, "pages", lambda: iter([page]))
+    monkeypatch.setattr(figures, "TOP", tmp_path)
+    assert figures.main(["--check"]) == 1
 
 
 def test_the_reliability_goals_name_tests_that_exist() -> None:
