@@ -71,6 +71,8 @@ Scenarios (each once per run, in a shuffled order):
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
 * ``guarded_pinned_share``: the same with ``guard.run``'s default ``cpu_share=0.30``;
+* ``guarded_pinned_self``: ``guarded_pinned_share`` with the guard's own process (its
+  sampler, the child's monitor, everything it starts) on the dump's core as well;
 * ``guarded_auto``: ``guard.run`` of a guard as it comes since 0.3 (``cpus="auto"``:
   ``pg_dump`` on every core but the first), its source not lowering the backend (the
   other guarded scenarios pass ``cpus=None``: every core, the default before).
@@ -129,6 +131,7 @@ SCENARIOS = (
     "pinned",
     "guarded_pinned",
     "guarded_pinned_share",
+    "guarded_pinned_self",
     "guarded_auto",
 )
 # what the harm is made of (run only when named in --scenarios): busy cores, no dump
@@ -162,6 +165,8 @@ def driver(a: argparse.Namespace) -> None:
         return
     guard = lower = None
     pinned = "pinned" in a.scenario
+    if a.scenario == "guarded_pinned_self":  # the guard's own threads with the dump
+        os.sched_setaffinity(0, check_cpus(1))
     if a.scenario.startswith("guarded"):
         guard = pgdump.make_guard(
             pgdump.guard_source(a.dsn, a.scenario),
