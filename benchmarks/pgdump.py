@@ -281,23 +281,27 @@ def server_user() -> str:
 def guard_source(dsn: str, scenario: str) -> Any:
     """The ``PostgresSource`` a guarded scenario's guard reads: ``SELECT 1`` (or, for
     ``guarded_probe``, ``LOAD_QUERY``), lowering the dump's backend for
-    ``guarded_backend`` (nice 19, idle I/O) and ``guarded_idle`` (``SCHED_IDLE`` too),
-    confining it to the last core for a ``pinned`` scenario (``cpus=1``)."""
+    ``guarded_backend`` (nice 19, idle I/O, every core) and ``guarded_idle``
+    (``SCHED_IDLE`` too), confining it to the last core for a ``pinned`` scenario
+    (``cpus=1``), and as ``BackendPriority()`` comes for ``guarded_auto_backend`` (nice
+    19, idle I/O, every core but the first)."""
     from wedguard.sources import PostgresSource
     from wedguard.sources.pg_backends import BackendPriority
 
     pinned = "pinned" in scenario
-    lowers = scenario in ("guarded_backend", "guarded_idle") or pinned
-    priority = None
+    lowers = scenario in ("guarded_backend", "guarded_idle", "guarded_auto_backend") or pinned
+    priority = BackendPriority(cpus=None)  # nice 19, idle I/O, on every core
     if scenario == "guarded_idle":
-        priority = BackendPriority(sched_idle=True)
+        priority = BackendPriority(sched_idle=True, cpus=None)
     elif pinned:  # only confined: pg_dump's core, the last one (as Guard(cpus=1))
         priority = BackendPriority(nice=None, ionice=None, cpus=1)
+    elif scenario == "guarded_auto_backend":  # as it comes: nice 19, idle I/O, confined
+        priority = BackendPriority()
     return PostgresSource(
         dsn,
         query=LOAD_QUERY if scenario == "guarded_probe" else "SELECT 1",
         lower_backends="pg_dump" if lowers else None,
-        backend_priority=priority,
+        backend_priority=priority if lowers else None,
     )
 
 
@@ -439,7 +443,6 @@ class Bench:
 
     def dump(self, scenario: str, path: Path) -> dict[str, Any]:
         """Run one dump the scenario's way; what happened to it."""
-        from wedguard.sources import PostgresSource
 
         info: dict[str, Any] = {}
         if scenario == "unguarded":
@@ -447,7 +450,7 @@ class Bench:
         elif scenario == "nice":
             self.niced(path, None)
         elif scenario == "nice_backend":
-            with PostgresSource(self.dsn, lower_backends="pg_dump") as lower:
+            with guard_source(self.dsn, "guarded_backend") as lower:  # nice 19, idle I/O
                 self.niced(path, lower)
         else:
             lowers = scenario in ("guarded_backend", "guarded_idle")

@@ -75,7 +75,9 @@ Scenarios (each once per run, in a shuffled order):
   sampler, the child's monitor, everything it starts) on the dump's core as well;
 * ``guarded_auto``: ``guard.run`` of a guard as it comes since 0.3 (``cpus="auto"``:
   ``pg_dump`` on every core but the first), its source not lowering the backend (the
-  other guarded scenarios pass ``cpus=None``: every core, the default before).
+  other guarded scenarios pass ``cpus=None``: every core, the default before);
+* ``guarded_auto_backend``: the same with its source's ``lower_backends="pg_dump"`` as
+  it comes (``BackendPriority()``: nice 19, idle I/O, every core but the first).
 
 Mechanism scenarios, run only when named in ``--scenarios`` (no dump; the same
 windows): ``busy_core``: one process spinning on the CPU; ``busy_cores``: two;
@@ -133,6 +135,7 @@ SCENARIOS = (
     "guarded_pinned_share",
     "guarded_pinned_self",
     "guarded_auto",
+    "guarded_auto_backend",
 )
 # what the harm is made of (run only when named in --scenarios): busy cores, no dump
 MECHANISM = ("busy_core", "busy_cores", "busy_cores_idle", "busy_cores_pinned")
@@ -171,7 +174,7 @@ def driver(a: argparse.Namespace) -> None:
         guard = pgdump.make_guard(
             pgdump.guard_source(a.dsn, a.scenario),
             wg.Baseline.load(a.baseline_file),
-            cpus=1 if pinned else "auto" if a.scenario == "guarded_auto" else None,
+            cpus=1 if pinned else "auto" if a.scenario.startswith("guarded_auto") else None,
         )
     elif a.scenario in ("nice_backend", "pinned"):
         lower = pgdump.guard_source(a.dsn, a.scenario if pinned else "guarded_backend")

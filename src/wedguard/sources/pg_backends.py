@@ -29,7 +29,7 @@ changed. Linux only.
 
 Example::
 
-    >>> BackendPriority()
+    >>> BackendPriority(cpus=None)
     BackendPriority(nice=19, ionice='idle', sched_idle=False, cpus=None)
     >>> split_backends([7, 9], {5, 7})
     ([9], [5])
@@ -103,12 +103,16 @@ class BackendPriority:
             backend runs only when a core would otherwise idle. It may then hold a
             buffer lock that a production query waits for while it does not run;
             ``nice=19`` alone leaves it a small share instead.
-        cpus: confine it to some cores (default None: not confined): a count (``1``:
-            the last core this process may use) or CPU numbers, as ``Guard(cpus=)``;
-            give both the same value and ``pg_dump`` and its backend share those
-            cores, leaving the others to production (see the PostgreSQL how-to).
+        cpus: confine it to some cores: ``"all-but-one"`` (the default: every core
+            this process may use but the first, where ``guard.run`` puts ``pg_dump``
+            by default; not confined where there is one core), a count (``1``: the
+            last core), CPU numbers, or None (or ``"all"``: not confined), as
+            ``Guard(cpus=)``. ``pg_dump`` and its backend then share those cores,
+            leaving the others to production (see the PostgreSQL how-to): confining
+            ``pg_dump`` alone, its backend spilled onto the free core and the load's
+            p95 rose ×1.6.
 
-    .. versionchanged:: 0.3.0 ``cpus``.
+    .. versionchanged:: 0.3.0 ``cpus``, by default ``"all-but-one"``.
 
     >>> BackendPriority(nice=25)
     Traceback (most recent call last):
@@ -119,7 +123,9 @@ class BackendPriority:
     nice: int | None = attrs.field(default=19, validator=_check_nice)
     ionice: str | None = attrs.field(default="idle", validator=_check_ionice)
     sched_idle: bool = attrs.field(default=False, validator=_check_sched_idle)
-    cpus: frozenset[int] | None = attrs.field(default=None, converter=_to_cpus)
+    cpus: frozenset[int] | None = attrs.field(
+        factory=lambda: _to_cpus(_checks.ALL_BUT_ONE), converter=_to_cpus
+    )
 
 
 def split_backends(current: Iterable[int], lowered: Iterable[int]) -> tuple[list[int], list[int]]:
