@@ -537,6 +537,43 @@ def test_a_chunk_that_o_direct_cannot_read_is_refused(tmp_path: Path, big_file: 
     assert "--chunk 1000" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("parts", "writes"),
+    [("read", False), ("compress", False), ("write", True), ("read,write", True)],
+)
+def test_a_backup_keeping_part_of_its_work_does_only_that(
+    tmp_path: Path, big_file: Path, parts: str, writes: bool
+) -> None:
+    """--parts takes the backup's work apart for the mechanism scenarios (mr, mc, mw...)."""
+    got = backup_json(tmp_path, big_file, "--mode", "unguarded", "--parts", parts)
+    assert got["parts"] == sorted(parts.split(","))
+    assert got["bytes"] > 0  # it went through chunks
+    assert (got["written"] > 0) is writes
+    whole = backup_json(tmp_path, big_file, "--mode", "unguarded")
+    assert whole["parts"] == ["compress", "read", "write"]
+    assert whole["written"] > 0
+
+
+def test_an_unknown_part_is_refused(tmp_path: Path, big_file: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable, str(HERE / "backup.py"), "--mode", "unguarded",
+            "--data", str(big_file), "--out", str(tmp_path / "o"),
+            "--timeline", str(tmp_path / "t.json"), "--start-at", "0", "--stop-at", "0",
+            "--parts", "read,upload",
+        ],
+        cwd=HERE, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "--parts read,upload" in out.stderr
+
+
+def test_the_mechanism_scenarios_are_known_to_the_pulsed_harness() -> None:
+    names = {sc["name"] for sc in run.mechanism()}
+    assert names == {"mr", "mc", "mw", "mrw", "mrk"}
+    assert not names & {sc["name"] for sc in run.scenarios(False)}  # not in run.py's runs
+
+
 def test_the_sleeping_backup_reads_nothing(tmp_path: Path, big_file: Path) -> None:
     """z: the static schedule's wake-ups, no bytes read or written."""
     got = backup_json(tmp_path, big_file, "--mode", "sleep", "--limit", "20e6")

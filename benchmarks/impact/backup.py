@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     pos = 0
     slept = 0  # mode sleep: the bytes it pretends to have read
     unsynced = 0
-    written_since = 0
+    written = 0  # bytes written out
     waited = 0.0
     error = ""
     policies: dict[int, int] = {}
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 if writes:
                     os.write(out, data)
                     unsynced += len(data)
-                    written_since += len(data)
+                    written += len(data)
                 if unsynced >= FSYNC_EVERY:
                     os.fsync(out)
                     harness.drop_pages(out)
@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             "timeline": timeline,
             "error": error,
             "chunk": chunk,
+            "parts": sorted(parts),
+            "written": written,
             "threads": len(policies),
             "policies": sorted(set(policies.values())),
             **prio,
