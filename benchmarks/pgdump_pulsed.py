@@ -67,6 +67,8 @@ Scenarios (each once per run, in a shuffled order):
   backend_priority=BackendPriority(nice=None, ionice=None, cpus=1))`` the driver
   samples once a second; between samples the source's watch (``backend_watch``,
   every 50 ms) confines a new dump's backend;
+* ``pinned_shm``: ``pinned`` writing its dumps to memory (``/dev/shm``) instead of the
+  disk the server's WAL is on: what the dump's writes (and their writeback) cost;
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
@@ -131,6 +133,7 @@ SCENARIOS = (
     "sched_idle",
     "static",
     "pinned",
+    "pinned_shm",
     "guarded_pinned",
     "guarded_pinned_share",
     "guarded_pinned_self",
@@ -176,7 +179,7 @@ def driver(a: argparse.Namespace) -> None:
             wg.Baseline.load(a.baseline_file),
             cpus=1 if pinned else "auto" if a.scenario.startswith("guarded_auto") else None,
         )
-    elif a.scenario in ("nice_backend", "pinned"):
+    elif a.scenario in ("nice_backend", "pinned", "pinned_shm"):
         lower = pgdump.guard_source(a.dsn, a.scenario if pinned else "guarded_backend")
     log = open(a.log, "a", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
 
@@ -189,7 +192,8 @@ def driver(a: argparse.Namespace) -> None:
     try:
         k = 0
         while not stop_file.exists():
-            path = Path(a.workdir) / f"{a.scenario}-{k}.dump"
+            where = Path("/dev/shm") if a.scenario == "pinned_shm" else Path(a.workdir)
+            path = where / f"wedguard-{os.getpid()}-{a.scenario}-{k}.dump"
             note(event="start", path=str(path))
             full = [*argv, "-f", str(path)]
             info: dict[str, Any] = {}
@@ -204,7 +208,7 @@ def driver(a: argparse.Namespace) -> None:
                 rc = paced(argv, path, a.static_rate)
             else:
                 proc = subprocess.Popen(full)  # sched_idle: argv is chrt --idle 0 pg_dump
-                if a.scenario == "pinned":
+                if pinned:
                     note_ = lower_process(proc.pid, 0, False, check_cpus(1))
                     if note_.notes:
                         raise RuntimeError("; ".join(note_.notes))
