@@ -27,7 +27,7 @@ from script_helpers import load_script
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = [
     ROOT / "benchmarks" / "results" / f"pgdump-{name}.json"
-    for name in ("pulsed", "pinned", "mechanism", "confined", "self", "auto")
+    for name in ("pulsed", "pinned", "mechanism", "confined", "self", "auto", "shm")
 ]
 
 
