@@ -180,6 +180,8 @@ def test_the_configuration_key_builds_a_lowering_source(monkeypatch: pytest.Monk
 def test_the_configuration_sets_how_often_new_backends_are_looked_for(
     monkeypatch: pytest.MonkeyPatch, written: object, watch: float | None
 ) -> None:
+    import tomllib
+
     monkeypatch.setenv("WEDGUARD_TEST_DSN", "host=/nowhere dbname=x")
     source = {"type": "postgres", "dsn_env": "WEDGUARD_TEST_DSN", "lower_backends": "pg_dump"}
     config = Config.from_dict(
@@ -188,6 +190,8 @@ def test_the_configuration_sets_how_often_new_backends_are_looked_for(
     with config.assemble(sinks=[]) as built:
         (db,) = (s for s in built.guard._sources if isinstance(s, PostgresSource))
         assert db.backend_watch == watch
+    again = Config.from_dict(tomllib.loads(config.render()))  # renders back as it was read
+    assert again.render() == config.render()
 
 
 @pytest.mark.parametrize(
@@ -514,6 +518,23 @@ def test_the_watch_outlives_a_lost_connection(
             _wait_for(lambda: os.sched_getaffinity(backend) == {last}, timeout=0.9)
     finally:
         source.close()
+
+
+def test_a_backend_in_a_cpuset_apart_from_the_dumps_cores_is_lowered_not_confined(
+    postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
+) -> None:
+    """As for a server whose cgroup allows it the first core only: the default
+    ``"all-but-one"`` has no core in common with it, and the backend is still niced."""
+    backend = blocked_dump["backend"]
+    first = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(backend, {first})
+    lowerer = BackendLowerer(BackendPriority())
+    assert lowerer.update([backend]) == [backend]
+    assert os.sched_getaffinity(backend) == {first}  # left where the server allows it
+    assert _priority(backend)[0] == 19
+    assert lowerer.restore() == [backend]
+    assert _priority(backend)[0] == 0
+    os.sched_setaffinity(backend, os.sched_getaffinity(0))
 
 
 def test_a_backend_lowered_by_the_watch_is_kept_by_a_sample_that_read_before_it(

@@ -302,6 +302,8 @@ def build_source(ctx: Context, spec: SourceSpec) -> Source:
                 opts["password"] = environment(
                     ctx, f"{where}.password_env", opts.pop("password_env")
                 )
+            if opts.get("backend_watch") is False:  # false in the file: at samples only
+                opts["backend_watch"] = None
             if "backend_cpus" in opts:  # the backend on the dump's cores, as well as lowered
                 opts["backend_priority"] = BackendPriority(cpus=opts.pop("backend_cpus"))
             return src.PostgresSource(dsn, **opts)

@@ -327,10 +327,10 @@ def check_positive_duration(ctx: Context, value: object, path: str) -> float:
     return seconds
 
 
-def check_duration_or_off(ctx: Context, value: object, path: str) -> float | None:
-    """A duration > 0, or ``false``: off (None)."""
+def check_duration_or_off(ctx: Context, value: object, path: str) -> float | bool:
+    """A duration > 0, or ``false``: off (kept as False, so that it renders back)."""
     if value is False:
-        return None
+        return False
     if value is True:
         raise ctx.error(path, value, "a duration > 0 such as '50ms', or false")
     return check_positive_duration(ctx, value, path)

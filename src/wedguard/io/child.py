@@ -287,7 +287,7 @@ class GuardedProcess:
         name: str | None = None,
         nice: int = 10,
         ionice: bool = True,
-        cpus: int | Iterable[int] | Literal["guard"] | None = "guard",
+        cpus: int | Iterable[int] | str | None = "guard",
         io_rate: float | str | None = None,
         cpu_share: float | None = 0.30,
         max_pause: float | str = "30m",

@@ -10,7 +10,8 @@ hand-written ``Popen`` loop gets wrong, it gets right:
   command at once: it cannot hang, blocked on a full pipe nobody reads any more;
 * a command that fails raises :class:`CommandFailed` with its exit status and the
   last lines it wrote on standard error;
-* on a guard with ``cpus``, the command (and what it starts) runs on those cores;
+* the command (and what it starts) runs on the guard's ``child_cpus`` (by default
+  every core but the first);
 * with a path as ``dst`` the output goes to ``<dst>.partial`` and is renamed over
   ``dst`` only when the command succeeded and the file is on disk (fsync'ed), so a
   failed or stopped dump never looks like a finished one.

@@ -107,7 +107,9 @@ class BackendPriority:
             this process may use but the first, where ``guard.run`` puts ``pg_dump``
             by default; not confined where there is one core), a count (``1``: the
             last core), CPU numbers, or None (or ``"all"``: not confined), as
-            ``Guard(cpus=)``. ``pg_dump`` and its backend then share those cores,
+            ``Guard(cpus=)``, within the cores the backend may use (a server in a
+            cpuset of other cores is not confined). ``pg_dump`` and its backend then
+            share those cores,
             leaving the others to production (see the PostgreSQL how-to): confining
             ``pg_dump`` alone, its backend spilled onto the free core and the load's
             p95 rose ×1.6.
@@ -155,8 +157,9 @@ def pid_span(since: int, last: int, *, pid_max: int, limit: int = 4096) -> list[
         return []
     if last > since:
         return list(range(since + 1, last + 1)) if last - since <= limit else None
-    span = [*range(since + 1, pid_max), *range(1, last + 1)]  # wrapped past pid_max - 1
-    return span if len(span) <= limit else None
+    if (pid_max - 1 - since) + last > limit:  # wrapped past pid_max - 1: too many
+        return None
+    return [*range(since + 1, pid_max), *range(1, last + 1)]
 
 
 def _last_pid() -> int:
@@ -419,8 +422,10 @@ class BackendLowerer:
                 proc.ionice(psutil.IOPRIO_CLASS_IDLE)
             if p.sched_idle:
                 os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
-            if p.cpus is not None:
-                os.sched_setaffinity(pid, p.cpus)
+            if p.cpus is not None and saved.affinity is not None:
+                cores = p.cpus & saved.affinity  # within the server's own cpuset
+                if cores:  # none in common: it runs away from the dump's cores already
+                    os.sched_setaffinity(pid, cores)
         except (psutil.NoSuchProcess, ProcessLookupError):
             return None
         except (PermissionError, psutil.AccessDenied) as exc:

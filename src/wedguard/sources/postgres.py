@@ -71,7 +71,7 @@ _NEW_BACKENDS_SQL: Final = (
     "SELECT pid, backend_type = 'client backend' AND application_name = %s, "
     "backend_type <> 'client backend' OR application_name <> '' "
     "OR backend_start < now() - interval '0.5 s' "
-    "FROM pg_stat_activity WHERE pid = ANY(%s)"
+    "FROM pg_stat_activity WHERE pid = ANY(%s) AND pid <> pg_backend_pid()"
 )
 _PENDING_S: Final = 2.0  # how long a new child is looked for in pg_stat_activity
 _FIND_STATEMENTS: Final = (
@@ -197,12 +197,13 @@ class PostgresSource:
     A new backend is not left to the next sample: a thread wakes every
     ``backend_watch`` seconds (default 0.05) and reads the system's last process id
     (``/proc/loadavg``, no round trip to the server); only when the server has started
-    a process since does it ask ``pg_stat_activity`` about that process, on the
-    source's connection, and lower it if it matches. A dump's backend is so lowered
-    (confined, with ``cpus``) within about ``backend_watch`` of its start, before it
-    does much work, where a 1 s sample would leave it a second on every core. The
-    thread starts with the first sample that lowers, and ends with :meth:`close`;
-    ``backend_watch=None`` leaves the finding to the samples.
+    a process since does it ask ``pg_stat_activity`` about that process, on a
+    connection of its own (one more to the server), and lower it if it matches. A
+    dump's backend is so lowered (confined, with ``cpus``) within about
+    ``backend_watch`` of its start, before it does much work, where a 1 s sample would
+    leave it a second on every core. The thread starts once a sample has found the
+    server local and its backends lowerable, follows a server that restarts, and ends
+    with :meth:`close`; ``backend_watch=None`` leaves the finding to the samples.
 
     Args:
         dsn: a libpq connection string, ``"host=db dbname=wed user=monitor"``, or URL,
@@ -467,13 +468,13 @@ class PostgresSource:
         self.backend_error = str(exc)
 
     def _start_watch(self, own: int, lowerer: BackendLowerer) -> None:
-        """Start the thread that lowers a new backend between samples (the server is
-        the parent of ``own``, this source's backend)."""
+        """Start the thread that lowers a new backend between samples; it looks for
+        the children the server (the parent of ``own``, this source's backend) starts
+        from now on."""
         if self.backend_watch is None or self._watch is not None or self._closing:
             return
         try:
-            server = psutil.Process(own).ppid()
-            forks = ForkWatch(server)
+            forks = ForkWatch(psutil.Process(own).ppid())
         except (OSError, ValueError, psutil.Error) as exc:
             log.warning("%s: new backends are found at each sample only: %s", self, exc)
             return
@@ -488,43 +489,63 @@ class PostgresSource:
     def _watch_loop(self, forks: ForkWatch, lowerer: BackendLowerer, every: float) -> None:
         """Every ``every`` seconds: the server's new children; those that are backends
         with the application_name asked for are lowered. A child not yet in
-        ``pg_stat_activity`` (still starting) is asked about again, for up to 2 s."""
+        ``pg_stat_activity`` (still starting) is asked about again, for up to 2 s.
+
+        The watch has a connection of its own (the probe's round trips are never
+        timed behind its queries, and closing one never pulls the other from under
+        a query). After a failure it connects again at the next look, at most once
+        a second; a server that restarted (a new postmaster) is followed."""
+        conn: Any = None
         pending: dict[int, float] = {}
-        while not self._watch_stop.wait(every):
-            try:
-                found = forks.new()
-            except (OSError, ValueError) as exc:  # pragma: no cover - /proc gone away
-                log.warning("%s: new backends are found at each sample only: %s", self, exc)
-                return
-            now = time.monotonic()
-            for pid in found or ():
-                pending.setdefault(pid, now)
-            conn = self._conn
-            if (found is not None and not pending) or conn is None or self._closing:
-                continue
-            try:
-                if found is None:  # too many processes started to look at each
-                    rows = conn.execute(_BACKENDS_SQL, (self.lower_backends,)).fetchall()
-                    pending.clear()
-                    match = [r[0] for r in rows]
-                else:
-                    rows = conn.execute(
-                        _NEW_BACKENDS_SQL, (self.lower_backends, list(pending))
-                    ).fetchall()
-                    match = [pid for pid, matches, _known in rows if matches]
-                    for pid, _matches, known in rows:
-                        if known:
-                            del pending[pid]
-                for pid, since in list(pending.items()):
-                    if now - since > _PENDING_S or not os.path.exists(f"/proc/{pid}"):
-                        del pending[pid]  # never a backend, or ended
-            except Exception:  # the samples report the connection's state
-                continue
-            if match and not self._watch_stop.is_set():
+        retry_at = -math.inf
+        try:
+            while not self._watch_stop.wait(every):
+                now = time.monotonic()
                 try:
-                    lowerer.add(match)
+                    if conn is None:
+                        if now < retry_at:
+                            continue
+                        retry_at = now + 1.0
+                        conn = self._psycopg.connect(self._dsn, **self._kwargs)
+                        ms = max(1, round(self.timeout * 1000))
+                        conn.execute(f"SET statement_timeout = {ms}")
+                        server = psutil.Process(conn.info.backend_pid).ppid()
+                        if forks.parent != server:  # the server restarted
+                            forks, pending = ForkWatch(server), {}
+                    found = forks.new()
+                    for pid in found or ():
+                        pending.setdefault(pid, now)
+                    for pid, since in list(pending.items()):
+                        if now - since > _PENDING_S or not os.path.exists(f"/proc/{pid}"):
+                            del pending[pid]  # never a backend, or ended
+                    if found is None:  # too many processes started to look at each
+                        rows = conn.execute(_BACKENDS_SQL, (self.lower_backends,)).fetchall()
+                        pending.clear()
+                        match = [r[0] for r in rows]
+                    elif pending:
+                        rows = conn.execute(
+                            _NEW_BACKENDS_SQL, (self.lower_backends, list(pending))
+                        ).fetchall()
+                        match = [pid for pid, matches, _known in rows if matches]
+                        for pid, _matches, known in rows:
+                            if known:
+                                pending.pop(pid, None)
+                    else:
+                        continue
+                    if match and not self._watch_stop.is_set():
+                        lowerer.add(match)
                 except BackendPriorityError as exc:
                     self._refused(exc)
+                except Exception as exc:  # the samples report the server's state
+                    log.debug("%s: the backend watch missed a look: %s", self, self._describe(exc))
+                    if conn is not None and (conn.closed or conn.broken):
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                        conn = None
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     def _connect(self) -> Any:
         self.attempts += 1
