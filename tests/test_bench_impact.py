@@ -523,16 +523,21 @@ def test_small_chunks_and_their_pacing(tmp_path: Path, big_file: Path) -> None:
     assert 0 < got["bytes"] <= 4e6 * 1.0 + (128 << 10)
 
 
-def test_a_chunk_that_o_direct_cannot_read_is_refused(tmp_path: Path, big_file: Path) -> None:
-    out = subprocess.run(
+def refused(tmp_path: Path, data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """backup.py started with ``extra`` arguments, which it should refuse."""
+    return subprocess.run(
         [
             sys.executable, str(HERE / "backup.py"), "--mode", "unguarded",
-            "--data", str(big_file), "--out", str(tmp_path / "o"),
+            "--data", str(data), "--out", str(tmp_path / "o"),
             "--timeline", str(tmp_path / "t.json"), "--start-at", "0", "--stop-at", "0",
-            "--chunk", "1000",
+            *extra,
         ],
         cwd=HERE, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
+
+
+def test_a_chunk_that_o_direct_cannot_read_is_refused(tmp_path: Path, big_file: Path) -> None:
+    out = refused(tmp_path, big_file, "--chunk", "1000")
     assert out.returncode == 2
     assert "--chunk 1000" in out.stderr
 
@@ -555,15 +560,7 @@ def test_a_backup_keeping_part_of_its_work_does_only_that(
 
 
 def test_an_unknown_part_is_refused(tmp_path: Path, big_file: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable, str(HERE / "backup.py"), "--mode", "unguarded",
-            "--data", str(big_file), "--out", str(tmp_path / "o"),
-            "--timeline", str(tmp_path / "t.json"), "--start-at", "0", "--stop-at", "0",
-            "--parts", "read,upload",
-        ],
-        cwd=HERE, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    out = refused(tmp_path, big_file, "--parts", "read,upload")
     assert out.returncode == 2
     assert "--parts read,upload" in out.stderr
 

@@ -198,12 +198,10 @@ def cpus(
     """
     if value is None or value == ALL:
         return None
-    if value == ALL_BUT_ONE:
-        if allowed is None:
-            if not hasattr(os, "sched_getaffinity"):
-                return None
-            allowed = frozenset(os.sched_getaffinity(0))
-        return frozenset(sorted(allowed)[1:]) if len(allowed) > 1 else None
+    if allowed is None and hasattr(os, "sched_getaffinity"):
+        allowed = frozenset(os.sched_getaffinity(0))
+    if value == ALL_BUT_ONE:  # nothing to leave on one core, or off Linux
+        return frozenset(sorted(allowed)[1:]) if allowed and len(allowed) > 1 else None
     if isinstance(value, (bool, str, bytes, float)) or (isinstance(value, int) and value < 1):
         raise ConfigError(field, value, expected)
     if not isinstance(value, int):
@@ -214,9 +212,7 @@ def cpus(
         if not cores or not all(isinstance(c, int) and not isinstance(c, bool) for c in cores):
             raise ConfigError(field, value, expected)
     if allowed is None:
-        if not hasattr(os, "sched_getaffinity"):
-            raise ConfigError(field, value, "None: confining to cores needs Linux")
-        allowed = frozenset(os.sched_getaffinity(0))
+        raise ConfigError(field, value, "None: confining to cores needs Linux")
     if isinstance(value, int):
         return frozenset(sorted(allowed)[-value:])
     if not cores <= allowed:

@@ -102,6 +102,12 @@ class _Options:
     on_guard_death: str
 
 
+def guard_child_cpus(guard: Any) -> frozenset[int] | None:
+    """The cores ``guard`` runs a command on: its ``child_cpus`` (a guard-like object
+    without one: its ``cpus``)."""
+    return getattr(guard, "child_cpus", getattr(guard, "cpus", None))
+
+
 def _options(
     guard: object,
     argv: Sequence[str | os.PathLike[str]],
@@ -134,7 +140,7 @@ def _options(
         raise ConfigError("name", name, "a non-empty string")
     niceness = check_nice(nice)
     cores = (
-        getattr(guard, "child_cpus", getattr(guard, "cpus", None))
+        guard_child_cpus(guard)
         if cpus == "guard"
         else check_cpus(cpus, expected="'guard', " + _checks.CPUS)
     )

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from wedguard._fs import fsync_dir, no_follow
 from wedguard.errors import ConfigError, WedguardError
+from wedguard.io.child import guard_child_cpus
 from wedguard.io.priority import starting_on
 from wedguard.redact import redact_argv, redact_text
 
@@ -151,8 +152,7 @@ def stream_command(
         raise ConfigError("dst", dst, "a path or a binary file object with write()")
     session = name or Path(items[0]).name
     with tempfile.TemporaryFile() as err:
-        # the command on the guard's cores
-        with starting_on(getattr(guard, "child_cpus", getattr(guard, "cpus", None))):
+        with starting_on(guard_child_cpus(guard)):  # the command on the guard's cores
             proc = subprocess.Popen(
                 items,
                 stdin=subprocess.DEVNULL,

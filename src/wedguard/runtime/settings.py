@@ -298,6 +298,7 @@ def guard_settings(
         own_analyzer,
     )  # fmt: skip
     shaper = _shaper(shaping)
+    cores = None if cpus == _checks.AUTO else check_cpus(cpus, expected=_checks.GUARD_CPUS)
     if shaper is not None:
         if the_analyzer is None or not srcs:
             raise ConfigError("shaping", shaping, "sources and an analyser (the defaults)")
@@ -316,8 +317,8 @@ def guard_settings(
         nice=the_nice,
         ionice=the_ionice,
         sched_idle=check_sched_idle(sched_idle),
-        cpus=None if cpus == _checks.AUTO else check_cpus(cpus, expected=_checks.GUARD_CPUS),
-        child_cpus=check_cpus(_checks.ALL_BUT_ONE if cpus == _checks.AUTO else cpus),
+        cpus=cores,
+        child_cpus=check_cpus(_checks.ALL_BUT_ONE) if cpus == _checks.AUTO else cores,
         shaper=shaper,
         coordinator=coordinator,
         max_concurrent=limit,

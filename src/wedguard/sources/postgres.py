@@ -506,9 +506,7 @@ class PostgresSource:
                         if now < retry_at:
                             continue
                         retry_at = now + 1.0
-                        conn = self._psycopg.connect(self._dsn, **self._kwargs)
-                        ms = max(1, round(self.timeout * 1000))
-                        conn.execute(f"SET statement_timeout = {ms}")
+                        conn = self._open()
                         server = psutil.Process(conn.info.backend_pid).ppid()
                         if forks.parent != server:  # the server restarted
                             forks, pending = ForkWatch(server), {}
@@ -547,13 +545,22 @@ class PostgresSource:
                 with contextlib.suppress(Exception):
                     conn.close()
 
+    def _open(self) -> Any:
+        """A new connection, its statements and lock waits bounded by ``timeout``."""
+        conn = self._psycopg.connect(self._dsn, **self._kwargs)
+        try:
+            ms = max(1, round(self.timeout * 1000))
+            conn.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     def _connect(self) -> Any:
         self.attempts += 1
         conn: Any = None
         try:
-            conn = self._psycopg.connect(self._dsn, **self._kwargs)
-            ms = max(1, round(self.timeout * 1000))
-            conn.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")
+            conn = self._open()
             self._stats_sql = self._find_stats_sql(conn)
         except BaseException:
             self._failures += 1
