@@ -294,7 +294,8 @@ def guard_source(dsn: str, scenario: str) -> Any:
     if scenario == "guarded_idle":
         priority = BackendPriority(sched_idle=True, cpus=None)
     elif pinned:  # only confined: pg_dump's core, the last one (as Guard(cpus=1))
-        priority = BackendPriority(nice=None, ionice=None, cpus=1)
+        idle = "idle" in scenario  # pinned_idle...: SCHED_IDLE as well
+        priority = BackendPriority(nice=None, ionice=None, sched_idle=idle, cpus=1)
     elif scenario == "guarded_auto_backend":  # as it comes: nice 19, idle I/O, confined
         priority = BackendPriority()
     return PostgresSource(

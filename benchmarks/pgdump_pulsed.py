@@ -69,6 +69,21 @@ Scenarios (each once per run, in a shuffled order):
   every 50 ms) confines a new dump's backend;
 * ``pinned_shm``: ``pinned`` writing its dumps to memory (``/dev/shm``) instead of the
   disk the server's WAL is on: what the dump's writes (and their writeback) cost;
+* ``pinned_idle``: ``pinned`` with ``pg_dump`` and its backend at ``SCHED_IDLE`` as
+  well (``BackendPriority(sched_idle=True, cpus=1)``): on its core a waking production
+  task preempts the dump at once instead of waiting for its slice;
+* ``pinned_idle_shm``: ``pinned_idle`` writing to memory;
+* ``pinned_synced``: ``pinned`` with ``pg_dump`` writing to a pipe that the driver (on
+  the dump's core) writes to the disk through ``wedguard.io.writeback.WindowedWriter``
+  (a 1 MiB window: each window's writeback started at once, the one before waited for
+  and dropped from the cache, the file made durable at its end): the dump's bytes
+  reach the disk while it runs, as a kept dump's do, instead of lying dirty in memory
+  until the next dump deletes the file (what ``pinned`` measures);
+* ``pinned_idle_synced``: ``pinned_synced`` with ``pinned_idle``'s ``SCHED_IDLE`` (the
+  driver's writing thread too);
+* ``pinned_fsync``: ``pinned_synced`` written the way ``guard.stream`` wrote a file
+  before its steady writeback: plain writes, then one ``fsync`` at the dump's end (the
+  whole dump written back in one burst, within the ON windows as the dump ends there);
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
@@ -114,6 +129,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -134,6 +150,11 @@ SCENARIOS = (
     "static",
     "pinned",
     "pinned_shm",
+    "pinned_idle",
+    "pinned_idle_shm",
+    "pinned_synced",
+    "pinned_idle_synced",
+    "pinned_fsync",
     "guarded_pinned",
     "guarded_pinned_share",
     "guarded_pinned_self",
@@ -179,8 +200,13 @@ def driver(a: argparse.Namespace) -> None:
             wg.Baseline.load(a.baseline_file),
             cpus=1 if pinned else "auto" if a.scenario.startswith("guarded_auto") else None,
         )
-    elif a.scenario in ("nice_backend", "pinned", "pinned_shm"):
+    elif a.scenario == "nice_backend" or pinned:
         lower = pgdump.guard_source(a.dsn, a.scenario if pinned else "guarded_backend")
+    idle = "idle" in a.scenario and pinned
+    synced = a.scenario.endswith(("_synced", "_fsync"))
+    window = None if a.scenario.endswith("_fsync") else 1 << 20
+    if synced:  # the driver writes the dump: on the dump's core
+        os.sched_setaffinity(0, check_cpus(1))
     log = open(a.log, "a", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
 
     def note(**event: Any) -> None:
@@ -192,7 +218,7 @@ def driver(a: argparse.Namespace) -> None:
     try:
         k = 0
         while not stop_file.exists():
-            where = Path("/dev/shm") if a.scenario == "pinned_shm" else Path(a.workdir)
+            where = Path("/dev/shm") if a.scenario.endswith("_shm") else Path(a.workdir)
             path = where / f"wedguard-{os.getpid()}-{a.scenario}-{k}.dump"
             note(event="start", path=str(path))
             full = [*argv, "-f", str(path)]
@@ -207,15 +233,21 @@ def driver(a: argparse.Namespace) -> None:
             elif a.scenario == "static":
                 rc = paced(argv, path, a.static_rate)
             else:
-                proc = subprocess.Popen(full)  # sched_idle: argv is chrt --idle 0 pg_dump
+                # sched_idle: argv is chrt --idle 0 pg_dump; synced: pg_dump to a pipe
+                proc = subprocess.Popen(
+                    argv if synced else full, stdout=subprocess.PIPE if synced else None
+                )
                 if pinned:
                     note_ = lower_process(proc.pid, 0, False, check_cpus(1))
                     if note_.notes:
                         raise RuntimeError("; ".join(note_.notes))
+                    if idle:
+                        os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
                 elif a.scenario not in ("unguarded", "sched_idle"):
                     p = psutil.Process(proc.pid)
                     p.nice(19)
                     p.ionice(psutil.IOPRIO_CLASS_IDLE)
+                writer = windowed(proc, path, idle, window) if synced else None
                 while True:
                     if lower is not None:
                         lower.sample()
@@ -224,6 +256,10 @@ def driver(a: argparse.Namespace) -> None:
                         break
                     except subprocess.TimeoutExpired:
                         continue
+                if writer is not None:
+                    writer.join()
+                    if writer.error is not None:
+                        raise writer.error
             if stop_file.exists():  # ended by the harness: the partial dump is counted there
                 break
             if rc != 0:
@@ -261,6 +297,39 @@ def paced(argv: list[str], path: Path, rate: float) -> int:
             due = max(due, now) + len(chunk) / rate
             time.sleep(due - now)
     return proc.wait()
+
+
+class windowed(threading.Thread):  # noqa: N801 (started like a function)
+    """``proc``'s output written to ``path`` by a thread (at ``SCHED_IDLE`` with
+    ``idle``) through a ``WindowedWriter`` of ``window`` bytes, or with ``window=None``
+    plainly and ``fsync``-ed at its end; ``error`` is what stopped it, if anything."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], path: Path, idle: bool, window: int | None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.path, self.idle, self.window = proc, path, idle, window
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        from wedguard.io.writeback import WindowedWriter
+
+        try:
+            if self.idle:
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            assert self.proc.stdout is not None
+            with open(self.path, "wb") as f:
+                out = f if self.window is None else WindowedWriter(f, self.window)
+                while chunk := self.proc.stdout.read1(65536):
+                    out.write(chunk)
+                if isinstance(out, WindowedWriter):
+                    out.close()
+                else:
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException as exc:
+            self.error = exc
 
 
 def busy(a: argparse.Namespace, stop_file: Path) -> None:
@@ -514,11 +583,21 @@ def one(ctx: dict[str, Any], scenario: str, rng: random.Random) -> dict[str, Any
         res["guard"] = {
             "pauses": sum(e.get("pauses", 0) for e in ends),
             "paused_s": round(sum(sum(e.get("paused_s", {}).values()) for e in ends), 2),
+            "paused_by": paused_by(ends),
             "cpu_s": round(sum(e.get("cpu_s", 0.0) for e in ends), 2),
             "nice": ends[-1].get("nice"),
             "freeze": ends[-1].get("freeze"),
         }
     return res
+
+
+def paused_by(ends: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds the guard held the dumps paused, summed by the reason it gave."""
+    out: dict[str, float] = {}
+    for e in ends:
+        for reason, seconds in e.get("paused_s", {}).items():
+            out[reason] = round(out.get(reason, 0.0) + seconds, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def on_overlap(t0: float, t1: float, windows: list[tuple[float, float, bool]]) -> float:

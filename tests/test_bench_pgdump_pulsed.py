@@ -4,8 +4,9 @@ harness holds a backup's processes stopped without undoing a pause of the guard'
 ``benchmarks/results/pgdump-pulsed.json`` (priorities and the guard),
 ``pgdump-pinned.json`` (the dump confined to one core), ``pgdump-mechanism.json``
 (busy cores, no dump), ``pgdump-confined.json`` (the backend confined at its start,
-beside the stand-ins) and ``pgdump-self.json`` (the guard's own threads, the guard as
-it comes) hold per scenario the pooled ratios and the dump's bytes; the
+beside the stand-ins), ``pgdump-self.json`` (the guard's own threads, the guard as
+it comes), ``pgdump-auto.json``, ``pgdump-shm.json`` (written to memory) and
+``pgdump-idle.json`` (the confined dump at ``SCHED_IDLE``) hold per scenario the pooled ratios and the dump's bytes; the
 goal's verdicts and the shares the docs quote are recomputed from them here, so
 neither can be edited apart from the other.
 """
@@ -27,7 +28,7 @@ from script_helpers import load_script
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = [
     ROOT / "benchmarks" / "results" / f"pgdump-{name}.json"
-    for name in ("pulsed", "pinned", "mechanism", "confined", "self", "auto", "shm")
+    for name in ("pulsed", "pinned", "mechanism", "confined", "self", "auto", "shm", "idle")
 ]
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from page_cache import pages_of, resident_pages
+
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "wedguard.example.toml"
 QUIET = 'sources = []\n[calendar]\npreset = "none"\n'
@@ -168,6 +170,27 @@ def test_copy_one_file_into_a_directory_or_to_a_name_with_a_rate(
     named = wedguard(env, "copy", str(src), str(tmp_path / "named.bin"), "-c", str(config))
     assert named.returncode == 0
     assert (tmp_path / "named.bin").read_bytes() == src.read_bytes()
+
+
+def test_copy_writes_each_file_back_as_it_goes_or_leaves_it_to_the_kernel(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """By default a copied file leaves the page cache window by window (it was written
+    back, a dirty page cannot be dropped); ``--writeback off`` keeps the old way."""
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(12 << 20))
+    config = quiet_config(tmp_path)
+    for name, extra in (("windowed.bin", []), ("plain.bin", ["--writeback", "off"])):
+        out = wedguard(env, "copy", str(src), str(tmp_path / name), "-c", str(config), *extra)
+        assert out.returncode == 0, out.stderr
+    windowed, plain = tmp_path / "windowed.bin", tmp_path / "plain.bin"
+    assert resident_pages(windowed) < pages_of(12 << 20) // 4  # before reading them back
+    assert resident_pages(plain) > pages_of(12 << 20) // 2
+    assert windowed.read_bytes() == plain.read_bytes() == src.read_bytes()
+    bad = wedguard(env, "copy", str(src), str(tmp_path / "x"), "-c", str(config),
+                   "--writeback", "1KiB")  # fmt: skip
+    assert bad.returncode == 2
+    assert "--writeback: '1KiB' is not valid; expected a size of at least 4 KiB" in bad.stderr
 
 
 def test_files_failing_in_a_row_open_the_circuit_exit_4(

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import wedguard as wg
+from page_cache import pages_of, resident_pages
 from wedguard.cli.pipe import pipe_main
 from wedguard.io.process import pipe_guarded
 from wedguard.testing import FakeClock
@@ -137,6 +138,31 @@ def test_pipe_main_usage_and_configuration_errors(capsys: pytest.CaptureFixture[
     assert "rate: 'fast'" in capsys.readouterr().err
     assert pipe_main(["--chunk-size", "0"], stdin=io.BytesIO(), stdout=io.BytesIO()) == 2
     assert pipe_main(["--bogus"], stdin=io.BytesIO(), stdout=io.BytesIO()) == 2
+
+
+def test_pipe_main_writes_a_file_on_stdout_back_as_it_goes(tmp_path: Path) -> None:
+    """``wedguard pipe > app.dump``: the file leaves the page cache window by window
+    (default 1 MiB), every byte in place; ``--writeback off`` leaves it to the kernel;
+    a pipe or an in-memory stdout is written as it is."""
+    data = os.urandom(12 << 20)
+    for name, extra, cached in (("windowed", [], False), ("plain", ["--writeback", "off"], True)):
+        path = tmp_path / name
+        with open(path, "wb") as out:
+            assert pipe_main(extra, stdin=io.BytesIO(data), stdout=out) == 0
+        resident = resident_pages(path)  # before reading it back
+        assert path.read_bytes() == data
+        assert (
+            resident > pages_of(len(data)) // 2 if cached else resident < pages_of(len(data)) // 4
+        )
+    memory = io.BytesIO()
+    assert pipe_main(["--writeback", "256KiB"], stdin=io.BytesIO(data), stdout=memory) == 0
+    assert memory.getvalue() == data
+
+
+def test_pipe_main_refuses_a_bad_writeback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pipe_main(["--writeback", "10"], stdin=io.BytesIO(), stdout=io.BytesIO()) == 2
+    err = capsys.readouterr().err
+    assert "--writeback: '10' is not valid; expected a size of at least 4 KiB" in err
 
 
 def test_pipe_main_exits_3_when_stopped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import wedguard as wg
+from page_cache import pages_of, resident_pages
 from wedguard.io.stream import CommandFailed
 
 # A producer writing N bytes of a known pattern, in 64 KiB pieces; it records its pid.
@@ -70,6 +71,21 @@ def test_a_dump_arrives_whole_and_only_then_under_its_name(tmp_path: Path) -> No
     assert written == 3_000_000
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(expected(3_000_000)).digest()
     assert not (tmp_path / "app.dump.partial").exists()
+
+
+def test_a_dump_reaches_the_disk_as_it_is_written(tmp_path: Path) -> None:
+    """By default the file is written back a window at a time and leaves the page
+    cache (a dirty page cannot be dropped); ``writeback=None`` leaves it to the kernel."""
+    n = 16 << 20
+    windowed, plain = tmp_path / "windowed.dump", tmp_path / "plain.dump"
+    assert guard().stream(producer(n, tmp_path / "pid"), windowed) == n
+    assert guard().stream(producer(n, tmp_path / "pid"), plain, writeback=None) == n
+    assert resident_pages(windowed) < pages_of(n) // 4  # before reading them back
+    assert resident_pages(plain) > pages_of(n) // 2
+    assert windowed.read_bytes() == plain.read_bytes() == expected(n)
+    small = tmp_path / "small.dump"  # a window of 64 KiB: the same, in smaller steps
+    assert guard().stream(producer(n, tmp_path / "pid"), small, writeback="64KiB") == n
+    assert resident_pages(small) < pages_of(n) // 4
 
 
 def test_an_emergency_stop_ends_the_command_and_says_stopped(tmp_path: Path) -> None:
@@ -132,6 +148,8 @@ def test_the_copy_is_throttled_by_the_guard(tmp_path: Path) -> None:
         ({"dst": "/nonexistent/dir/app.dump"}, "dst"),
         ({"dst": 42}, "dst"),
         ({"grace": -1}, "grace"),
+        ({"writeback": 100}, "writeback"),
+        ({"writeback": "soon"}, "writeback"),
     ],
 )
 def test_bad_arguments_are_config_errors(

@@ -48,6 +48,7 @@ from typing import IO, Any
 from wedguard import _fs
 from wedguard.errors import CircuitOpenError, ConfigError, EmergencyStop, WedguardError
 from wedguard.io.copy import copy_stream
+from wedguard.io.writeback import DEFAULT_WINDOW, WindowedWriter, check_window
 from wedguard.redact import redact_text
 from wedguard.runtime.guard import Guard
 from wedguard.runtime.session import Session
@@ -238,12 +239,25 @@ def already_copied(src: os.stat_result, dst: os.stat_result) -> bool:
 
 
 class CopyJob:
-    """Copies files under one session: temp name, fsync, rename, modes and times."""
+    """Copies files under one session: temp name, fsync, rename, modes and times.
 
-    def __init__(self, session: Session, guard: Guard, chunk: int = CHUNK) -> None:
+    ``writeback``: the bytes of a file written back to the disk at a time while it is
+    copied (default 1 MiB; :mod:`wedguard.io.writeback`), or None to leave it to the
+    kernel until the file's fsync.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        guard: Guard,
+        chunk: int = CHUNK,
+        *,
+        writeback: int | str | None = DEFAULT_WINDOW,
+    ) -> None:
         self.session = session
         self.guard = guard
         self.chunk = chunk
+        self.writeback = None if writeback is None else check_window(writeback, "writeback")
         self.copied = 0
         self.skipped = 0
         self.failed: list[str] = []
@@ -335,12 +349,16 @@ class CopyJob:
     def _copy_data(self, src: Path, tmp: Path, st: os.stat_result) -> None:
         # a link planted at the temporary name is not written through (ELOOP: the file fails)
         with open(src, "rb") as fin, open(tmp, "wb", opener=_fs.no_follow) as fout:
+            sink = fout if self.writeback is None else WindowedWriter(fout, self.writeback)
             # one operation per file, counted with its first chunk
             copy_stream(
-                self.session, fin, fout, self.chunk, ops=1, size=st.st_size, progress=self._count
+                self.session, fin, sink, self.chunk, ops=1, size=st.st_size, progress=self._count
             )
-            fout.flush()
-            os.fsync(fout.fileno())
+            if isinstance(sink, WindowedWriter):
+                sink.close()  # the rest written back, durable
+            else:
+                fout.flush()
+                os.fsync(fout.fileno())
         os.chmod(tmp, st.st_mode & 0o7777)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
 

@@ -27,6 +27,7 @@ from wedguard.cli.common import (
 )
 from wedguard.errors import CircuitOpenError, EmergencyStop
 from wedguard.io import s3
+from wedguard.io.writeback import check_window
 from wedguard.jobs import CopyJob, Progress, StatusFile, planned_bytes, run_dir
 from wedguard.runtime.guard import Guard
 from wedguard.runtime.session import Session
@@ -71,13 +72,14 @@ def cmd_copy(args: argparse.Namespace) -> int:
     dst: Any = args.dst if to_s3 else Path(args.dst)
     if not src.exists() and not src.is_symlink():
         raise UsageError(f"{src}: no such file or directory")
+    window = None if args.writeback == "off" else check_window(args.writeback, "--writeback")
     config = command_config(args.config)
     outcome = EXIT_OK
     error: BaseException | None = None
     with assemble(args, config) as built:
         guard = built.guard
         session = guard.session(args.name)
-        job = s3_job(session, guard, dst) if to_s3 else CopyJob(session, guard)
+        job = s3_job(session, guard, dst) if to_s3 else CopyJob(session, guard, writeback=window)
         entered = False
         try:
             # the session ends with the error, so its report says "stopped" or "error"
@@ -156,4 +158,10 @@ def register(commands: Commands) -> None:
         help="the session's name in reports (default copy)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    p.add_argument(
+        "--writeback",
+        default="1MiB",
+        help="bytes of a file written back to the disk at a time while it is copied "
+        "(default 1MiB), or off to leave it to the kernel until the file's fsync",
+    )
     p.set_defaults(func=cmd_copy)

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from wedguard.cli.common import Terminated, describe, on_sigterm
 from wedguard.config import load
 from wedguard.errors import ConfigError, EmergencyStop, WedguardError
 from wedguard.io.process import pipe_guarded
+from wedguard.io.writeback import WindowedWriter, check_window
 from wedguard.runtime.guard import DEFAULT, Guard
 
 __all__ = ["pipe_main", "register"]
@@ -47,7 +49,9 @@ def pipe_main(
     Options: ``--rate`` (default ``off``), ``--config FILE`` (a ``wedguard.toml``;
     ``--rate`` then overrides its rate), ``--calendar``/``--no-calendar`` (the default
     06:00-22:00 PEAK calendar; off by default without ``--config``), ``--name``,
-    ``--chunk-size``, ``--control-socket PATH``.
+    ``--chunk-size``, ``--control-socket PATH``, ``--writeback SIZE|off`` (when stdout
+    is a regular file, ``> app.dump``: the bytes written back to the disk at a time,
+    :mod:`wedguard.io.writeback`; default 1 MiB).
 
     Exit status: 0 done, 1 an I/O error (such as a closed downstream), 2 usage or
     configuration error, 3 stopped, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM);
@@ -67,6 +71,12 @@ def pipe_main(
     parser.add_argument("--name", default="pipe", help="session name in reports")
     parser.add_argument("--chunk-size", default="64KiB", help="read size (default 64KiB)")
     parser.add_argument("--control-socket", default=None, help="serve the control socket here")
+    parser.add_argument(
+        "--writeback",
+        default="1MiB",
+        help="when stdout is a file: bytes written back to the disk at a time (default "
+        "1MiB), or off to leave it to the kernel",
+    )
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)
     except SystemExit as exc:
@@ -78,9 +88,13 @@ def pipe_main(
     sigterm = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if sigterm else None
     try:
+        window = None if args.writeback == "off" else check_window(args.writeback, "--writeback")
         guard = _pipe_guard(args)
+        out = windowed(dst, window)
         with guard.session(args.name) as session:
-            pipe_guarded(guard, src, dst, chunk_size=args.chunk_size)
+            pipe_guarded(guard, src, out, chunk_size=args.chunk_size)
+        if isinstance(out, WindowedWriter):
+            out.close()  # the rest written back and durable
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: what was done, on stderr (stdout is data)
         if session is not None:
             print(f"wedguard pipe: {session.report()}", file=sys.stderr)
@@ -105,6 +119,19 @@ def pipe_main(
         if guard is not None:
             guard.close()
     return 0
+
+
+def windowed(dst: IO[bytes], window: int | None) -> IO[bytes] | WindowedWriter:
+    """``dst`` through a :class:`WindowedWriter` when it is a regular file (``> dump``)
+    and ``window`` is set; a pipe, socket, terminal or in-memory file as it is."""
+    if window is None:
+        return dst
+    try:
+        if not stat.S_ISREG(os.fstat(dst.fileno()).st_mode):
+            return dst
+        return WindowedWriter(dst, window)
+    except (OSError, ValueError, AttributeError):  # no descriptor, or not seekable
+        return dst
 
 
 def _pipe_guard(args: argparse.Namespace) -> Guard:

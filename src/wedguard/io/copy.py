@@ -66,6 +66,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from wedguard.errors import ConfigError
+from wedguard.io.writeback import WindowedWriter
 
 if TYPE_CHECKING:
     from wedguard.interfaces import SessionLike
@@ -119,6 +120,8 @@ def keeps_nothing(dst: object) -> bool:
     kind = type(dst)
     if kind in _COPYING_TYPES:
         return True
+    if type(dst) is WindowedWriter:  # writes through to its file
+        return keeps_nothing(dst.file)
     return kind in _BUFFERED_TYPES and type(getattr(dst, "raw", None)) is io.FileIO
 
 

@@ -14,7 +14,11 @@ hand-written ``Popen`` loop gets wrong, it gets right:
   every core but the first);
 * with a path as ``dst`` the output goes to ``<dst>.partial`` and is renamed over
   ``dst`` only when the command succeeded and the file is on disk (fsync'ed), so a
-  failed or stopped dump never looks like a finished one.
+  failed or stopped dump never looks like a finished one;
+* with a path as ``dst`` the file reaches the disk as it is written, a window of
+  ``writeback`` bytes at a time (:class:`~wedguard.io.writeback.WindowedWriter`),
+  instead of lying dirty in memory until the kernel writes it back in one burst that
+  production's own writes queue behind.
 
 Example::
 
@@ -46,6 +50,7 @@ from wedguard._fs import fsync_dir, no_follow
 from wedguard.errors import ConfigError, WedguardError
 from wedguard.io.child import guard_child_cpus
 from wedguard.io.priority import starting_on
+from wedguard.io.writeback import DEFAULT_WINDOW, WindowedWriter, check_window
 from wedguard.redact import redact_argv, redact_text
 
 if TYPE_CHECKING:
@@ -114,6 +119,7 @@ def stream_command(
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     grace: float = 10.0,
+    writeback: int | str | None = DEFAULT_WINDOW,
     **pipe_options: Any,
 ) -> int:
     """Run ``argv``, stream its standard output through ``guard`` into ``dst``, wait
@@ -129,6 +135,10 @@ def stream_command(
         env: the command's environment (default: this process's).
         cwd: the command's working directory.
         grace: seconds between SIGTERM and SIGKILL when the command must end.
+        writeback: with a path as ``dst``, the bytes written back to the disk at a
+            time while the command runs (default 1 MiB, ``"256KiB"`` and the like;
+            see :mod:`wedguard.io.writeback`); None leaves it to the kernel (and one
+            fsync at the end). A file object as ``dst`` is written as it is.
         pipe_options: passed to :func:`~wedguard.io.process.pipe_guarded`
             (``chunk_size``...).
 
@@ -143,6 +153,7 @@ def stream_command(
     items = _argv(argv)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < 3600:
         raise ConfigError("grace", grace, "seconds between 0 and 3600")
+    window = None if writeback is None else check_window(writeback, "writeback")
     path: Path | None = None
     if isinstance(dst, (str, os.PathLike)):
         path = Path(dst)
@@ -170,11 +181,15 @@ def stream_command(
                 else:
                     # a link planted at <dst>.partial is not written through (ELOOP)
                     with open(partial, "wb", opener=no_follow) as out:
+                        sink = out if window is None else WindowedWriter(out, window)
                         written = pipe_guarded(
-                            guard, proc.stdout, out, name=session, **pipe_options
+                            guard, proc.stdout, sink, name=session, **pipe_options
                         )
-                        out.flush()
-                        os.fsync(out.fileno())
+                        if isinstance(sink, WindowedWriter):
+                            sink.close()  # the rest written back, durable
+                        else:
+                            out.flush()
+                            os.fsync(out.fileno())
             status = proc.wait()
         except BaseException:
             _end(proc, grace)  # a stop, a failing destination, Ctrl-C: never leave it behind

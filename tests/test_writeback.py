@@ -1,0 +1,197 @@
+"""``WindowedWriter``: a file written to the disk a window at a time.
+
+What a user checks: every byte arrives in order; the bytes not yet on the disk stay
+within two windows (and a write); the page cache does not keep what was synced; a
+full or read-only disk is an error at the write or close that meets it; a bad window
+or file is a clear error.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import mmap
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fault_helpers import can_mount, fill, remount, tmpfs
+from page_cache import resident_pages
+from wedguard.errors import ConfigError
+from wedguard.io import writeback
+from wedguard.io.writeback import DEFAULT_WINDOW, WindowedWriter, check_window
+
+
+def test_every_byte_arrives_in_order(tmp_path: Path) -> None:
+    data = os.urandom(5 * DEFAULT_WINDOW + 12_345)
+    path = tmp_path / "dump"
+    with open(path, "wb") as f:
+        out = WindowedWriter(f)
+        for i in range(0, len(data), 65536):
+            assert out.write(data[i : i + 65536]) == len(data[i : i + 65536])
+        out.close()
+    assert path.read_bytes() == data
+    assert out.written == out.synced == len(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chunks=st.lists(st.integers(min_value=0, max_value=40_000), min_size=1, max_size=40),
+    window=st.integers(min_value=4096, max_value=32_768),
+)
+def test_bytes_not_on_the_disk_stay_within_two_windows(
+    tmp_path_factory: pytest.TempPathFactory, chunks: list[int], window: int
+) -> None:
+    path = tmp_path_factory.mktemp("wb") / "f"
+    expected = bytearray()
+    with open(path, "wb") as f:
+        out = WindowedWriter(f, window=window)
+        for n in chunks:
+            block = bytes([n % 251]) * n
+            out.write(block)
+            expected += block
+            # what is not known to be on the disk: the window in flight and the one
+            # being filled, however large the write
+            assert out.written - out.synced < 2 * window
+            assert out.synced % window == 0
+        out.close()
+    assert out.synced == out.written == len(expected)
+    assert path.read_bytes() == expected
+
+
+def test_writes_after_existing_content(tmp_path: Path) -> None:
+    """Windows count from where the file was when the writer took it."""
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        f.write(b"head")
+        out = WindowedWriter(f, window=4096)
+        out.write(b"a" * 10_000)
+        out.close()
+    assert path.read_bytes() == b"head" + b"a" * 10_000
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="Linux page cache")
+def test_synced_windows_leave_the_page_cache(tmp_path: Path) -> None:
+    path = tmp_path / "dump"
+    size = 16 * DEFAULT_WINDOW
+    with open(path, "wb") as f:
+        out = WindowedWriter(f)
+        for _ in range(size // 65536):
+            out.write(b"\1" * 65536)
+        out.close()
+    pages = size // mmap.PAGESIZE
+    assert resident_pages(path) < pages // 4  # dropped: a plain write leaves all of it
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"\1" * size)
+    assert resident_pages(plain) > pages // 2
+    # drop=False keeps them
+    kept = tmp_path / "kept"
+    with open(kept, "wb") as f:
+        out = WindowedWriter(f, drop=False)
+        out.write(b"\1" * size)
+        out.close()
+    assert resident_pages(kept) > pages // 2
+
+
+def test_close_is_durable_and_counts_the_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(writeback, "_datasync", synced.append)
+    with open(tmp_path / "f", "wb") as f:
+        out = WindowedWriter(f, window=4096)
+        out.write(b"x" * 5000)
+        assert out.synced == 0  # one window started, none waited for yet
+        out.close()
+        assert synced == [f.fileno()]
+    assert out.synced == 5000
+
+
+def test_without_sync_file_range_each_window_is_fdatasynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the kernel call does not exist (not Linux): the same bound by fdatasync."""
+    monkeypatch.setattr(writeback, "_sync_file_range", None)
+    calls: list[int] = []
+    monkeypatch.setattr(writeback, "_datasync", calls.append)
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        out = WindowedWriter(f, window=4096)
+        for _ in range(5):
+            out.write(b"y" * 4096)
+        assert out.synced == 4 * 4096
+        assert len(calls) == 4
+        out.close()
+    assert path.read_bytes() == b"y" * 5 * 4096
+
+
+def test_a_failing_writeback_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk's error (EIO) surfaces from the write that waits for it, with its errno."""
+    real = writeback._sync_file_range
+    assert real is not None
+
+    def failing(fd: int, offset: int, length: int, flags: int) -> int:
+        if flags & 4:  # waiting for a window: the disk failed it
+            import ctypes
+
+            ctypes.set_errno(errno.EIO)
+            return -1
+        return real(fd, offset, length, flags)
+
+    monkeypatch.setattr(writeback, "_sync_file_range", failing)
+    with open(tmp_path / "f", "wb") as f:
+        out = WindowedWriter(f, window=4096)
+        out.write(b"z" * 4096)  # the first window is started, not waited for
+        with pytest.raises(OSError) as info:
+            out.write(b"z" * 4096)
+    assert info.value.errno == errno.EIO
+    assert "sync_file_range" in str(info.value)
+
+
+@pytest.mark.skipif(not can_mount(), reason="needs root to mount a small tmpfs")
+def test_a_full_disk_fails_the_write(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "256k") as small:
+        fill(small)
+        with open(small / "dump", "wb") as f:
+            out = WindowedWriter(f, window=4096)
+            with pytest.raises(OSError) as info:
+                out.write(b"a" * 65536)  # larger than the buffer: written at once
+            assert info.value.errno == errno.ENOSPC
+
+
+@pytest.mark.skipif(not can_mount(), reason="needs root to mount a small tmpfs")
+def test_read_only_media_refuse_the_file(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "256k") as ro:
+        remount(ro, "ro")
+        with pytest.raises(OSError) as info:
+            open(ro / "dump", "wb")  # noqa: SIM115
+        assert info.value.errno == errno.EROFS
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(4096, 4096), ("1MiB", 1 << 20), ("256KiB", 262_144), (65536.0, 65536)],
+)
+def test_window_sizes(value: object, expected: int) -> None:
+    assert check_window(value) == expected
+
+
+@pytest.mark.parametrize("value", [0, 100, 4095, -1, True, None, "lots", [1], "1KiB"])
+def test_bad_windows_name_the_field_and_the_value(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_window(value)
+    assert str(info.value).startswith(f"window: {value!r} is not valid")
+    assert "at least 4 KiB" in str(info.value)
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file: "):
+        WindowedWriter(io.BytesIO().getvalue())  # type: ignore[arg-type]
+    with open(tmp_path / "f", "wb") as f:
+        with pytest.raises(ConfigError, match="drop: 'yes' is not valid"):
+            WindowedWriter(f, drop="yes")  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="window: 10 is not valid"):
+            WindowedWriter(f, window=10)
