@@ -490,6 +490,16 @@ def test_the_docstring_examples_run(name: str) -> None:
     assert result.failed == 0
 
 
+def test_a_control_socket_naming_a_directory_is_refused_by_the_file(tmp_path: Path) -> None:
+    """``control_socket = "/"`` can never be bound: the file is refused as it is read,
+    naming the key, not when the guard is built."""
+    for value in ("/", f"{tmp_path}/"):
+        with pytest.raises(wg.ConfigError) as info:
+            load_config(write(tmp_path, f'sources = []\n[guard]\ncontrol_socket = "{value}"\n'))
+        assert "guard.control_socket" in info.value.field
+        assert "naming a file, not a directory" in str(info.value)
+
+
 def test_a_control_socket_from_the_file(tmp_path: Path) -> None:
     from wedguard.runtime.control_socket import send_command
 

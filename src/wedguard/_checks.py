@@ -92,9 +92,24 @@ def path(value: object, field: str, expected: str = "a file path") -> str:
     return text
 
 
+NOT_A_DIRECTORY = "a Unix socket path naming a file, not a directory"
+
+
+def names_a_directory(text: str) -> bool:
+    """True when ``text`` can only name a directory (``/``, ``run/``, ``..``): never a
+    socket's path.
+
+    >>> names_a_directory("/"), names_a_directory("/run/wg.sock")
+    (True, False)
+    """
+    return text.endswith("/") or os.path.basename(text) in ("", ".", "..")
+
+
 def socket_path(value: object, field: str) -> str:
     """A Unix socket path that ``bind()`` will take (at most 107 bytes)."""
     text = path(value, field, "a Unix socket path")
+    if names_a_directory(text):
+        raise ConfigError(field, value, NOT_A_DIRECTORY)
     size = len(os.fsencode(text))
     if size > SOCKET_PATH_MAX:
         raise ConfigError(

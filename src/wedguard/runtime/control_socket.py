@@ -72,6 +72,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from wedguard._checks import NOT_A_DIRECTORY, names_a_directory
 from wedguard._fs import euid, owner
 from wedguard.errors import ConfigError
 from wedguard.units import format_rate, format_size
@@ -204,6 +205,9 @@ class ControlServer:
             raise ConfigError("guard", guard, "a wedguard.Guard")
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise ConfigError("control_socket", path, "a filesystem path")
+        text = os.fspath(path)
+        if isinstance(text, str) and names_a_directory(text):
+            raise ConfigError("control_socket", path, NOT_A_DIRECTORY)
         self._path = Path(path)
         if len(os.fsencode(self._path)) > _MAX_PATH:
             raise ConfigError(
