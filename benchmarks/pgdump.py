@@ -296,6 +296,8 @@ def guard_source(dsn: str, scenario: str) -> Any:
     elif pinned:  # only confined: pg_dump's core, the last one (as Guard(cpus=1))
         idle = "idle" in scenario  # pinned_idle...: SCHED_IDLE as well
         priority = BackendPriority(nice=None, ionice=None, sched_idle=idle, cpus=1)
+        if scenario == "pinned_lowered":  # as it comes: nice 19, idle I/O
+            priority = BackendPriority(cpus=1)
     elif scenario == "guarded_auto_backend":  # as it comes: nice 19, idle I/O, confined
         priority = BackendPriority()
     return PostgresSource(

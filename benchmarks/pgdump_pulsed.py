@@ -84,6 +84,9 @@ Scenarios (each once per run, in a shuffled order):
 * ``pinned_fsync``: ``pinned_synced`` written the way ``guard.stream`` wrote a file
   before its steady writeback: plain writes, then one ``fsync`` at the dump's end (the
   whole dump written back in one burst, within the ON windows as the dump ends there);
+* ``pinned_lowered``: ``pinned`` with the priorities wedguard's defaults give, no
+  guard: ``pg_dump`` at nice 10 in the idle I/O class (as ``guard.run`` runs a
+  command) and its backend as ``BackendPriority(cpus=1)`` comes (nice 19, idle I/O);
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
@@ -155,6 +158,7 @@ SCENARIOS = (
     "pinned_synced",
     "pinned_idle_synced",
     "pinned_fsync",
+    "pinned_lowered",
     "guarded_pinned",
     "guarded_pinned_share",
     "guarded_pinned_self",
@@ -214,6 +218,7 @@ def driver(a: argparse.Namespace) -> None:
         log.flush()
 
     kept: Path | None = None
+    watcher = Decisions(guard) if guard is not None else None
     time.sleep(max(0.0, a.start - time.monotonic()))
     try:
         k = 0
@@ -238,7 +243,8 @@ def driver(a: argparse.Namespace) -> None:
                     argv if synced else full, stdout=subprocess.PIPE if synced else None
                 )
                 if pinned:
-                    note_ = lower_process(proc.pid, 0, False, check_cpus(1))
+                    lowered = a.scenario == "pinned_lowered"  # guard.run's nice 10, idle I/O
+                    note_ = lower_process(proc.pid, 10 * lowered, lowered, check_cpus(1))
                     if note_.notes:
                         raise RuntimeError("; ".join(note_.notes))
                     if idle:
@@ -276,11 +282,44 @@ def driver(a: argparse.Namespace) -> None:
     finally:
         if kept is not None and guard is None:
             kept.unlink(missing_ok=True)
+        if watcher is not None:
+            note(event="decisions", **watcher.stop())
         if guard is not None:
             guard.close()
         if lower is not None:
             lower.close()
         log.close()
+
+
+class Decisions(threading.Thread):
+    """What a guard decides, read four times a second while the driver runs (it is
+    stopped with the driver in the OFF windows): how often each verdict, and each
+    binding reason (its first line, figures left out) while the verdict was not OK."""
+
+    def __init__(self, guard: Any) -> None:
+        super().__init__(daemon=True)
+        self.guard = guard
+        self.verdicts: dict[str, int] = {}
+        self.reasons: dict[str, int] = {}
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        import re
+
+        while not self.done.wait(0.25):
+            d = self.guard.decision()
+            verdict = d.verdict.name
+            self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
+            if verdict != "OK" and d.reasons:
+                key = re.sub(r"[-+]?\d[\d.,]*", "#", d.reasons[0])[:120]
+                self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def stop(self) -> dict[str, Any]:
+        self.done.set()
+        self.join(2.0)
+        top = sorted(self.reasons.items(), key=lambda kv: -kv[1])[:5]
+        return {"verdicts": dict(self.verdicts), "reasons": dict(top)}
 
 
 def paced(argv: list[str], path: Path, rate: float) -> int:
@@ -584,6 +623,14 @@ def one(ctx: dict[str, Any], scenario: str, rng: random.Random) -> dict[str, Any
             "pauses": sum(e.get("pauses", 0) for e in ends),
             "paused_s": round(sum(sum(e.get("paused_s", {}).values()) for e in ends), 2),
             "paused_by": paused_by(ends),
+            "decisions": next(
+                (
+                    {"verdicts": e["verdicts"], "reasons": e["reasons"]}
+                    for e in events
+                    if e["event"] == "decisions"
+                ),
+                None,
+            ),
             "cpu_s": round(sum(e.get("cpu_s", 0.0) for e in ends), 2),
             "nice": ends[-1].get("nice"),
             "freeze": ends[-1].get("freeze"),

@@ -6,7 +6,8 @@ harness holds a backup's processes stopped without undoing a pause of the guard'
 (busy cores, no dump), ``pgdump-confined.json`` (the backend confined at its start,
 beside the stand-ins), ``pgdump-self.json`` (the guard's own threads, the guard as
 it comes), ``pgdump-auto.json``, ``pgdump-shm.json`` (written to memory) and
-``pgdump-idle.json`` (the confined dump at ``SCHED_IDLE``) hold per scenario the pooled ratios and the dump's bytes; the
+``pgdump-idle.json`` (the confined dump at ``SCHED_IDLE``) and ``pgdump-writeback.json``
+(the dump kept, written back steadily or fsync'ed at its end) hold per scenario the pooled ratios and the dump's bytes; the
 goal's verdicts and the shares the docs quote are recomputed from them here, so
 neither can be edited apart from the other.
 """
@@ -28,7 +29,17 @@ from script_helpers import load_script
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = [
     ROOT / "benchmarks" / "results" / f"pgdump-{name}.json"
-    for name in ("pulsed", "pinned", "mechanism", "confined", "self", "auto", "shm", "idle")
+    for name in (
+        "pulsed",
+        "pinned",
+        "mechanism",
+        "confined",
+        "self",
+        "auto",
+        "shm",
+        "idle",
+        "writeback",
+    )
 ]
 
 

@@ -28,7 +28,7 @@ instead: a stronger barrier with the same bound.
     10000
     (10000, 10000)
 
-.. versionadded:: 0.4.0
+.. versionadded:: 0.3.0
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class WindowedWriter:
     ``synced`` those known to be on the disk. :meth:`close` syncs the rest (it does not close ``file``); a write error of the
     writeback (a full or failing disk) is raised by the write or close that meets it.
 
-    .. versionadded:: 0.4.0
+    .. versionadded:: 0.3.0
     """
 
     def __init__(self, file: IO[bytes], window: int | str = DEFAULT_WINDOW, *, drop: bool = True):
