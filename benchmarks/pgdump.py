@@ -294,7 +294,8 @@ def guard_source(dsn: str, scenario: str) -> Any:
     if scenario == "guarded_idle":
         priority = BackendPriority(sched_idle=True, cpus=None)
     elif pinned:  # only confined: pg_dump's core, the last one (as Guard(cpus=1))
-        idle = "idle" in scenario  # pinned_idle...: SCHED_IDLE as well
+        # pinned_idle...: SCHED_IDLE as well (pinned_dump_idle: pg_dump alone)
+        idle = "idle" in scenario and "dump_idle" not in scenario
         priority = BackendPriority(nice=None, ionice=None, sched_idle=idle, cpus=1)
         if scenario == "pinned_lowered":  # as it comes: nice 19, idle I/O
             priority = BackendPriority(cpus=1)

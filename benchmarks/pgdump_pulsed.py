@@ -87,6 +87,10 @@ Scenarios (each once per run, in a shuffled order):
 * ``pinned_lowered``: ``pinned`` with the priorities wedguard's defaults give, no
   guard: ``pg_dump`` at nice 10 in the idle I/O class (as ``guard.run`` runs a
   command) and its backend as ``BackendPriority(cpus=1)`` comes (nice 19, idle I/O);
+* ``pinned_dump_idle``: ``pinned`` with ``pg_dump`` alone at ``SCHED_IDLE`` (its
+  backend at its fair share, as in ``pinned``): a production task waking on the
+  dump's core preempts the compressor at once, and the backend, which holds the
+  server's locks, is never starved;
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
@@ -159,6 +163,7 @@ SCENARIOS = (
     "pinned_idle_synced",
     "pinned_fsync",
     "pinned_lowered",
+    "pinned_dump_idle",
     "guarded_pinned",
     "guarded_pinned_share",
     "guarded_pinned_self",

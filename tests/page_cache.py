@@ -1,6 +1,7 @@
-"""How much of a file is in the page cache (``mincore`` over a shared mapping): what
-the writeback tests read to tell a file written back and dropped from one left to the
-kernel (a dirty page cannot be dropped)."""
+"""What the writeback tests read: how much of a file is in the page cache (``mincore``
+over a shared mapping: a file written back and dropped, against one left to the kernel,
+since a dirty page cannot be dropped), and which windows a ``WindowedWriter`` wrote
+back while it wrote (:class:`SyncSpy`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import ctypes
 import mmap
 import os
 from pathlib import Path
+from typing import Any
 
 
 def resident_pages(path: Path) -> int:
@@ -39,3 +41,25 @@ def resident_pages(path: Path) -> int:
 
 def pages_of(size: int) -> int:
     return (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+
+
+class SyncSpy:
+    """Records each ``sync_file_range`` call a ``WindowedWriter`` makes (offset, length,
+    flags) and passes it on: ``starts`` are the windows whose writeback began."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from wedguard.io import writeback
+
+        self.real = writeback._sync_file_range
+        assert self.real is not None, "sync_file_range (Linux)"
+        self.calls: list[tuple[int, int, int]] = []
+        monkeypatch.setattr(writeback, "_sync_file_range", self)
+
+    def __call__(self, fd: int, offset: int, length: int, flags: int) -> int:
+        self.calls.append((offset, length, flags))
+        assert self.real is not None
+        return self.real(fd, offset, length, flags)
+
+    @property
+    def starts(self) -> list[tuple[int, int]]:
+        return [(o, n) for o, n, f in self.calls if f == 2]

@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 
 import wedguard as wg
 import wedguard.io.copy
+from page_cache import SyncSpy
 from wedguard.io.copy import MAX_IDLE_WRITES, copy_stream, keeps_nothing
+from wedguard.io.writeback import WindowedWriter
 from wedguard.runtime.session import SlotTimeout
 from wedguard.testing import FakeClock, RecordingSink
 
@@ -802,6 +804,40 @@ def test_only_destinations_that_copy_reuse_the_buffer(tmp_path: Path) -> None:
     assert not keeps_nothing(MyBytesIO())  # a subclass may keep what it is given
     assert not keeps_nothing(keeping_raw)  # its raw may keep the views it is handed
     assert not keeps_nothing(Keeper([]))
+    with open(tmp_path / "c", "wb") as f:
+        assert keeps_nothing(WindowedWriter(f))  # writes through to a file that copies
+
+    class MyFileIO(io.FileIO):  # may keep the views it is handed
+        pass
+
+    with io.BufferedWriter(MyFileIO(tmp_path / "d", "wb")) as subclassed:
+        assert not keeps_nothing(WindowedWriter(subclassed))
+    with pytest.raises(wg.ConfigError, match="a regular file"):
+        WindowedWriter(keeping_raw)  # type: ignore[arg-type]
+
+
+def test_copy_job_writes_each_file_back_while_it_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CopyJob``'s default: each file written back a window at a time as it is
+    copied (not all at its fsync), every byte in place; ``writeback=None``: none."""
+    from wedguard.jobs import CopyJob as _CopyJob
+
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(6 << 20))
+    spy = SyncSpy(monkeypatch)
+    guard = quiet_guard()
+    with guard.session("copy") as s:
+        _CopyJob(s, guard).copy_file(src, tmp_path / "windowed")
+        assert spy.starts[:2] == [(0, 1 << 20), (1 << 20, 1 << 20)]
+        assert len(spy.starts) >= 5
+        before = len(spy.calls)
+        _CopyJob(s, guard, writeback=None).copy_file(src, tmp_path / "plain")
+        assert len(spy.calls) == before
+        with pytest.raises(wg.ConfigError, match="writeback: 10 is not valid"):
+            _CopyJob(s, guard, writeback=10)
+    assert (tmp_path / "windowed").read_bytes() == src.read_bytes()
+    assert (tmp_path / "plain").read_bytes() == src.read_bytes()
 
 
 def test_cli_copy_counts_one_operation_per_file_and_every_byte(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import wedguard as wg
-from page_cache import pages_of, resident_pages
+from page_cache import SyncSpy, pages_of, resident_pages
 from wedguard.cli.pipe import pipe_main
 from wedguard.io.process import pipe_guarded
 from wedguard.testing import FakeClock
@@ -140,15 +140,22 @@ def test_pipe_main_usage_and_configuration_errors(capsys: pytest.CaptureFixture[
     assert pipe_main(["--bogus"], stdin=io.BytesIO(), stdout=io.BytesIO()) == 2
 
 
-def test_pipe_main_writes_a_file_on_stdout_back_as_it_goes(tmp_path: Path) -> None:
-    """``wedguard pipe > app.dump``: the file leaves the page cache window by window
-    (default 1 MiB), every byte in place; ``--writeback off`` leaves it to the kernel;
-    a pipe or an in-memory stdout is written as it is."""
+def test_pipe_main_writes_a_file_on_stdout_back_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wedguard pipe > app.dump``: the file is written back window by window while it
+    is written (default 1 MiB) and leaves the page cache, every byte in place;
+    ``--writeback off`` (any case) leaves it to the kernel; a pipe or an in-memory
+    stdout is written as it is."""
     data = os.urandom(12 << 20)
-    for name, extra, cached in (("windowed", [], False), ("plain", ["--writeback", "off"], True)):
+    spy = SyncSpy(monkeypatch)
+    for name, extra, cached in (("windowed", [], False), ("plain", ["--writeback", "OFF"], True)):
         path = tmp_path / name
+        before = len(spy.starts)
         with open(path, "wb") as out:
             assert pipe_main(extra, stdin=io.BytesIO(data), stdout=out) == 0
+        started = len(spy.starts) - before
+        assert started == 0 if cached else started >= 11  # as it went, not only at the end
         resident = resident_pages(path)  # before reading it back
         assert path.read_bytes() == data
         assert (

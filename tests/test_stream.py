@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import wedguard as wg
-from page_cache import pages_of, resident_pages
+from page_cache import SyncSpy, pages_of, resident_pages
 from wedguard.io.stream import CommandFailed
 
 # A producer writing N bytes of a known pattern, in 64 KiB pieces; it records its pid.
@@ -73,12 +73,18 @@ def test_a_dump_arrives_whole_and_only_then_under_its_name(tmp_path: Path) -> No
     assert not (tmp_path / "app.dump.partial").exists()
 
 
-def test_a_dump_reaches_the_disk_as_it_is_written(tmp_path: Path) -> None:
+def test_a_dump_reaches_the_disk_as_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """By default the file is written back a window at a time and leaves the page
     cache (a dirty page cannot be dropped); ``writeback=None`` leaves it to the kernel."""
     n = 16 << 20
     windowed, plain = tmp_path / "windowed.dump", tmp_path / "plain.dump"
+    spy = SyncSpy(monkeypatch)
     assert guard().stream(producer(n, tmp_path / "pid"), windowed) == n
+    # written back while it was written, 1 MiB at a time, not all at its end
+    assert spy.starts[:3] == [(0, 1 << 20), (1 << 20, 1 << 20), (2 << 20, 1 << 20)]
+    assert len(spy.starts) >= 15
     assert guard().stream(producer(n, tmp_path / "pid"), plain, writeback=None) == n
     assert resident_pages(windowed) < pages_of(n) // 4  # before reading them back
     assert resident_pages(plain) > pages_of(n) // 2

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fault_helpers import can_mount, fill, remount, tmpfs
-from page_cache import resident_pages
+from page_cache import SyncSpy, resident_pages
 from wedguard.errors import ConfigError
 from wedguard.io import writeback
 from wedguard.io.writeback import DEFAULT_WINDOW, WindowedWriter, check_window
@@ -62,8 +62,9 @@ def test_bytes_not_on_the_disk_stay_within_two_windows(
     assert path.read_bytes() == expected
 
 
-def test_writes_after_existing_content(tmp_path: Path) -> None:
+def test_writes_after_existing_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Windows count from where the file was when the writer took it."""
+    spy = SyncSpy(monkeypatch)
     path = tmp_path / "f"
     with open(path, "wb") as f:
         f.write(b"head")
@@ -71,6 +72,67 @@ def test_writes_after_existing_content(tmp_path: Path) -> None:
         out.write(b"a" * 10_000)
         out.close()
     assert path.read_bytes() == b"head" + b"a" * 10_000
+    assert spy.starts[0] == (4, 8192)  # the first two whole windows, after the head
+    assert min(o for o, _, _ in spy.calls) == 4
+
+
+def test_a_file_opened_for_appending_is_written_back_where_its_bytes_land(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shell's ``>> app.dump``: the descriptor's position is 0 until the first write,
+    the bytes land at the end; the windows are the new bytes, not the old content."""
+    path = tmp_path / "app.dump"
+    old = os.urandom(1_100_000)
+    path.write_bytes(old)
+    spy = SyncSpy(monkeypatch)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "wb") as f:
+        assert f.tell() == 0
+        out = WindowedWriter(f, window=4096)
+        for _ in range(4):
+            out.write(b"n" * 4096)
+        out.close()
+    assert path.read_bytes() == old + b"n" * 16384
+    assert spy.starts[0] == (len(old), 4096)
+    assert all(o >= len(old) for o, _, _ in spy.calls)
+
+
+def test_a_kernel_without_sync_file_range_falls_back_to_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ENOSYS`` (an emulated kernel): no error, every byte, each window fdatasync-ed,
+    and the call is not tried again."""
+    import ctypes
+
+    tried: list[int] = []
+
+    def unsupported(fd: int, offset: int, length: int, flags: int) -> int:
+        tried.append(flags)
+        ctypes.set_errno(errno.ENOSYS)
+        return -1
+
+    monkeypatch.setattr(writeback, "_sync_file_range", unsupported)
+    synced: list[int] = []
+    monkeypatch.setattr(writeback, "_datasync", synced.append)
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        out = WindowedWriter(f, window=4096)
+        for _ in range(6):
+            out.write(b"q" * 4096)
+        out.close()
+    assert path.read_bytes() == b"q" * 6 * 4096
+    assert tried == [2]  # refused once, never asked again
+    assert writeback._sync_file_range is None
+    assert len(synced) == 6  # windows 1-5 as they filled, the last at close
+    assert out.synced == 6 * 4096
+
+
+def test_a_pipe_is_refused(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    try:
+        with os.fdopen(w, "wb") as f, pytest.raises(ConfigError, match=r"file: .* a regular file"):
+            WindowedWriter(f)
+    finally:
+        os.close(r)
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="Linux page cache")
@@ -128,6 +190,7 @@ def test_without_sync_file_range_each_window_is_fdatasynced(
     assert path.read_bytes() == b"y" * 5 * 4096
 
 
+@pytest.mark.skipif(writeback._sync_file_range is None, reason="sync_file_range: Linux")
 def test_a_failing_writeback_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk's error (EIO) surfaces from the write that waits for it, with its errno."""
     real = writeback._sync_file_range

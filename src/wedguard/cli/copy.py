@@ -72,7 +72,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
     dst: Any = args.dst if to_s3 else Path(args.dst)
     if not src.exists() and not src.is_symlink():
         raise UsageError(f"{src}: no such file or directory")
-    window = None if args.writeback == "off" else check_window(args.writeback, "--writeback")
+    off = args.writeback.lower() == "off"
+    window = None if off else check_window(args.writeback, "--writeback")
     config = command_config(args.config)
     outcome = EXIT_OK
     error: BaseException | None = None

@@ -88,7 +88,8 @@ def pipe_main(
     sigterm = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if sigterm else None
     try:
-        window = None if args.writeback == "off" else check_window(args.writeback, "--writeback")
+        off = args.writeback.lower() == "off"
+        window = None if off else check_window(args.writeback, "--writeback")
         guard = _pipe_guard(args)
         out = windowed(dst, window)
         with guard.session(args.name) as session:

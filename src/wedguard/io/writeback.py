@@ -10,14 +10,15 @@ production's tail latency, not in the backup's.
 way RocksDB's ``bytes_per_sync`` and the kernel's own advice for streaming writes do:
 after every ``window`` bytes it starts the window's writeback at once
 (``sync_file_range(SYNC_FILE_RANGE_WRITE)``), waits for everything before that window
-to reach the disk, and drops it from the page cache (``posix_fadvise(DONTNEED)``). At
-most two windows are ever dirty or in flight (one being written back, one being
-filled), however large a single write: the disk sees a steady stream of requests the
-size of a window instead of a burst, and the backup's own writes slow down when the
-disk is busy (back-pressure on the writer, not on production).
+to reach the disk, and drops it from the page cache (``posix_fadvise(DONTNEED)``).
+Between writes at most two windows are dirty or in flight (one being written back, one
+being filled; a single write larger than that is written back before it returns): the
+disk sees a steady stream of requests the size of a window instead of a burst, and the
+backup's own writes slow down when the disk is busy (back-pressure on the writer, not
+on production).
 
-Where ``sync_file_range`` does not exist (not Linux), each window is ``fdatasync``-ed
-instead: a stronger barrier with the same bound.
+Where ``sync_file_range`` does not exist (not Linux) or the kernel refuses it, each
+window is ``fdatasync``-ed instead: a stronger barrier with the same bound.
 
     >>> import tempfile
     >>> with tempfile.TemporaryFile() as f:
@@ -34,7 +35,7 @@ instead: a stronger barrier with the same bound.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import errno
 import os
 from collections.abc import Callable
 from typing import IO
@@ -49,6 +50,7 @@ DEFAULT_WINDOW = 1 << 20
 millisecond; a production read queued behind it waits no longer than that."""
 
 _WRITE = 2  # SYNC_FILE_RANGE_WRITE
+_UNSUPPORTED = {errno.ENOSYS, errno.EOPNOTSUPP}  # the kernel does not implement it
 _WAIT = 1 | 2 | 4  # WAIT_BEFORE | WRITE | WAIT_AFTER
 
 
@@ -56,10 +58,8 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """libc's ``sync_file_range``, or None where it does not exist."""
     if not hasattr(os, "posix_fadvise"):  # not Linux: no sync_file_range either
         return None
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        fn = libc.sync_file_range
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range  # libc, already loaded
     except (OSError, AttributeError):
         return None
     fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
@@ -103,15 +103,20 @@ class WindowedWriter:
     """A binary file written to the disk a window at a time (see the module).
 
     Args:
-        file: a binary file open for writing on a file system (``open(path, "wb")``);
-            written at its current position, flushed before each window is synced.
+        file: a binary file open for writing on a file system (``open(path, "wb")``,
+            a shell's ``> file`` or ``>> file``), written where it writes (the windows
+            are counted from where its first bytes land, at the end of a file opened
+            for appending); flushed before each window is synced.
         window: bytes per window (default 1 MiB; ``"256KiB"`` and the like too).
         drop: drop each window from the page cache once it is on the disk (default
             True): a backup's bytes are not read again, and production's pages stay.
 
     ``file`` is the file it writes; ``written`` counts the bytes written through it,
-    ``synced`` those known to be on the disk. :meth:`close` syncs the rest (it does not close ``file``); a write error of the
-    writeback (a full or failing disk) is raised by the write or close that meets it.
+    ``synced`` those known to be on the disk. :meth:`close` syncs the rest (it does not
+    close ``file``); a write error of the writeback (a full or failing disk) is raised by
+    the write or close that meets it. Where the kernel refuses ``sync_file_range``
+    (``ENOSYS``, ``EOPNOTSUPP``: some emulated kernels), it falls back to ``fdatasync``
+    per window from then on.
 
     .. versionadded:: 0.3.0
     """
@@ -121,66 +126,89 @@ class WindowedWriter:
             getattr(file, "write", None)
         ):
             raise ConfigError("file", file, "a binary file open for writing, with fileno()")
-        self.file = file
-        self._file = file
-        self._fd = file.fileno()
         self.window = check_window(window)
         if not isinstance(drop, bool):
             raise ConfigError("drop", drop, "True or False")
+        self.file = file
+        try:
+            self._fd = file.fileno()
+            os.lseek(self._fd, 0, os.SEEK_CUR)
+        except (OSError, ValueError):  # no descriptor (UnsupportedOperation), a pipe
+            raise ConfigError(
+                "file", file, "a regular file (a pipe or socket cannot be synced)"
+            ) from None
         self.drop = drop
-        self._base = file.tell()  # windows are counted from where writing starts
+        self._base: int | None = None  # the file offset of the first byte written through
         self.written = 0
         self.synced = 0
         self._started = 0  # bytes whose writeback has been started
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write ``data``; after every ``window`` bytes, start that window's writeback and
-        wait for everything before it. Returns ``len(data)``."""
-        n = self._file.write(data)
+        wait for everything before it, so that when it returns at most two windows are
+        dirty or in flight (a write larger than that is written back before it
+        returns). Returns the bytes written."""
+        n = self.file.write(data)
         n = len(data) if n is None else n
         self.written += n
         if self.written - self._started >= self.window:
-            self._file.flush()
+            self.file.flush()
             end = self.written - (self.written - self._started) % self.window
             self._start(self._started, end)
-            # everything but the last window started is waited for: at most one window
-            # in flight and one being filled, however large a single write
+            # everything but the last window started is waited for
             self._wait(self.synced, end - self.window)
             self._started = end
         return n
 
     def flush(self) -> None:
         """Flush the file's buffer to the kernel (not to the disk: :meth:`close` does)."""
-        self._file.flush()
+        self.file.flush()
 
     def close(self) -> None:
         """Write every byte written so far to the disk, drop it from the cache, and make
         it durable (``fdatasync``: the windows' writeback alone does not flush the
         disk's own cache or the file's size)."""
-        self._file.flush()
+        self.file.flush()
         if self.written > self._started:
             self._start(self._started, self.written)
             self._started = self.written
-        self._wait(self.synced, self.written)
+        if self._wait(self.synced, self.written):
+            return  # fdatasync-ed already
         _datasync(self._fd)
+
+    def _offset(self, start: int) -> int:
+        """The file offset of byte ``start`` written through (the file is flushed)."""
+        if self._base is None:  # where the bytes really went: the end, when appending
+            self._base = os.lseek(self._fd, 0, os.SEEK_CUR) - self.written
+        return self._base + start
 
     def _start(self, start: int, end: int) -> None:
         if _sync_file_range is not None:
-            self._call(self._base + start, end - start, _WRITE)
+            self._call(self._offset(start), end - start, _WRITE)
 
-    def _wait(self, start: int, end: int) -> None:
+    def _wait(self, start: int, end: int) -> bool:
+        """Wait for bytes ``start..end`` and drop them; True if that took an fdatasync."""
         if end <= start:
-            return
-        if _sync_file_range is not None:
-            self._call(self._base + start, end - start, _WAIT)
-        else:
+            return False
+        offset = self._offset(start)
+        datasynced = _sync_file_range is None or not self._call(offset, end - start, _WAIT)
+        if datasynced:
             _datasync(self._fd)
         if self.drop and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self._fd, self._base + start, end - start, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(self._fd, offset, end - start, os.POSIX_FADV_DONTNEED)
         self.synced = end
+        return datasynced
 
-    def _call(self, offset: int, length: int, flags: int) -> None:
-        assert _sync_file_range is not None
-        if _sync_file_range(self._fd, offset, length, flags) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"sync_file_range: {os.strerror(err)}")
+    def _call(self, offset: int, length: int, flags: int) -> bool:
+        """``sync_file_range``; False (and fdatasync from now on) where the kernel does
+        not implement it."""
+        global _sync_file_range
+        if _sync_file_range is None:
+            return False
+        if _sync_file_range(self._fd, offset, length, flags) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err in _UNSUPPORTED:
+            _sync_file_range = None
+            return False
+        raise OSError(err, f"sync_file_range: {os.strerror(err)}")
