@@ -289,7 +289,9 @@ def guard_source(dsn: str, scenario: str) -> Any:
     from wedguard.sources.pg_backends import BackendPriority
 
     pinned = "pinned" in scenario
-    lowers = scenario in ("guarded_backend", "guarded_idle", "guarded_auto_backend") or pinned
+    lowers = scenario in (
+        "guarded_backend", "guarded_idle", "guarded_auto_backend", "guarded_auto_fair"
+    ) or pinned  # fmt: skip
     priority = BackendPriority(cpus=None)  # nice 19, idle I/O, on every core
     if scenario == "guarded_idle":
         priority = BackendPriority(sched_idle=True, cpus=None)
@@ -301,6 +303,8 @@ def guard_source(dsn: str, scenario: str) -> Any:
             priority = BackendPriority(cpus=1)
     elif scenario == "guarded_auto_backend":  # as it comes: nice 19, idle I/O, confined
         priority = BackendPriority()
+    elif scenario == "guarded_auto_fair":  # confined as it comes, its priority left
+        priority = BackendPriority(nice=None, ionice=None)
     return PostgresSource(
         dsn,
         query=LOAD_QUERY if scenario == "guarded_probe" else "SELECT 1",

@@ -101,7 +101,9 @@ Scenarios (each once per run, in a shuffled order):
   ``pg_dump`` on every core but the first), its source not lowering the backend (the
   other guarded scenarios pass ``cpus=None``: every core, the default before);
 * ``guarded_auto_backend``: the same with its source's ``lower_backends="pg_dump"`` as
-  it comes (``BackendPriority()``: nice 19, idle I/O, every core but the first).
+  it comes (``BackendPriority()``: nice 19, idle I/O, every core but the first);
+* ``guarded_auto_fair``: ``guarded_auto_backend`` with the backend confined the same
+  way at its own priority (``BackendPriority(nice=None, ionice=None)``).
 
 Mechanism scenarios, run only when named in ``--scenarios`` (no dump; the same
 windows): ``busy_core``: one process spinning on the CPU; ``busy_cores``: two;
@@ -169,6 +171,7 @@ SCENARIOS = (
     "guarded_pinned_self",
     "guarded_auto",
     "guarded_auto_backend",
+    "guarded_auto_fair",
 )
 # what the harm is made of (run only when named in --scenarios): busy cores, no dump
 MECHANISM = ("busy_core", "busy_cores", "busy_cores_idle", "busy_cores_pinned")
