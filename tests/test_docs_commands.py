@@ -55,6 +55,7 @@ RUN: dict[str, str] = {
     "docs/howto-alerts.md: SLACK_WEBHOOK_URL=https://hooks": "docs/howto-alerts.md",
     "docs/cli.md: pg_dump -Fc app | wedguard pipe": EXAMPLE,
     "docs/processes.md: pg_dump -Fc app | wedguard pipe": EXAMPLE,
+    "docs/howto-postgres.md: pg_dump -Fc app | wedguard pipe": EXAMPLE,
     "docs/howto-redis.md: wedguard stop --config fleet.toml": "docs/howto-redis.md",
 }
 
