@@ -367,14 +367,10 @@ class windowed(threading.Thread):  # noqa: N801 (started like a function)
                 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
             assert self.proc.stdout is not None
             with open(self.path, "wb") as f:
-                out = f if self.window is None else WindowedWriter(f, self.window)
+                out = WindowedWriter(f, self.window)  # None: plainly, fsync'ed at close
                 while chunk := self.proc.stdout.read1(65536):
                     out.write(chunk)
-                if isinstance(out, WindowedWriter):
-                    out.close()
-                else:
-                    f.flush()
-                    os.fsync(f.fileno())
+                out.close()
         except BaseException as exc:
             self.error = exc
 

@@ -96,36 +96,6 @@ def test_a_file_opened_for_appending_is_written_back_where_its_bytes_land(
     assert all(o >= len(old) for o, _, _ in spy.calls)
 
 
-def test_a_kernel_without_sync_file_range_falls_back_to_fdatasync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``ENOSYS`` (an emulated kernel): no error, every byte, each window fdatasync-ed,
-    and the call is not tried again."""
-    import ctypes
-
-    tried: list[int] = []
-
-    def unsupported(fd: int, offset: int, length: int, flags: int) -> int:
-        tried.append(flags)
-        ctypes.set_errno(errno.ENOSYS)
-        return -1
-
-    monkeypatch.setattr(writeback, "_sync_file_range", unsupported)
-    synced: list[int] = []
-    monkeypatch.setattr(writeback, "_datasync", synced.append)
-    path = tmp_path / "f"
-    with open(path, "wb") as f:
-        out = WindowedWriter(f, window=4096)
-        for _ in range(6):
-            out.write(b"q" * 4096)
-        out.close()
-    assert path.read_bytes() == b"q" * 6 * 4096
-    assert tried == [2]  # refused once, never asked again
-    assert writeback._sync_file_range is None
-    assert len(synced) == 6  # windows 1-5 as they filled, the last at close
-    assert out.synced == 6 * 4096
-
-
 def test_a_pipe_is_refused(tmp_path: Path) -> None:
     r, w = os.pipe()
     try:
@@ -172,22 +142,56 @@ def test_close_is_durable_and_counts_the_tail(
     assert out.synced == 5000
 
 
+@pytest.mark.parametrize("kernel", ["absent", "ENOSYS"])
 def test_without_sync_file_range_each_window_is_fdatasynced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: str
 ) -> None:
-    """Where the kernel call does not exist (not Linux): the same bound by fdatasync."""
-    monkeypatch.setattr(writeback, "_sync_file_range", None)
+    """Where the call does not exist (not Linux), or the kernel refuses it (``ENOSYS``,
+    an emulated kernel): no error, every byte, the same bound by ``fdatasync`` per
+    window, and a refused call is not tried again."""
+    import ctypes
+
+    tried: list[int] = []
+
+    def unsupported(fd: int, offset: int, length: int, flags: int) -> int:
+        tried.append(flags)
+        ctypes.set_errno(errno.ENOSYS)
+        return -1
+
+    monkeypatch.setattr(writeback, "_sync_file_range", None if kernel == "absent" else unsupported)
     calls: list[int] = []
     monkeypatch.setattr(writeback, "_datasync", calls.append)
     path = tmp_path / "f"
     with open(path, "wb") as f:
         out = WindowedWriter(f, window=4096)
-        for _ in range(5):
+        for _ in range(6):
             out.write(b"y" * 4096)
-        assert out.synced == 4 * 4096
-        assert len(calls) == 4
+        assert out.synced == 5 * 4096
+        assert len(calls) == 5  # windows 1-5 as they filled
         out.close()
-    assert path.read_bytes() == b"y" * 5 * 4096
+    assert path.read_bytes() == b"y" * 6 * 4096
+    assert len(calls) == 6  # the last at close, once
+    assert out.synced == 6 * 4096
+    assert tried == ([] if kernel == "absent" else [2])  # refused once, never asked again
+    assert writeback._sync_file_range is None
+
+
+def test_no_window_writes_plainly_and_fsyncs_at_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``window=None``: nothing synced while writing, the whole file fsync'ed at close."""
+    spy = SyncSpy(monkeypatch)
+    fsynced: list[int] = []
+    monkeypatch.setattr(writeback.os, "fsync", fsynced.append)
+    with open(tmp_path / "f", "wb") as f:
+        out = WindowedWriter(f, None)
+        for _ in range(4):
+            out.write(b"p" * DEFAULT_WINDOW)
+        assert (out.synced, spy.calls, fsynced) == (0, [], [])
+        out.close()
+        assert fsynced == [f.fileno()]
+    assert out.synced == out.written == 4 * DEFAULT_WINDOW
+    assert (tmp_path / "f").read_bytes() == b"p" * 4 * DEFAULT_WINDOW
 
 
 @pytest.mark.skipif(writeback._sync_file_range is None, reason="sync_file_range: Linux")

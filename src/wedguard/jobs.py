@@ -349,16 +349,12 @@ class CopyJob:
     def _copy_data(self, src: Path, tmp: Path, st: os.stat_result) -> None:
         # a link planted at the temporary name is not written through (ELOOP: the file fails)
         with open(src, "rb") as fin, open(tmp, "wb", opener=_fs.no_follow) as fout:
-            sink = fout if self.writeback is None else WindowedWriter(fout, self.writeback)
+            sink = WindowedWriter(fout, self.writeback)
             # one operation per file, counted with its first chunk
             copy_stream(
                 self.session, fin, sink, self.chunk, ops=1, size=st.st_size, progress=self._count
             )
-            if isinstance(sink, WindowedWriter):
-                sink.close()  # the rest written back, durable
-            else:
-                fout.flush()
-                os.fsync(fout.fileno())
+            sink.close()  # the rest written back, durable
         os.chmod(tmp, st.st_mode & 0o7777)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
 

@@ -181,15 +181,11 @@ def stream_command(
                 else:
                     # a link planted at <dst>.partial is not written through (ELOOP)
                     with open(partial, "wb", opener=no_follow) as out:
-                        sink = out if window is None else WindowedWriter(out, window)
+                        sink = WindowedWriter(out, window)
                         written = pipe_guarded(
                             guard, proc.stdout, sink, name=session, **pipe_options
                         )
-                        if isinstance(sink, WindowedWriter):
-                            sink.close()  # the rest written back, durable
-                        else:
-                            out.flush()
-                            os.fsync(out.fileno())
+                        sink.close()  # the rest written back, durable
             status = proc.wait()
         except BaseException:
             _end(proc, grace)  # a stop, a failing destination, Ctrl-C: never leave it behind

@@ -107,7 +107,10 @@ class WindowedWriter:
             a shell's ``> file`` or ``>> file``), written where it writes (the windows
             are counted from where its first bytes land, at the end of a file opened
             for appending); flushed before each window is synced.
-        window: bytes per window (default 1 MiB; ``"256KiB"`` and the like too).
+        window: bytes per window (default 1 MiB; ``"256KiB"`` and the like too), or
+            None: written as it comes, left to the kernel, and fsync'ed at
+            :meth:`close` (the one durable file, windowed or not, that
+            ``guard.stream`` and ``wedguard copy`` write).
         drop: drop each window from the page cache once it is on the disk (default
             True): a backup's bytes are not read again, and production's pages stay.
 
@@ -121,12 +124,14 @@ class WindowedWriter:
     .. versionadded:: 0.3.0
     """
 
-    def __init__(self, file: IO[bytes], window: int | str = DEFAULT_WINDOW, *, drop: bool = True):
+    def __init__(
+        self, file: IO[bytes], window: int | str | None = DEFAULT_WINDOW, *, drop: bool = True
+    ):
         if not callable(getattr(file, "fileno", None)) or not callable(
             getattr(file, "write", None)
         ):
             raise ConfigError("file", file, "a binary file open for writing, with fileno()")
-        self.window = check_window(window)
+        self.window = None if window is None else check_window(window)
         if not isinstance(drop, bool):
             raise ConfigError("drop", drop, "True or False")
         self.file = file
@@ -151,7 +156,7 @@ class WindowedWriter:
         n = self.file.write(data)
         n = len(data) if n is None else n
         self.written += n
-        if self.written - self._started >= self.window:
+        if self.window is not None and self.written - self._started >= self.window:
             self.file.flush()
             end = self.written - (self.written - self._started) % self.window
             self._start(self._started, end)
@@ -169,12 +174,16 @@ class WindowedWriter:
         it durable (``fdatasync``: the windows' writeback alone does not flush the
         disk's own cache or the file's size)."""
         self.file.flush()
+        if self.window is None:  # all of it now
+            os.fsync(self._fd)
+            self.synced = self.written
+            return
         if self.written > self._started:
             self._start(self._started, self.written)
             self._started = self.written
-        if self._wait(self.synced, self.written):
-            return  # fdatasync-ed already
-        _datasync(self._fd)
+        self._wait(self.synced, self.written)
+        if _sync_file_range is not None:  # else every window was fdatasync-ed already
+            _datasync(self._fd)
 
     def _offset(self, start: int) -> int:
         """The file offset of byte ``start`` written through (the file is flushed)."""
@@ -183,21 +192,18 @@ class WindowedWriter:
         return self._base + start
 
     def _start(self, start: int, end: int) -> None:
-        if _sync_file_range is not None:
-            self._call(self._offset(start), end - start, _WRITE)
+        self._call(self._offset(start), end - start, _WRITE)
 
-    def _wait(self, start: int, end: int) -> bool:
-        """Wait for bytes ``start..end`` and drop them; True if that took an fdatasync."""
+    def _wait(self, start: int, end: int) -> None:
+        """Wait for bytes ``start..end`` to be on the disk and drop them."""
         if end <= start:
-            return False
+            return
         offset = self._offset(start)
-        datasynced = _sync_file_range is None or not self._call(offset, end - start, _WAIT)
-        if datasynced:
+        if not self._call(offset, end - start, _WAIT):  # no sync_file_range
             _datasync(self._fd)
         if self.drop and hasattr(os, "posix_fadvise"):
             os.posix_fadvise(self._fd, offset, end - start, os.POSIX_FADV_DONTNEED)
         self.synced = end
-        return datasynced
 
     def _call(self, offset: int, length: int, flags: int) -> bool:
         """``sync_file_range``; False (and fdatasync from now on) where the kernel does
