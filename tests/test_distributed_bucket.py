@@ -380,3 +380,39 @@ def test_an_unlimited_budget_costs_no_round_trip_per_call(
     time.sleep(0.25)
     assert not bucket.try_acquire(5)
     assert bucket.rate == 10
+
+
+def test_a_rate_set_while_a_call_is_in_flight_is_not_undone_by_its_reply(
+    redis_server: RedisServer, key: str
+) -> None:
+    """A live rate change that lands while a Redis call is in flight (another thread's
+    chunk, a lease refresh) is kept: the reply, which read the old rate, does not put
+    the old rate back, and the next call writes the new one for every sharer."""
+    import redis
+
+    class SetsRateMidCall(redis.Redis):  # type: ignore[misc]
+        bucket: Any = None
+        armed = False
+
+        def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            if self.armed:  # the call's arguments are built: the old rate goes out
+                self.armed = False
+                self.bucket._set_rate_local("2MB/s")  # as LeasedBucket.set_rate does
+            return super().execute_command(*args, **kwargs)
+
+    client = SetsRateMidCall(port=redis_server.port)
+    admin = redis_server.client()
+    try:
+        bucket = RedisTokenBucket(client, key, "5MB/s")
+        client.bucket = bucket
+        assert bucket.try_acquire(1)  # the rate written once
+        assert float(admin.hget(key, "rate")) == 5e6
+        client.armed = True
+        bucket.try_acquire(1)  # its reply says 5 MB/s
+        assert bucket.rate == 2e6
+        bucket.try_acquire(1)  # the next call writes it
+        assert float(admin.hget(key, "rate")) == 2e6
+        assert bucket.rate == 2e6
+    finally:
+        client.close()
+        admin.close()

@@ -249,6 +249,8 @@ class RedisTokenBucket:
         "_key",
         "_link",
         "_rate",
+        "_rate_lock",
+        "_rate_set",
         "_recheck",
         "_script",
         "_share",
@@ -300,6 +302,8 @@ class RedisTokenBucket:
         self._arg_rate = _arg(rate_value)
         self._arg_given = "0" if given is None else repr(float(given))
         self._sync = "1"
+        self._rate_lock = threading.Lock()  # a rate set here against a reply's (no I/O)
+        self._rate_set = 0  # rates set here so far
         self._script: Any = self._link.client.register_script(BUCKET_LUA)
         self._fallback = TokenBucketThrottler(
             self._fallback_rate(rate_value),
@@ -376,7 +380,11 @@ class RedisTokenBucket:
     def _eval(
         self, client: Any, op: str, x: float, timeout: float, host: tuple[str, ...] = ()
     ) -> list[Any]:
-        """One script call. ``host``: (hosts key, host, seconds) for op ``lease``."""
+        """One script call. ``host``: (hosts key, host, seconds) for op ``lease``.
+
+        A rate set here while the call is in flight wins over the rate its reply
+        carries, and is written by the next call (the reply read the old one)."""
+        setting = self._rate_set
         reply: list[Any] = self._script(
             keys=(self._key, *host[:1]),
             args=(
@@ -390,10 +398,14 @@ class RedisTokenBucket:
             ),
             client=client,
         )
-        self._sync = "0"
         rate = float(reply[3])
-        if rate != self._rate:
-            self._seen_rate(rate, float(reply[4]))
+        with self._rate_lock:
+            if self._rate_set == setting:  # else: set meanwhile, still to be written
+                self._sync = "0"
+                if rate != self._rate:
+                    self._seen_rate(rate, float(reply[4]))
+            else:
+                rate = self._rate
         if rate == _INF:
             # Unlimited: nothing to count. Skip Redis for `recheck` seconds, so an
             # unlimited budget costs no round trip per chunk; a rate set elsewhere
@@ -562,8 +574,10 @@ class RedisTokenBucket:
     def _set_rate_local(self, rate: float | str) -> float:
         """Take a new global rate here; the next Redis call writes it (no round trip)."""
         value = parse_rate(rate, field="rate")
-        self._seen_rate(value, self._local_burst(value))
-        self._sync = "1"
+        with self._rate_lock:
+            self._seen_rate(value, self._local_burst(value))
+            self._sync = "1"
+            self._rate_set += 1
         self._unlimited_until = -_INF
         return value
 
