@@ -298,7 +298,8 @@ def guard_source(dsn: str, scenario: str) -> Any:
     elif pinned:  # only confined: pg_dump's core, the last one (as Guard(cpus=1))
         # pinned_idle...: SCHED_IDLE as well (pinned_dump_idle: pg_dump alone)
         idle = "idle" in scenario and "dump_idle" not in scenario
-        priority = BackendPriority(nice=None, ionice=None, sched_idle=idle, cpus=1)
+        short = 0.0001 if scenario.endswith("_short") else None  # the shortest slice
+        priority = BackendPriority(nice=None, ionice=None, sched_idle=idle, cpus=1, cpu_slice=short)
         if scenario == "pinned_lowered":  # as it comes: nice 19, idle I/O
             priority = BackendPriority(cpus=1)
     elif scenario == "guarded_auto_backend":  # as it comes: nice 19, idle I/O, confined

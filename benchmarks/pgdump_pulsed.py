@@ -91,6 +91,14 @@ Scenarios (each once per run, in a shuffled order):
   backend at its fair share, as in ``pinned``): a production task waking on the
   dump's core preempts the compressor at once, and the backend, which holds the
   server's locks, is never starved;
+* ``pinned_short``: ``pinned`` with ``pg_dump`` and its backend on the shortest CPU
+  slice the kernel takes, 0.1 ms (``set_slice``, ``BackendPriority(slice=0.0001)``):
+  the two take turns on their core, and each turn the scheduler protects the one it
+  picks for its slice (1.4 ms by default here) from a production task waking there;
+* ``pinned_static40``, ``pinned_static10``: ``pinned`` paced to 40 % and 10 % of the
+  rate of a dump alone: the driver (on the dump's core) reads ``pg_dump``'s output
+  from a pipe in reads of up to 16 KiB and sleeps after each, as ``static`` does, so
+  the dump runs in bursts of a millisecond or so: what pacing alone reaches;
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
@@ -106,9 +114,10 @@ Scenarios (each once per run, in a shuffled order):
   way at its own priority (``BackendPriority(nice=None, ionice=None)``).
 
 Mechanism scenarios, run only when named in ``--scenarios`` (no dump; the same
-windows): ``busy_core``: one process spinning on the CPU; ``busy_cores``: two;
-``busy_cores_idle``: two at ``SCHED_IDLE``; ``busy_cores_pinned``: two confined to the
-last core.
+windows): ``busy_core``: one process spinning on the CPU; ``busy_core_pinned``: one
+confined to the last core; ``busy_cores``: two; ``busy_cores_idle``: two at
+``SCHED_IDLE``; ``busy_cores_pinned``: two confined to the last core;
+``busy_cores_pinned_short``: the same two on 0.1 ms CPU slices.
 
 The guard's baseline (as in ``pgdump.py``): ``PostgresSource`` sampled once a second
 while the load runs alone, ``--baseline`` seconds before the first scenario and
@@ -166,6 +175,9 @@ SCENARIOS = (
     "pinned_fsync",
     "pinned_lowered",
     "pinned_dump_idle",
+    "pinned_short",
+    "pinned_static40",
+    "pinned_static10",
     "guarded_pinned",
     "guarded_pinned_share",
     "guarded_pinned_self",
@@ -174,7 +186,15 @@ SCENARIOS = (
     "guarded_auto_fair",
 )
 # what the harm is made of (run only when named in --scenarios): busy cores, no dump
-MECHANISM = ("busy_core", "busy_cores", "busy_cores_idle", "busy_cores_pinned")
+MECHANISM = (
+    "busy_core",
+    "busy_core_pinned",
+    "busy_cores",
+    "busy_cores_idle",
+    "busy_cores_pinned",
+    "busy_cores_pinned_short",
+)
+SHORT_SLICE = 0.0001  # the shortest CPU slice the kernel takes (seconds)
 GOAL_P95 = 1.20  # issue 19: the platform's rule
 STRICT_P95 = 1.05  # issue 18: p95 at most +5 % ...
 STRICT_KEPT = 0.30  # ... keeping at least 30 % of the unguarded dump's throughput
@@ -195,7 +215,7 @@ def driver(a: argparse.Namespace) -> None:
     import psutil
 
     import wedguard as wg
-    from wedguard.io.priority import check_cpus, lower_process
+    from wedguard.io.priority import check_cpus, lower_process, set_slice
 
     argv: list[str] = json.loads(a.argv)
     stop_file = Path(a.stop_file)
@@ -245,6 +265,9 @@ def driver(a: argparse.Namespace) -> None:
                 info = pgdump.Bench.reported(ran.report)
             elif a.scenario == "static":
                 rc = paced(argv, path, a.static_rate)
+            elif a.scenario.startswith("pinned_static"):  # a share of the dump alone's rate
+                share = int(a.scenario.removeprefix("pinned_static")) / 100
+                rc = paced(argv, path, share * a.alone_rate, 16384, lower)
             else:
                 # sched_idle: argv is chrt --idle 0 pg_dump; synced: pg_dump to a pipe
                 proc = subprocess.Popen(
@@ -257,6 +280,8 @@ def driver(a: argparse.Namespace) -> None:
                         raise RuntimeError("; ".join(note_.notes))
                     if idle:
                         os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
+                    if a.scenario.endswith("_short") and (why := set_slice(proc.pid, SHORT_SLICE)):
+                        raise RuntimeError(why)
                 elif a.scenario not in ("unguarded", "sched_idle"):
                     p = psutil.Process(proc.pid)
                     p.nice(19)
@@ -330,19 +355,29 @@ class Decisions(threading.Thread):
         return {"verdicts": dict(self.verdicts), "reasons": dict(top)}
 
 
-def paced(argv: list[str], path: Path, rate: float) -> int:
+def paced(argv: list[str], path: Path, rate: float, size: int = 65536, lower: Any = None) -> int:
     """``argv`` (``pg_dump`` writing to its output) read from a pipe into ``path`` at
-    most ``rate`` bytes a second: a sleep after each read of up to 64 KiB, never
-    catching up on time lost (a window it was stopped). Its exit status."""
+    most ``rate`` bytes a second: a sleep after each read of up to ``size`` bytes,
+    never catching up on time lost (a window it was stopped). With ``lower`` (a
+    confining source) ``pg_dump`` and this reading thread are confined to the last
+    core, and its backend by ``lower``, sampled about once a second. Its exit status."""
+    from wedguard.io.priority import check_cpus, lower_process
+
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     assert proc.stdout is not None
-    due = time.monotonic()
+    if lower is not None:
+        os.sched_setaffinity(0, check_cpus(1))
+        lower_process(proc.pid, 0, False, check_cpus(1))
+    due = sampled = time.monotonic()
     with open(path, "wb") as out:
-        while chunk := proc.stdout.read1(65536):
+        while chunk := proc.stdout.read1(size):
             out.write(chunk)
             now = time.monotonic()
+            if lower is not None and now - sampled >= 1.0:
+                lower.sample()
+                sampled = now
             due = max(due, now) + len(chunk) / rate
-            time.sleep(due - now)
+            time.sleep(max(0.0, due - time.monotonic()))
     return proc.wait()
 
 
@@ -378,15 +413,17 @@ class windowed(threading.Thread):  # noqa: N801 (started like a function)
 def busy(a: argparse.Namespace, stop_file: Path) -> None:
     """A mechanism scenario: no dump, one or two processes spinning on the CPU (at
     ``SCHED_IDLE``, or both confined to the last core) until ``stop_file`` exists."""
-    from wedguard.io.priority import check_cpus, lower_process
+    from wedguard.io.priority import check_cpus, lower_process, set_slice
 
-    n = 1 if a.scenario == "busy_core" else 2
+    n = 1 if a.scenario.startswith("busy_core_") or a.scenario == "busy_core" else 2
     spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
     for proc in spin:
         if a.scenario == "busy_cores_idle":
             os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
-        elif a.scenario == "busy_cores_pinned":
+        elif "pinned" in a.scenario:
             lower_process(proc.pid, 0, False, check_cpus(1))
+        if a.scenario.endswith("_short") and set_slice(proc.pid, SHORT_SLICE):
+            raise RuntimeError(set_slice(proc.pid, SHORT_SLICE))
     log = open(a.log, "a", encoding="utf-8")  # noqa: SIM115 (the harness reads it)
     log.close()
     try:
@@ -579,7 +616,8 @@ def one(ctx: dict[str, Any], scenario: str, rng: random.Random) -> dict[str, Any
                  "--pg-restore", bench.pg_restore, "--workdir", str(workdir),
                  "--log", str(log), "--stop-file", str(stop_file),
                  "--baseline-file", str(workdir / "baseline.json"), "--start", repr(start),
-                 "--static-rate", repr(args.static_rate)],
+                 "--static-rate", repr(args.static_rate),
+                 "--alone-rate", repr(ctx["alone_rate"])],
                 bench.env,
             )  # fmt: skip
         backend = pulse(backup, windows, args.settle, ctx["meter"])
@@ -734,6 +772,7 @@ def main() -> None:
     )
     p.add_argument("--no-verify", action="store_true", help="skip the restores")
     p.add_argument("--static-rate", type=float, default=9e6, help="static: bytes/s")
+    p.add_argument("--alone-rate", type=float, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=RESULTS)
     for hidden in ("--scenario", "--dsn", "--argv", "--pg-restore", "--workdir", "--log",
                    "--stop-file", "--baseline-file"):  # fmt: skip
@@ -775,7 +814,13 @@ def main() -> None:
             bench.learn(args.baseline)
         finally:
             load.stop()
-        ctx = {"bench": bench, "args": args, "workdir": workdir, "meter": Meter(admin)}
+        ctx = {
+            "bench": bench,
+            "args": args,
+            "workdir": workdir,
+            "meter": Meter(admin),
+            "alone_rate": dump_bytes / alone_s,
+        }
         order = list(chosen)
         rng.shuffle(order)
         for scenario in order:

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from conftest_postgres import APP_PASSWORD, APP_USER, PostgresServer, postgres_server
 from wedguard.config import Config
 from wedguard.errors import ConfigError
+from wedguard.io.priority import slice_of
 from wedguard.sources import PostgresSource
 from wedguard.sources.pg_backends import (
     BackendLowerer,
@@ -350,6 +351,30 @@ def test_sched_idle_is_set_and_restored_when_asked(
     assert lowerer.restore() == [backend]
     assert _priority(backend) == before
     assert lowerer.lowered == []
+
+
+@pytest.mark.skipif(slice_of() is None, reason="per-task CPU slices are Linux 6.12+")
+def test_a_short_slice_is_set_and_the_backends_own_restored(
+    postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
+) -> None:
+    backend = blocked_dump["backend"]
+    before, own = _priority(backend), slice_of(backend)
+    lowerer = BackendLowerer(BackendPriority(nice=None, ionice=None, cpus=None, cpu_slice=0.0001))
+    assert lowerer.update([backend]) == [backend]
+    assert slice_of(backend) == pytest.approx(0.0001)
+    assert _priority(backend) == before  # nothing else changed
+    assert lowerer.restore() == [backend]
+    assert slice_of(backend) == own
+    dump, _ = blocked_dump["proc"].communicate(timeout=50)
+    assert blocked_dump["proc"].returncode == 0
+    assert _restores_to_the_same_rows(postgres_server, dump, database)
+
+
+@pytest.mark.parametrize("bad", [0.5, 0, "1ms", True])
+def test_a_bad_slice_is_refused_naming_the_field(bad: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        BackendPriority(cpu_slice=bad)
+    assert caught.value.field == "backend_priority.cpu_slice"
 
 
 def test_cpus_confines_the_backend_to_the_dumps_cores_and_restores_it(

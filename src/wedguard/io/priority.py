@@ -47,6 +47,7 @@ from collections.abc import Iterable, Iterator
 import attrs
 
 from wedguard import _checks
+from wedguard._slice import check_slice, set_slice, slice_of
 from wedguard.errors import ConfigError
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "ChildPriority",
     "check_cpus",
     "check_nice",
+    "check_slice",
     "confine",
     "cores_before",
     "lower",
@@ -61,6 +63,8 @@ __all__ = [
     "lowered",
     "restore",
     "scheduler_policy",
+    "set_slice",
+    "slice_of",
     "starting_on",
 ]
 

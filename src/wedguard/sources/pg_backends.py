@@ -40,6 +40,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -51,6 +52,7 @@ import attrs
 import psutil
 
 from wedguard import _checks
+from wedguard._slice import check_slice, set_slice, slice_of
 from wedguard.errors import ConfigError, WedguardError
 
 __all__ = [
@@ -86,6 +88,10 @@ def _check_sched_idle(_inst: object, _attr: object, value: object) -> None:
         raise ConfigError("backend_priority.sched_idle", value, "True or False")
 
 
+def _to_slice(value: object) -> float | None:
+    return check_slice(value, "backend_priority.cpu_slice")
+
+
 def _to_cpus(value: object) -> frozenset[int] | None:
     return _checks.cpus(value, "backend_priority.cpus")
 
@@ -113,8 +119,14 @@ class BackendPriority:
             leaving the others to production (see the PostgreSQL how-to): confining
             ``pg_dump`` alone, its backend spilled onto the free core and the load's
             p95 rose ×1.6.
+        cpu_slice: its CPU slice in seconds (0.0001 to 0.1), or None (default: the
+            kernel's own, a few milliseconds): how long it runs before a production
+            task waking on its core gets in (Linux 6.12+; see
+            :func:`wedguard.io.priority.set_slice`). Elsewhere it is left, said once
+            in the log.
 
     .. versionchanged:: 0.3.0 ``cpus``, by default ``"all-but-one"``.
+    .. versionadded:: 0.4.0 ``cpu_slice``.
 
     >>> BackendPriority(nice=25)
     Traceback (most recent call last):
@@ -128,6 +140,7 @@ class BackendPriority:
     cpus: frozenset[int] | None = attrs.field(
         factory=lambda: _to_cpus(_checks.ALL_BUT_ONE), converter=_to_cpus
     )
+    cpu_slice: float | None = attrs.field(default=None, converter=_to_slice)
 
 
 def split_backends(current: Iterable[int], lowered: Iterable[int]) -> tuple[list[int], list[int]]:
@@ -241,6 +254,7 @@ class Saved:
         policy: its scheduling policy (``os.SCHED_*``).
         affinity: the cores it could run on, when it was confined (else None).
         at: when it was lowered (:func:`time.monotonic`).
+        cpu_slice: its CPU slice (seconds) when it was given one (else None).
     """
 
     pid: int
@@ -251,6 +265,7 @@ class Saved:
     policy: int
     affinity: frozenset[int] | None = None
     at: float = 0.0
+    cpu_slice: float | None = None
 
 
 class BackendPriorityError(WedguardError, PermissionError):
@@ -338,7 +353,7 @@ class BackendLowerer:
         try:
             if self.priority.nice is not None:
                 os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid))
-            if self.priority.sched_idle:
+            if self.priority.sched_idle or self.priority.cpu_slice is not None:
                 policy = os.sched_getscheduler(pid)
                 os.sched_setscheduler(pid, policy, os.sched_getparam(pid))
             if self.priority.cpus is not None:
@@ -408,6 +423,7 @@ class BackendLowerer:
                     None if self.priority.cpus is None else frozenset(os.sched_getaffinity(pid))
                 ),
                 at=time.monotonic(),
+                cpu_slice=None if self.priority.cpu_slice is None else slice_of(pid),
             )
         except (psutil.NoSuchProcess, ProcessLookupError):
             return None  # ended between the query and now
@@ -426,6 +442,12 @@ class BackendLowerer:
                 cores = p.cpus & saved.affinity  # within the server's own cpuset
                 if cores:  # none in common: it runs away from the dump's cores already
                     os.sched_setaffinity(pid, cores)
+            if p.cpu_slice is not None and saved.cpu_slice is None:  # none on this kernel
+                _slice_unknown()
+            elif p.cpu_slice is not None:
+                note = set_slice(pid, p.cpu_slice)
+                if note:
+                    raise PermissionError(1, note.removeprefix("no CPU slice set: "))
         except (psutil.NoSuchProcess, ProcessLookupError):
             return None
         except (PermissionError, psutil.AccessDenied) as exc:
@@ -440,6 +462,15 @@ class BackendLowerer:
         return saved
 
 
+@functools.cache
+def _slice_unknown() -> None:
+    """Say once that backends keep the kernel's slice here."""
+    log.info(
+        "PostgreSQL backends keep the kernel's CPU slice: this kernel has no per-task "
+        "slice (Linux 6.12+)"
+    )
+
+
 def _restore(saved: Saved) -> bool:
     """Put one backend back; False when it ended or the system refused."""
     try:
@@ -450,6 +481,10 @@ def _restore(saved: Saved) -> bool:
             os.sched_setaffinity(saved.pid, saved.affinity)
         if os.sched_getscheduler(saved.pid) != saved.policy:
             os.sched_setscheduler(saved.pid, saved.policy, os.sched_param(0))
+        if saved.cpu_slice is not None and slice_of(saved.pid) != saved.cpu_slice:
+            note = set_slice(saved.pid, saved.cpu_slice)
+            if note:
+                raise PermissionError(1, note)
         io = proc.ionice()
         if (int(io.ioclass), int(io.value)) == (saved.ioclass, saved.iovalue):
             pass  # as it was (a change refused half-way changed nothing here)
