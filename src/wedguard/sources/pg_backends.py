@@ -30,7 +30,7 @@ changed. Linux only.
 Example::
 
     >>> BackendPriority(cpus=None)
-    BackendPriority(nice=19, ionice='idle', sched_idle=False, cpus=None)
+    BackendPriority(nice=19, ionice='idle', sched_idle=False, cpus=None, cpu_slice=None)
     >>> split_backends([7, 9], {5, 7})
     ([9], [5])
     >>> pid_span(100, 103, pid_max=32768)
