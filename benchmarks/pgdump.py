@@ -314,14 +314,14 @@ def guard_source(dsn: str, scenario: str) -> Any:
     )
 
 
-def make_guard(source: Any, baseline: Any, cpus: int | str | None = None) -> Any:
-    """The guard of every guarded scenario: ``rate="off"``, ``source`` alone, the default
-    thresholds judged against ``baseline`` (learned while the load ran alone), every
-    hour PEAK, no sinks; ``cpus=None`` (every core) unless given."""
+def make_guard(source: Any, baseline: Any, cpus: int | str | None = None, rate: Any = "off") -> Any:
+    """The guard of every guarded scenario: ``rate="off"`` unless given, ``source``
+    alone, the default thresholds judged against ``baseline`` (learned while the load
+    ran alone), every hour PEAK, no sinks; ``cpus=None`` (every core) unless given."""
     import wedguard as wg
 
     return wg.Guard(
-        rate="off",
+        rate=rate,
         calendar=wg.PeakHourCalendar.parse(CALENDAR, tz="UTC"),
         sources=[source],
         analyzer=wg.ImpactAnalyzer(wg.Thresholds(), baseline=baseline),

@@ -99,6 +99,11 @@ Scenarios (each once per run, in a shuffled order):
   rate of a dump alone: the driver (on the dump's core) reads ``pg_dump``'s output
   from a pipe in reads of up to 16 KiB and sleeps after each, as ``static`` does, so
   the dump runs in bursts of a millisecond or so: what pacing alone reaches;
+* ``guarded_pinned_stream40``: what ``pinned_static40`` does, by a guard: ``guard.stream``
+  of ``pg_dump``'s output in 16 KiB chunks through a guard built with ``cpus=1`` (the
+  command and the copying thread on the last core, the backend confined there by the
+  guard's source) and ``rate=`` 40 % of the dump alone's bytes a second, the probe and
+  thresholds of every guarded scenario judging as it runs;
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
@@ -178,6 +183,7 @@ SCENARIOS = (
     "pinned_short",
     "pinned_static40",
     "pinned_static10",
+    "guarded_pinned_stream40",
     "guarded_pinned",
     "guarded_pinned_share",
     "guarded_pinned_self",
@@ -226,11 +232,14 @@ def driver(a: argparse.Namespace) -> None:
     pinned = "pinned" in a.scenario
     if a.scenario == "guarded_pinned_self":  # the guard's own threads with the dump
         os.sched_setaffinity(0, check_cpus(1))
+    streamed = a.scenario.startswith("guarded_pinned_stream")
     if a.scenario.startswith("guarded"):
         guard = pgdump.make_guard(
             pgdump.guard_source(a.dsn, a.scenario),
             wg.Baseline.load(a.baseline_file),
             cpus=1 if pinned else "auto" if a.scenario.startswith("guarded_auto") else None,
+            # guarded_pinned_stream40: the guard's rate, 40 % of the dump alone's
+            rate=int(a.scenario[-2:]) / 100 * a.alone_rate if streamed else "off",
         )
     elif a.scenario == "nice_backend" or pinned:
         lower = pgdump.guard_source(a.dsn, a.scenario if pinned else "guarded_backend")
@@ -256,7 +265,9 @@ def driver(a: argparse.Namespace) -> None:
             note(event="start", path=str(path))
             full = [*argv, "-f", str(path)]
             info: dict[str, Any] = {}
-            if guard is not None:
+            if guard is not None and streamed:  # the guard reads pg_dump's output
+                rc = streamed_dump(guard, argv, path)
+            elif guard is not None:
                 # guarded_pinned: confined, not duty-cycled on the CPU (the default
                 # cpu_share=0.30 stops and starts it many times a second)
                 share = {} if a.scenario != "guarded_pinned" else {"cpu_share": None}
@@ -322,6 +333,23 @@ def driver(a: argparse.Namespace) -> None:
         if lower is not None:
             lower.close()
         log.close()
+
+
+def streamed_dump(guard: Any, argv: list[str], path: Path) -> int:
+    """``argv`` (``pg_dump`` writing to its output) streamed by ``guard.stream`` in
+    16 KiB chunks into ``path``, written back a window at a time; its exit status (1
+    when it was ended: the harness then counts the bytes in ``path``)."""
+    from wedguard.io.stream import CommandFailed
+    from wedguard.io.writeback import WindowedWriter
+
+    with open(path, "wb") as f:
+        out = WindowedWriter(f)
+        try:
+            guard.stream(argv, out, chunk_size=16384)
+        except CommandFailed:
+            return 1
+        out.close()
+    return 0
 
 
 class Decisions(threading.Thread):

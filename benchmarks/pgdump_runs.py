@@ -6,8 +6,8 @@ Reads every ``benchmarks/results/pgdump-*.json`` written by ``pgdump_pulsed.py``
 writes ``benchmarks/results/pgdump-runs.json``: per scenario the runs it was measured
 in, its p95 and p99 ratios (least, median, most) and their intervals' widest half
 width, the share of the unguarded dump's throughput it kept, how many runs showed
-its p99 within issue 18's ``P99_GOAL`` by the interval's upper end, and how many met
-the whole goal (p95 within +5 % and p99 within +25 % by their upper ends, keeping at
+its p99 within issue 18's ``P99_GOAL`` by the interval's upper end, how many its p95
+within ``P95_GOAL`` keeping ``KEPT_GOAL``, and how many met the whole goal (p95 within +5 % and p99 within +25 % by their upper ends, keeping at
 least 30 %); and the A/A rows' half widths. The scenarios' definitions are in
 ``pgdump_pulsed.py``. Left out (``BEFORE``): the confined scenarios of the run before
 the backend was confined at its start (``pgdump-pinned.json``: the backend ran on
@@ -88,6 +88,9 @@ def summary(found: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         if scenario != "none" and all(s.get("kept") is not None for _, s in rows):
             entry["kept"] = spread([s["kept"] for _, s in rows])
         entry["p99_shown_within_goal"] = sum(s["p99"]["high"] <= P99_GOAL for _, s in rows)
+        entry["p95_goal_met"] = sum(
+            s["p95"]["high"] <= P95_GOAL and (s.get("kept") or 0.0) >= KEPT_GOAL for _, s in rows
+        )
         entry["goal_met"] = sum(met(s) for _, s in rows)
         scenarios[scenario] = entry
     aa = [
@@ -96,6 +99,8 @@ def summary(found: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         if "none" in data["scenarios"]
     ]  # fmt: skip
     backups = {k: e for k, e in scenarios.items() if k != "none" and not k.startswith("busy")}
+    shown = any(e["p99_shown_within_goal"] for e in backups.values())
+    whole = any(e["goal_met"] for e in backups.values())
     return {
         "benchmark": "pgdump-runs",
         "runs": len(found),
@@ -104,10 +109,11 @@ def summary(found: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         "last": found[-1][1]["date"] if found else None,
         "goal": {"p95": P95_GOAL, "p99": P99_GOAL, "kept": KEPT_GOAL},
         "aa_half_width": {**spread(aa), "runs": len(aa), "within_2pc": sum(h <= 0.02 for h in aa)},
-        "goal_met_in_any_run": any(e["goal_met"] for e in backups.values()),
-        "p99_shown_within_goal_in_any_run": any(
-            e["p99_shown_within_goal"] for e in backups.values()
-        ),
+        "goal_met_in_any_run": whole,
+        "p99_shown_within_goal_in_any_run": shown,
+        # words for the pages
+        "goal_says": "met in some run" if whole else "met in no run",
+        "p99_says": "shown in some run" if shown else "shown in no run",
         "best_p99_median": min(
             ({"scenario": k, **e["p99"]} for k, e in backups.items() if e["runs"] >= 2),
             key=lambda e: e["median"],

@@ -9,7 +9,8 @@ it comes), ``pgdump-auto.json``, ``pgdump-shm.json`` (written to memory) and
 ``pgdump-idle.json`` (the confined dump at ``SCHED_IDLE``) and ``pgdump-writeback.json``
 (the dump kept, written back steadily or fsync'ed at its end) and ``pgdump-lowered.json``
 (the defaults' priorities on the confined dump) and ``pgdump-fair.json`` (the guard as
-it comes, repeated) and ``pgdump-slice.json`` (short CPU slices, one busy core) hold per scenario the pooled ratios and the dump's bytes; the
+it comes, repeated) and ``pgdump-slice.json`` (short CPU slices, one busy core) and ``pgdump-paced.json`` (the
+confined dump paced) hold per scenario the pooled ratios and the dump's bytes; the
 goal's verdicts and the shares the docs quote are recomputed from them here, so
 neither can be edited apart from the other.
 """
@@ -44,6 +45,7 @@ RESULTS = [
         "lowered",
         "fair",
         "slice",
+        "paced",
     )
 ]
 
