@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -245,6 +246,21 @@ def test_wedguard_run_refuses_a_bad_count(tmp_path: Any) -> None:
     assert done.returncode == 2
     assert "--cpus: '0' is not valid; expected a number of cores >= 1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("text", ["+1", " 1", "1_0", "１", "-1", "1.0", ""])
+def test_a_count_is_digits_only(text: str) -> None:
+    from wedguard.cli.run import _cores
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a number of cores >= 1"):
+        _cores(text)
+
+
+@given(st.integers(min_value=1, max_value=10**6))
+def test_any_positive_count_in_digits_is_taken(n: int) -> None:
+    from wedguard.cli.run import _cores
+
+    assert _cores(str(n)) == n
 
 
 # -- the configuration file --------------------------------------------------------------------

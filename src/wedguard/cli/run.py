@@ -64,10 +64,8 @@ def _cores(text: str) -> int | str:
     """``--cpus``: a count >= 1, ``all-but-one`` or ``all``."""
     if text in ("all-but-one", "all"):
         return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
+    # digits only: int() would also take "+2", " 2" and "2_0"
+    n = int(text) if text.isascii() and text.isdigit() else 0
     if n < 1:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not valid; expected a number of cores >= 1, all-but-one or all"
