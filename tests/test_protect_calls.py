@@ -229,3 +229,75 @@ def test_calls_running_when_the_guard_closes_are_reported_after_it():
     assert (
         sum(r.ops for r in sink.of_kind("session") if r.name.endswith("upload")) == state["calls"]
     )
+
+
+def _interrupted_once(monkeypatch):
+    """``_Light`` interrupted while it is made (a Ctrl-C there), the first time only."""
+    from wedguard.runtime import protect
+
+    real, calls = protect._set_current, []
+
+    def once(value):
+        calls.append(value)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(value)
+
+    monkeypatch.setattr(protect, "_set_current", once)
+
+
+def test_a_ctrl_c_as_a_light_call_starts_leaves_its_slot_free(monkeypatch):
+    sink = RecordingSink()
+    guard = Guard(
+        rate="100MB/s", calendar=None, sources=[], sinks=[sink], max_concurrent=1, slot_timeout=0.2
+    )
+    ran = []
+
+    @guard.protect(cost=1000)
+    def upload():
+        ran.append(1)
+
+    _interrupted_once(monkeypatch)
+    try:
+        try:
+            upload()
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("the interruption was swallowed")
+        assert ran == []
+        with guard.session("next"):  # the one slot is free: no SlotTimeout
+            pass
+        upload()
+        assert ran == [1]
+    finally:
+        guard.close()
+    assert sum(r.name.endswith("upload") for r in sink.of_kind("session")) >= 1
+
+
+def test_a_cancellation_as_an_async_light_call_starts_leaves_its_slot_free(monkeypatch):
+    guard = Guard(
+        rate="100MB/s", calendar=None, sources=[], sinks=[], max_concurrent=1, slot_timeout=0.2
+    )
+
+    @guard.protect(cost=1000)
+    async def upload():
+        return "done"
+
+    _interrupted_once(monkeypatch)
+
+    async def main():
+        try:
+            await upload()
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("the interruption was swallowed")
+        async with guard.session("next"):
+            pass
+        return await upload()
+
+    try:
+        assert asyncio.run(main()) == "done"
+    finally:
+        guard.close()

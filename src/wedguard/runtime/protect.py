@@ -222,11 +222,12 @@ class _Protected:
                 self.wait_gate(b)
             ticket = self.account.begin(n, self.ops, self.watched)
             if ticket is not False:
-                light = _Light(self, n, ticket)
+                light = None  # (a Ctrl-C while it is made must not keep the slot)
                 try:
+                    light = _Light(self, n, ticket)
                     result = self.func(*args, **kwargs)
                 except BaseException as exc:
-                    light.end(exc)
+                    self.ended(light, ticket, n, exc)
                     raise
                 light.end(None)
                 return result
@@ -234,6 +235,19 @@ class _Protected:
                 return self.inside(s, n, args, kwargs, gated=True)
         with self.guard.session(self.label) as s:
             return self.inside(s, n, args, kwargs)
+
+    def ended(
+        self, light: _Light | None, ticket: CallSlot | None, n: float, exc: BaseException
+    ) -> None:
+        """A call on the light lane raised ``exc``; ``light`` None: before the call
+        was made (a breaker trial's place given back, its slot freed, the call counted
+        as one that failed)."""
+        if light is not None:
+            light.end(exc)
+            return
+        _release(self.breaker)
+        if ticket is not None:
+            self.account.end(ticket, n, self.ops, exc)
 
     def inside(self, s: Session, n: float, args: Any, kwargs: Any, gated: bool = False) -> Any:
         if not gated:
@@ -259,11 +273,12 @@ class _Protected:
             await self.pass_gate_async()
             ticket = self.account.begin(n, self.ops, self.watched)
             if ticket is not False:
-                light = _Light(self, n, ticket)
+                light = None  # (a cancellation while it is made must not keep the slot)
                 try:
+                    light = _Light(self, n, ticket)
                     result = await self.func(*args, **kwargs)
                 except BaseException as exc:
-                    light.end(exc)
+                    self.ended(light, ticket, n, exc)
                     raise
                 light.end(None)
                 return result
