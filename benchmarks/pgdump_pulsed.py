@@ -92,18 +92,20 @@ Scenarios (each once per run, in a shuffled order):
   dump's core preempts the compressor at once, and the backend, which holds the
   server's locks, is never starved;
 * ``pinned_short``: ``pinned`` with ``pg_dump`` and its backend on the shortest CPU
-  slice the kernel takes, 0.1 ms (``set_slice``, ``BackendPriority(slice=0.0001)``):
+  slice the kernel takes, 0.1 ms (``set_slice``, ``BackendPriority(cpu_slice=0.0001)``):
   the two take turns on their core, and each turn the scheduler protects the one it
   picks for its slice (1.4 ms by default here) from a production task waking there;
 * ``pinned_static40``, ``pinned_static10``: ``pinned`` paced to 40 % and 10 % of the
   rate of a dump alone: the driver (on the dump's core) reads ``pg_dump``'s output
   from a pipe in reads of up to 16 KiB and sleeps after each, as ``static`` does, so
   the dump runs in bursts of a millisecond or so: what pacing alone reaches;
-* ``guarded_pinned_stream40``: what ``pinned_static40`` does, by a guard: ``guard.stream``
-  of ``pg_dump``'s output in 16 KiB chunks through a guard built with ``cpus=1`` (the
+* ``guarded_pinned_stream40``: the confined dump paced by a guard: ``guard.stream`` of
+  ``pg_dump``'s output in 16 KiB chunks through a guard built with ``cpus=1`` (the
   command and the copying thread on the last core, the backend confined there by the
   guard's source) and ``rate=`` 40 % of the dump alone's bytes a second, the probe and
-  thresholds of every guarded scenario judging as it runs;
+  thresholds of every guarded scenario judging as it runs. Unlike ``pinned_static40``
+  its pace comes from the guard's token bucket, its copying thread is lowered as a
+  session's is (nice, idle I/O) and the file is written back a window at a time;
 * ``guarded_pinned``: ``guard.run`` of a guard built with ``cpus=1`` whose source
   confines the backend the same way, and ``cpu_share=None``: the guard pauses the
   dump for production's sake but does not duty-cycle it on the CPU;
@@ -300,7 +302,7 @@ def driver(a: argparse.Namespace) -> None:
                 writer = windowed(proc, path, idle, window) if synced else None
                 while True:
                     if lower is not None:
-                        lower.sample()
+                        lowered(lower)
                     try:
                         rc = proc.wait(1.0)
                         break
@@ -383,6 +385,14 @@ class Decisions(threading.Thread):
         return {"verdicts": dict(self.verdicts), "reasons": dict(top)}
 
 
+def lowered(source: Any) -> None:
+    """One sample of a lowering source; a backend it could not lower stops the run
+    (the scenario would not be what it says)."""
+    source.sample()
+    if source.backend_error:
+        raise RuntimeError(source.backend_error)
+
+
 def paced(argv: list[str], path: Path, rate: float, size: int = 65536, lower: Any = None) -> int:
     """``argv`` (``pg_dump`` writing to its output) read from a pipe into ``path`` at
     most ``rate`` bytes a second: a sleep after each read of up to ``size`` bytes,
@@ -396,13 +406,13 @@ def paced(argv: list[str], path: Path, rate: float, size: int = 65536, lower: An
     if lower is not None:
         os.sched_setaffinity(0, check_cpus(1))
         lower_process(proc.pid, 0, False, check_cpus(1))
-    due = sampled = time.monotonic()
+    due, sampled = time.monotonic(), -1.0
     with open(path, "wb") as out:
         while chunk := proc.stdout.read1(size):
             out.write(chunk)
             now = time.monotonic()
-            if lower is not None and now - sampled >= 1.0:
-                lower.sample()
+            if lower is not None and now - sampled >= 1.0:  # at once, then once a second
+                lowered(lower)
                 sampled = now
             due = max(due, now) + len(chunk) / rate
             time.sleep(max(0.0, due - time.monotonic()))
@@ -440,21 +450,26 @@ class windowed(threading.Thread):  # noqa: N801 (started like a function)
 
 def busy(a: argparse.Namespace, stop_file: Path) -> None:
     """A mechanism scenario: no dump, one or two processes spinning on the CPU (at
-    ``SCHED_IDLE``, or both confined to the last core) until ``stop_file`` exists."""
+    ``SCHED_IDLE``, or confined to the last core, on 0.1 ms slices for ``_short``)
+    until ``stop_file`` exists."""
     from wedguard.io.priority import check_cpus, lower_process, set_slice
 
     n = 1 if a.scenario.startswith("busy_core_") or a.scenario == "busy_core" else 2
-    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-    for proc in spin:
-        if a.scenario == "busy_cores_idle":
-            os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
-        elif "pinned" in a.scenario:
-            lower_process(proc.pid, 0, False, check_cpus(1))
-        if a.scenario.endswith("_short") and set_slice(proc.pid, SHORT_SLICE):
-            raise RuntimeError(set_slice(proc.pid, SHORT_SLICE))
-    log = open(a.log, "a", encoding="utf-8")  # noqa: SIM115 (the harness reads it)
-    log.close()
-    try:
+    spin: list[subprocess.Popen[bytes]] = []
+    try:  # (set up inside: a spinner left running would skew every later scenario)
+        for _ in range(n):
+            proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            spin.append(proc)
+            if a.scenario == "busy_cores_idle":
+                os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
+            elif "pinned" in a.scenario:
+                notes = lower_process(proc.pid, 0, False, check_cpus(1)).notes
+                if notes:
+                    raise RuntimeError("; ".join(notes))
+            if a.scenario.endswith("_short") and (why := set_slice(proc.pid, SHORT_SLICE)):
+                raise RuntimeError(why)
+        log = open(a.log, "a", encoding="utf-8")  # noqa: SIM115 (the harness reads it)
+        log.close()
         while not stop_file.exists():
             time.sleep(0.05)
     finally:

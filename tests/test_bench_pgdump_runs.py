@@ -59,3 +59,52 @@ def test_a_busy_core_without_a_backup_never_counts_as_a_backup_meeting_the_goal(
     assert out["scenarios"]["busy_core"]["goal_met"] == 1
     assert out["goal_met_in_any_run"] is False
     assert out["p99_shown_within_goal_in_any_run"] is False
+
+
+def _scenario(p95: float, p99: float, kept: float | None, half: float = 0.01) -> dict[str, object]:
+    out: dict[str, object] = {
+        q: {"ratio": r, "low": r - half, "high": r + half}
+        for q, r in (("p50", 1.0), ("p95", p95), ("p99", p99))
+    }
+    if kept is not None:
+        out["kept"] = kept
+    return out
+
+
+def test_the_counts_and_spreads_follow_from_the_runs() -> None:
+    found = [
+        ("pgdump-a.json", {"date": "2026-12-07 01:00 UTC", "scenarios": {
+            "none": _scenario(1.0, 1.0, None, half=0.02),
+            "pinned": _scenario(1.0, 1.4, 0.9),
+        }}),
+        ("pgdump-b.json", {"date": "2026-12-07 02:00 UTC", "scenarios": {
+            "none": _scenario(1.0, 1.0, None, half=0.05),
+            "pinned": _scenario(1.06, 1.2, 0.8),
+            "guarded": _scenario(1.0, 1.1, 0.2),
+        }}),
+    ]  # fmt: skip
+    out = runs.summary(found)
+    pinned = out["scenarios"]["pinned"]
+    assert pinned["runs"] == 2
+    assert pinned["p99"] == {"least": 1.2, "median": 1.3, "most": 1.4, "widest_half_width": 0.01}
+    assert pinned["kept"] == {"least": 0.8, "median": 0.85, "most": 0.9}
+    assert pinned["p95_goal_met"] == 1  # 1.01 in the first run; 1.07 is over
+    assert pinned["p99_shown_within_goal"] == 1  # 1.21 in the second
+    assert pinned["goal_met"] == 0  # never both in one run
+    assert out["scenarios"]["guarded"]["goal_met"] == 0  # kept 20 %
+    assert out["aa_half_width"]["least"] == 0.02
+    assert out["aa_half_width"]["most"] == 0.05
+    assert out["aa_half_width"]["within_2pc"] == 1
+    # the lowest p99 of a backup keeping 30 %: not the guarded one's (it kept 20 %)
+    assert out["lowest_p99_kept"]["scenario"] == "pinned"
+    assert out["lowest_p99_kept"]["file"] == "pgdump-b.json"
+    assert out["p99_says"] == "shown in some run"
+    assert out["goal_says"] == "met in no run"
+
+
+def test_every_mechanism_scenario_is_named_as_one() -> None:
+    from script_helpers import load_script as load
+
+    pulsed = load(ROOT / "benchmarks" / "pgdump_pulsed.py", "bench_pgdump_pulsed")
+    assert all(name.startswith("busy") for name in pulsed.MECHANISM)
+    assert not any(name.startswith("busy") for name in pulsed.SCENARIOS)

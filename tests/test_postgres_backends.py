@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from conftest_postgres import APP_PASSWORD, APP_USER, PostgresServer, postgres_server
 from wedguard.config import Config
 from wedguard.errors import ConfigError
-from wedguard.io.priority import slice_of
+from wedguard.io.priority import set_slice, slice_of
 from wedguard.sources import PostgresSource
 from wedguard.sources.pg_backends import (
     BackendLowerer,
@@ -353,21 +353,49 @@ def test_sched_idle_is_set_and_restored_when_asked(
     assert lowerer.lowered == []
 
 
+def _kernels_own_slice() -> float | None:
+    """The slice a new process runs on (the kernel's own)."""
+    proc = subprocess.Popen(["sleep", "5"])
+    try:
+        return slice_of(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.skipif(slice_of() is None, reason="per-task CPU slices are Linux 6.12+")
-def test_a_short_slice_is_set_and_the_backends_own_restored(
+def test_a_short_slice_is_set_and_the_kernels_own_restored(
     postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
 ) -> None:
     backend = blocked_dump["backend"]
-    before, own = _priority(backend), slice_of(backend)
+    before = _priority(backend)
+    assert set_slice(backend, 0.0005) == ""  # one of its own: not kept
     lowerer = BackendLowerer(BackendPriority(nice=None, ionice=None, cpus=None, cpu_slice=0.0001))
     assert lowerer.update([backend]) == [backend]
     assert slice_of(backend) == pytest.approx(0.0001)
     assert _priority(backend) == before  # nothing else changed
     assert lowerer.restore() == [backend]
-    assert slice_of(backend) == own
+    assert slice_of(backend) == _kernels_own_slice()
     dump, _ = blocked_dump["proc"].communicate(timeout=50)
     assert blocked_dump["proc"].returncode == 0
     assert _restores_to_the_same_rows(postgres_server, dump, database)
+
+
+@pytest.mark.skipif(slice_of() is None, reason="per-task CPU slices are Linux 6.12+")
+def test_a_slice_and_sched_idle_are_both_set_and_restored(
+    postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
+) -> None:
+    backend = blocked_dump["backend"]
+    before = _priority(backend)
+    lowerer = BackendLowerer(
+        BackendPriority(nice=None, ionice=None, sched_idle=True, cpus=None, cpu_slice=0.0002)
+    )
+    assert lowerer.update([backend]) == [backend]
+    assert os.sched_getscheduler(backend) == os.SCHED_IDLE
+    assert slice_of(backend) == pytest.approx(0.0002)  # set first: SCHED_IDLE keeps it
+    assert lowerer.restore() == [backend]
+    assert _priority(backend) == before
+    assert slice_of(backend) == _kernels_own_slice()
 
 
 @pytest.mark.parametrize("bad", [0.5, 0, "1ms", True])

@@ -9,6 +9,7 @@ without per-task slices.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import subprocess
@@ -26,10 +27,8 @@ from wedguard import _slice
 from wedguard.errors import ConfigError
 from wedguard.io.priority import check_slice, set_slice, slice_of
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or slice_of() is None,
-    reason="per-task CPU slices are Linux 6.12+",
-)
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+needs_slices = pytest.mark.skipif(slice_of() is None, reason="per-task CPU slices: Linux 6.12+")
 
 
 @pytest.fixture
@@ -74,6 +73,7 @@ def test_none_is_the_kernels_own_slice() -> None:
 # -- real processes --------------------------------------------------------------------------
 
 
+@needs_slices
 def test_the_slice_read_back_is_the_one_set_and_nothing_else_changes(
     sleeper: subprocess.Popen[bytes],
 ) -> None:
@@ -89,6 +89,7 @@ def test_the_slice_read_back_is_the_one_set_and_nothing_else_changes(
     assert slice_of(sleeper.pid) == default  # the kernel's own again
 
 
+@needs_slices
 def test_what_a_process_starts_after_its_slice_was_set_runs_on_it() -> None:
     code = textwrap.dedent(
         """
@@ -113,6 +114,7 @@ def test_what_a_process_starts_after_its_slice_was_set_runs_on_it() -> None:
     assert child == pytest.approx(0.0003)
 
 
+@needs_slices
 def test_a_real_time_task_keeps_its_policy_and_the_note_says_why(
     sleeper: subprocess.Popen[bytes],
 ) -> None:
@@ -121,9 +123,37 @@ def test_a_real_time_task_keeps_its_policy_and_the_note_says_why(
     except PermissionError:
         pytest.fail("the suite runs as root (.ci/run); SCHED_FIFO was refused")
     note = set_slice(sleeper.pid, 0.0002)
-    assert "not a normal one" in note
+    assert "takes no slice (SCHED_OTHER or SCHED_BATCH)" in note
     assert os.sched_getscheduler(sleeper.pid) == os.SCHED_FIFO
     assert slice_of(sleeper.pid) is None
+
+
+@needs_slices
+def test_a_task_in_sched_idle_takes_no_slice_and_one_set_before_is_kept(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    os.sched_setscheduler(sleeper.pid, os.SCHED_IDLE, os.sched_param(0))
+    default = slice_of(sleeper.pid)
+    note = set_slice(sleeper.pid, 0.0002)
+    assert "takes no slice" in note
+    assert slice_of(sleeper.pid) == default  # said, and nothing changed
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        assert set_slice(other.pid, 0.0002) == ""
+        os.sched_setscheduler(other.pid, os.SCHED_IDLE, os.sched_param(0))
+        assert slice_of(other.pid) == pytest.approx(0.0002)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_reset_on_fork_is_kept(sleeper: subprocess.Popen[bytes]) -> None:
+    attr = _slice._sched_attr(sleeper.pid)
+    attr.flags |= 0x01  # SCHED_FLAG_RESET_ON_FORK
+    attr.size = 48
+    assert _slice._libc().syscall(_slice._syscalls()[0], sleeper.pid, ctypes.byref(attr), 0) == 0
+    set_slice(sleeper.pid, 0.0002)
+    assert _slice._sched_attr(sleeper.pid).flags & 0x01
 
 
 def test_a_process_that_is_gone_is_said_not_raised() -> None:
@@ -133,6 +163,7 @@ def test_a_process_that_is_gone_is_said_not_raised() -> None:
     assert set_slice(proc.pid, 0.0002) == "no CPU slice set: No such process"
 
 
+@needs_slices
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_another_users_process_is_left_and_the_note_says_why(
     sleeper: subprocess.Popen[bytes],

@@ -40,6 +40,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -51,8 +52,8 @@ from collections.abc import Iterable
 import attrs
 import psutil
 
-from wedguard import _checks
-from wedguard._slice import check_slice, set_slice, slice_of
+from wedguard import _checks, _slice
+from wedguard._slice import check_slice
 from wedguard.errors import ConfigError, WedguardError
 
 __all__ = [
@@ -120,10 +121,13 @@ class BackendPriority:
             ``pg_dump`` alone, its backend spilled onto the free core and the load's
             p95 rose ×1.6.
         cpu_slice: its CPU slice in seconds (0.0001 to 0.1), or None (default: the
-            kernel's own, a few milliseconds): how long it runs before a production
-            task waking on its core gets in (Linux 6.12+; see
-            :func:`wedguard.io.priority.set_slice`). Elsewhere it is left, said once
-            in the log.
+            kernel's own, a millisecond or two): how long it runs in one piece while
+            a production task waits on its core (Linux 6.12+; see
+            :func:`wedguard.io.priority.set_slice`). Set before ``sched_idle``, which
+            keeps it. Restored to the kernel's own (a slice the backend had of its
+            own is not kept: PostgreSQL sets none). On an older kernel it is left,
+            said once in the log. Measured, it did not lower a load's tail (the
+            PostgreSQL how-to), so it is off unless asked.
 
     .. versionchanged:: 0.3.0 ``cpus``, by default ``"all-but-one"``.
     .. versionadded:: 0.4.0 ``cpu_slice``.
@@ -423,7 +427,6 @@ class BackendLowerer:
                     None if self.priority.cpus is None else frozenset(os.sched_getaffinity(pid))
                 ),
                 at=time.monotonic(),
-                cpu_slice=None if self.priority.cpu_slice is None else slice_of(pid),
             )
         except (psutil.NoSuchProcess, ProcessLookupError):
             return None  # ended between the query and now
@@ -432,6 +435,8 @@ class BackendLowerer:
             raise BackendPriorityError(pid, _owner(proc), why) from None
         p = self.priority
         try:
+            if p.cpu_slice is not None:  # first: SCHED_IDLE keeps it, takes none after
+                saved = self._slice(pid, saved, p.cpu_slice)
             if p.nice is not None and p.nice > saved.nice:
                 os.setpriority(os.PRIO_PROCESS, pid, p.nice)
             if p.ionice == "idle":
@@ -442,12 +447,6 @@ class BackendLowerer:
                 cores = p.cpus & saved.affinity  # within the server's own cpuset
                 if cores:  # none in common: it runs away from the dump's cores already
                     os.sched_setaffinity(pid, cores)
-            if p.cpu_slice is not None and saved.cpu_slice is None:  # none on this kernel
-                _slice_unknown()
-            elif p.cpu_slice is not None:
-                note = set_slice(pid, p.cpu_slice)
-                if note:
-                    raise PermissionError(1, note.removeprefix("no CPU slice set: "))
         except (psutil.NoSuchProcess, ProcessLookupError):
             return None
         except (PermissionError, psutil.AccessDenied) as exc:
@@ -460,6 +459,18 @@ class BackendLowerer:
             raise BackendPriorityError(pid, _owner(proc), why) from None
         log.debug("lowered PostgreSQL backend %d to %s", pid, p)
         return saved
+
+    @staticmethod
+    def _slice(pid: int, saved: Saved, seconds: float) -> Saved:
+        """Give backend ``pid`` a CPU slice of ``seconds``; ``saved`` noting it."""
+        try:
+            _slice.apply(pid, seconds)
+        except OSError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                raise
+            _slice_unknown()  # a kernel without per-task slices: left, said once
+            return saved
+        return attrs.evolve(saved, cpu_slice=seconds)
 
 
 @functools.cache
@@ -481,10 +492,6 @@ def _restore(saved: Saved) -> bool:
             os.sched_setaffinity(saved.pid, saved.affinity)
         if os.sched_getscheduler(saved.pid) != saved.policy:
             os.sched_setscheduler(saved.pid, saved.policy, os.sched_param(0))
-        if saved.cpu_slice is not None and slice_of(saved.pid) != saved.cpu_slice:
-            note = set_slice(saved.pid, saved.cpu_slice)
-            if note:
-                raise PermissionError(1, note)
         io = proc.ionice()
         if (int(io.ioclass), int(io.value)) == (saved.ioclass, saved.iovalue):
             pass  # as it was (a change refused half-way changed nothing here)
@@ -494,6 +501,8 @@ def _restore(saved: Saved) -> bool:
             proc.ionice(saved.ioclass)
         if os.getpriority(os.PRIO_PROCESS, saved.pid) != saved.nice:
             os.setpriority(os.PRIO_PROCESS, saved.pid, saved.nice)
+        if saved.cpu_slice is not None:  # last: the kernel's own slice again
+            _slice.apply(saved.pid, None)
     except (psutil.NoSuchProcess, ProcessLookupError):
         return False
     except (PermissionError, psutil.AccessDenied) as exc:
