@@ -268,7 +268,7 @@ def driver(a: argparse.Namespace) -> None:
             full = [*argv, "-f", str(path)]
             info: dict[str, Any] = {}
             if guard is not None and streamed:  # the guard reads pg_dump's output
-                rc = streamed_dump(guard, argv, path)
+                rc = streamed_dump(guard, argv, path, stop_file)
             elif guard is not None:
                 # guarded_pinned: confined, not duty-cycled on the CPU (the default
                 # cpu_share=0.30 stops and starts it many times a second)
@@ -337,21 +337,38 @@ def driver(a: argparse.Namespace) -> None:
         log.close()
 
 
-def streamed_dump(guard: Any, argv: list[str], path: Path) -> int:
+def streamed_dump(guard: Any, argv: list[str], path: Path, stop_file: Path) -> int:
     """``argv`` (``pg_dump`` writing to its output) streamed by ``guard.stream`` in
     16 KiB chunks into ``path``, written back a window at a time; its exit status (1
-    when it was ended: the harness then counts the bytes in ``path``)."""
+    when it was ended: the harness then counts the bytes in ``path``). When
+    ``stop_file`` appears the guard is stopped, so that a session the guard holds
+    (its probe judging harm) ends too instead of waiting for the guard to resume."""
+    from wedguard.errors import EmergencyStop
     from wedguard.io.stream import CommandFailed
     from wedguard.io.writeback import WindowedWriter
 
-    with open(path, "wb") as f:
-        out = WindowedWriter(f)
-        try:
-            guard.stream(argv, out, chunk_size=16384)
-        except CommandFailed:
-            return 1
-        out.close()
-    return 0
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            if stop_file.exists():
+                guard.stop("the harness ended the scenario")
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with open(path, "wb") as f:
+            out = WindowedWriter(f)
+            try:
+                guard.stream(argv, out, chunk_size=16384)
+            except (CommandFailed, EmergencyStop):
+                return 1
+            out.close()
+        return 0
+    finally:
+        done.set()
+        watcher.join()
 
 
 class Decisions(threading.Thread):

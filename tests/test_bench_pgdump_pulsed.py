@@ -10,7 +10,7 @@ it comes), ``pgdump-auto.json``, ``pgdump-shm.json`` (written to memory) and
 (the dump kept, written back steadily or fsync'ed at its end) and ``pgdump-lowered.json``
 (the defaults' priorities on the confined dump) and ``pgdump-fair.json`` (the guard as
 it comes, repeated) and ``pgdump-slice.json`` (short CPU slices, one busy core) and ``pgdump-paced.json`` (the
-confined dump paced) hold per scenario the pooled ratios and the dump's bytes; the
+confined dump paced) and ``pgdump-long.json`` (140 pairs: the A/A's resolution) hold per scenario the pooled ratios and the dump's bytes; the
 goal's verdicts and the shares the docs quote are recomputed from them here, so
 neither can be edited apart from the other.
 """
@@ -46,6 +46,7 @@ RESULTS = [
         "fair",
         "slice",
         "paced",
+        "long",
     )
 ]
 
