@@ -104,9 +104,9 @@ def summary(found: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     lowest = min(
         (
             {"scenario": k, "file": name, **s["p99"], "kept": s["kept"]}
-            for name, data in found
-            for k, s in data["scenarios"].items()
-            if k in backups and (name, k) not in BEFORE and (s.get("kept") or 0.0) >= KEPT_GOAL
+            for k in backups
+            for name, s in by[k]
+            if (s.get("kept") or 0.0) >= KEPT_GOAL
         ),
         key=lambda e: e["ratio"],
         default=None,

@@ -364,38 +364,29 @@ def _kernels_own_slice() -> float | None:
 
 
 @pytest.mark.skipif(slice_of() is None, reason="per-task CPU slices are Linux 6.12+")
+@pytest.mark.parametrize("sched_idle", [False, True], ids=["alone", "with-sched-idle"])
 def test_a_short_slice_is_set_and_the_kernels_own_restored(
-    postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
+    postgres_server: PostgresServer,
+    database: str,
+    blocked_dump: dict[str, Any],
+    sched_idle: bool,
 ) -> None:
     backend = blocked_dump["backend"]
     before = _priority(backend)
     assert set_slice(backend, 0.0005) == ""  # one of its own: not kept
-    lowerer = BackendLowerer(BackendPriority(nice=None, ionice=None, cpus=None, cpu_slice=0.0001))
+    lowerer = BackendLowerer(
+        BackendPriority(nice=None, ionice=None, sched_idle=sched_idle, cpus=None, cpu_slice=0.0001)
+    )
     assert lowerer.update([backend]) == [backend]
-    assert slice_of(backend) == pytest.approx(0.0001)
-    assert _priority(backend) == before  # nothing else changed
+    assert slice_of(backend) == pytest.approx(0.0001)  # set first: SCHED_IDLE keeps it
+    idle = (before[0], before[1], os.SCHED_IDLE)
+    assert _priority(backend) == (idle if sched_idle else before)  # nothing else changed
     assert lowerer.restore() == [backend]
+    assert _priority(backend) == before
     assert slice_of(backend) == _kernels_own_slice()
     dump, _ = blocked_dump["proc"].communicate(timeout=50)
     assert blocked_dump["proc"].returncode == 0
     assert _restores_to_the_same_rows(postgres_server, dump, database)
-
-
-@pytest.mark.skipif(slice_of() is None, reason="per-task CPU slices are Linux 6.12+")
-def test_a_slice_and_sched_idle_are_both_set_and_restored(
-    postgres_server: PostgresServer, database: str, blocked_dump: dict[str, Any]
-) -> None:
-    backend = blocked_dump["backend"]
-    before = _priority(backend)
-    lowerer = BackendLowerer(
-        BackendPriority(nice=None, ionice=None, sched_idle=True, cpus=None, cpu_slice=0.0002)
-    )
-    assert lowerer.update([backend]) == [backend]
-    assert os.sched_getscheduler(backend) == os.SCHED_IDLE
-    assert slice_of(backend) == pytest.approx(0.0002)  # set first: SCHED_IDLE keeps it
-    assert lowerer.restore() == [backend]
-    assert _priority(backend) == before
-    assert slice_of(backend) == _kernels_own_slice()
 
 
 @pytest.mark.parametrize("bad", [0.5, 0, "1ms", True])

@@ -151,7 +151,7 @@ def test_reset_on_fork_is_kept(sleeper: subprocess.Popen[bytes]) -> None:
     attr = _slice._sched_attr(sleeper.pid)
     attr.flags |= 0x01  # SCHED_FLAG_RESET_ON_FORK
     attr.size = 48
-    assert _slice._libc().syscall(_slice._syscalls()[0], sleeper.pid, ctypes.byref(attr), 0) == 0
+    assert _slice.libc().syscall(_slice._syscalls()[0], sleeper.pid, ctypes.byref(attr), 0) == 0
     set_slice(sleeper.pid, 0.0002)
     assert _slice._sched_attr(sleeper.pid).flags & 0x01
 

@@ -35,7 +35,7 @@ import threading
 from wedguard import _checks
 from wedguard.errors import ConfigError
 
-__all__ = ["SLICE_MAX", "SLICE_MIN", "apply", "check_slice", "set_slice", "slice_of"]
+__all__ = ["SLICE_MAX", "SLICE_MIN", "apply", "check_slice", "libc", "set_slice", "slice_of"]
 
 _LINUX = sys.platform.startswith("linux")
 # (sched_setattr, sched_getattr) by the kernel's architecture and this process's
@@ -61,7 +61,9 @@ SLICE_MIN, SLICE_MAX = 0.0001, 0.1
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
+    """The C library this process has loaded, errno kept (loaded once: ~9 us a time);
+    :mod:`wedguard.io.priority` calls its ``ioprio`` system calls through it too."""
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -91,9 +93,9 @@ def _sched_attr(tid: int) -> _SchedAttr:
     """``sched_getattr`` of thread ``tid``; OSError with the errno where it fails."""
     nr = _syscalls()[1]
     attr = _SchedAttr()
-    if _libc().syscall(nr, tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
+    if libc().syscall(nr, tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
     return attr
 
 
@@ -161,7 +163,7 @@ def apply(thread_id: int, seconds: float | None) -> None:
     attr.size = ctypes.sizeof(attr)
     attr.flags &= _SCHED_FLAG_RESET_ON_FORK
     attr.runtime = want
-    if _libc().syscall(nr, thread_id, ctypes.byref(attr), 0) != 0:
+    if libc().syscall(nr, thread_id, ctypes.byref(attr), 0) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
     if want and _sched_attr(thread_id).runtime != want:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import logging
 import os
 import platform
@@ -47,7 +46,7 @@ from collections.abc import Iterable, Iterator
 import attrs
 
 from wedguard import _checks
-from wedguard._slice import check_slice, set_slice, slice_of
+from wedguard._slice import check_slice, libc, set_slice, slice_of
 from wedguard.errors import ConfigError
 
 __all__ = [
@@ -223,11 +222,6 @@ def check_nice(value: object, field: str = "nice") -> int:
     return value
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)  # loaded once: ~9 us a time
-
-
 def scheduler_policy(thread_id: int | None = None) -> int | None:
     """The CPU scheduling policy (``os.SCHED_*``) of the calling thread or of
     ``thread_id``; None where it cannot be read (not Linux, the thread is gone).
@@ -260,7 +254,7 @@ def _ioprio(table: dict[str, int], *args: int) -> int:
     nr = table.get(platform.machine())
     if nr is None:
         return -1
-    return int(_libc().syscall(nr, *args))
+    return int(libc().syscall(nr, *args))
 
 
 def _lower_now(
